@@ -1,0 +1,23 @@
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint clean
+
+$(BIN)/amc: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(BIN)/amc
+
+demo: $(BIN)/amc
+	$(BIN)/amc demo
+
+test: $(BIN)/amc
+	$(BIN)/python -m pytest
+
+lint: $(BIN)/amc
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf runs/demo .pytest_cache

@@ -1,0 +1,136 @@
+"""Reading and writing model checkpoints safely.
+
+Files are read with ``torch.load(weights_only=True)`` unless the user opts out. A pruned
+model is saved as a plain state dict plus metadata; loading it into the dense architecture
+resizes each conv, BatchNorm and linear layer to the saved shapes, so no pickled code is
+needed to restore the pruned architecture.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from amc.errors import AmcError
+
+FORMAT = "amc-model/1"
+
+
+def read_file(path: str | Path, unsafe_load: bool = False) -> Any:
+    """Load a torch file, turning every failure into a one-line :class:`AmcError`."""
+    p = Path(path)
+    if not p.is_file():
+        raise AmcError(f"checkpoint {str(p)!r} does not exist; pass an existing file")
+    try:
+        return torch.load(p, map_location="cpu", weights_only=not unsafe_load)
+    except pickle.UnpicklingError as e:
+        if unsafe_load:
+            raise AmcError(f"{p} is not a PyTorch checkpoint ({e}); pass a .pt/.th file") from e
+        raise AmcError(f"{p} is not a weights-only checkpoint (it holds pickled objects or is "
+                       "not a checkpoint at all); pass --unsafe-load only if you trust it") from e
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise AmcError(f"{p} is not a PyTorch checkpoint ({msg}); pass a .pt/.th file") from e
+
+
+def extract_state_dict(obj: Any, path: str | Path = "checkpoint") -> dict[str, torch.Tensor]:
+    """Find the state dict inside a loaded checkpoint and strip a ``module.`` prefix."""
+    if isinstance(obj, nn.Module):
+        obj = obj.state_dict()
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model_state", "model"):
+            if key in obj and isinstance(obj[key], dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not obj or not all(
+            isinstance(v, torch.Tensor) for v in obj.values()):
+        raise AmcError(f"{path} holds no state dict of tensors; pass a model checkpoint")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def _resize_layer(module: nn.Module, name: str, shape: torch.Size) -> None:
+    """Change a layer's attributes so that its parameter ``name`` takes ``shape``."""
+    if isinstance(module, nn.Conv2d) and name == "weight":
+        depthwise = module.groups > 1 and module.groups == module.in_channels
+        module.out_channels = shape[0]
+        if depthwise:
+            module.groups = module.in_channels = shape[0]
+        else:
+            module.in_channels = shape[1] * module.groups
+    elif isinstance(module, nn.BatchNorm2d | nn.BatchNorm1d | nn.LayerNorm | nn.GroupNorm):
+        if hasattr(module, "num_features"):
+            module.num_features = shape[0]
+    elif isinstance(module, nn.Linear) and name == "weight":
+        module.out_features, module.in_features = shape[0], shape[1]
+
+
+def load_state_dict_resizing(model: nn.Module, state: dict[str, torch.Tensor],
+                             resize: bool, path: str | Path = "checkpoint") -> None:
+    """Copy ``state`` into ``model``; with ``resize`` adopt differing (pruned) shapes.
+
+    Raises:
+        AmcError: on missing/unexpected keys or, without ``resize``, the first shape mismatch.
+    """
+    own = model.state_dict()
+    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected:
+        first = (f"missing tensor {missing[0]!r}" if missing
+                 else f"unexpected tensor {unexpected[0]!r}")
+        raise AmcError(f"{path} does not fit this architecture ({first}); pass a checkpoint "
+                       "of the same model")
+    for key, value in state.items():
+        if own[key].shape == value.shape:
+            continue
+        if not resize:
+            raise AmcError(f"{path} does not fit this architecture: tensor {key!r} has shape "
+                           f"{tuple(value.shape)} in the checkpoint but {tuple(own[key].shape)} "
+                           "in the model; pass a checkpoint of the same model")
+        mod_name, _, attr = key.rpartition(".")
+        module = model.get_submodule(mod_name)
+        _resize_layer(module, attr, value.shape)
+        old = getattr(module, attr)
+        new = torch.zeros(value.shape, dtype=old.dtype)
+        if isinstance(old, nn.Parameter):
+            setattr(module, attr, nn.Parameter(new, requires_grad=old.requires_grad))
+        else:
+            module.register_buffer(attr, new)
+    model.load_state_dict(state, strict=False)
+
+
+def load_into(model: nn.Module, path: str | Path, unsafe_load: bool = False) -> dict[str, Any]:
+    """Load a checkpoint file into ``model`` in place; returns the file's metadata (if any)."""
+    obj = read_file(path, unsafe_load)
+    meta: dict[str, Any] = {}
+    pruned = isinstance(obj, dict) and obj.get("format") == FORMAT
+    if pruned:
+        meta = dict(obj.get("meta", {}))
+    load_state_dict_resizing(model, extract_state_dict(obj, path), resize=pruned, path=path)
+    return meta
+
+
+def save_model(model: nn.Module, path: str | Path, model_name: str,
+               meta: dict[str, Any] | None = None) -> Path:
+    """Save weights and (pruned) shapes so that ``create_model(name, checkpoint=path)`` restores
+    the model without the policy and without pickled code."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    tmp = p.with_suffix(p.suffix + ".tmp")
+    torch.save({"format": FORMAT, "model": model_name, "meta": meta or {}, "state_dict": state},
+               tmp)
+    tmp.replace(p)
+    return p
+
+
+def checkpoint_model_name(path: str | Path) -> str | None:
+    """The registry name stored in an amc model file, or None for a plain checkpoint."""
+    obj = read_file(path)
+    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        return str(obj.get("model"))
+    return None

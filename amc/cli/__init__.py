@@ -1,0 +1,67 @@
+"""The ``amc`` command line: one console script with sub-commands.
+
+Every user error ends with a one-line ``amc: error: ...`` message and exit code 2. Heavy
+imports (the RL side, Ray) happen inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from amc.errors import AmcError
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad command line on one line, exit code 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        sys.stderr.write(f"amc: error: {message} (see `{self.prog} --help`)\n")
+        raise SystemExit(2)
+
+
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from amc.cli import core
+
+    parser = OneLineParser(prog="amc", description="AutoML compression: find per-layer pruning "
+                           "ratios (AMC), then fine-tune, verify and export the smaller model.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    core.register(sub)
+    for name in ("prune", "search", "finetune", "export", "report", "compare", "submit", "jobs"):
+        mod = _optional(name)
+        if mod is not None:
+            mod.register(sub)
+    return parser
+
+
+def _optional(name: str):
+    import importlib
+
+    try:
+        return importlib.import_module(f"amc.cli.{name}")
+    except ModuleNotFoundError as e:
+        if e.name == f"amc.cli.{name}":
+            return None
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``amc`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        rc = args.func(args)
+    except AmcError as e:
+        sys.stderr.write(f"amc: error: {e}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("amc: interrupted\n")
+        return 130
+    return int(rc or 0)
+

@@ -1,0 +1,173 @@
+"""Cost model: per-layer and whole-model MACs and parameters, and measured latency.
+
+MACs are counted by forward hooks on the leaf layers that do arithmetic: convolutions
+(grouped and depthwise included), linear layers and BatchNorm (one multiply-add per output
+element). Parameters are counted once per tensor, so shared weights are not double counted.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+COUNTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d,
+           nn.BatchNorm3d)
+
+
+@dataclass
+class LayerCost:
+    """Cost of one leaf layer for one input image.
+
+    Attributes:
+        name: Qualified module name.
+        type: Module class name.
+        in_channels: Input channels (features for linear layers).
+        out_channels: Output channels (features for linear layers).
+        kernel: Kernel size (1 for linear and BatchNorm).
+        stride: Stride (1 for linear and BatchNorm).
+        groups: Convolution groups.
+        in_hw: Input (H, W); (1, 1) for linear layers.
+        out_hw: Output (H, W); (1, 1) for linear layers.
+        macs: Multiply-accumulates per image.
+        params: Parameters of this layer.
+    """
+
+    name: str
+    type: str
+    in_channels: int
+    out_channels: int
+    kernel: int
+    stride: int
+    groups: int
+    in_hw: tuple[int, int]
+    out_hw: tuple[int, int]
+    macs: int
+    params: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _layer_macs(m: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> int:
+    if isinstance(m, nn.Conv1d | nn.Conv2d | nn.Conv3d):
+        per_out = (m.in_channels // m.groups) * int(np.prod(m.kernel_size))
+        return int(out[0].numel()) * per_out
+    if isinstance(m, nn.Linear):
+        return int(out[0].numel()) * m.in_features
+    return int(out[0].numel())  # BatchNorm: one scale-and-shift per element
+
+
+def layer_costs(model: nn.Module, input_size: tuple[int, ...]) -> list[LayerCost]:
+    """Trace one forward pass of a single image and return the cost of every counted layer.
+
+    Args:
+        model: Any module.
+        input_size: (C, H, W) of one input image.
+    """
+    rows: list[LayerCost] = []
+    hooks = []
+
+    def make_hook(name: str):
+        def hook(m: nn.Module, args: tuple, out: torch.Tensor) -> None:
+            x = args[0]
+            conv = isinstance(m, nn.Conv1d | nn.Conv2d | nn.Conv3d)
+            k = int(m.kernel_size[0]) if conv else 1
+            s = int(m.stride[0]) if conv else 1
+            in_hw = tuple(x.shape[2:4]) if x.dim() >= 4 else (1, 1)
+            out_hw = tuple(out.shape[2:4]) if out.dim() >= 4 else (1, 1)
+            cin = m.in_channels if conv else (m.in_features if isinstance(m, nn.Linear)
+                                              else m.num_features)
+            cout = m.out_channels if conv else (m.out_features if isinstance(m, nn.Linear)
+                                                else m.num_features)
+            rows.append(LayerCost(name, type(m).__name__, int(cin), int(cout), k, s,
+                                  int(getattr(m, "groups", 1)), in_hw, out_hw,
+                                  _layer_macs(m, x, out),
+                                  sum(p.numel() for p in m.parameters(recurse=False))))
+        return hook
+
+    for name, m in model.named_modules():
+        if isinstance(m, COUNTED):
+            hooks.append(m.register_forward_hook(make_hook(name)))
+    was_training = model.training
+    model.eval()
+    try:
+        p = next(model.parameters(), None)
+        dev = p.device if p is not None else torch.device("cpu")
+        with torch.inference_mode():
+            model(torch.zeros(1, *input_size, device=dev))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return rows
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of distinct parameter elements."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def model_cost(model: nn.Module, input_size: tuple[int, ...]) -> tuple[int, int]:
+    """(MACs per image, parameters) of the whole model."""
+    return sum(r.macs for r in layer_costs(model, input_size)), count_params(model)
+
+
+@dataclass
+class Latency:
+    """A latency measurement in milliseconds.
+
+    Attributes:
+        median_ms: Median over the timed runs.
+        iqr_ms: Inter-quartile range over the timed runs.
+        batch: Batch size.
+        threads: torch intra-op threads used.
+        runs: Timed runs.
+    """
+
+    median_ms: float
+    iqr_ms: float
+    batch: int
+    threads: int
+    runs: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def measure_latency(model: nn.Module, input_size: tuple[int, ...], batch: int = 1,
+                    runs: int = 20, warmup: int = 3, threads: int | None = None,
+                    channels_last: bool = False) -> Latency:
+    """Median and IQR of the forward time of ``model`` on a random batch on the CPU.
+
+    Args:
+        model: The model (put in eval mode for the measurement).
+        input_size: (C, H, W).
+        batch: Batch size.
+        runs: Timed runs.
+        warmup: Untimed runs first.
+        threads: torch threads during the measurement (default: leave as is).
+        channels_last: Run in channels-last memory format.
+    """
+    old = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.eval().to(memory_format=fmt)
+    x = torch.randn(batch, *input_size).to(memory_format=fmt)
+    times = []
+    try:
+        with torch.inference_mode():
+            for _ in range(warmup):
+                model(x)
+            for _ in range(runs):
+                t = time.perf_counter()
+                model(x)
+                times.append((time.perf_counter() - t) * 1e3)
+    finally:
+        torch.set_num_threads(old)
+    q1, med, q3 = np.percentile(times, [25, 50, 75])
+    return Latency(float(med), float(q3 - q1), batch, threads or old, runs)

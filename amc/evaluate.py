@@ -1,0 +1,92 @@
+"""Fast evaluation: top-1, top-5 and per-class accuracy on pre-normalised tensors."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from amc.progress import progress_iter
+
+
+@dataclass
+class EvalResult:
+    """Accuracy of a model on one split.
+
+    Attributes:
+        top1: Top-1 accuracy in percent.
+        top5: Top-5 accuracy in percent.
+        n: Number of images.
+        per_class: Top-1 per class in percent.
+        seconds: Wall time of the evaluation.
+        logits: All logits, when asked for.
+    """
+
+    top1: float
+    top5: float
+    n: int
+    per_class: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    logits: torch.Tensor | None = None
+
+    @property
+    def images_per_s(self) -> float:
+        return self.n / self.seconds if self.seconds > 0 else float("inf")
+
+
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 500,
+            device: str | torch.device = "cpu", show_progress: bool = False,
+            channels_last: bool = False) -> torch.Tensor:
+    """Logits of ``model`` on ``x`` (float32, NCHW, already normalised), in inference mode."""
+    model.eval()
+    outs = []
+    starts = range(0, len(x), batch_size)
+    it = progress_iter(starts, total=len(starts), desc="eval") if show_progress else starts
+    with torch.inference_mode():
+        for s in it:
+            xb = x[s:s + batch_size].to(device, non_blocking=True)
+            if channels_last:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            outs.append(model(xb).float().cpu())
+    return torch.cat(outs) if outs else torch.empty(0)
+
+
+def accuracy_from_logits(logits: torch.Tensor, y: torch.Tensor,
+                         num_classes: int | None = None) -> tuple[float, float, list[float]]:
+    """(top-1 %, top-5 %, per-class top-1 %) from logits."""
+    n = len(y)
+    if n == 0:
+        return 0.0, 0.0, []
+    k = min(5, logits.shape[1])
+    top = logits.topk(k, dim=1).indices
+    hit1 = top[:, 0] == y
+    hit5 = (top == y[:, None]).any(1)
+    nc = num_classes or int(logits.shape[1])
+    per_class = []
+    for c in range(nc):
+        mask = y == c
+        per_class.append(float(hit1[mask].float().mean() * 100) if mask.any() else float("nan"))
+    return float(hit1.float().mean() * 100), float(hit5.float().mean() * 100), per_class
+
+
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500,
+             device: str | torch.device = "cpu", num_classes: int | None = None,
+             show_progress: bool = False, keep_logits: bool = False) -> EvalResult:
+    """Evaluate ``model`` on pre-normalised tensors."""
+    t = time.perf_counter()
+    logits = predict(model, x, batch_size, device, show_progress)
+    top1, top5, per_class = accuracy_from_logits(logits, y, num_classes)
+    return EvalResult(top1, top5, len(y), per_class, time.perf_counter() - t,
+                      logits if keep_logits else None)
+
+
+def top1(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> float:
+    """Top-1 accuracy in percent (the hot path of the search: no per-class work)."""
+    model.eval()
+    correct = 0
+    with torch.inference_mode():
+        for s in range(0, len(x), batch_size):
+            correct += int((model(x[s:s + batch_size]).argmax(1) == y[s:s + batch_size]).sum())
+    return 100.0 * correct / max(1, len(y))

@@ -1,0 +1,214 @@
+"""Training loop shared by the demo, dense fine-tuning and pruned-model fine-tuning.
+
+SGD with Nesterov momentum, weight decay, cosine schedule with linear warm-up, optional
+label smoothing and knowledge distillation from a teacher, CIFAR augmentation (random crop
+with 4-pixel padding and horizontal flip) done on tensors, ``device`` auto/cpu/cuda (mixed
+precision on CUDA), per-epoch ``val``/``test`` evaluation and a CSV of metrics.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from amc.data import Dataset
+from amc.errors import AmcError
+from amc.evaluate import evaluate
+
+
+@dataclass
+class TrainConfig:
+    """Recipe for (fine-)training.
+
+    Attributes:
+        epochs: Number of passes over ``train``.
+        batch_size: Mini-batch size.
+        lr: Peak learning rate.
+        momentum: SGD momentum (Nesterov).
+        weight_decay: L2 weight decay.
+        warmup_epochs: Linear warm-up length in epochs (may be fractional).
+        label_smoothing: Label-smoothing factor.
+        kd_weight: Weight of the distillation loss (0 disables distillation).
+        kd_temperature: Distillation temperature.
+        augment: Random crop + flip (natural images only; ``None`` = dataset default).
+        device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
+        seed: Seed for shuffling, augmentation and initialisation.
+        eval_splits: Splits evaluated after each epoch.
+        threads: torch CPU threads (0 = leave as is).
+    """
+
+    epochs: float = 1.0
+    batch_size: int = 128
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.0
+    kd_weight: float = 0.0
+    kd_temperature: float = 4.0
+    augment: bool | None = None
+    device: str = "auto"
+    seed: int = 0
+    eval_splits: tuple[str, ...] = ("val", "test")
+    threads: int = 0
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; checks that ``cuda`` exists."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise AmcError(f"unknown device {device!r}; use auto, cpu or cuda")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise AmcError("--device cuda asked for but no CUDA device is present; use --device auto")
+    return torch.device(device)
+
+
+def augment_batch(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Random crop with zero padding and random horizontal flip, on a normalised batch."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad))
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+    rows = (dy[:, None] + torch.arange(h)[None, :])  # n, h
+    cols = (dx[:, None] + torch.arange(w)[None, :])  # n, w
+    idx_n = torch.arange(n)[:, None, None]
+    out = padded.permute(0, 2, 3, 1)[idx_n, rows[:, :, None], cols[:, None, :]]
+    out = out.permute(0, 3, 1, 2)
+    flip = torch.rand(n, generator=gen) < 0.5
+    out[flip] = out[flip].flip(3)
+    return out.contiguous()
+
+
+def lr_at(step: int, total: int, warmup: int, base_lr: float) -> float:
+    """Cosine schedule with linear warm-up (step counted from 0)."""
+    if warmup and step < warmup:
+        return base_lr * (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    return 0.5 * base_lr * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+def train(model: nn.Module, data: Dataset, cfg: TrainConfig, teacher: nn.Module | None = None,
+          log_csv: str | Path | None = None,
+          on_step: Callable[[nn.Module, int, int], None] | None = None,
+          start_step: int = 0, optimizer_state: dict | None = None,
+          on_epoch: Callable[[dict], None] | None = None) -> list[dict]:
+    """Train ``model`` in place on ``data.train``.
+
+    Args:
+        model: The model to train.
+        data: Dataset with its splits.
+        cfg: The recipe.
+        teacher: Dense model for knowledge distillation (used when ``cfg.kd_weight`` > 0).
+        log_csv: Where to append per-epoch metrics.
+        on_step: Called as ``on_step(model, step, total_steps)`` after each optimiser step
+            (pruning schedules hook in here).
+        start_step: Resume at this global step (the LR schedule continues from it).
+        optimizer_state: Optimiser state to resume with.
+        on_epoch: Called with each epoch's metrics row.
+
+    Returns:
+        One metrics dict per epoch.
+    """
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    dev = resolve_device(cfg.device)
+    model.to(dev)
+    if teacher is not None:
+        teacher.to(dev).eval()
+    gen = torch.Generator().manual_seed(cfg.seed)
+    x_all, y_all = data.tensors("train")
+    n = len(y_all)
+    steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
+    total = max(1, int(round(cfg.epochs * steps_per_epoch)))
+    warmup = int(cfg.warmup_epochs * steps_per_epoch)
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.dim() <= 1 else decay).append(p)
+    opt = torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay},
+                           {"params": no_decay, "weight_decay": 0.0}],
+                          lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+    if optimizer_state:
+        opt.load_state_dict(optimizer_state)
+    augment = data.augment if cfg.augment is None else cfg.augment
+    use_amp = dev.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    history: list[dict] = []
+    step = start_step
+    # skip the permutations of finished epochs so a resumed run sees the same batches
+    for _ in range(step // steps_per_epoch):
+        torch.randperm(n, generator=gen)
+    t_epoch = time.perf_counter()
+    seen = 0
+    while step < total:
+        perm = torch.randperm(n, generator=gen)
+        model.train()
+        first = step % steps_per_epoch
+        for b in range(first, steps_per_epoch):
+            if step >= total:
+                break
+            idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            xb, yb = x_all[idx], y_all[idx]
+            if augment:
+                xb = augment_batch(xb, gen)
+            xb, yb = xb.to(dev, non_blocking=True), yb.to(dev, non_blocking=True)
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, total, warmup, cfg.lr)
+            with torch.autocast(dev.type, enabled=use_amp):
+                out = model(xb)
+                loss = F.cross_entropy(out, yb, label_smoothing=cfg.label_smoothing)
+                if teacher is not None and cfg.kd_weight > 0:
+                    with torch.no_grad():
+                        t_out = teacher(xb)
+                    t = cfg.kd_temperature
+                    kd = F.kl_div(F.log_softmax(out / t, 1), F.softmax(t_out / t, 1),
+                                  reduction="batchmean") * t * t
+                    loss = (1 - cfg.kd_weight) * loss + cfg.kd_weight * kd
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            step += 1
+            seen += len(idx)
+            if on_step is not None:
+                on_step(model, step, total)
+        if step % steps_per_epoch == 0 or step >= total:
+            secs = time.perf_counter() - t_epoch
+            row = {"epoch": math.ceil(step / steps_per_epoch), "step": step,
+                   "lr": opt.param_groups[0]["lr"], "loss": float(loss.detach()),
+                   "seconds": secs, "images_per_s": seen / max(secs, 1e-9)}
+            for split in cfg.eval_splits:
+                x, y = data.tensors(split)
+                row[f"{split}_top1"] = evaluate(model, x, y, device=dev).top1
+            history.append(row)
+            if log_csv:
+                _append_csv(log_csv, row)
+            if on_epoch:
+                on_epoch({**row, "optimizer": opt.state_dict()})
+            t_epoch, seen = time.perf_counter(), 0
+    model.cpu().eval()
+    return history
+
+
+def _append_csv(path: str | Path, row: dict) -> None:
+    p = Path(path)
+    new = not p.exists()
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with open(p, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
+def config_dict(cfg: TrainConfig) -> dict:
+    return asdict(cfg)
