@@ -9,7 +9,7 @@ needed to restore the pruned architecture.
 from __future__ import annotations
 
 import pickle
-import zipfile
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,18 +24,34 @@ FORMAT = "amc-model/1"
 def read_file(path: str | Path, unsafe_load: bool = False) -> Any:
     """Load a torch file, turning every failure into a one-line :class:`AmcError`."""
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise AmcError(f"checkpoint {str(p)!r} does not exist; pass an existing file")
+    if not p.is_file():
+        raise AmcError(f"checkpoint {str(p)!r} is not a file; pass a .pt/.th checkpoint file")
     try:
         return torch.load(p, map_location="cpu", weights_only=not unsafe_load)
     except pickle.UnpicklingError as e:
-        if unsafe_load:
-            raise AmcError(f"{p} is not a PyTorch checkpoint ({e}); pass a .pt/.th file") from e
-        raise AmcError(f"{p} is not a weights-only checkpoint (it holds pickled objects or is "
-                       "not a checkpoint at all); pass --unsafe-load only if you trust it") from e
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise AmcError(f"{p} is not a PyTorch checkpoint ({msg}); pass a .pt/.th file") from e
+        unsupported = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        if unsupported and not unsafe_load:
+            raise AmcError(f"{p} holds pickled objects ({unsupported.group(1)}), not only "
+                           "weights; pass --unsafe-load only if you trust the file") from e
+        raise AmcError(f"{p} is not a PyTorch checkpoint ({_first_line(e)}); pass a .pt/.th "
+                       "file") from e
+    except Exception as e:  # the unpickler raises KeyError, IndexError, ... on garbage
+        raise AmcError(f"{p} could not be read as a PyTorch checkpoint ({_first_line(e)}); pass a .pt/.th "
+                       "file") from e
+
+
+def _first_line(e: BaseException) -> str:
+    """A short reason for a load failure: torch's unpickler detail or the first line."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
+    detail = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
+    if detail:
+        return detail.group(1).strip()[:200]
+    for line in text.splitlines():
+        if line.strip():
+            return f"{type(e).__name__}: {line.strip()}"[:200]
+    return type(e).__name__
 
 
 def extract_state_dict(obj: Any, path: str | Path = "checkpoint") -> dict[str, torch.Tensor]:

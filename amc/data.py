@@ -115,11 +115,15 @@ def _load_digits() -> tuple[dict, dict, list[str]]:
             [str(i) for i in range(10)])
 
 
-def _decode(data: bytes) -> np.ndarray:
-    from PIL import Image
+def _decode(data: bytes, name: str = "image") -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
 
-    with Image.open(io.BytesIO(data)) as im:
-        return np.asarray(im.convert("RGB"), dtype=np.uint8)
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise AmcError(f"cannot decode image {name} ({type(e).__name__}); remove or replace "
+                       "the broken file") from e
 
 
 def _from_members(members: list[tuple[str, bytes]], what: str) -> tuple[dict, dict, list[str]]:
@@ -144,7 +148,15 @@ def _from_members(members: list[tuple[str, bytes]], what: str) -> tuple[dict, di
     for split, items in by_split.items():
         items.sort(key=lambda t: (index.get(t[0], -1), t[1]))
         items = [t for t in items if t[0] in index]
-        images[split] = np.stack([_decode(d) for _, _, d in items])
+        if not items:
+            raise AmcError(f"{what} has no {split} images of the train classes "
+                           f"({', '.join(classes)}); give matching {split}/<class>/ folders")
+        decoded = [_decode(d, f"{split}/{c}/{f}") for c, f, d in items]
+        if len({a.shape for a in decoded}) > 1:
+            raise AmcError(f"{what} holds images of different sizes in {split} "
+                           f"({sorted({a.shape[:2] for a in decoded})[:3]}); resize them to one "
+                           "size first")
+        images[split] = np.stack(decoded)
         labels[split] = np.array([index[c] for c, _, _ in items], dtype=np.int64)
     return images, labels, classes
 
@@ -268,9 +280,12 @@ def load_dataset(name: str, data_dir: str | Path | None = None, val_size: int | 
 
             root.mkdir(parents=True, exist_ok=True)
             torchvision.datasets.CIFAR10(str(root), train=True, download=True)
-        if not root.is_dir():
+        if not root.exists():
             raise AmcError(f"data directory {str(root)!r} does not exist; pass --data-dir with "
                            "the folder that holds CIFAR-10")
+        if not root.is_dir():
+            raise AmcError(f"data directory {str(root)!r} is not a directory; pass --data-dir "
+                           "with the folder that holds CIFAR-10 (or its archive)")
         images, labels, classes = _load_cached(_find_cifar_source(root), _read_image_source)
         mean, std = CIFAR10_MEAN, CIFAR10_STD
         val_size = 5000 if val_size is None else val_size

@@ -20,8 +20,6 @@ class OneLineParser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-
-
 def build_parser() -> argparse.ArgumentParser:
     from amc.cli import core
 
@@ -58,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rc = args.func(args)
     except AmcError as e:
-        sys.stderr.write(f"amc: error: {e}\n")
+        msg = " ".join(line.strip() for line in str(e).splitlines() if line.strip())
+        sys.stderr.write(f"amc: error: {msg}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("amc: interrupted\n")

@@ -73,3 +73,21 @@ def write_json(path: str | Path, obj: object) -> Path:
     tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
     tmp.replace(p)
     return p
+
+
+def check_model_data(model: nn.Module, data: Dataset, name: str) -> None:
+    """Fail with one line when the model cannot take the dataset's images or labels."""
+    import torch
+
+    from amc.errors import AmcError
+
+    try:
+        with torch.inference_mode():
+            out = model.eval()(torch.zeros(2, *data.input_size))
+    except RuntimeError as e:
+        raise AmcError(f"model {name} cannot take {data.name} images of size "
+                       f"{'x'.join(map(str, data.input_size))} ({str(e).splitlines()[0][:120]})"
+                       f"; pass a model made for {data.name}") from e
+    if out.shape[-1] < data.num_classes:
+        raise AmcError(f"model {name} has {out.shape[-1]} outputs but {data.name} has "
+                       f"{data.num_classes} classes; pass --num-classes {data.num_classes}")

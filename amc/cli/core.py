@@ -6,8 +6,8 @@ import argparse
 import time
 from pathlib import Path
 
-from amc.cli.common import (add_data_args, add_model_args, add_threads, data_from_args,
-                            input_size, model_from_args, write_json)
+from amc.cli.common import (add_data_args, add_model_args, add_threads, check_model_data,
+                            data_from_args, input_size, model_from_args, write_json)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -79,6 +79,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     check_split(args.split)
     model = model_from_args(args)
     data = data_from_args(args)
+    check_model_data(model, data, args.model)
     x, y = data.tensors(args.split)
     macs, params = model_cost(model, data.input_size)
     res = evaluate(model, x, y, batch_size=args.batch_size, num_classes=data.num_classes,

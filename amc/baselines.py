@@ -1,0 +1,172 @@
+"""Baseline strategies that return ratio policies: uniform, sensitivity and random.
+
+* ``uniform``: one ratio for every unit, found by bisection on the exact pruned cost.
+* ``sensitivity``: prune each unit alone at 0.1..0.9, measure the ``val`` accuracy drop,
+  give each unit the largest ratio whose drop stays under a common threshold, choose the
+  threshold by bisection so the budget is met, then scale to the budget exactly.
+* ``random``: N random policies that meet the budget exactly; keep the best on ``val``.
+
+The independent evaluations of ``sensitivity`` and ``random`` can be fanned out with a
+``map_fn`` (the Ray integration passes one); by default they run in this process.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from amc.budget import Budget, _bisect, resource_fn, uniform_ratio
+from amc.errors import AmcError
+from amc.progress import progress_iter
+from amc.scoring import Scorer
+
+SWEEP = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+STRATEGIES = ("uniform", "sensitivity", "random")
+MapFn = Callable[[Callable[[Sequence[float]], float], list[list[float]]], list[float]]
+
+
+def local_map(fn: Callable[[Sequence[float]], float], jobs: list[list[float]],
+              desc: str = "evaluating") -> list[float]:
+    return [fn(j) for j in progress_iter(jobs, total=len(jobs), desc=desc)]
+
+
+def scale_to_budget(scorer: Scorer, budget: Budget, ratios: Sequence[float],
+                    max_ratio: float) -> list[float]:
+    """Scale ``ratios`` by one factor so that the budget is met as tightly as possible."""
+    f = resource_fn(scorer.pm, budget)
+    base = np.asarray(ratios, dtype=float)
+    if base.max() <= 0:
+        base = np.ones_like(base)
+
+    def at(s: float) -> list[float]:
+        return np.clip(base * s, 0.0, max_ratio).tolist()
+
+    hi = max_ratio / max(base.max(), 1e-9)
+    while f(at(hi)) > budget.fraction and hi < 1e6:
+        hi *= 2  # saturating more units at max_ratio
+    if f(at(hi)) > budget.fraction + 1e-9:
+        raise AmcError(f"budget {budget} is out of reach with max ratio {max_ratio:g}")
+    s = _bisect(lambda s: f(at(s)) <= budget.fraction, 0.0, hi)
+    return at(s)
+
+
+def uniform(scorer: Scorer, budget: Budget, max_ratio: float = 0.95) -> list[float]:
+    """One ratio for all units, the smallest that meets the budget."""
+    r = uniform_ratio(scorer.pm, budget, max_ratio)
+    return [r] * len(scorer.pm.units)
+
+
+def sensitivity_sweep(scorer: Scorer, ratios: Sequence[float] = SWEEP,
+                      map_fn: MapFn | None = None) -> tuple[float, np.ndarray]:
+    """Each unit pruned alone at each ratio.
+
+    Returns:
+        (dense ``val`` top-1, accuracy matrix of shape (units, len(ratios))).
+    """
+    n = len(scorer.pm.units)
+    jobs = [[0.0] * n]
+    for u in range(n):
+        for r in ratios:
+            v = [0.0] * n
+            v[u] = r
+            jobs.append(v)
+    res = (map_fn or local_map)(scorer, jobs)
+    return res[0], np.asarray(res[1:], dtype=float).reshape(n, len(ratios))
+
+
+def write_sensitivity(path_csv: str | Path, unit_names: list[str], dense: float,
+                      acc: np.ndarray, ratios: Sequence[float] = SWEEP,
+                      png: str | Path | None = None, title: str = "") -> None:
+    """CSV (unit, ratio, val_top1, drop) and a one-curve-per-unit plot."""
+    p = Path(path_csv)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with open(p, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["unit", "ratio", "val_top1", "drop"])
+        for name, row in zip(unit_names, acc):
+            for r, a in zip(ratios, row):
+                w.writerow([name, r, f"{a:.3f}", f"{dense - a:.3f}"])
+    if png:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(9, 5.5))
+        cmap = plt.get_cmap("viridis")
+        for i, (name, row) in enumerate(zip(unit_names, acc)):
+            ax.plot(ratios, row, color=cmap(i / max(1, len(unit_names) - 1)), lw=1,
+                    label=name if len(unit_names) <= 20 else None)
+        ax.axhline(dense, color="k", ls="--", lw=1, label="dense")
+        ax.set_xlabel("pruning ratio of the unit (others dense)")
+        ax.set_ylabel("val top-1 (%)")
+        ax.set_title(title or "Per-unit sensitivity")
+        if len(unit_names) <= 20:
+            ax.legend(fontsize=6, ncol=2)
+        else:
+            sm = plt.cm.ScalarMappable(cmap=cmap,
+                                       norm=plt.Normalize(0, len(unit_names) - 1))
+            fig.colorbar(sm, ax=ax, label="unit index (forward order)")
+        fig.tight_layout()
+        fig.savefig(png, dpi=120)
+        plt.close(fig)
+
+
+def allocate_by_sensitivity(scorer: Scorer, budget: Budget, dense: float, acc: np.ndarray,
+                            ratios: Sequence[float] = SWEEP,
+                            max_ratio: float = 0.95) -> list[float]:
+    """Largest ratio per unit under a common drop threshold, threshold chosen to meet the
+    budget, then scaled to the budget exactly."""
+    grid = np.linspace(0.0, min(max_ratio, max(ratios)), 91)
+    xs = np.concatenate([[0.0], np.asarray(ratios)])
+    # drop curves made monotone (pruning more never helps)
+    drops = np.maximum.accumulate(np.concatenate([np.zeros((len(acc), 1)), dense - acc], 1),
+                                  axis=1)
+    curves = np.stack([np.interp(grid, xs, d) for d in drops])
+    f = resource_fn(scorer.pm, budget)
+
+    def at(th: float) -> list[float]:
+        ok = curves <= th + 1e-9
+        idx = np.where(ok.all(1), len(grid) - 1, np.argmin(ok, 1) - 1)
+        return grid[np.clip(idx, 0, None)].tolist()
+
+    hi = float(drops.max()) + 1.0
+    th = _bisect(lambda t: f(at(t)) <= budget.fraction, 0.0, hi)
+    return scale_to_budget(scorer, budget, at(th), max_ratio)
+
+
+def random_search(scorer: Scorer, budget: Budget, n: int = 50, seed: int = 0,
+                  max_ratio: float = 0.95, map_fn: MapFn | None = None
+                  ) -> tuple[list[float], float, list[tuple[list[float], float]]]:
+    """``n`` random policies that meet the budget; returns (best, its val top-1, all)."""
+    rng = np.random.default_rng(seed)
+    units = len(scorer.pm.units)
+    cands = [scale_to_budget(scorer, budget, rng.uniform(0.05, 1.0, units).tolist(), max_ratio)
+             for _ in range(n)]
+    scores = (map_fn or local_map)(scorer, cands)
+    best = int(np.argmax(scores))
+    return cands[best], float(scores[best]), list(zip(cands, scores))
+
+
+def run_strategy(strategy: str, scorer: Scorer, budget: Budget, max_ratio: float = 0.95,
+                 seed: int = 0, n_random: int = 50, map_fn: MapFn | None = None,
+                 sweep: tuple[float, np.ndarray] | None = None) -> tuple[list[float], dict]:
+    """Run one baseline; returns (ratios, info with ``val_top1`` and ``seconds``)."""
+    t = time.perf_counter()
+    if strategy == "uniform":
+        ratios = uniform(scorer, budget, max_ratio)
+    elif strategy == "sensitivity":
+        dense, acc = sweep or sensitivity_sweep(scorer, map_fn=map_fn)
+        ratios = allocate_by_sensitivity(scorer, budget, dense, acc, max_ratio=max_ratio)
+    elif strategy == "random":
+        ratios, _, _ = random_search(scorer, budget, n_random, seed, max_ratio, map_fn)
+    else:
+        raise AmcError(f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
+    info = {"val_top1": scorer(ratios), "seconds": time.perf_counter() - t}
+    return ratios, info
+
+

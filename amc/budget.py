@@ -1,0 +1,110 @@
+"""Resource budgets, the uniform ratio that meets one, and AMC's clipping rule.
+
+``flops:0.5`` keeps at most 50 % of the dense MACs; ``params:0.4`` at most 40 % of the
+parameters; ``latency:0.6`` at most 60 % of the dense latency predicted by a per-layer
+lookup table measured on this machine (:mod:`amc.latency`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from amc.errors import AmcError
+from amc.pruning import PrunableModel
+
+KINDS = ("flops", "params", "latency")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A resource budget.
+
+    Attributes:
+        kind: ``flops`` (MACs), ``params`` or ``latency``.
+        fraction: Fraction of the dense network's resource that may be kept, in (0, 1].
+    """
+
+    kind: str
+    fraction: float
+
+    @classmethod
+    def parse(cls, text: str) -> Budget:
+        """Parse ``kind:fraction`` such as ``flops:0.5``."""
+        kind, sep, value = str(text).partition(":")
+        try:
+            frac = float(value)
+        except ValueError:
+            frac = -1.0
+        if not sep or kind not in KINDS or not 0 < frac <= 1:
+            raise AmcError(f"bad budget {text!r}; write kind:fraction with kind in "
+                           f"{'/'.join(KINDS)} and 0 < fraction <= 1, e.g. flops:0.5")
+        return cls(kind, frac)
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.fraction:g}"
+
+
+def resource_fn(pm: PrunableModel, budget: Budget) -> Callable[[Sequence[float]], float]:
+    """Function from per-unit ratios to the budgeted resource as a fraction of dense."""
+    if budget.kind == "flops":
+        return lambda r: pm.cost(r)[0] / pm.dense_macs
+    if budget.kind == "params":
+        return lambda r: pm.cost(r)[1] / pm.dense_params
+    from amc.latency import latency_table
+
+    table = latency_table(pm)
+    return table.fraction
+
+
+def meets(pm: PrunableModel, budget: Budget, ratios: Sequence[float], tol: float = 1e-9) -> bool:
+    """Whether ``ratios`` keep the resource within the budget."""
+    return resource_fn(pm, budget)(ratios) <= budget.fraction + tol
+
+
+def _bisect(pred: Callable[[float], bool], lo: float, hi: float, iters: int = 40) -> float:
+    """Smallest x in [lo, hi] with pred(x) true, for pred monotone (false...true)."""
+    if pred(lo):
+        return lo
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        if pred(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def uniform_ratio(pm: PrunableModel, budget: Budget, max_ratio: float = 0.95) -> float:
+    """The smallest single ratio for all units that meets ``budget`` (bisection on the exact
+    pruned cost)."""
+    f = resource_fn(pm, budget)
+    n = len(pm.units)
+    if f([max_ratio] * n) > budget.fraction + 1e-9:
+        raise AmcError(f"budget {budget} cannot be met even pruning every unit by {max_ratio:g}"
+                       f" ({f([max_ratio] * n):.3f} of dense remains); loosen the budget or use "
+                       "--units all")
+    return _bisect(lambda r: f([r] * n) <= budget.fraction, 0.0, max_ratio)
+
+
+def clip_range(pm: PrunableModel, budget: Budget, chosen: Sequence[float], t: int,
+               max_ratio: float, fn: Callable[[Sequence[float]], float] | None = None
+               ) -> tuple[float, float]:
+    """AMC's rule: the ratios for unit ``t`` that still let the budget be met.
+
+    The units before ``t`` keep their ``chosen`` ratios and the units after ``t`` are assumed
+    to be pruned by ``max_ratio`` (the most they may be); the lower end is the smallest ratio
+    for unit ``t`` under which the budget is still reachable.
+
+    Returns:
+        (lowest allowed ratio, highest allowed ratio) for unit ``t``.
+    """
+    f = fn or resource_fn(pm, budget)
+    n = len(pm.units)
+    head = list(chosen[:t])
+    tail = [max_ratio] * (n - t - 1)
+    if f(head + [max_ratio] + tail) > budget.fraction + 1e-9:
+        raise AmcError(f"budget {budget} is out of reach with max ratio {max_ratio:g}; raise "
+                       "--max-ratio or loosen the budget")
+    lo = _bisect(lambda r: f(head + [r] + tail) <= budget.fraction, 0.0, max_ratio, iters=30)
+    return lo, max_ratio

@@ -1,0 +1,3 @@
+from amc.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,177 @@
+"""``amc baseline``, ``amc sensitivity`` and ``amc apply``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from amc.cli.common import (add_data_args, add_model_args, add_threads, check_model_data,
+                            data_from_args, model_from_args)
+from amc.errors import AmcError
+
+
+def add_prune_args(p: argparse.ArgumentParser, budget: bool = True) -> None:
+    p.add_argument("--units", default="all", help="unit mode: all or internal (AMC's "
+                   "residual-net mode)")
+    p.add_argument("--criterion", default="l1", help="channel importance: l1, l2, bn_scale, "
+                   "taylor")
+    p.add_argument("--round-to", type=int, default=None, help="keep channel counts at "
+                   "multiples of this")
+    p.add_argument("--max-ratio", type=float, default=0.8, help="largest ratio per unit")
+    if budget:
+        p.add_argument("--budget", default="flops:0.5", help="flops:F, params:F or latency:F")
+    p.add_argument("--bn-recalib", action="store_true", help="re-estimate BatchNorm "
+                   "statistics on training batches after pruning")
+    p.add_argument("--reconstruct", action="store_true", help="refit pruned convs by least "
+                   "squares on training batches")
+    p.add_argument("--calib-size", type=int, default=512, help="training images for "
+                   "recalibration, reconstruction and taylor")
+    p.add_argument("--val-limit", type=int, default=None, help="score on the first N val "
+                   "images only")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def scorer_from_args(args: argparse.Namespace):
+    """(model, data, Scorer) from the common options."""
+    import torch
+
+    from amc.pruning import PrunableModel
+    from amc.scoring import Scorer
+
+    model = model_from_args(args)
+    data = data_from_args(args)
+    check_model_data(model, data, args.model)
+    xt, yt = data.tensors("train")
+    g = torch.Generator().manual_seed(args.seed)
+    idx = torch.randperm(len(yt), generator=g)[:args.calib_size]
+    calib = (xt[idx], yt[idx])
+    pm = PrunableModel(model, data.input_size, args.units, args.criterion, args.round_to,
+                       calib if args.criterion == "taylor" else None)
+    x, y = data.tensors("val", args.val_limit)
+    scorer = Scorer(pm, x, y, calib=calib[0], bn_recalib=args.bn_recalib,
+                    reconstruct=args.reconstruct)
+    return model, data, scorer
+
+
+def refuse_overwrite(path: str | Path, force: bool) -> None:
+    if Path(path).exists() and not force:
+        raise AmcError(f"{path} already exists; pass --force to overwrite or choose another "
+                       "--out")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("baseline", help="find a policy with uniform, sensitivity or random")
+    add_model_args(p)
+    add_data_args(p)
+    add_threads(p)
+    add_prune_args(p)
+    p.add_argument("--strategy", default="uniform", help="uniform, sensitivity or random")
+    p.add_argument("--n-random", type=int, default=50, help="policies tried by random")
+    p.add_argument("--workers", type=int, default=0, help="Ray workers for the evaluations")
+    p.add_argument("--out", required=True, help="policy JSON to write")
+    p.add_argument("--force", action="store_true", help="overwrite --out")
+    p.set_defaults(func=cmd_baseline)
+
+    p = sub.add_parser("sensitivity", help="per-unit sensitivity sweep: CSV and PNG")
+    add_model_args(p)
+    add_data_args(p)
+    add_threads(p)
+    add_prune_args(p, budget=False)
+    p.add_argument("--workers", type=int, default=0, help="Ray workers for the evaluations")
+    p.add_argument("--out", required=True, help="CSV to write (the PNG goes next to it)")
+    p.add_argument("--force", action="store_true", help="overwrite --out")
+    p.set_defaults(func=cmd_sensitivity)
+
+    p = sub.add_parser("apply", help="prune a model to a policy and save it")
+    add_model_args(p, required=False)
+    add_data_args(p)
+    add_threads(p)
+    p.add_argument("--policy", required=True, help="policy JSON")
+    p.add_argument("--bn-recalib", action="store_true")
+    p.add_argument("--reconstruct", action="store_true")
+    p.add_argument("--calib-size", type=int, default=512)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="pruned model file (.pt)")
+    p.add_argument("--force", action="store_true", help="overwrite --out")
+    p.set_defaults(func=cmd_apply)
+
+
+def _map_fn(args: argparse.Namespace, scorer):
+    if getattr(args, "workers", 0) and args.workers > 1:
+        from amc.parallel import ray_map  # the Ray side, imported only when asked for
+
+        return ray_map(scorer, args.workers)
+    return None
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    from amc.baselines import STRATEGIES, run_strategy
+    from amc.budget import Budget
+    from amc.policy import make_policy
+
+    if args.strategy not in STRATEGIES:
+        raise AmcError(f"unknown strategy {args.strategy!r}; use one of {', '.join(STRATEGIES)}")
+    budget = Budget.parse(args.budget)
+    refuse_overwrite(args.out, args.force)
+    _, _, scorer = scorer_from_args(args)
+    ratios, info = run_strategy(args.strategy, scorer, budget, args.max_ratio, args.seed,
+                                args.n_random, _map_fn(args, scorer))
+    pol = make_policy(scorer.pm, ratios, args.model, str(budget), args.strategy, args.seed,
+                      args.max_ratio, {"val_top1": info["val_top1"]},
+                      seconds=info["seconds"], bn_recalib=args.bn_recalib,
+                      reconstruct=args.reconstruct)
+    pol.save(args.out)
+    print(f"{args.strategy}: val top-1 {info['val_top1']:.2f}%  MACs "
+          f"{pol.achieved['macs_ratio']:.3f}  params {pol.achieved['params_ratio']:.3f} of "
+          f"dense  ({info['seconds']:.1f} s) -> {args.out}")
+    return 0
+
+
+def cmd_sensitivity(args: argparse.Namespace) -> int:
+    from amc.baselines import sensitivity_sweep, write_sensitivity
+
+    refuse_overwrite(args.out, args.force)
+    _, _, scorer = scorer_from_args(args)
+    dense, acc = sensitivity_sweep(scorer, map_fn=_map_fn(args, scorer))
+    png = Path(args.out).with_suffix(".png")
+    write_sensitivity(args.out, [u.name for u in scorer.pm.units], dense, acc, png=png,
+                      title=f"{args.model} on {args.data} val: per-unit sensitivity "
+                            f"({args.units} units, {args.criterion})")
+    print(f"dense val top-1 {dense:.2f}%; wrote {args.out} and {png}")
+    return 0
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    import torch
+
+    from amc.checkpoint import save_model
+    from amc.cost import model_cost
+    from amc.evaluate import top1
+    from amc.policy import apply_policy, load_policy, prunable_for
+    from amc.pruning import recalibrate_bn
+    from amc.reconstruct import reconstruct
+
+    policy = load_policy(args.policy)
+    refuse_overwrite(args.out, args.force)
+    if args.model is None:
+        args.model = policy.model
+    model = model_from_args(args)
+    data = data_from_args(args)
+    check_model_data(model, data, args.model)
+    xt, yt = data.tensors("train")
+    idx = torch.randperm(len(yt), generator=torch.Generator().manual_seed(args.seed))
+    calib = (xt[idx[:args.calib_size]], yt[idx[:args.calib_size]])
+    pruned = apply_policy(model, policy, args.model, calib)
+    if args.reconstruct:
+        pm = prunable_for(policy, model, calib)
+        by = {u["name"]: u["ratio"] for u in policy.units}
+        reconstruct(pm, pruned, [by[u.name] for u in pm.units], calib[0][:256])
+    if args.bn_recalib:
+        recalibrate_bn(pruned, calib[0].split(128))
+    macs, params = model_cost(pruned, data.input_size)
+    save_model(pruned, args.out, args.model, {"policy": policy.to_dict(), "macs": macs,
+                                              "params": params})
+    x, y = data.tensors("val")
+    print(f"pruned {args.model}: MACs {macs / 1e6:.2f}M  params {params / 1e6:.3f}M  val top-1 "
+          f"{top1(pruned, x, y):.2f}% -> {args.out}")
+    return 0

@@ -1,0 +1,122 @@
+"""Per-layer latency lookup table for ``latency:`` budgets and rewards.
+
+Each counted layer (conv, linear, BatchNorm) is timed alone on this machine at a few kept
+fractions of its channels; the network's latency at per-unit ratios is predicted as the sum of
+interpolated layer times plus a constant for everything else (activations, adds, pooling).
+Tables are cached on disk under the amc cache dir, keyed by the layer shapes, batch size,
+thread count, torch version and CPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from amc.data import cache_dir
+from amc.pruning import PrunableModel
+
+FRACTIONS = (0.25, 0.5, 0.75, 1.0)
+
+
+def _time(fn, runs: int) -> float:
+    fn()
+    ts = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return float(np.median(ts) * 1e3)
+
+
+def _layer_at(m: nn.Module, ko: float, ki: float) -> tuple[nn.Module, tuple[int, ...]]:
+    if isinstance(m, nn.Conv2d):
+        dw = m.groups > 1 and m.groups == m.in_channels
+        out_c = max(1, round(m.out_channels * ko))
+        in_c = out_c if dw else max(1, round(m.in_channels * ki))
+        layer = nn.Conv2d(in_c, out_c, m.kernel_size, m.stride, m.padding, m.dilation,
+                          groups=out_c if dw else 1, bias=m.bias is not None)
+        return layer, (in_c,)
+    if isinstance(m, nn.Linear):
+        in_f, out_f = max(1, round(m.in_features * ki)), max(1, round(m.out_features * ko))
+        return nn.Linear(in_f, out_f), (in_f,)
+    c = max(1, round(m.num_features * ko))
+    return type(m)(c), (c,)
+
+
+@dataclass
+class LatencyTable:
+    """Measured layer times (ms) at kept fractions, and the constant rest.
+
+    Attributes:
+        points: Per counted layer, times at FRACTIONS (both channel dims scaled).
+        rest_ms: Time of everything that is not a counted layer.
+        dense_ms: Predicted dense latency.
+    """
+
+    points: list[list[float]]
+    rest_ms: float
+    dense_ms: float
+    pm: PrunableModel | None = None
+
+    def predict(self, ratios: Sequence[float]) -> float:
+        """Predicted latency (ms) at per-unit ``ratios``."""
+        pm = self.pm
+        keep = [pm.kept(i, r) / u.n for i, (u, r) in enumerate(zip(pm.units, ratios))]
+        xs = [f * f for f in FRACTIONS]
+        total = self.rest_ms
+        for L, pts in zip(pm._layers, self.points):
+            ko = keep[L.out_unit] if L.out_unit is not None else 1.0
+            ki = keep[L.in_unit] if L.in_unit is not None else 1.0
+            p = min(ko, ki) ** 2 if L.channelwise else ko * ki
+            total += float(np.interp(p, xs, pts))
+        return total
+
+    def fraction(self, ratios: Sequence[float]) -> float:
+        return self.predict(ratios) / self.dense_ms
+
+
+def latency_table(pm: PrunableModel, batch: int = 1, runs: int = 15) -> LatencyTable:
+    """Measure (or load from cache) the lookup table of ``pm``'s network."""
+    from amc.cost import layer_costs
+
+    costs = {c.name: c for c in layer_costs(pm.model, pm.input_size)}
+    threads = torch.get_num_threads()
+    sig = json.dumps([[L.name, costs[L.name].in_channels, costs[L.name].out_channels,
+                       costs[L.name].in_hw, costs[L.name].kernel, costs[L.name].stride]
+                      for L in pm._layers] + [batch, threads, torch.__version__,
+                                              platform.processor(), pm.round_to])
+    key = hashlib.sha256(sig.encode()).hexdigest()[:16]
+    path = cache_dir() / "latency" / f"{key}.json"
+    if path.is_file():
+        d = json.loads(path.read_text())
+        return LatencyTable(d["points"], d["rest_ms"], d["dense_ms"], pm)
+    points = []
+    with torch.inference_mode():
+        for L in pm._layers:
+            m = pm.model.get_submodule(L.name)
+            c = costs[L.name]
+            row = []
+            for f in FRACTIONS:
+                layer, (cin,) = _layer_at(m, f, f)
+                layer.eval()
+                shape = (batch, cin, *c.in_hw) if not isinstance(m, nn.Linear) else (batch, cin)
+                x = torch.randn(shape)
+                row.append(_time(lambda layer=layer, x=x: layer(x), runs))
+            points.append(row)
+        x = torch.randn(batch, *pm.input_size)
+        model = pm.model.eval()
+        dense_total = _time(lambda: model(x), runs)
+    layer_sum = sum(p[-1] for p in points)
+    rest = max(0.0, dense_total - layer_sum)
+    table = LatencyTable(points, rest, rest + layer_sum, pm)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"points": points, "rest_ms": rest, "dense_ms": table.dense_ms}))
+    return table

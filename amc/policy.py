@@ -1,0 +1,175 @@
+"""Ratio policies: the versioned JSON document that records per-unit pruning ratios.
+
+A policy names the model, the unit mode and criterion it was found with, one
+``{name, ratio}`` per unit, the budget, the achieved MACs/params ratios and its provenance.
+:func:`load_policy` validates everything; :func:`apply_policy` prunes a fresh copy of the
+model to it, so a policy exported by a search reproduces the same architecture elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from amc.errors import AmcError
+from amc.provenance import amc_version, git_commit, now
+from amc.pruning import CRITERIA, MODES, PrunableModel
+
+FORMAT = "amc-policy"
+VERSION = 1
+REQUIRED = ("format", "version", "model", "mode", "criterion", "units", "budget")
+
+
+@dataclass
+class Policy:
+    """Per-unit pruning ratios and how they were found.
+
+    Attributes:
+        model: Registry name of the model.
+        mode: Unit mode (``all`` or ``internal``).
+        criterion: Channel importance criterion.
+        units: One ``{"name", "ratio"}`` (plus channel counts) per unit, in forward order.
+        budget: The budget, e.g. ``flops:0.5``.
+        input_size: (C, H, W) the costs refer to.
+        round_to: Channel rounding used when pruning.
+        max_ratio: Largest ratio allowed for a unit.
+        achieved: Achieved ``macs_ratio``/``params_ratio`` and absolute values.
+        metrics: Measured accuracies (e.g. ``val_top1``).
+        provenance: Strategy, seed, package version, git commit, time.
+    """
+
+    model: str
+    mode: str
+    criterion: str
+    units: list[dict[str, Any]]
+    budget: str
+    input_size: list[int] = field(default_factory=list)
+    round_to: int | None = None
+    max_ratio: float = 0.95
+    achieved: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ratios(self) -> list[float]:
+        return [float(u["ratio"]) for u in self.units]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT, "version": VERSION, **asdict(self)}
+
+    def save(self, path: str | Path) -> Path:
+        """Write the policy atomically (a reader never sees half a file)."""
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_name(p.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        tmp.replace(p)
+        return p
+
+
+def make_policy(pm: PrunableModel, ratios: Sequence[float], model_name: str, budget: str,
+                strategy: str, seed: int | None = None, max_ratio: float = 0.95,
+                metrics: dict[str, float] | None = None, **extra: Any) -> Policy:
+    """Build a policy for ``pm``'s units from ``ratios`` and record what it achieves."""
+    ratios = [float(r) for r in ratios]
+    macs, params = pm.cost(ratios)
+    units = [{"name": u.name, "ratio": round(r, 6), "channels": u.n, "kept": pm.kept(i, r)}
+             for i, (u, r) in enumerate(zip(pm.units, ratios))]
+    return Policy(
+        model=model_name, mode=pm.mode, criterion=pm.criterion, units=units, budget=budget,
+        input_size=list(pm.input_size), round_to=pm.round_to, max_ratio=max_ratio,
+        achieved={"macs_ratio": macs / pm.dense_macs, "params_ratio": params / pm.dense_params,
+                  "macs": macs, "params": params},
+        metrics=dict(metrics or {}),
+        provenance={"strategy": strategy, "seed": seed, "amc_version": amc_version(),
+                    "git_commit": git_commit(), "created": now(), **extra},
+    )
+
+
+def policy_from_dict(d: Any, where: str = "policy") -> Policy:
+    """Validate a decoded policy document."""
+    if not isinstance(d, dict):
+        raise AmcError(f"{where} is not a JSON object; pass a policy written by amc")
+    for key in REQUIRED:
+        if key not in d:
+            raise AmcError(f"{where} lacks the field {key!r}; pass a complete amc policy")
+    if d["format"] != FORMAT:
+        raise AmcError(f"{where} has format {d['format']!r}, expected {FORMAT!r}")
+    if d["version"] != VERSION:
+        raise AmcError(f"{where} is policy version {d['version']!r}; this amc reads version "
+                       f"{VERSION}: re-export it with this amc")
+    if d["mode"] not in MODES:
+        raise AmcError(f"{where} has unknown mode {d['mode']!r}; use all or internal")
+    if d["criterion"] not in CRITERIA:
+        raise AmcError(f"{where} has unknown criterion {d['criterion']!r}")
+    max_ratio = float(d.get("max_ratio", 0.95))
+    if not 0 < max_ratio < 1:
+        raise AmcError(f"{where} has max_ratio {max_ratio}; it must lie in (0, 1)")
+    units = d["units"]
+    if not isinstance(units, list) or not units:
+        raise AmcError(f"{where} has no units; pass a policy with one entry per unit")
+    for i, u in enumerate(units):
+        if not isinstance(u, dict) or "name" not in u or "ratio" not in u:
+            raise AmcError(f"{where}: unit {i} lacks 'name' or 'ratio'")
+        r = u["ratio"]
+        if not isinstance(r, int | float) or isinstance(r, bool) or not 0 <= r <= max_ratio:
+            raise AmcError(f"{where}: unit {u['name']!r} has ratio {r!r}, outside "
+                           f"[0, {max_ratio:g}]; fix the ratio")
+    known = {f.name for f in Policy.__dataclass_fields__.values()}
+    return Policy(**{k: v for k, v in d.items() if k in known})
+
+
+def load_policy(path: str | Path) -> Policy:
+    """Read and validate a policy file."""
+    p = Path(path)
+    if not p.is_file():
+        raise AmcError(f"policy file {str(p)!r} does not exist; pass a policy JSON")
+    try:
+        d = json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise AmcError(f"{p} is not valid JSON ({e.__class__.__name__}); pass a policy JSON") \
+            from e
+    return policy_from_dict(d, str(p))
+
+
+def check_policy(policy: Policy, pm: PrunableModel, model_name: str | None = None) -> None:
+    """Check that ``policy`` fits the model ``pm`` was built on."""
+    if model_name is not None and policy.model != model_name:
+        raise AmcError(f"the policy is for model {policy.model!r}, not {model_name!r}; pass "
+                       "the matching --model or policy")
+    names = [u.name for u in pm.units]
+    given = [u["name"] for u in policy.units]
+    unknown = [n for n in given if n not in names]
+    if unknown:
+        raise AmcError(f"the policy names unit {unknown[0]!r}, which {policy.model} does not "
+                       f"have in {policy.mode!r} mode; pass a policy made for this model")
+    missing = [n for n in names if n not in given]
+    if missing:
+        raise AmcError(f"the policy has no ratio for unit {missing[0]!r}; pass a complete "
+                       "policy")
+
+
+def prunable_for(policy: Policy, model: nn.Module,
+                 calib: tuple[torch.Tensor, torch.Tensor] | None = None) -> PrunableModel:
+    """The :class:`PrunableModel` a policy was made with."""
+    size = tuple(policy.input_size) if policy.input_size else None
+    if size is None:
+        from amc.models import model_spec
+
+        size = model_spec(policy.model).input_size
+    return PrunableModel(model, size, policy.mode, policy.criterion, policy.round_to, calib)
+
+
+def apply_policy(model: nn.Module, policy: Policy, model_name: str | None = None,
+                 calib: tuple[torch.Tensor, torch.Tensor] | None = None) -> nn.Module:
+    """Return a pruned copy of ``model`` (dense architecture) following ``policy``."""
+    pm = prunable_for(policy, model, calib)
+    check_policy(policy, pm, model_name)
+    by_name = {u["name"]: float(u["ratio"]) for u in policy.units}
+    return pm.prune([by_name[u.name] for u in pm.units])

@@ -1,0 +1,47 @@
+"""Where a result came from: package versions, git commit, time."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+PACKAGES = ("amc", "torch", "torchvision", "torch-pruning", "stable-baselines3", "gymnasium",
+            "ray", "onnx", "onnxruntime", "numpy")
+
+
+def git_commit(path: str | Path | None = None) -> str | None:
+    """The commit of the checkout that holds this package (``-dirty`` if modified)."""
+    root = Path(path) if path else Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                             text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=root, capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (sha + ("-dirty" if dirty.strip() else "")) if sha else None
+
+
+def versions() -> dict[str, str]:
+    """Installed versions of the packages that shape results."""
+    out = {"python": platform.python_version()}
+    for p in PACKAGES:
+        try:
+            out[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def amc_version() -> str:
+    try:
+        return metadata.version("amc")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")

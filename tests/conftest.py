@@ -1,0 +1,64 @@
+"""Shared test setup: the ``../shared`` material, an isolated dataset cache, thread count."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+SHARED = ROOT.parent / "shared"
+SHARED_REASON = "../shared (CIFAR-10 archive and checkpoints) not present"
+
+# Two cores on the reference machine: use both in-process, deliberately and reproducibly.
+# CLI subprocesses started by the tests get OMP_NUM_THREADS=1 (they run side by side).
+torch.set_num_threads(2)
+
+
+def shared_present() -> bool:
+    return (SHARED / "data" / "cifar10-jpeg.tar.gz").is_file() and (
+        SHARED / "models" / "resnet20-cifar10.th").is_file()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "needs_shared: needs ../shared (CIFAR-10 archive, "
+                            "checkpoints); skipped when it is absent")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("needs_shared") and not shared_present():
+        pytest.skip(SHARED_REASON)
+
+
+@pytest.fixture
+def needs_shared() -> Path:
+    """The ``../shared`` folder; skips the test when it is absent."""
+    if not shared_present():
+        pytest.skip(SHARED_REASON)
+    return SHARED
+
+
+@pytest.fixture
+def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point ``AMC_CACHE_DIR`` at a fresh folder and empty the in-memory dataset cache, so a
+    test neither reads nor pollutes the user's ``~/.cache/amc``.
+
+    Only for tests that decode their own small data: CIFAR tests keep the default cache so the
+    15 s decode of the shared archive happens at most once per machine.
+    """
+    import amc.data
+
+    cache = tmp_path / "amc-cache"
+    monkeypatch.setenv("AMC_CACHE_DIR", str(cache))
+    monkeypatch.setattr(amc.data, "_MEMORY", {})
+    return cache
+
+
+@pytest.fixture(scope="session")
+def tv_resnet18() -> torch.nn.Module:
+    """torchvision resnet18 without weights (building it takes ~2 s, so share it)."""
+    from amc.models import create_model
+
+    return create_model("tv:resnet18")
