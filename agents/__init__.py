@@ -1,0 +1,21 @@
+"""The RL side's agents, importable as ``amc.agents``: AMC's DDPG on stable-baselines3.
+
+Attributes load lazily so that ``amc.agents.config`` (the search's dataclass, which the CLI
+reads to build its options) imports without stable-baselines3.
+"""
+
+from typing import Any
+
+__all__ = ["SearchConfig", "run_search"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SearchConfig":
+        from .config import SearchConfig
+
+        return SearchConfig
+    if name == "run_search":
+        from .search import run_search
+
+        return run_search
+    raise AttributeError(name)

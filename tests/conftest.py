@@ -32,7 +32,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         pytest.skip(SHARED_REASON)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def needs_shared() -> Path:
     """The ``../shared`` folder; skips the test when it is absent."""
     if not shared_present():

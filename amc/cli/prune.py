@@ -33,23 +33,15 @@ def add_prune_args(p: argparse.ArgumentParser, budget: bool = True) -> None:
 
 def scorer_from_args(args: argparse.Namespace):
     """(model, data, Scorer) from the common options."""
-    import torch
-
-    from amc.pruning import PrunableModel
-    from amc.scoring import Scorer
+    from amc.scoring import build_scorer
 
     model = model_from_args(args)
     data = data_from_args(args)
     check_model_data(model, data, args.model)
-    xt, yt = data.tensors("train")
-    g = torch.Generator().manual_seed(args.seed)
-    idx = torch.randperm(len(yt), generator=g)[:args.calib_size]
-    calib = (xt[idx], yt[idx])
-    pm = PrunableModel(model, data.input_size, args.units, args.criterion, args.round_to,
-                       calib if args.criterion == "taylor" else None)
-    x, y = data.tensors("val", args.val_limit)
-    scorer = Scorer(pm, x, y, calib=calib[0], bn_recalib=args.bn_recalib,
-                    reconstruct=args.reconstruct)
+    scorer = build_scorer(args.model, args.checkpoint, args.data, args.data_dir, args.val_size,
+                          args.split_seed, args.val_limit, args.units, args.criterion,
+                          args.round_to, args.bn_recalib, args.reconstruct, args.calib_size,
+                          args.seed, args.unsafe_load, args.num_classes)
     return model, data, scorer
 
 

@@ -1,0 +1,90 @@
+"""AMC's DDPG agent, built from stable-baselines3's ``DDPG`` by passing parameters.
+
+Actor and critic have two hidden layers of 300 units; the critic learns ten times faster
+than the actor (1e-3 vs 1e-4). SB3 gives both optimisers one learning rate, so the critic's
+optimiser is an Adam whose steps use ``lr × lr_scale`` — set through a policy subclass
+(SB3's documented custom-policy hook), with SB3's internals untouched.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from stable_baselines3 import DDPG
+from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.td3.policies import TD3Policy
+
+from .config import SearchConfig
+from .noise import TruncatedNormalNoise
+
+
+class ScaledAdam(torch.optim.Adam):
+    """Adam whose effective learning rate is ``lr × lr_scale`` (SB3 rewrites ``lr``)."""
+
+    def __init__(self, params: Any, lr: float = 1e-3, lr_scale: float = 1.0, **kwargs: Any):
+        super().__init__(params, lr=lr, **kwargs)
+        self.lr_scale = lr_scale
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:
+        saved = [g["lr"] for g in self.param_groups]
+        for g in self.param_groups:
+            g["lr"] = g["lr"] * self.lr_scale
+        try:
+            return super().step(closure)
+        finally:
+            for g, lr in zip(self.param_groups, saved):
+                g["lr"] = lr
+
+
+class AMCPolicy(TD3Policy):
+    """TD3/DDPG policy whose critic learns ``critic_lr_scale`` times faster than the actor."""
+
+    def __init__(self, *args: Any, critic_lr_scale: float = 10.0, **kwargs: Any):
+        self.critic_lr_scale = critic_lr_scale
+        super().__init__(*args, **kwargs)
+
+    def _build(self, lr_schedule) -> None:
+        super()._build(lr_schedule)
+        self.critic.optimizer = ScaledAdam(self.critic.parameters(), lr=lr_schedule(1),
+                                           lr_scale=self.critic_lr_scale,
+                                           **self.optimizer_kwargs)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data["critic_lr_scale"] = self.critic_lr_scale
+        return data
+
+
+def build_agent(cfg: SearchConfig, venv: VecEnv, n_units: int,
+                tensorboard_log: str | None = None) -> tuple[DDPG, TruncatedNormalNoise]:
+    """A DDPG agent set up as in AMC, and its exploration noise."""
+    noise = TruncatedNormalNoise(venv.num_envs, cfg.noise_sigma, cfg.noise_decay,
+                                 cfg.warmup_episodes, seed=cfg.seed)
+    model = DDPG(
+        AMCPolicy, venv,
+        learning_rate=cfg.lr_actor,
+        buffer_size=max(cfg.batch_size, cfg.buffer_episodes * n_units),
+        learning_starts=cfg.warmup_episodes * n_units,
+        batch_size=cfg.batch_size, tau=cfg.tau, gamma=cfg.gamma,
+        action_noise=noise,
+        policy_kwargs={"net_arch": {"pi": [cfg.hidden, cfg.hidden],
+                                    "qf": [cfg.hidden, cfg.hidden]},
+                       "critic_lr_scale": cfg.lr_critic / cfg.lr_actor},
+        tensorboard_log=tensorboard_log, seed=cfg.seed, verbose=0, device="cpu",
+    )
+    attach_noise(model, noise, venv)
+    return model, noise
+
+
+def attach_noise(model: DDPG, noise: TruncatedNormalNoise, venv: VecEnv) -> None:
+    """Centre the noise on the actor's action for the wrapper's last observations."""
+
+    def mu() -> Any:
+        obs = venv.last_obs  # type: ignore[attr-defined]
+        action, _ = model.predict(obs, deterministic=True)
+        return model.policy.scale_action(action)
+
+    noise.mu_fn = mu
+    model.action_noise = noise

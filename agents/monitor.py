@@ -1,0 +1,159 @@
+"""The search's callback: episodes.csv, best policy, TensorBoard scalars, progress, and
+checkpoints of agent, replay buffer and counters for ``--resume``."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from stable_baselines3.common.callbacks import BaseCallback
+
+from amc.policy import make_policy
+from amc.progress import enabled as progress_enabled
+from amc.pruning import PrunableModel
+
+from .config import SearchConfig
+
+
+def episode_columns(pm: PrunableModel) -> list[str]:
+    return (["episode"] + [f"ratio:{u.name}" for u in pm.units]
+            + ["macs_ratio", "params_ratio", "val_top1", "reward", "seconds"])
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def write_rows(path: Path, columns: list[str], rows: list[dict]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=columns)
+        w.writeheader()
+        w.writerows(rows)
+    tmp.replace(path)
+
+
+class SearchMonitor(BaseCallback):
+    """Records every finished episode exactly once and checkpoints the search.
+
+    Args:
+        cfg: The search configuration.
+        run_dir: The run directory.
+        pm: The prunable model (for column names and policies).
+        done: Episodes already recorded (when resuming).
+        best_reward: Best raw reward so far (when resuming).
+        extra_state: Objects with ``state()`` saved in every checkpoint (noise, baseline).
+    """
+
+    def __init__(self, cfg: SearchConfig, run_dir: Path, pm: PrunableModel, done: int = 0,
+                 best_reward: float | None = None, extra_state: dict[str, Any] | None = None):
+        super().__init__(verbose=0)
+        self.cfg, self.run_dir, self.pm = cfg, run_dir, pm
+        self.done = done
+        self.best_reward = best_reward
+        self.extra_state = extra_state or {}
+        self.columns = episode_columns(pm)
+        self.csv_path = run_dir / "episodes.csv"
+        self.last_ckpt = done
+        self._bar = None
+        self._task = None
+        self._t0 = time.perf_counter()
+
+    # -------------------------------------------------------------- SB3 hooks
+    def _on_training_start(self) -> None:
+        if not self.csv_path.exists():
+            write_rows(self.csv_path, self.columns, [])
+        if progress_enabled():
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                       TimeElapsedColumn, TimeRemainingColumn)
+
+            self._bar = Progress(TextColumn("search"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TimeRemainingColumn(),
+                                 TextColumn("{task.fields[best]}"), transient=True)
+            self._bar.start()
+            self._task = self._bar.add_task("search", total=self.cfg.episodes,
+                                            completed=self.done, best="")
+
+    def _on_rollout_start(self) -> None:
+        if self.done - self.last_ckpt >= self.cfg.checkpoint_every:
+            self.save_checkpoint()
+
+    def _on_step(self) -> bool:
+        for info in self.locals.get("infos", []):
+            res = info.get("episode_result")
+            if res is not None and self.done < self.cfg.episodes:
+                self._record(res)
+        return self.done < self.cfg.episodes
+
+    def _on_training_end(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    # -------------------------------------------------------------- recording
+    def _record(self, res: dict) -> None:
+        self.done += 1
+        row = {"episode": self.done,
+               **{f"ratio:{u.name}": f"{r:.6f}" for u, r in zip(self.pm.units, res["ratios"])},
+               "macs_ratio": f"{res['macs_ratio']:.6f}",
+               "params_ratio": f"{res['params_ratio']:.6f}",
+               "val_top1": f"{res['val_top1']:.4f}", "reward": f"{res['reward']:.6f}",
+               "seconds": f"{res['seconds']:.3f}"}
+        with open(self.csv_path, "a", newline="") as f:
+            csv.DictWriter(f, fieldnames=self.columns).writerow(row)
+        if self.best_reward is None or res["reward"] > self.best_reward:
+            self.best_reward = res["reward"]
+            pol = make_policy(self.pm, res["ratios"], self.cfg.model, self.cfg.budget, "amc",
+                              self.cfg.seed, self.cfg.max_ratio,
+                              {"val_top1": res["val_top1"], "reward": res["reward"]},
+                              episode=self.done, reward_type=self.cfg.reward)
+            pol.save(self.run_dir / "best_policy.json")
+        self.logger.record("amc/reward", res["reward"])
+        self.logger.record("amc/val_top1", res["val_top1"])
+        self.logger.record("amc/macs_ratio", res["macs_ratio"])
+        self.logger.record("amc/best_reward", self.best_reward)
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.done,
+                             best=f"best reward {self.best_reward:.4f}")
+
+    # -------------------------------------------------------------- checkpoints
+    def save_checkpoint(self) -> None:
+        """Atomically save agent, replay buffer and counters (``ckpt/``)."""
+        ckpt, tmp, old = (self.run_dir / n for n in ("ckpt", "ckpt.tmp", "ckpt.old"))
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        self.model.save(tmp / "agent.zip", exclude=["action_noise"])
+        self.model.save_replay_buffer(tmp / "replay.pkl")
+        state = {"episodes_done": self.done, "best_reward": self.best_reward,
+                 "num_timesteps": self.model.num_timesteps,
+                 **{k: v.state() for k, v in self.extra_state.items()}}
+        (tmp / "state.json").write_text(json.dumps(state, default=_jsonable))
+        if ckpt.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            ckpt.rename(old)
+        tmp.rename(ckpt)
+        shutil.rmtree(old, ignore_errors=True)
+        self.last_ckpt = self.done
+
+
+def _jsonable(o: Any) -> Any:
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if isinstance(o, dict):
+        return dict(o)
+    return str(o)
+
+
+def find_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint folder of a run, if any."""
+    for name in ("ckpt", "ckpt.old"):
+        p = run_dir / name
+        if (p / "state.json").is_file() and (p / "agent.zip").is_file():
+            return p
+    return None

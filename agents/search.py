@@ -1,0 +1,181 @@
+"""``run_search``: the AMC search loop with a run directory and resume."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from stable_baselines3 import DDPG
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from amc.budget import Budget, resource_fn, uniform_ratio
+from amc.errors import AmcError
+from amc.policy import make_policy
+from amc.provenance import git_commit, now, versions
+from amc.scoring import Scorer, build_scorer
+from amc.envs import AMCPruningEnv, Outcome, reward_fn
+
+from .config import SearchConfig
+from .ddpg import attach_noise, build_agent
+from .monitor import SearchMonitor, episode_columns, find_checkpoint, read_rows, write_rows
+from .noise import TruncatedNormalNoise
+from .wrappers import RewardBaseline
+
+
+def load_config(run_dir: Path) -> SearchConfig:
+    p = run_dir / "config.json"
+    if not p.is_file():
+        raise AmcError(f"{run_dir} is not an amc search run (no config.json); pass the --out "
+                       "folder of a search")
+    d = json.loads(p.read_text())
+    known = {f.name for f in fields(SearchConfig)}
+    return SearchConfig(**{k: v for k, v in d.items() if k in known})
+
+
+def uniform_outcome(scorer: Scorer, cfg: SearchConfig) -> dict[str, Any]:
+    """Score the uniform policy that meets the budget (the line to beat)."""
+    budget = Budget.parse(cfg.budget)
+    pm = scorer.pm
+    r = uniform_ratio(pm, budget, cfg.max_ratio)
+    ratios = [r] * len(pm.units)
+    top1 = scorer(ratios)
+    macs, params = pm.cost(ratios)
+    lat = 0.0
+    if cfg.reward == "latency":
+        from amc.latency import latency_table
+
+        lat = latency_table(pm).predict(ratios)
+    o = Outcome(top1, macs, params, resource_fn(pm, budget)(ratios), budget.fraction, lat)
+    return {"ratio": r, "val_top1": top1, "reward": reward_fn(cfg.reward, cfg.lambda_size)(o),
+            "macs_ratio": macs / pm.dense_macs, "params_ratio": params / pm.dense_params}
+
+
+def make_venv(cfg: SearchConfig, scorer: Scorer):
+    """One in-process env, or Ray actors when ``cfg.workers`` > 1."""
+    if cfg.workers and cfg.workers > 1:
+        from .ray_vec_env import RayVecEnv
+
+        return RayVecEnv(cfg)
+    return DummyVecEnv([lambda: AMCPruningEnv(scorer, **cfg.env_kwargs())])
+
+
+def plot_curve(run_dir: Path, uniform_reward: float | None, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_rows(run_dir / "episodes.csv")
+    ep = [int(r["episode"]) for r in rows]
+    rew = np.array([float(r["reward"]) for r in rows])
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.plot(ep, rew, ".", ms=3, alpha=0.5, label="episode reward")
+    if len(rew) >= 10:
+        k = 10
+        ax.plot(ep[k - 1:], np.convolve(rew, np.ones(k) / k, "valid"), lw=2,
+                label="moving average (10)")
+    if len(rew):
+        ax.plot(ep, np.maximum.accumulate(rew), lw=1.5, label="best so far")
+    if uniform_reward is not None:
+        ax.axhline(uniform_reward, color="k", ls="--", label="uniform baseline")
+    ax.set_xlabel("episode")
+    ax.set_ylabel("reward")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    out = run_dir / "learning_curve.png"
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def run_search(cfg: SearchConfig, resume: bool = False) -> dict[str, Any]:
+    """Run (or resume) an AMC search; returns the summary written to ``summary.json``."""
+    torch.set_num_threads(max(1, cfg.threads))
+    run_dir = Path(cfg.out)
+    if not resume and (run_dir / "episodes.csv").exists():
+        raise AmcError(f"{run_dir} already holds a search; pass --resume {run_dir} to continue "
+                       "it or choose another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    budget = Budget.parse(cfg.budget)
+    reward_fn(cfg.reward)  # validates the name before any heavy work
+    scorer = build_scorer(**cfg.scorer_kwargs())
+    pm = scorer.pm
+    n_units = len(pm.units)
+    if not resume:
+        (run_dir / "config.json").write_text(json.dumps(cfg.as_dict(), indent=2) + "\n")
+        (run_dir / "run.json").write_text(json.dumps(
+            {"seed": cfg.seed, "git_commit": git_commit(), "versions": versions(),
+             "started": now()}, indent=2) + "\n")
+    uni_path = run_dir / "uniform_policy.json"
+    if uni_path.is_file():
+        uni = json.loads(uni_path.read_text())["metrics"]
+    else:
+        u = uniform_outcome(scorer, cfg)
+        uni = {"val_top1": u["val_top1"], "reward": u["reward"]}
+        make_policy(pm, [u["ratio"]] * n_units, cfg.model, str(budget), "uniform", cfg.seed,
+                    cfg.max_ratio, uni).save(uni_path)
+
+    venv = RewardBaseline(make_venv(cfg, scorer), cfg.baseline_alpha)
+    tb = str(run_dir / "tb")
+    ckpt = find_checkpoint(run_dir) if resume else None
+    done, best = 0, None
+    if ckpt is not None:
+        state = json.loads((ckpt / "state.json").read_text())
+        done, best = int(state["episodes_done"]), state["best_reward"]
+        model = DDPG.load(ckpt / "agent.zip", env=venv, device="cpu", tensorboard_log=tb)
+        model.load_replay_buffer(ckpt / "replay.pkl")
+        noise = TruncatedNormalNoise(venv.num_envs, cfg.noise_sigma, cfg.noise_decay,
+                                     cfg.warmup_episodes, seed=cfg.seed)
+        noise.load_state(state["noise"])
+        venv.load_state(state["baseline"])
+        attach_noise(model, noise, venv)
+        rows = read_rows(run_dir / "episodes.csv")[:done]
+        write_rows(run_dir / "episodes.csv", episode_columns(pm), rows)
+        best_file = run_dir / "best_policy.json"
+        if best_file.is_file():  # the best policy only ever improves, also across a kill
+            best = max(best if best is not None else -np.inf,
+                       json.loads(best_file.read_text())["metrics"]["reward"])
+    else:
+        if resume:
+            for f in ("episodes.csv", "best_policy.json"):
+                (run_dir / f).unlink(missing_ok=True)
+        model, noise = build_agent(cfg, venv, n_units, tensorboard_log=tb)
+    monitor = SearchMonitor(cfg, run_dir, pm, done, best,
+                            {"noise": noise, "baseline": venv})
+    t0 = time.perf_counter()
+    remaining = cfg.episodes - done
+    if remaining > 0:
+        model.learn(total_timesteps=remaining * n_units + venv.num_envs * n_units,
+                    callback=monitor, reset_num_timesteps=ckpt is None, tb_log_name="ddpg",
+                    log_interval=10)
+    monitor.save_checkpoint()
+    venv.close()
+    return summarize(cfg, run_dir, uni, time.perf_counter() - t0)
+
+
+def summarize(cfg: SearchConfig, run_dir: Path, uni: dict, seconds: float) -> dict[str, Any]:
+    rows = read_rows(run_dir / "episodes.csv")
+    best = json.loads((run_dir / "best_policy.json").read_text())
+    rewards = [float(r["reward"]) for r in rows]
+    beat = next((int(r["episode"]) for r in rows if float(r["val_top1"]) > uni["val_top1"]),
+                None)
+    summary = {
+        "episodes": len(rows), "best_episode": best["provenance"].get("episode"),
+        "best_val_top1": best["metrics"]["val_top1"], "best_reward": best["metrics"]["reward"],
+        "best_macs_ratio": best["achieved"]["macs_ratio"],
+        "uniform_val_top1": uni["val_top1"], "uniform_reward": uni["reward"],
+        "first_episode_beating_uniform": beat,
+        "seconds_per_episode": float(np.mean([float(r["seconds"]) for r in rows]))
+        if rows else 0.0, "wall_seconds_this_run": seconds,
+        "mean_reward_last_10": float(np.mean(rewards[-10:])) if rewards else 0.0,
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    plot_curve(run_dir, uni["reward"],
+               f"AMC search: {cfg.model} on {cfg.data}, {cfg.budget}, reward {cfg.reward}")
+    return summary

@@ -1,0 +1,42 @@
+"""``amc search``: the AMC reinforcement-learning search (options derive from SearchConfig)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from amc.config import add_dataclass_args
+
+    p = sub.add_parser("search", help="AMC search: DDPG learns per-unit pruning ratios")
+    add_dataclass_args(p, _config_cls())
+    p.add_argument("--resume", default=None, metavar="DIR",
+                   help="continue the killed search in DIR (its config.json is used)")
+    p.set_defaults(func=cmd_search)
+
+
+def _config_cls():
+    from amc.agents.config import SearchConfig  # a plain dataclass: no SB3/Ray import
+
+    return SearchConfig
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from amc.agents import run_search
+    from amc.agents.search import load_config
+    from amc.config import from_args
+
+    if args.resume:
+        cfg = load_config(Path(args.resume))
+        resume = True
+    else:
+        cfg = from_args(_config_cls(), args)
+        resume = False
+    s = run_search(cfg, resume=resume)
+    print(f"AMC search on {cfg.model} ({cfg.budget}, reward {cfg.reward}): {s['episodes']} "
+          f"episodes, best val top-1 {s['best_val_top1']:.2f}% (episode {s['best_episode']}) vs "
+          f"uniform {s['uniform_val_top1']:.2f}%; {s['seconds_per_episode']:.2f} s/episode")
+    print(f"run directory: {cfg.out} (best_policy.json, episodes.csv, learning_curve.png)")
+    return 0

@@ -1,0 +1,121 @@
+"""``AMCPruningEnv``: AMC's channel-pruning MDP as a Gymnasium env.
+
+One step = one prunable unit, in forward order. The observation holds AMC's 11 features of
+the current unit, min-max normalised to [0, 1]; the action in [0, 1] maps to a ratio in
+[0, max_ratio] and is clipped by the budget rule so that every episode meets the budget.
+At the last unit the policy is applied to a copy of the network and scored on ``val``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from amc.budget import Budget, clip_range, resource_fn
+from amc.scoring import Scorer, build_scorer
+
+from .rewards import Outcome, reward_fn
+
+FEATURES = ("index", "n", "c", "h", "w", "stride", "k", "macs", "reduced", "rest", "prev_action")
+
+
+class AMCPruningEnv(gym.Env):
+    """Walk the prunable units of a network and choose a pruning ratio for each.
+
+    Args:
+        scorer: A ready :class:`~amc.scoring.Scorer`; when None one is built from ``model``,
+            ``checkpoint``, ``data`` and the other keyword arguments of
+            :func:`amc.scoring.build_scorer` (this is what ``gymnasium.make`` passes).
+        budget: Budget such as ``flops:0.5``.
+        reward: ``err``, ``flops``, ``params``, ``acc_size`` or ``latency``.
+        max_ratio: Largest pruning ratio of a unit.
+        lambda_size: λ of the ``acc_size`` reward.
+        **scorer_kwargs: Passed to :func:`amc.scoring.build_scorer`.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, scorer: Scorer | None = None, *, budget: str = "flops:0.5",
+                 reward: str = "err", max_ratio: float = 0.8, lambda_size: float = 1.0,
+                 **scorer_kwargs: Any):
+        super().__init__()
+        self.scorer = scorer if scorer is not None else build_scorer(**scorer_kwargs)
+        self.pm = self.scorer.pm
+        self.budget = Budget.parse(budget) if isinstance(budget, str) else budget
+        self.max_ratio = float(max_ratio)
+        self.reward_name = reward
+        self._reward = reward_fn(reward, lambda_size)
+        self._resource = resource_fn(self.pm, self.budget)
+        self._latency = None
+        if reward == "latency":
+            from amc.latency import latency_table
+
+            self._latency = latency_table(self.pm)
+        self.n_units = len(self.pm.units)
+        self._static = self._static_features()
+        self.observation_space = spaces.Box(0.0, 1.0, (len(FEATURES),), np.float32)
+        self.action_space = spaces.Box(0.0, 1.0, (1,), np.float32)
+        self._t = 0
+        self._ratios: list[float] = []
+        self._prev = 0.0
+        self._t0 = time.perf_counter()
+        # fail early on a budget the clipping rule cannot reach
+        clip_range(self.pm, self.budget, [], 0, self.max_ratio, self._resource)
+
+    def _static_features(self) -> np.ndarray:
+        rows = np.array([[u.index, u.n, u.c, u.h, u.w, u.stride, u.k, u.macs]
+                         for u in self.pm.units], dtype=np.float64)
+        lo, hi = rows.min(0), rows.max(0)
+        span = np.where(hi > lo, hi - lo, 1.0)
+        return ((rows - lo) / span).astype(np.float32)
+
+    def _obs(self) -> np.ndarray:
+        t = min(self._t, self.n_units - 1)
+        chosen = self._ratios + [0.0] * (self.n_units - len(self._ratios))
+        macs_now = self.pm.cost(chosen)[0]
+        reduced = (self.pm.dense_macs - macs_now) / self.pm.dense_macs
+        rest = sum(u.macs for u in self.pm.units[t + 1:]) / max(
+            1, sum(u.macs for u in self.pm.units))
+        dyn = np.array([reduced, rest, self._prev], dtype=np.float32)
+        return np.clip(np.concatenate([self._static[t], dyn]), 0.0, 1.0).astype(np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None
+              ) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        self._t, self._ratios, self._prev = 0, [], 0.0
+        self._t0 = time.perf_counter()
+        return self._obs(), {}
+
+    def clip(self, action: float) -> tuple[float, float]:
+        """(raw ratio, applied ratio) for the current unit."""
+        raw = float(np.clip(action, 0.0, 1.0)) * self.max_ratio
+        lo, hi = clip_range(self.pm, self.budget, self._ratios, self._t, self.max_ratio,
+                            self._resource)
+        return raw, float(min(max(raw, lo), hi))
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+        a = float(np.asarray(action, dtype=np.float64).reshape(-1)[0])
+        raw, applied = self.clip(a)
+        self._ratios.append(applied)
+        self._prev = applied / self.max_ratio
+        info: dict[str, Any] = {"unit": self.pm.units[self._t].name, "raw_ratio": raw,
+                                "ratio": applied}
+        self._t += 1
+        if self._t < self.n_units:
+            return self._obs(), 0.0, False, False, info
+        ratios = list(self._ratios)
+        top1 = self.scorer(ratios)
+        macs, params = self.pm.cost(ratios)
+        lat = self._latency.predict(ratios) if self._latency is not None else 0.0
+        outcome = Outcome(top1, macs, params, self._resource(ratios), self.budget.fraction, lat)
+        reward = float(self._reward(outcome))
+        info["episode_result"] = {
+            "ratios": ratios, "macs_ratio": macs / self.pm.dense_macs,
+            "params_ratio": params / self.pm.dense_params, "val_top1": top1,
+            "reward": reward, "seconds": time.perf_counter() - self._t0,
+        }
+        return self._obs(), reward, True, False, info

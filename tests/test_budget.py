@@ -1,0 +1,152 @@
+"""Budgets: parsing, the uniform ratio, and AMC's clipping rule (every episode meets the
+budget whatever the agent proposes)."""
+
+from __future__ import annotations
+
+import zlib
+from functools import lru_cache
+
+import numpy as np
+import pytest
+
+from amc.budget import Budget, clip_range, meets, resource_fn, uniform_ratio
+from amc.cost import model_cost
+from amc.errors import AmcError
+from amc.models import create_model
+from amc.pruning import PrunableModel
+
+# --------------------------------------------------------------------------- parsing
+
+
+@pytest.mark.parametrize("text, kind, frac", [
+    ("flops:0.5", "flops", 0.5),
+    ("params:0.4", "params", 0.4),
+    ("latency:0.6", "latency", 0.6),
+    ("flops:1", "flops", 1.0),
+    ("flops:1e-1", "flops", 0.1),
+    ("params:.25", "params", 0.25),
+])
+def test_parse_good(text, kind, frac):
+    b = Budget.parse(text)
+    assert (b.kind, b.fraction) == (kind, frac)
+    assert Budget.parse(str(b)) == b  # str() round-trips
+
+
+@pytest.mark.parametrize("text", [
+    "", "flops", "flops:", "0.5", ":0.5", "macs:0.5", "FLOPS:0.5", "flops:0", "flops:-0.2",
+    "flops:1.01", "flops:abc", "flops:0.5:1", "flops=0.5", "flops:nan", "flops:inf",
+])
+def test_parse_bad(text):
+    with pytest.raises(AmcError, match="kind:fraction"):
+        Budget.parse(text)
+
+
+# --------------------------------------------------------------------------- models
+
+SMALL = {
+    "digits_cnn": ("all", (1, 8, 8)),
+    "resnet20": ("internal", (3, 32, 32)),
+}
+
+
+@pytest.fixture(scope="module")
+def pms() -> dict[str, PrunableModel]:
+    import torch
+
+    torch.manual_seed(0)
+    return {name: PrunableModel(create_model(name), size, mode)
+            for name, (mode, size) in SMALL.items()}
+
+
+def _cached(pm: PrunableModel, budget: Budget):
+    """The exact resource function, memoised on the kept channel counts.
+
+    The cost model depends on the ratios only through the channels each unit keeps, so this
+    returns exactly what :func:`resource_fn` returns; it only saves recomputing repeated
+    points of the bisections.
+    """
+    f = resource_fn(pm, budget)
+    n = len(pm.units)
+
+    @lru_cache(maxsize=None)
+    def by_kept(kept: tuple[int, ...]) -> float:
+        return f([1.0 - k / u.n for k, u in zip(kept, pm.units)])
+
+    def fn(ratios) -> float:
+        return by_kept(tuple(pm.kept(i, r) for i, r in zip(range(n), ratios)))
+
+    return fn
+
+
+# --------------------------------------------------------------------------- clipping rule
+
+
+def _episodes(pm: PrunableModel, budget: Budget, n_episodes: int, max_ratio: float,
+              seed: int) -> list[list[float]]:
+    rng = np.random.default_rng(seed)
+    fn = _cached(pm, budget)
+    exact = resource_fn(pm, budget)
+    n = len(pm.units)
+    out = []
+    for e in range(n_episodes):
+        actions = rng.uniform(0.0, max_ratio, n)
+        chosen: list[float] = []
+        for t in range(n):
+            lo, hi = clip_range(pm, budget, chosen, t, max_ratio, fn)
+            assert 0.0 <= lo <= hi == max_ratio
+            if e < 20 and lo > 1e-6:  # the lower end is tight: a little less misses the budget
+                tail = [max_ratio] * (n - t - 1)
+                assert exact(chosen + [lo - 1e-6] + tail) > budget.fraction
+            chosen.append(max(float(actions[t]), lo))
+        assert exact(chosen) <= budget.fraction + 1e-9, (e, chosen)
+        out.append(chosen)
+    return out
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+@pytest.mark.parametrize("budget", ["flops:0.5", "params:0.4", "flops:0.3"])
+def test_clipping_rule_always_meets_budget(pms, name, budget):
+    pm, b = pms[name], Budget.parse(budget)
+    episodes = _episodes(pm, b, 1000, max_ratio=0.8, seed=zlib.crc32(f"{name} {budget}".encode()))
+    assert all(meets(pm, b, r) for r in episodes)
+    # the exact cost model is the physical one: check a few episodes on the pruned network
+    for r in episodes[:3]:
+        macs, params = model_cost(pm.prune(r), pm.input_size)
+        used = macs / pm.dense_macs if b.kind == "flops" else params / pm.dense_params
+        assert used <= b.fraction + 1e-9
+    # the rule only raises ratios: episodes whose actions are all 0 sit at the budget
+    chosen: list[float] = []
+    for t_ in range(len(pm.units)):
+        chosen.append(clip_range(pm, b, chosen, t_, 0.8)[0])
+    used = resource_fn(pm, b)(chosen)
+    assert used <= b.fraction + 1e-9
+    assert used >= 0.9 * b.fraction  # the last unit takes up the slack: close to the budget
+
+
+def test_clipping_unreachable_budget_raises(pms):
+    pm = pms["resnet20"]  # internal units: at most about 80 % of the MACs can go
+    with pytest.raises(AmcError, match="out of reach"):
+        clip_range(pm, Budget.parse("flops:0.05"), [], 0, 0.8)
+
+
+# --------------------------------------------------------------------------- uniform ratio
+
+
+def test_uniform_ratio_unreachable_budget_raises(pms):
+    for pm in pms.values():
+        with pytest.raises(AmcError, match="cannot be met"):
+            uniform_ratio(pm, Budget.parse("flops:0.01"), max_ratio=0.5)
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+@pytest.mark.parametrize("budget", ["flops:0.5", "params:0.5", "flops:1"])
+def test_uniform_ratio_is_smallest_that_meets(pms, name, budget):
+    pm, b = pms[name], Budget.parse(budget)
+    f = resource_fn(pm, b)
+    r = uniform_ratio(pm, b)
+    n = len(pm.units)
+    assert f([r] * n) <= b.fraction + 1e-9
+    if r > 0:
+        assert f([r - 1e-6] * n) > b.fraction
+    else:
+        assert b.fraction == 1

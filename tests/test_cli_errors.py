@@ -1,0 +1,178 @@
+"""The ``amc`` command line on bad input: exit code 2, one ``amc: error:`` line, no traceback.
+
+The cases the brief names run ``python -m amc.cli`` in a subprocess (so a traceback or a
+wrong exit status of the real program shows). Starting Python and importing torch takes ~3 s,
+so one fixture runs them three at a time and the tests check the results; further cases go
+through ``amc.cli.main`` in-process.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import torch
+
+from amc.cli import main
+from amc.models import create_model
+
+# case id -> (argv, substrings the error line must contain); these run as subprocesses
+ERROR_CASES: dict[str, tuple[list[str], list[str]]] = {
+    "unknown-model": (["profile", "--model", "nope"], ["unknown model 'nope'", "amc models"]),
+    "missing-checkpoint": (["profile", "--model", "resnet20", "--checkpoint", "{tmp}/none.pt"],
+                           ["none.pt", "does not exist"]),
+    "other-architecture": (["profile", "--model", "resnet32", "--checkpoint", "{tmp}/r20.pt"],
+                           ["r20.pt", "missing tensor 'layer1.3.conv1.weight'"]),
+    "shape-mismatch": (["profile", "--model", "digits_cnn", "--checkpoint", "{tmp}/d5.pt"],
+                       ["'classifier.weight'", "(5, 128)", "(10, 128)"]),
+    "random-bytes": (["profile", "--model", "digits_cnn", "--checkpoint", "{tmp}/random.bin"],
+                     ["random.bin", "not a PyTorch checkpoint"]),
+    "text-file": (["profile", "--model", "digits_cnn", "--checkpoint", "{tmp}/notes.txt"],
+                  ["notes.txt", "PyTorch checkpoint"]),
+    "missing-data-dir": (["eval", "--model", "resnet20", "--data", "cifar10", "--data-dir",
+                          "/nonexistent"], ["'/nonexistent' does not exist", "--data-dir"]),
+    "unknown-dataset": (["eval", "--model", "digits_cnn", "--data", "mnist"],
+                        ["unknown dataset 'mnist'"]),
+    "bad-split": (["eval", "--model", "digits_cnn", "--split", "foo"],
+                  ["unknown split 'foo'", "train, val, test"]),
+}
+
+# more bad inputs, checked in-process through amc.cli.main (a subprocess costs ~3 s of torch
+# import each; the code path after the import is the same)
+IN_PROCESS_CASES: dict[str, tuple[list[str], list[str]]] = {
+    "unknown-tv-model": (["profile", "--model", "tv:nope"], ["unknown model 'tv:nope'"]),
+    "extra-tensors": (["profile", "--model", "resnet20", "--checkpoint", "{tmp}/r32.pt"],
+                      ["unexpected tensor 'layer1.3.conv1.weight'"]),
+    "empty-file": (["profile", "--model", "digits_cnn", "--checkpoint", "{tmp}/empty.pt"],
+                   ["empty.pt", "PyTorch checkpoint"]),
+    "zip-not-torch": (["profile", "--model", "digits_cnn", "--checkpoint", "{tmp}/zip.pt"],
+                      ["zip.pt", "PyTorch checkpoint"]),
+    "pickled-objects": (["profile", "--model", "digits_cnn", "--checkpoint",
+                         "{tmp}/pickled.pt"], ["pickled objects", "--unsafe-load"]),
+    "directory-as-checkpoint": (["profile", "--model", "digits_cnn", "--checkpoint", "{tmp}"],
+                                ["is not a file"]),
+    "no-state-dict": (["profile", "--model", "digits_cnn", "--checkpoint", "{tmp}/list.pt"],
+                      ["holds no state dict"]),
+    "data-dir-is-a-file": (["eval", "--model", "resnet20", "--data", "cifar10", "--data-dir",
+                            "{tmp}/notes.txt"], ["is not a directory"]),
+    "empty-data-dir": (["eval", "--model", "resnet20", "--data", "cifar10", "--data-dir",
+                        "{tmp}/emptydir"], ["no CIFAR-10 found"]),
+    "no-model-option": (["profile"], ["--model"]),
+    "unknown-command": (["frobnicate"], ["frobnicate"]),
+    "bad-int-option": (["eval", "--model", "digits_cnn", "--batch-size", "many"], ["many"]),
+}
+
+
+class Pickled:
+    """A class that weights-only loading must refuse."""
+
+
+def _env(tmp: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS="1", AMC_QUIET="1", AMC_CACHE_DIR=str(tmp / "cache"),
+               PYTHONWARNINGS="ignore")
+    return env
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory) -> Path:
+    """A folder with the bad inputs and a digits checkpoint trained for one epoch."""
+    tmp = tmp_path_factory.mktemp("cli")
+    torch.save(create_model("resnet20").state_dict(), tmp / "r20.pt")
+    torch.save(create_model("resnet32").state_dict(), tmp / "r32.pt")
+    torch.save(create_model("digits_cnn", num_classes=5).state_dict(), tmp / "d5.pt")
+    torch.save([1, 2, 3], tmp / "list.pt")
+    (tmp / "random.bin").write_bytes(torch.randint(0, 256, (4096,),
+                                                   generator=torch.Generator().manual_seed(0))
+                                     .to(torch.uint8).numpy().tobytes())
+    (tmp / "notes.txt").write_text("hello\nthis is not a checkpoint\n")
+    (tmp / "empty.pt").write_bytes(b"")
+    (tmp / "emptydir").mkdir()
+    torch.save({"weights": Pickled()}, tmp / "pickled.pt")
+    with zipfile.ZipFile(tmp / "zip.pt", "w") as z:
+        z.writestr("x", "y")
+
+    from amc.demo import train_digits
+
+    train_digits(tmp / "digits", epochs=1)
+    return tmp
+
+
+@pytest.fixture(scope="module")
+def cli_runs(bad_files) -> dict[str, tuple[subprocess.CompletedProcess, list[str]]]:
+    """Run every subprocess case, a few side by side."""
+    tmp = bad_files
+    ckpt = tmp / "digits" / "digits_cnn.pt"
+
+    from amc.data import load_dataset
+    from amc.evaluate import evaluate
+
+    data = load_dataset("digits")
+    expected = evaluate(create_model("digits_cnn", checkpoint=ckpt), *data.tensors("test"))
+
+    cases = {k: ([a.replace("{tmp}", str(tmp)) for a in argv], want)
+             for k, (argv, want) in ERROR_CASES.items()}
+    cases["eval-digits"] = (["eval", "--model", "digits_cnn", "--checkpoint", str(ckpt),
+                             "--data", "digits"], [f"top-1 {expected.top1:.2f}%"])
+
+    def run(argv: list[str]) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "amc.cli", *argv], cwd=tmp, env=_env(tmp),
+                              capture_output=True, text=True, timeout=300)
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = {k: pool.submit(run, argv) for k, (argv, _) in cases.items()}
+        return {k: (f.result(), cases[k][1]) for k, f in futures.items()}
+
+
+@pytest.mark.parametrize("case", list(ERROR_CASES))
+def test_bad_input_gives_one_error_line(cli_runs, case):
+    res, want = cli_runs[case]
+    lines = res.stderr.strip().splitlines()
+    assert "Traceback" not in res.stderr + res.stdout, res.stderr
+    assert res.returncode == 2, res.stderr
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("amc: error: ")
+    for w in want:
+        assert w in lines[0], (w, lines[0])
+
+
+TOP1 = re.compile(r"digits_cnn on digits/test \(360 images\): top-1 (\d+\.\d\d)%")
+
+
+def test_eval_prints_top1(cli_runs):
+    res, want = cli_runs["eval-digits"]
+    assert res.returncode == 0, res.stderr
+    assert "Traceback" not in res.stderr
+    m = TOP1.search(res.stdout)
+    assert m, res.stdout
+    assert want[0] in res.stdout  # the same top-1 as evaluating in-process
+    assert float(m.group(1)) > 50.0  # one epoch of training is far above chance (10 %)
+
+
+def test_eval_takes_the_model_name_from_an_amc_checkpoint(bad_files, capsys, monkeypatch):
+    monkeypatch.setenv("AMC_QUIET", "1")
+    rc = main(["eval", "--checkpoint", str(bad_files / "digits" / "digits_cnn.pt")])
+    out = capsys.readouterr().out
+    assert rc == 0 and TOP1.search(out), out
+
+
+@pytest.mark.parametrize("case", list(IN_PROCESS_CASES))
+def test_bad_input_in_process(bad_files, capsys, monkeypatch, case):
+    monkeypatch.chdir(bad_files)
+    argv = [a.replace("{tmp}", str(bad_files)) for a in IN_PROCESS_CASES[case][0]]
+    try:
+        rc = main(argv)
+    except SystemExit as e:  # argparse errors exit from inside parse_args
+        rc = e.code
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("amc: error: "), err
+    for w in IN_PROCESS_CASES[case][1]:
+        assert w in lines[0], (w, lines[0])
