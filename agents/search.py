@@ -154,7 +154,7 @@ def run_search(cfg: SearchConfig, resume: bool = False) -> dict[str, Any]:
         model.learn(total_timesteps=remaining * n_units + venv.num_envs * n_units,
                     callback=monitor, reset_num_timesteps=ckpt is None, tb_log_name="ddpg",
                     log_interval=10)
-    monitor.save_checkpoint()
+        monitor.save_checkpoint()
     venv.close()
     return summarize(cfg, run_dir, uni, time.perf_counter() - t0)
 
