@@ -38,8 +38,8 @@ def read_file(path: str | Path, unsafe_load: bool = False) -> Any:
         raise AmcError(f"{p} is not a PyTorch checkpoint ({_first_line(e)}); pass a .pt/.th "
                        "file") from e
     except Exception as e:  # the unpickler raises KeyError, IndexError, ... on garbage
-        raise AmcError(f"{p} could not be read as a PyTorch checkpoint ({_first_line(e)}); pass a .pt/.th "
-                       "file") from e
+        raise AmcError(f"{p} could not be read as a PyTorch checkpoint ({_first_line(e)}); "
+                       "pass a .pt/.th file") from e
 
 
 def _first_line(e: BaseException) -> str:

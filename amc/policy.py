@@ -79,7 +79,10 @@ def make_policy(pm: PrunableModel, ratios: Sequence[float], model_name: str, bud
     """Build a policy for ``pm``'s units from ``ratios`` and record what it achieves."""
     ratios = [float(r) for r in ratios]
     macs, params = pm.cost(ratios)
-    units = [{"name": u.name, "ratio": round(r, 6), "channels": u.n, "kept": pm.kept(i, r)}
+    # ratios are stored unrounded (JSON keeps a float exactly): a rounded ratio can fall just
+    # below a channel boundary and keep one channel more than ``kept`` and ``achieved`` say,
+    # breaking the budget when the policy is applied
+    units = [{"name": u.name, "ratio": r, "channels": u.n, "kept": pm.kept(i, r)}
              for i, (u, r) in enumerate(zip(pm.units, ratios))]
     return Policy(
         model=model_name, mode=pm.mode, criterion=pm.criterion, units=units, budget=budget,

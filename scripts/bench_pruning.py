@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     t_start = time.perf_counter()
+    load = {"start": os.getloadavg()}
     torch.set_num_threads(args.eval_threads)
     torch.manual_seed(args.seed)
 
@@ -108,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     accuracy["pruned_reconstruct_bn_recalib"] = acc(rec_bn, "pruned + reconstruct + BN")
 
     latency = {}
+    load["before_latency"] = os.getloadavg()
     for batch, runs in ((1, args.runs_b1), (64, args.runs_b64)):
         d = measure_latency(dense, size, batch=batch, runs=runs, warmup=5,
                             threads=args.latency_threads)
@@ -118,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"latency batch {batch}: dense {d.median_ms:.2f} ms (IQR {d.iqr_ms:.2f}), pruned "
             f"{q.median_ms:.2f} ms (IQR {q.iqr_ms:.2f}): {d.median_ms / q.median_ms:.2f}x")
 
+    load["end"] = os.getloadavg()
     result = {
         "what": "uniform channel pruning of ResNet-56 on CIFAR-10 (JPEG copy), no fine-tuning",
         "command": " ".join(shlex.quote(a) for a in [".venv/bin/python", *sys.argv]),
@@ -126,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         "versions": versions(),
         "torch": torch.__version__,
         "machine": {"processor": platform.processor() or platform.machine(),
-                    "cpu_count": os.cpu_count()},
+                    "cpu_count": os.cpu_count(),
+                    "load_average_1_5_15_min": load},
         "model": args.model,
         "checkpoint": args.checkpoint,
         "data": {"name": "cifar10", "data_dir": args.data_dir, "val": len(yv),
@@ -161,9 +165,11 @@ def main(argv: list[str] | None = None) -> int:
         "latency_threads": args.latency_threads,
         "latency_note": "torch CPU eager, float32, random input of the model's size, median "
                         "and IQR of timed runs after 5 warm-up runs; the 2-core machine was "
-                        "shared with other jobs during the run, so absolute times may be "
-                        "inflated and noisy (about +-30 % run to run); the speed-ups compare "
-                        "dense and pruned measured back to back",
+                        "shared with other jobs during the run (see "
+                        "machine.load_average_1_5_15_min: a load above the 2 cores means other "
+                        "jobs competed), so absolute times may be inflated and noisy (about "
+                        "+-30 % run to run); the speed-ups compare dense and pruned measured "
+                        "back to back",
         "seconds": time.perf_counter() - t_start,
     }
     out = Path(args.out)

@@ -4,7 +4,7 @@ budget whatever the agent proposes)."""
 from __future__ import annotations
 
 import zlib
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pytest
@@ -68,7 +68,7 @@ def _cached(pm: PrunableModel, budget: Budget):
     f = resource_fn(pm, budget)
     n = len(pm.units)
 
-    @lru_cache(maxsize=None)
+    @cache
     def by_kept(kept: tuple[int, ...]) -> float:
         return f([1.0 - k / u.n for k, u in zip(kept, pm.units)])
 

@@ -6,8 +6,16 @@ import argparse
 import time
 from pathlib import Path
 
-from amc.cli.common import (add_data_args, add_model_args, add_threads, check_model_data,
-                            data_from_args, input_size, model_from_args, write_json)
+from amc.cli.common import (
+    add_data_args,
+    add_model_args,
+    add_threads,
+    check_model_data,
+    data_from_args,
+    input_size,
+    model_from_args,
+    write_json,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -5,8 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from amc.cli.common import (add_data_args, add_model_args, add_threads, check_model_data,
-                            data_from_args, model_from_args)
+from amc.cli.common import (
+    add_data_args,
+    add_model_args,
+    add_threads,
+    check_model_data,
+    data_from_args,
+    model_from_args,
+)
 from amc.errors import AmcError
 
 

@@ -1,0 +1,84 @@
+"""AMC search vs the uniform baseline on a CIFAR-10 ResNet, no fine-tuning.
+
+Runs (or resumes) ``amc search`` in a run directory, then scores the best AMC policy and the
+uniform policy on the full ``val`` split and on ``test``, and writes
+``results/search_<model>.json`` and ``results/search_<model>.png`` (the learning curve).
+
+    .venv/bin/python scripts/bench_search.py --model resnet20 --episodes 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+
+from amc.agents import SearchConfig, run_search
+from amc.data import load_dataset
+from amc.evaluate import top1
+from amc.models import create_model
+from amc.policy import apply_policy, load_policy
+from amc.provenance import git_commit, now, versions
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="resnet20")
+    p.add_argument("--models-dir", default="../shared/models")
+    p.add_argument("--data-dir", default="../shared/data")
+    p.add_argument("--episodes", type=int, default=300)
+    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--val-limit", type=int, default=1000,
+                   help="val images scored per episode (the final comparison uses all val)")
+    p.add_argument("--budget", default="flops:0.5")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--runs", default="runs")
+    p.add_argument("--results", default="results")
+    a = p.parse_args()
+    ckpt = str(Path(a.models_dir) / f"{a.model}-cifar10.th")
+    run_dir = Path(a.runs) / f"bench_search_{a.model}"
+    cfg = SearchConfig(model=a.model, checkpoint=ckpt, data="cifar10", data_dir=a.data_dir,
+                       val_limit=a.val_limit, units="internal", budget=a.budget, reward="err",
+                       episodes=a.episodes, warmup_episodes=a.warmup, seed=a.seed,
+                       threads=a.threads, checkpoint_every=10, out=str(run_dir))
+    resume = (run_dir / "config.json").is_file()
+    summary = run_search(cfg, resume=resume)
+    torch.set_num_threads(2)
+    data = load_dataset("cifar10", data_dir=a.data_dir)
+    model = create_model(a.model, checkpoint=ckpt)
+    out: dict = {"command": " ".join(sys.argv), "date": now(), "git_commit": git_commit(),
+                 "versions": versions(), "model": a.model, "data": "cifar10 (JPEG copy)",
+                 "units": "internal", "budget": a.budget, "reward": "err", "fine_tuning": None,
+                 "episodes": summary["episodes"], "warmup_episodes": a.warmup,
+                 "val_images_per_episode": a.val_limit, "seed": a.seed,
+                 "seconds_per_episode": summary["seconds_per_episode"],
+                 "first_episode_beating_uniform_on_search_val":
+                     summary["first_episode_beating_uniform"]}
+    dense = {s: top1(model, *data.tensors(s)) for s in ("val", "test")}
+    out["dense"] = dense
+    for name in ("best_policy", "uniform_policy"):
+        pol = load_policy(run_dir / f"{name}.json")
+        pruned = apply_policy(model, pol, a.model)
+        key = "amc" if name == "best_policy" else "uniform"
+        out[key] = {"val_top1": top1(pruned, *data.tensors("val")),
+                    "test_top1": top1(pruned, *data.tensors("test")),
+                    "macs_ratio": pol.achieved["macs_ratio"],
+                    "params_ratio": pol.achieved["params_ratio"],
+                    "ratios": {u["name"]: u["ratio"] for u in pol.units},
+                    "found_at_episode": pol.provenance.get("episode")}
+    out["amc_minus_uniform_test"] = out["amc"]["test_top1"] - out["uniform"]["test_top1"]
+    out["amc_minus_uniform_val"] = out["amc"]["val_top1"] - out["uniform"]["val_top1"]
+    res = Path(a.results)
+    res.mkdir(exist_ok=True)
+    (res / f"search_{a.model}.json").write_text(json.dumps(out, indent=2) + "\n")
+    shutil.copy(run_dir / "learning_curve.png", res / f"search_{a.model}.png")
+    print(json.dumps({k: out[k] for k in ("amc_minus_uniform_test", "amc_minus_uniform_val")}))
+
+
+if __name__ == "__main__":
+    main()

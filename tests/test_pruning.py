@@ -1,0 +1,284 @@
+"""Structured pruning: budgets met on the physically pruned network, the analytic cost model
+equal to the measured one, unit modes, criteria, channel rounding, BatchNorm recalibration
+and least-squares reconstruction.
+
+Small inputs keep this fast: 32x32 for the CIFAR nets, 64x64 for torchvision ones.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from amc.budget import Budget, uniform_ratio
+from amc.cost import count_params, model_cost
+from amc.errors import AmcError
+from amc.models import create_model
+from amc.pruning import PrunableModel, recalibrate_bn
+from amc.reconstruct import reconstruct
+
+CASES = {
+    "resnet56": ("internal", (3, 32, 32)),
+    "tv:resnet18": ("all", (3, 64, 64)),
+    "tv:mobilenet_v2": ("all", (3, 64, 64)),
+    "vgg16_cifar": ("all", (3, 32, 32)),
+    "plain20": ("all", (3, 32, 32)),
+}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One torch thread here: the 2-core machine is shared, and two threads under load are
+    slower than one."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def _randomise_bn(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give BatchNorm layers distinct affine weights (fresh ones are all 1, which makes
+    ``bn_scale`` rankings degenerate)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.05)
+                m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
+    return model
+
+
+@pytest.fixture(scope="module")
+def prunables(request) -> dict[str, PrunableModel]:
+    """One PrunableModel per case (discovery and ranking are the slow part: do them once)."""
+    torch.manual_seed(0)
+    out = {}
+    for name, (mode, size) in CASES.items():
+        model = (request.getfixturevalue("tv_resnet18") if name == "tv:resnet18"
+                 else create_model(name))
+        out[name] = PrunableModel(model, size, mode)
+    return out
+
+
+def _shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+# --------------------------------------------------------------------------- budgets
+
+
+@pytest.mark.parametrize("fraction", [0.3, 0.5, 0.7])
+@pytest.mark.parametrize("name", list(CASES))
+def test_uniform_ratio_meets_flops_budget(prunables, name, fraction):
+    pm = prunables[name]
+    size = pm.input_size
+    dense_shapes = _shapes(pm.model)
+    dense_macs, dense_params = model_cost(pm.model, size)
+    assert (dense_macs, dense_params) == (pm.dense_macs, pm.dense_params)
+
+    r = uniform_ratio(pm, Budget("flops", fraction))
+    ratios = [r] * len(pm.units)
+    pruned = pm.prune(ratios)
+    macs, params = model_cost(pruned, size)
+
+    assert macs <= fraction * dense_macs
+    assert macs >= 0.98 * fraction * dense_macs, macs / dense_macs  # within 2 % of the budget
+    assert params < dense_params
+    assert pm.cost(ratios) == (macs, params)  # the analytic cost model is exact
+    assert pm.cost_fraction(ratios) == (macs / dense_macs, params / dense_params)
+    assert _shapes(pm.model) == dense_shapes  # pruning works on a copy
+
+    with torch.inference_mode():
+        out = pruned(torch.randn(2, *size))
+    assert out.shape == (2, pm.model(torch.zeros(1, *size)).shape[1])
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_flops_fall_monotonically_with_uniform_ratio(prunables, name):
+    pm = prunables[name]
+    n = len(pm.units)
+    grid = np.linspace(0.0, 0.95, 96)
+    macs = [pm.cost([r] * n)[0] for r in grid]
+    assert macs[0] == pm.dense_macs
+    assert all(b <= a for a, b in zip(macs, macs[1:]))
+    assert macs[-1] < 0.5 * pm.dense_macs
+    measured = [model_cost(pm.prune([r] * n), pm.input_size)[0] for r in (0.0, 0.3, 0.6, 0.9)]
+    assert measured[0] == pm.dense_macs
+    assert all(b < a for a, b in zip(measured, measured[1:]))
+
+
+# --------------------------------------------------------------------------- unit modes
+
+
+def test_resnet20_all_mode_refused():
+    with pytest.raises(AmcError, match="internal"):
+        PrunableModel(create_model("resnet20"), (3, 32, 32), "all")
+
+
+def test_resnet20_internal_units():
+    pm = PrunableModel(create_model("resnet20"), (3, 32, 32), "internal")
+    assert len(pm.units) == 9
+    assert [u.name for u in pm.units] == [f"layer{s}.{b}.conv1" for s in (1, 2, 3)
+                                          for b in range(3)]
+    assert [u.n for u in pm.units] == [16] * 3 + [32] * 3 + [64] * 3
+    for u in pm.units:
+        block = u.name.rsplit(".", 1)[0]
+        assert {f"{block}.conv1", f"{block}.bn1", f"{block}.conv2"} <= set(u.layers)
+        assert f"{block}.bn2" not in u.layers  # conv2's outputs meet the residual add
+
+
+def test_unknown_mode_and_criterion():
+    m = create_model("digits_cnn")
+    with pytest.raises(AmcError, match="mode"):
+        PrunableModel(m, (1, 8, 8), "some")
+    with pytest.raises(AmcError, match="criterion"):
+        PrunableModel(m, (1, 8, 8), "all", "l3")
+
+
+# --------------------------------------------------------------------------- criteria
+
+
+@pytest.fixture(scope="module")
+def resnet20_bn() -> nn.Module:
+    torch.manual_seed(0)
+    return _randomise_bn(create_model("resnet20"))
+
+
+@pytest.mark.parametrize("criterion", ["l1", "l2", "bn_scale", "taylor"])
+def test_criteria_prune(resnet20_bn, criterion):
+    g = torch.Generator().manual_seed(1)
+    calib = (torch.randn(16, 3, 32, 32, generator=g), torch.randint(0, 10, (16,), generator=g))
+    pm = PrunableModel(resnet20_bn, (3, 32, 32), "internal", criterion,
+                       calib=calib if criterion == "taylor" else None)
+    assert all(p.grad is None for p in resnet20_bn.parameters())  # taylor cleans up
+    ratios = [0.5] * len(pm.units)
+    pruned = pm.prune(ratios)
+    assert pm.cost(ratios) == model_cost(pruned, (3, 32, 32))
+    for i, u in enumerate(pm.units):
+        n_prune = u.n - pm.kept(i, 0.5)
+        keep = sorted(pm.rankings[i][n_prune:].tolist())
+        dense_w = resnet20_bn.get_submodule(u.name).weight
+        new_w = pruned.get_submodule(u.name).weight
+        assert new_w.shape[0] == len(keep) == u.n // 2
+        assert torch.equal(new_w, dense_w[keep])  # the lowest-ranked channels went
+        conv2 = u.name.replace("conv1", "conv2")
+        assert torch.equal(pruned.get_submodule(conv2).weight,
+                           resnet20_bn.get_submodule(conv2).weight[:, keep])
+        if criterion == "bn_scale":  # exactly the smallest |gamma| of the unit's BatchNorm
+            gamma = resnet20_bn.get_submodule(u.name.replace("conv1", "bn1")).weight.abs()
+            assert set(pm.rankings[i][:n_prune].tolist()) == set(
+                torch.argsort(gamma)[:n_prune].tolist())
+    with torch.inference_mode():
+        assert torch.isfinite(pruned(calib[0])).all()
+
+
+def test_criteria_rank_differently(resnet20_bn):
+    ranks = {c: PrunableModel(resnet20_bn, (3, 32, 32), "internal", c).rankings
+             for c in ("l1", "bn_scale")}
+    assert any(not torch.equal(a, b) for a, b in zip(ranks["l1"], ranks["bn_scale"]))
+
+
+def test_taylor_needs_calibration_batch():
+    with pytest.raises(AmcError, match="taylor"):
+        PrunableModel(create_model("digits_cnn"), (1, 8, 8), "all", "taylor")
+
+
+# --------------------------------------------------------------------------- rounding
+
+
+@pytest.mark.parametrize("name, mode, size", [
+    ("plain20", "all", (3, 32, 32)),
+    ("tv:mobilenet_v2", "all", (3, 64, 64)),
+])
+def test_round_to_keeps_multiples(name, mode, size):
+    torch.manual_seed(0)
+    pm = PrunableModel(create_model(name), size, mode, round_to=8)
+    for r in (0.1, 0.5, 0.95):
+        ratios = [r] * len(pm.units)
+        kept = [pm.kept(i, r) for i in range(len(pm.units))]
+        assert all(k % 8 == 0 or k == u.n for k, u in zip(kept, pm.units)), kept
+        pruned = pm.prune(ratios)
+        assert [pruned.get_submodule(u.name).out_channels for u in pm.units] == kept
+        assert pm.cost(ratios) == model_cost(pruned, size)
+    with torch.inference_mode():
+        assert torch.isfinite(pruned(torch.randn(2, *size))).all()
+
+
+# --------------------------------------------------------------------------- repair
+
+
+def test_bn_recalibration_changes_statistics_only():
+    torch.manual_seed(0)
+    pm = PrunableModel(create_model("resnet20"), (3, 32, 32), "internal")
+    pruned = pm.prune([0.5] * len(pm.units))
+    shapes = _shapes(pruned)
+    params = {k: v.detach().clone() for k, v in pruned.named_parameters()}
+    bns = {n: m for n, m in pruned.named_modules() if isinstance(m, nn.BatchNorm2d)}
+    before = {n: (m.running_mean.clone(), m.running_var.clone()) for n, m in bns.items()}
+    momenta = {n: m.momentum for n, m in bns.items()}
+    x = 0.5 + 2.0 * torch.randn(32, 3, 32, 32)
+
+    out = recalibrate_bn(pruned, [x])
+
+    assert out is pruned and not pruned.training
+    assert _shapes(pruned) == shapes
+    assert all(torch.equal(v, params[k]) for k, v in pruned.named_parameters())
+    for n, m in bns.items():
+        assert not torch.equal(m.running_mean, before[n][0]), n
+        assert not torch.equal(m.running_var, before[n][1]), n
+        assert m.momentum == momenta[n]
+    # one batch, cumulative average: the running statistics are that batch's statistics
+    with torch.no_grad():
+        a = pruned.conv1(x)
+    assert torch.allclose(pruned.bn1.running_mean, a.mean((0, 2, 3)), atol=1e-5)
+    assert torch.allclose(pruned.bn1.running_var, a.var((0, 2, 3), unbiased=True), rtol=1e-4)
+
+
+def _outputs(model: nn.Module, names: list[str], x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Outputs of the named modules in one forward pass."""
+    box: dict[str, torch.Tensor] = {}
+    hooks = [model.get_submodule(n).register_forward_hook(
+        lambda m, a, out, n=n: box.__setitem__(n, out.detach().clone())) for n in names]
+    try:
+        with torch.no_grad():
+            box["logits"] = model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return box
+
+
+def test_reconstruction_reduces_output_error():
+    torch.manual_seed(0)
+    dense = create_model("resnet20")
+    size = (3, 16, 16)  # small maps keep the least-squares fits quick
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(128, *size, generator=g)
+    recalibrate_bn(dense, [x])  # non-trivial BatchNorm statistics
+    pm = PrunableModel(dense, size, "internal")
+    ratios = [0.5] * len(pm.units)
+    plain = pm.prune(ratios)
+    rec = reconstruct(pm, pm.prune(ratios), ratios, x)
+    assert _shapes(rec) == _shapes(plain)
+
+    def mse(a: torch.Tensor, b: torch.Tensor) -> float:
+        return float(((a - b) ** 2).mean())
+
+    refit = [u.name.replace("conv1", "conv2") for u in pm.units]
+    target, before, after = (_outputs(m, refit, x) for m in (dense, plain, rec))
+    for name in refit:  # every refit conv matches the dense conv's output better
+        assert mse(after[name], target[name]) < mse(before[name], target[name]), name
+    # the first refit conv sees identical inputs either way: a direct least-squares gain
+    first = refit[0]
+    assert mse(after[first], target[first]) < 0.8 * mse(before[first], target[first])
+    # and the whole network's logits move closer to the dense ones, also on unseen inputs
+    assert mse(after["logits"], target["logits"]) < mse(before["logits"], target["logits"])
+    held = torch.randn(64, *size, generator=g)
+    with torch.no_grad():
+        assert mse(rec(held), dense(held)) < mse(plain(held), dense(held))
+    # layers that lost no input channels are untouched
+    assert torch.equal(rec.conv1.weight, plain.conv1.weight)
+    assert count_params(rec) == count_params(plain)

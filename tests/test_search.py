@@ -1,0 +1,152 @@
+"""The AMC search: reproducibility, run directory, kill -9 and resume, noise schedule."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from amc.agents import SearchConfig, run_search
+from amc.budget import Budget
+from amc.policy import load_policy
+
+
+@pytest.fixture(scope="module")
+def digits_ckpt(tmp_path_factory):
+    from amc.demo import train_digits
+
+    return str(train_digits(tmp_path_factory.mktemp("digits"), epochs=3))
+
+
+def _cfg(ckpt: str, out: Path, **kw) -> SearchConfig:
+    base = dict(checkpoint=ckpt, episodes=24, warmup_episodes=8, out=str(out),
+                checkpoint_every=5, val_limit=64, hidden=64, batch_size=16)
+    base.update(kw)
+    return SearchConfig(**base)
+
+
+def _rows(run: Path) -> list[dict]:
+    with open(run / "episodes.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _without_time(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+
+def test_same_seed_same_episodes_and_policy(digits_ckpt, tmp_path):
+    a = run_search(_cfg(digits_ckpt, tmp_path / "a"))
+    b = run_search(_cfg(digits_ckpt, tmp_path / "b"))
+    ra, rb = _rows(tmp_path / "a"), _rows(tmp_path / "b")
+    assert len(ra) == 24 and _without_time(ra) == _without_time(rb)
+    pa, pb = (load_policy(tmp_path / x / "best_policy.json") for x in "ab")
+    assert pa.units == pb.units and pa.metrics == pb.metrics
+    assert a["best_reward"] == b["best_reward"]
+    c = run_search(_cfg(digits_ckpt, tmp_path / "c", seed=1))
+    assert _without_time(_rows(tmp_path / "c")) != _without_time(ra)
+    assert c["episodes"] == 24
+
+
+def test_run_directory_contents(digits_ckpt, tmp_path):
+    run = tmp_path / "r"
+    run_search(_cfg(digits_ckpt, run, budget="params:0.5"))
+    for f in ("config.json", "run.json", "episodes.csv", "best_policy.json",
+              "uniform_policy.json", "learning_curve.png", "summary.json"):
+        assert (run / f).is_file(), f
+    assert any((run / "tb").rglob("events.out.tfevents*"))
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["seed"] == 0 and "torch" in meta["versions"] and "git_commit" in meta
+    pol = load_policy(run / "best_policy.json")
+    assert pol.achieved["params_ratio"] <= 0.5 + 1e-9
+    rows = _rows(run)
+    assert [int(r["episode"]) for r in rows] == list(range(1, 25))
+    assert max(float(r["reward"]) for r in rows) == pytest.approx(pol.metrics["reward"], abs=1e-5)
+    assert all(float(r["params_ratio"]) <= 0.5 + 1e-9 for r in rows)
+
+
+def test_kill_9_then_resume(digits_ckpt, tmp_path):
+    run = tmp_path / "k"
+    episodes = 60
+    cmd = [sys.executable, "-m", "amc.cli", "search", "--checkpoint", digits_ckpt,
+           "--episodes", str(episodes), "--warmup-episodes", "10", "--checkpoint-every", "5",
+           "--val-limit", "64", "--hidden", "64", "--batch-size", "16", "--out", str(run)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        ok = (run / "ckpt" / "state.json").is_file() and (run / "episodes.csv").is_file()
+        if ok and len(_rows(run)) >= 17 and len(_rows(run)) % 5 != 0:
+            break
+        if proc.poll() is not None:
+            pytest.fail("search ended before it could be killed: " + proc.stderr.read().decode())
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = _rows(run)
+    assert 0 < len(before) < episodes
+    best_before = load_policy(run / "best_policy.json").metrics["reward"]
+    r = subprocess.run([sys.executable, "-m", "amc.cli", "search", "--resume", str(run)],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    after = _rows(run)
+    assert [int(x["episode"]) for x in after] == list(range(1, episodes + 1))
+    assert load_policy(run / "best_policy.json").metrics["reward"] >= best_before
+    assert all(float(x["macs_ratio"]) <= 0.5 + 1e-9 for x in after)
+
+
+def test_existing_run_is_not_overwritten(digits_ckpt, tmp_path):
+    run = tmp_path / "x"
+    run_search(_cfg(digits_ckpt, run, episodes=10, warmup_episodes=5))
+    before = (run / "episodes.csv").read_text()
+    r = subprocess.run([sys.executable, "-m", "amc.cli", "search", "--checkpoint", digits_ckpt,
+                        "--episodes", "10", "--out", str(run)], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--resume" in r.stderr
+    assert (run / "episodes.csv").read_text() == before
+
+
+def test_noise_schedule_and_truncation():
+    from amc.agents.noise import TruncatedNormalNoise
+
+    n = TruncatedNormalNoise(n_envs=1, sigma0=0.5, decay=0.95, warmup_episodes=3, seed=0,
+                             mu_fn=lambda: np.array([[0.8]]))  # 0.9 in [0, 1] units
+    assert np.all(n() == 0)  # warm-up: SB3's own uniform sampling, no noise
+    for _ in range(3):
+        n.reset()
+    assert n.sigma == pytest.approx(0.5)
+    for _ in range(10):
+        n.reset()
+    assert n.sigma == pytest.approx(0.5 * 0.95 ** 10)
+    samples = np.array([n()[0, 0] for _ in range(2000)])
+    actions01 = 0.9 + samples / 2
+    assert actions01.min() >= 0.0 and actions01.max() <= 1.0  # truncated, never clipped
+    from scipy.stats import truncnorm
+
+    sd = 0.5 * 0.95 ** 10
+    expected = truncnorm.median((0 - 0.9) / sd, (1 - 0.9) / sd, loc=0.9, scale=sd)
+    assert abs(np.median(actions01) - expected) < 0.03
+
+
+def test_critic_learns_ten_times_faster(digits_ckpt, tmp_path):
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from amc.agents.ddpg import build_agent
+    from amc.agents.wrappers import RewardBaseline
+    from amc.envs import AMCPruningEnv
+    from amc.scoring import build_scorer
+
+    cfg = _cfg(digits_ckpt, tmp_path / "d")
+    sc = build_scorer(**cfg.scorer_kwargs())
+    venv = RewardBaseline(DummyVecEnv([lambda: AMCPruningEnv(sc, **cfg.env_kwargs())]))
+    model, _ = build_agent(cfg, venv, len(sc.pm.units))
+    assert model.policy.critic.optimizer.lr_scale == pytest.approx(10.0)
+    assert model.gamma == 1.0 and model.tau == 0.01 and model.batch_size == 16
+    assert model.learning_starts == 8 * len(sc.pm.units)
+    assert Budget.parse(cfg.budget).fraction == 0.5
