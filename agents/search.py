@@ -14,11 +14,11 @@ from stable_baselines3 import DDPG
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from amc.budget import Budget, resource_fn, uniform_ratio
+from amc.envs import AMCPruningEnv, Outcome, reward_fn
 from amc.errors import AmcError
 from amc.policy import make_policy
 from amc.provenance import git_commit, now, versions
 from amc.scoring import Scorer, build_scorer
-from amc.envs import AMCPruningEnv, Outcome, reward_fn
 
 from .config import SearchConfig
 from .ddpg import attach_noise, build_agent
