@@ -43,6 +43,9 @@ class SearchConfig:
         workers: Parallel env workers (0 or 1: in-process, no Ray).
         address: Ray cluster address (auto or ray://HOST:PORT; None: local Ray).
         threads: torch threads per worker/process.
+        cpus_per_worker: CPUs Ray reserves for each env worker.
+        gpus_per_worker: GPUs Ray reserves for each env worker.
+        max_restarts: Restarts Ray allows each env worker (fault tolerance).
         checkpoint_every: Save agent, replay buffer and counters every N episodes.
         out: Run directory.
         verbose: Show Ray's and SB3's own output.
@@ -81,6 +84,9 @@ class SearchConfig:
     workers: int = 0
     address: str | None = None
     threads: int = 1
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+    max_restarts: int = 3
     checkpoint_every: int = 10
     out: str = "runs/search"
     verbose: bool = False

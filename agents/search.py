@@ -58,9 +58,13 @@ def uniform_outcome(scorer: Scorer, cfg: SearchConfig) -> dict[str, Any]:
 def make_venv(cfg: SearchConfig, scorer: Scorer):
     """One in-process env, or Ray actors when ``cfg.workers`` > 1."""
     if cfg.workers and cfg.workers > 1:
+        from amc.scoring import ScorerParts
+
         from .ray_vec_env import RayVecEnv
 
-        return RayVecEnv(cfg)
+        return RayVecEnv(ScorerParts.of(scorer), cfg.env_kwargs(), cfg.workers, cfg.seed,
+                         cfg.threads, cfg.cpus_per_worker, cfg.gpus_per_worker,
+                         cfg.max_restarts)
     return DummyVecEnv([lambda: AMCPruningEnv(scorer, **cfg.env_kwargs())])
 
 
@@ -95,13 +99,27 @@ def plot_curve(run_dir: Path, uniform_reward: float | None, title: str) -> Path:
 
 
 def run_search(cfg: SearchConfig, resume: bool = False) -> dict[str, Any]:
-    """Run (or resume) an AMC search; returns the summary written to ``summary.json``."""
+    """Run (or resume) an AMC search; returns the summary written to ``summary.json``.
+
+    With ``cfg.workers`` > 1 the episodes run on Ray actors (a local Ray bound to 127.0.0.1,
+    or the cluster at ``cfg.address``), shut down at the end.
+    """
     torch.set_num_threads(max(1, cfg.threads))
     run_dir = Path(cfg.out)
     if not resume and (run_dir / "episodes.csv").exists():
         raise AmcError(f"{run_dir} already holds a search; pass --resume {run_dir} to continue "
                        "it or choose another --out")
     run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.workers and cfg.workers > 1:
+        from .ray_runtime import ray_session
+
+        with ray_session(num_cpus=None if cfg.address else max(cfg.workers, 2),
+                         address=cfg.address, log_dir=run_dir, verbose=cfg.verbose):
+            return _run(cfg, run_dir, resume)
+    return _run(cfg, run_dir, resume)
+
+
+def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
     budget = Budget.parse(cfg.budget)
     reward_fn(cfg.reward)  # validates the name before any heavy work
     scorer = build_scorer(**cfg.scorer_kwargs())
@@ -155,11 +173,13 @@ def run_search(cfg: SearchConfig, resume: bool = False) -> dict[str, Any]:
                     callback=monitor, reset_num_timesteps=ckpt is None, tb_log_name="ddpg",
                     log_interval=10)
         monitor.save_checkpoint()
+    restarts = getattr(venv.venv, "restarts", 0)
     venv.close()
-    return summarize(cfg, run_dir, uni, time.perf_counter() - t0)
+    return summarize(cfg, run_dir, uni, time.perf_counter() - t0, restarts)
 
 
-def summarize(cfg: SearchConfig, run_dir: Path, uni: dict, seconds: float) -> dict[str, Any]:
+def summarize(cfg: SearchConfig, run_dir: Path, uni: dict, seconds: float,
+              worker_restarts: int = 0) -> dict[str, Any]:
     rows = read_rows(run_dir / "episodes.csv")
     best = json.loads((run_dir / "best_policy.json").read_text())
     rewards = [float(r["reward"]) for r in rows]
@@ -174,6 +194,7 @@ def summarize(cfg: SearchConfig, run_dir: Path, uni: dict, seconds: float) -> di
         "seconds_per_episode": float(np.mean([float(r["seconds"]) for r in rows]))
         if rows else 0.0, "wall_seconds_this_run": seconds,
         "mean_reward_last_10": float(np.mean(rewards[-10:])) if rewards else 0.0,
+        "workers": cfg.workers, "worker_restarts": worker_restarts,
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot_curve(run_dir, uni["reward"],

@@ -305,7 +305,8 @@ def load_dataset(name: str, data_dir: str | Path | None = None, val_size: int | 
     if not 0 < val_size < n_train:
         raise AmcError(f"val size {val_size} must be between 1 and {n_train - 1}")
     perm = np.random.default_rng(seed).permutation(n_train)
-    val_idx, train_idx = np.sort(perm[:val_size]), np.sort(perm[val_size:])
+    # val stays in random order, so its first N images (--val-limit) are a random sample
+    val_idx, train_idx = perm[:val_size], np.sort(perm[val_size:])
     ds = Dataset(
         name=name, classes=classes, mean=mean, std=std, augment=augment,
         images={"train": images["train"][train_idx], "val": images["train"][val_idx],

@@ -27,6 +27,7 @@ class Scorer:
         bn_recalib: Re-estimate BatchNorm statistics after pruning.
         reconstruct: Refit pruned convs by least squares.
         batch_size: Evaluation batch size.
+        calib_y: Labels of ``calib`` (for the taylor criterion).
     """
 
     pm: PrunableModel
@@ -36,6 +37,7 @@ class Scorer:
     bn_recalib: bool = False
     reconstruct: bool = False
     batch_size: int = 500
+    calib_y: torch.Tensor | None = None
 
     def pruned(self, ratios: Sequence[float]) -> nn.Module:
         """The pruned (and repaired) network."""
@@ -70,4 +72,50 @@ def build_scorer(model: str, checkpoint: str | None = None, data: str = "digits"
     pm = PrunableModel(net, ds.input_size, units, criterion, round_to,
                        calib if criterion == "taylor" else None)
     x, y = ds.tensors("val", val_limit)
-    return Scorer(pm, x, y, calib=calib[0], bn_recalib=bn_recalib, reconstruct=reconstruct)
+    return Scorer(pm, x, y, calib=calib[0], bn_recalib=bn_recalib, reconstruct=reconstruct,
+                  calib_y=calib[1])
+
+
+@dataclass
+class ScorerParts:
+    """The picklable ingredients of a :class:`Scorer` (network, data, settings), to ship to a
+    worker once (e.g. through an object store) and rebuild the scorer there.
+
+    Attributes:
+        model: The dense network.
+        input_size: (C, H, W).
+        mode: Unit mode.
+        criterion: Channel importance criterion.
+        round_to: Channel rounding.
+        x: ``val`` images.
+        y: ``val`` labels.
+        calib: Training images for repair (and taylor ranking with ``calib_y``).
+        calib_y: Labels of ``calib`` (taylor only).
+        bn_recalib: Re-estimate BatchNorm statistics.
+        reconstruct: Refit pruned convs by least squares.
+    """
+
+    model: nn.Module
+    input_size: tuple[int, int, int]
+    mode: str
+    criterion: str
+    round_to: int | None
+    x: torch.Tensor
+    y: torch.Tensor
+    calib: torch.Tensor | None
+    calib_y: torch.Tensor | None
+    bn_recalib: bool
+    reconstruct: bool
+
+    @classmethod
+    def of(cls, s: Scorer) -> ScorerParts:
+        pm = s.pm
+        return cls(pm.model, pm.input_size, pm.mode, pm.criterion, pm.round_to, s.x, s.y,
+                   s.calib, s.calib_y, s.bn_recalib, s.reconstruct)
+
+    def build(self) -> Scorer:
+        calib = (self.calib, self.calib_y) if self.criterion == "taylor" else None
+        pm = PrunableModel(self.model, self.input_size, self.mode, self.criterion,
+                           self.round_to, calib)
+        return Scorer(pm, self.x, self.y, self.calib, self.bn_recalib, self.reconstruct,
+                      calib_y=self.calib_y)

@@ -43,6 +43,7 @@ class TrainConfig:
         seed: Seed for shuffling, augmentation and initialisation.
         eval_splits: Splits evaluated after each epoch.
         threads: torch CPU threads (0 = leave as is).
+        lr_schedule: ``cosine`` (with warm-up) or ``constant`` (``lr`` throughout).
     """
 
     epochs: float = 1.0
@@ -59,6 +60,7 @@ class TrainConfig:
     seed: int = 0
     eval_splits: tuple[str, ...] = ("val", "test")
     threads: int = 0
+    lr_schedule: str = "cosine"
 
 
 def resolve_device(device: str) -> torch.device:
@@ -100,7 +102,8 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, teacher: nn.Module 
           log_csv: str | Path | None = None,
           on_step: Callable[[nn.Module, int, int], None] | None = None,
           start_step: int = 0, optimizer_state: dict | None = None,
-          on_epoch: Callable[[dict], None] | None = None) -> list[dict]:
+          on_epoch: Callable[[dict], None] | None = None,
+          stop_step: int | None = None) -> list[dict]:
     """Train ``model`` in place on ``data.train``.
 
     Args:
@@ -114,6 +117,8 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, teacher: nn.Module 
         start_step: Resume at this global step (the LR schedule continues from it).
         optimizer_state: Optimiser state to resume with.
         on_epoch: Called with each epoch's metrics row.
+        stop_step: End this call at this global step (default: the schedule's end); with
+            ``start_step`` it runs a window of the schedule (learning-rate rewinding).
 
     Returns:
         One metrics dict per epoch.
@@ -130,6 +135,9 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, teacher: nn.Module 
     steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
     total = max(1, int(round(cfg.epochs * steps_per_epoch)))
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
+    if cfg.lr_schedule not in ("cosine", "constant"):
+        raise AmcError(f"unknown lr schedule {cfg.lr_schedule!r}; use cosine or constant")
+    end = total if stop_step is None else min(total, stop_step)
     decay, no_decay = [], []
     for p in model.parameters():
         if p.requires_grad:
@@ -149,12 +157,12 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, teacher: nn.Module 
         torch.randperm(n, generator=gen)
     t_epoch = time.perf_counter()
     seen = 0
-    while step < total:
+    while step < end:
         perm = torch.randperm(n, generator=gen)
         model.train()
         first = step % steps_per_epoch
         for b in range(first, steps_per_epoch):
-            if step >= total:
+            if step >= end:
                 break
             idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
             xb, yb = x_all[idx], y_all[idx]
@@ -162,7 +170,8 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, teacher: nn.Module 
                 xb = augment_batch(xb, gen)
             xb, yb = xb.to(dev, non_blocking=True), yb.to(dev, non_blocking=True)
             for g in opt.param_groups:
-                g["lr"] = lr_at(step, total, warmup, cfg.lr)
+                g["lr"] = (cfg.lr if cfg.lr_schedule == "constant"
+                           else lr_at(step, total, warmup, cfg.lr))
             with torch.autocast(dev.type, enabled=use_amp):
                 out = model(xb)
                 loss = F.cross_entropy(out, yb, label_smoothing=cfg.label_smoothing)
@@ -181,7 +190,7 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, teacher: nn.Module 
             seen += len(idx)
             if on_step is not None:
                 on_step(model, step, total)
-        if step % steps_per_epoch == 0 or step >= total:
+        if step % steps_per_epoch == 0 or step >= end:
             secs = time.perf_counter() - t_epoch
             row = {"epoch": math.ceil(step / steps_per_epoch), "step": step,
                    "lr": opt.param_groups[0]["lr"], "loss": float(loss.detach()),

@@ -2,7 +2,7 @@
 
 Routes, both calibrated on the same training batches:
   * ``ort_qdq``: onnxruntime ``quantize_static`` (QDQ, per-channel, U8S8) via
-    ``amc.export.quantize_int8`` -- the route the library exposes; ``ort_qdq_s8s8`` is the
+    ``amc.quantize.quantize_int8`` -- the route the library exposes; ``ort_qdq_s8s8`` is the
     same with int8 activations, for reference;
   * ``fx``: torch.ao FX static quantization (``x86`` qconfig), run eagerly and as a traced,
     frozen TorchScript module.
@@ -34,8 +34,9 @@ import onnxruntime as ort
 import torch
 
 from amc.data import load_dataset
-from amc.export import export_onnx, quantize_int8
+from amc.export import export_onnx
 from amc.models import create_model
+from amc.quantize import quantize_int8
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

@@ -7,7 +7,8 @@ residual-net mode) to a FLOPs budget, without fine-tuning:
 * ``val`` (5,000 held-out training images) and ``test`` (10,000) top-1 of the dense model
   and of the pruned model (a) as pruned, (b) with BatchNorm recalibration, (c) with
   least-squares reconstruction, alone and followed by BatchNorm recalibration;
-* CPU latency of dense vs pruned at batch 1 and 64 (median and IQR of timed runs).
+* CPU latency of dense vs pruned at batch 1 and 64 (median and IQR of timed runs, in
+  rounds that alternate the two models).
 
 Usage (from the project root)::
 
@@ -27,6 +28,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from amc.budget import Budget, uniform_ratio
@@ -56,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--latency-threads", type=int, default=2)
     p.add_argument("--runs-b1", type=int, default=50, help="timed runs at batch 1")
     p.add_argument("--runs-b64", type=int, default=20, help="timed runs at batch 64")
+    p.add_argument("--latency-rounds", type=int, default=3,
+                   help="alternating dense/pruned measurement rounds per batch size")
+    p.add_argument("--eval-limit", type=int, default=None,
+                   help="evaluate on the first N val and test images only (smoke runs)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="results/pruning_resnet56.json")
     args = p.parse_args(argv)
@@ -70,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
 
     data = load_dataset("cifar10", data_dir=args.data_dir)
     size = data.input_size
-    xv, yv = data.tensors("val")
-    xs, ys = data.tensors("test")
+    xv, yv = data.tensors("val", args.eval_limit)
+    xs, ys = data.tensors("test", args.eval_limit)
     xt, yt = data.tensors("train")
     idx = torch.randperm(len(yt), generator=torch.Generator().manual_seed(args.seed))
     calib_x = xt[idx[:args.calib_size]]
@@ -111,14 +117,23 @@ def main(argv: list[str] | None = None) -> int:
     latency = {}
     load["before_latency"] = os.getloadavg()
     for batch, runs in ((1, args.runs_b1), (64, args.runs_b64)):
-        d = measure_latency(dense, size, batch=batch, runs=runs, warmup=5,
-                            threads=args.latency_threads)
-        q = measure_latency(pruned, size, batch=batch, runs=runs, warmup=5,
-                            threads=args.latency_threads)
-        latency[f"batch{batch}"] = {"dense": d.as_dict(), "pruned": q.as_dict(),
-                                    "speedup": d.median_ms / q.median_ms}
-        log(f"latency batch {batch}: dense {d.median_ms:.2f} ms (IQR {d.iqr_ms:.2f}), pruned "
-            f"{q.median_ms:.2f} ms (IQR {q.iqr_ms:.2f}): {d.median_ms / q.median_ms:.2f}x")
+        rounds = []
+        for _ in range(args.latency_rounds):  # alternate, so a change of load hits both
+            d = measure_latency(dense, size, batch=batch, runs=runs, warmup=5,
+                                threads=args.latency_threads)
+            q = measure_latency(pruned, size, batch=batch, runs=runs, warmup=5,
+                                threads=args.latency_threads)
+            rounds.append({"dense": d.as_dict(), "pruned": q.as_dict(),
+                           "speedup": d.median_ms / q.median_ms})
+            log(f"latency batch {batch}: dense {d.median_ms:.2f} ms (IQR {d.iqr_ms:.2f}), "
+                f"pruned {q.median_ms:.2f} ms (IQR {q.iqr_ms:.2f}): "
+                f"{d.median_ms / q.median_ms:.2f}x")
+        dm = float(np.median([r["dense"]["median_ms"] for r in rounds]))
+        qm = float(np.median([r["pruned"]["median_ms"] for r in rounds]))
+        latency[f"batch{batch}"] = {
+            "dense_median_ms": dm, "pruned_median_ms": qm,
+            "speedup": float(np.median([r["speedup"] for r in rounds])),
+            "speedup_of_medians": dm / qm, "runs_per_round": runs, "rounds": rounds}
 
     load["end"] = os.getloadavg()
     result = {
@@ -163,14 +178,24 @@ def main(argv: list[str] | None = None) -> int:
         "eval_threads": args.eval_threads,
         "latency": latency,
         "latency_threads": args.latency_threads,
-        "latency_note": "torch CPU eager, float32, random input of the model's size, median "
-                        "and IQR of timed runs after 5 warm-up runs; the 2-core machine was "
+        "latency_note": "torch CPU eager, float32, random input of the model's size; per "
+                        "round, measure_latency gives the median and IQR of the timed runs "
+                        "after 5 warm-up runs, dense then pruned; rounds alternate the two "
+                        "models; dense_/pruned_median_ms are the medians over rounds and "
+                        "speedup the median of the per-round speed-ups; the 2-core machine was "
                         "shared with other jobs during the run (see "
                         "machine.load_average_1_5_15_min: a load above the 2 cores means other "
                         "jobs competed), so absolute times may be inflated and noisy (about "
                         "+-30 % run to run); the speed-ups compare dense and pruned measured "
                         "back to back",
         "seconds": time.perf_counter() - t_start,
+    }
+    result["summary"] = {
+        "uniform_ratio": r, "macs_ratio": result["macs_ratio"],
+        "params_ratio": result["params_ratio"],
+        **{f"{k}_{s}": v[f"{s}_top1"] for k, v in accuracy.items() for s in ("val", "test")},
+        "speedup_batch1": latency["batch1"]["speedup"],
+        "speedup_batch64": latency["batch64"]["speedup"],
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

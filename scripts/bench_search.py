@@ -21,8 +21,9 @@ from amc.agents import SearchConfig, run_search
 from amc.data import load_dataset
 from amc.evaluate import top1
 from amc.models import create_model
-from amc.policy import apply_policy, load_policy
+from amc.policy import load_policy
 from amc.provenance import git_commit, now, versions
+from amc.scoring import build_scorer
 
 
 def main() -> None:
@@ -35,6 +36,9 @@ def main() -> None:
     p.add_argument("--val-limit", type=int, default=1000,
                    help="val images scored per episode (the final comparison uses all val)")
     p.add_argument("--budget", default="flops:0.5")
+    p.add_argument("--bn-recalib", action=argparse.BooleanOptionalAction, default=True,
+                   help="re-estimate BatchNorm statistics of every pruned network (search and "
+                        "final scoring alike)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--runs", default="runs")
@@ -44,6 +48,7 @@ def main() -> None:
     run_dir = Path(a.runs) / f"bench_search_{a.model}"
     cfg = SearchConfig(model=a.model, checkpoint=ckpt, data="cifar10", data_dir=a.data_dir,
                        val_limit=a.val_limit, units="internal", budget=a.budget, reward="err",
+                       bn_recalib=a.bn_recalib,
                        episodes=a.episodes, warmup_episodes=a.warmup, seed=a.seed,
                        threads=a.threads, checkpoint_every=10, out=str(run_dir))
     resume = (run_dir / "config.json").is_file()
@@ -51,9 +56,12 @@ def main() -> None:
     torch.set_num_threads(2)
     data = load_dataset("cifar10", data_dir=a.data_dir)
     model = create_model(a.model, checkpoint=ckpt)
+    kw = {**cfg.scorer_kwargs(), "val_limit": None}
+    scorer = build_scorer(**kw)  # the same pruning and repair as in the search
     out: dict = {"command": " ".join(sys.argv), "date": now(), "git_commit": git_commit(),
                  "versions": versions(), "model": a.model, "data": "cifar10 (JPEG copy)",
                  "units": "internal", "budget": a.budget, "reward": "err", "fine_tuning": None,
+                 "bn_recalib": a.bn_recalib, "calib_images": cfg.calib_size,
                  "episodes": summary["episodes"], "warmup_episodes": a.warmup,
                  "val_images_per_episode": a.val_limit, "seed": a.seed,
                  "seconds_per_episode": summary["seconds_per_episode"],
@@ -63,7 +71,8 @@ def main() -> None:
     out["dense"] = dense
     for name in ("best_policy", "uniform_policy"):
         pol = load_policy(run_dir / f"{name}.json")
-        pruned = apply_policy(model, pol, a.model)
+        by_name = {u["name"]: u["ratio"] for u in pol.units}
+        pruned = scorer.pruned([by_name[u.name] for u in scorer.pm.units])
         key = "amc" if name == "best_policy" else "uniform"
         out[key] = {"val_top1": top1(pruned, *data.tensors("val")),
                     "test_top1": top1(pruned, *data.tensors("test")),

@@ -21,15 +21,9 @@ from torch import nn
 from torch.nn.utils import prune
 
 from amc.errors import AmcError
-from amc.export import (
-    check_onnx,
-    compression_ratio,
-    export_onnx,
-    export_pt,
-    export_torchscript,
-    quantize_int8,
-)
+from amc.export import check_onnx, export_onnx, export_pt, export_torchscript
 from amc.models import DigitsCNN, create_model
+from amc.quantize import compression_ratio, quantize_int8
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = (1, 8, 8)

@@ -67,14 +67,9 @@ def _batches(args: argparse.Namespace, size: tuple[int, int, int]):
 
 def cmd_export(args: argparse.Namespace) -> int:
     from amc.cost import count_params
-    from amc.export import (
-        compression_ratio,
-        export_onnx,
-        export_pt,
-        export_torchscript,
-        quantize_int8,
-    )
+    from amc.export import export_onnx, export_pt, export_torchscript
     from amc.models import create_model
+    from amc.quantize import compression_ratio, quantize_int8
 
     out = Path(args.out)
     args.format = args.format or {".pt": "pt", ".pth": "pt", ".ts": "torchscript",

@@ -94,12 +94,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_apply)
 
 
-def _map_fn(args: argparse.Namespace, scorer):
+def _with_workers(args: argparse.Namespace, scorer, fn):
+    """Run ``fn(map_fn)`` with evaluations on Ray actors when ``--workers`` > 1."""
     if getattr(args, "workers", 0) and args.workers > 1:
-        from amc.parallel import ray_map  # the Ray side, imported only when asked for
+        from amc.agents.parallel import ray_map  # the Ray side, imported only when asked for
+        from amc.agents.ray_runtime import ray_session
 
-        return ray_map(scorer, args.workers)
-    return None
+        with ray_session(num_cpus=args.workers):
+            return fn(ray_map(scorer, args.workers))
+    return fn(None)
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
@@ -112,8 +115,8 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     budget = Budget.parse(args.budget)
     refuse_overwrite(args.out, args.force)
     _, _, scorer = scorer_from_args(args)
-    ratios, info = run_strategy(args.strategy, scorer, budget, args.max_ratio, args.seed,
-                                args.n_random, _map_fn(args, scorer))
+    ratios, info = _with_workers(args, scorer, lambda m: run_strategy(
+        args.strategy, scorer, budget, args.max_ratio, args.seed, args.n_random, m))
     pol = make_policy(scorer.pm, ratios, args.model, str(budget), args.strategy, args.seed,
                       args.max_ratio, {"val_top1": info["val_top1"]},
                       seconds=info["seconds"], bn_recalib=args.bn_recalib,
@@ -130,7 +133,7 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
 
     refuse_overwrite(args.out, args.force)
     _, _, scorer = scorer_from_args(args)
-    dense, acc = sensitivity_sweep(scorer, map_fn=_map_fn(args, scorer))
+    dense, acc = _with_workers(args, scorer, lambda m: sensitivity_sweep(scorer, map_fn=m))
     png = Path(args.out).with_suffix(".png")
     write_sensitivity(args.out, [u.name for u in scorer.pm.units], dense, acc, png=png,
                       title=f"{args.model} on {args.data} val: per-unit sensitivity "

@@ -1,0 +1,109 @@
+"""Latency of PyTorch models and onnxruntime sessions, timed side by side.
+
+On a shared CPU the load drifts during a measurement; :func:`measure_latencies` therefore times
+all models in interleaved rounds (order flipped every round, one warm-up call before each block)
+so that a busy period hits every model alike, and reports median and IQR per model.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+BATCHES = (1, 64)
+
+
+def ort_session(path: str | Path, threads: int):
+    """An onnxruntime CPU session with ``threads`` intra-op threads (one inter-op thread)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads, so.log_severity_level = threads, 1, 3
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def ort_logits(sess, x: torch.Tensor, batch: int = 500) -> torch.Tensor:
+    """First output of ``sess`` on ``x`` (float32 NCHW), computed ``batch`` images at a time."""
+    name = sess.get_inputs()[0].name
+    outs = [sess.run(None, {name: x[s:s + batch].numpy()})[0] for s in range(0, len(x), batch)]
+    return torch.from_numpy(np.concatenate(outs)).float()
+
+
+def _interleaved(fns: dict[str, Callable[[], object]], runs: int, rounds: int) -> dict:
+    """Time every function ``runs`` times in ``rounds`` rounds (order flipped each round)."""
+    rounds = max(1, min(rounds, runs))
+    per = math.ceil(runs / rounds)
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for fn in fns.values():
+        fn()
+    for r in range(rounds):
+        for key in (list(fns) if r % 2 == 0 else list(fns)[::-1]):
+            fns[key]()  # warm-up after the other models ran
+            for _ in range(per):
+                t = time.perf_counter()
+                fns[key]()
+                times[key].append((time.perf_counter() - t) * 1e3)
+    out = {}
+    for key, ts in times.items():
+        q1, med, q3 = np.percentile(ts, [25, 50, 75])
+        out[key] = {"median_ms": float(med), "iqr_ms": float(q3 - q1), "q1_ms": float(q1),
+                    "q3_ms": float(q3), "runs": len(ts)}
+    return out
+
+
+def measure_latencies(torch_models: dict[str, nn.Module], onnx_files: dict[str, Path],
+                      input_size: tuple[int, ...], threads: int, runs: int = 30,
+                      rounds: int = 3) -> dict:
+    """Latency rows at batch 1 and 64 in PyTorch and onnxruntime, and the speed-ups.
+
+    Args:
+        torch_models: ``dense`` and ``pruned`` PyTorch models (in eval mode).
+        onnx_files: ``dense`` and ``pruned`` ONNX files, optionally ``int8``.
+        input_size: (C, H, W) of one random input.
+        threads: Intra-op threads of both engines.
+        runs: Timed runs per model, engine and batch size.
+        rounds: Rounds the runs are interleaved in.
+
+    Returns:
+        ``rows`` (engine, model, batch, median/IQR ms), ``speedup[engine][batch]`` (dense /
+        pruned), ``int8_speedup[batch]`` (dense ORT / INT8 ORT), threads, load averages.
+    """
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    sessions = {k: ort_session(p, threads) for k, p in onnx_files.items()}
+    rows, load = [], [os.getloadavg()[0]]
+    try:
+        for b in BATCHES:
+            x = torch.randn(b, *input_size, generator=torch.Generator().manual_seed(b))
+            xn = x.numpy()
+            fns: dict[str, Callable[[], object]] = {}
+            for k, m in torch_models.items():
+                fns[f"pytorch/{k}"] = (lambda m=m, x=x: m(x))
+            for k, s in sessions.items():
+                fns[f"onnxruntime/{k}"] = (
+                    lambda s=s, n=s.get_inputs()[0].name, xn=xn: s.run(None, {n: xn}))
+            with torch.inference_mode():
+                timed = _interleaved(fns, runs, rounds)
+            for key, t in timed.items():
+                engine, model = key.split("/")
+                rows.append({"engine": engine, "model": model, "batch": b, **t,
+                             "threads": threads})
+    finally:
+        torch.set_num_threads(old)
+    load.append(os.getloadavg()[0])
+    med = {(r["engine"], r["model"], r["batch"]): r["median_ms"] for r in rows}
+    speedup = {e: {str(b): med[e, "dense", b] / med[e, "pruned", b] for b in BATCHES}
+               for e in ("pytorch", "onnxruntime")}
+    out = {"threads": threads, "batches": list(BATCHES), "rows": rows, "speedup": speedup,
+           "load_avg_1min": {"start": load[0], "end": load[1], "cpus": os.cpu_count()}}
+    if "int8" in onnx_files:
+        out["int8_speedup"] = {str(b): med["onnxruntime", "dense", b]
+                               / med["onnxruntime", "int8", b] for b in BATCHES}
+    return out

@@ -1,0 +1,42 @@
+"""``amc finetune``: dense or pruned fine-tuning with schedules (options derive from
+FinetuneConfig)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from amc.config import add_dataclass_args
+    from amc.finetune_config import FinetuneConfig
+
+    p = sub.add_parser("finetune", help="fine-tune a dense model or prune it with a schedule "
+                       "(oneshot, iterative, cubic, lottery) and fine-tune")
+    add_dataclass_args(p, FinetuneConfig)
+    p.add_argument("--resume", default=None, metavar="DIR",
+                   help="continue the killed run in DIR from its last checkpoint (its "
+                        "config.json is used)")
+    p.set_defaults(func=cmd_finetune)
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from amc.config import from_args
+    from amc.finetune import run_finetune
+    from amc.finetune_config import FinetuneConfig, load_config
+
+    if args.resume:
+        cfg, resume = load_config(Path(args.resume)), True
+    else:
+        cfg, resume = from_args(FinetuneConfig, args), False
+    s = run_finetune(cfg, resume=resume)
+    f = s["final"]
+    what = "dense" if not (cfg.target or cfg.policy) else \
+        f"{cfg.schedule} to {cfg.target or cfg.policy}"
+    print(f"{cfg.model} {what}: val top-1 {f['val_top1']:.2f}%  test top-1 "
+          f"{f['test_top1']:.2f}%  MACs {f['macs_ratio']:.3f}  params {f['params_ratio']:.3f} "
+          f"of dense  weight sparsity {f['weight_sparsity']:.3f}  "
+          f"({len(s['rollbacks'])} rollbacks)")
+    print(f"run directory: {cfg.out} (model.pt, metrics.csv, summary.json, tb/, checkpoints/)")
+    return 0

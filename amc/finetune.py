@@ -1,0 +1,369 @@
+"""Fine-tuning with pruning schedules: ``amc finetune``.
+
+The inner loop is :func:`amc.train.train`; this module runs a list of *stages* on top of it:
+
+* dense (no target): one cosine fine-tune (the dense baseline gets the same budget);
+* ``oneshot``: prune to the target, fine-tune ``epochs``;
+* ``iterative``: rounds that prune a further step toward the target (equal steps or
+  ``--round-step`` of the remaining weights) and fine-tune ``round_epochs`` at a small
+  constant LR (or, with ``--lr-rewind K``, the original schedule replayed from epoch K), then
+  a final cosine fine-tune with the rest of ``epochs``;
+* ``cubic``: Zhu & Gupta gradual pruning inside one cosine run (masks every Δt steps);
+* ``lottery``: prune the trained model, reset the survivors to ``--lottery-init``, retrain.
+
+Structured rounds keep the dense architecture and zero the pruned channels with masks
+(:class:`amc.sparsity.ChannelPruner`), so trained weights carry over between rounds and the
+channels are re-ranked on the current weights each round; the network is physically pruned
+with :class:`amc.pruning.PrunableModel` once, before the final fine-tune (one-shot: before
+its fine-tune). A checkpoint is written before every stage and after every epoch; a round
+whose val top-1 drops more than ``max_drop`` points below the previous round's is rolled back
+and retried with half the step.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from amc.checkpoint import load_state_dict_resizing, read_file, save_model
+from amc.cli.common import check_model_data, write_json
+from amc.data import Dataset, load_dataset
+from amc.errors import AmcError
+from amc.evaluate import evaluate
+from amc.finetune_config import FinetuneConfig, check_config, load_config
+from amc.models import create_model
+from amc.runlog import RunLog
+from amc.schedules import (
+    StructuredPruner,
+    build_pruner,
+    cubic_plan,
+    cubic_sparsity,
+    round_levels,
+    steps_in,
+)
+from amc.sparsity import Masks, apply_masks, bake, sparsity
+from amc.train import TrainConfig, resolve_device, train
+
+__all__ = ["FinetuneConfig", "run_finetune", "load_config", "plan_stages"]
+FORMAT = "amc-finetune/1"
+
+
+def subset(data: Dataset, cfg: FinetuneConfig) -> Dataset:
+    """``data`` with a seeded random ``train_limit`` subset of train and the first
+    ``val_limit`` / ``test_limit`` images of val and test."""
+    if not (cfg.train_limit or cfg.val_limit or cfg.test_limit):
+        return data
+    n = len(data.labels["train"])
+    tr = (np.sort(np.random.default_rng(cfg.split_seed).permutation(n)[:cfg.train_limit])
+          if cfg.train_limit else np.arange(n))
+    lim = {"train": tr, "val": slice(cfg.val_limit), "test": slice(cfg.test_limit)}
+    return Dataset(data.name, data.classes, data.mean, data.std,
+                   {s: data.images[s][lim[s]] for s in lim},
+                   {s: data.labels[s][lim[s]] for s in lim}, data.augment, data.val_index)
+
+
+def plan_stages(cfg: FinetuneConfig, pruner) -> list[dict]:
+    """The stages a run goes through (rollbacks insert more)."""
+    def st(name, level, epochs, lr="cosine", physical=False, check=False, rnd=0):
+        return {"name": name, "level": level, "epochs": epochs, "lr": lr,
+                "physical": physical, "check": check, "round": rnd}
+
+    if pruner is None:
+        return [st("dense", None, cfg.epochs)]
+    if cfg.schedule in ("oneshot", "lottery"):
+        return [st(cfg.schedule, pruner.final, cfg.epochs, physical=True)]
+    if cfg.schedule == "cubic":
+        return [st("cubic", None, cfg.epochs)]
+    levels = round_levels(pruner.final, cfg.rounds, cfg.round_step, pruner.level_for)
+    er = cfg.round_epochs if cfg.round_epochs is not None else 0.5 * cfg.epochs / len(levels)
+    final = cfg.epochs - er * len(levels)
+    if final <= 0:
+        raise AmcError(f"{len(levels)} rounds of {er:g} epochs leave no final fine-tune within "
+                       f"--epochs {cfg.epochs:g}; lower --round-epochs or raise --epochs")
+    lr = "rewind" if cfg.lr_rewind is not None else "constant"
+    return [st("round", lv, er, lr, check=True, rnd=i + 1) for i, lv in enumerate(levels)] + \
+        [st("final", pruner.final, final, physical=True)]
+
+
+class Runner:
+    """One fine-tuning run (see the module docstring); ``hooks`` (``before_stage``,
+    ``after_stage``, ``on_epoch``) let tests inject failures."""
+
+    def __init__(self, cfg: FinetuneConfig, hooks: dict | None = None):
+        self.cfg, self.hooks = cfg, hooks or {}
+        self.run = Path(cfg.out)
+        self.ckpt = self.run / "checkpoints"
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)
+        self.dev = resolve_device(cfg.device)
+        self.data = subset(load_dataset(cfg.data, cfg.data_dir, cfg.val_size, cfg.split_seed),
+                           cfg)
+        self.dense = create_model(cfg.model, checkpoint=cfg.checkpoint)
+        check_model_data(self.dense, self.data, cfg.model)
+        xt, yt = self.data.tensors("train")
+        self.spe = -(-len(yt) // cfg.batch_size)
+        self.pruner = build_pruner(cfg, self.dense, self.data.input_size, (xt[:256], yt[:256]))
+        self.teacher = bake(self.dense) if cfg.kd_weight > 0 else None
+        self.names = [n for n, _ in self.dense.named_parameters()]
+
+    # ------------------------------------------------------------------ state
+    def fresh_state(self) -> dict:
+        v0 = self.val(self.dense)
+        return {"format": FORMAT, "stages": plan_stages(self.cfg, self.pruner), "stage": 0,
+                "step": None, "masks": {}, "level": 0.0, "pruned": False, "optimizer": None,
+                "prev_val": v0, "start_val": v0, "prev_level": 0.0, "retries": 0,
+                "steps_done": 0, "epochs_done": 0.0, "rows": [], "rounds": [],
+                "rollbacks": [], "events": [], "cubic": None}
+
+    def save(self, path: Path, model: nn.Module) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sd = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save({**self.st, "model": sd}, tmp)
+        tmp.replace(path)
+
+    def restore(self, snap: dict) -> nn.Module:
+        model = create_model(self.cfg.model)
+        load_state_dict_resizing(model, snap["model"], resize=True)
+        return model
+
+    def val(self, model: nn.Module) -> float:
+        return evaluate(model, *self.data.tensors("val"), device=self.dev).top1
+
+    # ------------------------------------------------------------------ stages
+    def total_steps(self) -> int:
+        return sum(steps_in(s["epochs"], self.spe) for s in self.st["stages"])
+
+    def tcfg(self, stage: dict, k: int) -> tuple[TrainConfig, int, int | None]:
+        c = self.cfg
+        const = stage["lr"] == "constant"
+        rewind = stage["lr"] == "rewind"
+        t = TrainConfig(epochs=c.epochs if rewind else stage["epochs"], batch_size=c.batch_size,
+                        lr=(c.round_lr or 0.1 * c.lr) if const else c.lr, momentum=c.momentum,
+                        weight_decay=c.weight_decay, warmup_epochs=0.0 if const else
+                        c.warmup_epochs, label_smoothing=c.label_smoothing,
+                        kd_weight=c.kd_weight, kd_temperature=c.kd_temperature,
+                        augment=c.augment, device=c.device, seed=c.seed + 1000 * k,
+                        eval_splits=("val", "test") if c.test_every_epoch else ("val",),
+                        lr_schedule="constant" if const else "cosine")
+        if rewind:
+            start = int(round(c.lr_rewind * self.spe))
+            return t, start, start + steps_in(stage["epochs"], self.spe)
+        return t, 0, None
+
+    def set_masks(self, model: nn.Module, masks: Masks, level: float) -> None:
+        self.st["masks"], self.st["level"] = masks, float(level)
+        self._dev_masks = {}
+        apply_masks(model, masks)
+
+    def begin(self, model: nn.Module, stage: dict) -> nn.Module:
+        """Prune (or reset) at the start of a stage."""
+        p = self.pruner
+        if stage["name"] == "cubic":
+            total = steps_in(stage["epochs"], self.spe)
+            t0, n, dt = cubic_plan(self.spe, total, self.cfg.prune_start, self.cfg.prune_end,
+                                   self.cfg.prune_every)
+            self.st["cubic"] = {"t0": t0, "n": n, "dt": dt, "s_i": self.cfg.initial_sparsity,
+                                "s_f": p.final}
+            if t0 == 0:
+                self.prune_event(model, 0)
+            return model
+        if stage["level"] is None:
+            return model
+        self.set_masks(model, p.masks(model, stage["level"]), stage["level"])
+        if stage["name"] == "lottery":
+            init = self.lottery_init()
+            if isinstance(p, StructuredPruner):
+                model = p.pm(model).prune(p.at(stage["level"]), model=bake(init))
+                self.st["masks"], self.st["pruned"] = {}, True
+                return model
+            model.load_state_dict(init.state_dict())
+            apply_masks(model, self.st["masks"])
+            return model
+        if stage["physical"] and isinstance(p, StructuredPruner) and not self.st["pruned"]:
+            model = p.physical(model, stage["level"])
+            self.st["masks"], self.st["pruned"] = {}, True
+        return model
+
+    def lottery_init(self) -> nn.Module:
+        spec = self.cfg.lottery_init
+        if spec.startswith("seed:"):
+            torch.manual_seed(int(spec[5:]))
+            return create_model(self.cfg.model)
+        return create_model(self.cfg.model, checkpoint=spec)
+
+    def prune_event(self, model: nn.Module, step: int) -> None:
+        c = self.st["cubic"]
+        level = cubic_sparsity(step, c["s_i"], c["s_f"], c["t0"], c["n"], c["dt"])
+        self.set_masks(model, self.pruner.masks(model, level), level)
+        self.st["events"].append({"step": step, "level": level,
+                                  "target_sparsity": self.pruner.sparsity_at(level),
+                                  "weight_sparsity": sparsity(model)})
+
+    def on_step(self, model: nn.Module, step: int, total: int) -> None:
+        c = self.st["cubic"]
+        if c and step > c["t0"] and (step - c["t0"]) % c["dt"] == 0 and \
+                step <= c["t0"] + c["n"] * c["dt"]:
+            self.prune_event(model, step)
+        elif self.st["masks"]:
+            dev = next(model.parameters()).device
+            if not self._dev_masks:
+                self._dev_masks = {k: v.to(dev) for k, v in self.st["masks"].items()}
+            apply_masks(model, self._dev_masks)
+        self.log.step(self.st["stages"][self.st["stage"]]["name"])
+
+    def on_epoch(self, model: nn.Module, stage: dict, k: int, row: dict) -> None:
+        opt = row.pop("optimizer")
+        prev_step = self.st["step"]
+        self.st["steps_done"] += row["step"] - prev_step
+        self.st["epochs_done"] += (row["step"] - prev_step) / self.spe
+        self.st["step"], self.st["optimizer"] = row["step"], opt
+        row = {"stage": k, "name": stage["name"], "round": stage["round"],
+               "level": self.st["level"], "weight_sparsity": sparsity(model),
+               "run_epoch": self.st["epochs_done"], **row}
+        self.st["rows"].append(row)
+        self.log.row(row)
+        self.save(self.ckpt / "last.pt", model)
+        if "on_epoch" in self.hooks:
+            self.hooks["on_epoch"](row)
+
+    # ------------------------------------------------------------------ main loop
+    def execute(self, resume: bool) -> dict[str, Any]:
+        last = self.ckpt / "last.pt"
+        if resume and last.is_file():
+            snap = read_file(last)
+            self.st = {k: v for k, v in snap.items() if k != "model"}
+            model = self.restore(snap)
+        else:
+            self.st, model = self.fresh_state(), bake(self.dense)
+        self._dev_masks: Masks = {}
+        apply_masks(model, self.st["masks"])
+        self.log = RunLog(self.run, self.total_steps(), self.st["steps_done"])
+        try:
+            while self.st["stage"] < len(self.st["stages"]):
+                model = self.run_stage(model)
+        finally:
+            self.log.close()
+        return self.finish(model)
+
+    def run_stage(self, model: nn.Module) -> nn.Module:
+        k = self.st["stage"]
+        stage = self.st["stages"][k]
+        tcfg, start, stop = self.tcfg(stage, k)
+        if self.st["step"] is None:
+            self.save(self.ckpt / f"stage_{k:02d}.pt", model)
+            shutil.copyfile(self.ckpt / f"stage_{k:02d}.pt", self.ckpt / "last.pt")
+            if "before_stage" in self.hooks:
+                self.hooks["before_stage"](model, dict(stage, index=k))
+            model = self.begin(model, stage)
+            self.st["step"], self.st["optimizer"] = start, None
+        train(model, self.data, tcfg, self.teacher, on_step=self.on_step,
+              start_step=self.st["step"], optimizer_state=self.st["optimizer"],
+              on_epoch=lambda row: self.on_epoch(model, stage, k, row), stop_step=stop)
+        if "after_stage" in self.hooks:
+            self.hooks["after_stage"](model, dict(stage, index=k))
+        val = self.val(model)
+        drop = self.st["prev_val"] - val
+        c = self.cfg
+        bad = c.max_drop is not None and c.max_drop >= 0 and drop > c.max_drop
+        if stage["check"] and bad and self.st["retries"] < c.max_retries:
+            return self.rollback(k, stage, val, drop)
+        if stage["check"]:
+            self.st["rounds"].append({"stage": k, "round": stage["round"],
+                                      "level": stage["level"], "val_top1": val,
+                                      "prev_val_top1": self.st["prev_val"],
+                                      "retries": self.st["retries"],
+                                      "accepted_despite_drop": bad})
+            self.st["prev_level"] = stage["level"]
+        self.st["prev_val"] = val
+        self.st.update(stage=k + 1, step=None, optimizer=None, retries=0)
+        self.save(self.ckpt / "last.pt", model)
+        return model
+
+    def rollback(self, k: int, stage: dict, val: float, drop: float) -> nn.Module:
+        snap = read_file(self.ckpt / f"stage_{k:02d}.pt")
+        model = self.restore(snap)
+        prev, lv = self.st["prev_level"], stage["level"]
+        new = prev + (lv - prev) / 2
+        self.st["rollbacks"].append({"stage": k, "round": stage["round"], "level": lv,
+                                     "val_top1": val, "prev_val_top1": self.st["prev_val"],
+                                     "drop": drop, "retry_level": new,
+                                     "attempt": self.st["retries"] + 1})
+        if not os.environ.get("AMC_QUIET"):
+            print(f"round {stage['round']}: val {val:.2f}% is {drop:.2f} points below the "
+                  f"previous round; rolled back, retrying at level {new:.4f}", flush=True)
+        self.st["stages"][k] = dict(stage, level=new)
+        self.st["stages"].insert(k + 1, dict(stage))
+        for key in ("masks", "level", "pruned"):
+            self.st[key] = snap[key]
+        self.st.update(step=None, optimizer=None, retries=self.st["retries"] + 1)
+        self._dev_masks = {}
+        self.log.set_total(self.total_steps())
+        return model
+
+    def finish(self, model: nn.Module) -> dict[str, Any]:
+        from amc.cost import model_cost
+
+        p = self.pruner
+        if isinstance(p, StructuredPruner) and not self.st["pruned"] and self.st["masks"]:
+            model = p.physical(model, self.st["level"])
+        size = self.data.input_size
+        macs, params = model_cost(model, size)
+        d_macs, d_params = model_cost(self.dense, size)
+        zeros = sparsity(model)
+        nonzero = sum(int((q != 0).sum()) for q in model.parameters())
+        xs, ys = self.data.tensors("test")
+        final = {"val_top1": self.val(model), "test_top1": evaluate(model, xs, ys, device=self.dev).top1,
+                 "macs": macs, "params": params, "macs_ratio": macs / d_macs,
+                 "params_ratio": params / d_params, "weight_sparsity": zeros,
+                 "nonzero_params": nonzero, "level": self.st["level"]}
+        meta = {"finetune": {"schedule": self.cfg.schedule, "target": self.cfg.target,
+                             "policy": self.cfg.policy, **final}}
+        save_model(model, self.run / "model.pt", self.cfg.model, meta)
+        if isinstance(p, StructuredPruner):
+            from amc.policy import make_policy
+
+            make_policy(p._pm, p.at(self.st["level"]), self.cfg.model,
+                        self.cfg.target or f"policy:{self.cfg.policy}", "finetune",
+                        self.cfg.seed).save(self.run / "policy.json")
+        speed = {}
+        for name in dict.fromkeys(r["name"] for r in self.st["rows"]):
+            rows = [r for r in self.st["rows"] if r["name"] == name]
+            ips = sum(r["images_per_s"] for r in rows) / len(rows)
+            speed[name] = {"images_per_s": ips, "seconds_per_epoch":
+                           len(self.data.labels["train"]) / ips, "epochs_measured": len(rows)}
+        summary = {"config": self.cfg.as_dict(), "final": final,
+                   "start_val_top1": self.st["start_val"],
+                   "epochs_trained": self.st["epochs_done"], "stages": self.st["stages"],
+                   "rounds": self.st["rounds"], "rollbacks": self.st["rollbacks"],
+                   "prune_events": self.st["events"], "speed": speed,
+                   "train_images": len(self.data.labels["train"])}
+        write_json(self.run / "summary.json", summary)
+        return summary
+
+
+def run_finetune(cfg: FinetuneConfig, resume: bool = False,
+                 hooks: dict | None = None) -> dict[str, Any]:
+    """Run (or, with ``resume``, continue) a fine-tuning run in ``cfg.out``; returns the
+    summary also written to ``summary.json``."""
+    check_config(cfg)
+    run = Path(cfg.out)
+    if not resume:
+        if (run / "config.json").exists():
+            if not cfg.force:
+                raise AmcError(f"{run} already holds a run; pass --force to start over or "
+                               f"--resume {run} to continue it")
+            for name in ("checkpoints", "tb"):
+                shutil.rmtree(run / name, ignore_errors=True)
+            for name in ("metrics.csv", "summary.json", "model.pt", "policy.json"):
+                (run / name).unlink(missing_ok=True)
+        write_json(run / "config.json", replace(cfg, force=False).as_dict())
+    return Runner(cfg, hooks).execute(resume)

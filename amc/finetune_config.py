@@ -1,0 +1,192 @@
+"""The fine-tuning configuration (one dataclass; the ``amc finetune`` options derive from it)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from amc.errors import AmcError
+from amc.schedules import SCHEDULES, STRUCTURES, Target
+
+
+@dataclass
+class FinetuneConfig:
+    """Everything that shapes a fine-tuning run.
+
+    Attributes:
+        model: Registry name of the model.
+        checkpoint: Checkpoint of the trained dense model (or of a pruned amc model).
+        data: Dataset: digits, cifar10 or imagefolder:PATH.
+        data_dir: Folder holding the data (default $AMC_DATA_DIR).
+        val_size: Training images held out as val (default: the dataset's own).
+        split_seed: Seed of the val draw and of the train_limit subset.
+        train_limit: Train on a seeded random subset of N training images (None: all).
+        val_limit: Evaluate val on its first N images only (val is in random order).
+        test_limit: Evaluate test on its first N images only (None: all).
+        schedule: oneshot, iterative, cubic or lottery (without a target or policy: dense
+            fine-tuning).
+        target: sparsity:S (unstructured), flops:F / params:F / latency:F (channel pruning to
+            a uniform ratio under the per-unit limits) or N:M such as 2:4.
+        policy: Ratio policy JSON (channel pruning to its ratios; with --structure unstructured
+            its ratios become per-layer weight sparsities).
+        structure: channel or unstructured (default: from the target; channel for a policy).
+        units: Unit mode for channel pruning with a budget target: all or internal.
+        criterion: Channel importance: l1, l2, bn_scale or taylor.
+        round_to: Keep channel counts at multiples of this.
+        scope: Unstructured magnitude ranking: global (one threshold) or layer (same
+            sparsity per layer).
+        max_ratio: Largest ratio (channels) or sparsity (weights) of any unit or layer.
+        first_last_max: Limit of the first and the last unit/layer ("prune early and last
+            layers less"); None: no extra limit.
+        epochs: Training epochs of the whole run (iterative: rounds plus final fine-tune).
+        rounds: Iterative rounds with equal steps (ignored with round_step).
+        round_epochs: Epochs of fine-tuning per round (default: half of epochs over the
+            rounds).
+        round_step: Prune this fraction of the remaining weights per round (e.g. 0.2)
+            instead of equal steps.
+        round_lr: Constant LR of the rounds (default: lr / 10).
+        lr_rewind: Each round replays the cosine schedule of epochs from this epoch instead of
+            a constant LR.
+        initial_sparsity: Cubic s_i (unstructured: sparsity; channels: fraction of the final
+            ratios).
+        prune_start: Cubic t0, in epochs.
+        prune_end: Cubic end t0 + nΔt, in epochs (default: 60 % of epochs).
+        prune_every: Cubic Δt in optimiser steps (default: a tenth of the pruning span).
+        lottery_init: Lottery reset weights: a checkpoint (at initialisation or an early
+            epoch) or seed:N for a fresh initialisation with seed N.
+        max_drop: Roll a round back when its val top-1 falls more than this many points below
+            the previous round's (negative: never).
+        max_retries: Rollbacks allowed per round before a round is accepted anyway.
+        batch_size: Mini-batch size.
+        lr: Peak learning rate (cosine schedule).
+        momentum: SGD momentum (Nesterov).
+        weight_decay: L2 weight decay.
+        warmup_epochs: Linear warm-up epochs of the cosine schedule.
+        label_smoothing: Label-smoothing factor.
+        kd_weight: Weight of distillation from the dense model (0: off).
+        kd_temperature: Distillation temperature.
+        augment: Random crop and flip (default: on for natural images).
+        device: auto (CUDA when present, with mixed precision), cpu or cuda.
+        seed: Seed of initialisation, shuffling and augmentation.
+        threads: torch CPU threads (0: leave as is).
+        test_every_epoch: Evaluate test after every epoch (else only at the end).
+        out: Run directory (config, metrics.csv, tb/, checkpoints/, model.pt).
+        force: Overwrite a run already in out.
+    """
+
+    model: str = "digits_cnn"
+    checkpoint: str | None = None
+    data: str = "digits"
+    data_dir: str | None = None
+    val_size: int | None = None
+    split_seed: int = 0
+    train_limit: int | None = None
+    val_limit: int | None = None
+    test_limit: int | None = None
+    schedule: str = "oneshot"
+    target: str | None = None
+    policy: str | None = None
+    structure: str | None = None
+    units: str = "all"
+    criterion: str = "l1"
+    round_to: int | None = None
+    scope: str = "global"
+    max_ratio: float = 0.99
+    first_last_max: float | None = None
+    epochs: float = 10.0
+    rounds: int = 5
+    round_epochs: float | None = None
+    round_step: float | None = None
+    round_lr: float | None = None
+    lr_rewind: float | None = None
+    initial_sparsity: float = 0.0
+    prune_start: float = 0.0
+    prune_end: float | None = None
+    prune_every: int | None = None
+    lottery_init: str | None = None
+    max_drop: float | None = 5.0
+    max_retries: int = 2
+    batch_size: int = 128
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.0
+    kd_weight: float = 0.0
+    kd_temperature: float = 4.0
+    augment: bool | None = None
+    device: str = "auto"
+    seed: int = 0
+    threads: int = 0
+    test_every_epoch: bool = True
+    out: str = "runs/finetune"
+    force: bool = False
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _check(ok: bool, msg: str) -> None:
+    if not ok:
+        raise AmcError(msg)
+
+
+def check_config(c: FinetuneConfig) -> None:
+    """Reject bad settings with a one-line :class:`AmcError`."""
+    _check(c.schedule in SCHEDULES, f"unknown schedule {c.schedule!r}; use one of "
+           f"{', '.join(SCHEDULES)}")
+    target = Target.parse(c.target) if c.target else None
+    _check(c.structure is None or c.structure in STRUCTURES,
+           f"unknown structure {c.structure!r}; use channel or unstructured")
+    _check(c.scope in ("global", "layer"), f"unknown scope {c.scope!r}; use global or layer")
+    _check(c.schedule == "oneshot" or target is not None or c.policy is not None,
+           f"the {c.schedule} schedule needs --target or --policy")
+    _check(target is None or target.kind != "nm" or c.schedule in ("oneshot", "lottery"),
+           "N:M masks are a fixed pattern; use them with --schedule oneshot or lottery")
+    _check(c.epochs > 0, f"--epochs must be positive, got {c.epochs}")
+    _check(c.batch_size > 0, f"--batch-size must be positive, got {c.batch_size}")
+    _check(c.lr > 0, f"--lr must be positive, got {c.lr}")
+    _check(c.rounds >= 1, f"--rounds must be at least 1, got {c.rounds}")
+    _check(c.round_epochs is None or c.round_epochs > 0, "--round-epochs must be positive")
+    _check(c.round_step is None or 0 < c.round_step < 1,
+           f"--round-step must lie in (0, 1), got {c.round_step}")
+    _check(c.lr_rewind is None or 0 <= c.lr_rewind < c.epochs,
+           f"--lr-rewind must lie in [0, epochs), got {c.lr_rewind}")
+    _check(0 < c.max_ratio <= 1, f"--max-ratio must lie in (0, 1], got {c.max_ratio}")
+    _check(c.first_last_max is None or 0 <= c.first_last_max <= 1,
+           f"--first-last-max must lie in [0, 1], got {c.first_last_max}")
+    _check(0 <= c.initial_sparsity < (target.value if target and target.kind == "sparsity"
+                                      else 1.0),
+           f"--initial-sparsity must lie in [0, final), got {c.initial_sparsity}")
+    _check(c.prune_start >= 0, "--prune-start must not be negative")
+    _check(c.prune_end is None or c.prune_start < c.prune_end <= c.epochs,
+           "--prune-end must lie in (prune-start, epochs]")
+    _check(c.prune_every is None or c.prune_every >= 1, "--prune-every must be at least 1")
+    _check(c.schedule != "lottery" or bool(c.lottery_init),
+           "the lottery schedule needs --lottery-init CHECKPOINT (weights at initialisation "
+           "or an early epoch) or seed:N")
+    if c.lottery_init and c.lottery_init.startswith("seed:"):
+        _check(c.lottery_init[5:].isdigit(), f"bad --lottery-init {c.lottery_init!r}; use "
+               "seed:N or a checkpoint path")
+    elif c.lottery_init:
+        _check(Path(c.lottery_init).is_file(), f"--lottery-init {c.lottery_init!r} does not "
+               "exist; pass a checkpoint file or seed:N")
+    _check(c.max_retries >= 0, "--max-retries must not be negative")
+    for name in ("train_limit", "val_limit", "test_limit"):
+        v = getattr(c, name)
+        _check(v is None or v > 0, f"--{name.replace('_', '-')} must be positive, got {v}")
+
+
+def load_config(run_dir: Path) -> FinetuneConfig:
+    """The config of the run in ``run_dir``."""
+    p = Path(run_dir) / "config.json"
+    if not p.is_file():
+        raise AmcError(f"{run_dir} is not an amc finetune run (no config.json); pass the --out "
+                       "of the run to resume")
+    try:
+        d = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise AmcError(f"{p} is not valid JSON; the run cannot be resumed") from e
+    known = {f.name for f in fields(FinetuneConfig)}
+    return FinetuneConfig(**{k: v for k, v in d.items() if k in known})

@@ -1,0 +1,82 @@
+"""A real local Ray head (``ray start --head`` on 127.0.0.1), ``amc submit`` of a small digits
+search, ``amc jobs wait``, the results found, the head stopped. About a minute."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+pytest.importorskip("ray")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _amc(*args: str, env: dict, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "amc.cli", *args], capture_output=True,
+                          text=True, env=env, timeout=timeout, cwd=ROOT)
+
+
+@pytest.fixture
+def ray_head():
+    bindir = str(Path(sys.executable).parent)
+    tmp = tempfile.mkdtemp(prefix="amcray-", dir="/tmp")
+    port, dash = _free_port(), _free_port()
+    env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),
+           "RAY_AUTH_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([str(Path(bindir) / "ray"), "start", "--head", "--node-ip-address",
+                        "127.0.0.1", "--port", str(port), "--dashboard-host", "127.0.0.1",
+                        "--dashboard-port", str(dash), "--include-dashboard", "true",
+                        "--num-cpus", "2", "--temp-dir", tmp, "--disable-usage-stats"],
+                       capture_output=True, text=True, env=env, timeout=180)
+    assert r.returncode == 0, r.stderr[-2000:]
+    try:
+        yield f"http://127.0.0.1:{dash}", env
+    finally:
+        # stop only this head's processes (not other Ray instances on the machine)
+        for p in psutil.process_iter(["cmdline"]):
+            with contextlib.suppress(psutil.Error):
+                if any(tmp in part for part in (p.info["cmdline"] or [])):
+                    p.send_signal(signal.SIGKILL)
+        time.sleep(1)
+
+
+def test_submit_search_to_a_local_head(ray_head, tmp_path):
+    address, env = ray_head
+    from amc.demo import train_digits
+
+    ckpt = train_digits(tmp_path, epochs=3)
+    out = tmp_path / "job-run"
+    r = _amc("submit", "--address", address, "--", "amc", "search", "--checkpoint", str(ckpt),
+             "--episodes", "12", "--warmup-episodes", "4", "--val-limit", "64", "--hidden", "64",
+             "--out", str(out), env=env)
+    assert r.returncode == 0, r.stderr
+    job_id = r.stdout.splitlines()[0].strip()
+    w = _amc("jobs", "wait", job_id, "--address", address, "--timeout", "240", env=env)
+    logs = _amc("jobs", "logs", job_id, "--address", address, env=env).stdout
+    assert w.returncode == 0 and "SUCCEEDED" in w.stdout, w.stdout + w.stderr + logs[-3000:]
+    assert str(out) in w.stdout  # tells the user where the results are
+    assert (out / "best_policy.json").is_file()
+    assert len((out / "episodes.csv").read_text().strip().splitlines()) == 13
+
+
+def test_bad_address_is_one_line(tmp_path):
+    r = _amc("jobs", "status", "nope", "--address", f"http://127.0.0.1:{_free_port()}",
+             env={**os.environ})
+    assert r.returncode == 2 and r.stderr.startswith("amc: error:")
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
