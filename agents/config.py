@@ -37,6 +37,9 @@ class SearchConfig:
         tau: Soft target-update coefficient.
         batch_size: DDPG mini-batch size.
         gamma: Discount (1: the critic predicts the episode's final reward).
+        episode_returns: Train the critic on n-step returns spanning the whole episode
+            (n = units): every transition's target is the episode's final reward, as in AMC,
+            instead of bootstrapping it back one unit at a time.
         buffer_episodes: Replay buffer size in episodes (x units transitions).
         baseline_alpha: Moving-average factor of the reward baseline.
         seed: The one seed (worker i gets seed + i).
@@ -78,6 +81,7 @@ class SearchConfig:
     tau: float = 0.01
     batch_size: int = 64
     gamma: float = 1.0
+    episode_returns: bool = True
     buffer_episodes: int = 100
     baseline_alpha: float = 0.95
     seed: int = 0

@@ -1,8 +1,10 @@
 """Latency of PyTorch models and onnxruntime sessions, timed side by side.
 
 On a shared CPU the load drifts during a measurement; :func:`measure_latencies` therefore times
-all models in interleaved rounds (order flipped every round, one warm-up call before each block)
-so that a busy period hits every model alike, and reports median and IQR per model.
+the models of one engine in interleaved rounds (order flipped every round, one warm-up call
+before each block) so that a busy period hits every model alike, and reports median and IQR per
+model. The engines are timed one after the other, with a pause between them: both keep their
+worker threads spinning for a while after a call, which would slow the other engine down.
 """
 
 from __future__ import annotations
@@ -83,18 +85,17 @@ def measure_latencies(torch_models: dict[str, nn.Module], onnx_files: dict[str, 
         for b in BATCHES:
             x = torch.randn(b, *input_size, generator=torch.Generator().manual_seed(b))
             xn = x.numpy()
-            fns: dict[str, Callable[[], object]] = {}
-            for k, m in torch_models.items():
-                fns[f"pytorch/{k}"] = (lambda m=m, x=x: m(x))
-            for k, s in sessions.items():
-                fns[f"onnxruntime/{k}"] = (
-                    lambda s=s, n=s.get_inputs()[0].name, xn=xn: s.run(None, {n: xn}))
-            with torch.inference_mode():
-                timed = _interleaved(fns, runs, rounds)
-            for key, t in timed.items():
-                engine, model = key.split("/")
-                rows.append({"engine": engine, "model": model, "batch": b, **t,
-                             "threads": threads})
+            engines: dict[str, dict[str, Callable[[], object]]] = {
+                "pytorch": {k: (lambda m=m, x=x: m(x)) for k, m in torch_models.items()},
+                "onnxruntime": {k: (lambda s=s, n=s.get_inputs()[0].name, xn=xn:
+                                    s.run(None, {n: xn})) for k, s in sessions.items()}}
+            for engine, fns in engines.items():
+                time.sleep(0.5)  # let the other engine's spinning worker threads go idle
+                with torch.inference_mode():
+                    timed = _interleaved(fns, runs, rounds)
+                for model, t in timed.items():
+                    rows.append({"engine": engine, "model": model, "batch": b, **t,
+                                 "threads": threads})
     finally:
         torch.set_num_threads(old)
     load.append(os.getloadavg()[0])

@@ -119,7 +119,7 @@ class Runner:
         v0 = self.val(self.dense)
         return {"format": FORMAT, "stages": plan_stages(self.cfg, self.pruner), "stage": 0,
                 "step": None, "masks": {}, "level": 0.0, "pruned": False, "optimizer": None,
-                "prev_val": v0, "start_val": v0, "prev_level": 0.0, "retries": 0,
+                "prev_val": v0, "start_val": v0, "prev_level": 0.0,
                 "steps_done": 0, "epochs_done": 0.0, "rows": [], "rounds": [],
                 "rollbacks": [], "events": [], "cubic": None}
 
@@ -274,21 +274,21 @@ class Runner:
         drop = self.st["prev_val"] - val
         c = self.cfg
         bad = c.max_drop is not None and c.max_drop >= 0 and drop > c.max_drop
-        if stage["check"] and bad and self.st["retries"] < c.max_retries:
-            return self.rollback(k, stage, val, drop)
+        tries = sum(r["round"] == stage["round"] for r in self.st["rollbacks"])
+        if stage["check"] and bad and tries < c.max_retries:
+            return self.rollback(k, stage, val, drop, tries)
         if stage["check"]:
             self.st["rounds"].append({"stage": k, "round": stage["round"],
                                       "level": stage["level"], "val_top1": val,
                                       "prev_val_top1": self.st["prev_val"],
-                                      "retries": self.st["retries"],
-                                      "accepted_despite_drop": bad})
+                                      "rollbacks_so_far": tries, "accepted_despite_drop": bad})
             self.st["prev_level"] = stage["level"]
         self.st["prev_val"] = val
-        self.st.update(stage=k + 1, step=None, optimizer=None, retries=0)
+        self.st.update(stage=k + 1, step=None, optimizer=None)
         self.save(self.ckpt / "last.pt", model)
         return model
 
-    def rollback(self, k: int, stage: dict, val: float, drop: float) -> nn.Module:
+    def rollback(self, k: int, stage: dict, val: float, drop: float, tries: int) -> nn.Module:
         snap = read_file(self.ckpt / f"stage_{k:02d}.pt")
         model = self.restore(snap)
         prev, lv = self.st["prev_level"], stage["level"]
@@ -296,7 +296,7 @@ class Runner:
         self.st["rollbacks"].append({"stage": k, "round": stage["round"], "level": lv,
                                      "val_top1": val, "prev_val_top1": self.st["prev_val"],
                                      "drop": drop, "retry_level": new,
-                                     "attempt": self.st["retries"] + 1})
+                                     "attempt": tries + 1})
         if not os.environ.get("AMC_QUIET"):
             print(f"round {stage['round']}: val {val:.2f}% is {drop:.2f} points below the "
                   f"previous round; rolled back, retrying at level {new:.4f}", flush=True)
@@ -304,7 +304,7 @@ class Runner:
         self.st["stages"].insert(k + 1, dict(stage))
         for key in ("masks", "level", "pruned"):
             self.st[key] = snap[key]
-        self.st.update(step=None, optimizer=None, retries=self.st["retries"] + 1)
+        self.st.update(step=None, optimizer=None)
         self._dev_masks = {}
         self.log.set_total(self.total_steps())
         return model
@@ -321,7 +321,8 @@ class Runner:
         zeros = sparsity(model)
         nonzero = sum(int((q != 0).sum()) for q in model.parameters())
         xs, ys = self.data.tensors("test")
-        final = {"val_top1": self.val(model), "test_top1": evaluate(model, xs, ys, device=self.dev).top1,
+        test = evaluate(model, xs, ys, device=self.dev).top1
+        final = {"val_top1": self.val(model), "test_top1": test,
                  "macs": macs, "params": params, "macs_ratio": macs / d_macs,
                  "params_ratio": params / d_params, "weight_sparsity": zeros,
                  "nonzero_params": nonzero, "level": self.st["level"]}

@@ -76,15 +76,15 @@ def _plots(rep: dict, out: Path) -> None:
                 ax.bar(x, r["median_ms"], 0.25, color=COLORS[r["model"]],
                        label=r["model"] if gi == 1 else None,
                        yerr=[[r["median_ms"] - r["q1_ms"]], [r["q3_ms"] - r["median_ms"]]])
-            sp = lat["speedup"][engine][str(b)]
-            ax.annotate(f"{sp:.2f}x", (gi, max(r["median_ms"] for r in rs)), ha="center",
-                        va="bottom", xytext=(0, 8), textcoords="offset points")
-        ax.set_xticks([0, 1], ["PyTorch", "onnxruntime"])
+        sp = {e: lat["speedup"][e][str(b)] for e in ("pytorch", "onnxruntime")}
+        ax.set_xticks([0, 1], [f"PyTorch\npruned {sp['pytorch']:.2f}x faster",
+                               f"onnxruntime\npruned {sp['onnxruntime']:.2f}x faster"])
         ax.set_yscale("log")
         ax.set_ylabel("ms per batch (median, bars: IQR; log scale)")
-        ax.set_title(f"batch {b}, {lat['threads']} threads (label: pruned speed-up)")
-        ax.legend(fontsize=8)
-    fig.tight_layout()
+        ax.set_title(f"batch {b}, {lat['threads']} threads")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=len(labels), fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
     fig.savefig(out / "latency.png", dpi=110)
     plt.close(fig)
 
@@ -155,8 +155,9 @@ def _markdown(rep: dict) -> str:
     load = lat["load_avg_1min"]
     lines += ["## Latency", "",
               f"{lat['threads']} intra-op threads in both engines, random input, median and IQR "
-              f"of {lat['rows'][0]['runs']} timed runs per cell, dense/pruned/INT8 interleaved "
-              f"round by round. 1-min load average {load['start']:.2f} at the start, "
+              f"of {lat['rows'][0]['runs']} timed runs per cell; the models of one engine are "
+              "timed interleaved round by round, the engines one after the other; speed-up = dense "
+              f"median / pruned median. 1-min load average {load['start']:.2f} at the start, "
               f"{load['end']:.2f} at the end, on {load['cpus']} CPUs"
               + (" (the machine was busy: absolute times are inflated)."
                  if max(load["start"], load["end"]) > load["cpus"] * 0.75 else "."), "",

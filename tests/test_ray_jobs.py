@@ -32,8 +32,20 @@ def _amc(*args: str, env: dict, timeout: float = 300) -> subprocess.CompletedPro
                           text=True, env=env, timeout=timeout, cwd=ROOT)
 
 
+def _ray_pids() -> set[int]:
+    pids = set()
+    for p in psutil.process_iter(["name", "cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            text = " ".join(p.info["cmdline"] or []) + " " + (p.info["name"] or "")
+            if "ray" in text and ("ray::" in text or "ray/" in text or "ray." in text
+                                  or "raylet" in text or "gcs_server" in text):
+                pids.add(p.pid)
+    return pids
+
+
 @pytest.fixture
 def ray_head():
+    before = _ray_pids()
     bindir = str(Path(sys.executable).parent)
     tmp = tempfile.mkdtemp(prefix="amcray-", dir="/tmp")
     port, dash = _free_port(), _free_port()
@@ -48,11 +60,10 @@ def ray_head():
     try:
         yield f"http://127.0.0.1:{dash}", env
     finally:
-        # stop only this head's processes (not other Ray instances on the machine)
-        for p in psutil.process_iter(["cmdline"]):
+        # stop only the processes this head started (not other Ray instances on the machine)
+        for pid in _ray_pids() - before:
             with contextlib.suppress(psutil.Error):
-                if any(tmp in part for part in (p.info["cmdline"] or [])):
-                    p.send_signal(signal.SIGKILL)
+                psutil.Process(pid).send_signal(signal.SIGKILL)
         time.sleep(1)
 
 

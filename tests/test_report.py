@@ -32,11 +32,8 @@ def one_line_error(capsys: pytest.CaptureFixture, rc: int, text: str) -> None:
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Dense and pruned digits CNN files and an INT8 ONNX file of the pruned model."""
-    from amc.data import load_dataset
+    """Dense and pruned (uniform, 50 % FLOPs) digits CNN files."""
     from amc.demo import train_digits
-    from amc.models import create_model
-    from amc.quantize import quantize_int8
 
     tmp = tmp_path_factory.mktemp("report")
     dense = train_digits(tmp, epochs=3)
@@ -45,11 +42,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                  "--budget", "flops:0.5", "--out", str(tmp / "uniform.json")]) == 0
     assert main(["apply", *common, "--policy", str(tmp / "uniform.json"),
                  "--out", str(tmp / "pruned.pt")]) == 0
-    pruned = create_model("digits_cnn", checkpoint=tmp / "pruned.pt")
-    x = load_dataset("digits").tensors("train")[0]
-    quantize_int8(pruned, tmp / "pruned.int8.onnx", [x[:64], x[64:128]], model=pruned)
-    return {"dir": tmp, "dense": dense, "pruned": tmp / "pruned.pt",
-            "int8": tmp / "pruned.int8.onnx"}
+    return {"dir": tmp, "dense": dense, "pruned": tmp / "pruned.pt"}
 
 
 def report_args(models: dict[str, Path], out: Path, *extra: str) -> list[str]:
@@ -58,11 +51,28 @@ def report_args(models: dict[str, Path], out: Path, *extra: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def failing(models: dict[str, Path]) -> tuple[int, Path]:
-    """A full report with INT8 whose verdict must fail (--max-drop -100)."""
+def passing(models: dict[str, Path]) -> tuple[int, Path, Path]:
+    """A report without INT8 under generous thresholds, ONNX files in their own folder."""
+    out, onnx_dir = models["dir"] / "rep_pass", models["dir"] / "onnx_pass"
+    rc = main(report_args(models, out, "--max-drop", "100", "--min-speedup", "0.001",
+                          "--onnx-dir", str(onnx_dir)))
+    return rc, out, onnx_dir
+
+
+@pytest.fixture(scope="module")
+def failing(models: dict[str, Path], passing) -> tuple[int, Path]:
+    """A full report with INT8 (quantized from the first report's pruned.onnx, which saves an
+    export) whose verdict must fail (--max-drop -100)."""
+    from amc.data import load_dataset
+    from amc.models import create_model
+    from amc.quantize import quantize_int8
+
+    pruned = create_model("digits_cnn", checkpoint=models["pruned"])
+    x = load_dataset("digits").tensors("train")[0]
+    int8 = models["dir"] / "pruned.int8.onnx"
+    quantize_int8(passing[2] / "pruned.onnx", int8, [x[:64], x[64:128]], model=pruned)
     out = models["dir"] / "rep_fail"
-    rc = main(report_args(models, out, "--int8", str(models["int8"]), "--max-drop", "-100"))
-    return rc, out
+    return main(report_args(models, out, "--int8", str(int8), "--max-drop", "-100")), out
 
 
 def test_report_has_every_section_and_fails_the_verdict(failing):
@@ -124,10 +134,8 @@ def test_existing_report_is_not_overwritten(failing, models, capsys):
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
-def test_generous_thresholds_pass(models, tmp_path):
-    out, onnx_dir = tmp_path / "rep", tmp_path / "onnx"
-    rc = main(report_args(models, out, "--max-drop", "100", "--min-speedup", "0.001",
-                          "--onnx-dir", str(onnx_dir)))
+def test_generous_thresholds_pass(passing):
+    rc, out, onnx_dir = passing
     assert rc == 0
     rep = json.loads((out / "report.json").read_text())
     assert rep["verdict"]["pass"] and rep["verdict"]["failed"] == []
