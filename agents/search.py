@@ -195,6 +195,7 @@ def summarize(cfg: SearchConfig, run_dir: Path, uni: dict, seconds: float,
         if rows else 0.0, "wall_seconds_this_run": seconds,
         "mean_reward_last_10": float(np.mean(rewards[-10:])) if rewards else 0.0,
         "workers": cfg.workers, "worker_restarts": worker_restarts,
+        "search_seconds": float(sum(float(r["seconds"]) for r in rows)),
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot_curve(run_dir, uni["reward"],

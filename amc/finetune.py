@@ -94,7 +94,8 @@ def plan_stages(cfg: FinetuneConfig, pruner) -> list[dict]:
 
 class Runner:
     """One fine-tuning run (see the module docstring); ``hooks`` (``before_stage``,
-    ``after_stage``, ``on_epoch``) let tests inject failures."""
+    ``after_begin`` (after pruning), ``after_stage``, ``on_epoch``) let tests watch the run
+    and inject failures."""
 
     def __init__(self, cfg: FinetuneConfig, hooks: dict | None = None):
         self.cfg, self.hooks = cfg, hooks or {}
@@ -265,6 +266,8 @@ class Runner:
                 self.hooks["before_stage"](model, dict(stage, index=k))
             model = self.begin(model, stage)
             self.st["step"], self.st["optimizer"] = start, None
+            if "after_begin" in self.hooks:
+                self.hooks["after_begin"](model, dict(stage, index=k))
         train(model, self.data, tcfg, self.teacher, on_step=self.on_step,
               start_step=self.st["step"], optimizer_state=self.st["optimizer"],
               on_epoch=lambda row: self.on_epoch(model, stage, k, row), stop_step=stop)

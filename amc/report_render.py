@@ -77,8 +77,8 @@ def _plots(rep: dict, out: Path) -> None:
                        label=r["model"] if gi == 1 else None,
                        yerr=[[r["median_ms"] - r["q1_ms"]], [r["q3_ms"] - r["median_ms"]]])
         sp = {e: lat["speedup"][e][str(b)] for e in ("pytorch", "onnxruntime")}
-        ax.set_xticks([0, 1], [f"PyTorch\npruned {sp['pytorch']:.2f}x faster",
-                               f"onnxruntime\npruned {sp['onnxruntime']:.2f}x faster"])
+        ax.set_xticks([0, 1], [f"PyTorch\npruned speed-up {sp['pytorch']:.2f}x",
+                               f"onnxruntime\npruned speed-up {sp['onnxruntime']:.2f}x"])
         ax.set_yscale("log")
         ax.set_ylabel("ms per batch (median, bars: IQR; log scale)")
         ax.set_title(f"batch {b}, {lat['threads']} threads")

@@ -148,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, over in arms(args).items():
         cfg = FinetuneConfig(model="resnet20", checkpoint=args.checkpoint, data="cifar10",
                              data_dir=args.data_dir, train_limit=args.train_limit,
-                             val_limit=args.val_limit, test_limit=args.test_limit, epochs=args.epochs, lr=args.lr,
+                             val_limit=args.val_limit, test_limit=args.test_limit,
+                             epochs=args.epochs, lr=args.lr,
                              batch_size=args.batch_size, seed=args.seed, threads=args.threads,
                              test_every_epoch=False, out=str(runs / name), **over)
         run = runs / name

@@ -1,0 +1,48 @@
+"""``amc compare``: the resumable AMC-vs-baselines pipeline (options from CompareConfig)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from amc.compare import CompareConfig
+    from amc.config import add_dataclass_args
+
+    p = sub.add_parser("compare", help="AMC vs uniform vs sensitivity vs random, before and "
+                       "after fine-tuning: table.md/csv, pareto.png, ratios.png")
+    add_dataclass_args(p, CompareConfig, skip=("budgets", "strategies"))
+    p.add_argument("--budget", dest="budgets", action="append", default=None,
+                   help="a budget such as flops:0.5; repeat for several (default flops:0.5)")
+    p.add_argument("--strategies", default="amc,uniform,sensitivity,random",
+                   help="comma-separated strategies")
+    p.set_defaults(func=cmd_compare)
+
+
+def amc_policy(cfg, budget: str, run_dir: Path) -> Path:
+    """Run (or resume) the AMC search for one budget; returns its best policy file."""
+    from amc.agents import SearchConfig, run_search
+
+    sc = SearchConfig(model=cfg.model, checkpoint=cfg.checkpoint, data=cfg.data,
+                      data_dir=cfg.data_dir, val_limit=cfg.val_limit, units=cfg.units,
+                      criterion=cfg.criterion, budget=budget, max_ratio=cfg.max_ratio,
+                      bn_recalib=cfg.bn_recalib, episodes=cfg.episodes,
+                      warmup_episodes=cfg.warmup_episodes, seed=cfg.seed, workers=cfg.workers,
+                      threads=1 if cfg.workers > 1 else cfg.threads, out=str(run_dir))
+    done = (run_dir / "summary.json").is_file()
+    if not done:
+        run_search(sc, resume=(run_dir / "config.json").is_file())
+    return run_dir / "best_policy.json"
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from amc.compare import Comparison, CompareConfig
+    from amc.config import from_args
+
+    cfg = from_args(CompareConfig, args, budgets=tuple(args.budgets or ["flops:0.5"]),
+                    strategies=tuple(s.strip() for s in args.strategies.split(",") if s))
+    rows = Comparison(cfg, amc_policy if "amc" in cfg.strategies else None).run()
+    print((Path(cfg.out) / "table.md").read_text())
+    print(f"wrote {cfg.out}/table.md, table.csv, pareto.png, ratios.png, policies/")
+    return 0 if rows else 1

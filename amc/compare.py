@@ -1,0 +1,310 @@
+"""``amc compare``: AMC vs uniform vs sensitivity vs random, before and after fine-tuning.
+
+One resumable pipeline: every stage writes its artifact into the output folder and is
+skipped when that artifact exists, so a killed run continues where it stopped.
+
+Stages: fine-tune the dense checkpoint (the fair baseline) → one policy per strategy and
+budget → evaluate each pruned model on ``val``/``test`` → fine-tune it with the same recipe
+→ evaluate again → MACs, params, CPU latency → ``table.md``/``table.csv``, ``pareto.png``,
+``ratios.png``. The AMC strategy is passed in as a function (the RL side lives outside the
+core library).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from amc.baselines import run_strategy, sensitivity_sweep
+from amc.budget import Budget
+from amc.checkpoint import save_model
+from amc.cost import measure_latency, model_cost
+from amc.data import Dataset, load_dataset
+from amc.errors import AmcError
+from amc.evaluate import top1
+from amc.models import create_model
+from amc.policy import load_policy, make_policy
+from amc.scoring import Scorer, build_scorer
+from amc.train import TrainConfig, train
+
+STRATEGIES = ("amc", "uniform", "sensitivity", "random")
+AmcFn = Callable[["CompareConfig", str, Path], Path]
+
+
+@dataclass
+class CompareConfig:
+    """The comparison to run.
+
+    Attributes:
+        model: Registry name of the model.
+        checkpoint: Dense checkpoint.
+        data: Dataset name.
+        data_dir: Folder holding the data.
+        budgets: Budgets to compare, e.g. flops:0.5.
+        strategies: Strategies: amc, uniform, sensitivity, random.
+        units: Unit mode: all or internal.
+        criterion: Channel importance criterion.
+        max_ratio: Largest pruning ratio per unit.
+        bn_recalib: Re-estimate BatchNorm statistics after pruning (search and evaluation).
+        val_limit: Val images scored per search/baseline evaluation (None: all).
+        episodes: AMC search episodes.
+        warmup_episodes: AMC warm-up episodes.
+        n_random: Policies tried by the random strategy.
+        finetune_epochs: Epochs of fine-tuning for the dense and every pruned model.
+        train_limit: Train on the first N (shuffled) training images only (None: all).
+        lr: Fine-tuning learning rate.
+        batch_size: Fine-tuning batch size.
+        workers: Ray workers for the AMC search and the baselines (0: in-process).
+        threads: torch threads.
+        seed: The one seed.
+        latency_runs: Timed runs per latency measurement.
+        out: Output folder (every stage's artifact is cached here).
+    """
+
+    model: str = "digits_cnn"
+    checkpoint: str | None = None
+    data: str = "digits"
+    data_dir: str | None = None
+    budgets: tuple[str, ...] = ("flops:0.5",)
+    strategies: tuple[str, ...] = STRATEGIES
+    units: str = "all"
+    criterion: str = "l1"
+    max_ratio: float = 0.8
+    bn_recalib: bool = True
+    val_limit: int | None = None
+    episodes: int = 300
+    warmup_episodes: int = 100
+    n_random: int = 50
+    finetune_epochs: float = 5.0
+    train_limit: int | None = None
+    lr: float = 0.01
+    batch_size: int = 128
+    workers: int = 0
+    threads: int = 2
+    seed: int = 0
+    latency_runs: int = 20
+    out: str = "runs/compare"
+
+    def validate(self) -> None:
+        for s in self.strategies:
+            if s not in STRATEGIES:
+                raise AmcError(f"unknown strategy {s!r}; use {','.join(STRATEGIES)}")
+        for b in self.budgets:
+            Budget.parse(b)
+        if not self.budgets or not self.strategies:
+            raise AmcError("give at least one --budget and one strategy")
+
+
+def _tag(budget: str) -> str:
+    return budget.replace(":", "")
+
+
+def _cached_json(path: Path, make: Callable[[], dict]) -> dict:
+    if path.is_file():
+        return json.loads(path.read_text())
+    d = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(d, indent=2) + "\n")
+    tmp.replace(path)
+    return d
+
+
+def _train_view(ds: Dataset, limit: int | None, seed: int) -> Dataset:
+    if not limit or limit >= len(ds.labels["train"]):
+        return ds
+    idx = np.random.default_rng(seed).permutation(len(ds.labels["train"]))[:limit]
+    return dataclasses.replace(ds, images={**ds.images, "train": ds.images["train"][idx]},
+                               labels={**ds.labels, "train": ds.labels["train"][idx]},
+                               _tensors={})
+
+
+class Comparison:
+    """The pipeline; call :meth:`run`."""
+
+    def __init__(self, cfg: CompareConfig, amc_fn: AmcFn | None = None):
+        cfg.validate()
+        if "amc" in cfg.strategies and amc_fn is None:
+            raise AmcError("the amc strategy needs the RL side (amc.agents); install it")
+        self.cfg, self.amc_fn = cfg, amc_fn
+        self.dir = Path(cfg.out)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        torch.set_num_threads(max(1, cfg.threads))
+        self.data = load_dataset(cfg.data, data_dir=cfg.data_dir)
+        self.train_data = _train_view(self.data, cfg.train_limit, cfg.seed)
+        self.dense = create_model(cfg.model, checkpoint=cfg.checkpoint)
+        self.scorer: Scorer = build_scorer(
+            cfg.model, cfg.checkpoint, cfg.data, cfg.data_dir, val_limit=cfg.val_limit,
+            units=cfg.units, criterion=cfg.criterion, bn_recalib=cfg.bn_recalib,
+            seed=cfg.seed)
+        self.input_size = self.data.input_size
+        (self.dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2, default=str))
+
+    # ---------------------------------------------------------------- stages
+    def _finetune(self, model: torch.nn.Module, name: str) -> torch.nn.Module:
+        path = self.dir / "models" / f"{name}.pt"
+        if path.is_file():
+            return create_model(self.cfg.model, checkpoint=path)
+        tc = TrainConfig(epochs=self.cfg.finetune_epochs, batch_size=self.cfg.batch_size,
+                         lr=self.cfg.lr, seed=self.cfg.seed, eval_splits=(),
+                         threads=self.cfg.threads)
+        t = time.perf_counter()
+        hist = train(model, self.train_data, tc,
+                     log_csv=self.dir / "finetune" / f"{name}.csv")
+        save_model(model, path, self.cfg.model, {"seconds": time.perf_counter() - t,
+                                                 "epochs": self.cfg.finetune_epochs,
+                                                 "history": hist})
+        return model
+
+    def _evaluate(self, model: torch.nn.Module) -> dict:
+        v = top1(model, *self.data.tensors("val"))
+        t = top1(model, *self.data.tensors("test"))
+        macs, params = model_cost(model, self.input_size)
+        lat = {f"latency_b{b}_ms": measure_latency(model, self.input_size, b,
+                                                   runs=self.cfg.latency_runs).median_ms
+               for b in (1, 64)}
+        return {"val_top1": v, "test_top1": t, "macs": macs, "params": params, **lat}
+
+    def _policy(self, strategy: str, budget: str) -> Path:
+        path = self.dir / "policies" / f"{strategy}_{_tag(budget)}.json"
+        if path.is_file():
+            return path
+        if strategy == "amc":
+            run_dir = self.dir / "search" / _tag(budget)
+            best = self.amc_fn(self.cfg, budget, run_dir)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pol = load_policy(best)
+            pol.provenance["search_seconds"] = json.loads(
+                (run_dir / "summary.json").read_text()).get("search_seconds")
+            pol.save(path)
+            return path
+        sweep = None
+        if strategy == "sensitivity":
+            sweep_path = self.dir / "sensitivity.npz"
+            if sweep_path.is_file():
+                z = np.load(sweep_path)
+                sweep = (float(z["dense"]), z["acc"])
+            else:
+                sweep = sensitivity_sweep(self.scorer)
+                np.savez(sweep_path, dense=sweep[0], acc=sweep[1])
+        ratios, info = run_strategy(strategy, self.scorer, Budget.parse(budget),
+                                    self.cfg.max_ratio, self.cfg.seed, self.cfg.n_random,
+                                    sweep=sweep)
+        pol = make_policy(self.scorer.pm, ratios, self.cfg.model, budget, strategy,
+                          self.cfg.seed, self.cfg.max_ratio, {"val_top1": info["val_top1"]},
+                          search_seconds=info["seconds"])
+        return pol.save(path)
+
+    def run(self) -> list[dict]:
+        """Run every stage that has no artifact yet; returns the table rows."""
+        dense_ft = self._finetune(create_model(self.cfg.model, checkpoint=self.cfg.checkpoint),
+                                  "dense_ft")
+        dense_eval = _cached_json(self.dir / "eval" / "dense_ft.json",
+                                  lambda: self._evaluate(dense_ft))
+        rows = []
+        for budget in self.cfg.budgets:
+            for strategy in self.cfg.strategies:
+                name = f"{strategy}_{_tag(budget)}"
+                pol = load_policy(self._policy(strategy, budget))
+                by = {u["name"]: u["ratio"] for u in pol.units}
+                ratios = [by[u.name] for u in self.scorer.pm.units]
+                before = _cached_json(self.dir / "eval" / f"{name}_before.json",
+                                      lambda r=ratios: self._evaluate(self.scorer.pruned(r)))
+                after = _cached_json(self.dir / "eval" / f"{name}_after.json",
+                                     lambda r=ratios, n=name: self._evaluate(
+                                         self._finetune(self.scorer.pruned(r), n)))
+                rows.append(self._row(strategy, budget, pol, before, after, dense_eval))
+        write_table(self.dir, rows, dense_eval)
+        plot_pareto(self.dir, rows, dense_eval)
+        plot_ratios(self.dir, self.cfg, self.scorer)
+        return rows
+
+    def _row(self, strategy: str, budget: str, pol, before: dict, after: dict,
+             dense: dict) -> dict:
+        return {
+            "strategy": strategy, "budget": budget,
+            "val_before": before["val_top1"], "test_before": before["test_top1"],
+            "val_after": after["val_top1"], "test_after": after["test_top1"],
+            "delta_test_vs_dense_ft": after["test_top1"] - dense["test_top1"],
+            "macs_M": after["macs"] / 1e6, "params_M": after["params"] / 1e6,
+            "macs_ratio": pol.achieved["macs_ratio"],
+            "latency_b1_ms": after["latency_b1_ms"], "latency_b64_ms": after["latency_b64_ms"],
+            "speedup_b64": dense["latency_b64_ms"] / after["latency_b64_ms"],
+            "search_seconds": pol.provenance.get("search_seconds") or 0.0,
+        }
+
+
+def write_table(out: Path, rows: list[dict], dense: dict) -> None:
+    """``table.csv`` and ``table.md`` (one row per strategy and budget)."""
+    cols = list(rows[0])
+    with open(out / "table.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        w.writerows(rows)
+    fmt = {c: "{:.2f}" for c in cols}
+    fmt.update(strategy="{}", budget="{}", macs_ratio="{:.3f}", params_M="{:.3f}",
+               search_seconds="{:.0f}")
+    lines = [f"Dense fine-tuned: val {dense['val_top1']:.2f} %, test {dense['test_top1']:.2f} %"
+             f", {dense['macs'] / 1e6:.2f}M MACs, batch-64 latency "
+             f"{dense['latency_b64_ms']:.1f} ms", "",
+             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        lines.append("| " + " | ".join(fmt[c].format(r[c]) for c in cols) + " |")
+    (out / "table.md").write_text("\n".join(lines) + "\n")
+
+
+def plot_pareto(out: Path, rows: list[dict], dense: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for s in dict.fromkeys(r["strategy"] for r in rows):
+        pts = sorted((r["macs_M"], r["test_after"], r["test_before"]) for r in rows
+                     if r["strategy"] == s)
+        line, = ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=f"{s} (ft)")
+        ax.plot([p[0] for p in pts], [p[2] for p in pts], "x--", color=line.get_color(),
+                alpha=0.6, label=f"{s} (before ft)")
+    ax.plot([dense["macs"] / 1e6], [dense["test_top1"]], "k*", ms=12, label="dense (ft)")
+    ax.set_xlabel("MACs (M)")
+    ax.set_ylabel("test top-1 (%)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "pareto.png", dpi=120)
+    plt.close(fig)
+
+
+def plot_ratios(out: Path, cfg: CompareConfig, scorer: Scorer) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    units = [u.name for u in scorer.pm.units]
+    budgets = list(cfg.budgets)
+    fig, axes = plt.subplots(len(budgets), 1, figsize=(max(6, 0.35 * len(units)),
+                                                      3.2 * len(budgets)), squeeze=False)
+    for ax, b in zip(axes[:, 0], budgets):
+        for s in cfg.strategies:
+            if s == "random":
+                continue
+            pol = load_policy(out / "policies" / f"{s}_{_tag(b)}.json")
+            by = {u["name"]: u["ratio"] for u in pol.units}
+            ax.plot(range(len(units)), [1 - by[n] for n in units], "o-", ms=3, label=s)
+        ax.set_title(f"kept channel ratio per unit at {b}")
+        ax.set_ylim(0, 1.05)
+        ax.set_xticks(range(len(units)))
+        ax.set_xticklabels(units, rotation=90, fontsize=6)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "ratios.png", dpi=120)
+    plt.close(fig)

@@ -1,0 +1,265 @@
+"""Fine-tuning schedules: cubic formula, exact sparsity, rollback, resume, lottery, CLI.
+
+All runs use digits_cnn on the embedded 8x8 digits data, a few epochs of a 320-image subset.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import amc.finetune as ft
+from amc.checkpoint import read_file
+from amc.cli import main
+from amc.data import load_dataset
+from amc.finetune import FinetuneConfig, run_finetune
+from amc.models import create_model
+from amc.schedules import cubic_sparsity, round_levels
+from amc.sparsity import (
+    ChannelPruner,
+    apply_masks,
+    layer_sparsity,
+    magnitude_masks,
+    nm_masks,
+    prunable_weights,
+    sparsity,
+)
+from amc.train import TrainConfig, lr_at, train
+
+SPE = 5  # steps per epoch: 320 images at batch 64
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory: pytest.TempPathFactory) -> str:
+    from amc.demo import train_digits
+
+    return str(train_digits(tmp_path_factory.mktemp("digits"), epochs=3))
+
+
+def cfg(ckpt: str, out: Path, **kw) -> FinetuneConfig:
+    base = dict(model="digits_cnn", checkpoint=ckpt, data="digits", train_limit=320,
+                batch_size=64, lr=0.05, epochs=2, test_every_epoch=False, out=str(out))
+    return FinetuneConfig(**{**base, **kw})
+
+
+def state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def same(a: dict, b: dict, atol: float = 0.0) -> bool:
+    return a.keys() == b.keys() and all(torch.allclose(a[k].float(), b[k].float(), atol=atol)
+                                        for k in a)
+
+
+# ----------------------------------------------------------------------------- pure functions
+
+
+def test_schedule_math_and_masks() -> None:
+    # the cubic formula, written out independently
+    s_i, s_f, t0, n, dt = 0.1, 0.8, 10, 5, 4
+    for k in range(n + 1):
+        t = t0 + k * dt
+        assert cubic_sparsity(t, s_i, s_f, t0, n, dt) == pytest.approx(
+            s_f + (s_i - s_f) * (1 - (t - t0) / (n * dt)) ** 3)
+    assert cubic_sparsity(t0 + 10 * n * dt, s_i, s_f, t0, n, dt) == pytest.approx(s_f)
+    assert round_levels(1.0, 4) == [0.25, 0.5, 0.75, 1.0]
+    geo = round_levels(0.9, 0, step=0.2, level_for_sparsity=lambda s: s)
+    assert geo[:3] == pytest.approx([0.2, 0.36, 0.488]) and geo[-1] == 0.9
+    assert len(geo) == 11  # 1 - 0.8**10 = 0.893 < 0.9 <= 1 - 0.8**11
+
+    torch.manual_seed(0)
+    model = create_model("digits_cnn")
+    names = prunable_weights(model)
+    caps = {names[0]: 0.3, names[-1]: 0.3}
+    for scope in ("global", "layer"):
+        m = copy.deepcopy(model)
+        masks = magnitude_masks(m, 0.9, names, caps, scope)
+        apply_masks(m, masks)
+        assert sparsity(m) == pytest.approx(0.9, abs=1e-5)
+        per = layer_sparsity(m)
+        assert per[names[0]] <= 0.3 + 1e-6 and per[names[-1]] <= 0.3 + 1e-6
+    m = copy.deepcopy(model)
+    apply_masks(m, nm_masks(m, names))
+    w = dict(m.named_parameters())["features.3.weight"].detach()
+    groups = w.permute(0, 2, 3, 1).reshape(-1, 4)
+    assert ((groups != 0).sum(1) <= 2).all() and (groups != 0).sum(1).float().mean() == 2
+    assert names[0] not in nm_masks(m, names)  # 1 input channel: not divisible by 4
+
+
+def test_channel_masks_compute_what_physical_pruning_computes() -> None:
+    torch.manual_seed(0)
+    model = create_model("digits_cnn").eval()
+    pruner = ChannelPruner([0.5, 0.25, 0.5, 0.75], (1, 8, 8), "all", "l1")
+    masked = copy.deepcopy(model)
+    apply_masks(masked, pruner.masks(masked, 1.0))
+    small = pruner.physical(masked)
+    x = torch.randn(16, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(masked(x), small(x), atol=1e-5)
+    assert small.features[0].out_channels == 16
+    # nested: a lower level prunes a subset of what a higher level prunes
+    half = pruner.masks(masked, 0.5)
+    assert all(((half[k] == 0) <= (pruner.masks(masked, 1.0)[k] == 0)).all() for k in half)
+
+
+def test_train_window_and_constant_lr() -> None:
+    data = load_dataset("digits")
+    torch.manual_seed(0)
+    model = create_model("digits_cnn")
+    rows = train(model, data, TrainConfig(epochs=4, batch_size=256, lr=0.1, eval_splits=()),
+                 start_step=6, stop_step=10)
+    total = 4 * 6  # 1,294 images at batch 256: 6 steps per epoch
+    assert [r["step"] for r in rows] == [10]
+    assert rows[0]["lr"] == pytest.approx(lr_at(9, total, 0, 0.1))
+    rows = train(model, data, TrainConfig(epochs=0.5, batch_size=256, lr=0.02,
+                                          lr_schedule="constant", eval_splits=()))
+    assert rows[-1]["lr"] == 0.02
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+def test_cubic_follows_formula_and_hits_target(ckpt: str, tmp_path: Path) -> None:
+    c = cfg(ckpt, tmp_path / "cubic", schedule="cubic", target="sparsity:0.8", epochs=4,
+            initial_sparsity=0.1, prune_start=0.4, prune_end=3.0, prune_every=2,
+            first_last_max=0.5)
+    s = run_finetune(c)
+    t0, n, dt = 2, 6, 2  # 0.4 and 3.0 epochs of 5 steps; (15 - 2) // 2 = 6 pruning steps
+    events = s["prune_events"]
+    assert [e["step"] for e in events] == [t0 + k * dt for k in range(n + 1)]
+    total = sum(p.numel() for n_, p in create_model("digits_cnn").named_parameters()
+                if n_ in prunable_weights(create_model("digits_cnn")))
+    for e in events:
+        expect = 0.8 + (0.1 - 0.8) * (1 - (e["step"] - t0) / (n * dt)) ** 3
+        assert e["level"] == pytest.approx(expect)
+        assert e["weight_sparsity"] == pytest.approx(expect, abs=1.0 / total)
+    model = create_model("digits_cnn", checkpoint=tmp_path / "cubic" / "model.pt")
+    assert abs(sparsity(model) - 0.8) <= 0.005
+    per = layer_sparsity(model)
+    names = prunable_weights(model)
+    assert per[names[0]] <= 0.5 + 1e-6 and per[names[-1]] <= 0.5 + 1e-6
+    rows = (tmp_path / "cubic" / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 1 + 4 and (tmp_path / "cubic" / "tb").is_dir()
+
+
+def test_structured_iterative_rollback_keeps_checkpointed_model(ckpt: str,
+                                                                tmp_path: Path) -> None:
+    seen: dict[int, list[dict]] = {}
+    corrupted = []
+
+    def before(model, stage):
+        seen.setdefault(stage["index"], []).append(state(model))
+
+    def after(model, stage):
+        if stage["round"] == 2 and not corrupted:  # an injected bad round
+            corrupted.append(stage["index"])
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.copy_(torch.randn_like(p))
+
+    c = cfg(ckpt, tmp_path / "it", schedule="iterative", target="flops:0.5", rounds=2,
+            round_epochs=0.4, epochs=2, max_drop=5.0, max_retries=1)
+    s = run_finetune(c, hooks={"before_stage": before, "after_stage": after})
+    assert len(s["rollbacks"]) == 1
+    rb = s["rollbacks"][0]
+    assert rb["round"] == 2 and rb["level"] == 1.0 and rb["retry_level"] == pytest.approx(0.75)
+    assert rb["drop"] > 5.0
+    # the retry started from the checkpoint taken before the bad round, not the bad model
+    first, retry = seen[1][0], seen[1][1]
+    ck = read_file(tmp_path / "it" / "checkpoints" / "stage_01.pt")["model"]
+    assert same(retry, ck) and same(first, retry)
+    assert [st["level"] for st in s["stages"]] == [0.5, 0.75, 1.0, 1.0]
+    assert [r["level"] for r in s["rounds"]] == [0.5, 0.75, 1.0]
+    assert s["final"]["macs_ratio"] <= 0.5 + 1e-6 and s["final"]["val_top1"] > 50
+    model = create_model("digits_cnn", checkpoint=tmp_path / "it" / "model.pt")
+    assert model.features[0].out_channels < 32
+    assert json.loads((tmp_path / "it" / "policy.json").read_text())["format"] == "amc-policy"
+
+
+def test_resume_after_kill_continues_at_the_right_epoch(ckpt: str, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    kw = dict(schedule="cubic", target="sparsity:0.7", epochs=4, prune_end=3.0)
+    full = run_finetune(cfg(ckpt, tmp_path / "full", **kw))
+
+    class Killed(Exception):
+        pass
+
+    def kill(row):
+        if row["epoch"] == 2:
+            raise Killed
+
+    c = cfg(ckpt, tmp_path / "killed", **kw)
+    with pytest.raises(Killed):
+        run_finetune(c, hooks={"on_epoch": kill})
+    last = read_file(tmp_path / "killed" / "checkpoints" / "last.pt")
+    assert last["step"] == 2 * SPE and last["optimizer"]["state"]
+
+    calls = []
+    real = ft.train
+
+    def spy(model, data, tcfg, *a, **kw):
+        calls.append(kw)
+        return real(model, data, tcfg, *a, **kw)
+
+    monkeypatch.setattr(ft, "train", spy)
+    s = run_finetune(c, resume=True)
+    assert calls[0]["start_step"] == 2 * SPE
+    got, saved = calls[0]["optimizer_state"], last["optimizer"]
+    assert got["param_groups"] == saved["param_groups"]
+    assert all(torch.equal(got["state"][i]["momentum_buffer"], saved["state"][i]
+                           ["momentum_buffer"]) for i in saved["state"])
+    epochs = [r.split(",")[5] for r in
+              (tmp_path / "killed" / "metrics.csv").read_text().splitlines()[1:]]
+    assert epochs == ["1", "2", "3", "4"]
+    assert [e["step"] for e in s["prune_events"]] == [e["step"] for e in full["prune_events"]]
+    a = create_model("digits_cnn", checkpoint=tmp_path / "full" / "model.pt").state_dict()
+    b = create_model("digits_cnn", checkpoint=tmp_path / "killed" / "model.pt").state_dict()
+    assert same(a, b, atol=1e-5)
+
+
+def test_lottery_resets_survivors_to_init(ckpt: str, tmp_path: Path) -> None:
+    torch.manual_seed(0)  # train_digits initialised digits_cnn under seed 0
+    init = state(create_model("digits_cnn"))
+    trained = create_model("digits_cnn", checkpoint=ckpt)
+    names = prunable_weights(trained)
+    masks = magnitude_masks(trained, 0.8, names)
+    got = {}
+    c = cfg(ckpt, tmp_path / "lt", schedule="lottery", target="sparsity:0.8",
+            lottery_init="seed:0", epochs=1)
+    s = run_finetune(c, hooks={"after_begin": lambda m, st: got.update(state(m))})
+    for k, v in init.items():
+        expect = v * masks[k] if k in masks else v
+        assert torch.equal(got[k], expect), k
+    assert abs(s["final"]["weight_sparsity"] - 0.8) <= 0.005
+
+
+def test_dense_finetune_cli_and_errors(ckpt: str, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "dense"
+    args = ["finetune", "--checkpoint", ckpt, "--train-limit", "320", "--batch-size", "64",
+            "--epochs", "1", "--out", str(out), "--no-test-every-epoch"]
+    assert main(args) == 0
+    assert {"config.json", "metrics.csv", "summary.json", "model.pt", "tb",
+            "checkpoints"} <= {p.name for p in out.iterdir()}
+    s = json.loads((out / "summary.json").read_text())
+    assert s["final"]["macs_ratio"] == 1.0 and s["speed"]["dense"]["images_per_s"] > 0
+    create_model("digits_cnn", checkpoint=out / "model.pt")
+    capsys.readouterr()
+    bad = [
+        args,  # the run directory exists
+        ["finetune", "--target", "sparsity:1.5", "--out", str(tmp_path / "x")],
+        ["finetune", "--schedule", "iterative", "--out", str(tmp_path / "x")],
+        ["finetune", "--schedule", "lottery", "--target", "sparsity:0.5",
+         "--out", str(tmp_path / "x")],
+        ["finetune", "--schedule", "cubic", "--target", "2:4", "--out", str(tmp_path / "x")],
+        ["finetune", "--schedule", "warp", "--out", str(tmp_path / "x")],
+        ["finetune", "--resume", str(tmp_path / "nothing")],
+    ]
+    for argv in bad:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("amc: error: ") and err.count("\n") == 1, err
