@@ -211,7 +211,7 @@ class Runner:
 
     def on_step(self, model: nn.Module, step: int, total: int) -> None:
         c = self.st["cubic"]
-        if c and step > c["t0"] and (step - c["t0"]) % c["dt"] == 0 and \
+        if c and step >= c["t0"] and (step - c["t0"]) % c["dt"] == 0 and \
                 step <= c["t0"] + c["n"] * c["dt"]:
             self.prune_event(model, step)
         elif self.st["masks"]:

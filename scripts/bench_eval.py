@@ -209,6 +209,12 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(default_threads)
     result["machine"]["loadavg_end"] = list(os.getloadavg())
+    busiest = max(result["machine"]["loadavg_start"][0], result["machine"]["loadavg_end"][0])
+    if busiest > 1.5 * (os.cpu_count() or 1):
+        result["warning"] = (f"load average reached {busiest:.1f} on {os.cpu_count()} cores: "
+                             "other jobs competed, so the timings (and the winner) are "
+                             "unreliable; rerun on a quiet machine before quoting speeds")
+        log(result["warning"])
     result["summary"] = {
         name: {"winner": e["winner"], "images_per_s": round(e["full"]["images_per_s"], 1),
                "gflops": round(e["full"]["gflops"], 2),

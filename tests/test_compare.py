@@ -53,8 +53,8 @@ def test_resume_skips_finished_stages(digits_ckpt, tmp_path, monkeypatch):
     cfg = _cfg(digits_ckpt, out, strategies=("uniform", "random"))
     first = Comparison(cfg).run()
     # a kill after the random policy was found but before its fine-tune finished:
-    (out / "models" / "random_flops05.pt").unlink()
-    (out / "eval" / "random_flops05_after.json").unlink()
+    (out / "models" / "random_flops0.5.pt").unlink()
+    (out / "eval" / "random_flops0.5_after.json").unlink()
     calls = {"train": 0, "strategy": 0}
     real_train, real_strategy = compare.train, compare.run_strategy
 
