@@ -56,7 +56,7 @@ def _interleaved(fns: dict[str, Callable[[], object]], runs: int, rounds: int) -
     for key, ts in times.items():
         q1, med, q3 = np.percentile(ts, [25, 50, 75])
         out[key] = {"median_ms": float(med), "iqr_ms": float(q3 - q1), "q1_ms": float(q1),
-                    "q3_ms": float(q3), "runs": len(ts)}
+                    "q3_ms": float(q3), "min_ms": float(min(ts)), "runs": len(ts)}
     return out
 
 

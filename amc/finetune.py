@@ -113,7 +113,6 @@ class Runner:
         self.spe = -(-len(yt) // cfg.batch_size)
         self.pruner = build_pruner(cfg, self.dense, self.data.input_size, (xt[:256], yt[:256]))
         self.teacher = bake(self.dense) if cfg.kd_weight > 0 else None
-        self.names = [n for n, _ in self.dense.named_parameters()]
 
     # ------------------------------------------------------------------ state
     def fresh_state(self) -> dict:
@@ -248,6 +247,8 @@ class Runner:
         self._dev_masks: Masks = {}
         apply_masks(model, self.st["masks"])
         self.log = RunLog(self.run, self.total_steps(), self.st["steps_done"])
+        if resume:  # rows written after the last checkpoint are dropped: they are redone
+            self.log.rewrite(self.st["rows"])
         try:
             while self.st["stage"] < len(self.st["stages"]):
                 model = self.run_stage(model)

@@ -51,7 +51,7 @@ class FinetuneConfig:
         initial_sparsity: Cubic s_i (unstructured: sparsity; channels: fraction of the final
             ratios).
         prune_start: Cubic t0, in epochs.
-        prune_end: Cubic end t0 + nΔt, in epochs (default: 60 % of epochs).
+        prune_end: Cubic end t0 + nΔt, in epochs (default: 0.6 x epochs).
         prune_every: Cubic Δt in optimiser steps (default: a tenth of the pruning span).
         lottery_init: Lottery reset weights: a checkpoint (at initialisation or an early
             epoch) or seed:N for a fresh initialisation with seed N.

@@ -159,9 +159,10 @@ def _markdown(rep: dict) -> str:
               "timed interleaved round by round, the engines one after the other; speed-up = dense "
               f"median / pruned median. 1-min load average {load['start']:.2f} at the start, "
               f"{load['end']:.2f} at the end, on {load['cpus']} CPUs"
-              + (" (the machine was busy: absolute times are inflated)."
+              + (" (the machine was busy: times are inflated, multi-threaded PyTorch most, "
+                 "whose threads must meet at every layer; the fastest run is given as min)."
                  if max(load["start"], load["end"]) > load["cpus"] * 0.75 else "."), "",
-              "| engine | batch | " + " | ".join(f"{m} ms (IQR)" for m in models)
+              "| engine | batch | " + " | ".join(f"{m} ms (IQR; min)" for m in models)
               + " | pruned speed-up |" + (" INT8 speed-up vs dense |" if "int8" in models
                                           else ""),
               "|---|---|" + "---|" * len(models) + "---|" + ("---|" if "int8" in models
@@ -169,8 +170,8 @@ def _markdown(rep: dict) -> str:
     cell = {(r["engine"], r["model"], r["batch"]): r for r in lat["rows"]}
     for e in ("pytorch", "onnxruntime"):
         for b in lat["batches"]:
-            ms = [f"{c['median_ms']:.2f} ({c['iqr_ms']:.2f})" if (c := cell.get((e, m, b)))
-                  else "-" for m in models]
+            ms = [f"{c['median_ms']:.2f} ({c['iqr_ms']:.2f}; {c['min_ms']:.2f})"
+                  if (c := cell.get((e, m, b))) else "-" for m in models]
             row = f"| {e} | {b} | " + " | ".join(ms) + f" | {lat['speedup'][e][str(b)]:.2f}x |"
             if "int8" in models:
                 row += f" {lat['int8_speedup'][str(b)]:.2f}x |" if e == "onnxruntime" else " - |"

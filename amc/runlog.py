@@ -67,13 +67,22 @@ class RunLog:
         rate = (self.done - self.start) / max(1e-9, time.time() - self.t0)
         return (self.total - self.done) / rate if rate > 0 else float("nan")
 
-    def row(self, row: dict) -> None:
+    def rewrite(self, rows: list[dict]) -> None:
+        """Replace ``metrics.csv`` with ``rows`` (a resumed run: the checkpoint's rows)."""
+        self.csv.unlink(missing_ok=True)
+        for r in rows:
+            self._csv(r)
+
+    def _csv(self, row: dict) -> None:
         new = not self.csv.exists()
         with open(self.csv, "a", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(COLUMNS), extrasaction="ignore")
             if new:
                 w.writeheader()
             w.writerow({k: row.get(k, "") for k in COLUMNS})
+
+    def row(self, row: dict) -> None:
+        self._csv(row)
         if self.tb is not None:
             for k in ("loss", "lr", "val_top1", "test_top1", "images_per_s", "weight_sparsity",
                       "level"):

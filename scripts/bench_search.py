@@ -65,6 +65,9 @@ def main() -> None:
                  "episodes": summary["episodes"], "warmup_episodes": a.warmup,
                  "val_images_per_episode": a.val_limit, "seed": a.seed,
                  "seconds_per_episode": summary["seconds_per_episode"],
+                 "search_config": json.loads((run_dir / "config.json").read_text()),
+                 "search_started_at_commit": json.loads(
+                     (run_dir / "run.json").read_text()).get("git_commit"),
                  "first_episode_beating_uniform_on_search_val":
                      summary["first_episode_beating_uniform"]}
     dense = {s: top1(model, *data.tensors(s)) for s in ("val", "test")}

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from amc.compare import Comparison, CompareConfig
+from amc.compare import CompareConfig, Comparison
 
 
 @pytest.fixture(scope="module")

@@ -202,7 +202,8 @@ def test_resume_after_kill_continues_at_the_right_epoch(ckpt: str, tmp_path: Pat
     real = ft.train
 
     def spy(model, data, tcfg, *a, **kw):
-        calls.append(copy.deepcopy(kw))  # train updates the momentum buffers in place
+        # copied: train updates the momentum buffers in place
+        calls.append({k: copy.deepcopy(kw[k]) for k in ("start_step", "optimizer_state")})
         return real(model, data, tcfg, *a, **kw)
 
     monkeypatch.setattr(ft, "train", spy)

@@ -37,7 +37,7 @@ def amc_policy(cfg, budget: str, run_dir: Path) -> Path:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from amc.compare import Comparison, CompareConfig
+    from amc.compare import CompareConfig, Comparison
     from amc.config import from_args
 
     cfg = from_args(CompareConfig, args, budgets=tuple(args.budgets or ["flops:0.5"]),
