@@ -307,12 +307,14 @@ def load_dataset(name: str, data_dir: str | Path | None = None, val_size: int | 
     perm = np.random.default_rng(seed).permutation(n_train)
     # val stays in random order, so its first N images (--val-limit) are a random sample
     val_idx, train_idx = perm[:val_size], np.sort(perm[val_size:])
+    # test in one fixed shuffled order (independent of the seed), for the same reason
+    test_idx = np.random.default_rng(20180908).permutation(len(labels["test"]))
     ds = Dataset(
         name=name, classes=classes, mean=mean, std=std, augment=augment,
         images={"train": images["train"][train_idx], "val": images["train"][val_idx],
-                "test": images["test"]},
+                "test": images["test"][test_idx]},
         labels={"train": labels["train"][train_idx], "val": labels["train"][val_idx],
-                "test": labels["test"]},
+                "test": labels["test"][test_idx]},
         val_index=val_idx,
     )
     _MEMORY[key] = ds
