@@ -205,10 +205,9 @@ def test_resnet20_checkpoint_sanity_on_cifar10(cifar10, needs_shared):
 
     model = create_model("resnet20", checkpoint=needs_shared / "models" / "resnet20-cifar10.th")
     x, y = cifar10.tensors("test")
-    # the test split is stored class by class: take every 10th image (100 per class), not
-    # the first 1000 (which are all airplanes)
-    xs, ys = x[::10], y[::10]
-    assert np.bincount(ys.numpy()).tolist() == [100] * 10
+    # the test split is kept in a fixed shuffled order: its first 1000 images mix all classes
+    xs, ys = x[:1000], y[:1000]
+    assert np.bincount(ys.numpy(), minlength=10).min() >= 60
     res = evaluate(model, xs, ys, num_classes=10)
     assert res.n == 1000
     assert res.top1 > 70.0, res.top1
