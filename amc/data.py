@@ -44,6 +44,7 @@ class Dataset:
         labels: Split name -> int64 array (N,).
         augment: Whether random crop + flip suit this data (natural images).
         val_index: Indices of ``val`` in the original training split.
+        test_index: Indices of ``test`` (in its order here) in the source's test split.
     """
 
     name: str
@@ -54,6 +55,7 @@ class Dataset:
     labels: dict[str, np.ndarray]
     augment: bool = True
     val_index: np.ndarray | None = None
+    test_index: np.ndarray | None = None
     _tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict,
                                                                      repr=False)
 
@@ -315,7 +317,7 @@ def load_dataset(name: str, data_dir: str | Path | None = None, val_size: int | 
                 "test": images["test"][test_idx]},
         labels={"train": labels["train"][train_idx], "val": labels["train"][val_idx],
                 "test": labels["test"][test_idx]},
-        val_index=val_idx,
+        val_index=val_idx, test_index=test_idx,
     )
     _MEMORY[key] = ds
     return ds

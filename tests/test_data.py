@@ -46,7 +46,7 @@ def test_val_is_a_disjoint_part_of_train(fresh_memory):
     np.testing.assert_array_equal(ds.images["val"], images["train"][val])
     np.testing.assert_array_equal(ds.labels["val"], labels["train"][val])
     np.testing.assert_array_equal(ds.images["train"], images["train"][rest])
-    np.testing.assert_array_equal(ds.images["test"], images["test"])
+    np.testing.assert_array_equal(ds.images["test"], images["test"][ds.test_index])
 
 
 def test_val_depends_only_on_the_seed(monkeypatch):
@@ -114,9 +114,10 @@ def check_tree_dataset(ds, pixels, val_size: int) -> None:
     np.testing.assert_array_equal(ds.images["train"], expected_train[rest])
     np.testing.assert_array_equal(ds.labels["train"], labels_train[rest])
     assert len(ds.labels["val"]) == val_size
-    np.testing.assert_array_equal(ds.images["test"],
-                                  np.stack(pixels["test"]["cat"] + pixels["test"]["dog"]))
-    np.testing.assert_array_equal(ds.labels["test"], [0, 1])
+    np.testing.assert_array_equal(
+        ds.images["test"],
+        np.stack(pixels["test"]["cat"] + pixels["test"]["dog"])[ds.test_index])
+    np.testing.assert_array_equal(ds.labels["test"], np.array([0, 1])[ds.test_index])
 
 
 def test_imagefolder_tree(tmp_path, isolated_cache):
