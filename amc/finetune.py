@@ -64,9 +64,13 @@ def subset(data: Dataset, cfg: FinetuneConfig) -> Dataset:
     tr = (np.sort(np.random.default_rng(cfg.split_seed).permutation(n)[:cfg.train_limit])
           if cfg.train_limit else np.arange(n))
     lim = {"train": tr, "val": slice(cfg.val_limit), "test": slice(cfg.test_limit)}
-    return Dataset(data.name, data.classes, data.mean, data.std,
-                   {s: data.images[s][lim[s]] for s in lim},
-                   {s: data.labels[s][lim[s]] for s in lim}, data.augment, data.val_index)
+    kw: dict[str, Any] = {"images": {s: data.images[s][lim[s]] for s in lim},
+                          "labels": {s: data.labels[s][lim[s]] for s in lim}, "_tensors": {}}
+    for split in ("val", "test"):  # index fields, where the Dataset has them
+        idx = getattr(data, f"{split}_index", None)
+        if idx is not None:
+            kw[f"{split}_index"] = idx[lim[split]]
+    return replace(data, **kw)
 
 
 def plan_stages(cfg: FinetuneConfig, pruner) -> list[dict]:
