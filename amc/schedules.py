@@ -15,7 +15,6 @@ for a level, ``sparsity_at(level)`` the fraction of weights (unstructured) or pa
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -238,7 +237,3 @@ def build_pruner(cfg, model: nn.Module, input_size: tuple[int, int, int],
 
 def steps_in(epochs: float, steps_per_epoch: int) -> int:
     return max(1, int(round(epochs * steps_per_epoch)))
-
-
-def ceil_div(a: int, b: int) -> int:
-    return math.ceil(a / b)

@@ -3,8 +3,9 @@
 Default (structured): a fixed uniform policy at 50 % FLOPs over the internal units (AMC's
 residual-net mode), one-shot vs iterative (5 rounds; rounds at a small constant LR, and a
 variant that rewinds each round's LR to the start of the cosine schedule) at the same total
-epochs, plus the dense model fine-tuned for the same epochs. ``--unstructured``: 90 % unstructured (global
-magnitude) sparsity, one-shot vs cubic gradual pruning (Zhu & Gupta) at the same epochs.
+epochs, plus the dense model fine-tuned for the same epochs. ``--unstructured``: 90 %
+unstructured (global magnitude) sparsity, one-shot vs cubic gradual pruning (Zhu & Gupta) at
+the same epochs.
 Test top-1 (full 10,000-image test split) of each arm, and fine-tuning speed (images/s,
 seconds per epoch) measured during training and, back to back, in a short timed run.
 
