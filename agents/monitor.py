@@ -13,7 +13,7 @@ from typing import Any
 from stable_baselines3.common.callbacks import BaseCallback
 
 from amc.policy import make_policy
-from amc.progress import enabled as progress_enabled
+from amc.progress import make_bar
 from amc.pruning import PrunableModel
 
 from .config import SearchConfig
@@ -70,19 +70,8 @@ class SearchMonitor(BaseCallback):
     def _on_training_start(self) -> None:
         if not self.csv_path.exists():
             write_rows(self.csv_path, self.columns, [])
-        if progress_enabled():
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self._bar = Progress(TextColumn("search"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), TimeRemainingColumn(),
-                                 TextColumn("{task.fields[best]}"), transient=True)
+        self._bar = make_bar(extra="best")
+        if self._bar is not None:
             self._bar.start()
             self._task = self._bar.add_task("search", total=self.cfg.episodes,
                                             completed=self.done, best="")

@@ -15,11 +15,11 @@ def enabled() -> bool:
     return sys.stderr.isatty() and not os.environ.get("CI") and not os.environ.get("AMC_QUIET")
 
 
-def progress_iter(it: Iterable[T], total: int | None = None, desc: str = "") -> Iterator[T]:
-    """Iterate with a rich progress bar (elapsed and ETA) when enabled."""
+def make_bar(extra: str | None = None):
+    """A rich progress bar (description, bar, count, elapsed, ETA and an optional text field
+    named ``extra``), or None when progress bars are disabled."""
     if not enabled():
-        yield from it
-        return
+        return None
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -29,8 +29,20 @@ def progress_iter(it: Iterable[T], total: int | None = None, desc: str = "") -> 
         TimeRemainingColumn,
     )
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), TimeRemainingColumn(), transient=True) as bar:
+    cols = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TimeRemainingColumn()]
+    if extra:
+        cols.append(TextColumn("{task.fields[" + extra + "]}"))
+    return Progress(*cols, transient=True)
+
+
+def progress_iter(it: Iterable[T], total: int | None = None, desc: str = "") -> Iterator[T]:
+    """Iterate with a rich progress bar (elapsed and ETA) when enabled."""
+    bar = make_bar()
+    if bar is None:
+        yield from it
+        return
+    with bar:
         task = bar.add_task(desc, total=total)
         for item in it:
             yield item

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from amc.progress import enabled
+from amc.progress import make_bar
 
 COLUMNS = ("stage", "name", "round", "level", "weight_sparsity", "epoch", "step", "run_epoch",
            "lr", "loss", "seconds", "images_per_s", "val_top1", "test_top1")
@@ -37,19 +37,8 @@ class RunLog:
         except ImportError:  # tensorboard is a dependency, but logging must not fail a run
             pass
         self.bar = self.task = None
-        if enabled():
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(),
-                                MofNCompleteColumn(), TimeElapsedColumn(),
-                                TimeRemainingColumn(), transient=True)
+        self.bar = make_bar()
+        if self.bar is not None:
             self.bar.start()
             self.task = self.bar.add_task("finetune", total=total_steps, completed=done_steps)
 
