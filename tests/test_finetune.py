@@ -162,12 +162,13 @@ def test_structured_iterative_rollback_keeps_checkpointed_model(ckpt: str,
                     p.copy_(torch.randn_like(p))
 
     c = cfg(ckpt, tmp_path / "it", schedule="iterative", target="flops:0.5", rounds=2,
-            round_epochs=0.4, epochs=2, max_drop=5.0, max_retries=1)
+            round_epochs=0.4, epochs=2, max_drop=30.0, max_retries=1)
+    # 30 points: far above a real round's drop on digits, far below the injected one's
     s = run_finetune(c, hooks={"before_stage": before, "after_stage": after})
     assert len(s["rollbacks"]) == 1
     rb = s["rollbacks"][0]
     assert rb["round"] == 2 and rb["level"] == 1.0 and rb["retry_level"] == pytest.approx(0.75)
-    assert rb["drop"] > 5.0
+    assert rb["drop"] > 30.0
     # the retry started from the checkpoint taken before the bad round, not the bad model
     first, retry = seen[1][0], seen[1][1]
     ck = read_file(tmp_path / "it" / "checkpoints" / "stage_01.pt")["model"]
