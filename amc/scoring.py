@@ -58,13 +58,18 @@ def build_scorer(model: str, checkpoint: str | None = None, data: str = "digits"
                  split_seed: int = 0, val_limit: int | None = None, units: str = "all",
                  criterion: str = "l1", round_to: int | None = None, bn_recalib: bool = False,
                  reconstruct: bool = False, calib_size: int = 512, seed: int = 0,
-                 unsafe_load: bool = False, num_classes: int | None = None) -> Scorer:
-    """Build a :class:`Scorer` from names and paths (what the CLI and the env share)."""
+                 unsafe_load: bool = False, num_classes: int | None = None,
+                 net: nn.Module | None = None) -> Scorer:
+    """Build a :class:`Scorer` from names and paths (what the CLI and the env share).
+
+    ``net``: the already-loaded dense model, to avoid reading the checkpoint again.
+    """
     from amc.data import load_dataset
     from amc.models import create_model
 
-    net = create_model(model, num_classes=num_classes, checkpoint=checkpoint,
-                       unsafe_load=unsafe_load)
+    if net is None:
+        net = create_model(model, num_classes=num_classes, checkpoint=checkpoint,
+                           unsafe_load=unsafe_load)
     ds = load_dataset(data, data_dir=data_dir, val_size=val_size, seed=split_seed)
     xt, yt = ds.tensors("train")
     idx = torch.randperm(len(yt), generator=torch.Generator().manual_seed(seed))[:calib_size]

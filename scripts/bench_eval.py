@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from amc.cli.common import write_json
 from amc.cost import model_cost
 from amc.data import load_dataset
 from amc.evaluate import accuracy_from_logits, predict
@@ -221,11 +222,7 @@ def main(argv: list[str] | None = None) -> int:
                "matmul_gflops": round(e["full"]["matmul_gflops_same_threads"], 1),
                "top1": round(e["full"]["top1"], 2)}
         for name, e in result["models"].items()}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(out)
+    out = write_json(args.out, result)
     log(f"wrote {out}")
     print(json.dumps(result["summary"], indent=2))
     return 0

@@ -20,18 +20,17 @@ Usage (from the project root)::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shlex
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from amc.budget import Budget, uniform_ratio
+from amc.cli.common import write_json
 from amc.cost import measure_latency, model_cost
 from amc.data import load_dataset
 from amc.evaluate import top1
@@ -197,11 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         "speedup_batch1": latency["batch1"]["speedup"],
         "speedup_batch64": latency["batch64"]["speedup"],
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(out)
+    out = write_json(args.out, result)
     log(f"wrote {out}")
     return 0
 

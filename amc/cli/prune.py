@@ -47,7 +47,7 @@ def scorer_from_args(args: argparse.Namespace):
     scorer = build_scorer(args.model, args.checkpoint, args.data, args.data_dir, args.val_size,
                           args.split_seed, args.val_limit, args.units, args.criterion,
                           args.round_to, args.bn_recalib, args.reconstruct, args.calib_size,
-                          args.seed, args.unsafe_load, args.num_classes)
+                          args.seed, args.unsafe_load, args.num_classes, net=model)
     return model, data, scorer
 
 
