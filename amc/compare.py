@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from amc.baselines import run_strategy, sensitivity_sweep
+from amc.baselines import SWEEP, MapFn, run_strategy, sensitivity_sweep
 from amc.budget import Budget
 from amc.checkpoint import save_model
 from amc.cost import measure_latency, model_cost
@@ -37,6 +37,12 @@ from amc.train import TrainConfig, train
 
 STRATEGIES = ("amc", "uniform", "sensitivity", "random")
 AmcFn = Callable[["CompareConfig", str, Path], Path]
+#: ``pool(scorer, fn)`` runs ``fn(map_fn)`` with a parallel map over policies (or ``None``).
+PoolFn = Callable[[Scorer, Callable[[MapFn | None], object]], object]
+
+
+def _no_pool(scorer: Scorer, fn: Callable[[MapFn | None], object]) -> object:
+    return fn(None)
 
 
 @dataclass
@@ -130,11 +136,12 @@ def _train_view(ds: Dataset, limit: int | None, seed: int) -> Dataset:
 class Comparison:
     """The pipeline; call :meth:`run`."""
 
-    def __init__(self, cfg: CompareConfig, amc_fn: AmcFn | None = None):
+    def __init__(self, cfg: CompareConfig, amc_fn: AmcFn | None = None,
+                 pool: PoolFn | None = None):
         cfg.validate()
         if "amc" in cfg.strategies and amc_fn is None:
             raise AmcError("the amc strategy needs the RL side (amc.agents); install it")
-        self.cfg, self.amc_fn = cfg, amc_fn
+        self.cfg, self.amc_fn, self.pool = cfg, amc_fn, pool or _no_pool
         self.dir = Path(cfg.out)
         self.dir.mkdir(parents=True, exist_ok=True)
         torch.set_num_threads(max(1, cfg.threads))
@@ -173,6 +180,13 @@ class Comparison:
                for b in (1, 64)}
         return {"val_top1": v, "test_top1": t, "macs": macs, "params": params, **lat}
 
+    def _sweep(self) -> dict:
+        t = time.perf_counter()
+        dense, acc = self.pool(self.scorer, lambda m: sensitivity_sweep(self.scorer, map_fn=m))
+        return {"ratios": list(SWEEP), "units": [u.name for u in self.scorer.pm.units],
+                "dense_val_top1": dense, "val_top1": acc.tolist(),
+                "seconds": time.perf_counter() - t}
+
     def _policy(self, strategy: str, budget: str) -> Path:
         path = self.dir / "policies" / f"{strategy}_{_tag(budget)}.json"
         if path.is_file():
@@ -186,43 +200,53 @@ class Comparison:
                 (run_dir / "summary.json").read_text()).get("search_seconds")
             pol.save(path)
             return path
-        sweep = None
+        sweep, sweep_s = None, 0.0
         if strategy == "sensitivity":
-            sweep_path = self.dir / "sensitivity.npz"
-            if sweep_path.is_file():
-                z = np.load(sweep_path)
-                sweep = (float(z["dense"]), z["acc"])
-            else:
-                sweep = sensitivity_sweep(self.scorer)
-                np.savez(sweep_path, dense=sweep[0], acc=sweep[1])
-        ratios, info = run_strategy(strategy, self.scorer, Budget.parse(budget),
-                                    self.cfg.max_ratio, self.cfg.seed, self.cfg.n_random,
-                                    sweep=sweep)
+            sw = _cached_json(self.dir / "sensitivity.json", self._sweep)
+            sweep = (float(sw["dense_val_top1"]), np.asarray(sw["val_top1"], dtype=float))
+            sweep_s = float(sw["seconds"])  # the sweep is part of this strategy's search
+        def run(map_fn: MapFn | None) -> tuple[list[float], dict]:
+            return run_strategy(strategy, self.scorer, Budget.parse(budget),
+                                self.cfg.max_ratio, self.cfg.seed, self.cfg.n_random,
+                                map_fn=map_fn, sweep=sweep)
+
+        ratios, info = self.pool(self.scorer, run) if strategy == "random" else run(None)
         pol = make_policy(self.scorer.pm, ratios, self.cfg.model, budget, strategy,
                           self.cfg.seed, self.cfg.max_ratio, {"val_top1": info["val_top1"]},
-                          search_seconds=info["seconds"])
+                          search_seconds=info["seconds"] + sweep_s)
         return pol.save(path)
+
+    def _ratios(self, policy_path: Path) -> list[float]:
+        by = {u["name"]: u["ratio"] for u in load_policy(policy_path).units}
+        return [by[u.name] for u in self.scorer.pm.units]
 
     def run(self) -> list[dict]:
         """Run every stage that has no artifact yet; returns the table rows."""
-        dense_ft = self._finetune(create_model(self.cfg.model, checkpoint=self.cfg.checkpoint),
-                                  "dense_ft")
+        # Cheap stages first for every budget and strategy (policies, scores before
+        # fine-tuning), then the fine-tuning: a run stopped early still holds the
+        # before-fine-tuning comparison.
+        jobs = [(s, b) for b in self.cfg.budgets for s in self.cfg.strategies]
+        before = {"dense": _cached_json(self.dir / "eval" / "dense_before.json",
+                                        lambda: self._evaluate(self.dense))}
+        for strategy, budget in jobs:
+            name = f"{strategy}_{_tag(budget)}"
+            ratios = self._ratios(self._policy(strategy, budget))
+            before[name] = _cached_json(self.dir / "eval" / f"{name}_before.json",
+                                        lambda r=ratios: self._evaluate(self.scorer.pruned(r)))
         dense_eval = _cached_json(self.dir / "eval" / "dense_ft.json",
-                                  lambda: self._evaluate(dense_ft))
+                                  lambda: self._evaluate(self._finetune(create_model(
+                                      self.cfg.model, checkpoint=self.cfg.checkpoint),
+                                      "dense_ft")))
         rows = []
-        for budget in self.cfg.budgets:
-            for strategy in self.cfg.strategies:
-                name = f"{strategy}_{_tag(budget)}"
-                pol = load_policy(self._policy(strategy, budget))
-                by = {u["name"]: u["ratio"] for u in pol.units}
-                ratios = [by[u.name] for u in self.scorer.pm.units]
-                before = _cached_json(self.dir / "eval" / f"{name}_before.json",
-                                      lambda r=ratios: self._evaluate(self.scorer.pruned(r)))
-                after = _cached_json(self.dir / "eval" / f"{name}_after.json",
-                                     lambda r=ratios, n=name: self._evaluate(
-                                         self._finetune(self.scorer.pruned(r), n)))
-                rows.append(self._row(strategy, budget, pol, before, after, dense_eval))
-        write_table(self.dir, rows, dense_eval)
+        for strategy, budget in jobs:
+            name = f"{strategy}_{_tag(budget)}"
+            path = self._policy(strategy, budget)
+            after = _cached_json(self.dir / "eval" / f"{name}_after.json",
+                                 lambda r=self._ratios(path), n=name: self._evaluate(
+                                     self._finetune(self.scorer.pruned(r), n)))
+            rows.append(self._row(strategy, budget, load_policy(path), before[name], after,
+                                  dense_eval))
+        write_table(self.dir, rows, dense_eval, before["dense"])
         plot_pareto(self.dir, rows, dense_eval)
         plot_ratios(self.dir, self.cfg, self.scorer)
         return rows
@@ -237,12 +261,14 @@ class Comparison:
             "macs_M": after["macs"] / 1e6, "params_M": after["params"] / 1e6,
             "macs_ratio": pol.achieved["macs_ratio"],
             "latency_b1_ms": after["latency_b1_ms"], "latency_b64_ms": after["latency_b64_ms"],
+            "speedup_b1": dense["latency_b1_ms"] / after["latency_b1_ms"],
             "speedup_b64": dense["latency_b64_ms"] / after["latency_b64_ms"],
             "search_seconds": pol.provenance.get("search_seconds") or 0.0,
         }
 
 
-def write_table(out: Path, rows: list[dict], dense: dict) -> None:
+def write_table(out: Path, rows: list[dict], dense: dict, dense_before: dict | None = None
+                ) -> None:
     """``table.csv`` and ``table.md`` (one row per strategy and budget)."""
     cols = list(rows[0])
     with open(out / "table.csv", "w", newline="") as f:
@@ -254,7 +280,11 @@ def write_table(out: Path, rows: list[dict], dense: dict) -> None:
                search_seconds="{:.0f}")
     lines = [f"Dense fine-tuned: val {dense['val_top1']:.2f} %, test {dense['test_top1']:.2f} %"
              f", {dense['macs'] / 1e6:.2f}M MACs, batch-64 latency "
-             f"{dense['latency_b64_ms']:.1f} ms", "",
+             f"{dense['latency_b64_ms']:.1f} ms"]
+    if dense_before:
+        lines.append(f"Dense before fine-tuning: val {dense_before['val_top1']:.2f} %, test "
+                     f"{dense_before['test_top1']:.2f} %")
+    lines += ["",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         lines.append("| " + " | ".join(fmt[c].format(r[c]) for c in cols) + " |")

@@ -79,3 +79,24 @@ def test_unknown_strategy_is_a_user_error(digits_ckpt, tmp_path):
                         "--strategies", "amc,magic", "--out", str(tmp_path / "x")],
                        capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "magic" in r.stderr
+
+
+def test_resume_without_weights_uses_cached_scores(digits_ckpt, tmp_path, monkeypatch):
+    """A fresh clone holds the committed JSON artifacts but no weights (never committed):
+    a rerun rebuilds the table from the cached scores and trains nothing."""
+    import shutil
+
+    import amc.compare as compare
+
+    out = tmp_path / "c"
+    cfg = _cfg(digits_ckpt, out, strategies=("uniform",))
+    first = Comparison(cfg).run()
+    shutil.rmtree(out / "models")
+    (out / "table.csv").unlink()
+
+    def no_train(*a, **k):
+        raise AssertionError("fine-tuning was redone")
+
+    monkeypatch.setattr(compare, "train", no_train)
+    assert Comparison(cfg).run() == first
+    assert (out / "table.csv").is_file()

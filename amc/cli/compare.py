@@ -36,13 +36,27 @@ def amc_policy(cfg, budget: str, run_dir: Path) -> Path:
     return run_dir / "best_policy.json"
 
 
+def ray_pool(workers: int):
+    """A :data:`amc.compare.PoolFn` scoring policies on ``workers`` Ray actors."""
+
+    def pool(scorer, fn):
+        from amc.agents.parallel import ray_map  # the Ray side, imported only when asked for
+        from amc.agents.ray_runtime import ray_session
+
+        with ray_session(num_cpus=workers):
+            return fn(ray_map(scorer, workers))
+
+    return pool
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from amc.compare import CompareConfig, Comparison
     from amc.config import from_args
 
     cfg = from_args(CompareConfig, args, budgets=tuple(args.budgets or ["flops:0.5"]),
                     strategies=tuple(s.strip() for s in args.strategies.split(",") if s))
-    rows = Comparison(cfg, amc_policy if "amc" in cfg.strategies else None).run()
+    rows = Comparison(cfg, amc_policy if "amc" in cfg.strategies else None,
+                      ray_pool(cfg.workers) if cfg.workers > 1 else None).run()
     print((Path(cfg.out) / "table.md").read_text())
     print(f"wrote {cfg.out}/table.md, table.csv, pareto.png, ratios.png, policies/")
     return 0 if rows else 1
