@@ -59,6 +59,7 @@ class CompareConfig:
         units: Unit mode: all or internal.
         criterion: Channel importance criterion.
         max_ratio: Largest pruning ratio per unit.
+        round_to: Keep channel counts at multiples of this (None: any count).
         bn_recalib: Re-estimate BatchNorm statistics after pruning (search and evaluation).
         val_limit: Val images scored per search/baseline evaluation (None: all).
         episodes: AMC search episodes.
@@ -84,6 +85,7 @@ class CompareConfig:
     units: str = "all"
     criterion: str = "l1"
     max_ratio: float = 0.8
+    round_to: int | None = None
     bn_recalib: bool = True
     val_limit: int | None = None
     episodes: int = 300
@@ -150,8 +152,8 @@ class Comparison:
         self.dense = create_model(cfg.model, checkpoint=cfg.checkpoint)
         self.scorer: Scorer = build_scorer(
             cfg.model, cfg.checkpoint, cfg.data, cfg.data_dir, val_limit=cfg.val_limit,
-            units=cfg.units, criterion=cfg.criterion, bn_recalib=cfg.bn_recalib,
-            seed=cfg.seed)
+            units=cfg.units, criterion=cfg.criterion, round_to=cfg.round_to,
+            bn_recalib=cfg.bn_recalib, seed=cfg.seed)
         self.input_size = self.data.input_size
         (self.dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2, default=str))
 

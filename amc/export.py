@@ -14,266 +14,31 @@ INT8 quantization of an exported model lives in :mod:`amc.quantize`.
 
 from __future__ import annotations
 
-import contextlib
-import io
-import os
-import re
-import sys
-import tempfile
-import warnings
-from collections import Counter
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from amc.errors import AmcError
+from amc.verify import (
+    Batch,
+    ExportReport,
+    LayerWeight,
+    atomic_write,
+    check_structure,
+    compare_outputs,
+    finish,
+    input_batch,
+    one_line,
+    onnx_weights,
+    open_onnx,
+    quiet,
+    reference,
+    run_onnx,
+    tensor_outputs,
+)
 
-_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
-SPARSE_MIN = 0.10  # layers with at least this zero fraction are checked for densification
-Batch = np.ndarray | torch.Tensor
-
-
-@dataclass
-class ExportReport:
-    """What an export wrote and how it compares with the PyTorch model.
-
-    Attributes:
-        path: The written file.
-        format: ``onnx``, ``onnx-int8``, ``torchscript`` or ``pt``.
-        exporter: Tool that wrote it (``torch.onnx dynamo``, ``torch.onnx torchscript``, ...).
-        file_bytes: Size of the file.
-        max_abs_diff: Max abs output difference to the reference (None: not measured).
-        atol: Tolerance that difference was held to (None: informational only).
-        channels_ok: The file's output-channel counts equal the model's (None: not checked).
-        channels: ``torch`` and ``export`` channel lists, unmatched layer/weight names.
-        sparsity: Per layer: name, export name, channels, zero fraction in torch and file.
-        densified: A layer with >= 10 % zeros lost a clear part of them in the file.
-        warnings: Problems that did not stop the export.
-        extra: Format-specific facts (INT8: fp32 size, top-1 agreement, calibration).
-    """
-
-    path: str
-    format: str
-    exporter: str
-    file_bytes: int = 0
-    max_abs_diff: float | None = None
-    atol: float | None = None
-    channels_ok: bool | None = None
-    channels: dict = field(default_factory=dict)
-    sparsity: list[dict] = field(default_factory=list)
-    densified: bool = False
-    warnings: list[str] = field(default_factory=list)
-    extra: dict = field(default_factory=dict)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass(eq=False)
-class _Weight:
-    name: str
-    out_channels: int  # weight.shape[0]
-    weight: np.ndarray  # PyTorch layout (Gemm/MatMul weights as [out, in])
-
-
-def _one_line(e: BaseException) -> str:
-    while e.__cause__ is not None:  # the innermost cause names the real problem
-        e = e.__cause__
-    lines = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip().splitlines() or [type(e).__name__]
-    return lines[0] if len(lines[0]) <= 200 else lines[0][:197] + "..."
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[list[warnings.WarningMessage]]:
-    """Silence fds 1 and 2 (the exporters print from C++) and collect Python warnings."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with tempfile.TemporaryFile() as sink, warnings.catch_warnings(record=True) as caught, \
-            contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        warnings.simplefilter("always")
-        os.dup2(sink.fileno(), 1)
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield caught
-        finally:
-            for fd, old in ((1, saved[0]), (2, saved[1])):
-                os.dup2(old, fd)
-                os.close(old)
-
-
-def _batch(input_size: tuple[int, ...], example: Batch | None) -> torch.Tensor:
-    if example is None:
-        return torch.randn(3, *input_size, generator=torch.Generator().manual_seed(0))
-    x = example if torch.is_tensor(example) else torch.from_numpy(np.asarray(example))
-    return x.detach().float().cpu().contiguous()
-
-
-def _outputs(out: object) -> list[torch.Tensor]:
-    if isinstance(out, dict):
-        out = list(out.values())
-    if torch.is_tensor(out):
-        return [out.detach().float()]
-    return [t for o in out for t in _outputs(o)] if isinstance(out, list | tuple) else []
-
-
-def _reference(model: nn.Module, x: torch.Tensor) -> tuple[list[torch.Tensor], list[_Weight]]:
-    """Outputs of ``model`` (put in eval mode) on ``x``; conv/linear layers in call order."""
-    names, seen = {m: n for n, m in model.named_modules()}, {}
-
-    def hook(m: nn.Module, args: tuple, out: object) -> None:
-        if m not in seen and isinstance(w := getattr(m, "weight", None), torch.Tensor):
-            seen[m] = _Weight(names[m], w.shape[0], w.detach().cpu().numpy().copy())
-
-    hooks = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, _LAYERS)]
-    try:
-        with torch.no_grad():
-            out = _outputs(model.eval()(x))
-    except Exception as e:
-        raise AmcError(f"{type(model).__name__} fails on a batch of shape {tuple(x.shape)} "
-                       f"({_one_line(e)}); check --input-size and the data") from e
-    finally:
-        for h in hooks:
-            h.remove()
-    if not out:
-        raise AmcError(f"{type(model).__name__}.forward() returns no tensor; only models that "
-                       "map tensors to tensors can be exported")
-    return out, list(seen.values())
-
-
-def _similarity(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean |cosine| of output channels: 1 when channels were only rescaled (folded BN)."""
-    a, b = a.reshape(len(a), -1).astype(np.float64), b.reshape(len(b), -1).astype(np.float64)
-    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    return float(np.where(den > 0, np.abs((a * b).sum(1)) / np.maximum(den, 1e-30), 1).mean())
-
-
-def _structure(report: ExportReport, layers: list[_Weight], found: list[_Weight]) -> None:
-    """Match file weights to layers; fill the channel and sparsity checks of ``report``."""
-    free, by_name, pairs = list(found), {w.name: w for w in found}, []
-    for t in layers:
-        w = by_name.get(t.name + ".weight") or by_name.get(t.name)
-        if w is None or w not in free or w.weight.shape != t.weight.shape:
-            same = [f for f in free if f.weight.shape == t.weight.shape]
-            w = same[0] if len(same) == 1 else max(
-                same, key=lambda f: _similarity(t.weight, f.weight), default=None)
-        if w is not None:
-            free.remove(w)
-        pairs.append(w)
-    ch = report.channels = {"torch": [t.out_channels for t in layers],
-                            "export": [w.out_channels for w in found],
-                            "unmatched_torch": [t.name for t, w in zip(layers, pairs) if not w],
-                            "unmatched_export": [w.name for w in free]}
-    report.channels_ok = Counter(ch["torch"]) == Counter(ch["export"])
-    if not report.channels_ok:
-        report.warnings.append(f"output channels differ: model {ch['torch']}, file "
-                               f"{ch['export']}")
-    for t, w in zip(layers, pairs):
-        tz = float((t.weight == 0).mean())
-        ez = None if w is None else float((w.weight == 0).mean())
-        report.sparsity.append({"layer": t.name, "export_name": w and w.name,
-                                "out_channels": t.out_channels, "torch_zeros": round(tz, 4),
-                                "export_zeros": None if ez is None else round(ez, 4)})
-        if ez is not None and tz >= SPARSE_MIN and ez < tz - max(0.02, 0.1 * tz):
-            report.densified = True
-            report.warnings.append(f"{t.name}: {tz:.0%} zeros in PyTorch but {ez:.0%} in the "
-                                   "file (unstructured sparsity lost)")
-
-
-def _compare(report: ExportReport, ref: list[torch.Tensor], got: list, what: str,
-             strict: bool = True) -> None:
-    """Set ``report.max_abs_diff``; raise (``strict``) when it exceeds ``report.atol``."""
-    got = [torch.as_tensor(np.asarray(g)).float() for g in got]
-    if [g.shape for g in got] != [r.shape for r in ref]:
-        raise AmcError(f"{what} gives outputs of shapes {[tuple(g.shape) for g in got]}, the "
-                       f"model {[tuple(r.shape) for r in ref]}; re-export it")
-    d = max((float((g - r).abs().max()) for r, g in zip(ref, got) if r.numel()), default=0.0)
-    report.max_abs_diff = d if np.isfinite(d) else float("inf")
-    if strict and report.atol is not None and not report.max_abs_diff <= report.atol:
-        raise AmcError(f"{what} differs from the PyTorch model by up to {d:.3g} (atol "
-                       f"{report.atol:g}); the export is not faithful: check the model or --atol")
-
-
-@contextlib.contextmanager
-def _atomic(path: str | Path) -> Iterator[Path]:
-    """A temporary sibling of ``path`` that replaces it on success and is removed on error."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    try:
-        yield tmp
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    tmp.replace(p)
-
-
-def _done(report: ExportReport, path: str | Path) -> ExportReport:
-    report.path, report.file_bytes = str(path), Path(path).stat().st_size
-    return report
-
-
-def _open_onnx(path: str | Path):
-    """(ModelProto, onnxruntime CPU session) of a checked, single-input ONNX file."""
-    import onnx
-    import onnxruntime as ort
-
-    if not Path(path).is_file():
-        raise AmcError(f"ONNX file {str(path)!r} does not exist; pass an exported .onnx file")
-    so = ort.SessionOptions()
-    so.log_severity_level, so.intra_op_num_threads = 3, torch.get_num_threads()
-    try:
-        mp = onnx.load(str(path))
-        onnx.checker.check_model(mp)
-        if not mp.graph.node:
-            raise ValueError("the graph is empty")
-        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    except Exception as e:
-        raise AmcError(f"{path} is not a valid ONNX model ({_one_line(e)}); re-export it") from e
-    if len(sess.get_inputs()) != 1:
-        raise AmcError(f"{path} has {len(sess.get_inputs())} inputs; give a one-input model")
-    return mp, sess
-
-
-def _run(sess, x: Batch, what: str) -> list[np.ndarray]:
-    try:
-        return sess.run(None, {sess.get_inputs()[0].name: np.ascontiguousarray(x, np.float32)})
-    except Exception as e:
-        raise AmcError(f"{what} does not run on a batch of shape {tuple(x.shape)} in "
-                       f"onnxruntime ({_one_line(e)}); re-export it") from e
-
-
-def _onnx_weights(mp) -> list[_Weight]:
-    """Conv/Gemm/MatMul weights in node order, also behind (per-channel) DequantizeLinear."""
-    from onnx import helper, numpy_helper
-
-    const = {i.name: numpy_helper.to_array(i) for i in mp.graph.initializer}
-    out: list[_Weight] = []
-    for n in mp.graph.node:
-        at = {a.name: helper.get_attribute_value(a) for a in n.attribute}
-        ins = [const.get(i) for i in n.input]
-        if n.op_type == "DequantizeLinear" and ins[0] is not None and ins[1] is not None:
-            q, scale = ins[0].astype(np.float32), ins[1].astype(np.float32)
-            zp = ins[2].astype(np.float32) if len(ins) > 2 and ins[2] is not None else 0.0
-            if scale.ndim == 1 and q.ndim > 1:  # per channel along ``axis``
-                shape = [-1 if i == at.get("axis", 1) % q.ndim else 1 for i in range(q.ndim)]
-                scale, zp = scale.reshape(shape), np.reshape(zp, shape) if np.ndim(zp) else zp
-            const[n.output[0]] = (q - zp) * scale
-        w = ins[1] if len(ins) > 1 else None
-        if w is None or any(n.input[1] == x.name for x in out):
-            continue
-        if n.op_type in ("Gemm", "MatMul") and w.ndim == 2:
-            w = w if n.op_type == "Gemm" and at.get("transB", 0) else w.T
-        elif n.op_type != "Conv":
-            continue
-        out.append(_Weight(n.input[1], w.shape[0], w))
-    for w in out:  # QDQ graphs feed the layers through "<name>_DequantizeLinear_Output"
-        w.name = w.name.removesuffix("_DequantizeLinear_Output")
-    return out
+__all__ = ["ExportReport", "check_onnx", "export_onnx", "export_pt", "export_torchscript"]
 
 
 def check_onnx(path: str | Path, model: nn.Module, input_size: tuple[int, ...],
@@ -292,17 +57,17 @@ def check_onnx(path: str | Path, model: nn.Module, input_size: tuple[int, ...],
     Raises:
         AmcError: if the file is not a valid ONNX model, or (strict) the outputs differ.
     """
-    mp, sess = _open_onnx(path)
-    x = _batch(input_size, example)
+    mp, sess = open_onnx(path)
+    x = input_batch(input_size, example)
     dim0 = sess.get_inputs()[0].shape[0]
     if isinstance(dim0, int) and dim0 != len(x):  # a fixed-batch file: feed its batch size
         x = x.repeat(-(-dim0 // len(x)), *[1] * (x.dim() - 1))[:dim0]
-    ref, layers = _reference(model, x)
+    ref, layers = reference(model, x)
     report = ExportReport(str(path), "onnx", f"{mp.producer_name} {mp.producer_version}".strip(),
                           Path(path).stat().st_size, atol=atol)
-    got = _run(sess, x, str(path))
-    _structure(report, layers, _onnx_weights(mp))
-    _compare(report, ref, got, str(path), strict)
+    got = run_onnx(sess, x, str(path))
+    check_structure(report, layers, onnx_weights(mp))
+    compare_outputs(report, ref, got, str(path), strict)
     return report
 
 
@@ -325,12 +90,12 @@ def export_onnx(model: nn.Module, path: str | Path, input_size: tuple[int, ...],
     Raises:
         AmcError: if neither exporter handles the model or the outputs differ.
     """
-    x = _batch(input_size, example)
+    x = input_batch(input_size, example)
     x2 = x[:2] if len(x) >= 2 else x.repeat(2, *[1] * (x.dim() - 1))
     was_training, errors, exporter = model.training, [], ""
     try:
-        _reference(model, x2)  # a model that cannot even run fails here with a clear message
-        with _atomic(path) as tmp:
+        reference(model, x2)  # a model that cannot even run fails here with a clear message
+        with atomic_write(path) as tmp:
             for dynamo in (True, False):
                 kw: dict = {"dynamo": dynamo, "input_names": ["input"], "opset_version": opset}
                 if dynamo:
@@ -339,12 +104,12 @@ def export_onnx(model: nn.Module, path: str | Path, input_size: tuple[int, ...],
                 elif dynamic_batch:
                     kw["dynamic_axes"] = {"input": {0: "batch"}}
                 try:
-                    with _quiet():
+                    with quiet():
                         torch.onnx.export(model, (x2,), str(tmp), **kw)
                     exporter = f"torch.onnx {'dynamo' if dynamo else 'torchscript'}"
                     break
                 except Exception as e:
-                    errors.append(f"{'dynamo' if dynamo else 'torchscript'}: {_one_line(e)}")
+                    errors.append(f"{'dynamo' if dynamo else 'torchscript'}: {one_line(e)}")
             if not exporter:
                 raise AmcError(f"cannot export {type(model).__name__} to ONNX ("
                                f"{'; '.join(errors)}); forward() must map tensors to tensors "
@@ -355,26 +120,26 @@ def export_onnx(model: nn.Module, path: str | Path, input_size: tuple[int, ...],
     report.exporter = exporter
     if errors:
         report.warnings.insert(0, f"fell back to the torchscript exporter ({errors[0]})")
-    return _done(report, path)
+    return finish(report, path)
 
 
 def _check_loaded(report: ExportReport, model: nn.Module, loaded: nn.Module, x: torch.Tensor,
                   what: str) -> None:
     """Compare a reloaded module with ``model``: outputs on ``x``, weight shapes, zeros."""
     was_training = model.training
-    ref, layers = _reference(model, x)
+    ref, layers = reference(model, x)
     model.train(was_training)
     try:
         with torch.no_grad():
-            got = _outputs(loaded(x))
+            got = tensor_outputs(loaded(x))
     except Exception as e:
         raise AmcError(f"{what} does not run on a batch of shape {tuple(x.shape)} "
-                       f"({_one_line(e)}); the model is not exportable this way") from e
+                       f"({one_line(e)}); the model is not exportable this way") from e
     state = loaded.state_dict()
-    found = [_Weight(t.name, w.shape[0], w.detach().cpu().numpy()) for t in layers
+    found = [LayerWeight(t.name, w.shape[0], w.detach().cpu().numpy()) for t in layers
              if torch.is_tensor(w := state.get(t.name + ".weight"))]
-    _structure(report, layers, found)
-    _compare(report, ref, got, what)
+    check_structure(report, layers, found)
+    compare_outputs(report, ref, got, what)
 
 
 def export_torchscript(model: nn.Module, path: str | Path, input_size: tuple[int, ...],
@@ -384,22 +149,22 @@ def export_torchscript(model: nn.Module, path: str | Path, input_size: tuple[int
     Raises:
         AmcError: if tracing fails or the reloaded module's outputs differ.
     """
-    x, was_training = _batch(input_size, example), model.training
+    x, was_training = input_batch(input_size, example), model.training
     report = ExportReport(str(path), "torchscript", "torch.jit.trace", atol=atol)
-    with _atomic(path) as tmp:
+    with atomic_write(path) as tmp:
         try:
-            with _quiet() as caught, torch.no_grad():
+            with quiet() as caught, torch.no_grad():
                 torch.jit.save(torch.jit.trace(model.eval(), x[:2]), str(tmp))
                 loaded = torch.jit.load(str(tmp), map_location="cpu")
         except Exception as e:
             raise AmcError(f"cannot export {type(model).__name__} to TorchScript "
-                           f"({_one_line(e)}); forward() must map tensors to tensors") from e
+                           f"({one_line(e)}); forward() must map tensors to tensors") from e
         finally:
             model.train(was_training)
         report.warnings += sorted({str(w.message).splitlines()[0] for w in caught
                                    if issubclass(w.category, torch.jit.TracerWarning)})
         _check_loaded(report, model, loaded, x, "the TorchScript module")
-    return _done(report, path)
+    return finish(report, path)
 
 
 def export_pt(model: nn.Module, path: str | Path, model_name: str,
@@ -415,9 +180,9 @@ def export_pt(model: nn.Module, path: str | Path, model_name: str,
     from amc.models import create_model, model_spec
 
     report = ExportReport(str(path), "pt", "amc.checkpoint.save_model (weights only)", atol=atol)
-    with _atomic(path) as tmp:
+    with atomic_write(path) as tmp:
         save_model(model, tmp, model_name)
         loaded = create_model(model_name, checkpoint=tmp)
-        x = _batch(input_size or model_spec(model_name).input_size, example)
+        x = input_batch(input_size or model_spec(model_name).input_size, example)
         _check_loaded(report, model, loaded, x, "the reloaded model")
-    return _done(report, path)
+    return finish(report, path)

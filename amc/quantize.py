@@ -27,19 +27,19 @@ import torch
 from torch import nn
 
 from amc.errors import AmcError
-from amc.export import (
+from amc.export import export_onnx
+from amc.verify import (
     Batch,
     ExportReport,
-    _atomic,
-    _done,
-    _one_line,
-    _onnx_weights,
-    _open_onnx,
-    _quiet,
-    _reference,
-    _run,
-    _structure,
-    export_onnx,
+    atomic_write,
+    check_structure,
+    finish,
+    one_line,
+    onnx_weights,
+    open_onnx,
+    quiet,
+    reference,
+    run_onnx,
 )
 
 
@@ -74,40 +74,40 @@ def quantize_int8(source: str | Path | nn.Module, out_path: str | Path,
     kind = "per-channel" if per_channel else "per-tensor"
     report = ExportReport(str(out_path), "onnx-int8",
                           f"onnxruntime quantize_static (QDQ, {kind}, U8S8, MinMax)")
-    with tempfile.TemporaryDirectory() as d, _atomic(out_path) as tmp:
+    with tempfile.TemporaryDirectory() as d, atomic_write(out_path) as tmp:
         fp32, pre = str(source), Path(d) / "pre.onnx"
         if isinstance(source, nn.Module):
             fp32 = export_onnx(source, Path(d) / "fp32.onnx",
                                input_size or batches[0].shape[1:], batches[0][:64]).path
-        sess = _open_onnx(fp32)[1]
+        sess = open_onnx(fp32)[1]
         try:
-            with _quiet():
+            with quiet():
                 oq.quant_pre_process(fp32, str(pre))
         except Exception as e:
-            report.warnings.append(f"onnxruntime pre-processing skipped ({_one_line(e)})")
+            report.warnings.append(f"onnxruntime pre-processing skipped ({one_line(e)})")
             pre = Path(fp32)
         feeds = iter([{sess.get_inputs()[0].name: b} for b in batches])
         reader = type("Calib", (oq.CalibrationDataReader,), {
             "get_next": lambda self: next(feeds, None)})()
         try:
-            with _quiet():
+            with quiet():
                 oq.quantize_static(str(pre), str(tmp), reader, quant_format=oq.QuantFormat.QDQ,
                                    per_channel=per_channel, activation_type=oq.QuantType.QUInt8,
                                    weight_type=oq.QuantType.QInt8)
         except Exception as e:
-            raise AmcError(f"INT8 quantization of {fp32} failed ({_one_line(e)})") from e
-        qmp, qsess = _open_onnx(tmp)
-        ref = np.concatenate([_run(sess, x, fp32)[0] for x in batches[:4]])
-        got = np.concatenate([_run(qsess, x, str(tmp))[0] for x in batches[:4]])
+            raise AmcError(f"INT8 quantization of {fp32} failed ({one_line(e)})") from e
+        qmp, qsess = open_onnx(tmp)
+        ref = np.concatenate([run_onnx(sess, x, fp32)[0] for x in batches[:4]])
+        got = np.concatenate([run_onnx(qsess, x, str(tmp))[0] for x in batches[:4]])
         report.max_abs_diff = float(np.abs(ref - got).max())
         report.extra = {"fp32_bytes": Path(fp32).stat().st_size, "diff_vs": "fp32 onnx",
                         "calib_batches": len(batches), "calib_images": sum(map(len, batches))}
         if ref.ndim == 2 and ref.shape[1] > 1:
             report.extra["top1_agreement"] = float((ref.argmax(1) == got.argmax(1)).mean())
         if model is not None:
-            layers = _reference(model, torch.from_numpy(batches[0][:8]))[1]
-            _structure(report, layers, _onnx_weights(qmp))
-    return _done(report, out_path)
+            layers = reference(model, torch.from_numpy(batches[0][:8]))[1]
+            check_structure(report, layers, onnx_weights(qmp))
+    return finish(report, out_path)
 
 
 def compression_ratio(dense_params: int, pruned_params: int, bits: int = 32) -> float:

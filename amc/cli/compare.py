@@ -26,8 +26,8 @@ def amc_policy(cfg, budget: str, run_dir: Path) -> Path:
 
     sc = SearchConfig(model=cfg.model, checkpoint=cfg.checkpoint, data=cfg.data,
                       data_dir=cfg.data_dir, val_limit=cfg.val_limit, units=cfg.units,
-                      criterion=cfg.criterion, budget=budget, max_ratio=cfg.max_ratio,
-                      bn_recalib=cfg.bn_recalib, episodes=cfg.episodes,
+                      criterion=cfg.criterion, round_to=cfg.round_to, budget=budget,
+                      max_ratio=cfg.max_ratio, bn_recalib=cfg.bn_recalib, episodes=cfg.episodes,
                       warmup_episodes=cfg.warmup_episodes, seed=cfg.seed, workers=cfg.workers,
                       threads=1 if cfg.workers > 1 else cfg.threads, out=str(run_dir))
     done = (run_dir / "summary.json").is_file()
