@@ -38,8 +38,9 @@ def ort_logits(sess, x: torch.Tensor, batch: int = 500) -> torch.Tensor:
     return torch.from_numpy(np.concatenate(outs)).float()
 
 
-def _interleaved(fns: dict[str, Callable[[], object]], runs: int, rounds: int) -> dict:
-    """Time every function ``runs`` times in ``rounds`` rounds (order flipped each round)."""
+def interleaved(fns: dict[str, Callable[[], object]], runs: int, rounds: int) -> dict:
+    """Time every function ``runs`` times in ``rounds`` rounds (order flipped each round);
+    per key: median, IQR, quartiles and min in ms, and the run count."""
     rounds = max(1, min(rounds, runs))
     per = math.ceil(runs / rounds)
     times: dict[str, list[float]] = {k: [] for k in fns}
@@ -92,7 +93,7 @@ def measure_latencies(torch_models: dict[str, nn.Module], onnx_files: dict[str, 
             for engine, fns in engines.items():
                 time.sleep(0.5)  # let the other engine's spinning worker threads go idle
                 with torch.inference_mode():
-                    timed = _interleaved(fns, runs, rounds)
+                    timed = interleaved(fns, runs, rounds)
                 for model, t in timed.items():
                     rows.append({"engine": engine, "model": model, "batch": b, **t,
                                  "threads": threads})
@@ -107,4 +108,36 @@ def measure_latencies(torch_models: dict[str, nn.Module], onnx_files: dict[str, 
     if "int8" in onnx_files:
         out["int8_speedup"] = {str(b): med["onnxruntime", "dense", b]
                                / med["onnxruntime", "int8", b] for b in BATCHES}
+    return out
+
+
+def torch_latencies(models: dict[str, nn.Module], input_size: tuple[int, ...], threads: int,
+                    runs: int = 20, rounds: int = 4) -> dict:
+    """PyTorch CPU latency of several models at batch 1 and 64, timed side by side.
+
+    Args:
+        models: Named models (put in eval mode).
+        input_size: (C, H, W) of one random input.
+        threads: torch intra-op threads.
+        runs: Timed runs per model and batch size.
+        rounds: Rounds the runs are interleaved in.
+
+    Returns:
+        ``{"b1": {name: stats}, "b64": {...}}`` (stats as :func:`interleaved`), the thread
+        count and the 1-minute load average at the start and the end.
+    """
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    out: dict = {"threads": threads, "load_avg_1min": {"start": os.getloadavg()[0]}}
+    try:
+        for m in models.values():
+            m.eval()
+        for b in BATCHES:
+            x = torch.randn(b, *input_size, generator=torch.Generator().manual_seed(b))
+            with torch.inference_mode():
+                out[f"b{b}"] = interleaved({k: (lambda m=m, x=x: m(x)) for k, m in models.items()},
+                                           runs, rounds)
+    finally:
+        torch.set_num_threads(old)
+    out["load_avg_1min"].update(end=os.getloadavg()[0], cpus=os.cpu_count())
     return out

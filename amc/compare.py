@@ -24,9 +24,10 @@ import numpy as np
 import torch
 
 from amc.baselines import SWEEP, MapFn, run_strategy, sensitivity_sweep
+from amc.benchmark import torch_latencies
 from amc.budget import Budget
 from amc.checkpoint import save_model
-from amc.cost import measure_latency, model_cost
+from amc.cost import model_cost
 from amc.data import Dataset, load_dataset
 from amc.errors import AmcError
 from amc.evaluate import top1
@@ -68,6 +69,8 @@ class CompareConfig:
         finetune_epochs: Epochs of fine-tuning for the dense and every pruned model.
         train_limit: Train on the first N (shuffled) training images only (None: all).
         lr: Fine-tuning learning rate.
+        kd_weight: Weight of distillation from the dense checkpoint while fine-tuning (the
+            dense model's own fine-tune included; 0: no distillation).
         batch_size: Fine-tuning batch size.
         workers: Ray workers for the AMC search and the baselines (0: in-process).
         threads: torch threads.
@@ -94,6 +97,7 @@ class CompareConfig:
     finetune_epochs: float = 5.0
     train_limit: int | None = None
     lr: float = 0.01
+    kd_weight: float = 0.0
     batch_size: int = 128
     workers: int = 0
     threads: int = 2
@@ -124,6 +128,25 @@ def _cached_json(path: Path, make: Callable[[], dict]) -> dict:
     tmp.write_text(json.dumps(d, indent=2) + "\n")
     tmp.replace(path)
     return d
+
+
+def _search_wall_seconds(run_dir: Path) -> float | None:
+    """Wall-clock seconds of an AMC search (of its last session when it was resumed; the
+    summary's ``search_seconds`` sums env time over the workers); None without a summary."""
+    f = run_dir / "summary.json"
+    if not f.is_file():
+        return None
+    s = json.loads(f.read_text())
+    return s.get("wall_seconds_this_run") or s["search_seconds"]
+
+
+def _lat(lat: dict, name: str) -> dict:
+    """Median latencies of one model from ``latency.json``: at the configured threads, and
+    batch 64 at 1 thread."""
+    t = next(k for k in lat if k != "t1") if len(lat) > 1 else "t1"
+    return {"latency_b1_ms": lat[t]["b1"][name]["median_ms"],
+            "latency_b64_ms": lat[t]["b64"][name]["median_ms"],
+            "latency_b64_1thread_ms": lat["t1"]["b64"][name]["median_ms"]}
 
 
 def _train_view(ds: Dataset, limit: int | None, seed: int) -> Dataset:
@@ -164,9 +187,10 @@ class Comparison:
             return create_model(self.cfg.model, checkpoint=path)
         tc = TrainConfig(epochs=self.cfg.finetune_epochs, batch_size=self.cfg.batch_size,
                          lr=self.cfg.lr, seed=self.cfg.seed, eval_splits=(),
-                         threads=self.cfg.threads)
+                         threads=self.cfg.threads, kd_weight=self.cfg.kd_weight)
         t = time.perf_counter()
         hist = train(model, self.train_data, tc,
+                     teacher=self.dense if self.cfg.kd_weight > 0 else None,
                      log_csv=self.dir / "finetune" / f"{name}.csv")
         save_model(model, path, self.cfg.model, {"seconds": time.perf_counter() - t,
                                                  "epochs": self.cfg.finetune_epochs,
@@ -177,10 +201,24 @@ class Comparison:
         v = top1(model, *self.data.tensors("val"))
         t = top1(model, *self.data.tensors("test"))
         macs, params = model_cost(model, self.input_size)
-        lat = {f"latency_b{b}_ms": measure_latency(model, self.input_size, b,
-                                                   runs=self.cfg.latency_runs).median_ms
-               for b in (1, 64)}
-        return {"val_top1": v, "test_top1": t, "macs": macs, "params": params, **lat}
+        return {"val_top1": v, "test_top1": t, "macs": macs, "params": params}
+
+    def _latency(self, jobs: list[tuple[str, str]]) -> dict:
+        """CPU latency of the dense model and every pruned architecture (weights do not
+        change it), all timed side by side in one stage so that load drifts hit each alike;
+        at ``threads`` and at 1 thread. Cached in ``latency.json``."""
+        names = ["dense"] + [f"{s}_{_tag(b)}" for s, b in jobs]
+        path = self.dir / "latency.json"
+        if path.is_file():
+            lat = json.loads(path.read_text())
+            if all(n in lat["t1"]["b64"] for n in names):
+                return lat
+            path.unlink()  # new budgets or strategies: time them all again, side by side
+        models = {"dense": self.dense, **{f"{s}_{_tag(b)}": self.scorer.pm.prune(
+            self._ratios(self._policy(s, b))) for s, b in jobs}}
+        return _cached_json(path, lambda: {
+            f"t{t}": torch_latencies(models, self.input_size, t, self.cfg.latency_runs)
+            for t in dict.fromkeys((self.cfg.threads, 1))})
 
     def _sweep(self) -> dict:
         t = time.perf_counter()
@@ -198,8 +236,7 @@ class Comparison:
             best = self.amc_fn(self.cfg, budget, run_dir)
             path.parent.mkdir(parents=True, exist_ok=True)
             pol = load_policy(best)
-            pol.provenance["search_seconds"] = json.loads(
-                (run_dir / "summary.json").read_text()).get("search_seconds")
+            pol.provenance["search_seconds"] = _search_wall_seconds(run_dir)
             pol.save(path)
             return path
         sweep, sweep_s = None, 0.0
@@ -239,6 +276,7 @@ class Comparison:
                                   lambda: self._evaluate(self._finetune(create_model(
                                       self.cfg.model, checkpoint=self.cfg.checkpoint),
                                       "dense_ft")))
+        lat = self._latency(jobs)
         rows = []
         for strategy, budget in jobs:
             name = f"{strategy}_{_tag(budget)}"
@@ -247,14 +285,15 @@ class Comparison:
                                  lambda r=self._ratios(path), n=name: self._evaluate(
                                      self._finetune(self.scorer.pruned(r), n)))
             rows.append(self._row(strategy, budget, load_policy(path), before[name], after,
-                                  dense_eval))
-        write_table(self.dir, rows, dense_eval, before["dense"])
+                                  dense_eval, lat))
+        write_table(self.dir, rows, {**dense_eval, **_lat(lat, "dense")}, before["dense"])
         plot_pareto(self.dir, rows, dense_eval)
         plot_ratios(self.dir, self.cfg, self.scorer)
         return rows
 
     def _row(self, strategy: str, budget: str, pol, before: dict, after: dict,
-             dense: dict) -> dict:
+             dense: dict, lat: dict) -> dict:
+        mine, base = _lat(lat, f"{strategy}_{_tag(budget)}"), _lat(lat, "dense")
         return {
             "strategy": strategy, "budget": budget,
             "val_before": before["val_top1"], "test_before": before["test_top1"],
@@ -262,10 +301,14 @@ class Comparison:
             "delta_test_vs_dense_ft": after["test_top1"] - dense["test_top1"],
             "macs_M": after["macs"] / 1e6, "params_M": after["params"] / 1e6,
             "macs_ratio": pol.achieved["macs_ratio"],
-            "latency_b1_ms": after["latency_b1_ms"], "latency_b64_ms": after["latency_b64_ms"],
-            "speedup_b1": dense["latency_b1_ms"] / after["latency_b1_ms"],
-            "speedup_b64": dense["latency_b64_ms"] / after["latency_b64_ms"],
-            "search_seconds": pol.provenance.get("search_seconds") or 0.0,
+            **mine,
+            "speedup_b1": base["latency_b1_ms"] / mine["latency_b1_ms"],
+            "speedup_b64": base["latency_b64_ms"] / mine["latency_b64_ms"],
+            "speedup_b64_1thread": base["latency_b64_1thread_ms"]
+            / mine["latency_b64_1thread_ms"],
+            "search_seconds": (_search_wall_seconds(self.dir / "search" / _tag(budget))
+                               if strategy == "amc" else None)
+            or pol.provenance.get("search_seconds") or 0.0,
         }
 
 
@@ -281,8 +324,9 @@ def write_table(out: Path, rows: list[dict], dense: dict, dense_before: dict | N
     fmt.update(strategy="{}", budget="{}", macs_ratio="{:.3f}", params_M="{:.3f}",
                search_seconds="{:.0f}")
     lines = [f"Dense fine-tuned: val {dense['val_top1']:.2f} %, test {dense['test_top1']:.2f} %"
-             f", {dense['macs'] / 1e6:.2f}M MACs, batch-64 latency "
-             f"{dense['latency_b64_ms']:.1f} ms"]
+             f", {dense['macs'] / 1e6:.2f}M MACs, batch-64 CPU latency "
+             f"{dense['latency_b64_ms']:.1f} ms ({dense['latency_b64_1thread_ms']:.1f} ms on 1 "
+             "thread); latencies: median of interleaved runs (`latency.json`)"]
     if dense_before:
         lines.append(f"Dense before fine-tuning: val {dense_before['val_top1']:.2f} %, test "
                      f"{dense_before['test_top1']:.2f} %")

@@ -100,3 +100,20 @@ def test_resume_without_weights_uses_cached_scores(digits_ckpt, tmp_path, monkey
     monkeypatch.setattr(compare, "train", no_train)
     assert Comparison(cfg).run() == first
     assert (out / "table.csv").is_file()
+
+
+def test_distillation_uses_the_dense_checkpoint_as_teacher(digits_ckpt, tmp_path, monkeypatch):
+    import amc.compare as compare
+
+    seen = []
+    real_train = compare.train
+
+    def spy(model, data, cfg, teacher=None, **kw):
+        seen.append((cfg.kd_weight, teacher))
+        return real_train(model, data, cfg, teacher=teacher, **kw)
+
+    monkeypatch.setattr(compare, "train", spy)
+    c = Comparison(_cfg(digits_ckpt, tmp_path / "kd", strategies=("uniform",), kd_weight=0.5))
+    c.run()
+    assert len(seen) == 2  # the dense model and the uniform one, both distilled
+    assert all(w == 0.5 and t is c.dense for w, t in seen)
