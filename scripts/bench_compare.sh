@@ -6,7 +6,8 @@
 # CPU-sized settings (2 cores, no GPU), recorded in each folder's config.json:
 #   - `internal` units (the residual blocks' inner channels), BatchNorm statistics re-estimated
 #     on 512 training images after pruning, 1,000 val images per search/baseline evaluation;
-#   - AMC: 300 DDPG episodes (100 warm-up) on 2 Ray workers; random: best of 50 policies;
+#   - AMC: DDPG on 2 Ray workers, 300 episodes (100 warm-up) for ResNet-56, 200 (50 warm-up)
+#     for each of ResNet-20's three budgets; random: best of 50 policies;
 #   - fine-tuning: E epochs over a fixed random 5,000-image subset of the training split
 #     (E = 5: 25,000 images seen, about half of one full CIFAR-10 epoch), SGD lr 0.01 cosine.
 #
@@ -15,7 +16,7 @@
 # eval/, a rerun on a fresh clone rebuilds the tables without retraining anything).
 #
 # Usage (from the repository root):
-#   bash scripts/bench_compare.sh            # both networks (about 2 hours here)
+#   bash scripts/bench_compare.sh            # both networks (about 2.5 hours here)
 #   bash scripts/bench_compare.sh resnet56   # or resnet20
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,16 +25,18 @@ AMC=.venv/bin/amc
 SHARED=${AMC_SHARED:-../shared}
 WHICH=${1:-all}
 COMMON=(--data cifar10 --data-dir "$SHARED/data" --units internal --val-limit 1000
-        --episodes 300 --warmup-episodes 100 --n-random 50 --workers 2 --threads 2
+        --n-random 50 --workers 2 --threads 2
         --finetune-epochs 5 --train-limit 5000 --lr 0.01 --batch-size 128 --seed 0
         --strategies amc,uniform,sensitivity,random)
 
 if [[ $WHICH == all || $WHICH == resnet56 ]]; then
   $AMC compare --model resnet56 --checkpoint "$SHARED/models/resnet56-cifar10.th" \
-      "${COMMON[@]}" --budget flops:0.5 --out results/cifar10_resnet56
+      "${COMMON[@]}" --episodes 300 --warmup-episodes 100 --budget flops:0.5 \
+      --out results/cifar10_resnet56
 fi
 if [[ $WHICH == all || $WHICH == resnet20 ]]; then
   $AMC compare --model resnet20 --checkpoint "$SHARED/models/resnet20-cifar10.th" \
-      "${COMMON[@]}" --budget flops:0.3 --budget flops:0.5 --budget flops:0.7 \
+      "${COMMON[@]}" --episodes 200 --warmup-episodes 50 \
+      --budget flops:0.3 --budget flops:0.5 --budget flops:0.7 \
       --out results/cifar10_resnet20
 fi
