@@ -121,7 +121,8 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, teacher: nn.Module 
             ``start_step`` it runs a window of the schedule (learning-rate rewinding).
 
     Returns:
-        One metrics dict per epoch.
+        One metrics dict per epoch: epoch, step, lr, loss (mean training loss over the
+        epoch's images), seconds, images_per_s, and ``<split>_top1`` per evaluated split.
     """
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -156,7 +157,7 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, teacher: nn.Module 
     for _ in range(step // steps_per_epoch):
         torch.randperm(n, generator=gen)
     t_epoch = time.perf_counter()
-    seen = 0
+    seen, loss_sum = 0, 0.0
     while step < end:
         perm = torch.randperm(n, generator=gen)
         model.train()
@@ -188,12 +189,13 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, teacher: nn.Module 
             scaler.update()
             step += 1
             seen += len(idx)
+            loss_sum = loss_sum + loss.detach().float() * len(idx)  # no sync per step
             if on_step is not None:
                 on_step(model, step, total)
         if step % steps_per_epoch == 0 or step >= end:
             secs = time.perf_counter() - t_epoch
             row = {"epoch": math.ceil(step / steps_per_epoch), "step": step,
-                   "lr": opt.param_groups[0]["lr"], "loss": float(loss.detach()),
+                   "lr": opt.param_groups[0]["lr"], "loss": float(loss_sum) / max(seen, 1),
                    "seconds": secs, "images_per_s": seen / max(secs, 1e-9)}
             for split in cfg.eval_splits:
                 x, y = data.tensors(split)
@@ -203,7 +205,7 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, teacher: nn.Module 
                 _append_csv(log_csv, row)
             if on_epoch:
                 on_epoch({**row, "optimizer": opt.state_dict()})
-            t_epoch, seen = time.perf_counter(), 0
+            t_epoch, seen, loss_sum = time.perf_counter(), 0, 0.0
     model.cpu().eval()
     return history
 
