@@ -32,7 +32,9 @@ def ray_session(num_cpus: int | None = None, address: str | None = None,
         kwargs["address"] = address
     else:
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # loopback-only instance
-        kwargs.update(num_cpus=num_cpus, _node_ip_address="127.0.0.1",
+        # "local": a new instance even when RAY_ADDRESS is set or `ray start` runs here
+        # (ray.init() without an address would join that cluster instead)
+        kwargs.update(address="local", num_cpus=num_cpus, _node_ip_address="127.0.0.1",
                       dashboard_host="127.0.0.1")
     if not verbose:
         os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # C++ core-worker warnings

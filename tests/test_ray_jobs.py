@@ -57,6 +57,7 @@ def ray_head():
                         "--num-cpus", "2", "--temp-dir", tmp, "--disable-usage-stats"],
                        capture_output=True, text=True, env=env, timeout=180)
     assert r.returncode == 0, r.stderr[-2000:]
+    env["AMC_TEST_GCS"] = f"127.0.0.1:{port}"
     try:
         yield f"http://127.0.0.1:{dash}", env
     finally:
@@ -84,6 +85,19 @@ def test_submit_search_to_a_local_head(ray_head, tmp_path):
     assert str(out) in w.stdout  # tells the user where the results are
     assert (out / "best_policy.json").is_file()
     assert len((out / "episodes.csv").read_text().strip().splitlines()) == 13
+
+
+def test_local_session_ignores_a_running_cluster(ray_head):
+    """Without --address, --workers N starts amc's own Ray even where RAY_ADDRESS names a running
+    cluster (ray.init() with no address would join it, and refuse the num_cpus we pass)."""
+    _, env = ray_head
+    code = ("import ray\nfrom amc.agents.ray_runtime import ray_session\n"
+            "with ray_session(num_cpus=1):\n    print(ray.get_runtime_context().gcs_address)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180,
+                       env={**env, "RAY_ADDRESS": env["AMC_TEST_GCS"]})
+    assert r.returncode == 0, r.stderr[-2000:]
+    gcs = r.stdout.strip().splitlines()[-1]
+    assert gcs and gcs != env["AMC_TEST_GCS"]
 
 
 def test_bad_address_is_one_line(tmp_path):
