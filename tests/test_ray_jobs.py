@@ -105,3 +105,27 @@ def test_bad_address_is_one_line(tmp_path):
              env={**os.environ})
     assert r.returncode == 2 and r.stderr.startswith("amc: error:")
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+def test_submit_waits_for_a_fresh_heads_job_agent():
+    from amc.cli.submit import submit
+    from amc.errors import AmcError
+
+    class Head:
+        def __init__(self, fails: int, msg: str):
+            self.fails, self.msg, self.calls = fails, msg, 0
+
+        def submit_job(self, **job):
+            self.calls += 1
+            if self.calls <= self.fails:
+                raise RuntimeError(f"Request failed with status code 500: {self.msg}")
+            return "raysubmit_1"
+
+    head = Head(2, "No available agent to submit job, please try again later..")
+    assert submit(head, "http://h:8265", retry_s=0, entrypoint="amc search") == "raysubmit_1"
+    assert head.calls == 3
+    with pytest.raises(AmcError, match="refused the job"):  # other errors: one line, no retry
+        submit(Head(1, "bad runtime_env"), "http://h:8265", retry_s=0, entrypoint="x")
+    with pytest.raises(AmcError):  # an agent that never comes: give up after the patience
+        submit(Head(10**6, "No available agent"), "http://h:8265", patience_s=0.05, retry_s=0.01,
+               entrypoint="x")

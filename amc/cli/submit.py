@@ -61,6 +61,24 @@ def client(address: str):
                        "pass the head's dashboard address, e.g. http://HEAD:8265") from e
 
 
+def submit(c, address: str, patience_s: float = 90.0, retry_s: float = 2.0, **job) -> str:
+    """``c.submit_job(**job)``, retried while a freshly started head has no job agent yet
+    (Ray answers 500 "No available agent" for the first seconds after ``ray start``)."""
+    import time
+
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            return c.submit_job(**job)
+        except Exception as e:
+            msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+            if "No available agent" in str(e) and time.monotonic() < deadline:
+                time.sleep(retry_s)
+                continue
+            raise AmcError(f"the Ray head at {address} refused the job ({msg}); check the "
+                           "cluster with `ray status` and submit again") from e
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     entry = entrypoint_of(list(args.entrypoint))
     runtime_env = {}
@@ -71,8 +89,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
                            "--no-working-dir")
         runtime_env = {"working_dir": str(wd.resolve()), "excludes": EXCLUDES}
     out = out_dir_of(entry)
-    job_id = client(args.address).submit_job(entrypoint=entry, runtime_env=runtime_env,
-                                             submission_id=args.job_id)
+    job_id = submit(client(args.address), args.address, entrypoint=entry,
+                    runtime_env=runtime_env, submission_id=args.job_id)
     print(job_id)
     print(f"submitted to {args.address}: {entry}")
     print(f"follow it: amc jobs status {job_id} --address {args.address}  "
