@@ -32,20 +32,23 @@ def _amc(*args: str, env: dict, timeout: float = 300) -> subprocess.CompletedPro
                           text=True, env=env, timeout=timeout, cwd=ROOT)
 
 
-def _ray_pids() -> set[int]:
+def _head_pids(temp_dir: str, port: int) -> set[int]:
+    """The processes of the head started with ``--temp-dir temp_dir --port port`` (theirs name
+    the folder or the port on their command line, e.g. the client server) and all their
+    descendants (workers, job drivers): never another Ray instance's, such as a search
+    running on the same machine."""
     pids = set()
-    for p in psutil.process_iter(["name", "cmdline"]):
+    for p in psutil.process_iter(["cmdline"]):
         with contextlib.suppress(psutil.Error):
-            text = " ".join(p.info["cmdline"] or []) + " " + (p.info["name"] or "")
-            if "ray" in text and ("ray::" in text or "ray/" in text or "ray." in text
-                                  or "raylet" in text or "gcs_server" in text):
+            cmd = " ".join(p.info["cmdline"] or [])
+            if temp_dir in cmd or f":{port} " in cmd + " ":
                 pids.add(p.pid)
+                pids.update(c.pid for c in p.children(recursive=True))
     return pids
 
 
 @pytest.fixture
 def ray_head():
-    before = _ray_pids()
     bindir = str(Path(sys.executable).parent)
     tmp = tempfile.mkdtemp(prefix="amcray-", dir="/tmp")
     port, dash = _free_port(), _free_port()
@@ -54,7 +57,14 @@ def ray_head():
     r = subprocess.run([str(Path(bindir) / "ray"), "start", "--head", "--node-ip-address",
                         "127.0.0.1", "--port", str(port), "--dashboard-host", "127.0.0.1",
                         "--dashboard-port", str(dash), "--include-dashboard", "true",
-                        "--num-cpus", "2", "--temp-dir", tmp, "--disable-usage-stats"],
+                        "--num-cpus", "2", "--temp-dir", tmp, "--disable-usage-stats",
+                        # free ports for the agents too: another Ray instance on this machine
+                        # (a search running beside the tests) holds the default ones, and a
+                        # head whose job agent cannot bind answers "No available agent"
+                        *[a for flag in ("--dashboard-agent-listen-port",
+                                         "--dashboard-agent-grpc-port", "--runtime-env-agent-port",
+                                         "--metrics-export-port", "--ray-client-server-port")
+                          for a in (flag, str(_free_port()))]],
                        capture_output=True, text=True, env=env, timeout=180)
     assert r.returncode == 0, r.stderr[-2000:]
     env["AMC_TEST_GCS"] = f"127.0.0.1:{port}"
@@ -62,7 +72,7 @@ def ray_head():
         yield f"http://127.0.0.1:{dash}", env
     finally:
         # stop only the processes this head started (not other Ray instances on the machine)
-        for pid in _ray_pids() - before:
+        for pid in _head_pids(tmp, port):
             with contextlib.suppress(psutil.Error):
                 psutil.Process(pid).send_signal(signal.SIGKILL)
         time.sleep(1)
