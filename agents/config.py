@@ -99,7 +99,7 @@ class SearchConfig:
         return asdict(self)
 
     def scorer_kwargs(self) -> dict:
-        """Keyword arguments of :func:`amc.scoring.build_scorer`."""
+        """Keyword arguments of :func:`amc.prune.scoring.build_scorer`."""
         return {"model": self.model, "checkpoint": self.checkpoint, "data": self.data,
                 "data_dir": self.data_dir, "val_size": self.val_size,
                 "split_seed": self.split_seed, "val_limit": self.val_limit,

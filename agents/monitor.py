@@ -12,9 +12,9 @@ from typing import Any
 
 from stable_baselines3.common.callbacks import BaseCallback
 
-from amc.policy import make_policy
-from amc.progress import make_bar
-from amc.pruning import PrunableModel
+from amc.prune.policy import make_policy
+from amc.utils.progress import make_bar
+from amc.prune.units import PrunableModel
 
 from .config import SearchConfig
 

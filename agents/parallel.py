@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 import ray
 from ray.util import ActorPool
 
-from amc.scoring import Scorer, ScorerParts
+from amc.prune.scoring import Scorer, ScorerParts
 
 
 @ray.remote
@@ -26,7 +26,7 @@ class ScoreWorker:
 
 def ray_map(scorer: Scorer, workers: int, threads: int = 1
             ) -> Callable[[Callable, list[list[float]]], list[float]]:
-    """A ``map_fn`` for :mod:`amc.baselines` that scores policies on ``workers`` actors.
+    """A ``map_fn`` for :mod:`amc.prune.baselines` that scores policies on ``workers`` actors.
 
     Ray must be initialised (see :func:`amc.agents.ray_runtime.ray_session`).
     """

@@ -18,7 +18,7 @@ import ray
 from ray.exceptions import RayActorError
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
-from amc.scoring import ScorerParts
+from amc.prune.scoring import ScorerParts
 
 
 @ray.remote

@@ -13,12 +13,12 @@ import torch
 from stable_baselines3 import DDPG
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from amc.budget import Budget, resource_fn, uniform_ratio
+from amc.prune.budget import Budget, resource_fn, uniform_ratio
 from amc.envs import AMCPruningEnv, Outcome, reward_fn
-from amc.errors import AmcError
-from amc.policy import make_policy
-from amc.provenance import git_commit, now, versions
-from amc.scoring import Scorer, build_scorer
+from amc.utils.errors import AmcError
+from amc.prune.policy import make_policy
+from amc.utils.provenance import git_commit, now, versions
+from amc.prune.scoring import Scorer, build_scorer
 
 from .config import SearchConfig
 from .ddpg import attach_noise, build_agent
@@ -47,7 +47,7 @@ def uniform_outcome(scorer: Scorer, cfg: SearchConfig) -> dict[str, Any]:
     macs, params = pm.cost(ratios)
     lat = 0.0
     if cfg.reward == "latency":
-        from amc.latency import latency_table
+        from amc.prune.latency_table import latency_table
 
         lat = latency_table(pm).predict(ratios)
     o = Outcome(top1, macs, params, resource_fn(pm, budget)(ratios), budget.fraction, lat)
@@ -58,7 +58,7 @@ def uniform_outcome(scorer: Scorer, cfg: SearchConfig) -> dict[str, Any]:
 def make_venv(cfg: SearchConfig, scorer: Scorer):
     """One in-process env, or Ray actors when ``cfg.workers`` > 1."""
     if cfg.workers and cfg.workers > 1:
-        from amc.scoring import ScorerParts
+        from amc.prune.scoring import ScorerParts
 
         from .ray_vec_env import RayVecEnv
 

@@ -15,8 +15,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from amc.budget import Budget, clip_range, resource_fn
-from amc.scoring import Scorer, build_scorer
+from amc.prune.budget import Budget, clip_range, resource_fn
+from amc.prune.scoring import Scorer, build_scorer
 
 from .rewards import Outcome, reward_fn
 
@@ -27,14 +27,14 @@ class AMCPruningEnv(gym.Env):
     """Walk the prunable units of a network and choose a pruning ratio for each.
 
     Args:
-        scorer: A ready :class:`~amc.scoring.Scorer`; when None one is built from ``model``,
+        scorer: A ready :class:`~amc.prune.scoring.Scorer`; when None one is built from ``model``,
             ``checkpoint``, ``data`` and the other keyword arguments of
-            :func:`amc.scoring.build_scorer` (this is what ``gymnasium.make`` passes).
+            :func:`amc.prune.scoring.build_scorer` (this is what ``gymnasium.make`` passes).
         budget: Budget such as ``flops:0.5``.
         reward: ``err``, ``flops``, ``params``, ``acc_size`` or ``latency``.
         max_ratio: Largest pruning ratio of a unit.
         lambda_size: λ of the ``acc_size`` reward.
-        **scorer_kwargs: Passed to :func:`amc.scoring.build_scorer`.
+        **scorer_kwargs: Passed to :func:`amc.prune.scoring.build_scorer`.
     """
 
     metadata = {"render_modes": []}
@@ -52,7 +52,7 @@ class AMCPruningEnv(gym.Env):
         self._resource = resource_fn(self.pm, self.budget)
         self._latency = None
         if reward == "latency":
-            from amc.latency import latency_table
+            from amc.prune.latency_table import latency_table
 
             self._latency = latency_table(self.pm)
         self.n_units = len(self.pm.units)

@@ -53,7 +53,7 @@ def reward_fn(name: str, lambda_size: float = 1.0) -> Callable[[Outcome], float]
         "latency": lambda o: -_err(o) * math.log(max(o.latency_ms, 1e-3) + 1.0),
     }
     if name not in table:
-        from amc.errors import AmcError
+        from amc.utils.errors import AmcError
 
         raise AmcError(f"unknown reward {name!r}; use one of {', '.join(REWARDS)}")
     return table[name]

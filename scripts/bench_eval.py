@@ -14,7 +14,7 @@ For each model (default ResNet-20 and ResNet-56 with the pretrained checkpoints)
    GFLOP/s can be read against what the CPU does on dense matrix multiplication.
 
 Convention: GFLOP/s = 2 * MACs per image * images/s / 1e9, with MACs from
-``amc.cost.model_cost`` (convolutions, the linear layer and BatchNorm, one multiply-add per
+``amc.cost.macs.model_cost`` (convolutions, the linear layer and BatchNorm, one multiply-add per
 BatchNorm output element; BatchNorm is about 1 % of ResNet MACs). A matmul of n x n by
 n x n counts 2 n^3 FLOPs. Timings cover the model's forward passes over pre-normalised
 float32 tensors (decoding and normalisation are done once, before timing), including the
@@ -42,11 +42,11 @@ import numpy as np
 import torch
 
 from amc.cli.common import write_json
-from amc.cost import model_cost
-from amc.data import load_dataset
-from amc.evaluate import accuracy_from_logits, predict
-from amc.models import create_model
-from amc.provenance import git_commit, now, versions
+from amc.cost.macs import model_cost
+from amc.data.datasets import load_dataset
+from amc.models.evaluate import accuracy_from_logits, predict
+from amc.models.registry import create_model
+from amc.utils.provenance import git_commit, now, versions
 
 ROOT = Path(__file__).resolve().parents[1]
 # top-1 of the shared checkpoints on the JPEG test split, from ../shared/README.md
@@ -132,9 +132,9 @@ def main(argv: list[str] | None = None) -> int:
                     "torch_default_threads": default_threads,
                     "loadavg_start": list(os.getloadavg())},
         "flop_convention": "GFLOP/s = 2 * MACs/image * images/s / 1e9; MACs from "
-                           "amc.cost.model_cost (conv + linear + BatchNorm); matmul counts "
+                           "amc.cost.macs.model_cost (conv + linear + BatchNorm); matmul counts "
                            "2*n^3 FLOPs",
-        "timing": "time.perf_counter around amc.evaluate.predict over pre-normalised float32 "
+        "timing": "time.perf_counter around amc.models.evaluate.predict over pre-normalised float32 "
                   "tensors, after one untimed warm-up batch; data decoding excluded; a "
                   "variant's images/s is the best of its interleaved rounds",
     }

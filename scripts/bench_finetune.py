@@ -34,8 +34,8 @@ from pathlib import Path
 import torch
 
 from amc.cli.common import write_json
-from amc.finetune import FinetuneConfig, run_finetune
-from amc.provenance import git_commit, now, versions
+from amc.train.finetune import FinetuneConfig, run_finetune
+from amc.utils.provenance import git_commit, now, versions
 
 
 def arms(args: argparse.Namespace) -> dict[str, dict]:
@@ -59,7 +59,7 @@ def arms(args: argparse.Namespace) -> dict[str, dict]:
 def speed_test(paths: dict[str, Path], data, steps: int, batch: int, train_limit: int,
                rounds: int = 2) -> dict:
     """Training throughput of saved models, timed back to back in alternating rounds."""
-    from amc.models import create_model
+    from amc.models.registry import create_model
 
     x, y = data.tensors("train")
     models = {k: create_model("resnet20", checkpoint=p) for k, p in paths.items()}
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
         write_json(out, doc)
     if args.speed_steps:
-        from amc.data import load_dataset
+        from amc.data.datasets import load_dataset
 
         data = load_dataset("cifar10", data_dir=args.data_dir)
         paths = {"dense_checkpoint": Path(args.checkpoint)}

@@ -2,7 +2,7 @@
 
 Routes, both calibrated on the same training batches:
   * ``ort_qdq``: onnxruntime ``quantize_static`` (QDQ, per-channel, U8S8) via
-    ``amc.quantize.quantize_int8`` -- the route the library exposes; ``ort_qdq_s8s8`` is the
+    ``amc.deploy.quantize.quantize_int8`` -- the route the library exposes; ``ort_qdq_s8s8`` is the
     same with int8 activations, for reference;
   * ``fx``: torch.ao FX static quantization (``x86`` qconfig), run eagerly and as a traced,
     frozen TorchScript module.
@@ -33,10 +33,10 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from amc.data import load_dataset
-from amc.export import export_onnx
-from amc.models import create_model
-from amc.quantize import quantize_int8
+from amc.data.datasets import load_dataset
+from amc.deploy.export import export_onnx
+from amc.models.registry import create_model
+from amc.deploy.quantize import quantize_int8
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -216,7 +216,7 @@ def main() -> None:
         setup = ("pretrained resnet20 on cifar10 (jpeg copy in ../shared); pruned copy not "
                  "fine-tuned")
     else:
-        from amc.demo import train_digits
+        from amc.cli.demo import train_digits
 
         data = load_dataset("digits")
         models = {"digits_cnn": create_model("digits_cnn", checkpoint=train_digits(tmp, epochs=10))}

@@ -29,15 +29,15 @@ import time
 import numpy as np
 import torch
 
-from amc.budget import Budget, uniform_ratio
+from amc.prune.budget import Budget, uniform_ratio
 from amc.cli.common import write_json
-from amc.cost import measure_latency, model_cost
-from amc.data import load_dataset
-from amc.evaluate import top1
-from amc.models import create_model
-from amc.provenance import git_commit, now, versions
-from amc.pruning import PrunableModel, recalibrate_bn
-from amc.reconstruct import reconstruct
+from amc.cost.macs import measure_latency, model_cost
+from amc.data.datasets import load_dataset
+from amc.models.evaluate import top1
+from amc.models.registry import create_model
+from amc.utils.provenance import git_commit, now, versions
+from amc.prune.units import PrunableModel, recalibrate_bn
+from amc.prune.repair import reconstruct
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from amc.agents import SearchConfig, run_search
-from amc.provenance import git_commit, now, versions
+from amc.utils.provenance import git_commit, now, versions
 
 
 def one(cfg: SearchConfig) -> dict:

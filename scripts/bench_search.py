@@ -18,12 +18,12 @@ from pathlib import Path
 import torch
 
 from amc.agents import SearchConfig, run_search
-from amc.data import load_dataset
-from amc.evaluate import top1
-from amc.models import create_model
-from amc.policy import load_policy
-from amc.provenance import git_commit, now, versions
-from amc.scoring import build_scorer
+from amc.data.datasets import load_dataset
+from amc.models.evaluate import top1
+from amc.models.registry import create_model
+from amc.prune.policy import load_policy
+from amc.utils.provenance import git_commit, now, versions
+from amc.prune.scoring import build_scorer
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ import csv
 import json
 from pathlib import Path
 
-from amc.provenance import git_commit, now
+from amc.utils.provenance import git_commit, now
 
 #: He et al., ECCV 2018: ResNet-56 on CIFAR-10 at 50 % FLOPs (the figures #8 quotes).
 PAPER = {"uniform_before": 87.4, "amc_before": 90.1, "uniform_after": 89.8,

@@ -48,17 +48,17 @@ def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     Only for tests that decode their own small data: CIFAR tests keep the default cache so the
     15 s decode of the shared archive happens at most once per machine.
     """
-    import amc.data
+    import amc.data.datasets
 
     cache = tmp_path / "amc-cache"
     monkeypatch.setenv("AMC_CACHE_DIR", str(cache))
-    monkeypatch.setattr(amc.data, "_MEMORY", {})
+    monkeypatch.setattr(amc.data.datasets, "_MEMORY", {})
     return cache
 
 
 @pytest.fixture(scope="session")
 def tv_resnet18() -> torch.nn.Module:
     """torchvision resnet18 without weights (building it takes ~2 s, so share it)."""
-    from amc.models import create_model
+    from amc.models.registry import create_model
 
     return create_model("tv:resnet18")

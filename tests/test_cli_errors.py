@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from amc.cli import main
-from amc.models import create_model
+from amc.models.registry import create_model
 
 # case id -> (argv, substrings the error line must contain); these run as subprocesses
 ERROR_CASES: dict[str, tuple[list[str], list[str]]] = {
@@ -97,7 +97,7 @@ def bad_files(tmp_path_factory) -> Path:
     with zipfile.ZipFile(tmp / "zip.pt", "w") as z:
         z.writestr("x", "y")
 
-    from amc.demo import train_digits
+    from amc.cli.demo import train_digits
 
     train_digits(tmp / "digits", epochs=1)
     return tmp
@@ -109,8 +109,8 @@ def cli_runs(bad_files) -> dict[str, tuple[subprocess.CompletedProcess, list[str
     tmp = bad_files
     ckpt = tmp / "digits" / "digits_cnn.pt"
 
-    from amc.data import load_dataset
-    from amc.evaluate import evaluate
+    from amc.data.datasets import load_dataset
+    from amc.models.evaluate import evaluate
 
     data = load_dataset("digits")
     expected = evaluate(create_model("digits_cnn", checkpoint=ckpt), *data.tensors("test"))

@@ -9,12 +9,12 @@ import sys
 
 import pytest
 
-from amc.compare import CompareConfig, Comparison
+from amc.report.compare import CompareConfig, Comparison
 
 
 @pytest.fixture(scope="module")
 def digits_ckpt(tmp_path_factory):
-    from amc.demo import train_digits
+    from amc.cli.demo import train_digits
 
     return str(train_digits(tmp_path_factory.mktemp("digits"), epochs=3))
 
@@ -47,7 +47,7 @@ def test_compare_cli_fills_every_column(digits_ckpt, tmp_path):
 
 
 def test_resume_skips_finished_stages(digits_ckpt, tmp_path, monkeypatch):
-    import amc.compare as compare
+    import amc.report.compare as compare
 
     out = tmp_path / "r"
     cfg = _cfg(digits_ckpt, out, strategies=("uniform", "random"))
@@ -86,7 +86,7 @@ def test_resume_without_weights_uses_cached_scores(digits_ckpt, tmp_path, monkey
     a rerun rebuilds the table from the cached scores and trains nothing."""
     import shutil
 
-    import amc.compare as compare
+    import amc.report.compare as compare
 
     out = tmp_path / "c"
     cfg = _cfg(digits_ckpt, out, strategies=("uniform",))
@@ -103,7 +103,7 @@ def test_resume_without_weights_uses_cached_scores(digits_ckpt, tmp_path, monkey
 
 
 def test_distillation_uses_the_dense_checkpoint_as_teacher(digits_ckpt, tmp_path, monkeypatch):
-    import amc.compare as compare
+    import amc.report.compare as compare
 
     seen = []
     real_train = compare.train

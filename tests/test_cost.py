@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from amc.cost import count_params, layer_costs, measure_latency, model_cost
-from amc.models import create_model
+from amc.cost.macs import count_params, layer_costs, measure_latency, model_cost
+from amc.models.registry import create_model
 
 
 def close(value: float, target: float, rel: float = 0.01) -> bool:

@@ -10,15 +10,15 @@ import pytest
 import torch
 from PIL import Image
 
-import amc.data
-from amc.data import CIFAR10_CLASSES, cache_dir, load_dataset
-from amc.errors import AmcError
+import amc.data.datasets
+from amc.data.datasets import CIFAR10_CLASSES, cache_dir, load_dataset
+from amc.utils.errors import AmcError
 
 
 @pytest.fixture
 def fresh_memory(monkeypatch):
     """Empty the in-process dataset cache so a load really rebuilds the splits."""
-    monkeypatch.setattr(amc.data, "_MEMORY", {})
+    monkeypatch.setattr(amc.data.datasets, "_MEMORY", {})
 
 
 def test_digits_loads_without_files(fresh_memory, isolated_cache):
@@ -35,7 +35,7 @@ def test_digits_loads_without_files(fresh_memory, isolated_cache):
 
 
 def test_val_is_a_disjoint_part_of_train(fresh_memory):
-    images, labels, _ = amc.data._load_digits()
+    images, labels, _ = amc.data.datasets._load_digits()
     ds = load_dataset("digits", seed=0)
     n_orig = len(labels["train"])
     val = ds.val_index
@@ -50,9 +50,9 @@ def test_val_is_a_disjoint_part_of_train(fresh_memory):
 
 
 def test_val_depends_only_on_the_seed(monkeypatch):
-    monkeypatch.setattr(amc.data, "_MEMORY", {})
+    monkeypatch.setattr(amc.data.datasets, "_MEMORY", {})
     a = load_dataset("digits", seed=0).val_index
-    monkeypatch.setattr(amc.data, "_MEMORY", {})  # rebuild, do not reuse the cached object
+    monkeypatch.setattr(amc.data.datasets, "_MEMORY", {})  # rebuild, do not reuse the cached object
     b = load_dataset("digits", seed=0).val_index
     c = load_dataset("digits", seed=1).val_index
     np.testing.assert_array_equal(a, b)
@@ -142,17 +142,17 @@ def test_cifar_archive_and_disk_cache(tmp_path, isolated_cache, monkeypatch):
     assert cache_dir() == isolated_cache
     ds = load_dataset("cifar10", data_dir=data_dir, val_size=2)
     check_tree_dataset(ds, pixels, val_size=2)
-    assert ds.mean == amc.data.CIFAR10_MEAN and ds.augment
+    assert ds.mean == amc.data.datasets.CIFAR10_MEAN and ds.augment
     cached = list(isolated_cache.glob("cifar10-small.tar.gz-*.npz"))
     assert len(cached) == 1
 
     # second load in a fresh process state: must come from the .npz, not from the archive
-    monkeypatch.setattr(amc.data, "_MEMORY", {})
+    monkeypatch.setattr(amc.data.datasets, "_MEMORY", {})
 
     def no_decode(src):
         raise AssertionError(f"decoded {src} again instead of using the cache")
 
-    monkeypatch.setattr(amc.data, "_read_image_source", no_decode)
+    monkeypatch.setattr(amc.data.datasets, "_read_image_source", no_decode)
     again = load_dataset("cifar10", data_dir=data_dir, val_size=2)
     for s in ("train", "val", "test"):
         np.testing.assert_array_equal(again.images[s], ds.images[s])
@@ -201,8 +201,8 @@ def test_cifar10_splits(cifar10):
 
 @pytest.mark.needs_shared
 def test_resnet20_checkpoint_sanity_on_cifar10(cifar10, needs_shared):
-    from amc.evaluate import evaluate
-    from amc.models import create_model
+    from amc.models.evaluate import evaluate
+    from amc.models.registry import create_model
 
     model = create_model("resnet20", checkpoint=needs_shared / "models" / "resnet20-cifar10.th")
     x, y = cifar10.tensors("test")

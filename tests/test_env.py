@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from amc.budget import Budget
+from amc.prune.budget import Budget
 from amc.envs import ENV_ID, FEATURES, AMCPruningEnv
-from amc.scoring import Scorer, build_scorer
+from amc.prune.scoring import Scorer, build_scorer
 
 
 @pytest.fixture(scope="module")
 def digits_ckpt(tmp_path_factory):
-    from amc.demo import train_digits
+    from amc.cli.demo import train_digits
 
     return str(train_digits(tmp_path_factory.mktemp("digits"), epochs=3))
 
@@ -96,7 +96,7 @@ def test_final_reward_is_minus_error(scorer):
 
 
 def test_unreachable_budget_is_a_user_error(scorer):
-    from amc.errors import AmcError
+    from amc.utils.errors import AmcError
 
     with pytest.raises(AmcError, match="out of reach"):
         AMCPruningEnv(scorer, budget="flops:0.01", max_ratio=0.5)

@@ -20,10 +20,10 @@ from onnx import numpy_helper
 from torch import nn
 from torch.nn.utils import prune
 
-from amc.errors import AmcError
-from amc.export import check_onnx, export_onnx, export_pt, export_torchscript
-from amc.models import DigitsCNN, create_model
-from amc.quantize import compression_ratio, quantize_int8
+from amc.utils.errors import AmcError
+from amc.deploy.export import check_onnx, export_onnx, export_pt, export_torchscript
+from amc.models.registry import DigitsCNN, create_model
+from amc.deploy.quantize import compression_ratio, quantize_int8
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = (1, 8, 8)
@@ -291,7 +291,7 @@ def test_cli_export_int8_and_refuse_overwrite(tmp_path, capsys):
                           "--int8")
     assert_one_line_error(rc, err, "--int8 writes an ONNX file")
     rc, stdout, err = run_main(capsys, "--model", "digits_cnn", "--out", str(tmp_path / "x.pt"))
-    assert rc == 0 and "[pt, amc.checkpoint.save_model" in stdout, err  # format from suffix
+    assert rc == 0 and "[pt, amc.models.checkpoint.save_model" in stdout, err  # format from suffix
     rc, _, err = run_main(capsys, "--model", "digits_cnn", "--out", str(tmp_path / "x.pt"),
                           "--force")
     assert rc == 0, err

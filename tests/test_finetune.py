@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 import torch
 
-import amc.finetune as ft
-from amc.checkpoint import read_file
+import amc.train.finetune as ft
+from amc.models.checkpoint import read_file
 from amc.cli import main
-from amc.data import load_dataset
-from amc.finetune import FinetuneConfig, run_finetune
-from amc.models import create_model
-from amc.schedules import cubic_sparsity, round_levels
-from amc.sparsity import (
+from amc.data.datasets import load_dataset
+from amc.train.finetune import FinetuneConfig, run_finetune
+from amc.models.registry import create_model
+from amc.prune.schedules import cubic_sparsity, round_levels
+from amc.prune.masks import (
     ChannelPruner,
     apply_masks,
     layer_sparsity,
@@ -28,14 +28,14 @@ from amc.sparsity import (
     prunable_weights,
     sparsity,
 )
-from amc.train import TrainConfig, lr_at, train
+from amc.train.loop import TrainConfig, lr_at, train
 
 SPE = 5  # steps per epoch: 320 images at batch 64
 
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory: pytest.TempPathFactory) -> str:
-    from amc.demo import train_digits
+    from amc.cli.demo import train_digits
 
     return str(train_digits(tmp_path_factory.mktemp("digits"), epochs=3))
 

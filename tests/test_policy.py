@@ -20,11 +20,11 @@ import pytest
 import torch
 from torch import nn
 
-from amc.budget import Budget, uniform_ratio
-from amc.cost import model_cost
-from amc.models import create_model
-from amc.policy import apply_policy, load_policy, make_policy
-from amc.pruning import PrunableModel
+from amc.prune.budget import Budget, uniform_ratio
+from amc.cost.macs import model_cost
+from amc.models.registry import create_model
+from amc.prune.policy import apply_policy, load_policy, make_policy
+from amc.prune.units import PrunableModel
 
 BUDGET = "flops:0.5"
 
@@ -40,7 +40,7 @@ def _one_thread():
 @pytest.fixture(scope="module")
 def digits_ckpt(tmp_path_factory) -> Path:
     """A digits CNN trained for 3 epochs (enough for non-trivial rankings and accuracies)."""
-    from amc.demo import train_digits
+    from amc.cli.demo import train_digits
 
     old = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -15,12 +15,12 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from amc.agents import SearchConfig, run_search  # noqa: E402
-from amc.policy import load_policy  # noqa: E402
+from amc.prune.policy import load_policy  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def digits_ckpt(tmp_path_factory):
-    from amc.demo import train_digits
+    from amc.cli.demo import train_digits
 
     return str(train_digits(tmp_path_factory.mktemp("digits"), epochs=3))
 
@@ -84,9 +84,9 @@ def test_search_survives_a_killed_worker(digits_ckpt, tmp_path, local_ray):
 
 def test_baselines_run_as_ray_tasks(digits_ckpt, local_ray):
     from amc.agents.parallel import ray_map
-    from amc.baselines import random_search, sensitivity_sweep
-    from amc.budget import Budget
-    from amc.scoring import build_scorer
+    from amc.prune.baselines import random_search, sensitivity_sweep
+    from amc.prune.budget import Budget
+    from amc.prune.scoring import build_scorer
 
     sc = build_scorer("digits_cnn", digits_ckpt, val_limit=64)
     mapper = ray_map(sc, workers=2)

@@ -80,7 +80,7 @@ def ray_head():
 
 def test_submit_search_to_a_local_head(ray_head, tmp_path):
     address, env = ray_head
-    from amc.demo import train_digits
+    from amc.cli.demo import train_digits
 
     ckpt = train_digits(tmp_path, epochs=3)
     out = tmp_path / "job-run"
@@ -119,7 +119,7 @@ def test_bad_address_is_one_line(tmp_path):
 
 def test_submit_waits_for_a_fresh_heads_job_agent():
     from amc.cli.submit import submit
-    from amc.errors import AmcError
+    from amc.utils.errors import AmcError
 
     class Head:
         def __init__(self, fails: int, msg: str):

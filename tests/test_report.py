@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from amc.cli import main
-from amc.errors import AmcError
-from amc.report import flag_classes, margins, near_boundary, verdict
+from amc.utils.errors import AmcError
+from amc.report.build import flag_classes, margins, near_boundary, verdict
 
 SECTIONS = ("## Verdict", "## Accuracy on test", "## Per-class top-1", "## Near-boundary slice",
             "## Latency", "## Size and memory", "## ONNX exports", "## Provenance")
@@ -33,7 +33,7 @@ def one_line_error(capsys: pytest.CaptureFixture, rc: int, text: str) -> None:
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Dense and pruned (uniform, 50 % FLOPs) digits CNN files."""
-    from amc.demo import train_digits
+    from amc.cli.demo import train_digits
 
     tmp = tmp_path_factory.mktemp("report")
     dense = train_digits(tmp, epochs=3)
@@ -63,9 +63,9 @@ def passing(models: dict[str, Path]) -> tuple[int, Path, Path]:
 def failing(models: dict[str, Path], passing) -> tuple[int, Path]:
     """A full report with INT8 (quantized from the first report's pruned.onnx, which saves an
     export) whose verdict must fail (--max-drop -100)."""
-    from amc.data import load_dataset
-    from amc.models import create_model
-    from amc.quantize import quantize_int8
+    from amc.data.datasets import load_dataset
+    from amc.models.registry import create_model
+    from amc.deploy.quantize import quantize_int8
 
     pruned = create_model("digits_cnn", checkpoint=models["pruned"])
     x = load_dataset("digits").tensors("train")[0]

@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 
 from amc.agents import SearchConfig, run_search
-from amc.budget import Budget
-from amc.policy import load_policy
+from amc.prune.budget import Budget
+from amc.prune.policy import load_policy
 
 
 @pytest.fixture(scope="module")
 def digits_ckpt(tmp_path_factory):
-    from amc.demo import train_digits
+    from amc.cli.demo import train_digits
 
     return str(train_digits(tmp_path_factory.mktemp("digits"), epochs=3))
 
@@ -140,7 +140,7 @@ def test_critic_learns_ten_times_faster(digits_ckpt, tmp_path):
     from amc.agents.ddpg import build_agent
     from amc.agents.wrappers import RewardBaseline
     from amc.envs import AMCPruningEnv
-    from amc.scoring import build_scorer
+    from amc.prune.scoring import build_scorer
 
     cfg = _cfg(digits_ckpt, tmp_path / "d")
     sc = build_scorer(**cfg.scorer_kwargs())

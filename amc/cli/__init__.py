@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from amc.errors import AmcError
+from amc.utils.errors import AmcError
 
 
 class OneLineParser(argparse.ArgumentParser):

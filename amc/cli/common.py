@@ -8,8 +8,8 @@ from pathlib import Path
 
 from torch import nn
 
-from amc.data import Dataset, load_dataset
-from amc.models import create_model, model_spec
+from amc.data.datasets import Dataset, load_dataset
+from amc.models.registry import create_model, model_spec
 
 
 def add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -38,14 +38,14 @@ def add_threads(p: argparse.ArgumentParser) -> None:
 
 
 def model_from_args(args: argparse.Namespace, checkpoint: str | None = None) -> nn.Module:
-    from amc.checkpoint import checkpoint_model_name
+    from amc.models.checkpoint import checkpoint_model_name
 
     ckpt = checkpoint or args.checkpoint
     name = args.model
     if name is None and ckpt:
         name = checkpoint_model_name(ckpt)
     if name is None:
-        from amc.errors import AmcError
+        from amc.utils.errors import AmcError
 
         raise AmcError("no --model given and the checkpoint does not name one; pass --model")
     args.model = name
@@ -79,7 +79,7 @@ def check_model_data(model: nn.Module, data: Dataset, name: str) -> None:
     """Fail with one line when the model cannot take the dataset's images or labels."""
     import torch
 
-    from amc.errors import AmcError
+    from amc.utils.errors import AmcError
 
     try:
         with torch.inference_mode():

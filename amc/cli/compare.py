@@ -7,8 +7,8 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from amc.compare import CompareConfig
-    from amc.config import add_dataclass_args
+    from amc.report.compare import CompareConfig
+    from amc.config.args import add_dataclass_args
 
     p = sub.add_parser("compare", help="AMC vs uniform vs sensitivity vs random, before and "
                        "after fine-tuning: table.md/csv, pareto.png, ratios.png")
@@ -37,7 +37,7 @@ def amc_policy(cfg, budget: str, run_dir: Path) -> Path:
 
 
 def ray_pool(workers: int):
-    """A :data:`amc.compare.PoolFn` scoring policies on ``workers`` Ray actors."""
+    """A :data:`amc.report.compare.PoolFn` scoring policies on ``workers`` Ray actors."""
 
     def pool(scorer, fn):
         from amc.agents.parallel import ray_map  # the Ray side, imported only when asked for
@@ -50,8 +50,8 @@ def ray_pool(workers: int):
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from amc.compare import CompareConfig, Comparison
-    from amc.config import from_args
+    from amc.report.compare import CompareConfig, Comparison
+    from amc.config.args import from_args
 
     cfg = from_args(CompareConfig, args, budgets=tuple(args.budgets or ["flops:0.5"]),
                     strategies=tuple(s.strip() for s in args.strategies.split(",") if s))

@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from amc.models import list_models, model_spec
+    from amc.models.registry import list_models, model_spec
 
     for name in list_models(include_torchvision=args.torchvision):
         s = model_spec(name)
@@ -57,7 +57,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from amc.cost import count_params, layer_costs
+    from amc.cost.macs import count_params, layer_costs
 
     model = model_from_args(args)
     size = input_size(args)
@@ -80,9 +80,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from amc.cost import model_cost
-    from amc.data import check_split
-    from amc.evaluate import evaluate
+    from amc.cost.macs import model_cost
+    from amc.data.datasets import check_split
+    from amc.models.evaluate import evaluate
 
     check_split(args.split)
     model = model_from_args(args)
@@ -99,7 +99,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from amc.demo import run_demo
+    from amc.cli.demo import run_demo
 
     t = time.perf_counter()
     run_demo(Path(args.out), episodes=args.episodes, seed=args.seed)

@@ -17,7 +17,7 @@ from amc.cli.common import (
     model_from_args,
     write_json,
 )
-from amc.errors import AmcError
+from amc.utils.errors import AmcError
 
 FORMATS = ("onnx", "torchscript", "pt")
 
@@ -66,10 +66,10 @@ def _batches(args: argparse.Namespace, size: tuple[int, int, int]):
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from amc.cost import count_params
-    from amc.export import export_onnx, export_pt, export_torchscript
-    from amc.models import create_model
-    from amc.quantize import compression_ratio, quantize_int8
+    from amc.cost.macs import count_params
+    from amc.deploy.export import export_onnx, export_pt, export_torchscript
+    from amc.models.registry import create_model
+    from amc.deploy.quantize import compression_ratio, quantize_int8
 
     out = Path(args.out)
     args.format = args.format or {".pt": "pt", ".pth": "pt", ".ts": "torchscript",

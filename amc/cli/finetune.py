@@ -7,8 +7,8 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from amc.config import add_dataclass_args
-    from amc.finetune_config import FinetuneConfig
+    from amc.config.args import add_dataclass_args
+    from amc.train.finetune_config import FinetuneConfig
 
     p = sub.add_parser("finetune", help="fine-tune a dense model or prune it with a schedule "
                        "(oneshot, iterative, cubic, lottery) and fine-tune")
@@ -22,9 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_finetune(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from amc.config import from_args
-    from amc.finetune import run_finetune
-    from amc.finetune_config import FinetuneConfig, load_config
+    from amc.config.args import from_args
+    from amc.train.finetune import run_finetune
+    from amc.train.finetune_config import FinetuneConfig, load_config
 
     if args.resume:
         cfg, resume = load_config(Path(args.resume)), True

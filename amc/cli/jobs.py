@@ -6,7 +6,7 @@ import argparse
 import time
 
 from amc.cli.submit import client, out_dir_of
-from amc.errors import AmcError
+from amc.utils.errors import AmcError
 
 DONE = ("SUCCEEDED", "FAILED", "STOPPED")
 

@@ -13,7 +13,7 @@ from amc.cli.common import (
     data_from_args,
     model_from_args,
 )
-from amc.errors import AmcError
+from amc.utils.errors import AmcError
 
 
 def add_prune_args(p: argparse.ArgumentParser, budget: bool = True) -> None:
@@ -39,7 +39,7 @@ def add_prune_args(p: argparse.ArgumentParser, budget: bool = True) -> None:
 
 def scorer_from_args(args: argparse.Namespace):
     """(model, data, Scorer) from the common options."""
-    from amc.scoring import build_scorer
+    from amc.prune.scoring import build_scorer
 
     model = model_from_args(args)
     data = data_from_args(args)
@@ -106,9 +106,9 @@ def _with_workers(args: argparse.Namespace, scorer, fn):
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
-    from amc.baselines import STRATEGIES, run_strategy
-    from amc.budget import Budget
-    from amc.policy import make_policy
+    from amc.prune.baselines import STRATEGIES, run_strategy
+    from amc.prune.budget import Budget
+    from amc.prune.policy import make_policy
 
     if args.strategy not in STRATEGIES:
         raise AmcError(f"unknown strategy {args.strategy!r}; use one of {', '.join(STRATEGIES)}")
@@ -129,7 +129,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
 
 def cmd_sensitivity(args: argparse.Namespace) -> int:
-    from amc.baselines import sensitivity_sweep, write_sensitivity
+    from amc.prune.baselines import sensitivity_sweep, write_sensitivity
 
     refuse_overwrite(args.out, args.force)
     _, _, scorer = scorer_from_args(args)
@@ -145,12 +145,12 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
 def cmd_apply(args: argparse.Namespace) -> int:
     import torch
 
-    from amc.checkpoint import save_model
-    from amc.cost import model_cost
-    from amc.evaluate import top1
-    from amc.policy import apply_policy, load_policy, prunable_for
-    from amc.pruning import recalibrate_bn
-    from amc.reconstruct import reconstruct
+    from amc.models.checkpoint import save_model
+    from amc.cost.macs import model_cost
+    from amc.models.evaluate import top1
+    from amc.prune.policy import apply_policy, load_policy, prunable_for
+    from amc.prune.units import recalibrate_bn
+    from amc.prune.repair import reconstruct
 
     policy = load_policy(args.policy)
     refuse_overwrite(args.out, args.force)

@@ -7,7 +7,7 @@ import argparse
 import shlex
 
 from amc.cli.common import add_data_args, add_threads
-from amc.errors import AmcError
+from amc.utils.errors import AmcError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -61,9 +61,9 @@ def _command(args: argparse.Namespace) -> str:
 def cmd_report(args: argparse.Namespace) -> int:
     import torch
 
-    from amc.checkpoint import checkpoint_model_name
-    from amc.report import ReportConfig, build_report
-    from amc.report_render import write_report
+    from amc.models.checkpoint import checkpoint_model_name
+    from amc.report.build import ReportConfig, build_report
+    from amc.report.render import write_report
 
     if args.data is None:
         raise AmcError("amc report needs the test images; pass --data (digits, cifar10 or "

@@ -6,7 +6,7 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from amc.config import add_dataclass_args
+    from amc.config.args import add_dataclass_args
 
     p = sub.add_parser("search", help="AMC search: DDPG learns per-unit pruning ratios")
     add_dataclass_args(p, _config_cls())
@@ -26,7 +26,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     from amc.agents import run_search
     from amc.agents.search import load_config
-    from amc.config import from_args
+    from amc.config.args import from_args
 
     if args.resume:
         cfg = load_config(Path(args.resume))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from amc.errors import AmcError
+from amc.utils.errors import AmcError
 
 EXCLUDES = [".venv", ".git", "runs", "results", "logs", "*.pt", "*.pth", "*.th", "*.onnx",
             "*.onnx.data", "__pycache__", ".pytest_cache", ".ruff_cache"]

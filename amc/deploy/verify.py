@@ -1,5 +1,5 @@
-"""Checks shared by the exporters (:mod:`amc.export`) and INT8 quantization
-(:mod:`amc.quantize`): reference outputs and layer weights of a PyTorch model, the weights
+"""Checks shared by the exporters (:mod:`amc.deploy.export`) and INT8 quantization
+(:mod:`amc.deploy.quantize`): reference outputs and layer weights of a PyTorch model, the weights
 of an ONNX file, matching the two (output channels, sparsity), output comparison, atomic
 writes and quiet exporter calls.
 """
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from amc.errors import AmcError
+from amc.utils.errors import AmcError
 
 _LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 SPARSE_MIN = 0.10  # layers with at least this zero fraction are checked for densification

@@ -6,8 +6,8 @@ slice (the ``slice_fraction`` of test images with the smallest dense top-1 minus
 margin); latency at batch 1 and 64 in PyTorch and onnxruntime (dense and pruned exported to
 verified ONNX files; timings interleaved round by round so that load drifts hit both models);
 MACs, parameters, file sizes and the peak resident memory of one batch-64 inference in a fresh
-process (:mod:`amc.memprobe`); and a verdict against a top-1 drop and a PyTorch batch-64
-speed-up threshold. :func:`amc.report_render.write_report` turns the result into
+process (:mod:`amc.deploy.memprobe`); and a verdict against a top-1 drop and a PyTorch batch-64
+speed-up threshold. :func:`amc.report.render.write_report` turns the result into
 ``report.md``, ``report.json`` and PNGs. :func:`check_targets` refuses to overwrite a report.
 """
 
@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from amc.errors import AmcError
+from amc.utils.errors import AmcError
 
 VERDICT_BATCH = 64
 OUTPUTS = ("report.md", "report.json", "per_class.png", "latency.png", "margin.png")
@@ -182,9 +182,9 @@ def check_targets(cfg: ReportConfig) -> list[Path]:
 
 def _load(cfg: ReportConfig):
     """Models, data and the INT8 session, all checked before anything is written."""
-    from amc.checkpoint import checkpoint_model_name
-    from amc.data import load_dataset
-    from amc.models import create_model
+    from amc.models.checkpoint import checkpoint_model_name
+    from amc.data.datasets import load_dataset
+    from amc.models.registry import create_model
 
     for path, what in ((cfg.dense, "--dense"), (cfg.pruned, "--pruned")):
         if not Path(path).is_file():
@@ -216,7 +216,7 @@ def _load(cfg: ReportConfig):
 def _int8_source(cfg: ReportConfig, dense: nn.Module, pruned: nn.Module,
                  x: torch.Tensor) -> tuple[str, dict]:
     """Which model the INT8 file holds (``pruned`` or ``dense``) and its check report."""
-    from amc.export import check_onnx
+    from amc.deploy.export import check_onnx
 
     reps = {}
     for name, m in (("pruned", pruned), ("dense", dense)):
@@ -235,12 +235,12 @@ def build_report(cfg: ReportConfig) -> dict:
     Raises:
         AmcError: on bad inputs (checked before anything is written) and on failed exports.
     """
-    from amc.benchmark import measure_latencies, ort_logits, ort_session
-    from amc.cost import model_cost
-    from amc.evaluate import accuracy_from_logits, predict
-    from amc.export import export_onnx
-    from amc.memprobe import Probe, run_probes
-    from amc.provenance import git_commit, now, versions
+    from amc.cost.timing import measure_latencies, ort_logits, ort_session
+    from amc.cost.macs import model_cost
+    from amc.models.evaluate import accuracy_from_logits, predict
+    from amc.deploy.export import export_onnx
+    from amc.deploy.memprobe import Probe, run_probes
+    from amc.utils.provenance import git_commit, now, versions
 
     if cfg.threads < 1 or cfg.runs < 1 or cfg.rounds < 1 or cfg.min_speedup < 0:
         raise AmcError("--threads, --runs and --rounds must be >= 1 and --min-speedup >= 0")

@@ -1,4 +1,4 @@
-"""Write a compression report (the dict of :func:`amc.report.build_report`) as ``report.md``,
+"""Write a compression report (the dict of :func:`amc.report.build.build_report`) as ``report.md``,
 ``report.json`` and three PNGs: per-class top-1, latency, top-1 by dense-margin decile."""
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from amc.errors import AmcError
+from amc.utils.errors import AmcError
 
 FORMAT = "amc-model/1"
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from amc.pruning import PrunableModel
+from amc.prune.units import PrunableModel
 
 
 def _capture(model: nn.Module, name: str, x: torch.Tensor, want: str) -> torch.Tensor:

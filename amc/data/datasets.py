@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from amc.errors import AmcError
+from amc.utils.errors import AmcError
 
 SPLITS = ("train", "val", "test")
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from amc.evaluate import top1
-from amc.pruning import PrunableModel, recalibrate_bn
-from amc.reconstruct import reconstruct
+from amc.models.evaluate import top1
+from amc.prune.units import PrunableModel, recalibrate_bn
+from amc.prune.repair import reconstruct
 
 
 @dataclass
@@ -64,8 +64,8 @@ def build_scorer(model: str, checkpoint: str | None = None, data: str = "digits"
 
     ``net``: the already-loaded dense model, to avoid reading the checkpoint again.
     """
-    from amc.data import load_dataset
-    from amc.models import create_model
+    from amc.data.datasets import load_dataset
+    from amc.models.registry import create_model
 
     if net is None:
         net = create_model(model, num_classes=num_classes, checkpoint=checkpoint,

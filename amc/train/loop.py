@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from amc.data import Dataset
-from amc.errors import AmcError
-from amc.evaluate import evaluate
+from amc.data.datasets import Dataset
+from amc.utils.errors import AmcError
+from amc.models.evaluate import evaluate
 
 
 @dataclass

@@ -23,18 +23,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from amc.baselines import SWEEP, MapFn, run_strategy, sensitivity_sweep
-from amc.benchmark import torch_latencies
-from amc.budget import Budget
-from amc.checkpoint import save_model
-from amc.cost import model_cost
-from amc.data import Dataset, load_dataset
-from amc.errors import AmcError
-from amc.evaluate import top1
-from amc.models import create_model
-from amc.policy import load_policy, make_policy
-from amc.scoring import Scorer, build_scorer
-from amc.train import TrainConfig, train
+from amc.prune.baselines import SWEEP, MapFn, run_strategy, sensitivity_sweep
+from amc.cost.timing import torch_latencies
+from amc.prune.budget import Budget
+from amc.models.checkpoint import save_model
+from amc.cost.macs import model_cost
+from amc.data.datasets import Dataset, load_dataset
+from amc.utils.errors import AmcError
+from amc.models.evaluate import top1
+from amc.models.registry import create_model
+from amc.prune.policy import load_policy, make_policy
+from amc.prune.scoring import Scorer, build_scorer
+from amc.train.loop import TrainConfig, train
 
 STRATEGIES = ("amc", "uniform", "sensitivity", "random")
 AmcFn = Callable[["CompareConfig", str, Path], Path]

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from amc.budget import KINDS, Budget, resource_fn
-from amc.errors import AmcError
-from amc.pruning import PrunableModel
-from amc.sparsity import ChannelPruner, Masks, magnitude_masks, nm_masks, prunable_weights
+from amc.prune.budget import KINDS, Budget, resource_fn
+from amc.utils.errors import AmcError
+from amc.prune.units import PrunableModel
+from amc.prune.masks import ChannelPruner, Masks, magnitude_masks, nm_masks, prunable_weights
 
 SCHEDULES = ("oneshot", "iterative", "cubic", "lottery")
 STRUCTURES = ("channel", "unstructured")
@@ -190,7 +190,7 @@ def capped_uniform(pm: PrunableModel, budget: Budget, caps: Sequence[float]) -> 
 def build_pruner(cfg, model: nn.Module, input_size: tuple[int, int, int],
                  calib: tuple[torch.Tensor, torch.Tensor] | None = None):
     """The pruner that ``cfg`` (a FinetuneConfig) asks for, or None (dense fine-tuning)."""
-    from amc.policy import check_policy, load_policy
+    from amc.prune.policy import check_policy, load_policy
 
     target = Target.parse(cfg.target) if cfg.target else None
     policy = load_policy(cfg.policy) if cfg.policy else None

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from amc.budget import Budget, _bisect, resource_fn, uniform_ratio
-from amc.errors import AmcError
-from amc.progress import progress_iter
-from amc.scoring import Scorer
+from amc.prune.budget import Budget, _bisect, resource_fn, uniform_ratio
+from amc.utils.errors import AmcError
+from amc.utils.progress import progress_iter
+from amc.prune.scoring import Scorer
 
 SWEEP = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 STRATEGIES = ("uniform", "sensitivity", "random")

@@ -9,7 +9,7 @@ the file. BatchNorm is folded into the convs and initializer names may differ, s
 weights are matched to layers by name, else by shape and per-channel |cosine| (folding only
 rescales output channels), ties in graph order.
 
-INT8 quantization of an exported model lives in :mod:`amc.quantize`.
+INT8 quantization of an exported model lives in :mod:`amc.deploy.quantize`.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from amc.errors import AmcError
-from amc.verify import (
+from amc.utils.errors import AmcError
+from amc.deploy.verify import (
     Batch,
     ExportReport,
     LayerWeight,
@@ -176,10 +176,10 @@ def export_pt(model: nn.Module, path: str | Path, model_name: str,
     Raises:
         AmcError: if the reloaded model's weights or outputs differ.
     """
-    from amc.checkpoint import save_model
-    from amc.models import create_model, model_spec
+    from amc.models.checkpoint import save_model
+    from amc.models.registry import create_model, model_spec
 
-    report = ExportReport(str(path), "pt", "amc.checkpoint.save_model (weights only)", atol=atol)
+    report = ExportReport(str(path), "pt", "amc.models.checkpoint.save_model (weights only)", atol=atol)
     with atomic_write(path) as tmp:
         save_model(model, tmp, model_name)
         loaded = create_model(model_name, checkpoint=tmp)

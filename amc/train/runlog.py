@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from amc.progress import make_bar
+from amc.utils.progress import make_bar
 
 COLUMNS = ("stage", "name", "round", "level", "weight_sparsity", "epoch", "step", "run_epoch",
            "lr", "loss", "seconds", "images_per_s", "val_top1", "test_top1")

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import torch
 
-from amc.checkpoint import save_model
-from amc.cost import model_cost
-from amc.data import load_dataset
-from amc.evaluate import evaluate, top1
-from amc.models import create_model
-from amc.train import TrainConfig, train
+from amc.models.checkpoint import save_model
+from amc.cost.macs import model_cost
+from amc.data.datasets import load_dataset
+from amc.models.evaluate import evaluate, top1
+from amc.models.registry import create_model
+from amc.train.loop import TrainConfig, train
 
 
 def train_digits(out: Path, seed: int = 0, epochs: int = 30) -> Path:
@@ -29,7 +29,7 @@ def train_digits(out: Path, seed: int = 0, epochs: int = 30) -> Path:
 def run_demo(out: Path, episodes: int = 100, seed: int = 0, budget: str = "flops:0.5") -> dict:
     """Train, search, compare; prints a small table and returns the numbers."""
     from amc.agents import SearchConfig, run_search
-    from amc.policy import apply_policy, load_policy
+    from amc.prune.policy import apply_policy, load_policy
 
     torch.set_num_threads(1)
     out.mkdir(parents=True, exist_ok=True)

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from amc.data import cache_dir
-from amc.pruning import PrunableModel
+from amc.data.datasets import cache_dir
+from amc.prune.units import PrunableModel
 
 FRACTIONS = (0.25, 0.5, 0.75, 1.0)
 
@@ -85,7 +85,7 @@ class LatencyTable:
 
 def latency_table(pm: PrunableModel, batch: int = 1, runs: int = 15) -> LatencyTable:
     """Measure (or load from cache) the lookup table of ``pm``'s network."""
-    from amc.cost import layer_costs
+    from amc.cost.macs import layer_costs
 
     costs = {c.name: c for c in layer_costs(pm.model, pm.input_size)}
     threads = torch.get_num_threads()

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from amc.errors import AmcError
+from amc.utils.errors import AmcError
 
 
 @dataclass(frozen=True)
@@ -252,7 +252,7 @@ def create_model(name: str, num_classes: int | None = None, checkpoint: str | Pa
     else:
         model = _user_factory(name)(num_classes=nc)
     if checkpoint is not None:
-        from amc.checkpoint import load_into
+        from amc.models.checkpoint import load_into
 
         load_into(model, checkpoint, unsafe_load=unsafe_load)
     return model.eval()

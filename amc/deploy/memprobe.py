@@ -4,8 +4,8 @@ A probe process imports what its engine needs, records ``ru_maxrss`` (the baseli
 model, runs one forward pass on a random batch and records ``ru_maxrss`` again (the peak). It
 prints one JSON line. Run it by hand as::
 
-    python -m amc.memprobe pytorch resnet56 --checkpoint runs/r56/pruned.pt --input-size 3 32 32
-    python -m amc.memprobe onnxruntime runs/r56/pruned.onnx --input-size 3 32 32
+    python -m amc.deploy.memprobe pytorch resnet56 --checkpoint runs/r56/pruned.pt --input-size 3 32 32
+    python -m amc.deploy.memprobe onnxruntime runs/r56/pruned.onnx --input-size 3 32 32
 
 The ``pytorch`` baseline includes torch and the amc model registry; the ``onnxruntime`` baseline
 only numpy and onnxruntime (no torch), as a deployment would run it.
@@ -28,7 +28,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from amc.errors import AmcError
+from amc.utils.errors import AmcError
 
 ENGINES = ("pytorch", "onnxruntime")
 
@@ -72,7 +72,7 @@ def _measure(engine: str, target: str, checkpoint: str | None, num_classes: int 
     if engine == "pytorch":
         import torch
 
-        from amc.models import create_model
+        from amc.models.registry import create_model
 
         torch.set_num_threads(threads)
         baseline, base_hwm = _maxrss_mb(), _vmhwm_mb()
@@ -121,7 +121,7 @@ def run_probes(probes: list[Probe], input_size: tuple[int, ...], batch: int = 64
                PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
     procs = {}
     for p in probes:
-        cmd = [sys.executable, "-m", "amc.memprobe", p.engine, p.target, "--batch", str(batch),
+        cmd = [sys.executable, "-m", "amc.deploy.memprobe", p.engine, p.target, "--batch", str(batch),
                "--threads", str(threads), "--input-size", *map(str, input_size)]
         if p.checkpoint:
             cmd += ["--checkpoint", p.checkpoint]
@@ -146,8 +146,8 @@ def run_probes(probes: list[Probe], input_size: tuple[int, ...], batch: int = 64
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m amc.memprobe``: prints one JSON line."""
-    p = argparse.ArgumentParser(prog="python -m amc.memprobe", description=__doc__.split("\n")[0])
+    """Entry point of ``python -m amc.deploy.memprobe``: prints one JSON line."""
+    p = argparse.ArgumentParser(prog="python -m amc.deploy.memprobe", description=__doc__.split("\n")[0])
     p.add_argument("engine", choices=ENGINES)
     p.add_argument("target", help="registry name (pytorch) or ONNX file (onnxruntime)")
     p.add_argument("--checkpoint", default=None)
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if not a.child:  # measure in a child of this small process (see the module docstring)
         args = sys.argv[1:] if argv is None else list(argv)
-        res = subprocess.run([sys.executable, "-m", "amc.memprobe", *args, "--child"])
+        res = subprocess.run([sys.executable, "-m", "amc.deploy.memprobe", *args, "--child"])
         return res.returncode
     print(json.dumps(_measure(a.engine, a.target, a.checkpoint, a.num_classes,
                               tuple(a.input_size), a.batch, a.threads)))

@@ -1,6 +1,6 @@
 """Fine-tuning with pruning schedules: ``amc finetune``.
 
-The inner loop is :func:`amc.train.train`; this module runs a list of *stages* on top of it:
+The inner loop is :func:`amc.train.loop.train`; this module runs a list of *stages* on top of it:
 
 * dense (no target): one cosine fine-tune (the dense baseline gets the same budget);
 * ``oneshot``: prune to the target, fine-tune ``epochs``;
@@ -12,9 +12,9 @@ The inner loop is :func:`amc.train.train`; this module runs a list of *stages* o
 * ``lottery``: prune the trained model, reset the survivors to ``--lottery-init``, retrain.
 
 Structured rounds keep the dense architecture and zero the pruned channels with masks
-(:class:`amc.sparsity.ChannelPruner`), so trained weights carry over between rounds and the
+(:class:`amc.prune.masks.ChannelPruner`), so trained weights carry over between rounds and the
 channels are re-ranked on the current weights each round; the network is physically pruned
-with :class:`amc.pruning.PrunableModel` once, before the final fine-tune (one-shot: before
+with :class:`amc.prune.units.PrunableModel` once, before the final fine-tune (one-shot: before
 its fine-tune). A checkpoint is written before every stage and after every epoch; a round
 whose val top-1 drops more than ``max_drop`` points below the previous round's is rolled back
 and retried with half the step.
@@ -32,15 +32,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from amc.checkpoint import load_state_dict_resizing, read_file, save_model
+from amc.models.checkpoint import load_state_dict_resizing, read_file, save_model
 from amc.cli.common import check_model_data, write_json
-from amc.data import Dataset, load_dataset
-from amc.errors import AmcError
-from amc.evaluate import evaluate
-from amc.finetune_config import FinetuneConfig, check_config, load_config
-from amc.models import create_model
-from amc.runlog import RunLog
-from amc.schedules import (
+from amc.data.datasets import Dataset, load_dataset
+from amc.utils.errors import AmcError
+from amc.models.evaluate import evaluate
+from amc.train.finetune_config import FinetuneConfig, check_config, load_config
+from amc.models.registry import create_model
+from amc.train.runlog import RunLog
+from amc.prune.schedules import (
     StructuredPruner,
     build_pruner,
     cubic_plan,
@@ -48,8 +48,8 @@ from amc.schedules import (
     round_levels,
     steps_in,
 )
-from amc.sparsity import Masks, apply_masks, bake, sparsity
-from amc.train import TrainConfig, resolve_device, train
+from amc.prune.masks import Masks, apply_masks, bake, sparsity
+from amc.train.loop import TrainConfig, resolve_device, train
 
 __all__ = ["FinetuneConfig", "run_finetune", "load_config", "plan_stages"]
 FORMAT = "amc-finetune/1"
@@ -318,7 +318,7 @@ class Runner:
         return model
 
     def finish(self, model: nn.Module) -> dict[str, Any]:
-        from amc.cost import model_cost
+        from amc.cost.macs import model_cost
 
         p = self.pruner
         if isinstance(p, StructuredPruner) and not self.st["pruned"] and self.st["masks"]:
@@ -338,7 +338,7 @@ class Runner:
                              "policy": self.cfg.policy, **final}}
         save_model(model, self.run / "model.pt", self.cfg.model, meta)
         if isinstance(p, StructuredPruner):
-            from amc.policy import make_policy
+            from amc.prune.policy import make_policy
 
             make_policy(p._pm, p.at(self.st["level"]), self.cfg.model,
                         self.cfg.target or f"policy:{self.cfg.policy}", "finetune",

@@ -23,8 +23,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from amc.errors import AmcError
-from amc.pruning import PrunableModel
+from amc.utils.errors import AmcError
+from amc.prune.units import PrunableModel
 
 Masks = dict[str, torch.Tensor]
 

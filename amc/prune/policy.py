@@ -17,9 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from amc.errors import AmcError
-from amc.provenance import amc_version, git_commit, now
-from amc.pruning import CRITERIA, MODES, PrunableModel
+from amc.utils.errors import AmcError
+from amc.utils.provenance import amc_version, git_commit, now
+from amc.prune.units import CRITERIA, MODES, PrunableModel
 
 FORMAT = "amc-policy"
 VERSION = 1
@@ -163,7 +163,7 @@ def prunable_for(policy: Policy, model: nn.Module,
     """The :class:`PrunableModel` a policy was made with."""
     size = tuple(policy.input_size) if policy.input_size else None
     if size is None:
-        from amc.models import model_spec
+        from amc.models.registry import model_spec
 
         size = model_spec(policy.model).input_size
     return PrunableModel(model, size, policy.mode, policy.criterion, policy.round_to, calib)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from amc.progress import progress_iter
+from amc.utils.progress import progress_iter
 
 
 @dataclass

@@ -25,8 +25,8 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from amc.cost import COUNTED, LayerCost, count_params, layer_costs
-from amc.errors import AmcError
+from amc.cost.macs import COUNTED, LayerCost, count_params, layer_costs
+from amc.utils.errors import AmcError
 
 MODES = ("all", "internal")
 CRITERIA = ("l1", "l2", "bn_scale", "taylor")

@@ -6,8 +6,8 @@ import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from amc.errors import AmcError
-from amc.schedules import SCHEDULES, STRUCTURES, Target
+from amc.utils.errors import AmcError
+from amc.prune.schedules import SCHEDULES, STRUCTURES, Target
 
 
 @dataclass

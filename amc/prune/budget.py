@@ -2,7 +2,7 @@
 
 ``flops:0.5`` keeps at most 50 % of the dense MACs; ``params:0.4`` at most 40 % of the
 parameters; ``latency:0.6`` at most 60 % of the dense latency predicted by a per-layer
-lookup table measured on this machine (:mod:`amc.latency`).
+lookup table measured on this machine (:mod:`amc.prune.latency_table`).
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from amc.errors import AmcError
-from amc.pruning import PrunableModel
+from amc.utils.errors import AmcError
+from amc.prune.units import PrunableModel
 
 KINDS = ("flops", "params", "latency")
 
@@ -51,7 +51,7 @@ def resource_fn(pm: PrunableModel, budget: Budget) -> Callable[[Sequence[float]]
         return lambda r: pm.cost(r)[0] / pm.dense_macs
     if budget.kind == "params":
         return lambda r: pm.cost(r)[1] / pm.dense_params
-    from amc.latency import latency_table
+    from amc.prune.latency_table import latency_table
 
     table = latency_table(pm)
     return table.fraction

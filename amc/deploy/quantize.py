@@ -1,7 +1,7 @@
 """Post-training static INT8 quantization of (pruned) models, and compression ratios.
 
 :func:`quantize_int8` writes an INT8 ONNX file from an fp32 ONNX file or a PyTorch model
-(exported first with :func:`amc.export.export_onnx`) and checks it in onnxruntime against the
+(exported first with :func:`amc.deploy.export.export_onnx`) and checks it in onnxruntime against the
 fp32 file and, given the PyTorch model, that the pruned channel counts survived.
 
 Route: onnxruntime static quantization (QDQ, per-channel int8 weights, uint8 activations,
@@ -26,9 +26,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from amc.errors import AmcError
-from amc.export import export_onnx
-from amc.verify import (
+from amc.utils.errors import AmcError
+from amc.deploy.export import export_onnx
+from amc.deploy.verify import (
     Batch,
     ExportReport,
     atomic_write,
