@@ -2,7 +2,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint clean
+.PHONY: demo test test-fast lint clean
 
 $(BIN)/amc: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -15,6 +15,10 @@ demo: $(BIN)/amc
 
 test: $(BIN)/amc
 	$(BIN)/python -m pytest
+
+# the in-process subset (no Ray, no subprocess CLI runs): a few minutes
+test-fast: $(BIN)/amc
+	$(BIN)/python -m pytest -m 'not slow and not ray and not cli'
 
 lint: $(BIN)/amc
 	$(BIN)/ruff check .

@@ -13,8 +13,9 @@ from typing import Any
 from stable_baselines3.common.callbacks import BaseCallback
 
 from amc.prune.policy import make_policy
-from amc.utils.progress import make_bar
 from amc.prune.units import PrunableModel
+from amc.utils.io import atomic_write
+from amc.utils.progress import make_bar
 
 from .config import SearchConfig
 
@@ -32,12 +33,10 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 
 
 def write_rows(path: Path, columns: list[str], rows: list[dict]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_write(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=columns)
         w.writeheader()
         w.writerows(rows)
-    tmp.replace(path)
 
 
 class SearchMonitor(BaseCallback):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import fields
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,28 +13,19 @@ import torch
 from stable_baselines3 import DDPG
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from amc.prune.budget import Budget, resource_fn, uniform_ratio
 from amc.envs import AMCPruningEnv, Outcome, reward_fn
-from amc.utils.errors import AmcError
+from amc.prune.budget import Budget, resource_fn, uniform_ratio
 from amc.prune.policy import make_policy
-from amc.utils.provenance import git_commit, now, versions
 from amc.prune.scoring import Scorer, build_scorer
+from amc.utils.errors import AmcError
+from amc.utils.io import write_json
+from amc.utils.provenance import git_commit, now, versions
 
 from .config import SearchConfig
 from .ddpg import attach_noise, build_agent
 from .monitor import SearchMonitor, episode_columns, find_checkpoint, read_rows, write_rows
 from .noise import TruncatedNormalNoise
 from .wrappers import RewardBaseline
-
-
-def load_config(run_dir: Path) -> SearchConfig:
-    p = run_dir / "config.json"
-    if not p.is_file():
-        raise AmcError(f"{run_dir} is not an amc search run (no config.json); pass the --out "
-                       "folder of a search")
-    d = json.loads(p.read_text())
-    known = {f.name for f in fields(SearchConfig)}
-    return SearchConfig(**{k: v for k, v in d.items() if k in known})
 
 
 def uniform_outcome(scorer: Scorer, cfg: SearchConfig) -> dict[str, Any]:
@@ -63,7 +54,7 @@ def make_venv(cfg: SearchConfig, scorer: Scorer):
         from .ray_vec_env import RayVecEnv
 
         return RayVecEnv(ScorerParts.of(scorer), cfg.env_kwargs(), cfg.workers, cfg.seed,
-                         cfg.threads, cfg.cpus_per_worker, cfg.gpus_per_worker,
+                         cfg.threads or 1, cfg.cpus_per_worker, cfg.gpus_per_worker,
                          cfg.max_restarts)
     return DummyVecEnv([lambda: AMCPruningEnv(scorer, **cfg.env_kwargs())])
 
@@ -98,13 +89,27 @@ def plot_curve(run_dir: Path, uniform_reward: float | None, title: str) -> Path:
     return out
 
 
+def search(config: SearchConfig | None = None, *, resume: bool = False,
+           **fields: Any) -> dict[str, Any]:
+    """Run an AMC search from Python (``amc.search``): a :class:`SearchConfig`, its fields as
+    keywords, or both (the keywords win). Returns the summary; the best policy is
+    ``<out>/best_policy.json``.
+
+    Example:
+        ``amc.search(model="digits_cnn", checkpoint="dense.pt", budget="flops:0.5",
+        episodes=50, out="runs/s")``
+    """
+    cfg = replace(config, **fields) if config is not None else SearchConfig(**fields)
+    return run_search(cfg, resume=resume)
+
+
 def run_search(cfg: SearchConfig, resume: bool = False) -> dict[str, Any]:
     """Run (or resume) an AMC search; returns the summary written to ``summary.json``.
 
     With ``cfg.workers`` > 1 the episodes run on Ray actors (a local Ray bound to 127.0.0.1,
     or the cluster at ``cfg.address``), shut down at the end.
     """
-    torch.set_num_threads(max(1, cfg.threads))
+    torch.set_num_threads(cfg.threads or 1)
     run_dir = Path(cfg.out)
     if not resume and (run_dir / "episodes.csv").exists():
         raise AmcError(f"{run_dir} already holds a search; pass --resume {run_dir} to continue "
@@ -126,10 +131,9 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
     pm = scorer.pm
     n_units = len(pm.units)
     if not resume:
-        (run_dir / "config.json").write_text(json.dumps(cfg.as_dict(), indent=2) + "\n")
-        (run_dir / "run.json").write_text(json.dumps(
-            {"seed": cfg.seed, "git_commit": git_commit(), "versions": versions(),
-             "started": now()}, indent=2) + "\n")
+        write_json(run_dir / "config.json", cfg.as_dict())
+        write_json(run_dir / "run.json", {"seed": cfg.seed, "git_commit": git_commit(),
+                                          "versions": versions(), "started": now()})
     uni_path = run_dir / "uniform_policy.json"
     if uni_path.is_file():
         uni = json.loads(uni_path.read_text())["metrics"]
@@ -197,7 +201,7 @@ def summarize(cfg: SearchConfig, run_dir: Path, uni: dict, seconds: float,
         "workers": cfg.workers, "worker_restarts": worker_restarts,
         "search_seconds": float(sum(float(r["seconds"]) for r in rows)),
     }
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(run_dir / "summary.json", summary)
     plot_curve(run_dir, uni["reward"],
                f"AMC search: {cfg.model} on {cfg.data}, {cfg.budget}, reward {cfg.reward}")
     return summary

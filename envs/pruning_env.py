@@ -15,7 +15,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from amc.prune.budget import Budget, clip_range, resource_fn
+from amc.prune.budget import MAX_RATIO, Budget, clip_range, resource_fn
 from amc.prune.scoring import Scorer, build_scorer
 
 from .rewards import Outcome, reward_fn
@@ -40,7 +40,7 @@ class AMCPruningEnv(gym.Env):
     metadata = {"render_modes": []}
 
     def __init__(self, scorer: Scorer | None = None, *, budget: str = "flops:0.5",
-                 reward: str = "err", max_ratio: float = 0.8, lambda_size: float = 1.0,
+                 reward: str = "err", max_ratio: float = MAX_RATIO, lambda_size: float = 1.0,
                  **scorer_kwargs: Any):
         super().__init__()
         self.scorer = scorer if scorer is not None else build_scorer(**scorer_kwargs)

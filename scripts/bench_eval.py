@@ -41,11 +41,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from amc.cli.common import write_json
 from amc.cost.macs import model_cost
 from amc.data.datasets import load_dataset
 from amc.models.evaluate import accuracy_from_logits, predict
 from amc.models.registry import create_model
+from amc.utils.io import write_json
 from amc.utils.provenance import git_commit, now, versions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -134,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         "flop_convention": "GFLOP/s = 2 * MACs/image * images/s / 1e9; MACs from "
                            "amc.cost.macs.model_cost (conv + linear + BatchNorm); matmul counts "
                            "2*n^3 FLOPs",
-        "timing": "time.perf_counter around amc.models.evaluate.predict over pre-normalised float32 "
+        "timing": "time.perf_counter around amc.models.evaluate.predict over pre-normalised "
+                  "float32 "
                   "tensors, after one untimed warm-up batch; data decoding excluded; a "
                   "variant's images/s is the best of its interleaved rounds",
     }

@@ -33,8 +33,8 @@ from pathlib import Path
 
 import torch
 
-from amc.cli.common import write_json
 from amc.train.finetune import FinetuneConfig, run_finetune
+from amc.utils.io import write_json
 from amc.utils.provenance import git_commit, now, versions
 
 

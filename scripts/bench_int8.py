@@ -35,19 +35,13 @@ import torch
 
 from amc.data.datasets import load_dataset
 from amc.deploy.export import export_onnx
-from amc.models.registry import create_model
 from amc.deploy.quantize import quantize_int8
+from amc.models.registry import create_model
+from amc.utils.onnxrt import ort_session
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 THREADS = 2
-
-
-def ort_session(path: str, threads: int = THREADS) -> ort.InferenceSession:
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.log_severity_level = 3
-    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 
 
 def batch1_ms(fn, x1: np.ndarray, runs: int = 50) -> float:
@@ -74,8 +68,8 @@ def timed(fn, fn_1thread, x_eval: np.ndarray, x1: np.ndarray) -> tuple[np.ndarra
 
 
 def ort_timed(path: str, x_eval: np.ndarray, x1: np.ndarray) -> tuple[np.ndarray, dict]:
-    return timed(ort_fn(ort_session(path)), lambda x: batch1_ms(ort_fn(ort_session(path, 1)), x),
-                 x_eval, x1)
+    return timed(ort_fn(ort_session(path, THREADS)),
+                 lambda x: batch1_ms(ort_fn(ort_session(path, 1)), x), x_eval, x1)
 
 
 def torch_timed(model, x_eval: np.ndarray, x1: np.ndarray) -> tuple[np.ndarray, dict]:
@@ -216,7 +210,7 @@ def main() -> None:
         setup = ("pretrained resnet20 on cifar10 (jpeg copy in ../shared); pruned copy not "
                  "fine-tuned")
     else:
-        from amc.cli.demo import train_digits
+        from amc.train.digits import train_digits
 
         data = load_dataset("digits")
         models = {"digits_cnn": create_model("digits_cnn", checkpoint=train_digits(tmp, epochs=10))}

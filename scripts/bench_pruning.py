@@ -29,15 +29,16 @@ import time
 import numpy as np
 import torch
 
-from amc.prune.budget import Budget, uniform_ratio
-from amc.cli.common import write_json
-from amc.cost.macs import measure_latency, model_cost
+from amc.cost.macs import model_cost
+from amc.cost.timing import measure_latency
 from amc.data.datasets import load_dataset
 from amc.models.evaluate import top1
 from amc.models.registry import create_model
+from amc.prune.budget import Budget, uniform_ratio
+from amc.prune.repair import recalibrate_bn, reconstruct
+from amc.prune.units import PrunableModel
+from amc.utils.io import write_json
 from amc.utils.provenance import git_commit, now, versions
-from amc.prune.units import PrunableModel, recalibrate_bn
-from amc.prune.repair import reconstruct
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,8 +22,8 @@ from amc.data.datasets import load_dataset
 from amc.models.evaluate import top1
 from amc.models.registry import create_model
 from amc.prune.policy import load_policy
-from amc.utils.provenance import git_commit, now, versions
 from amc.prune.scoring import build_scorer
+from amc.utils.provenance import git_commit, now, versions
 
 
 def main() -> None:

@@ -57,6 +57,20 @@ def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture(scope="session")
+def digits_ckpt(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One trained digits CNN (3 epochs, 1 thread: the same weights on every machine) for the
+    whole session; tests read it and never write to it."""
+    from amc.train.digits import train_digits
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return str(train_digits(tmp_path_factory.mktemp("digits"), epochs=3))
+    finally:
+        torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="session")
 def tv_resnet18() -> torch.nn.Module:
     """torchvision resnet18 without weights (building it takes ~2 s, so share it)."""
     from amc.models.registry import create_model

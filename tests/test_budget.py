@@ -9,11 +9,11 @@ from functools import cache
 import numpy as np
 import pytest
 
-from amc.prune.budget import Budget, clip_range, meets, resource_fn, uniform_ratio
 from amc.cost.macs import model_cost
-from amc.utils.errors import AmcError
 from amc.models.registry import create_model
+from amc.prune.budget import Budget, clip_range, meets, resource_fn, uniform_ratio
 from amc.prune.units import PrunableModel
+from amc.utils.errors import AmcError
 
 # --------------------------------------------------------------------------- parsing
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -21,6 +22,8 @@ import torch
 
 from amc.cli import main
 from amc.models.registry import create_model
+
+pytestmark = pytest.mark.cli
 
 # case id -> (argv, substrings the error line must contain); these run as subprocesses
 ERROR_CASES: dict[str, tuple[list[str], list[str]]] = {
@@ -80,8 +83,8 @@ def _env(tmp: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def bad_files(tmp_path_factory) -> Path:
-    """A folder with the bad inputs and a digits checkpoint trained for one epoch."""
+def bad_files(tmp_path_factory, digits_ckpt) -> Path:
+    """A folder with the bad inputs and a copy of the session's digits checkpoint."""
     tmp = tmp_path_factory.mktemp("cli")
     torch.save(create_model("resnet20").state_dict(), tmp / "r20.pt")
     torch.save(create_model("resnet32").state_dict(), tmp / "r32.pt")
@@ -97,9 +100,8 @@ def bad_files(tmp_path_factory) -> Path:
     with zipfile.ZipFile(tmp / "zip.pt", "w") as z:
         z.writestr("x", "y")
 
-    from amc.cli.demo import train_digits
-
-    train_digits(tmp / "digits", epochs=1)
+    (tmp / "digits").mkdir()
+    shutil.copy(digits_ckpt, tmp / "digits" / "digits_cnn.pt")
     return tmp
 
 

@@ -12,13 +12,6 @@ import pytest
 from amc.report.compare import CompareConfig, Comparison
 
 
-@pytest.fixture(scope="module")
-def digits_ckpt(tmp_path_factory):
-    from amc.cli.demo import train_digits
-
-    return str(train_digits(tmp_path_factory.mktemp("digits"), epochs=3))
-
-
 def _cfg(ckpt, out, **kw) -> CompareConfig:
     base = dict(checkpoint=ckpt, finetune_epochs=0.3, episodes=12, warmup_episodes=4,
                 n_random=4, latency_runs=2, val_limit=64, threads=1, out=str(out))
@@ -26,6 +19,7 @@ def _cfg(ckpt, out, **kw) -> CompareConfig:
     return CompareConfig(**base)
 
 
+@pytest.mark.cli
 def test_compare_cli_fills_every_column(digits_ckpt, tmp_path):
     out = tmp_path / "cmp"
     r = subprocess.run([sys.executable, "-m", "amc.cli", "compare", "--checkpoint", digits_ckpt,
@@ -74,6 +68,7 @@ def test_resume_skips_finished_stages(digits_ckpt, tmp_path, monkeypatch):
     assert second[0] == first[0]  # the uniform row came from the cache untouched
 
 
+@pytest.mark.cli
 def test_unknown_strategy_is_a_user_error(digits_ckpt, tmp_path):
     r = subprocess.run([sys.executable, "-m", "amc.cli", "compare", "--checkpoint", digits_ckpt,
                         "--strategies", "amc,magic", "--out", str(tmp_path / "x")],

@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from amc.cost.macs import count_params, layer_costs, measure_latency, model_cost
+from amc.cost.macs import count_params, layer_costs, model_cost
+from amc.cost.timing import interleaved, measure_latency
 from amc.models.registry import create_model
 
 
@@ -101,3 +102,14 @@ def test_measure_latency(channels_last):
     assert lat.runs == 5 and lat.batch == 4 and lat.threads == 1
     assert torch.get_num_threads() == before  # the thread count is restored
     assert set(lat.as_dict()) == {"median_ms", "iqr_ms", "batch", "threads", "runs"}
+
+
+def test_interleaved_timing_orders_a_four_times_larger_model_as_slower():
+    """Two convs side by side, one with 4x the multiply-adds: the timer must see it."""
+    torch.manual_seed(0)
+    small, big = nn.Conv2d(32, 32, 3, padding=1), nn.Conv2d(64, 64, 3, padding=1)
+    xs, xb = torch.randn(8, 32, 32, 32), torch.randn(8, 64, 32, 32)
+    with torch.inference_mode():
+        t = interleaved({"small": lambda: small(xs), "big": lambda: big(xb)}, runs=12, rounds=3)
+    assert t["big"]["median_ms"] > 1.8 * t["small"]["median_ms"], t
+    assert t["small"]["runs"] == t["big"]["runs"] == 12

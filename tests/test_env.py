@@ -9,16 +9,9 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from amc.prune.budget import Budget
 from amc.envs import ENV_ID, FEATURES, AMCPruningEnv
+from amc.prune.budget import Budget
 from amc.prune.scoring import Scorer, build_scorer
-
-
-@pytest.fixture(scope="module")
-def digits_ckpt(tmp_path_factory):
-    from amc.cli.demo import train_digits
-
-    return str(train_digits(tmp_path_factory.mktemp("digits"), epochs=3))
 
 
 @pytest.fixture(scope="module")

@@ -20,10 +20,10 @@ from onnx import numpy_helper
 from torch import nn
 from torch.nn.utils import prune
 
-from amc.utils.errors import AmcError
 from amc.deploy.export import check_onnx, export_onnx, export_pt, export_torchscript
-from amc.models.registry import DigitsCNN, create_model
 from amc.deploy.quantize import compression_ratio, quantize_int8
+from amc.models import DigitsCNN, create_model
+from amc.utils.errors import AmcError
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = (1, 8, 8)
@@ -239,6 +239,7 @@ def assert_one_line_error(rc: int, err: str, text: str) -> None:
     assert "Traceback" not in err
 
 
+@pytest.mark.cli
 def test_cli_corrupt_checkpoint(tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"garbage")

@@ -13,12 +13,10 @@ import pytest
 import torch
 
 import amc.train.finetune as ft
-from amc.models.checkpoint import read_file
 from amc.cli import main
 from amc.data.datasets import load_dataset
-from amc.train.finetune import FinetuneConfig, run_finetune
+from amc.models.checkpoint import read_file
 from amc.models.registry import create_model
-from amc.prune.schedules import cubic_sparsity, round_levels
 from amc.prune.masks import (
     ChannelPruner,
     apply_masks,
@@ -28,16 +26,16 @@ from amc.prune.masks import (
     prunable_weights,
     sparsity,
 )
+from amc.prune.schedules import cubic_sparsity, round_levels
+from amc.train.finetune import FinetuneConfig, run_finetune
 from amc.train.loop import TrainConfig, lr_at, train
 
 SPE = 5  # steps per epoch: 320 images at batch 64
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory: pytest.TempPathFactory) -> str:
-    from amc.cli.demo import train_digits
-
-    return str(train_digits(tmp_path_factory.mktemp("digits"), epochs=3))
+def ckpt(digits_ckpt: str) -> str:
+    return digits_ckpt
 
 
 def cfg(ckpt: str, out: Path, **kw) -> FinetuneConfig:

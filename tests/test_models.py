@@ -8,10 +8,10 @@ import pytest
 import torch
 import torch_pruning as tp
 
-from amc.models.checkpoint import load_into, read_file, save_model
 from amc.cost.macs import model_cost
-from amc.utils.errors import AmcError
+from amc.models.checkpoint import load_into, read_file, save_model
 from amc.models.registry import create_model, list_models, model_spec
+from amc.utils.errors import AmcError
 
 TESTS = Path(__file__).resolve().parent
 OWN = ["resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "plain20", "vgg16_cifar",

@@ -20,9 +20,9 @@ import pytest
 import torch
 from torch import nn
 
-from amc.prune.budget import Budget, uniform_ratio
 from amc.cost.macs import model_cost
 from amc.models.registry import create_model
+from amc.prune.budget import Budget, uniform_ratio
 from amc.prune.policy import apply_policy, load_policy, make_policy
 from amc.prune.units import PrunableModel
 
@@ -35,19 +35,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
-
-
-@pytest.fixture(scope="module")
-def digits_ckpt(tmp_path_factory) -> Path:
-    """A digits CNN trained for 3 epochs (enough for non-trivial rankings and accuracies)."""
-    from amc.cli.demo import train_digits
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return train_digits(tmp_path_factory.mktemp("digits"), epochs=3)
-    finally:
-        torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +134,8 @@ def cli(digits_ckpt, digits_pm, tmp_path_factory) -> dict:
     good = make_policy(digits_pm, ratios, "digits_cnn", BUDGET, "uniform", max_ratio=0.8)
     good_path = good.save(d / "good.json")
     jobs: dict[str, list[str]] = {
-        "apply": ["apply", *model, "--policy", str(good_path), "--out", str(d / "pruned.pt")]}
+        "apply": ["apply", *model, "--policy", str(good_path), "--no-bn-recalib",
+                  "--out", str(d / "pruned.pt")]}
     for case, (spoil, _) in BAD.items():
         p = d / f"bad_{case}.json"
         if spoil is None:
@@ -183,6 +171,7 @@ def _assert_one_line_error(res: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
+@pytest.mark.cli
 def test_cli_apply_saves_reloadable_pruned_model(cli, digits_pm):
     res = cli["results"]["apply"]
     assert res.returncode == 0, res.stderr[-2000:]
@@ -197,6 +186,7 @@ def test_cli_apply_saves_reloadable_pruned_model(cli, digits_pm):
         assert torch.allclose(loaded(x), expected(x), atol=1e-5)
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize("case", list(BAD))
 def test_cli_bad_policy_one_line_error(cli, case):
     line = _assert_one_line_error(cli["results"][f"bad:{case}"])
@@ -205,6 +195,7 @@ def test_cli_bad_policy_one_line_error(cli, case):
     assert not list(cli["dir"].glob(f"bad_{case}.pt*"))
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_cli_baseline_writes_policy_meeting_budget(cli, digits_ckpt, strategy):
     res = cli["results"][f"baseline:{strategy}"]
@@ -222,6 +213,7 @@ def test_cli_baseline_writes_policy_meeting_budget(cli, digits_ckpt, strategy):
     assert 0.95 * 0.5 * dense <= macs <= 0.5 * dense  # scaled to the budget
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize("command", ["baseline", "apply"])
 def test_cli_refuses_to_overwrite(cli, command):
     line = _assert_one_line_error(cli["results"][f"overwrite:{command}"])

@@ -12,12 +12,12 @@ import pytest
 import torch
 from torch import nn
 
-from amc.prune.budget import Budget, uniform_ratio
 from amc.cost.macs import count_params, model_cost
-from amc.utils.errors import AmcError
 from amc.models.registry import create_model
-from amc.prune.units import PrunableModel, recalibrate_bn
-from amc.prune.repair import reconstruct
+from amc.prune.budget import Budget, uniform_ratio
+from amc.prune.repair import recalibrate_bn, reconstruct
+from amc.prune.units import PrunableModel
+from amc.utils.errors import AmcError
 
 CASES = {
     "resnet56": ("internal", (3, 32, 32)),

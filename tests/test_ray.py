@@ -17,12 +17,7 @@ ray = pytest.importorskip("ray")
 from amc.agents import SearchConfig, run_search  # noqa: E402
 from amc.prune.policy import load_policy  # noqa: E402
 
-
-@pytest.fixture(scope="module")
-def digits_ckpt(tmp_path_factory):
-    from amc.cli.demo import train_digits
-
-    return str(train_digits(tmp_path_factory.mktemp("digits"), epochs=3))
+pytestmark = pytest.mark.ray
 
 
 @pytest.fixture(scope="module")

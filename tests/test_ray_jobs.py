@@ -16,6 +16,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+pytestmark = pytest.mark.ray
+
 pytest.importorskip("ray")
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,11 +80,9 @@ def ray_head():
         time.sleep(1)
 
 
-def test_submit_search_to_a_local_head(ray_head, tmp_path):
+def test_submit_search_to_a_local_head(ray_head, tmp_path, digits_ckpt):
     address, env = ray_head
-    from amc.cli.demo import train_digits
-
-    ckpt = train_digits(tmp_path, epochs=3)
+    ckpt = digits_ckpt
     out = tmp_path / "job-run"
     r = _amc("submit", "--address", address, "--", "amc", "search", "--checkpoint", str(ckpt),
              "--episodes", "12", "--warmup-episodes", "4", "--val-limit", "64", "--hidden", "64",

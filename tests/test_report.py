@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from amc.cli import main
-from amc.utils.errors import AmcError
 from amc.report.build import flag_classes, margins, near_boundary, verdict
+from amc.utils.errors import AmcError
 
 SECTIONS = ("## Verdict", "## Accuracy on test", "## Per-class top-1", "## Near-boundary slice",
             "## Latency", "## Size and memory", "## ONNX exports", "## Provenance")
@@ -31,12 +31,10 @@ def one_line_error(capsys: pytest.CaptureFixture, rc: int, text: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def models(tmp_path_factory: pytest.TempPathFactory, digits_ckpt: str) -> dict[str, Path]:
     """Dense and pruned (uniform, 50 % FLOPs) digits CNN files."""
-    from amc.cli.demo import train_digits
-
     tmp = tmp_path_factory.mktemp("report")
-    dense = train_digits(tmp, epochs=3)
+    dense = Path(digits_ckpt)
     common = ["--data", "digits", "--checkpoint", str(dense)]
     assert main(["baseline", "--model", "digits_cnn", *common, "--strategy", "uniform",
                  "--budget", "flops:0.5", "--out", str(tmp / "uniform.json")]) == 0
@@ -45,37 +43,51 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"dir": tmp, "dense": dense, "pruned": tmp / "pruned.pt"}
 
 
+@pytest.fixture(scope="module")
+def drop(models: dict[str, Path]) -> float:
+    """The pruned model's top-1 drop on digits test, computed here independently of report."""
+    from amc.data.datasets import load_dataset
+    from amc.models.evaluate import top1
+    from amc.models.registry import create_model
+
+    x, y = load_dataset("digits").tensors("test")
+    return (top1(create_model("digits_cnn", checkpoint=models["dense"]), x, y)
+            - top1(create_model("digits_cnn", checkpoint=models["pruned"]), x, y))
+
+
 def report_args(models: dict[str, Path], out: Path, *extra: str) -> list[str]:
     return ["report", "--dense", str(models["dense"]), "--pruned", str(models["pruned"]),
             "--model", "digits_cnn", "--data", "digits", "--out", str(out), *FAST, *extra]
 
 
 @pytest.fixture(scope="module")
-def passing(models: dict[str, Path]) -> tuple[int, Path, Path]:
-    """A report without INT8 under generous thresholds, ONNX files in their own folder."""
+def passing(models: dict[str, Path], drop: float) -> tuple[int, Path, Path]:
+    """A report without INT8 whose accuracy limit lies just above the measured drop (and a
+    generous speed limit: timings vary), ONNX files in their own folder."""
     out, onnx_dir = models["dir"] / "rep_pass", models["dir"] / "onnx_pass"
-    rc = main(report_args(models, out, "--max-drop", "100", "--min-speedup", "0.001",
-                          "--onnx-dir", str(onnx_dir)))
+    rc = main(report_args(models, out, "--max-drop", f"{drop + 0.25:.6f}", "--min-speedup",
+                          "0.001", "--onnx-dir", str(onnx_dir)))
     return rc, out, onnx_dir
 
 
 @pytest.fixture(scope="module")
-def failing(models: dict[str, Path], passing) -> tuple[int, Path]:
+def failing(models: dict[str, Path], passing, drop: float) -> tuple[int, Path]:
     """A full report with INT8 (quantized from the first report's pruned.onnx, which saves an
-    export) whose verdict must fail (--max-drop -100)."""
+    export) whose accuracy limit lies just below the measured drop: its verdict must fail."""
     from amc.data.datasets import load_dataset
-    from amc.models.registry import create_model
     from amc.deploy.quantize import quantize_int8
+    from amc.models.registry import create_model
 
     pruned = create_model("digits_cnn", checkpoint=models["pruned"])
     x = load_dataset("digits").tensors("train")[0]
     int8 = models["dir"] / "pruned.int8.onnx"
     quantize_int8(passing[2] / "pruned.onnx", int8, [x[:64], x[64:128]], model=pruned)
     out = models["dir"] / "rep_fail"
-    return main(report_args(models, out, "--int8", str(int8), "--max-drop", "-100")), out
+    return main(report_args(models, out, "--int8", str(int8), "--max-drop",
+                            f"{drop - 0.25:.6f}", "--min-speedup", "0.001")), out
 
 
-def test_report_has_every_section_and_fails_the_verdict(failing):
+def test_report_has_every_section_and_fails_the_verdict(failing, drop):
     rc, out = failing
     assert rc == 1
     md = (out / "report.md").read_text()
@@ -89,8 +101,11 @@ def test_report_has_every_section_and_fails_the_verdict(failing):
     assert set(rep["accuracy"]["models"]) == {"dense", "pruned", "int8"}
     assert set(rep["accuracy"]["diff"]) == {"pruned_vs_dense", "int8_vs_dense"}
     assert rep["inputs"]["int8_of"] == "pruned" and rep["inputs"]["n_test"] == 360
+    top1_check = rep["verdict"]["checks"][0]
+    assert top1_check["value"] == pytest.approx(drop, abs=1e-6)  # the drop computed here
+    assert top1_check["limit"] == pytest.approx(drop - 0.25, abs=1e-5)
     v = rep["verdict"]
-    assert not v["pass"] and "top1_drop" in v["failed"]
+    assert not v["pass"] and v["failed"] == ["top1_drop"]
     assert [c["check"] for c in v["checks"]] == ["top1_drop", "speedup_pytorch_b64"]
     rows = rep["per_class"]["rows"]
     assert len(rows) == 10 and all("int8" in r for r in rows)
@@ -134,11 +149,12 @@ def test_existing_report_is_not_overwritten(failing, models, capsys):
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
-def test_generous_thresholds_pass(passing):
+def test_thresholds_just_above_the_measured_drop_pass(passing, drop):
     rc, out, onnx_dir = passing
     assert rc == 0
     rep = json.loads((out / "report.json").read_text())
     assert rep["verdict"]["pass"] and rep["verdict"]["failed"] == []
+    assert rep["verdict"]["checks"][0]["value"] == pytest.approx(drop, abs=1e-6)
     assert "**PASS**" in (out / "report.md").read_text()
     assert "int8" not in rep["accuracy"]["models"] and "int8_speedup" not in rep["latency"]
     assert sorted(p.name for p in out.iterdir()) == ["latency.png", "margin.png",

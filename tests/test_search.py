@@ -13,17 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from amc.agents import SearchConfig, run_search
 from amc.prune.budget import Budget
 from amc.prune.policy import load_policy
-
-
-@pytest.fixture(scope="module")
-def digits_ckpt(tmp_path_factory):
-    from amc.cli.demo import train_digits
-
-    return str(train_digits(tmp_path_factory.mktemp("digits"), epochs=3))
 
 
 def _cfg(ckpt: str, out: Path, **kw) -> SearchConfig:
@@ -72,6 +66,7 @@ def test_run_directory_contents(digits_ckpt, tmp_path):
     assert all(float(r["params_ratio"]) <= 0.5 + 1e-9 for r in rows)
 
 
+@pytest.mark.cli
 def test_kill_9_then_resume(digits_ckpt, tmp_path):
     run = tmp_path / "k"
     episodes = 60
@@ -102,6 +97,7 @@ def test_kill_9_then_resume(digits_ckpt, tmp_path):
     assert all(float(x["macs_ratio"]) <= 0.5 + 1e-9 for x in after)
 
 
+@pytest.mark.cli
 def test_existing_run_is_not_overwritten(digits_ckpt, tmp_path):
     run = tmp_path / "x"
     run_search(_cfg(digits_ckpt, run, episodes=10, warmup_episodes=5))
@@ -135,6 +131,7 @@ def test_noise_schedule_and_truncation():
 
 
 def test_critic_learns_ten_times_faster(digits_ckpt, tmp_path):
+    from stable_baselines3.common.utils import update_learning_rate
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     from amc.agents.ddpg import build_agent
@@ -146,7 +143,26 @@ def test_critic_learns_ten_times_faster(digits_ckpt, tmp_path):
     sc = build_scorer(**cfg.scorer_kwargs())
     venv = RewardBaseline(DummyVecEnv([lambda: AMCPruningEnv(sc, **cfg.env_kwargs())]))
     model, _ = build_agent(cfg, venv, len(sc.pm.units))
-    assert model.policy.critic.optimizer.lr_scale == pytest.approx(10.0)
+    assert model.gamma == 1.0 and model.tau == 0.01 and model.batch_size == 16
+    # SB3 writes the actor's learning rate into both optimisers before every update ...
+    for opt in (model.actor.optimizer, model.critic.optimizer):
+        update_learning_rate(opt, cfg.lr_actor)
+    # ... and one Adam step moves each parameter by ~lr (|m/sqrt(v)| = 1 on the first step):
+    # the critic's parameters must move 10x as far as the actor's.
+    steps = {}
+    for name, net in (("actor", model.actor), ("critic", model.critic)):
+        before = [p.detach().clone() for p in net.parameters()]
+        obs = torch.rand(4, net.observation_space.shape[0])
+        act = torch.rand(4, 1)
+        out = net(obs) if name == "actor" else net(obs, act)[0]
+        net.optimizer.zero_grad()
+        out.pow(2).mean().backward()
+        net.optimizer.step()
+        steps[name] = max(float((p.detach() - b).abs().max())
+                          for p, b in zip(net.parameters(), before))
+    assert steps["actor"] == pytest.approx(cfg.lr_actor, rel=0.05)
+    assert steps["critic"] == pytest.approx(cfg.lr_critic, rel=0.05)
+    assert cfg.lr_critic == pytest.approx(10 * cfg.lr_actor)
     assert model.gamma == 1.0 and model.tau == 0.01 and model.batch_size == 16
     assert model.learning_starts == 8 * len(sc.pm.units)
     assert Budget.parse(cfg.budget).fraction == 0.5

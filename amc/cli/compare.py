@@ -7,8 +7,8 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from amc.report.compare import CompareConfig
     from amc.config.args import add_dataclass_args
+    from amc.report.compare import CompareConfig
 
     p = sub.add_parser("compare", help="AMC vs uniform vs sensitivity vs random, before and "
                        "after fine-tuning: table.md/csv, pareto.png, ratios.png")
@@ -24,12 +24,9 @@ def amc_policy(cfg, budget: str, run_dir: Path) -> Path:
     """Run (or resume) the AMC search for one budget; returns its best policy file."""
     from amc.agents import SearchConfig, run_search
 
-    sc = SearchConfig(model=cfg.model, checkpoint=cfg.checkpoint, data=cfg.data,
-                      data_dir=cfg.data_dir, val_limit=cfg.val_limit, units=cfg.units,
-                      criterion=cfg.criterion, round_to=cfg.round_to, budget=budget,
-                      max_ratio=cfg.max_ratio, bn_recalib=cfg.bn_recalib, episodes=cfg.episodes,
-                      warmup_episodes=cfg.warmup_episodes, seed=cfg.seed, workers=cfg.workers,
-                      threads=1 if cfg.workers > 1 else cfg.threads, out=str(run_dir))
+    sc = SearchConfig(**{**cfg.scoring_fields(), "threads": 1 if cfg.workers > 1 else cfg.threads},
+                      budget=budget, episodes=cfg.episodes, warmup_episodes=cfg.warmup_episodes,
+                      workers=cfg.workers, out=str(run_dir))
     done = (run_dir / "summary.json").is_file()
     if not done:
         run_search(sc, resume=(run_dir / "config.json").is_file())
@@ -50,8 +47,8 @@ def ray_pool(workers: int):
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from amc.report.compare import CompareConfig, Comparison
     from amc.config.args import from_args
+    from amc.report.compare import CompareConfig, Comparison
 
     cfg = from_args(CompareConfig, args, budgets=tuple(args.budgets or ["flops:0.5"]),
                     strategies=tuple(s.strip() for s in args.strategies.split(",") if s))

@@ -10,12 +10,12 @@ from amc.cli.common import (
     add_data_args,
     add_model_args,
     add_threads,
-    check_model_data,
     data_from_args,
     input_size,
     model_from_args,
-    write_json,
 )
+from amc.models.evaluate import check_model_data
+from amc.utils.io import write_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:

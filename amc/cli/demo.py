@@ -7,23 +7,11 @@ from pathlib import Path
 
 import torch
 
-from amc.models.checkpoint import save_model
 from amc.cost.macs import model_cost
 from amc.data.datasets import load_dataset
 from amc.models.evaluate import evaluate, top1
 from amc.models.registry import create_model
-from amc.train.loop import TrainConfig, train
-
-
-def train_digits(out: Path, seed: int = 0, epochs: int = 30) -> Path:
-    """Train ``digits_cnn`` on the embedded digits data; returns the checkpoint path."""
-    torch.manual_seed(seed)
-    data = load_dataset("digits", seed=seed)
-    model = create_model("digits_cnn")
-    cfg = TrainConfig(epochs=epochs, batch_size=64, lr=0.05, warmup_epochs=1, seed=seed,
-                      eval_splits=())
-    train(model, data, cfg)
-    return save_model(model, out / "digits_cnn.pt", "digits_cnn", {"trained_on": "digits"})
+from amc.train.digits import train_digits
 
 
 def run_demo(out: Path, episodes: int = 100, seed: int = 0, budget: str = "flops:0.5") -> dict:

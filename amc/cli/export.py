@@ -15,9 +15,9 @@ from amc.cli.common import (
     data_from_args,
     input_size,
     model_from_args,
-    write_json,
 )
 from amc.utils.errors import AmcError
+from amc.utils.io import write_json
 
 FORMATS = ("onnx", "torchscript", "pt")
 
@@ -59,17 +59,15 @@ def _batches(args: argparse.Namespace, size: tuple[int, int, int]):
     rng = np.random.default_rng(0)
     x_test = data.tensors("test")[0]
     example = x_test[np.sort(rng.permutation(len(x_test))[:args.batch_size])]
-    x_train = data.tensors("train")[0]
-    idx = rng.permutation(len(x_train))[:max(1, args.calib_images)]
-    calib = [x_train[idx[i:i + args.batch_size]] for i in range(0, len(idx), args.batch_size)]
+    calib = list(data.calibration(args.calib_images, 0)[0].split(args.batch_size))
     return example, calib, f"{len(example)} {name} test images"
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from amc.cost.macs import count_params
     from amc.deploy.export import export_onnx, export_pt, export_torchscript
-    from amc.models.registry import create_model
     from amc.deploy.quantize import compression_ratio, quantize_int8
+    from amc.models.registry import create_model
 
     out = Path(args.out)
     args.format = args.format or {".pt": "pt", ".pth": "pt", ".ts": "torchscript",

@@ -20,14 +20,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
-    from amc.config.args import from_args
+    from amc.config.args import from_args, load_run_config
     from amc.train.finetune import run_finetune
-    from amc.train.finetune_config import FinetuneConfig, load_config
+    from amc.train.finetune_config import FinetuneConfig
 
     if args.resume:
-        cfg, resume = load_config(Path(args.resume)), True
+        cfg, resume = load_run_config(FinetuneConfig, args.resume, "finetune"), True
     else:
         cfg, resume = from_args(FinetuneConfig, args), False
     s = run_finetune(cfg, resume=resume)

@@ -6,35 +6,11 @@ import argparse
 from pathlib import Path
 
 from amc.cli.common import (
-    add_data_args,
-    add_model_args,
-    add_threads,
-    check_model_data,
     data_from_args,
     model_from_args,
 )
+from amc.models.evaluate import check_model_data
 from amc.utils.errors import AmcError
-
-
-def add_prune_args(p: argparse.ArgumentParser, budget: bool = True) -> None:
-    p.add_argument("--units", default="all", help="unit mode: all or internal (AMC's "
-                   "residual-net mode)")
-    p.add_argument("--criterion", default="l1", help="channel importance: l1, l2, bn_scale, "
-                   "taylor")
-    p.add_argument("--round-to", type=int, default=None, help="keep channel counts at "
-                   "multiples of this")
-    p.add_argument("--max-ratio", type=float, default=0.8, help="largest ratio per unit")
-    if budget:
-        p.add_argument("--budget", default="flops:0.5", help="flops:F, params:F or latency:F")
-    p.add_argument("--bn-recalib", action="store_true", help="re-estimate BatchNorm "
-                   "statistics on training batches after pruning")
-    p.add_argument("--reconstruct", action="store_true", help="refit pruned convs by least "
-                   "squares on training batches")
-    p.add_argument("--calib-size", type=int, default=512, help="training images for "
-                   "recalibration, reconstruction and taylor")
-    p.add_argument("--val-limit", type=int, default=None, help="score on the first N val "
-                   "images only")
-    p.add_argument("--seed", type=int, default=0)
 
 
 def scorer_from_args(args: argparse.Namespace):
@@ -58,39 +34,19 @@ def refuse_overwrite(path: str | Path, force: bool) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from amc.config.args import add_dataclass_args
+    from amc.prune.configs import ApplyConfig, BaselineConfig, SensitivityConfig
+
     p = sub.add_parser("baseline", help="find a policy with uniform, sensitivity or random")
-    add_model_args(p)
-    add_data_args(p)
-    add_threads(p)
-    add_prune_args(p)
-    p.add_argument("--strategy", default="uniform", help="uniform, sensitivity or random")
-    p.add_argument("--n-random", type=int, default=50, help="policies tried by random")
-    p.add_argument("--workers", type=int, default=0, help="Ray workers for the evaluations")
-    p.add_argument("--out", required=True, help="policy JSON to write")
-    p.add_argument("--force", action="store_true", help="overwrite --out")
+    add_dataclass_args(p, BaselineConfig, defaults={"model": None})
     p.set_defaults(func=cmd_baseline)
 
     p = sub.add_parser("sensitivity", help="per-unit sensitivity sweep: CSV and PNG")
-    add_model_args(p)
-    add_data_args(p)
-    add_threads(p)
-    add_prune_args(p, budget=False)
-    p.add_argument("--workers", type=int, default=0, help="Ray workers for the evaluations")
-    p.add_argument("--out", required=True, help="CSV to write (the PNG goes next to it)")
-    p.add_argument("--force", action="store_true", help="overwrite --out")
+    add_dataclass_args(p, SensitivityConfig, defaults={"model": None})
     p.set_defaults(func=cmd_sensitivity)
 
     p = sub.add_parser("apply", help="prune a model to a policy and save it")
-    add_model_args(p, required=False)
-    add_data_args(p)
-    add_threads(p)
-    p.add_argument("--policy", required=True, help="policy JSON")
-    p.add_argument("--bn-recalib", action="store_true")
-    p.add_argument("--reconstruct", action="store_true")
-    p.add_argument("--calib-size", type=int, default=512)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="pruned model file (.pt)")
-    p.add_argument("--force", action="store_true", help="overwrite --out")
+    add_dataclass_args(p, ApplyConfig, defaults={"model": None})
     p.set_defaults(func=cmd_apply)
 
 
@@ -143,14 +99,12 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    import torch
 
-    from amc.models.checkpoint import save_model
     from amc.cost.macs import model_cost
+    from amc.models.checkpoint import save_model
     from amc.models.evaluate import top1
     from amc.prune.policy import apply_policy, load_policy, prunable_for
-    from amc.prune.units import recalibrate_bn
-    from amc.prune.repair import reconstruct
+    from amc.prune.repair import recalibrate_bn, reconstruct
 
     policy = load_policy(args.policy)
     refuse_overwrite(args.out, args.force)
@@ -159,9 +113,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     model = model_from_args(args)
     data = data_from_args(args)
     check_model_data(model, data, args.model)
-    xt, yt = data.tensors("train")
-    idx = torch.randperm(len(yt), generator=torch.Generator().manual_seed(args.seed))
-    calib = (xt[idx[:args.calib_size]], yt[idx[:args.calib_size]])
+    calib = data.calibration(args.calib_size, args.seed)
     pruned = apply_policy(model, policy, args.model, calib)
     if args.reconstruct:
         pm = prunable_for(policy, model, calib)

@@ -25,11 +25,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from amc.agents import run_search
-    from amc.agents.search import load_config
-    from amc.config.args import from_args
+    from amc.config.args import from_args, load_run_config
 
     if args.resume:
-        cfg = load_config(Path(args.resume))
+        cfg = load_run_config(_config_cls(), Path(args.resume), "search")
         resume = True
     else:
         cfg = from_args(_config_cls(), args)

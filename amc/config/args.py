@@ -9,17 +9,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import inspect
+import json
 import re
 import types
 import typing
+from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 
-def field_docs(cls: type) -> dict[str, str]:
-    """Field name -> description, read from the class docstring's ``Attributes:`` section."""
-    doc = inspect.getdoc(cls) or ""
+def _own_docs(cls: type) -> dict[str, str]:
+    doc = inspect.cleandoc(cls.__dict__.get("__doc__") or "")
     docs: dict[str, str] = {}
     in_attrs, current = False, None
     for line in doc.splitlines():
@@ -39,6 +40,15 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
+def field_docs(cls: type) -> dict[str, str]:
+    """Field name -> description, read from the ``Attributes:`` sections of the class's
+    docstring and of the config blocks it inherits (each field documented where declared)."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        docs.update(_own_docs(klass))
+    return docs
+
+
 def _base_type(tp: Any) -> tuple[Any, bool]:
     """Strip ``X | None``; return (type, optional)."""
     origin = typing.get_origin(tp)
@@ -48,27 +58,62 @@ def _base_type(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
+def _ordered_fields(cls: type) -> list[dataclasses.Field]:
+    """Fields grouped by the block that declares them, the blocks in the order the class
+    lists them (dataclasses order them the other way round), the class's own fields last."""
+    blocks = cls.__mro__[1:]
+
+    def rank(f: dataclasses.Field) -> int:
+        owners = [i for i, c in enumerate(blocks) if f.name in vars(c).get("__annotations__", {})]
+        return max(owners) if owners else len(blocks)
+
+    return sorted(dataclasses.fields(cls), key=rank)
+
+
 def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = (),
-                       prefix: str = "") -> None:
-    """Add one ``--field-name`` option per dataclass field."""
+                       prefix: str = "", defaults: dict[str, Any] | None = None,
+                       required: tuple[str, ...] = ()) -> None:
+    """Add one ``--field-name`` option per dataclass field.
+
+    Args:
+        parser: The (sub-)parser.
+        cls: The config dataclass; its fields' docs become the help texts.
+        skip: Fields that get no option.
+        prefix: Prefix of the option names and destinations.
+        defaults: Per-command defaults that replace the fields' own; a field without any
+            default becomes a required option.
+        required: Fields whose option this command requires.
+
+    Options come in the order of the blocks the class lists, its own fields last.
+    """
     docs = field_docs(cls)
     hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
+    defaults = defaults or {}
+    for f in _ordered_fields(cls):
         if f.name in skip or f.name.startswith("_"):
             continue
         tp, _ = _base_type(hints[f.name])
         flag = "--" + prefix + f.name.replace("_", "-")
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
-        help_ = f"{docs.get(f.name, '')} (default: {default})"
+        need = f.name in required
+        if f.name in defaults:
+            default = defaults[f.name]
+        elif f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default, need = None, True
+        help_ = docs.get(f.name, "") + ("" if need else f" (default: {default})")
         dest = prefix.replace("-", "_") + f.name
         if tp is bool:
             parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction,
                                 default=default, help=help_)
         elif typing.get_origin(tp) is tuple:
-            parser.add_argument(flag, dest=dest, nargs="*", default=default, help=help_)
+            parser.add_argument(flag, dest=dest, nargs="*", default=default, help=help_,
+                                required=need)
         else:
-            parser.add_argument(flag, dest=dest, type=tp, default=default, help=help_)
+            parser.add_argument(flag, dest=dest, type=tp, default=default, help=help_,
+                                required=need)
 
 
 def from_args(cls: type[T], ns: argparse.Namespace, prefix: str = "", **overrides: Any) -> T:
@@ -83,3 +128,27 @@ def from_args(cls: type[T], ns: argparse.Namespace, prefix: str = "", **override
             kwargs[f.name] = v
     kwargs.update(overrides)
     return cls(**kwargs)
+
+
+def load_run_config(cls: type[T], run_dir: str | Path, what: str) -> T:
+    """The config of the run in ``run_dir`` (its ``config.json``), for ``--resume``.
+
+    Keys the class no longer has are ignored, so runs made by older versions resume.
+
+    Args:
+        cls: The config dataclass.
+        run_dir: The run directory.
+        what: The command that made such runs, for the error message (e.g. ``search``).
+    """
+    from amc.utils.errors import AmcError
+
+    p = Path(run_dir) / "config.json"
+    if not p.is_file():
+        raise AmcError(f"{run_dir} is not an amc {what} run (no config.json); pass the --out "
+                       f"folder of an amc {what} run")
+    try:
+        d = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise AmcError(f"{p} is not valid JSON; the run cannot be resumed") from e
+    known = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in d.items() if k in known})

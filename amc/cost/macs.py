@@ -7,7 +7,6 @@ element). Parameters are counted once per tensor, so shared weights are not doub
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -114,60 +113,3 @@ def count_params(model: nn.Module) -> int:
 def model_cost(model: nn.Module, input_size: tuple[int, ...]) -> tuple[int, int]:
     """(MACs per image, parameters) of the whole model."""
     return sum(r.macs for r in layer_costs(model, input_size)), count_params(model)
-
-
-@dataclass
-class Latency:
-    """A latency measurement in milliseconds.
-
-    Attributes:
-        median_ms: Median over the timed runs.
-        iqr_ms: Inter-quartile range over the timed runs.
-        batch: Batch size.
-        threads: torch intra-op threads used.
-        runs: Timed runs.
-    """
-
-    median_ms: float
-    iqr_ms: float
-    batch: int
-    threads: int
-    runs: int
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-def measure_latency(model: nn.Module, input_size: tuple[int, ...], batch: int = 1,
-                    runs: int = 20, warmup: int = 3, threads: int | None = None,
-                    channels_last: bool = False) -> Latency:
-    """Median and IQR of the forward time of ``model`` on a random batch on the CPU.
-
-    Args:
-        model: The model (put in eval mode for the measurement).
-        input_size: (C, H, W).
-        batch: Batch size.
-        runs: Timed runs.
-        warmup: Untimed runs first.
-        threads: torch threads during the measurement (default: leave as is).
-        channels_last: Run in channels-last memory format.
-    """
-    old = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.eval().to(memory_format=fmt)
-    x = torch.randn(batch, *input_size).to(memory_format=fmt)
-    times = []
-    try:
-        with torch.inference_mode():
-            for _ in range(warmup):
-                model(x)
-            for _ in range(runs):
-                t = time.perf_counter()
-                model(x)
-                times.append((time.perf_counter() - t) * 1e3)
-    finally:
-        torch.set_num_threads(old)
-    q1, med, q3 = np.percentile(times, [25, 50, 75])
-    return Latency(float(med), float(q3 - q1), batch, threads or old, runs)

@@ -1,4 +1,8 @@
-"""Latency of PyTorch models and onnxruntime sessions, timed side by side.
+"""The one latency timer, and latency of PyTorch models and ONNX Runtime sessions side by side.
+
+:func:`interleaved` times callables; :func:`measure_latency` (one model),
+:func:`torch_latencies` (several PyTorch models) and :func:`measure_latencies` (PyTorch and
+ONNX Runtime, dense vs pruned) are built on it, and so is the per-layer latency table.
 
 On a shared CPU the load drifts during a measurement; :func:`measure_latencies` therefore times
 the models of one engine in interleaved rounds (order flipped every round, one warm-up call
@@ -13,22 +17,16 @@ import math
 import os
 import time
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from amc.utils.onnxrt import ort_session
+
 BATCHES = (1, 64)
-
-
-def ort_session(path: str | Path, threads: int):
-    """An onnxruntime CPU session with ``threads`` intra-op threads (one inter-op thread)."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads, so.inter_op_num_threads, so.log_severity_level = threads, 1, 3
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
 def ort_logits(sess, x: torch.Tensor, batch: int = 500) -> torch.Tensor:
@@ -38,17 +36,21 @@ def ort_logits(sess, x: torch.Tensor, batch: int = 500) -> torch.Tensor:
     return torch.from_numpy(np.concatenate(outs)).float()
 
 
-def interleaved(fns: dict[str, Callable[[], object]], runs: int, rounds: int) -> dict:
-    """Time every function ``runs`` times in ``rounds`` rounds (order flipped each round);
+def interleaved(fns: dict[str, Callable[[], object]], runs: int, rounds: int,
+                warmup: int = 1) -> dict:
+    """The one latency timer: time every function ``runs`` times in ``rounds`` rounds (order
+    flipped each round, one warm-up call before each block, ``warmup`` calls of each first);
     per key: median, IQR, quartiles and min in ms, and the run count."""
     rounds = max(1, min(rounds, runs))
     per = math.ceil(runs / rounds)
     times: dict[str, list[float]] = {k: [] for k in fns}
     for fn in fns.values():
-        fn()
+        for _ in range(max(1, warmup)):
+            fn()
     for r in range(rounds):
         for key in (list(fns) if r % 2 == 0 else list(fns)[::-1]):
-            fns[key]()  # warm-up after the other models ran
+            if r or len(fns) > 1:
+                fns[key]()  # warm-up after the other models ran
             for _ in range(per):
                 t = time.perf_counter()
                 fns[key]()
@@ -59,6 +61,11 @@ def interleaved(fns: dict[str, Callable[[], object]], runs: int, rounds: int) ->
         out[key] = {"median_ms": float(med), "iqr_ms": float(q3 - q1), "q1_ms": float(q1),
                     "q3_ms": float(q3), "min_ms": float(min(ts)), "runs": len(ts)}
     return out
+
+
+def median_ms(fn: Callable[[], object], runs: int) -> float:
+    """Median time (ms) of ``runs`` calls of ``fn`` after one warm-up call."""
+    return interleaved({"fn": fn}, runs, 1)["fn"]["median_ms"]
 
 
 def measure_latencies(torch_models: dict[str, nn.Module], onnx_files: dict[str, Path],
@@ -141,3 +148,53 @@ def torch_latencies(models: dict[str, nn.Module], input_size: tuple[int, ...], t
         torch.set_num_threads(old)
     out["load_avg_1min"].update(end=os.getloadavg()[0], cpus=os.cpu_count())
     return out
+
+
+@dataclass
+class Latency:
+    """A latency measurement in milliseconds.
+
+    Attributes:
+        median_ms: Median over the timed runs.
+        iqr_ms: Inter-quartile range over the timed runs.
+        batch: Batch size.
+        threads: torch intra-op threads used.
+        runs: Timed runs.
+    """
+
+    median_ms: float
+    iqr_ms: float
+    batch: int
+    threads: int
+    runs: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def measure_latency(model: nn.Module, input_size: tuple[int, ...], batch: int = 1,
+                    runs: int = 20, warmup: int = 3, threads: int | None = None,
+                    channels_last: bool = False) -> Latency:
+    """Median and IQR of the forward time of ``model`` on a random batch on the CPU.
+
+    Args:
+        model: The model (put in eval mode for the measurement).
+        input_size: (C, H, W).
+        batch: Batch size.
+        runs: Timed runs.
+        warmup: Untimed runs first.
+        threads: torch threads during the measurement (default: leave as is).
+        channels_last: Run in channels-last memory format.
+    """
+    old = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.eval().to(memory_format=fmt)
+    x = torch.randn(batch, *input_size).to(memory_format=fmt)
+    try:
+        with torch.inference_mode():
+            t = interleaved({"model": lambda: model(x)}, runs, 1, warmup=warmup)["model"]
+    finally:
+        torch.set_num_threads(old)
+    return Latency(t["median_ms"], t["iqr_ms"], batch, threads or old, runs)

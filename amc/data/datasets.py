@@ -14,13 +14,15 @@ import io
 import os
 import pickle
 import tarfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from amc.utils.errors import AmcError
+from amc.utils.io import atomic_write
 
 SPLITS = ("train", "val", "test")
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
@@ -83,6 +85,36 @@ class Dataset:
                                     torch.as_tensor(self.labels[split], dtype=torch.long))
         x, y = self._tensors[split]
         return (x[:limit], y[:limit]) if limit else (x, y)
+
+    def calibration(self, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """The one calibration draw: ``n`` training images (and labels) chosen by ``seed``.
+
+        BN recalibration, reconstruction, taylor ranking and INT8 calibration all use it, so
+        the same seed gives the same images everywhere.
+        """
+        x, y = self.tensors("train")
+        idx = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))[:max(1, n)]
+        return x[idx], y[idx]
+
+    def select(self, **index: np.ndarray | slice) -> Dataset:
+        """A new dataset whose named splits keep only ``index`` (an index array or a slice).
+
+        Splits not named are shared as they are; the index fields (``val_index``,
+        ``test_index``) follow their split; the tensor cache starts empty.
+        """
+        for split in index:
+            check_split(split)
+        kw: dict[str, Any] = {
+            "images": {s: (self.images[s][index[s]] if s in index else a)
+                       for s, a in self.images.items()},
+            "labels": {s: (self.labels[s][index[s]] if s in index else a)
+                       for s, a in self.labels.items()},
+            "_tensors": {}}
+        for split in ("val", "test"):
+            idx = getattr(self, f"{split}_index")
+            if idx is not None and split in index:
+                kw[f"{split}_index"] = idx[index[split]]
+        return replace(self, **kw)
 
 
 def check_split(split: str) -> None:
@@ -231,11 +263,9 @@ def _load_cached(source: Path, reader) -> tuple[dict, dict, list[str]]:
         except (OSError, ValueError, KeyError):
             pass  # a broken cache entry is rebuilt
     images, labels, classes = reader(source)
-    f.parent.mkdir(parents=True, exist_ok=True)
-    tmp = f.with_name(f.name + ".tmp.npz")
-    np.savez(tmp, x_train=images["train"], x_test=images["test"], y_train=labels["train"],
-             y_test=labels["test"], classes=np.array(classes))
-    tmp.replace(f)
+    with atomic_write(f, suffix=".npz") as tmp:
+        np.savez(tmp, x_train=images["train"], x_test=images["test"], y_train=labels["train"],
+                 y_test=labels["test"], classes=np.array(classes))
     return images, labels, classes
 
 

@@ -19,12 +19,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from amc.utils.errors import AmcError
 from amc.deploy.verify import (
     Batch,
     ExportReport,
     LayerWeight,
-    atomic_write,
     check_structure,
     compare_outputs,
     finish,
@@ -37,6 +35,8 @@ from amc.deploy.verify import (
     run_onnx,
     tensor_outputs,
 )
+from amc.utils.errors import AmcError
+from amc.utils.io import atomic_write
 
 __all__ = ["ExportReport", "check_onnx", "export_onnx", "export_pt", "export_torchscript"]
 
@@ -179,10 +179,28 @@ def export_pt(model: nn.Module, path: str | Path, model_name: str,
     from amc.models.checkpoint import save_model
     from amc.models.registry import create_model, model_spec
 
-    report = ExportReport(str(path), "pt", "amc.models.checkpoint.save_model (weights only)", atol=atol)
+    report = ExportReport(str(path), "pt", "amc.models.checkpoint.save_model (weights only)",
+                          atol=atol)
     with atomic_write(path) as tmp:
         save_model(model, tmp, model_name)
         loaded = create_model(model_name, checkpoint=tmp)
         x = input_batch(input_size or model_spec(model_name).input_size, example)
         _check_loaded(report, model, loaded, x, "the reloaded model")
     return finish(report, path)
+
+
+def export(model: nn.Module, path: str | Path, input_size: tuple[int, ...],
+           model_name: str | None = None, example: Batch | None = None) -> ExportReport:
+    """Export and verify ``model`` in the format ``path``'s suffix names (``amc.export``):
+    ``.onnx`` (checked in ONNX Runtime), ``.ts``/``.torchscript`` or ``.pt`` (weights only,
+    needs ``model_name``)."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".onnx":
+        return export_onnx(model, path, input_size, example)
+    if suffix in (".ts", ".torchscript"):
+        return export_torchscript(model, path, input_size, example)
+    if suffix == ".pt":
+        if model_name is None:
+            raise AmcError("a .pt export needs model_name (the registry name that rebuilds it)")
+        return export_pt(model, path, model_name, input_size, example)
+    raise AmcError(f"cannot tell the export format of {str(path)!r}; end it in .onnx, .ts or .pt")

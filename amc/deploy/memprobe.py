@@ -4,7 +4,8 @@ A probe process imports what its engine needs, records ``ru_maxrss`` (the baseli
 model, runs one forward pass on a random batch and records ``ru_maxrss`` again (the peak). It
 prints one JSON line. Run it by hand as::
 
-    python -m amc.deploy.memprobe pytorch resnet56 --checkpoint runs/r56/pruned.pt --input-size 3 32 32
+    python -m amc.deploy.memprobe pytorch resnet56 --checkpoint runs/r56/pruned.pt \
+        --input-size 3 32 32
     python -m amc.deploy.memprobe onnxruntime runs/r56/pruned.onnx --input-size 3 32 32
 
 The ``pytorch`` baseline includes torch and the amc model registry; the ``onnxruntime`` baseline
@@ -83,12 +84,11 @@ def _measure(engine: str, target: str, checkpoint: str | None, num_classes: int 
         shape = list(out.shape)
     else:
         import numpy as np
-        import onnxruntime as ort
+
+        from amc.utils.onnxrt import ort_session
 
         baseline, base_hwm = _maxrss_mb(), _vmhwm_mb()
-        so = ort.SessionOptions()
-        so.intra_op_num_threads, so.inter_op_num_threads, so.log_severity_level = threads, 1, 3
-        sess = ort.InferenceSession(target, so, providers=["CPUExecutionProvider"])
+        sess = ort_session(target, threads)
         x = np.random.default_rng(0).standard_normal((batch, *input_size), dtype=np.float32)
         shape = list(sess.run(None, {sess.get_inputs()[0].name: x})[0].shape)
     peak, hwm = _maxrss_mb(), _vmhwm_mb()
@@ -121,7 +121,8 @@ def run_probes(probes: list[Probe], input_size: tuple[int, ...], batch: int = 64
                PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
     procs = {}
     for p in probes:
-        cmd = [sys.executable, "-m", "amc.deploy.memprobe", p.engine, p.target, "--batch", str(batch),
+        cmd = [sys.executable, "-m", "amc.deploy.memprobe", p.engine, p.target,
+               "--batch", str(batch),
                "--threads", str(threads), "--input-size", *map(str, input_size)]
         if p.checkpoint:
             cmd += ["--checkpoint", p.checkpoint]
@@ -147,7 +148,8 @@ def run_probes(probes: list[Probe], input_size: tuple[int, ...], batch: int = 64
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m amc.deploy.memprobe``: prints one JSON line."""
-    p = argparse.ArgumentParser(prog="python -m amc.deploy.memprobe", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m amc.deploy.memprobe",
+                                description=__doc__.split("\n")[0])
     p.add_argument("engine", choices=ENGINES)
     p.add_argument("target", help="registry name (pytorch) or ONNX file (onnxruntime)")
     p.add_argument("--checkpoint", default=None)

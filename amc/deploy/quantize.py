@@ -26,12 +26,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from amc.utils.errors import AmcError
 from amc.deploy.export import export_onnx
 from amc.deploy.verify import (
     Batch,
     ExportReport,
-    atomic_write,
     check_structure,
     finish,
     one_line,
@@ -41,6 +39,8 @@ from amc.deploy.verify import (
     reference,
     run_onnx,
 )
+from amc.utils.errors import AmcError
+from amc.utils.io import atomic_write
 
 
 def quantize_int8(source: str | Path | nn.Module, out_path: str | Path,

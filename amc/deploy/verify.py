@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from amc.utils.errors import AmcError
+from amc.utils.onnxrt import ort_session
 
 _LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 SPARSE_MIN = 0.10  # layers with at least this zero fraction are checked for densification
@@ -191,20 +192,6 @@ def compare_outputs(report: ExportReport, ref: list[torch.Tensor], got: list, wh
                        f"{report.atol:g}); the export is not faithful: check the model or --atol")
 
 
-@contextlib.contextmanager
-def atomic_write(path: str | Path) -> Iterator[Path]:
-    """A temporary sibling of ``path`` that replaces it on success and is removed on error."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    try:
-        yield tmp
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    tmp.replace(p)
-
-
 def finish(report: ExportReport, path: str | Path) -> ExportReport:
     report.path, report.file_bytes = str(path), Path(path).stat().st_size
     return report
@@ -213,18 +200,15 @@ def finish(report: ExportReport, path: str | Path) -> ExportReport:
 def open_onnx(path: str | Path):
     """(ModelProto, onnxruntime CPU session) of a checked, single-input ONNX file."""
     import onnx
-    import onnxruntime as ort
 
     if not Path(path).is_file():
         raise AmcError(f"ONNX file {str(path)!r} does not exist; pass an exported .onnx file")
-    so = ort.SessionOptions()
-    so.log_severity_level, so.intra_op_num_threads = 3, torch.get_num_threads()
     try:
         mp = onnx.load(str(path))
         onnx.checker.check_model(mp)
         if not mp.graph.node:
             raise ValueError("the graph is empty")
-        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        sess = ort_session(path, torch.get_num_threads())
     except Exception as e:
         raise AmcError(f"{path} is not a valid ONNX model ({one_line(e)}); re-export it") from e
     if len(sess.get_inputs()) != 1:

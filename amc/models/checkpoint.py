@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from amc.utils.errors import AmcError
+from amc.utils.io import atomic_write
 
 FORMAT = "amc-model/1"
 
@@ -134,14 +135,11 @@ def save_model(model: nn.Module, path: str | Path, model_name: str,
                meta: dict[str, Any] | None = None) -> Path:
     """Save weights and (pruned) shapes so that ``create_model(name, checkpoint=path)`` restores
     the model without the policy and without pickled code."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    tmp = p.with_suffix(p.suffix + ".tmp")
-    torch.save({"format": FORMAT, "model": model_name, "meta": meta or {}, "state_dict": state},
-               tmp)
-    tmp.replace(p)
-    return p
+    with atomic_write(path) as tmp:
+        torch.save({"format": FORMAT, "model": model_name, "meta": meta or {},
+                    "state_dict": state}, tmp)
+    return Path(path)
 
 
 def checkpoint_model_name(path: str | Path) -> str | None:

@@ -1,14 +1,20 @@
-"""Fast evaluation: top-1, top-5 and per-class accuracy on pre-normalised tensors."""
+"""Fast evaluation: top-1, top-5 and per-class accuracy on pre-normalised tensors, and the
+check that a model takes a dataset's images and labels."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
+from amc.utils.errors import AmcError
 from amc.utils.progress import progress_iter
+
+if TYPE_CHECKING:
+    from amc.data.datasets import Dataset
 
 
 @dataclass
@@ -90,3 +96,17 @@ def top1(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 5
         for s in range(0, len(x), batch_size):
             correct += int((model(x[s:s + batch_size]).argmax(1) == y[s:s + batch_size]).sum())
     return 100.0 * correct / max(1, len(y))
+
+
+def check_model_data(model: nn.Module, data: Dataset, name: str) -> None:
+    """Fail with one line when the model cannot take the dataset's images or labels."""
+    try:
+        with torch.inference_mode():
+            out = model.eval()(torch.zeros(2, *data.input_size))
+    except RuntimeError as e:
+        raise AmcError(f"model {name} cannot take {data.name} images of size "
+                       f"{'x'.join(map(str, data.input_size))} ({str(e).splitlines()[0][:120]})"
+                       f"; pass a model made for {data.name}") from e
+    if out.shape[-1] != data.num_classes:
+        raise AmcError(f"model {name} has {out.shape[-1]} outputs but {data.name} has "
+                       f"{data.num_classes} classes; pass --num-classes {data.num_classes}")

@@ -19,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from amc.prune.budget import Budget, _bisect, resource_fn, uniform_ratio
+from amc.prune.budget import MAX_RATIO, Budget, resource_fn, uniform_ratio
+from amc.prune.scoring import Scorer
+from amc.utils.bisection import bisect
 from amc.utils.errors import AmcError
 from amc.utils.progress import progress_iter
-from amc.prune.scoring import Scorer
 
 SWEEP = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 STRATEGIES = ("uniform", "sensitivity", "random")
@@ -50,11 +51,11 @@ def scale_to_budget(scorer: Scorer, budget: Budget, ratios: Sequence[float],
         hi *= 2  # saturating more units at max_ratio
     if f(at(hi)) > budget.fraction + 1e-9:
         raise AmcError(f"budget {budget} is out of reach with max ratio {max_ratio:g}")
-    s = _bisect(lambda s: f(at(s)) <= budget.fraction, 0.0, hi)
+    s = bisect(lambda s: f(at(s)) <= budget.fraction, 0.0, hi)
     return at(s)
 
 
-def uniform(scorer: Scorer, budget: Budget, max_ratio: float = 0.95) -> list[float]:
+def uniform(scorer: Scorer, budget: Budget, max_ratio: float = MAX_RATIO) -> list[float]:
     """One ratio for all units, the smallest that meets the budget."""
     r = uniform_ratio(scorer.pm, budget, max_ratio)
     return [r] * len(scorer.pm.units)
@@ -118,7 +119,7 @@ def write_sensitivity(path_csv: str | Path, unit_names: list[str], dense: float,
 
 def allocate_by_sensitivity(scorer: Scorer, budget: Budget, dense: float, acc: np.ndarray,
                             ratios: Sequence[float] = SWEEP,
-                            max_ratio: float = 0.95) -> list[float]:
+                            max_ratio: float = MAX_RATIO) -> list[float]:
     """Largest ratio per unit under a common drop threshold, threshold chosen to meet the
     budget, then scaled to the budget exactly."""
     grid = np.linspace(0.0, min(max_ratio, max(ratios)), 91)
@@ -135,12 +136,12 @@ def allocate_by_sensitivity(scorer: Scorer, budget: Budget, dense: float, acc: n
         return grid[np.clip(idx, 0, None)].tolist()
 
     hi = float(drops.max()) + 1.0
-    th = _bisect(lambda t: f(at(t)) <= budget.fraction, 0.0, hi)
+    th = bisect(lambda t: f(at(t)) <= budget.fraction, 0.0, hi)
     return scale_to_budget(scorer, budget, at(th), max_ratio)
 
 
 def random_search(scorer: Scorer, budget: Budget, n: int = 50, seed: int = 0,
-                  max_ratio: float = 0.95, map_fn: MapFn | None = None
+                  max_ratio: float = MAX_RATIO, map_fn: MapFn | None = None
                   ) -> tuple[list[float], float, list[tuple[list[float], float]]]:
     """``n`` random policies that meet the budget; returns (best, its val top-1, all)."""
     rng = np.random.default_rng(seed)
@@ -152,7 +153,7 @@ def random_search(scorer: Scorer, budget: Budget, n: int = 50, seed: int = 0,
     return cands[best], float(scores[best]), list(zip(cands, scores))
 
 
-def run_strategy(strategy: str, scorer: Scorer, budget: Budget, max_ratio: float = 0.95,
+def run_strategy(strategy: str, scorer: Scorer, budget: Budget, max_ratio: float = MAX_RATIO,
                  seed: int = 0, n_random: int = 50, map_fn: MapFn | None = None,
                  sweep: tuple[float, np.ndarray] | None = None) -> tuple[list[float], dict]:
     """Run one baseline; returns (ratios, info with ``val_top1`` and ``seconds``)."""

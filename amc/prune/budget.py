@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from amc.utils.errors import AmcError
+from amc.config.blocks import MAX_RATIO
 from amc.prune.units import PrunableModel
+from amc.utils.bisection import bisect
+from amc.utils.errors import AmcError
 
 KINDS = ("flops", "params", "latency")
 
@@ -62,20 +64,7 @@ def meets(pm: PrunableModel, budget: Budget, ratios: Sequence[float], tol: float
     return resource_fn(pm, budget)(ratios) <= budget.fraction + tol
 
 
-def _bisect(pred: Callable[[float], bool], lo: float, hi: float, iters: int = 40) -> float:
-    """Smallest x in [lo, hi] with pred(x) true, for pred monotone (false...true)."""
-    if pred(lo):
-        return lo
-    for _ in range(iters):
-        mid = (lo + hi) / 2
-        if pred(mid):
-            hi = mid
-        else:
-            lo = mid
-    return hi
-
-
-def uniform_ratio(pm: PrunableModel, budget: Budget, max_ratio: float = 0.95) -> float:
+def uniform_ratio(pm: PrunableModel, budget: Budget, max_ratio: float = MAX_RATIO) -> float:
     """The smallest single ratio for all units that meets ``budget`` (bisection on the exact
     pruned cost)."""
     f = resource_fn(pm, budget)
@@ -84,7 +73,7 @@ def uniform_ratio(pm: PrunableModel, budget: Budget, max_ratio: float = 0.95) ->
         raise AmcError(f"budget {budget} cannot be met even pruning every unit by {max_ratio:g}"
                        f" ({f([max_ratio] * n):.3f} of dense remains); loosen the budget or use "
                        "--units all")
-    return _bisect(lambda r: f([r] * n) <= budget.fraction, 0.0, max_ratio)
+    return bisect(lambda r: f([r] * n) <= budget.fraction, 0.0, max_ratio)
 
 
 def clip_range(pm: PrunableModel, budget: Budget, chosen: Sequence[float], t: int,
@@ -106,5 +95,5 @@ def clip_range(pm: PrunableModel, budget: Budget, chosen: Sequence[float], t: in
     if f(head + [max_ratio] + tail) > budget.fraction + 1e-9:
         raise AmcError(f"budget {budget} is out of reach with max ratio {max_ratio:g}; raise "
                        "--max-ratio or loosen the budget")
-    lo = _bisect(lambda r: f(head + [r] + tail) <= budget.fraction, 0.0, max_ratio, iters=30)
+    lo = bisect(lambda r: f(head + [r] + tail) <= budget.fraction, 0.0, max_ratio, iters=30)
     return lo, max_ratio

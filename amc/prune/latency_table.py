@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -20,20 +19,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from amc.cost.timing import median_ms
 from amc.data.datasets import cache_dir
 from amc.prune.units import PrunableModel
 
 FRACTIONS = (0.25, 0.5, 0.75, 1.0)
-
-
-def _time(fn, runs: int) -> float:
-    fn()
-    ts = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return float(np.median(ts) * 1e3)
 
 
 def _layer_at(m: nn.Module, ko: float, ki: float) -> tuple[nn.Module, tuple[int, ...]]:
@@ -72,7 +62,7 @@ class LatencyTable:
         keep = [pm.kept(i, r) / u.n for i, (u, r) in enumerate(zip(pm.units, ratios))]
         xs = [f * f for f in FRACTIONS]
         total = self.rest_ms
-        for L, pts in zip(pm._layers, self.points):
+        for L, pts in zip(pm.layers, self.points):
             ko = keep[L.out_unit] if L.out_unit is not None else 1.0
             ki = keep[L.in_unit] if L.in_unit is not None else 1.0
             p = min(ko, ki) ** 2 if L.channelwise else ko * ki
@@ -91,7 +81,7 @@ def latency_table(pm: PrunableModel, batch: int = 1, runs: int = 15) -> LatencyT
     threads = torch.get_num_threads()
     sig = json.dumps([[L.name, costs[L.name].in_channels, costs[L.name].out_channels,
                        costs[L.name].in_hw, costs[L.name].kernel, costs[L.name].stride]
-                      for L in pm._layers] + [batch, threads, torch.__version__,
+                      for L in pm.layers] + [batch, threads, torch.__version__,
                                               platform.processor(), pm.round_to])
     key = hashlib.sha256(sig.encode()).hexdigest()[:16]
     path = cache_dir() / "latency" / f"{key}.json"
@@ -100,7 +90,7 @@ def latency_table(pm: PrunableModel, batch: int = 1, runs: int = 15) -> LatencyT
         return LatencyTable(d["points"], d["rest_ms"], d["dense_ms"], pm)
     points = []
     with torch.inference_mode():
-        for L in pm._layers:
+        for L in pm.layers:
             m = pm.model.get_submodule(L.name)
             c = costs[L.name]
             row = []
@@ -109,11 +99,11 @@ def latency_table(pm: PrunableModel, batch: int = 1, runs: int = 15) -> LatencyT
                 layer.eval()
                 shape = (batch, cin, *c.in_hw) if not isinstance(m, nn.Linear) else (batch, cin)
                 x = torch.randn(shape)
-                row.append(_time(lambda layer=layer, x=x: layer(x), runs))
+                row.append(median_ms(lambda layer=layer, x=x: layer(x), runs))
             points.append(row)
         x = torch.randn(batch, *pm.input_size)
         model = pm.model.eval()
-        dense_total = _time(lambda: model(x), runs)
+        dense_total = median_ms(lambda: model(x), runs)
     layer_sum = sum(p[-1] for p in points)
     rest = max(0.0, dense_total - layer_sum)
     table = LatencyTable(points, rest, rest + layer_sum, pm)

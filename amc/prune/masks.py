@@ -23,8 +23,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from amc.utils.errors import AmcError
 from amc.prune.units import PrunableModel
+from amc.utils.bisection import bracket
+from amc.utils.errors import AmcError
 
 Masks = dict[str, torch.Tensor]
 
@@ -80,14 +81,9 @@ def _fill(sizes: list[int], caps: list[float], k: int) -> list[int]:
     limits = [int(c * n) for c, n in zip(caps, sizes)]
     if k > sum(limits):
         raise AmcError("the target sparsity cannot be met under the per-layer limits; lower "
-                       "the target or raise --first-last-max / --max-ratio")
-    lo, hi = 0.0, 1.0
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        if sum(min(lim, int(mid * n)) for lim, n in zip(limits, sizes)) >= k:
-            hi = mid
-        else:
-            lo = mid
+                       "the target or raise --first-last-max / --max-sparsity")
+    lo, _ = bracket(lambda f: sum(min(lim, int(f * n)) for lim, n in zip(limits, sizes)) >= k,
+                    0.0, 1.0, iters=60)
     counts = [min(lim, int(lo * n)) for lim, n in zip(limits, sizes)]
     rest = k - sum(counts)
     for i in sorted(range(len(sizes)), key=lambda i: -sizes[i]):  # hand out the remainder
@@ -140,7 +136,7 @@ def magnitude_masks(model: nn.Module, level: float, names: Sequence[str],
     limits = {n: int(c * s) for n, c, s in zip(names, cap, sizes)}
     if k > sum(limits.values()):
         raise AmcError("the target sparsity cannot be met under the per-layer limits; lower "
-                       "the target or raise --first-last-max / --max-ratio")
+                       "the target or raise --first-last-max / --max-sparsity")
     fixed: dict[str, int] = {}
     while True:  # global threshold; layers that would pass their cap are pinned at it
         free = [n for n in names if n not in fixed]
@@ -229,7 +225,7 @@ class ChannelPruner:
         ratios = self.at(level)
         params = dict(model.named_parameters())
         out: Masks = {}
-        for u, plan, rank, r in zip(pm.units, pm._plans, pm.rankings, ratios):
+        for u, plan, rank, r in zip(pm.units, pm.plans, pm.rankings, ratios):
             idx = rank[:u.n - pm.kept(u.index, r)]
             if not len(idx):
                 continue

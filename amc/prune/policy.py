@@ -17,9 +17,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from amc.utils.errors import AmcError
-from amc.utils.provenance import amc_version, git_commit, now
+from amc.prune.budget import MAX_RATIO
 from amc.prune.units import CRITERIA, MODES, PrunableModel
+from amc.utils.errors import AmcError
+from amc.utils.io import write_json
+from amc.utils.provenance import amc_version, git_commit, now
 
 FORMAT = "amc-policy"
 VERSION = 1
@@ -51,7 +53,7 @@ class Policy:
     budget: str
     input_size: list[int] = field(default_factory=list)
     round_to: int | None = None
-    max_ratio: float = 0.95
+    max_ratio: float = MAX_RATIO
     achieved: dict[str, float] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
@@ -65,16 +67,11 @@ class Policy:
 
     def save(self, path: str | Path) -> Path:
         """Write the policy atomically (a reader never sees half a file)."""
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(p.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        tmp.replace(p)
-        return p
+        return write_json(path, self.to_dict())
 
 
 def make_policy(pm: PrunableModel, ratios: Sequence[float], model_name: str, budget: str,
-                strategy: str, seed: int | None = None, max_ratio: float = 0.95,
+                strategy: str, seed: int | None = None, max_ratio: float = MAX_RATIO,
                 metrics: dict[str, float] | None = None, **extra: Any) -> Policy:
     """Build a policy for ``pm``'s units from ``ratios`` and record what it achieves."""
     ratios = [float(r) for r in ratios]
@@ -111,7 +108,7 @@ def policy_from_dict(d: Any, where: str = "policy") -> Policy:
         raise AmcError(f"{where} has unknown mode {d['mode']!r}; use all or internal")
     if d["criterion"] not in CRITERIA:
         raise AmcError(f"{where} has unknown criterion {d['criterion']!r}")
-    max_ratio = float(d.get("max_ratio", 0.95))
+    max_ratio = float(d.get("max_ratio", MAX_RATIO))
     if not 0 < max_ratio < 1:
         raise AmcError(f"{where} has max_ratio {max_ratio}; it must lie in (0, 1)")
     units = d["units"]

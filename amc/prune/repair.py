@@ -1,10 +1,14 @@
-"""Channel reconstruction (He et al. 2017, used by AMC): after a conv loses input channels,
-refit its remaining weights by least squares so that its outputs match the dense network's
-on sampled positions of a few training batches. Works for 1x1 and kxk convs."""
+"""Repairing a pruned network without training.
+
+* :func:`recalibrate_bn`: re-estimate BatchNorm running statistics on a few training batches;
+* :func:`reconstruct`: channel reconstruction (He et al. 2017, used by AMC): after a conv
+  loses input channels, refit its remaining weights by least squares so that its outputs
+  match the dense network's on sampled positions of a few training batches (1x1 and kxk).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -52,7 +56,7 @@ def reconstruct(pm: PrunableModel, pruned: nn.Module, ratios: Sequence[float],
         seed: Seed of the position sampling.
     """
     gen = torch.Generator().manual_seed(seed)
-    todo = [L for L in pm._layers if L.in_unit is not None and ratios[L.in_unit] > 0
+    todo = [L for L in pm.layers if L.in_unit is not None and ratios[L.in_unit] > 0
             and not L.channelwise]
     for L in todo:
         dense_m = pm.model.get_submodule(L.name)
@@ -80,3 +84,21 @@ def reconstruct(pm: PrunableModel, pruned: nn.Module, ratios: Sequence[float],
         with torch.no_grad():
             m.weight.copy_(W.T.reshape(m.weight.shape))
     return pruned
+
+
+def recalibrate_bn(model: nn.Module, batches: Iterable[torch.Tensor]) -> nn.Module:
+    """Re-estimate BatchNorm running statistics on ``batches`` (no gradient steps)."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return model
+    saved = [(m.momentum) for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over all batches
+    model.train()
+    with torch.no_grad():
+        for x in batches:
+            model(x)
+    for m, mom in zip(bns, saved):
+        m.momentum = mom
+    return model.eval()

@@ -22,9 +22,10 @@ import torch
 from torch import nn
 
 from amc.prune.budget import KINDS, Budget, resource_fn
-from amc.utils.errors import AmcError
-from amc.prune.units import PrunableModel
 from amc.prune.masks import ChannelPruner, Masks, magnitude_masks, nm_masks, prunable_weights
+from amc.prune.units import PrunableModel
+from amc.utils.bisection import bisect
+from amc.utils.errors import AmcError
 
 SCHEDULES = ("oneshot", "iterative", "cubic", "lottery")
 STRUCTURES = ("channel", "unstructured")
@@ -149,17 +150,14 @@ class StructuredPruner(ChannelPruner):
 
     def __init__(self, pm: PrunableModel, ratios: Sequence[float], **kw):
         super().__init__(ratios, pm.input_size, pm.mode, pm.criterion, pm.round_to, **kw)
-        self._pm = pm
+        self.pm_dense = pm
+        """The :class:`PrunableModel` of the dense network the ratios refer to."""
 
     def sparsity_at(self, level: float) -> float:
-        return 1.0 - self._pm.cost_fraction(self.at(level))[1]
+        return 1.0 - self.pm_dense.cost_fraction(self.at(level))[1]
 
     def level_for(self, sparsity: float) -> float:
-        lo, hi = 0.0, 1.0
-        for _ in range(30):
-            mid = (lo + hi) / 2
-            lo, hi = (mid, hi) if self.sparsity_at(mid) < sparsity else (lo, mid)
-        return hi
+        return bisect(lambda lv: self.sparsity_at(lv) >= sparsity, 0.0, 1.0, iters=30)
 
     def physical(self, model: nn.Module, level: float) -> nn.Module:
         self.applied = self.at(level)
@@ -180,11 +178,8 @@ def capped_uniform(pm: PrunableModel, budget: Budget, caps: Sequence[float]) -> 
         raise AmcError(f"budget {budget} cannot be met under the per-unit limits "
                        f"({f(list(caps)):.3f} of dense remains); loosen the budget or raise "
                        "--first-last-max / --max-ratio")
-    lo, hi = 0.0, max(caps)
-    for _ in range(40):
-        mid = (lo + hi) / 2
-        lo, hi = (lo, mid) if f([min(mid, c) for c in caps]) <= budget.fraction else (mid, hi)
-    return [min(hi, c) for c in caps]
+    r = bisect(lambda m: f([min(m, c) for c in caps]) <= budget.fraction, 0.0, max(caps))
+    return [min(r, c) for c in caps]
 
 
 def build_pruner(cfg, model: nn.Module, input_size: tuple[int, int, int],
@@ -204,9 +199,9 @@ def build_pruner(cfg, model: nn.Module, input_size: tuple[int, int, int],
         raise AmcError("give either --target or --policy, not both")
     names = prunable_weights(model)
     if structure == "unstructured":
-        caps = {n: cfg.max_ratio for n in names}
+        caps = {n: cfg.max_sparsity for n in names}
         if cfg.first_last_max is not None:
-            caps[names[0]] = caps[names[-1]] = min(cfg.max_ratio, cfg.first_last_max)
+            caps[names[0]] = caps[names[-1]] = min(cfg.max_sparsity, cfg.first_last_max)
         if target is not None and target.kind == "nm":
             return MagnitudePruner(model, target.value, nm=(target.n, target.m))
         if target is not None and target.kind != "sparsity":

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from amc.models.evaluate import top1
-from amc.prune.units import PrunableModel, recalibrate_bn
-from amc.prune.repair import reconstruct
+from amc.prune.repair import recalibrate_bn, reconstruct
+from amc.prune.units import PrunableModel
 
 
 @dataclass
@@ -71,9 +71,7 @@ def build_scorer(model: str, checkpoint: str | None = None, data: str = "digits"
         net = create_model(model, num_classes=num_classes, checkpoint=checkpoint,
                            unsafe_load=unsafe_load)
     ds = load_dataset(data, data_dir=data_dir, val_size=val_size, seed=split_seed)
-    xt, yt = ds.tensors("train")
-    idx = torch.randperm(len(yt), generator=torch.Generator().manual_seed(seed))[:calib_size]
-    calib = (xt[idx], yt[idx])
+    calib = ds.calibration(calib_size, seed)
     pm = PrunableModel(net, ds.input_size, units, criterion, round_to,
                        calib if criterion == "taylor" else None)
     x, y = ds.tensors("val", val_limit)

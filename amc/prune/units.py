@@ -67,7 +67,7 @@ class Unit:
 
 
 @dataclass
-class _Layer:
+class CountedLayer:
     """Cost bookkeeping of one counted layer: which unit prunes its outputs / inputs.
 
     ``channelwise`` layers (BatchNorm, depthwise conv) scale with one channel count only.
@@ -85,7 +85,7 @@ class _Layer:
 
 
 @dataclass
-class _Plan:
+class PrunePlan:
     root: nn.Module
     fn: object
     items: list[tuple[str, object]] = field(default_factory=list)
@@ -132,16 +132,16 @@ class PrunableModel:
         self.dense_params = count_params(model)
         self.DG = tp.DependencyGraph().build_dependency(
             model, example_inputs=torch.zeros(1, *self.input_size))
-        self.units, self._plans = self._discover(costs)
+        self.units, self.plans = self._discover(costs)
         if not self.units:
             raise AmcError(f"no prunable units found in {mode!r} mode; try --units all")
-        self._layers = self._cost_table(costs)
-        counted = sum(L.w_params + L.b_params for L in self._layers)
+        self.layers = self._cost_table(costs)
+        counted = sum(L.w_params + L.b_params for L in self.layers)
         self._fixed_params = self.dense_params - counted
         self.rankings = self._rank(calib)
 
     # ------------------------------------------------------------------ discovery
-    def _discover(self, costs: list[LayerCost]) -> tuple[list[Unit], list[_Plan]]:
+    def _discover(self, costs: list[LayerCost]) -> tuple[list[Unit], list[PrunePlan]]:
         clf = _classifier(self.model)
         by_name = {c.name: c for c in costs}
         found = []
@@ -184,10 +184,10 @@ class PrunableModel:
                               c.in_hw[1], c.stride, c.kernel,
                               sum(by_name[n].macs for n in touched if n in by_name),
                               sum(by_name[n].params for n in touched if n in by_name)))
-            plans.append(_Plan(root, fn, items))
+            plans.append(PrunePlan(root, fn, items))
         return units, plans
 
-    def _cost_table(self, costs: list[LayerCost]) -> list[_Layer]:
+    def _cost_table(self, costs: list[LayerCost]) -> list[CountedLayer]:
         layers = {}
         for c in costs:
             m = self.model.get_submodule(c.name)
@@ -196,9 +196,9 @@ class PrunableModel:
             is_bn = isinstance(m, nn.modules.batchnorm._BatchNorm)
             w, b = (c.params, 0) if is_bn else (c.params - b, b)
             channelwise = is_bn or (c.groups > 1 and c.groups == c.in_channels)
-            layers[c.name] = _Layer(c.name, c.macs, w, b, c.out_channels, c.in_channels,
+            layers[c.name] = CountedLayer(c.name, c.macs, w, b, c.out_channels, c.in_channels,
                                     channelwise)
-        for u, plan in zip(self.units, self._plans):
+        for u, plan in zip(self.units, self.plans):
             for name, fn_name in plan.items:
                 if name not in layers:
                     continue
@@ -222,7 +222,7 @@ class PrunableModel:
         else:
             imp = tp.importance.GroupMagnitudeImportance(p=1 if self.criterion == "l1" else 2)
         ranks = []
-        for u, plan in zip(self.units, self._plans):
+        for u, plan in zip(self.units, self.plans):
             group = self.DG.get_pruning_group(plan.root, plan.fn, list(range(u.n)))
             scores = imp(group)
             if scores is None:  # e.g. bn_scale on a group without BatchNorm: fall back to L1
@@ -245,7 +245,7 @@ class PrunableModel:
         """Exact (MACs, params) of the network pruned at per-unit ``ratios``."""
         keep = [self.kept(i, r) / u.n for i, (u, r) in enumerate(zip(self.units, ratios))]
         macs, params = 0.0, float(self._fixed_params)
-        for L in self._layers:
+        for L in self.layers:
             ko = keep[L.out_unit] if L.out_unit is not None else 1.0
             ki = keep[L.in_unit] if L.in_unit is not None else 1.0
             if L.channelwise:
@@ -273,7 +273,7 @@ class PrunableModel:
         if len(ratios) != len(self.units):
             raise AmcError(f"{len(ratios)} ratios given for {len(self.units)} units")
         net = copy.deepcopy(model if model is not None else self.model)
-        for u, plan, rank, r in zip(self.units, self._plans, self.rankings, ratios):
+        for u, plan, rank, r in zip(self.units, self.plans, self.rankings, ratios):
             n_prune = u.n - self.kept(u.index, r)
             if n_prune <= 0:
                 continue
@@ -289,21 +289,3 @@ class PrunableModel:
     def features(self) -> list[dict]:
         """The units as dicts (for reports and policies)."""
         return [u.as_dict() for u in self.units]
-
-
-def recalibrate_bn(model: nn.Module, batches: Iterable[torch.Tensor]) -> nn.Module:
-    """Re-estimate BatchNorm running statistics on ``batches`` (no gradient steps)."""
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not bns:
-        return model
-    saved = [(m.momentum) for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average over all batches
-    model.train()
-    with torch.no_grad():
-        for x in batches:
-            model(x)
-    for m, mom in zip(bns, saved):
-        m.momentum = mom
-    return model.eval()

@@ -182,8 +182,9 @@ def check_targets(cfg: ReportConfig) -> list[Path]:
 
 def _load(cfg: ReportConfig):
     """Models, data and the INT8 session, all checked before anything is written."""
-    from amc.models.checkpoint import checkpoint_model_name
     from amc.data.datasets import load_dataset
+    from amc.models.checkpoint import checkpoint_model_name
+    from amc.models.evaluate import check_model_data
     from amc.models.registry import create_model
 
     for path, what in ((cfg.dense, "--dense"), (cfg.pruned, "--pruned")):
@@ -201,15 +202,7 @@ def _load(cfg: ReportConfig):
     pruned = create_model(cfg.model, checkpoint=cfg.pruned, **kw)
     data = load_dataset(cfg.data, data_dir=cfg.data_dir)
     for m, what in ((dense, "dense"), (pruned, "pruned")):
-        try:
-            with torch.inference_mode():
-                n_out = m(torch.zeros(2, *data.input_size)).shape[-1]
-        except RuntimeError as e:
-            raise AmcError(f"the {what} {cfg.model} cannot take {data.name} images of size "
-                           f"{data.input_size} ({str(e).splitlines()[0][:120]})") from e
-        if n_out != data.num_classes:
-            raise AmcError(f"the {what} model has {n_out} outputs but {data.name} has "
-                           f"{data.num_classes} classes; pass matching --model/--data")
+        check_model_data(m, data, f"{cfg.model} ({what})")
     return dense, pruned, data
 
 
@@ -235,11 +228,11 @@ def build_report(cfg: ReportConfig) -> dict:
     Raises:
         AmcError: on bad inputs (checked before anything is written) and on failed exports.
     """
-    from amc.cost.timing import measure_latencies, ort_logits, ort_session
     from amc.cost.macs import model_cost
-    from amc.models.evaluate import accuracy_from_logits, predict
+    from amc.cost.timing import measure_latencies, ort_logits, ort_session
     from amc.deploy.export import export_onnx
     from amc.deploy.memprobe import Probe, run_probes
+    from amc.models.evaluate import accuracy_from_logits, predict
     from amc.utils.provenance import git_commit, now, versions
 
     if cfg.threads < 1 or cfg.runs < 1 or cfg.rounds < 1 or cfg.min_speedup < 0:

@@ -12,8 +12,8 @@ core library).
 
 from __future__ import annotations
 
+import copy
 import csv
-import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -23,18 +23,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from amc.prune.baselines import SWEEP, MapFn, run_strategy, sensitivity_sweep
-from amc.cost.timing import torch_latencies
-from amc.prune.budget import Budget
-from amc.models.checkpoint import save_model
+from amc.config.blocks import ScoringConfig
 from amc.cost.macs import model_cost
+from amc.cost.timing import torch_latencies
 from amc.data.datasets import Dataset, load_dataset
-from amc.utils.errors import AmcError
+from amc.models.checkpoint import save_model
 from amc.models.evaluate import top1
 from amc.models.registry import create_model
+from amc.prune.baselines import SWEEP, MapFn, run_strategy, sensitivity_sweep
+from amc.prune.budget import Budget
 from amc.prune.policy import load_policy, make_policy
 from amc.prune.scoring import Scorer, build_scorer
 from amc.train.loop import TrainConfig, train
+from amc.utils.errors import AmcError
+from amc.utils.io import write_json
 
 STRATEGIES = ("amc", "uniform", "sensitivity", "random")
 AmcFn = Callable[["CompareConfig", str, Path], Path]
@@ -46,23 +48,13 @@ def _no_pool(scorer: Scorer, fn: Callable[[MapFn | None], object]) -> object:
     return fn(None)
 
 
-@dataclass
-class CompareConfig:
+@dataclass(kw_only=True)
+class CompareConfig(ScoringConfig):
     """The comparison to run.
 
     Attributes:
-        model: Registry name of the model.
-        checkpoint: Dense checkpoint.
-        data: Dataset name.
-        data_dir: Folder holding the data.
         budgets: Budgets to compare, e.g. flops:0.5.
         strategies: Strategies: amc, uniform, sensitivity, random.
-        units: Unit mode: all or internal.
-        criterion: Channel importance criterion.
-        max_ratio: Largest pruning ratio per unit.
-        round_to: Keep channel counts at multiples of this (None: any count).
-        bn_recalib: Re-estimate BatchNorm statistics after pruning (search and evaluation).
-        val_limit: Val images scored per search/baseline evaluation (None: all).
         episodes: AMC search episodes.
         warmup_episodes: AMC warm-up episodes.
         n_random: Policies tried by the random strategy.
@@ -73,24 +65,12 @@ class CompareConfig:
             dense model's own fine-tune included; 0: no distillation).
         batch_size: Fine-tuning batch size.
         workers: Ray workers for the AMC search and the baselines (0: in-process).
-        threads: torch threads.
-        seed: The one seed.
         latency_runs: Timed runs per latency measurement.
         out: Output folder (every stage's artifact is cached here).
     """
 
-    model: str = "digits_cnn"
-    checkpoint: str | None = None
-    data: str = "digits"
-    data_dir: str | None = None
     budgets: tuple[str, ...] = ("flops:0.5",)
     strategies: tuple[str, ...] = STRATEGIES
-    units: str = "all"
-    criterion: str = "l1"
-    max_ratio: float = 0.8
-    round_to: int | None = None
-    bn_recalib: bool = True
-    val_limit: int | None = None
     episodes: int = 300
     warmup_episodes: int = 100
     n_random: int = 50
@@ -100,8 +80,7 @@ class CompareConfig:
     kd_weight: float = 0.0
     batch_size: int = 128
     workers: int = 0
-    threads: int = 2
-    seed: int = 0
+    threads: int | None = 2
     latency_runs: int = 20
     out: str = "runs/compare"
 
@@ -123,10 +102,7 @@ def _cached_json(path: Path, make: Callable[[], dict]) -> dict:
     if path.is_file():
         return json.loads(path.read_text())
     d = make()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(d, indent=2) + "\n")
-    tmp.replace(path)
+    write_json(path, d)
     return d
 
 
@@ -153,9 +129,7 @@ def _train_view(ds: Dataset, limit: int | None, seed: int) -> Dataset:
     if not limit or limit >= len(ds.labels["train"]):
         return ds
     idx = np.random.default_rng(seed).permutation(len(ds.labels["train"]))[:limit]
-    return dataclasses.replace(ds, images={**ds.images, "train": ds.images["train"][idx]},
-                               labels={**ds.labels, "train": ds.labels["train"][idx]},
-                               _tensors={})
+    return ds.select(train=idx)
 
 
 class Comparison:
@@ -169,16 +143,16 @@ class Comparison:
         self.cfg, self.amc_fn, self.pool = cfg, amc_fn, pool or _no_pool
         self.dir = Path(cfg.out)
         self.dir.mkdir(parents=True, exist_ok=True)
-        torch.set_num_threads(max(1, cfg.threads))
-        self.data = load_dataset(cfg.data, data_dir=cfg.data_dir)
+        self.threads = cfg.threads or torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        self.data = load_dataset(cfg.data, **cfg.dataset_kwargs())
         self.train_data = _train_view(self.data, cfg.train_limit, cfg.seed)
-        self.dense = create_model(cfg.model, checkpoint=cfg.checkpoint)
-        self.scorer: Scorer = build_scorer(
-            cfg.model, cfg.checkpoint, cfg.data, cfg.data_dir, val_limit=cfg.val_limit,
-            units=cfg.units, criterion=cfg.criterion, round_to=cfg.round_to,
-            bn_recalib=cfg.bn_recalib, seed=cfg.seed)
+        self.dense = create_model(cfg.model, num_classes=cfg.num_classes,
+                                  checkpoint=cfg.checkpoint, unsafe_load=cfg.unsafe_load)
+        self.scorer: Scorer = build_scorer(**cfg.scorer_kwargs(),
+                                           net=copy.deepcopy(self.dense))
         self.input_size = self.data.input_size
-        (self.dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2, default=str))
+        write_json(self.dir / "config.json", asdict(cfg))
 
     # ---------------------------------------------------------------- stages
     def _finetune(self, model: torch.nn.Module, name: str) -> torch.nn.Module:
@@ -187,7 +161,7 @@ class Comparison:
             return create_model(self.cfg.model, checkpoint=path)
         tc = TrainConfig(epochs=self.cfg.finetune_epochs, batch_size=self.cfg.batch_size,
                          lr=self.cfg.lr, seed=self.cfg.seed, eval_splits=(),
-                         threads=self.cfg.threads, kd_weight=self.cfg.kd_weight)
+                         threads=self.threads, kd_weight=self.cfg.kd_weight)
         t = time.perf_counter()
         hist = train(model, self.train_data, tc,
                      teacher=self.dense if self.cfg.kd_weight > 0 else None,
@@ -218,7 +192,7 @@ class Comparison:
             self._ratios(self._policy(s, b))) for s, b in jobs}}
         return _cached_json(path, lambda: {
             f"t{t}": torch_latencies(models, self.input_size, t, self.cfg.latency_runs)
-            for t in dict.fromkeys((self.cfg.threads, 1))})
+            for t in dict.fromkeys((self.threads, 1))})
 
     def _sweep(self) -> dict:
         t = time.perf_counter()

@@ -7,6 +7,8 @@ import json
 import math
 from pathlib import Path
 
+from amc.utils.io import write_text
+
 MODELS = ("dense", "pruned", "int8")
 COLORS = {"dense": "#4c72b0", "pruned": "#dd8452", "int8": "#55a868"}
 
@@ -20,12 +22,6 @@ def _clean(obj: object) -> object:
     if isinstance(obj, list | tuple):
         return [_clean(v) for v in obj]
     return obj
-
-
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def _pct(v: float | None, signed: bool = False) -> str:
@@ -219,7 +215,7 @@ def write_report(rep: dict, out: str | Path) -> list[Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _plots(rep, out)
-    _write(out / "report.json", json.dumps(_clean(rep), indent=2, default=str) + "\n")
-    _write(out / "report.md", _markdown(rep))
+    write_text(out / "report.json", json.dumps(_clean(rep), indent=2, default=str) + "\n")
+    write_text(out / "report.md", _markdown(rep))
     return [out / n for n in ("report.md", "report.json", "per_class.png", "latency.png",
                               "margin.png")]

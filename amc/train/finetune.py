@@ -32,14 +32,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from amc.models.checkpoint import load_state_dict_resizing, read_file, save_model
-from amc.cli.common import check_model_data, write_json
 from amc.data.datasets import Dataset, load_dataset
-from amc.utils.errors import AmcError
-from amc.models.evaluate import evaluate
-from amc.train.finetune_config import FinetuneConfig, check_config, load_config
+from amc.models.checkpoint import load_state_dict_resizing, read_file, save_model
+from amc.models.evaluate import check_model_data, evaluate
 from amc.models.registry import create_model
-from amc.train.runlog import RunLog
+from amc.prune.masks import Masks, apply_masks, bake, sparsity
 from amc.prune.schedules import (
     StructuredPruner,
     build_pruner,
@@ -48,10 +45,13 @@ from amc.prune.schedules import (
     round_levels,
     steps_in,
 )
-from amc.prune.masks import Masks, apply_masks, bake, sparsity
+from amc.train.finetune_config import FinetuneConfig, check_config
 from amc.train.loop import TrainConfig, resolve_device, train
+from amc.train.runlog import RunLog
+from amc.utils.errors import AmcError
+from amc.utils.io import atomic_write, write_json
 
-__all__ = ["FinetuneConfig", "run_finetune", "load_config", "plan_stages"]
+__all__ = ["FinetuneConfig", "finetune", "plan_stages", "run_finetune"]
 FORMAT = "amc-finetune/1"
 
 
@@ -63,14 +63,7 @@ def subset(data: Dataset, cfg: FinetuneConfig) -> Dataset:
     n = len(data.labels["train"])
     tr = (np.sort(np.random.default_rng(cfg.split_seed).permutation(n)[:cfg.train_limit])
           if cfg.train_limit else np.arange(n))
-    lim = {"train": tr, "val": slice(cfg.val_limit), "test": slice(cfg.test_limit)}
-    kw: dict[str, Any] = {"images": {s: data.images[s][lim[s]] for s in lim},
-                          "labels": {s: data.labels[s][lim[s]] for s in lim}, "_tensors": {}}
-    for split in ("val", "test"):  # index fields, where the Dataset has them
-        idx = getattr(data, f"{split}_index", None)
-        if idx is not None:
-            kw[f"{split}_index"] = idx[lim[split]]
-    return replace(data, **kw)
+    return data.select(train=tr, val=slice(cfg.val_limit), test=slice(cfg.test_limit))
 
 
 def plan_stages(cfg: FinetuneConfig, pruner) -> list[dict]:
@@ -128,11 +121,9 @@ class Runner:
                 "rollbacks": [], "events": [], "cubic": None}
 
     def save(self, path: Path, model: nn.Module) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         sd = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save({**self.st, "model": sd}, tmp)
-        tmp.replace(path)
+        with atomic_write(path) as tmp:
+            torch.save({**self.st, "model": sd}, tmp)
 
     def restore(self, snap: dict) -> nn.Module:
         model = create_model(self.cfg.model)
@@ -340,7 +331,7 @@ class Runner:
         if isinstance(p, StructuredPruner):
             from amc.prune.policy import make_policy
 
-            make_policy(p._pm, p.at(self.st["level"]), self.cfg.model,
+            make_policy(p.pm_dense, p.at(self.st["level"]), self.cfg.model,
                         self.cfg.target or f"policy:{self.cfg.policy}", "finetune",
                         self.cfg.seed).save(self.run / "policy.json")
         speed = {}
@@ -376,3 +367,12 @@ def run_finetune(cfg: FinetuneConfig, resume: bool = False,
                 (run / name).unlink(missing_ok=True)
         write_json(run / "config.json", replace(cfg, force=False).as_dict())
     return Runner(cfg, hooks).execute(resume)
+
+
+def finetune(config: FinetuneConfig | None = None, *, resume: bool = False,
+             **fields: Any) -> dict[str, Any]:
+    """Fine-tune from Python (``amc.finetune``): a :class:`FinetuneConfig`, its fields as
+    keywords, or both (the keywords win). Returns the summary; the model is
+    ``<out>/model.pt``."""
+    cfg = replace(config, **fields) if config is not None else FinetuneConfig(**fields)
+    return run_finetune(cfg, resume=resume)

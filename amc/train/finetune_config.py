@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
-from amc.utils.errors import AmcError
+from amc.config.blocks import DataConfig, ModelConfig, OutputConfig, PruneConfig, RunConfig
 from amc.prune.schedules import SCHEDULES, STRUCTURES, Target
+from amc.utils.errors import AmcError
 
 
-@dataclass
-class FinetuneConfig:
+@dataclass(kw_only=True)
+class FinetuneConfig(ModelConfig, DataConfig, PruneConfig, RunConfig, OutputConfig):
     """Everything that shapes a fine-tuning run.
 
     Attributes:
-        model: Registry name of the model.
-        checkpoint: Checkpoint of the trained dense model (or of a pruned amc model).
-        data: Dataset: digits, cifar10 or imagefolder:PATH.
-        data_dir: Folder holding the data (default $AMC_DATA_DIR).
-        val_size: Training images held out as val (default: the dataset's own).
-        split_seed: Seed of the val draw and of the train_limit subset.
         train_limit: Train on a seeded random subset of N training images (None: all).
         val_limit: Evaluate val on its first N images only (val is in random order).
         test_limit: Evaluate test on its first N images only (None: all).
@@ -31,12 +25,10 @@ class FinetuneConfig:
         policy: Ratio policy JSON (channel pruning to its ratios; with --structure unstructured
             its ratios become per-layer weight sparsities).
         structure: channel or unstructured (default: from the target; channel for a policy).
-        units: Unit mode for channel pruning with a budget target: all or internal.
-        criterion: Channel importance: l1, l2, bn_scale or taylor.
-        round_to: Keep channel counts at multiples of this.
         scope: Unstructured magnitude ranking: global (one threshold) or layer (same
             sparsity per layer).
-        max_ratio: Largest ratio (channels) or sparsity (weights) of any unit or layer.
+        max_sparsity: Largest weight sparsity of any layer (unstructured pruning; channel
+            pruning is limited by max_ratio).
         first_last_max: Limit of the first and the last unit/layer ("prune early and last
             layers less"); None: no extra limit.
         epochs: Training epochs of the whole run (iterative: rounds plus final fine-tune).
@@ -68,19 +60,9 @@ class FinetuneConfig:
         kd_temperature: Distillation temperature.
         augment: Random crop and flip (default: on for natural images).
         device: auto (CUDA when present, with mixed precision), cpu or cuda.
-        seed: Seed of initialisation, shuffling and augmentation.
-        threads: torch CPU threads (0: leave as is).
         test_every_epoch: Evaluate test after every epoch (else only at the end).
-        out: Run directory (config, metrics.csv, tb/, checkpoints/, model.pt).
-        force: Overwrite a run already in out.
     """
 
-    model: str = "digits_cnn"
-    checkpoint: str | None = None
-    data: str = "digits"
-    data_dir: str | None = None
-    val_size: int | None = None
-    split_seed: int = 0
     train_limit: int | None = None
     val_limit: int | None = None
     test_limit: int | None = None
@@ -88,11 +70,8 @@ class FinetuneConfig:
     target: str | None = None
     policy: str | None = None
     structure: str | None = None
-    units: str = "all"
-    criterion: str = "l1"
-    round_to: int | None = None
     scope: str = "global"
-    max_ratio: float = 0.99
+    max_sparsity: float = 0.99
     first_last_max: float | None = None
     epochs: float = 10.0
     rounds: int = 5
@@ -117,14 +96,8 @@ class FinetuneConfig:
     kd_temperature: float = 4.0
     augment: bool | None = None
     device: str = "auto"
-    seed: int = 0
-    threads: int = 0
     test_every_epoch: bool = True
     out: str = "runs/finetune"
-    force: bool = False
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def _check(ok: bool, msg: str) -> None:
@@ -154,6 +127,7 @@ def check_config(c: FinetuneConfig) -> None:
     _check(c.lr_rewind is None or 0 <= c.lr_rewind < c.epochs,
            f"--lr-rewind must lie in [0, epochs), got {c.lr_rewind}")
     _check(0 < c.max_ratio <= 1, f"--max-ratio must lie in (0, 1], got {c.max_ratio}")
+    _check(0 < c.max_sparsity <= 1, f"--max-sparsity must lie in (0, 1], got {c.max_sparsity}")
     _check(c.first_last_max is None or 0 <= c.first_last_max <= 1,
            f"--first-last-max must lie in [0, 1], got {c.first_last_max}")
     _check(0 <= c.initial_sparsity < (target.value if target and target.kind == "sparsity"
@@ -176,17 +150,3 @@ def check_config(c: FinetuneConfig) -> None:
     for name in ("train_limit", "val_limit", "test_limit"):
         v = getattr(c, name)
         _check(v is None or v > 0, f"--{name.replace('_', '-')} must be positive, got {v}")
-
-
-def load_config(run_dir: Path) -> FinetuneConfig:
-    """The config of the run in ``run_dir``."""
-    p = Path(run_dir) / "config.json"
-    if not p.is_file():
-        raise AmcError(f"{run_dir} is not an amc finetune run (no config.json); pass the --out "
-                       "of the run to resume")
-    try:
-        d = json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise AmcError(f"{p} is not valid JSON; the run cannot be resumed") from e
-    known = {f.name for f in fields(FinetuneConfig)}
-    return FinetuneConfig(**{k: v for k, v in d.items() if k in known})

@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from amc.data.datasets import Dataset
-from amc.utils.errors import AmcError
 from amc.models.evaluate import evaluate
+from amc.utils.errors import AmcError
 
 
 @dataclass

@@ -1,0 +1,152 @@
+"""The shared configuration blocks that the command configs are composed of.
+
+Each block declares and documents its fields once; a command config inherits the blocks it
+needs (``@dataclass(kw_only=True)``, so fields keep their block's defaults whatever the
+order), and ``amc <command> --help`` shows the block's text for each of them.
+
+* :class:`ModelConfig`: which network, from which checkpoint;
+* :class:`DataConfig`: which dataset, where, and how ``val`` is drawn;
+* :class:`PruneConfig`: the prunable units and how channels are ranked;
+* :class:`RepairConfig`: how a pruned network is repaired and scored before fine-tuning;
+* :class:`RunConfig`: the one seed and the thread count;
+* :class:`OutputConfig`: where results go, and whether existing ones may be replaced.
+
+A command config may give an inherited field another default by declaring it again without
+a docstring entry (e.g. ``out: str = "runs/search"``); its text stays the block's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+MAX_RATIO = 0.8
+"""The largest channel-pruning ratio of one unit (AMC's 0.8): the default of every command,
+config and function that takes ``max_ratio``."""
+
+
+@dataclass(kw_only=True)
+class ModelConfig:
+    """The network.
+
+    Attributes:
+        model: Registry name (see `amc models`), tv:<torchvision name> or
+            package.module:factory.
+        checkpoint: Checkpoint of the model (a state dict or a model saved by amc).
+        num_classes: Override the model's class count.
+        unsafe_load: Allow pickled objects in the checkpoint (runs the file's code: only for
+            files you trust).
+    """
+
+    model: str | None = "digits_cnn"
+    checkpoint: str | None = None
+    num_classes: int | None = None
+    unsafe_load: bool = False
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(kw_only=True)
+class DataConfig:
+    """The dataset.
+
+    Attributes:
+        data: Dataset: digits, cifar10 or imagefolder:PATH.
+        data_dir: Folder holding the data (default $AMC_DATA_DIR).
+        val_size: Training images held out as val (default: the dataset's own).
+        split_seed: Seed of the val draw (and of fine-tuning's train_limit subset).
+        download: Let torchvision download CIFAR-10 when it is not found locally.
+    """
+
+    data: str = "digits"
+    data_dir: str | None = None
+    val_size: int | None = None
+    split_seed: int = 0
+    download: bool = False
+
+    def dataset_kwargs(self) -> dict:
+        """Keyword arguments of :func:`amc.data.load_dataset` (besides the name)."""
+        return {"data_dir": self.data_dir, "val_size": self.val_size, "seed": self.split_seed,
+                "download": self.download}
+
+
+@dataclass(kw_only=True)
+class PruneConfig:
+    """The prunable units.
+
+    Attributes:
+        units: Unit mode: all or internal (AMC's residual-net mode: only channels that meet
+            no residual add).
+        criterion: Channel importance: l1, l2, bn_scale or taylor.
+        round_to: Keep channel counts at multiples of this (None: any count).
+        max_ratio: Largest channel-pruning ratio of any unit.
+    """
+
+    units: str = "all"
+    criterion: str = "l1"
+    round_to: int | None = None
+    max_ratio: float = MAX_RATIO
+
+
+@dataclass(kw_only=True)
+class RepairConfig:
+    """Repair and scoring of a pruned network before any fine-tuning.
+
+    Attributes:
+        bn_recalib: Re-estimate BatchNorm statistics on training images after pruning.
+        reconstruct: Refit pruned convs by least squares on training images.
+        calib_size: Training images used for recalibration, reconstruction and taylor.
+        val_limit: Score on the first N val images only (None: all of val).
+    """
+
+    bn_recalib: bool = True
+    reconstruct: bool = False
+    calib_size: int = 512
+    val_limit: int | None = None
+
+
+@dataclass(kw_only=True)
+class RunConfig:
+    """Seed and threads.
+
+    Attributes:
+        seed: The one seed: calibration draw, initialisation, shuffling, random policies and
+            the agent (Ray worker i gets seed + i).
+        threads: torch CPU threads of this process (of each Ray worker where there are
+            workers); 0 or None: torch's default.
+    """
+
+    seed: int = 0
+    threads: int | None = None
+
+
+@dataclass(kw_only=True)
+class OutputConfig:
+    """Where the results go.
+
+    Attributes:
+        out: Output file or run directory.
+        force: Overwrite outputs that already exist (amc never does so otherwise).
+    """
+
+    out: str
+    force: bool = False
+
+
+@dataclass(kw_only=True)
+class ScoringConfig(ModelConfig, DataConfig, PruneConfig, RepairConfig, RunConfig):
+    """Model, data, units, repair and seed: what :func:`amc.prune.scoring.build_scorer` needs."""
+
+    def scoring_fields(self) -> dict:
+        """The values of this block's fields (to build another command's config from)."""
+        return {f.name: getattr(self, f.name) for f in fields(ScoringConfig)}
+
+    def scorer_kwargs(self) -> dict:
+        """Keyword arguments of :func:`amc.prune.scoring.build_scorer`."""
+        return {"model": self.model, "checkpoint": self.checkpoint, "data": self.data,
+                "data_dir": self.data_dir, "val_size": self.val_size,
+                "split_seed": self.split_seed, "val_limit": self.val_limit,
+                "units": self.units, "criterion": self.criterion, "round_to": self.round_to,
+                "bn_recalib": self.bn_recalib, "reconstruct": self.reconstruct,
+                "calib_size": self.calib_size, "seed": self.seed,
+                "unsafe_load": self.unsafe_load, "num_classes": self.num_classes}

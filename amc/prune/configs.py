@@ -1,0 +1,46 @@
+"""Configs of ``amc sensitivity``, ``amc baseline`` and ``amc apply``, composed of the shared
+blocks of :mod:`amc.config.blocks` (the commands' options derive from them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from amc.config.blocks import DataConfig, ModelConfig, OutputConfig, RepairConfig, RunConfig
+from amc.config.blocks import ScoringConfig as _Scoring
+
+
+@dataclass(kw_only=True)
+class SensitivityConfig(_Scoring, OutputConfig):
+    """A per-unit sensitivity sweep (CSV and PNG; ``out`` is the CSV).
+
+    Attributes:
+        workers: Ray workers for the evaluations (0 or 1: in-process).
+    """
+
+    workers: int = 0
+
+
+@dataclass(kw_only=True)
+class BaselineConfig(SensitivityConfig):
+    """A cheap policy: uniform, sensitivity or random (``out`` is the policy JSON).
+
+    Attributes:
+        strategy: uniform, sensitivity or random.
+        budget: Resource budget, e.g. flops:0.5, params:0.4, latency:0.6.
+        n_random: Policies tried by the random strategy.
+    """
+
+    strategy: str = "uniform"
+    budget: str = "flops:0.5"
+    n_random: int = 50
+
+
+@dataclass(kw_only=True)
+class ApplyConfig(ModelConfig, DataConfig, RepairConfig, RunConfig, OutputConfig):
+    """Prune a model to a policy and save it (``out`` is the pruned model file, .pt).
+
+    Attributes:
+        policy: Policy JSON (from amc search or amc baseline).
+    """
+
+    policy: str
