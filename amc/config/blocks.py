@@ -4,10 +4,11 @@ Each block declares and documents its fields once; a command config inherits the
 needs (``@dataclass(kw_only=True)``, so fields keep their block's defaults whatever the
 order), and ``amc <command> --help`` shows the block's text for each of them.
 
-* :class:`ModelConfig`: which network, from which checkpoint;
+* :class:`ArchConfig`, :class:`ModelConfig`: which network (from which checkpoint);
 * :class:`DataConfig`: which dataset, where, and how ``val`` is drawn;
 * :class:`PruneConfig`: the prunable units and how channels are ranked;
 * :class:`RepairConfig`: how a pruned network is repaired and scored before fine-tuning;
+* :class:`OptimConfig`: the training recipe (optimiser, schedule, distillation, device);
 * :class:`RunConfig`: the one seed and the thread count;
 * :class:`OutputConfig`: where results go, and whether existing ones may be replaced.
 
@@ -25,22 +26,31 @@ config and function that takes ``max_ratio``."""
 
 
 @dataclass(kw_only=True)
-class ModelConfig:
-    """The network.
+class ArchConfig:
+    """The architecture.
 
     Attributes:
         model: Registry name (see `amc models`), tv:<torchvision name> or
             package.module:factory.
-        checkpoint: Checkpoint of the model (a state dict or a model saved by amc).
         num_classes: Override the model's class count.
-        unsafe_load: Allow pickled objects in the checkpoint (runs the file's code: only for
+        unsafe_load: Allow pickled objects in checkpoints (runs the file's code: only for
             files you trust).
     """
 
     model: str | None = "digits_cnn"
-    checkpoint: str | None = None
     num_classes: int | None = None
     unsafe_load: bool = False
+
+
+@dataclass(kw_only=True)
+class ModelConfig(ArchConfig):
+    """The network and its weights.
+
+    Attributes:
+        checkpoint: Checkpoint of the model (a state dict or a model saved by amc).
+    """
+
+    checkpoint: str | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -103,6 +113,39 @@ class RepairConfig:
     reconstruct: bool = False
     calib_size: int = 512
     val_limit: int | None = None
+
+
+@dataclass(kw_only=True)
+class OptimConfig:
+    """The training recipe shared by training, fine-tuning and the comparison's fine-tunes.
+
+    Attributes:
+        batch_size: Mini-batch size.
+        lr: Peak learning rate (cosine schedule).
+        momentum: SGD momentum (Nesterov).
+        weight_decay: L2 weight decay.
+        warmup_epochs: Linear warm-up epochs of the cosine schedule (may be fractional).
+        label_smoothing: Label-smoothing factor.
+        kd_weight: Weight of distillation from the dense model (0: off).
+        kd_temperature: Distillation temperature.
+        augment: Random crop and flip (None: on for natural images).
+        device: auto (CUDA when present, with mixed precision), cpu or cuda.
+    """
+
+    batch_size: int = 128
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.0
+    kd_weight: float = 0.0
+    kd_temperature: float = 4.0
+    augment: bool | None = None
+    device: str = "auto"
+
+    def optim_fields(self) -> dict:
+        """The values of this block's fields (to build a :class:`TrainConfig` from)."""
+        return {f.name: getattr(self, f.name) for f in fields(OptimConfig)}
 
 
 @dataclass(kw_only=True)

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from amc.config.blocks import ArchConfig, DataConfig, OutputConfig, RunConfig
 from amc.utils.errors import AmcError
 
 VERDICT_BATCH = 64
@@ -29,50 +30,35 @@ OUTPUTS = ("report.md", "report.json", "per_class.png", "latency.png", "margin.p
 ONNX_FILES = ("dense.onnx", "pruned.onnx")
 
 
-@dataclass
-class ReportConfig:
-    """What to compare and how.
+@dataclass(kw_only=True)
+class ReportConfig(ArchConfig, DataConfig, RunConfig, OutputConfig):
+    """What to compare and how (``out``: the folder for report.md, report.json and PNGs;
+    ``threads``: of PyTorch, ONNX Runtime and the memory probes).
 
     Attributes:
-        model: Registry name of the architecture.
         dense: Dense checkpoint file.
         pruned: Pruned model file written by ``amc apply`` (pruned shapes inside).
-        data: Dataset name (``digits``, ``cifar10``, ``imagefolder:PATH``).
-        out: Folder for report.md, report.json and the PNGs.
         int8: INT8 ONNX file (of the pruned or the dense model), optional.
-        data_dir: Folder that holds the data.
         onnx_dir: Folder for the dense/pruned ONNX exports (default: ``out``).
-        threads: Intra-op threads of PyTorch, onnxruntime and the memory probes.
         max_drop: Largest allowed top-1 drop of the pruned model, in points.
         min_speedup: Smallest allowed PyTorch speed-up of the pruned model at batch 64.
         runs: Timed runs per model, engine and batch size.
         rounds: Rounds the timed runs are interleaved in.
         flag_points: A class is flagged when its top-1 drops by more than this.
         slice_fraction: Share of test images in the near-boundary slice.
-        num_classes: Class count override.
-        unsafe_load: Allow pickled objects in the checkpoints.
-        force: Overwrite an existing report.
         command: The command line, for provenance.
     """
 
-    model: str
     dense: str
     pruned: str
-    data: str
-    out: str
     int8: str | None = None
-    data_dir: str | None = None
     onnx_dir: str | None = None
-    threads: int = 1
     max_drop: float = 1.0
     min_speedup: float = 1.3
     runs: int = 30
     rounds: int = 3
     flag_points: float = 2.0
     slice_fraction: float = 0.1
-    num_classes: int | None = None
-    unsafe_load: bool = False
-    force: bool = False
     command: str = ""
 
 
@@ -200,7 +186,7 @@ def _load(cfg: ReportConfig):
     kw = {"num_classes": cfg.num_classes, "unsafe_load": cfg.unsafe_load}
     dense = create_model(cfg.model, checkpoint=cfg.dense, **kw)
     pruned = create_model(cfg.model, checkpoint=cfg.pruned, **kw)
-    data = load_dataset(cfg.data, data_dir=cfg.data_dir)
+    data = load_dataset(cfg.data, **cfg.dataset_kwargs())
     for m, what in ((dense, "dense"), (pruned, "pruned")):
         check_model_data(m, data, f"{cfg.model} ({what})")
     return dense, pruned, data

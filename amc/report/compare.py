@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from amc.config.blocks import ScoringConfig
+from amc.config.blocks import OptimConfig, ScoringConfig
 from amc.cost.macs import model_cost
 from amc.cost.timing import torch_latencies
 from amc.data.datasets import Dataset, load_dataset
@@ -49,7 +49,7 @@ def _no_pool(scorer: Scorer, fn: Callable[[MapFn | None], object]) -> object:
 
 
 @dataclass(kw_only=True)
-class CompareConfig(ScoringConfig):
+class CompareConfig(ScoringConfig, OptimConfig):
     """The comparison to run.
 
     Attributes:
@@ -60,10 +60,6 @@ class CompareConfig(ScoringConfig):
         n_random: Policies tried by the random strategy.
         finetune_epochs: Epochs of fine-tuning for the dense and every pruned model.
         train_limit: Train on the first N (shuffled) training images only (None: all).
-        lr: Fine-tuning learning rate.
-        kd_weight: Weight of distillation from the dense checkpoint while fine-tuning (the
-            dense model's own fine-tune included; 0: no distillation).
-        batch_size: Fine-tuning batch size.
         workers: Ray workers for the AMC search and the baselines (0: in-process).
         latency_runs: Timed runs per latency measurement.
         out: Output folder (every stage's artifact is cached here).
@@ -76,9 +72,6 @@ class CompareConfig(ScoringConfig):
     n_random: int = 50
     finetune_epochs: float = 5.0
     train_limit: int | None = None
-    lr: float = 0.01
-    kd_weight: float = 0.0
-    batch_size: int = 128
     workers: int = 0
     threads: int | None = 2
     latency_runs: int = 20
@@ -159,9 +152,8 @@ class Comparison:
         path = self.dir / "models" / f"{name}.pt"
         if path.is_file():
             return create_model(self.cfg.model, checkpoint=path)
-        tc = TrainConfig(epochs=self.cfg.finetune_epochs, batch_size=self.cfg.batch_size,
-                         lr=self.cfg.lr, seed=self.cfg.seed, eval_splits=(),
-                         threads=self.threads, kd_weight=self.cfg.kd_weight)
+        tc = TrainConfig(**self.cfg.optim_fields(), epochs=self.cfg.finetune_epochs,
+                         seed=self.cfg.seed, eval_splits=(), threads=self.threads)
         t = time.perf_counter()
         hist = train(model, self.train_data, tc,
                      teacher=self.dense if self.cfg.kd_weight > 0 else None,

@@ -141,12 +141,10 @@ class Runner:
         c = self.cfg
         const = stage["lr"] == "constant"
         rewind = stage["lr"] == "rewind"
-        t = TrainConfig(epochs=c.epochs if rewind else stage["epochs"], batch_size=c.batch_size,
-                        lr=(c.round_lr or 0.1 * c.lr) if const else c.lr, momentum=c.momentum,
-                        weight_decay=c.weight_decay, warmup_epochs=0.0 if const else
-                        c.warmup_epochs, label_smoothing=c.label_smoothing,
-                        kd_weight=c.kd_weight, kd_temperature=c.kd_temperature,
-                        augment=c.augment, device=c.device, seed=c.seed + 1000 * k,
+        recipe = {**c.optim_fields(), "lr": (c.round_lr or 0.1 * c.lr) if const else c.lr,
+                  "warmup_epochs": 0.0 if const else c.warmup_epochs}
+        t = TrainConfig(**recipe, epochs=c.epochs if rewind else stage["epochs"],
+                        seed=c.seed + 1000 * k,
                         eval_splits=("val", "test") if c.test_every_epoch else ("val",),
                         lr_schedule="constant" if const else "cosine")
         if rewind:

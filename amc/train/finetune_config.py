@@ -5,13 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from amc.config.blocks import DataConfig, ModelConfig, OutputConfig, PruneConfig, RunConfig
+from amc.config.blocks import (
+    DataConfig,
+    ModelConfig,
+    OptimConfig,
+    OutputConfig,
+    PruneConfig,
+    RunConfig,
+)
 from amc.prune.schedules import SCHEDULES, STRUCTURES, Target
 from amc.utils.errors import AmcError
 
 
 @dataclass(kw_only=True)
-class FinetuneConfig(ModelConfig, DataConfig, PruneConfig, RunConfig, OutputConfig):
+class FinetuneConfig(ModelConfig, DataConfig, PruneConfig, OptimConfig, RunConfig,
+                     OutputConfig):
     """Everything that shapes a fine-tuning run.
 
     Attributes:
@@ -50,16 +58,6 @@ class FinetuneConfig(ModelConfig, DataConfig, PruneConfig, RunConfig, OutputConf
         max_drop: Roll a round back when its val top-1 falls more than this many points below
             the previous round's (negative: never).
         max_retries: Rollbacks allowed per round before a round is accepted anyway.
-        batch_size: Mini-batch size.
-        lr: Peak learning rate (cosine schedule).
-        momentum: SGD momentum (Nesterov).
-        weight_decay: L2 weight decay.
-        warmup_epochs: Linear warm-up epochs of the cosine schedule.
-        label_smoothing: Label-smoothing factor.
-        kd_weight: Weight of distillation from the dense model (0: off).
-        kd_temperature: Distillation temperature.
-        augment: Random crop and flip (default: on for natural images).
-        device: auto (CUDA when present, with mixed precision), cpu or cuda.
         test_every_epoch: Evaluate test after every epoch (else only at the end).
     """
 
@@ -86,16 +84,6 @@ class FinetuneConfig(ModelConfig, DataConfig, PruneConfig, RunConfig, OutputConf
     lottery_init: str | None = None
     max_drop: float | None = 5.0
     max_retries: int = 2
-    batch_size: int = 128
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    warmup_epochs: float = 0.0
-    label_smoothing: float = 0.0
-    kd_weight: float = 0.0
-    kd_temperature: float = 4.0
-    augment: bool | None = None
-    device: str = "auto"
     test_every_epoch: bool = True
     out: str = "runs/finetune"
 

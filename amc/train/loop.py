@@ -19,47 +19,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from amc.config.blocks import OptimConfig, RunConfig
 from amc.data.datasets import Dataset
 from amc.models.evaluate import evaluate
 from amc.utils.errors import AmcError
 
 
-@dataclass
-class TrainConfig:
+@dataclass(kw_only=True)
+class TrainConfig(OptimConfig, RunConfig):
     """Recipe for (fine-)training.
 
     Attributes:
         epochs: Number of passes over ``train``.
-        batch_size: Mini-batch size.
-        lr: Peak learning rate.
-        momentum: SGD momentum (Nesterov).
-        weight_decay: L2 weight decay.
-        warmup_epochs: Linear warm-up length in epochs (may be fractional).
-        label_smoothing: Label-smoothing factor.
-        kd_weight: Weight of the distillation loss (0 disables distillation).
-        kd_temperature: Distillation temperature.
-        augment: Random crop + flip (natural images only; ``None`` = dataset default).
-        device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
-        seed: Seed for shuffling, augmentation and initialisation.
         eval_splits: Splits evaluated after each epoch.
-        threads: torch CPU threads (0 = leave as is).
         lr_schedule: ``cosine`` (with warm-up) or ``constant`` (``lr`` throughout).
     """
 
     epochs: float = 1.0
-    batch_size: int = 128
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    warmup_epochs: float = 0.0
-    label_smoothing: float = 0.0
-    kd_weight: float = 0.0
-    kd_temperature: float = 4.0
-    augment: bool | None = None
-    device: str = "auto"
-    seed: int = 0
     eval_splits: tuple[str, ...] = ("val", "test")
-    threads: int = 0
     lr_schedule: str = "cosine"
 
 
