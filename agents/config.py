@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amc.config.blocks import ScoringConfig
+from amc.config.blocks import OutputConfig, ScoringConfig
 
 
 @dataclass(kw_only=True)
-class SearchConfig(ScoringConfig):
+class SearchConfig(ScoringConfig, OutputConfig):
     """Everything that shapes an AMC search (model, data, units and repair: the blocks of
     :class:`~amc.config.blocks.ScoringConfig`; the agent, workers and run below).
 
@@ -38,6 +38,8 @@ class SearchConfig(ScoringConfig):
         max_restarts: Restarts Ray allows each env worker (fault tolerance).
         checkpoint_every: Save agent, replay buffer and counters every N episodes.
         out: Run directory.
+        force: Start over in a run directory that holds a search (its files are
+            replaced), or write into one that holds files amc did not write.
         verbose: Show Ray's and SB3's own output.
     """
 
@@ -60,6 +62,7 @@ class SearchConfig(ScoringConfig):
     workers: int = 0
     address: str | None = None
     threads: int | None = 1
+    race: bool = True
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
     max_restarts: int = 3
@@ -69,4 +72,4 @@ class SearchConfig(ScoringConfig):
 
     def env_kwargs(self) -> dict:
         return {"budget": self.budget, "reward": self.reward, "max_ratio": self.max_ratio,
-                "lambda_size": self.lambda_size}
+                "lambda_size": self.lambda_size, "race": self.race}

@@ -14,7 +14,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from amc.prune.policy import make_policy
 from amc.prune.units import PrunableModel
-from amc.utils.io import atomic_write
+from amc.utils.io import atomic_write, write_text
 from amc.utils.progress import make_bar
 
 from .config import SearchConfig
@@ -22,7 +22,8 @@ from .config import SearchConfig
 
 def episode_columns(pm: PrunableModel) -> list[str]:
     return (["episode"] + [f"ratio:{u.name}" for u in pm.units]
-            + ["macs_ratio", "params_ratio", "val_top1", "reward", "seconds"])
+            + ["macs_ratio", "params_ratio", "val_top1", "reward", "seconds", "images",
+               "prune_s", "repair_s", "eval_s"])
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
@@ -69,6 +70,8 @@ class SearchMonitor(BaseCallback):
     def _on_training_start(self) -> None:
         if not self.csv_path.exists():
             write_rows(self.csv_path, self.columns, [])
+        if self.best_reward is not None:  # a resumed search races against its best so far
+            self.training_env.set_attr("best_reward", self.best_reward)
         self._bar = make_bar(extra="best")
         if self._bar is not None:
             self._bar.start()
@@ -98,11 +101,14 @@ class SearchMonitor(BaseCallback):
                "macs_ratio": f"{res['macs_ratio']:.6f}",
                "params_ratio": f"{res['params_ratio']:.6f}",
                "val_top1": f"{res['val_top1']:.4f}", "reward": f"{res['reward']:.6f}",
-               "seconds": f"{res['seconds']:.3f}"}
+               "seconds": f"{res['seconds']:.3f}", "images": res.get("images", ""),
+               **{k: f"{res[k]:.4f}" for k in ("prune_s", "repair_s", "eval_s") if k in res}}
         with open(self.csv_path, "a", newline="") as f:
             csv.DictWriter(f, fieldnames=self.columns).writerow(row)
-        if self.best_reward is None or res["reward"] > self.best_reward:
+        if res.get("complete", True) and (self.best_reward is None
+                                          or res["reward"] > self.best_reward):
             self.best_reward = res["reward"]
+            self.training_env.set_attr("best_reward", self.best_reward)  # racing bar
             pol = make_policy(self.pm, res["ratios"], self.cfg.model, self.cfg.budget, "amc",
                               self.cfg.seed, self.cfg.max_ratio,
                               {"val_top1": res["val_top1"], "reward": res["reward"]},
@@ -124,6 +130,9 @@ class SearchMonitor(BaseCallback):
         tmp.mkdir(parents=True)
         self.model.save(tmp / "agent.zip", exclude=["action_noise"])
         self.model.save_replay_buffer(tmp / "replay.pkl")
+        best = self.run_dir / "best_policy.json"
+        if best.is_file():  # the best policy as of this checkpoint, for restore_best
+            shutil.copyfile(best, tmp / "best_policy.json")
         state = {"episodes_done": self.done, "best_reward": self.best_reward,
                  "num_timesteps": self.model.num_timesteps,
                  **{k: v.state() for k, v in self.extra_state.items()}}
@@ -151,3 +160,23 @@ def find_checkpoint(run_dir: Path) -> Path | None:
         if (p / "state.json").is_file() and (p / "agent.zip").is_file():
             return p
     return None
+
+
+def restore_best(ckpt: Path, run_dir: Path, done: int, best_reward: float | None
+                 ) -> float | None:
+    """Put back the best policy of checkpoint ``ckpt`` (``done`` episodes), so that after a
+    resume ``best_policy.json`` is always a row of the trimmed ``episodes.csv``: the episodes
+    after the checkpoint are run again, as other episodes, so their best is gone with them.
+
+    Returns:
+        The best reward to carry on with (the checkpoint's).
+    """
+    best_file = run_dir / "best_policy.json"
+    saved = ckpt / "best_policy.json"
+    if saved.is_file():
+        write_text(best_file, saved.read_text())
+    elif best_file.is_file():  # a checkpoint without its best policy (older amc)
+        if int(json.loads(best_file.read_text())["provenance"].get("episode") or 0) > done:
+            best_file.unlink()
+            return None
+    return best_reward

@@ -49,6 +49,15 @@ class EnvWorker:
             obs, *_ = self.env.step(a)
         return obs
 
+    def get_attr(self, name: str) -> Any:
+        return getattr(self.env, name)
+
+    def set_attr(self, name: str, value: Any) -> None:
+        setattr(self.env, name, value)
+
+    def env_method(self, name: str, args: tuple, kwargs: dict) -> Any:
+        return getattr(self.env, name)(*args, **kwargs)
+
     def step(self, action: np.ndarray) -> tuple:
         obs, reward, terminated, truncated, info = self.env.step(action)
         done = terminated or truncated
@@ -94,6 +103,7 @@ class RayVecEnv(VecEnv):
         self._ref = ref
         self._episode_actions: list[list[np.ndarray]] = [[] for _ in range(n_envs)]
         self._actions: np.ndarray | None = None
+        self._attrs: list[dict[str, Any]] = [{} for _ in range(n_envs)]
         self.restarts = 0
 
     # ------------------------------------------------------------------ VecEnv API
@@ -137,6 +147,8 @@ class RayVecEnv(VecEnv):
         deadline = time.time() + 120
         while True:
             try:
+                for name, value in self._attrs[i].items():  # what set_attr gave the old one
+                    ray.get(self.actors[i].set_attr.remote(name, value))
                 ray.get(self.actors[i].replay.remote(self._episode_actions[i]))
                 break
             except RayActorError:
@@ -154,13 +166,22 @@ class RayVecEnv(VecEnv):
         self.actors = []
 
     def get_attr(self, attr_name: str, indices=None) -> list[Any]:
-        return [None for _ in self._get_indices(indices)]
+        """The attribute of each selected actor's env."""
+        return ray.get([self.actors[i].get_attr.remote(attr_name)
+                        for i in self._get_indices(indices)])
 
     def set_attr(self, attr_name: str, value: Any, indices=None) -> None:
-        return None
+        """Set the attribute on each selected actor's env (again after a restart)."""
+        idx = list(self._get_indices(indices))
+        for i in idx:
+            self._attrs[i][attr_name] = value
+        ray.get([self.actors[i].set_attr.remote(attr_name, value) for i in idx])
 
     def env_method(self, method_name: str, *method_args, indices=None, **method_kwargs):
-        return [None for _ in self._get_indices(indices)]
+        """Call the method on each selected actor's env; their results in order."""
+        return ray.get([self.actors[i].env_method.remote(method_name, method_args,
+                                                         method_kwargs)
+                        for i in self._get_indices(indices)])
 
     def env_is_wrapped(self, wrapper_class, indices=None) -> list[bool]:
         return [False for _ in self._get_indices(indices)]

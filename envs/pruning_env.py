@@ -34,6 +34,8 @@ class AMCPruningEnv(gym.Env):
         reward: ``err``, ``flops``, ``params``, ``acc_size`` or ``latency``.
         max_ratio: Largest pruning ratio of a unit.
         lambda_size: λ of the ``acc_size`` reward.
+        race: Stop scoring an episode's network once it cannot beat ``best_reward``
+            (:mod:`amc.prune.racing`); the episode's reward then comes from the images seen.
         **scorer_kwargs: Passed to :func:`amc.prune.scoring.build_scorer`.
     """
 
@@ -41,13 +43,17 @@ class AMCPruningEnv(gym.Env):
 
     def __init__(self, scorer: Scorer | None = None, *, budget: str = "flops:0.5",
                  reward: str = "err", max_ratio: float = MAX_RATIO, lambda_size: float = 1.0,
-                 **scorer_kwargs: Any):
+                 race: bool = False, **scorer_kwargs: Any):
         super().__init__()
         self.scorer = scorer if scorer is not None else build_scorer(**scorer_kwargs)
         self.pm = self.scorer.pm
         self.budget = Budget.parse(budget) if isinstance(budget, str) else budget
         self.max_ratio = float(max_ratio)
         self.reward_name = reward
+        self.race = race
+        self.best_reward: float | None = None
+        """Best raw reward of a completely scored episode (this env's, or the search's when
+        the agent side sets it with ``set_attr``); racing stops episodes that cannot beat it."""
         self._reward = reward_fn(reward, lambda_size)
         self._resource = resource_fn(self.pm, self.budget)
         self._latency = None
@@ -108,14 +114,24 @@ class AMCPruningEnv(gym.Env):
         if self._t < self.n_units:
             return self._obs(), 0.0, False, False, info
         ratios = list(self._ratios)
-        top1 = self.scorer(ratios)
         macs, params = self.pm.cost(ratios)
         lat = self._latency.predict(ratios) if self._latency is not None else 0.0
-        outcome = Outcome(top1, macs, params, self._resource(ratios), self.budget.fraction, lat)
-        reward = float(self._reward(outcome))
+        size, target = self._resource(ratios), self.budget.fraction
+
+        def reward_at(top1: float) -> float:
+            return float(self._reward(Outcome(top1, macs, params, size, target, lat)))
+
+        best = self.best_reward
+        can_beat = (lambda ub: reward_at(ub) > best) if self.race and best is not None else None
+        s = self.scorer.score(ratios, can_beat)
+        reward = reward_at(s.top1)
+        if s.complete and (self.best_reward is None or reward > self.best_reward):
+            self.best_reward = reward
         info["episode_result"] = {
             "ratios": ratios, "macs_ratio": macs / self.pm.dense_macs,
-            "params_ratio": params / self.pm.dense_params, "val_top1": top1,
+            "params_ratio": params / self.pm.dense_params, "val_top1": s.top1,
             "reward": reward, "seconds": time.perf_counter() - self._t0,
+            "images": s.images, "complete": s.complete, "prune_s": s.prune_s,
+            "repair_s": s.repair_s, "eval_s": s.eval_s,
         }
         return self._obs(), reward, True, False, info

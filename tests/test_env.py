@@ -11,7 +11,7 @@ from gymnasium.utils.env_checker import check_env
 
 from amc.envs import ENV_ID, FEATURES, AMCPruningEnv
 from amc.prune.budget import Budget
-from amc.prune.scoring import Scorer, build_scorer
+from amc.prune.scoring import Score, Scorer, build_scorer
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +40,8 @@ def test_make_passes_kwargs(digits_ckpt):
 class ConstantScorer(Scorer):
     """The budget does not depend on accuracy: skip the (slow) pruned-model evaluation."""
 
-    def __call__(self, ratios) -> float:
-        return 50.0
+    def score(self, ratios, can_beat=None) -> Score:
+        return Score(50.0, len(self.y), len(self.y))
 
 
 @pytest.mark.parametrize("budget", ["flops:0.5", "params:0.4"])

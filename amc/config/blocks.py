@@ -105,14 +105,21 @@ class RepairConfig:
     Attributes:
         bn_recalib: Re-estimate BatchNorm statistics on training images after pruning.
         reconstruct: Refit pruned convs by least squares on training images.
-        calib_size: Training images used for recalibration, reconstruction and taylor.
+        calib_size: Training images drawn for calibration (reconstruction uses the first
+            256, taylor ranking all of them).
+        recal_size: Of those, the images BatchNorm statistics are re-estimated on (one
+            batch; results/bench_episode.json measures how few keep the ranking).
         val_limit: Score on the first N val images only (None: all of val).
+        race: Stop scoring a policy once, with 99 % confidence, it cannot beat the best one
+            so far (amc.prune.racing); the best policy is always scored on all of val.
     """
 
     bn_recalib: bool = True
     reconstruct: bool = False
     calib_size: int = 512
+    recal_size: int = 256
     val_limit: int | None = None
+    race: bool = False
 
 
 @dataclass(kw_only=True)
@@ -129,7 +136,6 @@ class OptimConfig:
         kd_weight: Weight of distillation from the dense model (0: off).
         kd_temperature: Distillation temperature.
         augment: Random crop and flip (None: on for natural images).
-        device: auto (CUDA when present, with mixed precision), cpu or cuda.
     """
 
     batch_size: int = 128
@@ -141,7 +147,6 @@ class OptimConfig:
     kd_weight: float = 0.0
     kd_temperature: float = 4.0
     augment: bool | None = None
-    device: str = "auto"
 
     def optim_fields(self) -> dict:
         """The values of this block's fields (to build a :class:`TrainConfig` from)."""
@@ -157,10 +162,13 @@ class RunConfig:
             the agent (Ray worker i gets seed + i).
         threads: torch CPU threads of this process (of each Ray worker where there are
             workers); 0 or None: torch's default.
+        device: auto (CUDA when present), cpu or cuda: where pruned networks are scored and
+            networks are trained (mixed precision on CUDA).
     """
 
     seed: int = 0
     threads: int | None = None
+    device: str = "auto"
 
 
 @dataclass(kw_only=True)
@@ -192,4 +200,5 @@ class ScoringConfig(ModelConfig, DataConfig, PruneConfig, RepairConfig, RunConfi
                 "units": self.units, "criterion": self.criterion, "round_to": self.round_to,
                 "bn_recalib": self.bn_recalib, "reconstruct": self.reconstruct,
                 "calib_size": self.calib_size, "seed": self.seed,
-                "unsafe_load": self.unsafe_load, "num_classes": self.num_classes}
+                "unsafe_load": self.unsafe_load, "num_classes": self.num_classes,
+                "recal_size": self.recal_size, "device": self.device}

@@ -63,11 +63,6 @@ def interleaved(fns: dict[str, Callable[[], object]], runs: int, rounds: int,
     return out
 
 
-def median_ms(fn: Callable[[], object], runs: int) -> float:
-    """Median time (ms) of ``runs`` calls of ``fn`` after one warm-up call."""
-    return interleaved({"fn": fn}, runs, 1)["fn"]["median_ms"]
-
-
 def measure_latencies(torch_models: dict[str, nn.Module], onnx_files: dict[str, Path],
                       input_size: tuple[int, ...], threads: int, runs: int = 30,
                       rounds: int = 3) -> dict:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from amc.cost.timing import median_ms
+from amc.cost.timing import interleaved
 from amc.data.datasets import cache_dir
 from amc.prune.units import PrunableModel
 
@@ -93,17 +93,17 @@ def latency_table(pm: PrunableModel, batch: int = 1, runs: int = 15) -> LatencyT
         for L in pm.layers:
             m = pm.model.get_submodule(L.name)
             c = costs[L.name]
-            row = []
-            for f in FRACTIONS:
+            fns = {}
+            for f in FRACTIONS:  # the fractions of one layer timed side by side
                 layer, (cin,) = _layer_at(m, f, f)
                 layer.eval()
                 shape = (batch, cin, *c.in_hw) if not isinstance(m, nn.Linear) else (batch, cin)
-                x = torch.randn(shape)
-                row.append(median_ms(lambda layer=layer, x=x: layer(x), runs))
-            points.append(row)
+                fns[f] = lambda layer=layer, x=torch.randn(shape): layer(x)
+            t = interleaved(fns, runs, rounds=3, warmup=3)
+            points.append([t[f]["q1_ms"] for f in FRACTIONS])
         x = torch.randn(batch, *pm.input_size)
         model = pm.model.eval()
-        dense_total = median_ms(lambda: model(x), runs)
+        dense_total = interleaved({"dense": lambda: model(x)}, runs, 3, warmup=3)["dense"]["q1_ms"]
     layer_sum = sum(p[-1] for p in points)
     rest = max(0.0, dense_total - layer_sum)
     table = LatencyTable(points, rest, rest + layer_sum, pm)

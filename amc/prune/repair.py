@@ -17,20 +17,18 @@ from torch import nn
 from amc.prune.units import PrunableModel
 
 
-def _capture(model: nn.Module, name: str, x: torch.Tensor, want: str) -> torch.Tensor:
+def _capture_all(model: nn.Module, names: list[str], x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Outputs of the modules ``names`` in one forward pass of ``model`` on ``x``."""
     box: dict[str, torch.Tensor] = {}
-    mod = model.get_submodule(name)
-
-    def hook(m, args, out):
-        box["v"] = args[0] if want == "in" else out
-
-    h = mod.register_forward_hook(hook)
+    hooks = [model.get_submodule(n).register_forward_hook(
+        lambda m, args, out, n=n: box.__setitem__(n, out.detach())) for n in names]
     try:
         with torch.no_grad():
             model(x)
     finally:
-        h.remove()
-    return box["v"]
+        for h in hooks:
+            h.remove()
+    return box
 
 
 def _kept(pm: PrunableModel, unit: int | None, ratio: float, n: int) -> torch.Tensor:
@@ -41,10 +39,26 @@ def _kept(pm: PrunableModel, unit: int | None, ratio: float, n: int) -> torch.Te
     return torch.tensor([i for i in range(n) if i not in pruned])
 
 
+def _positions(gen: torch.Generator, n: int, p: int, k: int) -> torch.Tensor:
+    return torch.randint(0, p, (n, min(k, p)), generator=gen)
+
+
+def _sample(t: torch.Tensor, pick: torch.Tensor) -> torch.Tensor:
+    """(N, D, P) -> the picked positions as rows (N * k, D)."""
+    n, d, _ = t.shape
+    return torch.gather(t, 2, pick[:, None, :].expand(n, d, pick.shape[1])).permute(
+        0, 2, 1).reshape(-1, d)
+
+
 def reconstruct(pm: PrunableModel, pruned: nn.Module, ratios: Sequence[float],
                 x: torch.Tensor, samples_per_image: int = 16, ridge: float = 1e-4,
-                seed: int = 0) -> nn.Module:
+                seed: int = 0, dense_cache: dict | None = None) -> nn.Module:
     """Refit, in forward order, every conv whose input channels were pruned.
+
+    One forward pass of the pruned network does all layers: a pre-hook on each refitted
+    conv solves its least squares on the input it is about to receive (which already
+    reflects the layers refitted before it) and sets its weights before it runs. The dense
+    targets, sampled at fixed positions, are computed once per ``dense_cache``.
 
     Args:
         pm: The prunable model (dense network, units, rankings).
@@ -54,35 +68,49 @@ def reconstruct(pm: PrunableModel, pruned: nn.Module, ratios: Sequence[float],
         samples_per_image: Output positions sampled per image.
         ridge: Tikhonov regularisation relative to the mean diagonal.
         seed: Seed of the position sampling.
+        dense_cache: A dict kept across calls with the same ``pm``, ``x`` and settings: the
+            dense targets are computed into it once (None: computed for this call only).
     """
-    gen = torch.Generator().manual_seed(seed)
     todo = [L for L in pm.layers if L.in_unit is not None and ratios[L.in_unit] > 0
             and not L.channelwise]
-    for L in todo:
-        dense_m = pm.model.get_submodule(L.name)
-        m = pruned.get_submodule(L.name)
-        if not isinstance(m, nn.Conv2d) or m.groups != 1:
-            continue
-        inp = _capture(pruned, L.name, x, "in")
-        target = _capture(pm.model, L.name, x, "out")
-        if dense_m.bias is not None:
-            target = target - dense_m.bias.view(1, -1, 1, 1)
+    todo = [L for L in todo if isinstance(m := pruned.get_submodule(L.name), nn.Conv2d)
+            and m.groups == 1]
+    if not todo:
+        return pruned
+    cache = dense_cache if dense_cache is not None else {}
+    missing = [L.name for L in todo if L.name not in cache]
+    if missing:
+        dev = next(pm.model.parameters()).device
+        outs = _capture_all(pm.model, missing, x.to(dev))
+        for name in missing:
+            dense_m = pm.model.get_submodule(name)
+            target = outs[name]
+            if dense_m.bias is not None:
+                target = target - dense_m.bias.view(1, -1, 1, 1)
+            y = target.flatten(2).to(x.device)
+            gen = torch.Generator().manual_seed(seed + sum(map(ord, name)))
+            pick = _positions(gen, y.shape[0], y.shape[2], samples_per_image).to(x.device)
+            cache[name] = (pick, _sample(y, pick))
+
+    def refit(L, m: nn.Conv2d, args: tuple) -> None:
+        pick, y_all = cache[L.name]
         out_idx = _kept(pm, L.out_unit, ratios[L.out_unit] if L.out_unit is not None else 0,
-                        L.n_out)
-        target = target[:, out_idx]
-        cols = F.unfold(inp, m.kernel_size, m.dilation, m.padding, m.stride)  # N, C*k*k, P
-        n, d, p = cols.shape
-        pick = torch.randint(0, p, (n, min(samples_per_image, p)), generator=gen)
-        X = torch.gather(cols, 2, pick[:, None, :].expand(n, d, pick.shape[1]))
-        X = X.permute(0, 2, 1).reshape(-1, d)
-        Y = target.flatten(2)
-        Y = torch.gather(Y, 2, pick[:, None, :].expand(n, Y.shape[1], pick.shape[1]))
-        Y = Y.permute(0, 2, 1).reshape(-1, Y.shape[1])
+                        L.n_out).to(y_all.device)
+        cols = F.unfold(args[0], m.kernel_size, m.dilation, m.padding, m.stride)  # N, C*k*k, P
+        X, Y = _sample(cols, pick), y_all[:, out_idx]
         A = X.T @ X
-        A += ridge * A.diagonal().mean() * torch.eye(d)
+        A += ridge * A.diagonal().mean() * torch.eye(A.shape[0], device=A.device)
         W = torch.linalg.solve(A, X.T @ Y)  # d, out
+        m.weight.copy_(W.T.reshape(m.weight.shape))
+
+    hooks = [pruned.get_submodule(L.name).register_forward_pre_hook(
+        lambda m, args, L=L: refit(L, m, args)) for L in todo]
+    try:
         with torch.no_grad():
-            m.weight.copy_(W.T.reshape(m.weight.shape))
+            pruned(x)
+    finally:
+        for h in hooks:
+            h.remove()
     return pruned
 
 

@@ -1,18 +1,57 @@
 """Scoring a pruning policy: prune, optionally repair (BN recalibration, reconstruction),
-and measure top-1 on ``val``. Shared by the baselines and the RL environment (the search's
-per-episode hot path)."""
+and measure top-1 on ``val``. Shared by the baselines and the RL environment: this is the
+search's per-episode hot path, so it
+
+* evaluates with every BatchNorm folded into its conv, channels-last tensors that are laid
+  out (and moved to the device) once, in inference mode and large batches;
+* re-estimates BatchNorm statistics on the first ``recal_size`` calibration images only, in
+  one batch (the benchmark ``scripts/bench_episode.py`` measures how few keep the ranking);
+* can race (:mod:`amc.prune.racing`): stop scoring a policy that cannot beat the best one.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from amc.models.evaluate import top1
+from amc.models.evaluate import check_model_data, top1
+from amc.models.fuse import conv_bn_pairs, fold_bn
+from amc.prune.racing import slices, upper_bound
 from amc.prune.repair import recalibrate_bn, reconstruct
 from amc.prune.units import PrunableModel
+from amc.utils.device import resolve_device
+
+
+@dataclass
+class Score:
+    """The score of one policy.
+
+    Attributes:
+        top1: ``val`` top-1 in percent, over the images evaluated.
+        images: ``val`` images evaluated (fewer than all when racing stopped early).
+        total: ``val`` images in all.
+        recal_images: Training images BatchNorm statistics were re-estimated on.
+        prune_s: Seconds spent pruning.
+        repair_s: Seconds spent repairing (recalibration, reconstruction).
+        eval_s: Seconds spent evaluating.
+    """
+
+    top1: float
+    images: int
+    total: int
+    recal_images: int = 0
+    prune_s: float = 0.0
+    repair_s: float = 0.0
+    eval_s: float = 0.0
+
+    @property
+    def complete(self) -> bool:
+        """Whether all of ``val`` was evaluated."""
+        return self.images >= self.total
 
 
 @dataclass
@@ -20,7 +59,7 @@ class Scorer:
     """Evaluates per-unit ratios on held-out data.
 
     Attributes:
-        pm: The prunable model.
+        pm: The prunable model (kept on the CPU; each pruned copy moves to ``device``).
         x: Normalised ``val`` images used for the score.
         y: Their labels.
         calib: Training images for BN recalibration and reconstruction.
@@ -28,6 +67,10 @@ class Scorer:
         reconstruct: Refit pruned convs by least squares.
         batch_size: Evaluation batch size.
         calib_y: Labels of ``calib`` (for the taylor criterion).
+        recal_size: Calibration images BatchNorm statistics are re-estimated on (None: all).
+        device: Where pruned networks are repaired and evaluated.
+        fast: Fold BatchNorm and use channels-last tensors for evaluation (False: the plain
+            path, kept as the reference).
     """
 
     pm: PrunableModel
@@ -38,19 +81,84 @@ class Scorer:
     reconstruct: bool = False
     batch_size: int = 500
     calib_y: torch.Tensor | None = None
+    recal_size: int | None = None
+    device: torch.device | str = "cpu"
+    fast: bool = True
+    _dev: dict = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.device = torch.device(self.device)
+        fmt = torch.channels_last if self.fast and self.x.dim() == 4 else torch.contiguous_format
+        self._dev["x"] = self.x.to(self.device).contiguous(memory_format=fmt)
+        self._dev["y"] = self.y.to(self.device)
+        self._dev["fmt"] = fmt
+        if self.calib is not None:
+            n = len(self.calib) if self.recal_size is None else min(self.recal_size,
+                                                                    len(self.calib))
+            self._dev["recal"] = self.calib[:max(1, n)].to(self.device).contiguous(
+                memory_format=fmt)
+            self._dev["recon"] = self.calib[:256].to(self.device)
+        self._dev["pairs"] = conv_bn_pairs(self.pm.model) if self.fast else []
+        self._dev["dense_targets"] = {}
+
+    @property
+    def recal_images(self) -> int:
+        return len(self._dev["recal"]) if self.bn_recalib and "recal" in self._dev else 0
+
+    def _repair(self, net: nn.Module, ratios: Sequence[float]) -> nn.Module:
+        if self.reconstruct and "recon" in self._dev:
+            reconstruct(self.pm, net, list(ratios), self._dev["recon"],
+                        dense_cache=self._dev["dense_targets"])
+        if self.bn_recalib and "recal" in self._dev:
+            recal = self._dev["recal"]
+            recalibrate_bn(net, recal.split(len(recal) if self.fast else 128))
+        return net.eval()
 
     def pruned(self, ratios: Sequence[float]) -> nn.Module:
-        """The pruned (and repaired) network."""
-        net = self.pm.prune(ratios)
-        if self.reconstruct and self.calib is not None:
-            reconstruct(self.pm, net, list(ratios), self.calib[:256])
-        if self.bn_recalib and self.calib is not None:
-            recalibrate_bn(net, self.calib.split(128))
-        return net
+        """The pruned (and repaired) network, on ``device``, in eval mode, not folded."""
+        return self._repair(self.pm.prune(ratios).to(self.device), ratios)
+
+    def score(self, ratios: Sequence[float],
+              can_beat: Callable[[float], bool] | None = None) -> Score:
+        """Prune, repair and evaluate ``ratios``.
+
+        Args:
+            ratios: Per-unit pruning ratios.
+            can_beat: Racing: called with an upper confidence bound on the full-``val``
+                top-1 (%) after each slice; when it returns False the evaluation stops.
+                None: evaluate all of ``val``.
+        """
+        t0 = time.perf_counter()
+        net = self.pm.prune(ratios).to(self.device)
+        t1 = time.perf_counter()
+        net = self._repair(net, ratios)
+        t2 = time.perf_counter()
+        if self.fast:
+            net = fold_bn(net, self._dev["pairs"]).to(memory_format=self._dev["fmt"])
+        x, y = self._dev["x"], self._dev["y"]
+        n = len(y)
+        cuts = slices(n) if can_beat is not None else [n]
+        correct, seen = 0, 0
+        with torch.inference_mode():
+            for cut in cuts:
+                for s in range(seen, cut, self.batch_size):
+                    e = min(cut, s + self.batch_size)
+                    correct += int((net(x[s:e]).argmax(1) == y[s:e]).sum())
+                seen = cut
+                if seen < n and not can_beat(100.0 * upper_bound(correct, seen, n)):
+                    break
+        t3 = time.perf_counter()
+        return Score(100.0 * correct / max(1, seen), seen, n, self.recal_images,
+                     t1 - t0, t2 - t1, t3 - t2)
 
     def __call__(self, ratios: Sequence[float]) -> float:
-        """Top-1 (%) of the pruned network on the held-out data."""
-        return top1(self.pruned(ratios), self.x, self.y, self.batch_size)
+        """Top-1 (%) of the pruned network on all of the held-out data."""
+        return self.score(ratios).top1
+
+    def reference(self, ratios: Sequence[float]) -> float:
+        """Top-1 by the plain path (no folding, contiguous tensors), to check the fast one."""
+        return top1(self.pruned(ratios), self._dev["x"].contiguous(), self._dev["y"],
+                    self.batch_size)
 
 
 def build_scorer(model: str, checkpoint: str | None = None, data: str = "digits",
@@ -59,10 +167,12 @@ def build_scorer(model: str, checkpoint: str | None = None, data: str = "digits"
                  criterion: str = "l1", round_to: int | None = None, bn_recalib: bool = False,
                  reconstruct: bool = False, calib_size: int = 512, seed: int = 0,
                  unsafe_load: bool = False, num_classes: int | None = None,
+                 recal_size: int | None = None, device: str = "cpu",
                  net: nn.Module | None = None) -> Scorer:
     """Build a :class:`Scorer` from names and paths (what the CLI and the env share).
 
-    ``net``: the already-loaded dense model, to avoid reading the checkpoint again.
+    ``net``: the already-loaded dense model, to avoid reading the checkpoint again;
+    ``device``: ``auto``, ``cpu`` or ``cuda`` (where pruned networks are scored).
     """
     from amc.data.datasets import load_dataset
     from amc.models.registry import create_model
@@ -71,12 +181,13 @@ def build_scorer(model: str, checkpoint: str | None = None, data: str = "digits"
         net = create_model(model, num_classes=num_classes, checkpoint=checkpoint,
                            unsafe_load=unsafe_load)
     ds = load_dataset(data, data_dir=data_dir, val_size=val_size, seed=split_seed)
+    check_model_data(net, ds, model)
     calib = ds.calibration(calib_size, seed)
     pm = PrunableModel(net, ds.input_size, units, criterion, round_to,
                        calib if criterion == "taylor" else None)
     x, y = ds.tensors("val", val_limit)
     return Scorer(pm, x, y, calib=calib[0], bn_recalib=bn_recalib, reconstruct=reconstruct,
-                  calib_y=calib[1])
+                  calib_y=calib[1], recal_size=recal_size, device=resolve_device(device))
 
 
 @dataclass
@@ -96,6 +207,8 @@ class ScorerParts:
         calib_y: Labels of ``calib`` (taylor only).
         bn_recalib: Re-estimate BatchNorm statistics.
         reconstruct: Refit pruned convs by least squares.
+        recal_size: Calibration images used for BatchNorm recalibration.
+        device: Where the scorer runs (``auto`` resolves on the worker).
     """
 
     model: nn.Module
@@ -109,16 +222,20 @@ class ScorerParts:
     calib_y: torch.Tensor | None
     bn_recalib: bool
     reconstruct: bool
+    recal_size: int | None = None
+    device: str = "cpu"
 
     @classmethod
     def of(cls, s: Scorer) -> ScorerParts:
         pm = s.pm
         return cls(pm.model, pm.input_size, pm.mode, pm.criterion, pm.round_to, s.x, s.y,
-                   s.calib, s.calib_y, s.bn_recalib, s.reconstruct)
+                   s.calib, s.calib_y, s.bn_recalib, s.reconstruct, s.recal_size,
+                   str(s.device.type))
 
     def build(self) -> Scorer:
         calib = (self.calib, self.calib_y) if self.criterion == "taylor" else None
         pm = PrunableModel(self.model, self.input_size, self.mode, self.criterion,
                            self.round_to, calib)
         return Scorer(pm, self.x, self.y, self.calib, self.bn_recalib, self.reconstruct,
-                      calib_y=self.calib_y)
+                      calib_y=self.calib_y, recal_size=self.recal_size,
+                      device=resolve_device(self.device))

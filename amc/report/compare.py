@@ -153,7 +153,8 @@ class Comparison:
         if path.is_file():
             return create_model(self.cfg.model, checkpoint=path)
         tc = TrainConfig(**self.cfg.optim_fields(), epochs=self.cfg.finetune_epochs,
-                         seed=self.cfg.seed, eval_splits=(), threads=self.threads)
+                         seed=self.cfg.seed, eval_splits=(), threads=self.threads,
+                         device=self.cfg.device)
         t = time.perf_counter()
         hist = train(model, self.train_data, tc,
                      teacher=self.dense if self.cfg.kd_weight > 0 else None,

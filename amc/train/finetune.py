@@ -46,8 +46,9 @@ from amc.prune.schedules import (
     steps_in,
 )
 from amc.train.finetune_config import FinetuneConfig, check_config
-from amc.train.loop import TrainConfig, resolve_device, train
+from amc.train.loop import TrainConfig, train
 from amc.train.runlog import RunLog
+from amc.utils.device import resolve_device
 from amc.utils.errors import AmcError
 from amc.utils.io import atomic_write, write_json
 
@@ -144,7 +145,7 @@ class Runner:
         recipe = {**c.optim_fields(), "lr": (c.round_lr or 0.1 * c.lr) if const else c.lr,
                   "warmup_epochs": 0.0 if const else c.warmup_epochs}
         t = TrainConfig(**recipe, epochs=c.epochs if rewind else stage["epochs"],
-                        seed=c.seed + 1000 * k,
+                        seed=c.seed + 1000 * k, device=c.device,
                         eval_splits=("val", "test") if c.test_every_epoch else ("val",),
                         lr_schedule="constant" if const else "cosine")
         if rewind:

@@ -22,6 +22,7 @@ from torch import nn
 from amc.config.blocks import OptimConfig, RunConfig
 from amc.data.datasets import Dataset
 from amc.models.evaluate import evaluate
+from amc.utils.device import resolve_device
 from amc.utils.errors import AmcError
 
 
@@ -38,17 +39,6 @@ class TrainConfig(OptimConfig, RunConfig):
     epochs: float = 1.0
     eval_splits: tuple[str, ...] = ("val", "test")
     lr_schedule: str = "cosine"
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; checks that ``cuda`` exists."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise AmcError(f"unknown device {device!r}; use auto, cpu or cuda")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise AmcError("--device cuda asked for but no CUDA device is present; use --device auto")
-    return torch.device(device)
 
 
 def augment_batch(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
