@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amc.config.blocks import OutputConfig, ScoringConfig
+from amc.config.blocks import ClusterConfig, OutputConfig, ScoringConfig
 
 
 @dataclass(kw_only=True)
-class SearchConfig(ScoringConfig, OutputConfig):
+class SearchConfig(ScoringConfig, ClusterConfig, OutputConfig):
     """Everything that shapes an AMC search (model, data, units and repair: the blocks of
-    :class:`~amc.config.blocks.ScoringConfig`; the agent, workers and run below).
+    :class:`~amc.config.blocks.ScoringConfig`; the env workers: the
+    :class:`~amc.config.blocks.ClusterConfig` block; the agent and run below).
 
     Attributes:
         budget: Resource budget, e.g. flops:0.5, params:0.4, latency:0.6.
@@ -31,10 +32,6 @@ class SearchConfig(ScoringConfig, OutputConfig):
             instead of bootstrapping it back one unit at a time.
         buffer_episodes: Replay buffer size in episodes (x units transitions).
         baseline_alpha: Moving-average factor of the reward baseline.
-        workers: Parallel env workers (0 or 1: in-process, no Ray).
-        address: Ray cluster address (auto or ray://HOST:PORT; None: local Ray).
-        cpus_per_worker: CPUs Ray reserves for each env worker.
-        gpus_per_worker: GPUs Ray reserves for each env worker.
         max_restarts: Restarts Ray allows each env worker (fault tolerance).
         checkpoint_every: Save agent, replay buffer and counters every N episodes.
         out: Run directory.
@@ -59,12 +56,8 @@ class SearchConfig(ScoringConfig, OutputConfig):
     episode_returns: bool = True
     buffer_episodes: int = 100
     baseline_alpha: float = 0.95
-    workers: int = 0
-    address: str | None = None
     threads: int | None = 1
     race: bool = True
-    cpus_per_worker: float = 1.0
-    gpus_per_worker: float = 0.0
     max_restarts: int = 3
     checkpoint_every: int = 10
     out: str = "runs/search"

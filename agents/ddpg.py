@@ -16,7 +16,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.td3.policies import TD3Policy
 
 from .config import SearchConfig
-from .noise import TruncatedNormalNoise
+from .noise import FollowObservations, TruncatedNormalNoise
 
 
 class ScaledAdam(torch.optim.Adam):
@@ -70,22 +70,18 @@ def build_agent(cfg: SearchConfig, venv: VecEnv, n_units: int,
         batch_size=cfg.batch_size, tau=cfg.tau, gamma=cfg.gamma,
         n_steps=n_units if cfg.episode_returns else 1,
         action_noise=noise,
+        gradient_steps=-1,  # one update per transition, however many envs step together
         policy_kwargs={"net_arch": {"pi": [cfg.hidden, cfg.hidden],
                                     "qf": [cfg.hidden, cfg.hidden]},
                        "critic_lr_scale": cfg.lr_critic / cfg.lr_actor},
         tensorboard_log=tensorboard_log, seed=cfg.seed, verbose=0, device="cpu",
     )
-    attach_noise(model, noise, venv)
     return model, noise
 
 
-def attach_noise(model: DDPG, noise: TruncatedNormalNoise, venv: VecEnv) -> None:
-    """Centre the noise on the actor's action for the wrapper's last observations."""
-
-    def mu() -> Any:
-        obs = venv.last_obs  # type: ignore[attr-defined]
-        action, _ = model.predict(obs, deterministic=True)
-        return model.policy.scale_action(action)
-
-    noise.mu_fn = mu
+def attach_noise(model: DDPG, noise: TruncatedNormalNoise) -> FollowObservations:
+    """Make ``noise`` the agent's action noise, centred on its actor's action; returns the
+    callback that feeds it the observations (pass it to ``learn``)."""
+    noise.actor = lambda obs: model.policy.scale_action(model.predict(obs, deterministic=True)[0])
     model.action_noise = noise
+    return FollowObservations(noise)

@@ -23,7 +23,7 @@ from .config import SearchConfig
 def episode_columns(pm: PrunableModel) -> list[str]:
     return (["episode"] + [f"ratio:{u.name}" for u in pm.units]
             + ["macs_ratio", "params_ratio", "val_top1", "reward", "seconds", "images",
-               "prune_s", "repair_s", "eval_s"])
+               "prune_s", "repair_s", "eval_s", "run_seconds"])
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
@@ -102,6 +102,7 @@ class SearchMonitor(BaseCallback):
                "params_ratio": f"{res['params_ratio']:.6f}",
                "val_top1": f"{res['val_top1']:.4f}", "reward": f"{res['reward']:.6f}",
                "seconds": f"{res['seconds']:.3f}", "images": res.get("images", ""),
+               "run_seconds": f"{time.perf_counter() - self._t0:.3f}",
                **{k: f"{res[k]:.4f}" for k in ("prune_s", "repair_s", "eval_s") if k in res}}
         with open(self.csv_path, "a", newline="") as f:
             csv.DictWriter(f, fieldnames=self.columns).writerow(row)

@@ -10,6 +10,18 @@ from pathlib import Path
 
 import ray
 
+from amc.utils.errors import AmcError
+
+LOOPBACK = "127.0.0.1"
+
+# Ray treats a loopback node IP as a single-machine instance only where "clusters" are off
+# (its default on macOS and Windows); on Linux it turns _node_ip_address="127.0.0.1" into the
+# machine's address, and the GCS, raylet, object manager, core workers, dashboard agent,
+# runtime-env agent and metrics servers then listen on all interfaces. With clusters off
+# every one of them binds 127.0.0.1 (measured: tests/test_ray.py lists their sockets).
+_CLUSTER_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+_LOCAL_ENV = {_CLUSTER_ENV: "0", "RAY_USAGE_STATS_ENABLED": "0"}
+
 
 @contextlib.contextmanager
 def ray_session(num_cpus: int | None = None, address: str | None = None,
@@ -34,19 +46,55 @@ def ray_session(num_cpus: int | None = None, address: str | None = None,
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # loopback-only instance
         # "local": a new instance even when RAY_ADDRESS is set or `ray start` runs here
         # (ray.init() without an address would join that cluster instead)
-        kwargs.update(address="local", num_cpus=num_cpus, _node_ip_address="127.0.0.1",
-                      dashboard_host="127.0.0.1")
+        kwargs.update(address="local", num_cpus=num_cpus, _node_ip_address=LOOPBACK,
+                      dashboard_host=LOOPBACK)
     if not verbose:
         os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # C++ core-worker warnings
     try:
-        with _quiet(not verbose):
+        with _quiet(not verbose), (contextlib.nullcontext() if address else _loopback_node()):
             ray.init(**kwargs)
+            if not address:
+                _check_loopback()
         if log_dir is not None and not address:
             _link_logs(log_dir)
         yield
     finally:
         with contextlib.suppress(Exception):
             ray.shutdown()
+
+
+@contextlib.contextmanager
+def _loopback_node() -> Iterator[None]:
+    """Start a local instance whose node IP is 127.0.0.1: the setting in the environment of
+    the processes Ray starts (they inherit it) and in this process's already imported Ray
+    constants; both are restored afterwards. Usage stats stay off: a local run sends nothing.
+    """
+    from ray._private import ray_constants
+
+    saved_env = {k: os.environ.get(k) for k in _LOCAL_ENV}
+    saved_flag = ray_constants.ENABLE_RAY_CLUSTER
+    os.environ.update(_LOCAL_ENV)
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved_flag
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _check_loopback() -> None:
+    """Refuse to run on a local instance that did not take 127.0.0.1 as its node IP (a Ray
+    release that changed how it picks it): its servers would listen on every interface."""
+    ip = ray.util.get_node_ip_address()
+    if ip != LOOPBACK:
+        ray.shutdown()
+        raise AmcError(f"the local Ray instance took node IP {ip}, not {LOOPBACK}, so it would "
+                       "listen on the network; pass --address of a cluster you started, or "
+                       "use a Ray release where amc's local instance stays on 127.0.0.1")
 
 
 def _link_logs(log_dir: Path) -> None:

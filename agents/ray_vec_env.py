@@ -21,18 +21,33 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 from amc.prune.scoring import ScorerParts
 
 
-@ray.remote
-class EnvWorker:
-    """One pruning env in its own process."""
+class PruningEnvFactory:
+    """Builds the pruning env in a worker from the scorer's ingredients (picklable; shipped
+    through the object store once).
 
-    def __init__(self, parts_ref: list, env_kwargs: dict, seed: int, threads: int):
-        import torch
+    Args:
+        parts: Scorer ingredients: network, ``val`` tensors, settings.
+        env_kwargs: Budget, reward, max ratio, λ, racing for the env.
+    """
 
+    def __init__(self, parts: ScorerParts, env_kwargs: dict):
+        self.parts, self.env_kwargs = parts, env_kwargs
+
+    def __call__(self):
         from amc.envs import AMCPruningEnv
 
+        return AMCPruningEnv(self.parts.build(), **self.env_kwargs)
+
+
+@ray.remote
+class EnvWorker:
+    """One env in its own process, built by a factory from the object store."""
+
+    def __init__(self, factory_ref: list, seed: int, threads: int):
+        import torch
+
         torch.set_num_threads(max(1, threads))
-        parts: ScorerParts = ray.get(parts_ref[0])
-        self.env = AMCPruningEnv(parts.build(), **env_kwargs)
+        self.env = ray.get(factory_ref[0])()
         self.seed = seed
 
     def spaces(self) -> tuple:
@@ -76,8 +91,8 @@ class RayVecEnv(VecEnv):
     """N pruning envs as Ray actors, stepped in lockstep.
 
     Args:
-        parts: Scorer ingredients (put in the object store once).
-        env_kwargs: Budget, reward, max ratio, λ for the env.
+        factory: Picklable callable that builds one env in a worker (put in the object
+            store once), e.g. :class:`PruningEnvFactory`.
         n_envs: Number of actors.
         seed: Worker i is seeded ``seed + i``.
         threads: torch threads per actor.
@@ -86,17 +101,17 @@ class RayVecEnv(VecEnv):
         max_restarts: Restarts allowed per actor.
     """
 
-    def __init__(self, parts: ScorerParts, env_kwargs: dict, n_envs: int, seed: int = 0,
+    def __init__(self, factory: Any, n_envs: int, seed: int = 0,
                  threads: int = 1, num_cpus: float = 1, num_gpus: float = 0,
                  max_restarts: int = 3):
-        ref = ray.put(parts)
+        ref = ray.put(factory)
         self.seeds = [seed + i for i in range(n_envs)]
         tag = uuid.uuid4().hex[:8]
         self.names = [f"amc-env-{i}-{tag}" for i in range(n_envs)]
         self.actors = [
             EnvWorker.options(name=self.names[i], max_restarts=max_restarts,
                               max_task_retries=0, num_cpus=num_cpus, num_gpus=num_gpus)
-            .remote([ref], env_kwargs, self.seeds[i], threads)
+            .remote([ref], self.seeds[i], threads)
             for i in range(n_envs)]
         obs_space, act_space = ray.get(self.actors[0].spaces.remote())
         super().__init__(n_envs, obs_space, act_space)

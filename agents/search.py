@@ -11,21 +11,35 @@ from typing import Any
 import numpy as np
 import torch
 from stable_baselines3 import DDPG
-from stable_baselines3.common.vec_env import DummyVecEnv
+from stable_baselines3.common.callbacks import CallbackList, StopTrainingOnMaxEpisodes
+from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 
+from amc.config.args import check_counts
 from amc.envs import AMCPruningEnv, Outcome, reward_fn
 from amc.prune.budget import Budget, resource_fn, uniform_ratio
 from amc.prune.policy import make_policy
 from amc.prune.scoring import Scorer, build_scorer
 from amc.utils.errors import AmcError
-from amc.utils.io import write_json
+from amc.utils.io import check_out_dir, check_writable, made_dir, remove_entries, write_json
 from amc.utils.provenance import git_commit, now, versions
 
 from .config import SearchConfig
 from .ddpg import attach_noise, build_agent
-from .monitor import SearchMonitor, episode_columns, find_checkpoint, read_rows, write_rows
+from .monitor import (
+    SearchMonitor,
+    episode_columns,
+    find_checkpoint,
+    read_rows,
+    restore_best,
+    write_rows,
+)
 from .noise import TruncatedNormalNoise
 from .wrappers import RewardBaseline
+
+RUN_FILES = ("config.json", "run.json", "episodes.csv", "best_policy.json", "uniform_policy.json",
+             "summary.json", "learning_curve.png", "ckpt", "ckpt.old", "ckpt.tmp", "tb",
+             "ray_logs")
+"""What a search writes into its run directory (anything else there is not amc's)."""
 
 
 def uniform_outcome(scorer: Scorer, cfg: SearchConfig) -> dict[str, Any]:
@@ -47,13 +61,15 @@ def uniform_outcome(scorer: Scorer, cfg: SearchConfig) -> dict[str, Any]:
 
 
 def make_venv(cfg: SearchConfig, scorer: Scorer):
-    """One in-process env, or Ray actors when ``cfg.workers`` > 1."""
+    """One in-process env, or Ray actors when ``cfg.workers`` > 1 (each scoring on
+    ``cfg.device``, which ``auto`` resolves in the worker: a GPU when Ray gave it one)."""
     if cfg.workers and cfg.workers > 1:
         from amc.prune.scoring import ScorerParts
 
-        from .ray_vec_env import RayVecEnv
+        from .ray_vec_env import PruningEnvFactory, RayVecEnv
 
-        return RayVecEnv(ScorerParts.of(scorer), cfg.env_kwargs(), cfg.workers, cfg.seed,
+        parts = replace(ScorerParts.of(scorer), device=cfg.device)
+        return RayVecEnv(PruningEnvFactory(parts, cfg.env_kwargs()), cfg.workers, cfg.seed,
                          cfg.threads or 1, cfg.cpus_per_worker, cfg.gpus_per_worker,
                          cfg.max_restarts)
     return DummyVecEnv([lambda: AMCPruningEnv(scorer, **cfg.env_kwargs())])
@@ -109,19 +125,26 @@ def run_search(cfg: SearchConfig, resume: bool = False) -> dict[str, Any]:
     With ``cfg.workers`` > 1 the episodes run on Ray actors (a local Ray bound to 127.0.0.1,
     or the cluster at ``cfg.address``), shut down at the end.
     """
-    torch.set_num_threads(cfg.threads or 1)
+    check_counts(cfg)  # bad settings fail before anything is written
+    Budget.parse(cfg.budget)
+    reward_fn(cfg.reward)
     run_dir = Path(cfg.out)
-    if not resume and (run_dir / "episodes.csv").exists():
-        raise AmcError(f"{run_dir} already holds a search; pass --resume {run_dir} to continue "
-                       "it or choose another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if cfg.workers and cfg.workers > 1:
-        from .ray_runtime import ray_session
+    check_writable(run_dir)
+    if not resume:
+        if ((run_dir / "episodes.csv").exists() or find_checkpoint(run_dir)) and not cfg.force:
+            raise AmcError(f"{run_dir} already holds a search; pass --resume {run_dir} to "
+                           "continue it, --force to start over, or choose another --out")
+        check_out_dir(run_dir, RUN_FILES, cfg.force)
+    torch.set_num_threads(cfg.threads or 1)
+    # a failed start removes the folder it made; one that recorded episodes stays, to resume
+    with made_dir(run_dir, keep=lambda d: (d / "episodes.csv").is_file()):
+        if cfg.workers and cfg.workers > 1:
+            from .ray_runtime import ray_session
 
-        with ray_session(num_cpus=None if cfg.address else max(cfg.workers, 2),
-                         address=cfg.address, log_dir=run_dir, verbose=cfg.verbose):
-            return _run(cfg, run_dir, resume)
-    return _run(cfg, run_dir, resume)
+            with ray_session(num_cpus=None if cfg.address else max(cfg.workers, 2),
+                             address=cfg.address, log_dir=run_dir, verbose=cfg.verbose):
+                return _run(cfg, run_dir, resume)
+        return _run(cfg, run_dir, resume)
 
 
 def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
@@ -130,8 +153,10 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
     scorer = build_scorer(**cfg.scorer_kwargs())
     pm = scorer.pm
     n_units = len(pm.units)
-    if not resume:
-        write_json(run_dir / "config.json", cfg.as_dict())
+    if not resume:  # the inputs are good: clear a search replaced by --force (or a failed
+        # start's leftovers; ray_logs is this session's) and start
+        remove_entries(run_dir, [n for n in RUN_FILES if n != "ray_logs"])
+        write_json(run_dir / "config.json", replace(cfg, force=False).as_dict())
         write_json(run_dir / "run.json", {"seed": cfg.seed, "git_commit": git_commit(),
                                           "versions": versions(), "started": now()})
     uni_path = run_dir / "uniform_policy.json"
@@ -143,7 +168,9 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
         make_policy(pm, [u["ratio"]] * n_units, cfg.model, str(budget), "uniform", cfg.seed,
                     cfg.max_ratio, uni).save(uni_path)
 
-    venv = RewardBaseline(make_venv(cfg, scorer), cfg.baseline_alpha)
+    # VecMonitor (raw rewards: rollout/ep_rew_mean in TensorBoard) under the baseline
+    envs = make_venv(cfg, scorer)
+    venv = RewardBaseline(VecMonitor(envs), cfg.baseline_alpha)
     tb = str(run_dir / "tb")
     ckpt = find_checkpoint(run_dir) if resume else None
     done, best = 0, None
@@ -156,28 +183,27 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
                                      cfg.warmup_episodes, seed=cfg.seed)
         noise.load_state(state["noise"])
         venv.load_state(state["baseline"])
-        attach_noise(model, noise, venv)
         rows = read_rows(run_dir / "episodes.csv")[:done]
         write_rows(run_dir / "episodes.csv", episode_columns(pm), rows)
-        best_file = run_dir / "best_policy.json"
-        if best_file.is_file():  # the best policy only ever improves, also across a kill
-            best = max(best if best is not None else -np.inf,
-                       json.loads(best_file.read_text())["metrics"]["reward"])
+        best = restore_best(ckpt, run_dir, done, best)
     else:
         if resume:
             for f in ("episodes.csv", "best_policy.json"):
                 (run_dir / f).unlink(missing_ok=True)
         model, noise = build_agent(cfg, venv, n_units, tensorboard_log=tb)
+    follow = attach_noise(model, noise)
     monitor = SearchMonitor(cfg, run_dir, pm, done, best,
                             {"noise": noise, "baseline": venv})
     t0 = time.perf_counter()
     remaining = cfg.episodes - done
     if remaining > 0:
-        model.learn(total_timesteps=remaining * n_units + venv.num_envs * n_units,
-                    callback=monitor, reset_num_timesteps=ckpt is None, tb_log_name="ddpg",
-                    log_interval=10)
+        # stop by episode count (SB3's callback; the monitor records exactly `remaining`)
+        stop = StopTrainingOnMaxEpisodes(max_episodes=-(-remaining // venv.num_envs))
+        model.learn(total_timesteps=2 * (remaining + venv.num_envs) * n_units,
+                    callback=CallbackList([follow, monitor, stop]),
+                    reset_num_timesteps=ckpt is None, tb_log_name="ddpg", log_interval=10)
         monitor.save_checkpoint()
-    restarts = getattr(venv.venv, "restarts", 0)
+    restarts = getattr(envs, "restarts", 0)
     venv.close()
     return summarize(cfg, run_dir, uni, time.perf_counter() - t0, restarts)
 

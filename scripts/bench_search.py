@@ -23,7 +23,17 @@ from amc.models.evaluate import top1
 from amc.models.registry import create_model
 from amc.prune.policy import load_policy
 from amc.prune.scoring import build_scorer
+from amc.utils.io import write_json
 from amc.utils.provenance import git_commit, now, versions
+
+
+def _mean_images(run_dir: Path) -> float | None:
+    """Mean ``val`` images scored per episode (racing scores hopeless policies on fewer)."""
+    import csv
+
+    with open(run_dir / "episodes.csv", newline="") as f:
+        n = [int(r["images"]) for r in csv.DictReader(f) if r.get("images")]
+    return sum(n) / len(n) if n else None
 
 
 def main() -> None:
@@ -65,6 +75,8 @@ def main() -> None:
                  "episodes": summary["episodes"], "warmup_episodes": a.warmup,
                  "val_images_per_episode": a.val_limit, "seed": a.seed,
                  "seconds_per_episode": summary["seconds_per_episode"],
+                 "search_wall_seconds": summary["wall_seconds_this_run"],
+                 "search_images_per_episode": _mean_images(run_dir),
                  "search_config": json.loads((run_dir / "config.json").read_text()),
                  "search_started_at_commit": json.loads(
                      (run_dir / "run.json").read_text()).get("git_commit"),
@@ -86,8 +98,13 @@ def main() -> None:
     out["amc_minus_uniform_test"] = out["amc"]["test_top1"] - out["uniform"]["test_top1"]
     out["amc_minus_uniform_val"] = out["amc"]["val_top1"] - out["uniform"]["val_top1"]
     res = Path(a.results)
-    res.mkdir(exist_ok=True)
-    (res / f"search_{a.model}.json").write_text(json.dumps(out, indent=2) + "\n")
+    target = res / f"search_{a.model}.json"
+    if target.is_file():  # what the run before found, next to what this one found
+        old = json.loads(target.read_text())
+        out["previous"] = {k: old.get(k) for k in (
+            "date", "git_commit", "episodes", "seconds_per_episode", "search_wall_seconds",
+            "amc_minus_uniform_test", "amc_minus_uniform_val")}
+    write_json(target, out)
     shutil.copy(run_dir / "learning_curve.png", res / f"search_{a.model}.png")
     print(json.dumps({k: out[k] for k in ("amc_minus_uniform_test", "amc_minus_uniform_val")}))
 

@@ -44,7 +44,17 @@ ERROR_CASES: dict[str, tuple[list[str], list[str]]] = {
                         ["unknown dataset 'mnist'"]),
     "bad-split": (["eval", "--model", "digits_cnn", "--split", "foo"],
                   ["unknown split 'foo'", "train, val, test"]),
+    "search-episodes-0": (["search", "--checkpoint", "{ckpt}", "--episodes", "0", "--out",
+                           "{tmp}/s0"], ["--episodes must be at least 1, got 0"]),
+    "export-out-under-a-file": (["export", "--checkpoint", "{ckpt}", "--out",
+                                 "{tmp}/notes.txt/m.onnx"],
+                                ["--out", "notes.txt is a file, not a folder"]),
+    "pickled-code": (["profile", "--model", "digits_cnn", "--checkpoint", "{tmp}/evil.pt"],
+                     ["evil.pt", "posix.system", "--unsafe-load would run the file's code"]),
 }
+
+# paths the subprocess cases above must not leave behind
+ABSENT_AFTER = {"search-episodes-0": "s0"}
 
 # more bad inputs, checked in-process through amc.cli.main (a subprocess costs ~3 s of torch
 # import each; the code path after the import is the same)
@@ -69,11 +79,80 @@ IN_PROCESS_CASES: dict[str, tuple[list[str], list[str]]] = {
     "no-model-option": (["profile"], ["--model"]),
     "unknown-command": (["frobnicate"], ["frobnicate"]),
     "bad-int-option": (["eval", "--model", "digits_cnn", "--batch-size", "many"], ["many"]),
+    # counts and sizes: refused before anything is read or written
+    "search-negative-episodes": (["search", "--checkpoint", "{ckpt}", "--episodes", "-3",
+                                  "--out", "{tmp}/new/s"], ["--episodes must be at least 1"]),
+    "search-negative-warmup": (["search", "--checkpoint", "{ckpt}", "--warmup-episodes", "-1",
+                                "--out", "{tmp}/new/s"], ["--warmup-episodes", "at least 0"]),
+    "search-negative-workers": (["search", "--checkpoint", "{ckpt}", "--workers", "-2",
+                                 "--out", "{tmp}/new/s"], ["--workers", "at least 0"]),
+    "search-hidden-0": (["search", "--checkpoint", "{ckpt}", "--hidden", "0", "--out",
+                         "{tmp}/new/s"], ["--hidden must be at least 1"]),
+    "finetune-epochs-0": (["finetune", "--checkpoint", "{ckpt}", "--epochs", "0", "--out",
+                           "{tmp}/new/f"], ["--epochs must be positive"]),
+    "compare-episodes-0": (["compare", "--checkpoint", "{ckpt}", "--episodes", "0", "--out",
+                            "{tmp}/new/c"], ["--episodes must be at least 1"]),
+    "baseline-calib-size-0": (["baseline", "--checkpoint", "{ckpt}", "--calib-size", "0",
+                               "--out", "{tmp}/new/p.json"], ["--calib-size", "at least 1"]),
+    "export-calib-images-0": (["export", "--checkpoint", "{ckpt}", "--int8", "--calib-images",
+                               "0", "--out", "{tmp}/new/m.onnx"], ["--calib-images"]),
+    "eval-batch-size-0": (["eval", "--checkpoint", "{ckpt}", "--batch-size", "0"],
+                          ["--batch-size must be at least 1"]),
+    "eval-negative-threads": (["eval", "--checkpoint", "{ckpt}", "--threads", "-1"],
+                              ["--threads must be at least 0"]),
+    "demo-episodes-0": (["demo", "--episodes", "0", "--out", "{tmp}/new/d"],
+                        ["--episodes must be at least 1"]),
+    "profile-input-size-0": (["profile", "--model", "digits_cnn", "--input-size", "0", "8",
+                              "8"], ["--input-size must be at least 1, got 0 8 8"]),
+    "profile-wrong-input-size": (["profile", "--model", "digits_cnn", "--input-size", "3", "8",
+                                  "8"], ["cannot take inputs of size 3x8x8", "--input-size"]),
+    # an --out that cannot be written: one line naming it, in every command
+    **{f"{argv[0]}-out-under-a-file": (argv, ["notes.txt is a file, not a folder"])
+       for argv in (
+        ["search", "--checkpoint", "{ckpt}", "--out", "{tmp}/notes.txt/s"],
+        ["finetune", "--checkpoint", "{ckpt}", "--out", "{tmp}/notes.txt/f"],
+        ["baseline", "--checkpoint", "{ckpt}", "--out", "{tmp}/notes.txt/p.json"],
+        ["sensitivity", "--checkpoint", "{ckpt}", "--out", "{tmp}/notes.txt/s.csv"],
+        ["apply", "--checkpoint", "{ckpt}", "--policy", "{tmp}/none.json", "--out",
+         "{tmp}/notes.txt/p.pt"],
+        ["profile", "--model", "digits_cnn", "--json", "{tmp}/notes.txt/p.json"],
+        ["compare", "--checkpoint", "{ckpt}", "--out", "{tmp}/notes.txt/c"],
+        ["report", "--dense", "{ckpt}", "--pruned", "{ckpt}", "--data", "digits", "--out",
+         "{tmp}/notes.txt/r"],
+        ["demo", "--out", "{tmp}/notes.txt/d"],
+    )},
+    **({"search-out-read-only": (["search", "--checkpoint", "{ckpt}", "--out", "/proc/amc/s"],
+                                 ["--out /proc/amc/s cannot be written", "/proc"]),
+        "export-out-read-only": (["export", "--checkpoint", "{ckpt}", "--out", "/proc/m.onnx"],
+                                 ["--out /proc/m.onnx cannot be written"])}
+       if Path("/proc/self").is_dir() else {}),
+    # an --out folder holding files amc did not write is refused without --force
+    "search-foreign-folder": (["search", "--checkpoint", "{ckpt}", "--out", "{tmp}/proj"],
+                              ["proj holds files amc did not write", "'notes.md'", "--force"]),
+    "finetune-foreign-folder": (["finetune", "--checkpoint", "{ckpt}", "--out", "{tmp}/proj"],
+                                ["proj holds files amc did not write", "--force"]),
+    # a model whose classifier does not match the data's classes
+    **{f"{cmd}-class-mismatch": ([cmd, "--model", "digits_cnn", "--num-classes", "5", *extra],
+                                 ["5 outputs", "digits has 10 classes", "--num-classes 10"])
+       for cmd, extra in (("search", ["--out", "{tmp}/new/s"]),
+                          ("finetune", ["--out", "{tmp}/new/f"]),
+                          ("compare", ["--strategies", "uniform", "--out", "{tmp}/new/c"]),
+                          ("baseline", ["--out", "{tmp}/new/p.json"]),
+                          ("eval", []))},
+    "search-model-takes-other-images": (["search", "--model", "tv:resnet18", "--out",
+                                         "{tmp}/new/s"], ["cannot take digits images"]),
 }
 
 
 class Pickled:
     """A class that weights-only loading must refuse."""
+
+
+class Payload:
+    """Pickles as a call of ``os.system`` (what a malicious checkpoint holds)."""
+
+    def __reduce__(self):
+        return os.system, ("echo payload-ran",)
 
 
 def _env(tmp: Path) -> dict[str, str]:
@@ -97,6 +176,9 @@ def bad_files(tmp_path_factory, digits_ckpt) -> Path:
     (tmp / "empty.pt").write_bytes(b"")
     (tmp / "emptydir").mkdir()
     torch.save({"weights": Pickled()}, tmp / "pickled.pt")
+    torch.save({"state_dict": Payload()}, tmp / "evil.pt")
+    (tmp / "proj").mkdir()
+    (tmp / "proj" / "notes.md").write_text("the user's own notes\n")
     with zipfile.ZipFile(tmp / "zip.pt", "w") as z:
         z.writestr("x", "y")
 
@@ -117,8 +199,7 @@ def cli_runs(bad_files) -> dict[str, tuple[subprocess.CompletedProcess, list[str
     data = load_dataset("digits")
     expected = evaluate(create_model("digits_cnn", checkpoint=ckpt), *data.tensors("test"))
 
-    cases = {k: ([a.replace("{tmp}", str(tmp)) for a in argv], want)
-             for k, (argv, want) in ERROR_CASES.items()}
+    cases = {k: (_fill(argv, tmp), want) for k, (argv, want) in ERROR_CASES.items()}
     cases["eval-digits"] = (["eval", "--model", "digits_cnn", "--checkpoint", str(ckpt),
                              "--data", "digits"], [f"top-1 {expected.top1:.2f}%"])
 
@@ -132,7 +213,7 @@ def cli_runs(bad_files) -> dict[str, tuple[subprocess.CompletedProcess, list[str
 
 
 @pytest.mark.parametrize("case", list(ERROR_CASES))
-def test_bad_input_gives_one_error_line(cli_runs, case):
+def test_bad_input_gives_one_error_line(cli_runs, bad_files, case):
     res, want = cli_runs[case]
     lines = res.stderr.strip().splitlines()
     assert "Traceback" not in res.stderr + res.stdout, res.stderr
@@ -141,6 +222,8 @@ def test_bad_input_gives_one_error_line(cli_runs, case):
     assert lines[0].startswith("amc: error: ")
     for w in want:
         assert w in lines[0], (w, lines[0])
+    if case in ABSENT_AFTER:  # refused before anything was written: no half-made folder
+        assert not (bad_files / ABSENT_AFTER[case]).exists()
 
 
 TOP1 = re.compile(r"digits_cnn on digits/test \(360 images\): top-1 (\d+\.\d\d)%")
@@ -166,7 +249,8 @@ def test_eval_takes_the_model_name_from_an_amc_checkpoint(bad_files, capsys, mon
 @pytest.mark.parametrize("case", list(IN_PROCESS_CASES))
 def test_bad_input_in_process(bad_files, capsys, monkeypatch, case):
     monkeypatch.chdir(bad_files)
-    argv = [a.replace("{tmp}", str(bad_files)) for a in IN_PROCESS_CASES[case][0]]
+    argv = _fill(IN_PROCESS_CASES[case][0], bad_files)
+    before = _snapshot(bad_files)
     try:
         rc = main(argv)
     except SystemExit as e:  # argparse errors exit from inside parse_args
@@ -177,3 +261,33 @@ def test_bad_input_in_process(bad_files, capsys, monkeypatch, case):
     assert len(lines) == 1 and lines[0].startswith("amc: error: "), err
     for w in IN_PROCESS_CASES[case][1]:
         assert w in lines[0], (w, lines[0])
+    # nothing written, overwritten or removed, and no half-made folder (e.g. new/)
+    assert _snapshot(bad_files) == before
+
+
+def _fill(argv: list[str], tmp: Path) -> list[str]:
+    ckpt = str(tmp / "digits" / "digits_cnn.pt")
+    return [a.replace("{ckpt}", ckpt).replace("{tmp}", str(tmp)) for a in argv]
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every path under ``folder`` (the dataset cache aside) with the size and mtime of each
+    file."""
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            if p.is_file() else (-1, 0)
+            for p in folder.rglob("*") if "cache" not in p.relative_to(folder).parts}
+
+
+def test_unsafe_load_warns_before_the_file_runs(bad_files):
+    """--unsafe-load prints its warning before the pickled os.system call runs."""
+    argv = _fill(["profile", "--model", "digits_cnn", "--checkpoint", "{tmp}/evil.pt",
+                  "--unsafe-load"], bad_files)
+    r = subprocess.run([sys.executable, "-m", "amc.cli", *argv], cwd=bad_files,
+                       env=_env(bad_files), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       text=True, timeout=300)
+    lines = r.stdout.strip().splitlines()
+    assert lines[0].startswith("amc: warning: --unsafe-load: "), r.stdout
+    assert "runs any code it holds" in lines[0]
+    assert lines.index("payload-ran") > 0, r.stdout  # the file's code ran, after the warning
+    assert "Traceback" not in r.stdout and r.returncode == 2
+    assert lines[-1].startswith("amc: error: ") and "holds no state dict" in lines[-1]

@@ -91,3 +91,48 @@ def test_baselines_run_as_ray_tasks(digits_ckpt, local_ray):
     best, score, allp = random_search(sc, Budget.parse("flops:0.5"), n=6, seed=3, map_fn=mapper)
     best_l, score_l, _ = random_search(sc, Budget.parse("flops:0.5"), n=6, seed=3)
     assert best == best_l and score == score_l and len(allp) == 6
+
+
+def _is_loopback(ip: str) -> bool:
+    import ipaddress
+
+    addr = ipaddress.ip_address(ip.split("%")[0])
+    mapped = getattr(addr, "ipv4_mapped", None)
+    return (mapped or addr).is_loopback
+
+
+@pytest.mark.cli
+def test_local_ray_listens_only_on_loopback(digits_ckpt, tmp_path):
+    """`amc search --workers 2` without --address: every socket that the processes it starts
+    listen on (driver, GCS, raylet, object manager, dashboard and its agent, runtime-env
+    agent, metrics servers, workers) is bound to 127.0.0.1."""
+    import contextlib
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    import psutil
+
+    cmd = [sys.executable, "-m", "amc.cli", "search", "--checkpoint", digits_ckpt, "--workers",
+           "2", "--episodes", "8", "--warmup-episodes", "4", "--val-limit", "64", "--hidden",
+           "64", "--batch-size", "16", "--out", str(tmp_path / "run")]
+    proc = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    root = psutil.Process(proc.pid)
+    listeners: dict[tuple[str, int], str] = {}
+    procs: list[psutil.Process] = []
+    while proc.poll() is None:
+        with contextlib.suppress(psutil.Error):
+            procs = [root, *root.children(recursive=True)]
+        for p in procs:
+            with contextlib.suppress(psutil.Error):
+                for c in p.net_connections(kind="inet"):
+                    if c.status == psutil.CONN_LISTEN or (c.type == socket.SOCK_DGRAM
+                                                          and not c.raddr):
+                        listeners[(c.laddr.ip, c.laddr.port)] = " ".join(p.cmdline())[:60]
+        time.sleep(0.3)
+    assert proc.returncode == 0, proc.stderr.read()[-2000:]
+    assert len(listeners) >= 6, listeners  # GCS, raylet (2), agents (2+), driver, workers
+    exposed = {k: v for k, v in listeners.items() if not _is_loopback(k[0])}
+    assert not exposed, exposed

@@ -33,7 +33,7 @@ def _rows(run: Path) -> list[dict]:
 
 
 def _without_time(rows: list[dict]) -> list[dict]:
-    timing = ("seconds", "prune_s", "repair_s", "eval_s")
+    timing = ("seconds", "prune_s", "repair_s", "eval_s", "run_seconds")
     return [{k: v for k, v in r.items() if k not in timing} for r in rows]
 
 
@@ -65,6 +65,15 @@ def test_run_directory_contents(digits_ckpt, tmp_path):
     assert [int(r["episode"]) for r in rows] == list(range(1, 25))
     assert max(float(r["reward"]) for r in rows) == pytest.approx(pol.metrics["reward"], abs=1e-5)
     assert all(float(r["params_ratio"]) <= 0.5 + 1e-9 for r in rows)
+    # SB3's Monitor statistics reach TensorBoard, next to amc's own scalars
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = set()
+    for ev in (run / "tb").rglob("events.out.tfevents*"):
+        acc = EventAccumulator(str(ev))
+        acc.Reload()
+        tags |= set(acc.Tags()["scalars"])
+    assert {"rollout/ep_rew_mean", "amc/reward", "amc/val_top1"} <= tags, tags
 
 
 @pytest.mark.cli
@@ -112,8 +121,15 @@ def test_existing_run_is_not_overwritten(digits_ckpt, tmp_path):
 def test_noise_schedule_and_truncation():
     from amc.agents.noise import TruncatedNormalNoise
 
+    seen = []
+
+    def actor(obs):
+        seen.append(obs)
+        return np.array([[0.8]])  # 0.9 in [0, 1] units
+
     n = TruncatedNormalNoise(n_envs=1, sigma0=0.5, decay=0.95, warmup_episodes=3, seed=0,
-                             mu_fn=lambda: np.array([[0.8]]))  # 0.9 in [0, 1] units
+                             actor=actor)
+    n.observe(np.full((1, 11), 0.25, np.float32))
     assert np.all(n() == 0)  # warm-up: SB3's own uniform sampling, no noise
     for _ in range(3):
         n.reset()
@@ -129,6 +145,7 @@ def test_noise_schedule_and_truncation():
     sd = 0.5 * 0.95 ** 10
     expected = truncnorm.median((0 - 0.9) / sd, (1 - 0.9) / sd, loc=0.9, scale=sd)
     assert abs(np.median(actions01) - expected) < 0.03
+    assert seen and np.all(seen[-1] == 0.25)  # centred on the actor's action for that obs
 
 
 def test_critic_learns_ten_times_faster(digits_ckpt, tmp_path):
@@ -167,3 +184,90 @@ def test_critic_learns_ten_times_faster(digits_ckpt, tmp_path):
     assert model.gamma == 1.0 and model.tau == 0.01 and model.batch_size == 16
     assert model.learning_starts == 8 * len(sc.pm.units)
     assert Budget.parse(cfg.budget).fraction == 0.5
+
+
+def _critic_updates(run: Path) -> int:
+    """Optimiser steps the critic took in the search of ``run`` (from its saved agent)."""
+    from stable_baselines3 import DDPG
+
+    model = DDPG.load(run / "ckpt" / "agent.zip", device="cpu")
+    return int(next(iter(model.critic.optimizer.state.values()))["step"])
+
+
+@pytest.mark.ray
+def test_updates_per_transition_do_not_depend_on_workers(digits_ckpt, tmp_path):
+    """SB3 steps N envs at once; with gradient_steps=-1 it still updates once per transition."""
+    from amc.prune.units import PrunableModel
+
+    units = len(PrunableModel(__import__("amc").create_model("digits_cnn"), (1, 8, 8)).units)
+    ratio = {}
+    for w in (1, 2):
+        run = tmp_path / f"w{w}"
+        run_search(_cfg(digits_ckpt, run, workers=w, episodes=16, warmup_episodes=4,
+                        race=False))
+        transitions = len(_rows(run)) * units
+        ratio[w] = _critic_updates(run) / (transitions - 4 * units)
+    assert ratio[1] == pytest.approx(1.0, abs=0.15), ratio
+    assert ratio[2] == pytest.approx(ratio[1], abs=0.15), ratio  # was 0.5 with 1 step per call
+
+
+class _Killed(Exception):
+    """Stands for kill -9: raised from inside the search, nothing is saved on the way out."""
+
+
+def _die_after_a_new_best(monkeypatch, after: int) -> None:
+    """Make the next search die right after it writes best_policy.json for an episode past
+    its last checkpoint (and past episode ``after``), as a kill at the wrong moment would."""
+    from amc.agents.monitor import SearchMonitor
+
+    record = SearchMonitor._record
+
+    def dying(self, res):
+        best = self.best_reward
+        record(self, res)
+        if self.best_reward != best and 0 < self.last_ckpt < self.done and self.done > after:
+            raise _Killed(self.done)
+
+    monkeypatch.setattr(SearchMonitor, "_record", dying)
+
+
+def test_best_policy_is_a_row_of_episodes_after_kills_and_resumes(digits_ckpt, tmp_path,
+                                                                  monkeypatch):
+    run = tmp_path / "r"
+    cfg = _cfg(digits_ckpt, run, episodes=30, warmup_episodes=6, checkpoint_every=3)
+    killed = []
+    for _ in range(2):  # two kills, each right after a new best the checkpoint does not hold
+        _die_after_a_new_best(monkeypatch, killed[-1] if killed else 0)
+        with pytest.raises(_Killed) as e:
+            run_search(cfg, resume=bool(killed))
+        killed.append(e.value.args[0])
+        monkeypatch.undo()
+        assert load_policy(run / "best_policy.json").provenance["episode"] == killed[-1]
+    s = run_search(cfg, resume=True)
+    rows = _rows(run)
+    assert [int(r["episode"]) for r in rows] == list(range(1, 31))
+    pol = load_policy(run / "best_policy.json")
+    row = rows[pol.provenance["episode"] - 1]  # the episode it names, as episodes.csv holds it
+    assert float(row["reward"]) == pytest.approx(pol.metrics["reward"], abs=1e-6)
+    assert [float(row[f"ratio:{u['name']}"]) for u in pol.units] == pytest.approx(
+        [u["ratio"] for u in pol.units], abs=1e-6)
+    assert s["best_episode"] == pol.provenance["episode"]
+
+
+def test_out_folder_of_other_files_needs_force(digits_ckpt, tmp_path):
+    from amc.utils.errors import AmcError
+
+    run = tmp_path / "proj"
+    run.mkdir()
+    (run / "notes.md").write_text("mine\n")
+    with pytest.raises(AmcError, match="holds files amc did not write"):
+        run_search(_cfg(digits_ckpt, run, episodes=4, warmup_episodes=2))
+    assert [p.name for p in run.iterdir()] == ["notes.md"]
+    run_search(_cfg(digits_ckpt, run, episodes=4, warmup_episodes=2, force=True))
+    assert (run / "notes.md").read_text() == "mine\n" and len(_rows(run)) == 4
+    with pytest.raises(AmcError, match="--resume .* --force"):  # a search: never silently
+        run_search(_cfg(digits_ckpt, run, episodes=3, warmup_episodes=2))
+    s = run_search(_cfg(digits_ckpt, run, episodes=3, warmup_episodes=2, force=True))
+    assert s["episodes"] == 3 and len(_rows(run)) == 3  # --force started it over
+    assert json.loads((run / "config.json").read_text())["force"] is False
+    assert (run / "notes.md").read_text() == "mine\n"

@@ -45,19 +45,44 @@ def _optional(name: str):
         raise
 
 
+OUTPUT_OPTIONS = ("out", "json", "onnx_dir")
+"""Options that name a file or folder a command writes: checked before the command runs."""
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Checks every command shares, before it reads or writes anything: counts and sizes
+    (:func:`~amc.config.args.check_counts`) and that each output can be written."""
+    from amc.config.args import check_counts
+    from amc.utils.io import check_writable
+
+    check_counts(args)
+    if getattr(args, "resume", None):
+        return  # the run folder exists; its own config names it
+    for name in OUTPUT_OPTIONS:
+        if getattr(args, name, None):
+            check_writable(args.__dict__[name], "--" + name.replace("_", "-"))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``amc`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "threads", None):
-        import torch
-
-        torch.set_num_threads(args.threads)
     try:
+        check_args(args)
+        if getattr(args, "threads", None):
+            import torch
+
+            torch.set_num_threads(args.threads)
         rc = args.func(args)
     except AmcError as e:
         msg = " ".join(line.strip() for line in str(e).splitlines() if line.strip())
         sys.stderr.write(f"amc: error: {msg}\n")
+        return 2
+    except OSError as e:  # a file-system refusal the checks above could not foresee
+        if not e.filename:
+            raise
+        sys.stderr.write(f"amc: error: {e.strerror or e}: {e.filename}; check that path and "
+                         "its permissions\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("amc: interrupted\n")

@@ -15,6 +15,7 @@ from amc.cli.common import (
     model_from_args,
 )
 from amc.models.evaluate import check_model_data
+from amc.utils.errors import AmcError
 from amc.utils.io import write_json
 
 
@@ -61,7 +62,12 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
     model = model_from_args(args)
     size = input_size(args)
-    rows = layer_costs(model, size)
+    try:
+        rows = layer_costs(model, size)
+    except RuntimeError as e:
+        raise AmcError(f"model {args.model} cannot take inputs of size "
+                       f"{'x'.join(map(str, size))} ({str(e).splitlines()[0][:120]}); pass "
+                       "the --input-size C H W it was made for") from e
     total_macs = sum(r.macs for r in rows)
     total_params = count_params(model)
     table = Table(title=f"{args.model} at {'x'.join(map(str, size))}")

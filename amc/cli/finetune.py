@@ -11,7 +11,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     from amc.train.finetune_config import FinetuneConfig
 
     p = sub.add_parser("finetune", help="fine-tune a dense model or prune it with a schedule "
-                       "(oneshot, iterative, cubic, lottery) and fine-tune")
+                       "(oneshot, iterative, cubic, lottery) and fine-tune; --workers N: "
+                       "data-parallel on Ray Train")
     add_dataclass_args(p, FinetuneConfig)
     p.add_argument("--resume", default=None, metavar="DIR",
                    help="continue the killed run in DIR from its last checkpoint (its "
@@ -20,16 +21,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
+    from dataclasses import replace
 
     from amc.config.args import from_args, load_run_config
     from amc.train.finetune import run_finetune
     from amc.train.finetune_config import FinetuneConfig
 
-    if args.resume:
-        cfg, resume = load_run_config(FinetuneConfig, args.resume, "finetune"), True
+    if args.resume:  # the folder named here (config.json may hold a path relative elsewhere)
+        cfg = replace(load_run_config(FinetuneConfig, args.resume, "finetune"), out=args.resume)
+        resume = True
     else:
         cfg, resume = from_args(FinetuneConfig, args), False
-    s = run_finetune(cfg, resume=resume)
+    if cfg.distributed:  # Ray Train (the cluster side is imported only here)
+        from amc.agents.ray_train import run_finetune_ray
+
+        s = run_finetune_ray(cfg, resume=resume)
+    else:
+        s = run_finetune(cfg, resume=resume)
     f = s["final"]
     what = "dense" if not (cfg.target or cfg.policy) else \
         f"{cfg.schedule} to {cfg.target or cfg.policy}"

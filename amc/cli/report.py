@@ -52,7 +52,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         if not Path(args.pruned).is_file():
             raise AmcError(f"--pruned file {args.pruned!r} does not exist; pass an existing "
                            "checkpoint")
-        model = checkpoint_model_name(args.pruned)
+        model = checkpoint_model_name(args.pruned, args.unsafe_load)
         if model is None:
             raise AmcError(f"--pruned {args.pruned} names no model; pass --model")
     cfg = from_args(ReportConfig, args, model=model, command=_command(args),

@@ -22,13 +22,15 @@ def _config_cls():
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    from dataclasses import replace
     from pathlib import Path
 
     from amc.agents import run_search
     from amc.config.args import from_args, load_run_config
 
-    if args.resume:
-        cfg = load_run_config(_config_cls(), Path(args.resume), "search")
+    if args.resume:  # the folder named here (config.json may hold a path relative elsewhere)
+        cfg = replace(load_run_config(_config_cls(), Path(args.resume), "search"),
+                      out=args.resume)
         resume = True
     else:
         cfg = from_args(_config_cls(), args)

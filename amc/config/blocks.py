@@ -10,6 +10,7 @@ order), and ``amc <command> --help`` shows the block's text for each of them.
 * :class:`RepairConfig`: how a pruned network is repaired and scored before fine-tuning;
 * :class:`OptimConfig`: the training recipe (optimiser, schedule, distillation, device);
 * :class:`RunConfig`: the one seed and the thread count;
+* :class:`ClusterConfig`: Ray workers, the cluster and what each worker reserves;
 * :class:`OutputConfig`: where results go, and whether existing ones may be replaced.
 
 A command config may give an inherited field another default by declaring it again without
@@ -66,6 +67,10 @@ class DataConfig:
         val_size: Training images held out as val (default: the dataset's own).
         split_seed: Seed of the val draw (and of fine-tuning's train_limit subset).
         download: Let torchvision download CIFAR-10 when it is not found locally.
+        input_size: C H W that the images of an image folder are cropped to (default: the
+            model's own input size; digits and CIFAR-10 keep their own size).
+        loader_workers: DataLoader worker processes that read an image folder (default:
+            half the CPUs, 1 to 8; 0: read in the training process).
     """
 
     data: str = "digits"
@@ -73,11 +78,18 @@ class DataConfig:
     val_size: int | None = None
     split_seed: int = 0
     download: bool = False
+    input_size: tuple[int, ...] | None = None
+    loader_workers: int | None = None
 
-    def dataset_kwargs(self) -> dict:
-        """Keyword arguments of :func:`amc.data.load_dataset` (besides the name)."""
+    def dataset_kwargs(self, model: str | None = None) -> dict:
+        """Keyword arguments of :func:`amc.data.load_dataset` (besides the name); ``model``:
+        the network whose input size an image folder is cropped to by default."""
+        from amc.models.registry import input_size_of
+
+        size = input_size_of(model, self.input_size)
         return {"data_dir": self.data_dir, "val_size": self.val_size, "seed": self.split_seed,
-                "download": self.download}
+                "download": self.download, "input_size": size,
+                "loader_workers": self.loader_workers}
 
 
 @dataclass(kw_only=True)
@@ -112,6 +124,8 @@ class RepairConfig:
         val_limit: Score on the first N val images only (None: all of val).
         race: Stop scoring a policy once, with 99 % confidence, it cannot beat the best one
             so far (amc.prune.racing); the best policy is always scored on all of val.
+        fast_eval: Score with BatchNorm folded into the convs and channels-last tensors
+            (False: the plain path, kept as the reference).
     """
 
     bn_recalib: bool = True
@@ -120,6 +134,7 @@ class RepairConfig:
     recal_size: int = 256
     val_limit: int | None = None
     race: bool = False
+    fast_eval: bool = True
 
 
 @dataclass(kw_only=True)
@@ -136,6 +151,10 @@ class OptimConfig:
         kd_weight: Weight of distillation from the dense model (0: off).
         kd_temperature: Distillation temperature.
         augment: Random crop and flip (None: on for natural images).
+        amp: Mixed precision: auto (bf16 on CUDA where supported, else fp16 with a gradient
+            scaler; off on the CPU), bf16, fp16 or off.
+        channels_last: Train with channels-last tensors (faster convolutions on GPUs).
+        compile: Compile the network with torch.compile before training (each stage).
     """
 
     batch_size: int = 128
@@ -147,6 +166,9 @@ class OptimConfig:
     kd_weight: float = 0.0
     kd_temperature: float = 4.0
     augment: bool | None = None
+    amp: str = "auto"
+    channels_last: bool = False
+    compile: bool = False
 
     def optim_fields(self) -> dict:
         """The values of this block's fields (to build a :class:`TrainConfig` from)."""
@@ -169,6 +191,25 @@ class RunConfig:
     seed: int = 0
     threads: int | None = None
     device: str = "auto"
+
+
+@dataclass(kw_only=True)
+class ClusterConfig:
+    """Parallel workers on Ray.
+
+    Attributes:
+        workers: Ray workers: env workers of a search, data-parallel training workers of a
+            fine-tune (0 or 1: in-process, no Ray).
+        address: Ray cluster address (auto or ray://HOST:PORT; None: a local Ray bound to
+            127.0.0.1).
+        cpus_per_worker: CPUs Ray reserves for each worker.
+        gpus_per_worker: GPUs Ray reserves for each worker.
+    """
+
+    workers: int = 0
+    address: str | None = None
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
 
 
 @dataclass(kw_only=True)
@@ -201,4 +242,6 @@ class ScoringConfig(ModelConfig, DataConfig, PruneConfig, RepairConfig, RunConfi
                 "bn_recalib": self.bn_recalib, "reconstruct": self.reconstruct,
                 "calib_size": self.calib_size, "seed": self.seed,
                 "unsafe_load": self.unsafe_load, "num_classes": self.num_classes,
-                "recal_size": self.recal_size, "device": self.device}
+                "recal_size": self.recal_size, "device": self.device,
+                "fast_eval": self.fast_eval, "input_size": self.input_size,
+                "loader_workers": self.loader_workers}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,20 +23,38 @@ from amc.utils.io import atomic_write
 FORMAT = "amc-model/1"
 
 
+_WARNED: set[str] = set()
+
+# what torch's weights-only unpickler names when it refuses code: a global (class or
+# function, e.g. posix.system) or a function it was asked to call
+_BLOCKED = (re.compile(r"GLOBAL ([\w.]*\w)"), re.compile(r"unrecognized function (\S+)"))
+
+
 def read_file(path: str | Path, unsafe_load: bool = False) -> Any:
-    """Load a torch file, turning every failure into a one-line :class:`AmcError`."""
+    """Load a torch file, turning every failure into a one-line :class:`AmcError`.
+
+    Files are loaded weights-only; a file that holds pickled code is refused with the name of
+    the blocked global. ``unsafe_load`` unpickles with full Python (after a warning line on
+    stderr, once per file), which runs whatever code the file holds.
+    """
     p = Path(path)
     if not p.exists():
         raise AmcError(f"checkpoint {str(p)!r} does not exist; pass an existing file")
     if not p.is_file():
         raise AmcError(f"checkpoint {str(p)!r} is not a file; pass a .pt/.th checkpoint file")
+    if unsafe_load and str(p) not in _WARNED:
+        _WARNED.add(str(p))
+        sys.stderr.write(f"amc: warning: --unsafe-load: {p} is unpickled with full Python, "
+                         "which runs any code it holds; use it only for files you trust\n")
+        sys.stderr.flush()
     try:
         return torch.load(p, map_location="cpu", weights_only=not unsafe_load)
     except pickle.UnpicklingError as e:
-        unsupported = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
-        if unsupported and not unsafe_load:
-            raise AmcError(f"{p} holds pickled objects ({unsupported.group(1)}), not only "
-                           "weights; pass --unsafe-load only if you trust the file") from e
+        blocked = _blocked_global(e) if not unsafe_load else None
+        if blocked:
+            raise AmcError(f"{p} holds pickled objects, not only weights: weights-only loading "
+                           f"blocked {blocked}; --unsafe-load would run the file's code, so pass "
+                           "it only for a file you trust") from e
         raise AmcError(f"{p} is not a PyTorch checkpoint ({_first_line(e)}); pass a .pt/.th "
                        "file") from e
     except Exception as e:  # the unpickler raises KeyError, IndexError, ... on garbage
@@ -43,16 +62,33 @@ def read_file(path: str | Path, unsafe_load: bool = False) -> Any:
                        "pass a .pt/.th file") from e
 
 
-def _first_line(e: BaseException) -> str:
-    """A short reason for a load failure: torch's unpickler detail or the first line."""
+def _blocked_global(e: BaseException) -> str | None:
+    """The global (or function) torch's weights-only unpickler refused, if it names one."""
+    for pattern in _BLOCKED:
+        m = pattern.search(str(e))
+        if m:
+            return m.group(1)
+    return None
+
+
+def _first_line(e: BaseException, limit: int = 160) -> str:
+    """A short reason for a load failure: torch's unpickler detail or the first line, cut at
+    a word boundary."""
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
     detail = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
     if detail:
-        return detail.group(1).strip()[:200]
+        return _shorten(detail.group(1).strip(), limit)
     for line in text.splitlines():
         if line.strip():
-            return f"{type(e).__name__}: {line.strip()}"[:200]
+            return _shorten(f"{type(e).__name__}: {line.strip()}", limit)
     return type(e).__name__
+
+
+def _shorten(text: str, limit: int) -> str:
+    """``text`` cut to about ``limit`` characters at a word boundary, marked with "..."."""
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0].rstrip(" ,;:.") + " ..."
 
 
 def extract_state_dict(obj: Any, path: str | Path = "checkpoint") -> dict[str, torch.Tensor]:
@@ -142,9 +178,9 @@ def save_model(model: nn.Module, path: str | Path, model_name: str,
     return Path(path)
 
 
-def checkpoint_model_name(path: str | Path) -> str | None:
+def checkpoint_model_name(path: str | Path, unsafe_load: bool = False) -> str | None:
     """The registry name stored in an amc model file, or None for a plain checkpoint."""
-    obj = read_file(path)
+    obj = read_file(path, unsafe_load)
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         return str(obj.get("model"))
     return None

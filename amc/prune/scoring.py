@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from amc.models.evaluate import check_model_data, top1
+from amc.models.evaluate import check_model_data, eval_batch_size, top1
 from amc.models.fuse import conv_bn_pairs, fold_bn
 from amc.prune.racing import slices, upper_bound
 from amc.prune.repair import recalibrate_bn, reconstruct
@@ -65,12 +65,16 @@ class Scorer:
         calib: Training images for BN recalibration and reconstruction.
         bn_recalib: Re-estimate BatchNorm statistics after pruning.
         reconstruct: Refit pruned convs by least squares.
-        batch_size: Evaluation batch size.
+        batch_size: Evaluation batch size (None: a fixed number of pixels per batch,
+            :func:`amc.models.evaluate.eval_batch_size`).
         calib_y: Labels of ``calib`` (for the taylor criterion).
         recal_size: Calibration images BatchNorm statistics are re-estimated on (None: all).
         device: Where pruned networks are repaired and evaluated.
         fast: Fold BatchNorm and use channels-last tensors for evaluation (False: the plain
             path, kept as the reference).
+        recal_batch: Batch size of the BN recalibration (None: one batch with the fast path,
+            up to the evaluation batch's pixels, 128 with the plain one; the cumulative
+            statistics depend slightly on it).
     """
 
     pm: PrunableModel
@@ -79,15 +83,17 @@ class Scorer:
     calib: torch.Tensor | None = None
     bn_recalib: bool = False
     reconstruct: bool = False
-    batch_size: int = 500
+    batch_size: int | None = None
     calib_y: torch.Tensor | None = None
     recal_size: int | None = None
     device: torch.device | str = "cpu"
     fast: bool = True
+    recal_batch: int | None = None
     _dev: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.device = torch.device(self.device)
+        self.batch_size = self.batch_size or eval_batch_size(self.x.shape)
         fmt = torch.channels_last if self.fast and self.x.dim() == 4 else torch.contiguous_format
         self._dev["x"] = self.x.to(self.device).contiguous(memory_format=fmt)
         self._dev["y"] = self.y.to(self.device)
@@ -111,7 +117,9 @@ class Scorer:
                         dense_cache=self._dev["dense_targets"])
         if self.bn_recalib and "recal" in self._dev:
             recal = self._dev["recal"]
-            recalibrate_bn(net, recal.split(len(recal) if self.fast else 128))
+            batch = self.recal_batch or (eval_batch_size(recal.shape, cap=len(recal))
+                                         if self.fast else 128)
+            recalibrate_bn(net, recal.split(batch))
         return net.eval()
 
     def pruned(self, ratios: Sequence[float]) -> nn.Module:
@@ -167,27 +175,34 @@ def build_scorer(model: str, checkpoint: str | None = None, data: str = "digits"
                  criterion: str = "l1", round_to: int | None = None, bn_recalib: bool = False,
                  reconstruct: bool = False, calib_size: int = 512, seed: int = 0,
                  unsafe_load: bool = False, num_classes: int | None = None,
-                 recal_size: int | None = None, device: str = "cpu",
+                 recal_size: int | None = None, device: str = "cpu", fast_eval: bool = True,
+                 input_size: tuple[int, ...] | None = None, loader_workers: int | None = None,
                  net: nn.Module | None = None) -> Scorer:
     """Build a :class:`Scorer` from names and paths (what the CLI and the env share).
+
+    Only ``val`` and the calibration draw are decoded (an image folder's training split is
+    never read whole); ``input_size``: the size an image folder is cropped to (default: the
+    model's).
 
     ``net``: the already-loaded dense model, to avoid reading the checkpoint again;
     ``device``: ``auto``, ``cpu`` or ``cuda`` (where pruned networks are scored).
     """
     from amc.data.datasets import load_dataset
-    from amc.models.registry import create_model
+    from amc.models.registry import create_model, input_size_of
 
     if net is None:
         net = create_model(model, num_classes=num_classes, checkpoint=checkpoint,
                            unsafe_load=unsafe_load)
-    ds = load_dataset(data, data_dir=data_dir, val_size=val_size, seed=split_seed)
+    ds = load_dataset(data, data_dir=data_dir, val_size=val_size, seed=split_seed,
+                      input_size=input_size_of(model, input_size), loader_workers=loader_workers)
     check_model_data(net, ds, model)
     calib = ds.calibration(calib_size, seed)
     pm = PrunableModel(net, ds.input_size, units, criterion, round_to,
                        calib if criterion == "taylor" else None)
     x, y = ds.tensors("val", val_limit)
     return Scorer(pm, x, y, calib=calib[0], bn_recalib=bn_recalib, reconstruct=reconstruct,
-                  calib_y=calib[1], recal_size=recal_size, device=resolve_device(device))
+                  calib_y=calib[1], recal_size=recal_size, device=resolve_device(device),
+                  fast=fast_eval)
 
 
 @dataclass
@@ -209,6 +224,7 @@ class ScorerParts:
         reconstruct: Refit pruned convs by least squares.
         recal_size: Calibration images used for BatchNorm recalibration.
         device: Where the scorer runs (``auto`` resolves on the worker).
+        fast: Folded, channels-last evaluation.
     """
 
     model: nn.Module
@@ -224,13 +240,14 @@ class ScorerParts:
     reconstruct: bool
     recal_size: int | None = None
     device: str = "cpu"
+    fast: bool = True
 
     @classmethod
     def of(cls, s: Scorer) -> ScorerParts:
         pm = s.pm
         return cls(pm.model, pm.input_size, pm.mode, pm.criterion, pm.round_to, s.x, s.y,
                    s.calib, s.calib_y, s.bn_recalib, s.reconstruct, s.recal_size,
-                   str(s.device.type))
+                   str(s.device.type), s.fast)
 
     def build(self) -> Scorer:
         calib = (self.calib, self.calib_y) if self.criterion == "taylor" else None
@@ -238,4 +255,4 @@ class ScorerParts:
                            self.round_to, calib)
         return Scorer(pm, self.x, self.y, self.calib, self.bn_recalib, self.reconstruct,
                       calib_y=self.calib_y, recal_size=self.recal_size,
-                      device=resolve_device(self.device))
+                      device=resolve_device(self.device), fast=self.fast)

@@ -176,7 +176,7 @@ def _load(cfg: ReportConfig):
     for path, what in ((cfg.dense, "--dense"), (cfg.pruned, "--pruned")):
         if not Path(path).is_file():
             raise AmcError(f"{what} file {path!r} does not exist; pass an existing checkpoint")
-    stored = checkpoint_model_name(cfg.pruned)
+    stored = checkpoint_model_name(cfg.pruned, cfg.unsafe_load)
     if stored is None:
         raise AmcError(f"--pruned {cfg.pruned} is not a model file written by `amc apply` (no "
                        "pruned shapes inside); pass the file `amc apply --out` wrote")

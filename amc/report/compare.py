@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from amc.config.args import check_counts
 from amc.config.blocks import OptimConfig, ScoringConfig
 from amc.cost.macs import model_cost
 from amc.cost.timing import torch_latencies
@@ -78,6 +79,7 @@ class CompareConfig(ScoringConfig, OptimConfig):
     out: str = "runs/compare"
 
     def validate(self) -> None:
+        check_counts(self)
         for s in self.strategies:
             if s not in STRATEGIES:
                 raise AmcError(f"unknown strategy {s!r}; use {','.join(STRATEGIES)}")
@@ -134,8 +136,7 @@ class Comparison:
         if "amc" in cfg.strategies and amc_fn is None:
             raise AmcError("the amc strategy needs the RL side (amc.agents); install it")
         self.cfg, self.amc_fn, self.pool = cfg, amc_fn, pool or _no_pool
-        self.dir = Path(cfg.out)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir = Path(cfg.out)  # made by the first write, once model and data are checked
         self.threads = cfg.threads or torch.get_num_threads()
         torch.set_num_threads(self.threads)
         self.data = load_dataset(cfg.data, **cfg.dataset_kwargs())

@@ -1,0 +1,260 @@
+"""Per-episode cost of scoring a policy: the old path against the fast scorer, side by side.
+
+For the pretrained CIFAR ResNet-20 and ResNet-56 (``internal`` units, ``flops:0.5``, BN
+recalibration, 1,000 ``val`` images, one thread) it writes ``results/bench_episode.json``:
+
+* ``policies``: the same 20 random policies that meet the budget, each scored by
+  ``old`` (the code before: plain evaluation, BN recalibration on 512 images in batches of
+  128), ``fast_same`` (the fast scorer with the same 512 recalibration images, no racing:
+  its top-1 must match ``old``) and ``fast`` (the defaults of a search: recalibration on
+  ``recal_size`` images in one batch, racing against the best full score so far). Per
+  policy and path: seconds split into prune / repair / evaluate, top-1, images recalibrated
+  and evaluated.
+* ``summary``: mean seconds per episode per path, the speed-up over ``old``, the floor
+  (multiply-adds of recalibration + evaluation / the fp32 matmul rate measured in the same
+  run with the same thread count), and the work done in GFLOP/s as a fraction of that rate.
+* ``recal``: the Spearman rank correlation between 50 random policies' scores after BN
+  recalibration on 64 ... 512 images and after recalibration on 2,000 images.
+* ``search`` (ResNet-56): two searches with the same seed, one on the old path and one on
+  the fast scorer with racing, and their best policies re-scored by the old path.
+
+Each stage is cached under ``--work`` (a killed run resumes); ``--fresh`` starts over.
+
+    .venv/bin/python scripts/bench_episode.py            # ~1 h on 2 busy cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from amc.models.evaluate import top1
+from amc.prune.baselines import scale_to_budget
+from amc.prune.budget import Budget
+from amc.prune.repair import recalibrate_bn
+from amc.prune.scoring import Scorer, build_scorer
+from amc.utils.io import write_json
+from amc.utils.provenance import git_commit, now, versions
+
+OLD_RECAL, OLD_BATCH = 512, 128
+
+
+def matmul_gflops(n: int = 2048, reps: int = 5) -> float:
+    """fp32 ``n x n`` matmul rate with the current thread count (best of ``reps``)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * n ** 3 / best / 1e9
+
+
+def old_path(s: Scorer, ratios: list[float]) -> dict:
+    """The scorer as it was: prune, recalibrate on 512 images in batches of 128, evaluate the
+    unfolded network on contiguous tensors."""
+    t0 = time.perf_counter()
+    net = s.pm.prune(ratios)
+    t1 = time.perf_counter()
+    recalibrate_bn(net, s.calib[:OLD_RECAL].split(OLD_BATCH))
+    t2 = time.perf_counter()
+    acc = top1(net, s.x, s.y, 500)
+    t3 = time.perf_counter()
+    return {"top1": acc, "images": len(s.y), "recal_images": OLD_RECAL, "prune_s": t1 - t0,
+            "repair_s": t2 - t1, "eval_s": t3 - t2}
+
+
+def as_row(score) -> dict:
+    return {"top1": score.top1, "images": score.images, "recal_images": score.recal_images,
+            "prune_s": score.prune_s, "repair_s": score.repair_s, "eval_s": score.eval_s}
+
+
+def random_policies(s: Scorer, budget: Budget, n: int, seed: int) -> list[list[float]]:
+    rng = np.random.default_rng(seed)
+    units = len(s.pm.units)
+    return [scale_to_budget(s, budget, rng.uniform(0.05, 1.0, units).tolist(), 0.8)
+            for _ in range(n)]
+
+
+def cached(path: Path, make) -> dict:
+    if path.is_file():
+        return json.loads(path.read_text())
+    out = make()
+    write_json(path, out)
+    return out
+
+
+def spearman(a: list[float], b: list[float]) -> float:
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def bench_paths(args, model: str, matmul: float) -> dict:
+    """The 20 policies through the three paths, interleaved policy by policy."""
+    ckpt = str(Path(args.models_dir) / f"{model}-cifar10.th")
+    kw = dict(model=model, checkpoint=ckpt, data="cifar10", data_dir=args.data_dir,
+              val_limit=args.val_limit, units="internal", bn_recalib=True, calib_size=2000)
+    same = build_scorer(**kw, recal_size=OLD_RECAL)
+    same.recal_batch = OLD_BATCH  # the old batching: the same statistics, so the same top-1
+    fast = build_scorer(**kw, recal_size=args.recal_size)
+    budget = Budget.parse(args.budget)
+    rows, best = [], None
+    for i, r in enumerate(random_policies(same, budget, args.policies, seed=1)):
+        o = old_path(same, r)
+        f_same = as_row(same.score(r))
+        can_beat = (lambda ub, bar=best: ub > bar) if best is not None else None
+        f = as_row(fast.score(r, can_beat))
+        if f["images"] == f_same["images"]:
+            best = f["top1"] if best is None else max(best, f["top1"])
+        macs = same.pm.cost(r)[0]
+        rows.append({"policy": i, "ratios": r, "macs_per_image": macs, "old": o,
+                     "fast_same": f_same, "fast": f})
+        print(f"{model} policy {i}: old {sum(o[k] for k in ('prune_s', 'repair_s', 'eval_s')):.2f}"
+              f" s, fast {sum(f[k] for k in ('prune_s', 'repair_s', 'eval_s')):.2f} s "
+              f"({f['images']} images), top-1 {o['top1']:.1f}/{f_same['top1']:.1f}/{f['top1']:.1f}",
+              flush=True)
+    summary = {}
+    for path in ("old", "fast_same", "fast"):
+        sec = [sum(row[path][k] for k in ("prune_s", "repair_s", "eval_s")) for row in rows]
+        work = [2 * row["macs_per_image"] * (row[path]["images"] + row[path]["recal_images"])
+                for row in rows]
+        busy = [row[path]["repair_s"] + row[path]["eval_s"] for row in rows]
+        summary[path] = {
+            "seconds_per_episode": float(np.mean(sec)),
+            "prune_s": float(np.mean([row[path]["prune_s"] for row in rows])),
+            "repair_s": float(np.mean([row[path]["repair_s"] for row in rows])),
+            "eval_s": float(np.mean([row[path]["eval_s"] for row in rows])),
+            "images_evaluated": float(np.mean([row[path]["images"] for row in rows])),
+            "images_recalibrated": float(np.mean([row[path]["recal_images"] for row in rows])),
+            "floor_s": float(np.mean(work) / (matmul * 1e9)),
+            "gflops": float(sum(work) / sum(busy) / 1e9),
+            "fraction_of_matmul": float(sum(work) / sum(busy) / 1e9 / matmul),
+        }
+    for path in ("fast_same", "fast"):
+        summary[path]["speedup_vs_old"] = (summary["old"]["seconds_per_episode"]
+                                           / summary[path]["seconds_per_episode"])
+    summary["max_abs_top1_diff_old_vs_fast_same"] = float(max(
+        abs(row["old"]["top1"] - row["fast_same"]["top1"]) for row in rows))
+    full = [row for row in rows if row["fast"]["images"] == args.val_limit]
+    summary["fast_policies_scored_on_all_val"] = len(full)
+    return {"rows": rows, "summary": summary}
+
+
+def bench_recal(args, model: str) -> dict:
+    """Spearman of scores after recalibration on few images vs on 2,000."""
+    ckpt = str(Path(args.models_dir) / f"{model}-cifar10.th")
+    kw = dict(model=model, checkpoint=ckpt, data="cifar10", data_dir=args.data_dir,
+              val_limit=args.val_limit, units="internal", bn_recalib=True, calib_size=2000)
+    scorers = {n: build_scorer(**kw, recal_size=n) for n in (*args.recal_sizes, 2000)}
+    policies = random_policies(scorers[2000], Budget.parse(args.budget), args.recal_policies,
+                               seed=2)
+    scores = {n: [] for n in scorers}
+    for i, r in enumerate(policies):
+        for n, s in scorers.items():
+            scores[n].append(s(r))
+        print(f"{model} recal policy {i}: " + ", ".join(
+            f"{n}: {v[-1]:.1f}" for n, v in scores.items()), flush=True)
+    ref = scores[2000]
+    return {"policies": len(policies), "scores": {str(n): v for n, v in scores.items()},
+            "spearman_vs_2000": {str(n): spearman(scores[n], ref) for n in args.recal_sizes},
+            "mean_abs_diff_vs_2000": {str(n): float(np.mean(np.abs(np.subtract(scores[n], ref))))
+                                      for n in args.recal_sizes}}
+
+
+def bench_search(args, work: Path) -> dict:
+    """The same-seed ResNet-56 search on the old path and on the fast scorer with racing."""
+    from amc.agents import SearchConfig, run_search
+    from amc.prune.policy import load_policy
+
+    ckpt = str(Path(args.models_dir) / "resnet56-cifar10.th")
+    base = dict(model="resnet56", checkpoint=ckpt, data="cifar10", data_dir=args.data_dir,
+                val_limit=args.val_limit, units="internal", budget=args.budget,
+                bn_recalib=True, episodes=args.search_episodes,
+                warmup_episodes=args.search_episodes // 4, seed=0, threads=1)
+    variants = {"old": dict(fast_eval=False, recal_size=OLD_RECAL, race=False),
+                "fast": dict(fast_eval=True, recal_size=args.recal_size, race=True)}
+    ref = build_scorer(model="resnet56", checkpoint=ckpt, data="cifar10",
+                       data_dir=args.data_dir, val_limit=args.val_limit, units="internal",
+                       bn_recalib=True, calib_size=2000, recal_size=OLD_RECAL)
+    out = {}
+    for name, v in variants.items():
+        run = work / f"search_{name}"
+        cfg = SearchConfig(**base, **v, out=str(run))
+        t = time.perf_counter()
+        s = run_search(cfg, resume=(run / "config.json").is_file())
+        wall = time.perf_counter() - t
+        pol = load_policy(run / "best_policy.json")
+        by = {u["name"]: u["ratio"] for u in pol.units}
+        ratios = [by[u.name] for u in ref.pm.units]
+        out[name] = {"best_val_top1_in_search": s["best_val_top1"],
+                     "best_episode": s["best_episode"],
+                     "best_rescored_by_old_path": old_path(ref, ratios)["top1"],
+                     "seconds_per_episode": s["seconds_per_episode"], "wall_seconds": wall,
+                     "settings": v}
+    out["fast_minus_old_rescored"] = (out["fast"]["best_rescored_by_old_path"]
+                                      - out["old"]["best_rescored_by_old_path"])
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="+", default=["resnet20", "resnet56"])
+    p.add_argument("--models-dir", default="../shared/models")
+    p.add_argument("--data-dir", default="../shared/data")
+    p.add_argument("--budget", default="flops:0.5")
+    p.add_argument("--val-limit", type=int, default=1000)
+    p.add_argument("--policies", type=int, default=20)
+    p.add_argument("--recal-size", type=int, default=256,
+                   help="recalibration images of the fast path (the search default)")
+    p.add_argument("--recal-sizes", type=int, nargs="+", default=[64, 128, 256, 512])
+    p.add_argument("--recal-policies", type=int, default=50)
+    p.add_argument("--search-episodes", type=int, default=100)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--work", default="runs/bench_episode")
+    p.add_argument("--out", default="results/bench_episode.json")
+    p.add_argument("--fresh", action="store_true")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    work = Path(args.work)
+    if args.fresh and work.exists():
+        import shutil
+
+        shutil.rmtree(work)
+    load0 = os.getloadavg()[0]
+    matmul = [matmul_gflops()]
+    doc = {"command": "python scripts/bench_episode.py", "date": now(), "git_commit": git_commit(),
+           "versions": versions(), "threads": args.threads, "budget": args.budget,
+           "val_images": args.val_limit, "units": "internal", "recal_size": args.recal_size,
+           "models": {}}
+    for model in args.models:
+        m = matmul_gflops()
+        matmul.append(m)
+        doc["models"][model] = {
+            "paths": cached(work / f"{model}_paths.json",
+                            lambda model=model, m=m: bench_paths(args, model, m)),
+            "matmul_gflops_at_paths": m,
+            "recal": cached(work / f"{model}_recal.json",
+                            lambda model=model: bench_recal(args, model))}
+    if "resnet56" in args.models and args.search_episodes > 0:
+        doc["search_resnet56"] = cached(work / "search.json", lambda: bench_search(args, work))
+    doc["matmul_gflops"] = matmul
+    doc["machine"] = {"cpus": os.cpu_count(), "load_avg_start": load0,
+                      "load_avg_end": os.getloadavg()[0]}
+    write_json(args.out, doc)
+    for model, d in doc["models"].items():
+        s = d["paths"]["summary"]
+        print(f"{model}: old {s['old']['seconds_per_episode']:.2f} s, fast "
+              f"{s['fast']['seconds_per_episode']:.2f} s ({s['fast']['speedup_vs_old']:.2f}x), "
+              f"efficiency {s['fast_same']['fraction_of_matmul']:.2f} of matmul; recal "
+              f"Spearman {d['recal']['spearman_vs_2000']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,225 @@
+"""How the search scales with Ray workers, separated from this machine's two cores.
+
+1. ``sleep``: a benchmark env whose episodes have the pruning env's shape (``--units`` steps,
+   11 features, one action) and sleep ``--sleep`` seconds at their last step (no CPU), run on
+   1, 2, 4, ... 32 Ray actors with the real agent (AMC's DDPG, one gradient update per
+   transition, the reward baseline): episodes/s per actor count against ``N x`` the 1-actor
+   rate, and the driver's share of the wall time (agent updates and transfers), which is what
+   limits the scaling.
+2. ``real``: real ResNet-20 episodes (``internal`` units, ``flops:0.5``, the fast scorer):
+   one search with 2 Ray workers against 2 independent single-process searches run at the
+   same time (the hardware's own ceiling on 2 cores), episodes/s measured over each run's
+   episodes after the first ``--skip`` (start-up excluded).
+
+Writes ``results/bench_ray_scaling.json`` and ``results/bench_ray_scaling.png``.
+
+    .venv/bin/python scripts/bench_ray_scaling.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3.common.callbacks import (
+    BaseCallback,
+    CallbackList,
+    StopTrainingOnMaxEpisodes,
+)
+
+from amc.agents.config import SearchConfig
+from amc.agents.ddpg import attach_noise, build_agent
+from amc.agents.ray_runtime import ray_session
+from amc.agents.ray_vec_env import RayVecEnv
+from amc.agents.wrappers import RewardBaseline
+from amc.utils.io import write_json
+from amc.utils.provenance import git_commit, now, versions
+
+
+class SleepEnv(gym.Env):
+    """Episodes of ``units`` steps whose last step sleeps ``sleep`` seconds."""
+
+    observation_space = gym.spaces.Box(0.0, 1.0, (11,), np.float32)
+    action_space = gym.spaces.Box(0.0, 1.0, (1,), np.float32)
+
+    def __init__(self, units: int, sleep: float):
+        self.units, self.sleep, self.t = units, sleep, 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(11, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        obs = np.full(11, self.t / self.units, np.float32)
+        if self.t < self.units:
+            return obs, 0.0, False, False, {}
+        time.sleep(self.sleep)
+        r = float(-abs(float(np.asarray(action).reshape(-1)[0]) - 0.5))
+        return obs, r, True, False, {"episode_result": {"reward": r}}
+
+
+class SleepEnvFactory:
+    def __init__(self, units: int, sleep: float):
+        self.units, self.sleep = units, sleep
+
+    def __call__(self) -> SleepEnv:
+        return SleepEnv(self.units, self.sleep)
+
+
+class EpisodeClock(BaseCallback):
+    """Wall-clock time of every finished episode, and the time spent outside env steps."""
+
+    def __init__(self):
+        super().__init__(verbose=0)
+        self.ends: list[float] = []
+
+    def _on_step(self) -> bool:
+        now_ = time.perf_counter()
+        self.ends += [now_] * int(np.sum(self.locals["dones"]))
+        return True
+
+
+def sleep_run(n: int, args) -> dict:
+    cfg = SearchConfig(warmup_episodes=1, episodes=args.rounds * n, seed=0, workers=n)
+    venv = RayVecEnv(SleepEnvFactory(args.units, args.sleep), n, seed=0, threads=1,
+                     num_cpus=0.01)
+    try:
+        env = RewardBaseline(venv, cfg.baseline_alpha)
+        model, noise = build_agent(cfg, env, args.units)
+        clock = EpisodeClock()
+        stop = StopTrainingOnMaxEpisodes(max_episodes=args.rounds)
+        t0 = time.perf_counter()
+        model.learn(total_timesteps=10 * args.rounds * n * args.units,
+                    callback=CallbackList([attach_noise(model, noise), clock, stop]))
+        wall = time.perf_counter() - t0
+    finally:
+        venv.close()
+    ends = sorted(clock.ends)
+    first = ends[n - 1]  # the first round (start-up, warm-up) is left out
+    done = len(ends) - n
+    rate = done / (ends[-1] - first) if done > 0 else 0.0
+    return {"actors": n, "episodes": len(ends), "wall_s": wall, "episodes_per_s": rate,
+            "ideal_episodes_per_s": n / args.sleep}
+
+
+def _rate(run: Path, skip: int) -> tuple[int, float]:
+    with open(run / "episodes.csv", newline="") as f:
+        t = [float(r["run_seconds"]) for r in csv.DictReader(f)]
+    t = t[skip:]
+    return len(t) - 1, (len(t) - 1) / (t[-1] - t[0])
+
+
+def real_runs(args, work: Path) -> dict:
+    ckpt = str(Path(args.models_dir) / "resnet20-cifar10.th")
+    common = ["--model", "resnet20", "--checkpoint", ckpt, "--data", "cifar10", "--data-dir",
+              args.data_dir, "--units", "internal", "--budget", "flops:0.5", "--val-limit",
+              "1000", "--warmup-episodes", "10", "--threads", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    amc = [sys.executable, "-m", "amc.cli", "search"]
+    out = {}
+    ray_dir = work / "ray2"
+    if not (ray_dir / "summary.json").is_file():
+        subprocess.run([*amc, *common, "--episodes", str(2 * args.real_episodes),
+                        "--workers", "2", "--force", "--out", str(ray_dir)], env=env, check=True)
+    n, r = _rate(ray_dir, args.skip)
+    out["ray_2_workers"] = {"episodes": n, "episodes_per_s": r}
+    dirs = [work / f"solo{i}" for i in range(2)]
+    if not all((d / "summary.json").is_file() for d in dirs):
+        procs = [subprocess.Popen([*amc, *common, "--episodes", str(args.real_episodes),
+                                   "--seed", str(i), "--force", "--out", str(d)], env=env)
+                 for i, d in enumerate(dirs)]
+        for p in procs:
+            if p.wait() != 0:
+                raise SystemExit("an independent search failed")
+    rates = [_rate(d, args.skip) for d in dirs]
+    out["two_processes"] = {"episodes": sum(n for n, _ in rates),
+                            "episodes_per_s": sum(r for _, r in rates)}
+    out["ray_over_processes"] = (out["ray_2_workers"]["episodes_per_s"]
+                                 / out["two_processes"]["episodes_per_s"])
+    return out
+
+
+def plot(doc: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = doc["sleep"]["rows"]
+    n = [r["actors"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    ax.plot(n, [r["episodes_per_s"] for r in rows], "o-", label="measured")
+    base = rows[0]["episodes_per_s"]
+    ax.plot(n, [base * k for k in n], "--", color="gray", label="N x 1-actor rate")
+    ax.plot(n, [0.8 * base * k for k in n], ":", color="gray", label="0.8 N x 1-actor rate")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log", base=2)
+    ax.set_xlabel("Ray actors")
+    ax.set_ylabel("episodes / s")
+    ax.set_title(f"Sleeping env ({doc['sleep']['sleep_s']} s per episode, "
+                 f"{doc['sleep']['units']} steps), real DDPG agent")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--actors", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
+    p.add_argument("--units", type=int, default=20, help="steps per episode (ResNet-56: 27)")
+    p.add_argument("--sleep", type=float, default=2.0, help="seconds per episode")
+    p.add_argument("--rounds", type=int, default=4, help="episodes per actor")
+    p.add_argument("--real-episodes", type=int, default=80, help="per process / worker")
+    p.add_argument("--skip", type=int, default=10, help="episodes left out at the start")
+    p.add_argument("--models-dir", default="../shared/models")
+    p.add_argument("--data-dir", default="../shared/data")
+    p.add_argument("--work", default="runs/bench_ray_scaling")
+    p.add_argument("--out", default="results/bench_ray_scaling.json")
+    p.add_argument("--no-real", action="store_true")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    load0 = os.getloadavg()[0]
+    rows = []
+    with ray_session(num_cpus=max(args.actors) + 1):
+        for n in args.actors:
+            rows.append(sleep_run(n, args))
+            r = rows[-1]
+            print(f"{n} actors: {r['episodes_per_s']:.2f} episodes/s "
+                  f"(ideal {r['ideal_episodes_per_s']:.2f})", flush=True)
+    base = rows[0]["episodes_per_s"]
+    for r in rows:
+        r["scaling_vs_1_actor"] = r["episodes_per_s"] / (base * r["actors"])
+        # per round the driver waits `sleep` for the actors; the rest of a round is its own
+        round_s = r["actors"] / r["episodes_per_s"]
+        r["driver_seconds_per_round"] = round_s - args.sleep
+    doc = {"command": "python scripts/bench_ray_scaling.py", "date": now(),
+           "git_commit": git_commit(), "versions": versions(),
+           "sleep": {"sleep_s": args.sleep, "units": args.units, "rounds": args.rounds,
+                     "agent": "AMC DDPG (hidden 300, batch 64, one update per transition)",
+                     "rows": rows,
+                     "min_scaling_up_to_16": min(r["scaling_vs_1_actor"] for r in rows
+                                                 if r["actors"] <= 16)}}
+    if not args.no_real:
+        doc["real"] = real_runs(args, work)
+    doc["machine"] = {"cpus": os.cpu_count(), "load_avg_start": load0,
+                      "load_avg_end": os.getloadavg()[0]}
+    write_json(args.out, doc)
+    plot(doc, Path(args.out).with_suffix(".png"))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
