@@ -27,6 +27,16 @@ from amc.utils.io import write_json
 from amc.utils.provenance import git_commit, now, versions
 
 
+def _search_wall(run_dir: Path) -> float | None:
+    """Seconds from the search's start to its last episode (``run_seconds`` of the last row;
+    a resumed search counts from its resumption)."""
+    import csv
+
+    with open(run_dir / "episodes.csv", newline="") as f:
+        t = [float(r["run_seconds"]) for r in csv.DictReader(f) if r.get("run_seconds")]
+    return t[-1] if t else None
+
+
 def _mean_images(run_dir: Path) -> float | None:
     """Mean ``val`` images scored per episode (racing scores hopeless policies on fewer)."""
     import csv
@@ -75,7 +85,7 @@ def main() -> None:
                  "episodes": summary["episodes"], "warmup_episodes": a.warmup,
                  "val_images_per_episode": a.val_limit, "seed": a.seed,
                  "seconds_per_episode": summary["seconds_per_episode"],
-                 "search_wall_seconds": summary["wall_seconds_this_run"],
+                 "search_wall_seconds": _search_wall(run_dir),
                  "search_images_per_episode": _mean_images(run_dir),
                  "search_config": json.loads((run_dir / "config.json").read_text()),
                  "search_started_at_commit": json.loads(

@@ -56,6 +56,16 @@ def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return cache
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for the module using it (deterministic, and no oversubscription
+    while CLI subprocesses run beside it); the count is restored afterwards."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture(scope="session")
 def digits_ckpt(tmp_path_factory: pytest.TempPathFactory) -> str:
     """One trained digits CNN (3 epochs, 1 thread: the same weights on every machine) for the

@@ -120,15 +120,33 @@ def check_tree_dataset(ds, pixels, val_size: int) -> None:
     np.testing.assert_array_equal(ds.labels["test"], np.array([0, 1])[ds.test_index])
 
 
-def test_imagefolder_tree(tmp_path, isolated_cache):
-    pixels = make_tree(tmp_path / "tree")
-    ds = load_dataset(f"imagefolder:{tmp_path / 'tree'}")
-    check_tree_dataset(ds, pixels, val_size=1)  # default: 10 % of train, at least 1
-    # mean/std are computed from the training images (all of train, before the val draw)
-    allx = np.stack(pixels["train"]["cat"] + pixels["train"]["dog"]).reshape(-1, 3) / 255
-    np.testing.assert_allclose(ds.mean, allx.mean(0), rtol=1e-6)
-    np.testing.assert_allclose(ds.std, allx.std(0), rtol=1e-6)
-    assert list(isolated_cache.glob("tree-*.npz"))
+def test_imagefolder_tree_is_streamed(tmp_path, isolated_cache):
+    from amc.data.stream import IMAGENET_MEAN, IMAGENET_STD
+
+    make_tree(tmp_path / "tree")
+    ds = load_dataset(f"imagefolder:{tmp_path / 'tree'}", input_size=(3, 6, 6),
+                      loader_workers=0)
+    assert ds.classes == ["cat", "dog"] and ds.input_size == (3, 6, 6)
+    assert ds.streamed("train") and ds.streamed("test") and not ds.streamed("val")
+    assert (ds.mean, ds.std) == (IMAGENET_MEAN, IMAGENET_STD)  # ImageNet convention
+    # val: 10 % of train, at least 1, held out of train; files and labels stay aligned
+    assert len(ds.labels["val"]) == 1 and len(ds.files["train"]) == 5
+    tree = tmp_path / "tree"
+    all_train = sorted(str(p) for p in (tree / "train").rglob("*.png"))
+    assert sorted(ds.files["train"]) == sorted(np.delete(all_train, ds.val_index))
+    for f, y in zip(ds.files["train"], ds.labels["train"]):
+        assert Path(f).parent.name == ds.classes[y]
+    assert [Path(f).parent.name for f in ds.files["test"]] == \
+        [ds.classes[y] for y in ds.labels["test"]]
+    # val is decoded at the eval transform to the input size: the file's colour, as uint8
+    (val_file,) = [all_train[i] for i in ds.val_index]
+    colour = np.asarray(Image.open(val_file))[0, -1]  # off the marked diagonal
+    assert ds.images["val"].shape == (1, 6, 6, 3) and ds.images["val"].dtype == np.uint8
+    assert np.abs(ds.images["val"][0, 0, -1].astype(int) - colour).max() <= 8
+    assert len(list(isolated_cache.glob("stream/*.npy"))) == 1
+    # a streamed split decodes on demand, at the eval transform
+    x, y = ds.tensors("test")
+    assert x.shape == (2, 3, 6, 6) and y.tolist() == ds.labels["test"].tolist()
 
 
 def test_cifar_archive_and_disk_cache(tmp_path, isolated_cache, monkeypatch):
@@ -173,10 +191,17 @@ def test_missing_and_empty_data_dirs(tmp_path, isolated_cache):
 
 
 def test_broken_image_is_a_clean_error(tmp_path, isolated_cache):
+    from amc.data.loader import BatchPlan
+
     make_tree(tmp_path / "tree")
     (tmp_path / "tree" / "train" / "cat" / "999.png").write_bytes(b"not a png")
-    with pytest.raises(AmcError, match="999.png"):
-        load_dataset(f"imagefolder:{tmp_path / 'tree'}")
+    # streamed: found when it is read (val decode or a batch), also in a loader worker, and
+    # said on one line
+    with pytest.raises(AmcError, match="999.png") as e:
+        ds = load_dataset(f"imagefolder:{tmp_path / 'tree'}", input_size=(3, 6, 6),
+                          val_size=1, loader_workers=1)
+        list(ds.batches("train", BatchPlan(len(ds.labels["train"]), 8, shuffle=False)))
+    assert "\n" not in str(e.value) and "Traceback" not in str(e.value)
 
 
 # ----------------------------------------------------------------------------- shared CIFAR-10

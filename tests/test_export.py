@@ -146,6 +146,29 @@ def test_truncated_onnx_is_a_user_error(dense, tmp_path):
         check_onnx(bad, dense[0], SIZE)
 
 
+def test_outputs_are_checked_relative_to_their_scale(tmp_path):
+    """A randomly initialised network can output ~1e-10: an absolute tolerance of 1e-4 would
+    pass a file whose classifier weights are doubled; the relative check refuses it."""
+    model = small_cnn()
+    with torch.no_grad():
+        model.classifier.weight.mul_(1e-10)
+        model.classifier.bias.mul_(1e-10)
+    path = tmp_path / "tiny.onnx"
+    rep = export_onnx(model, path, SIZE)
+    assert rep.max_abs_diff < 1e-12 and rep.rel_diff <= 1e-4 and rep.rtol == 1e-4
+    proto = onnx.load(str(path))
+    big = max(proto.graph.initializer, key=lambda t: (len(t.dims) == 2, np.prod(t.dims)))
+    assert tuple(big.dims) == (10, 32)  # the classifier's weight
+    big.CopyFrom(numpy_helper.from_array(2 * numpy_helper.to_array(big), big.name))
+    bad = tmp_path / "doubled.onnx"
+    onnx.save(proto, str(bad))
+    with pytest.raises(AmcError, match="of the output scale") as e:
+        check_onnx(bad, model, SIZE)
+    assert "\n" not in str(e.value)
+    lax = check_onnx(bad, model, SIZE, rtol=None)  # informational: measured, not held
+    assert lax.max_abs_diff < 1e-4 and lax.rel_diff > 0.1
+
+
 class SvdNet(nn.Module):
     """Singular values have no ONNX operator: both exporters refuse it."""
 

@@ -264,3 +264,26 @@ def test_dense_finetune_cli_and_errors(ckpt: str, tmp_path: Path,
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert err.startswith("amc: error: ") and err.count("\n") == 1, err
+
+
+def test_out_folder_of_other_files_needs_force(ckpt: str, tmp_path: Path) -> None:
+    from amc.utils.errors import AmcError
+
+    out = tmp_path / "proj"
+    out.mkdir()
+    (out / "notes.md").write_text("mine\n")
+    with pytest.raises(AmcError, match="holds files amc did not write"):
+        run_finetune(cfg(ckpt, out, epochs=1))
+    assert [p.name for p in out.iterdir()] == ["notes.md"]
+    run_finetune(cfg(ckpt, out, epochs=1, force=True))
+    assert (out / "notes.md").read_text() == "mine\n" and (out / "model.pt").is_file()
+
+
+def test_failed_start_leaves_no_folder(tmp_path: Path) -> None:
+    """A model that does not fit the data is refused before the run folder is made."""
+    from amc.utils.errors import AmcError
+
+    out = tmp_path / "new" / "run"
+    with pytest.raises(AmcError, match="--num-classes 10"):
+        run_finetune(cfg(None, out, num_classes=5, epochs=1))
+    assert not (tmp_path / "new").exists()

@@ -30,11 +30,8 @@ BUDGET = "flops:0.5"
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+def _one_thread(one_thread):
+    """Every test of this module on one torch thread (the conftest fixture)."""
 
 
 @pytest.fixture(scope="module")

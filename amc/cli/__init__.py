@@ -51,11 +51,15 @@ OUTPUT_OPTIONS = ("out", "json", "onnx_dir")
 
 def check_args(args: argparse.Namespace) -> None:
     """Checks every command shares, before it reads or writes anything: counts and sizes
-    (:func:`~amc.config.args.check_counts`) and that each output can be written."""
+    (:func:`~amc.config.args.check_counts`), that ``--device`` exists here (not for a
+    cluster's workers, which have their own) and that each output can be written."""
     from amc.config.args import check_counts
+    from amc.utils.device import resolve_device
     from amc.utils.io import check_writable
 
     check_counts(args)
+    if getattr(args, "device", None) and not getattr(args, "address", None):
+        resolve_device(args.device)
     if getattr(args, "resume", None):
         return  # the run folder exists; its own config names it
     for name in OUTPUT_OPTIONS:

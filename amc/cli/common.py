@@ -9,7 +9,7 @@ from torch import nn
 from amc.config.args import add_dataclass_args
 from amc.config.blocks import DataConfig, ModelConfig, RunConfig
 from amc.data.datasets import Dataset, load_dataset
-from amc.models.registry import create_model, model_spec
+from amc.models.registry import create_model, input_size_of, model_spec
 
 
 def add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -18,12 +18,14 @@ def add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     add_dataclass_args(p, ModelConfig, defaults={"model": None},
                        required=("model",) if required else ())
     p.add_argument("--input-size", type=int, nargs=3, default=None, metavar=("C", "H", "W"),
-                   help="input size for profiling (default: the model's own)")
+                   help="input size for profiling, and the size an image folder's images are "
+                        "cropped to (default: the model's own)")
 
 
 def add_data_args(p: argparse.ArgumentParser, default: str | None = "digits") -> None:
-    """The :class:`~amc.config.blocks.DataConfig` block, ``--data`` defaulting to ``default``."""
-    add_dataclass_args(p, DataConfig, defaults={"data": default})
+    """The :class:`~amc.config.blocks.DataConfig` block, ``--data`` defaulting to ``default``
+    (its ``--input-size`` comes with :func:`add_model_args`)."""
+    add_dataclass_args(p, DataConfig, defaults={"data": default}, skip=("input_size",))
 
 
 def add_threads(p: argparse.ArgumentParser) -> None:
@@ -37,7 +39,7 @@ def model_from_args(args: argparse.Namespace, checkpoint: str | None = None) -> 
     ckpt = checkpoint or args.checkpoint
     name = args.model
     if name is None and ckpt:
-        name = checkpoint_model_name(ckpt)
+        name = checkpoint_model_name(ckpt, args.unsafe_load)
     if name is None:
         from amc.utils.errors import AmcError
 
@@ -56,5 +58,9 @@ def input_size(args: argparse.Namespace, data: Dataset | None = None) -> tuple[i
 
 
 def data_from_args(args: argparse.Namespace) -> Dataset:
+    """The dataset of the options; an image folder is cropped to ``--input-size`` or to the
+    model's input size."""
+    size = input_size_of(getattr(args, "model", None), getattr(args, "input_size", None))
     return load_dataset(args.data, data_dir=args.data_dir, val_size=args.val_size,
-                        seed=args.split_seed, download=args.download)
+                        seed=args.split_seed, download=args.download, input_size=size,
+                        loader_workers=getattr(args, "loader_workers", None))

@@ -34,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_data_args(p)
     add_threads(p)
     p.add_argument("--split", default="test", help="train, val or test")
-    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--batch-size", type=int, default=None, help="evaluation batch (default: "
+                   "about two million pixels: 500 images at 64 px, 40 at 224 px)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("demo", help="the embedded end-to-end demo on digits (no files needed)")
@@ -88,16 +89,17 @@ def cmd_profile(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from amc.cost.macs import model_cost
     from amc.data.datasets import check_split
-    from amc.models.evaluate import evaluate
+    from amc.models.evaluate import evaluate_split
+    from amc.utils.device import resolve_device
 
     check_split(args.split)
     model = model_from_args(args)
     data = data_from_args(args)
     check_model_data(model, data, args.model)
-    x, y = data.tensors(args.split)
     macs, params = model_cost(model, data.input_size)
-    res = evaluate(model, x, y, batch_size=args.batch_size, num_classes=data.num_classes,
-                   show_progress=True)
+    # a streamed split (an image folder's test images) is read batch by batch
+    res = evaluate_split(model.to(resolve_device(args.device)), data, args.split,
+                         resolve_device(args.device), args.batch_size, show_progress=True)
     print(f"{args.model} on {args.data}/{args.split} ({res.n} images): top-1 {res.top1:.2f}%  "
           f"top-5 {res.top5:.2f}%  MACs {macs / 1e6:.2f}M  params {params / 1e6:.3f}M  "
           f"{res.images_per_s:.0f} images/s")

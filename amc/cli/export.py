@@ -40,8 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "calibration (default 512)")
     p.add_argument("--batch-size", type=int, default=64, help="images per check/calibration "
                    "batch (default 64)")
-    p.add_argument("--atol", type=float, default=1e-4, help="max abs output difference allowed "
-                   "between the file and PyTorch (default 1e-4)")
+    p.add_argument("--rtol", type=float, default=1e-4, help="largest max abs output difference "
+                   "between the file and PyTorch allowed, relative to PyTorch's max abs output "
+                   "(default 1e-4)")
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
     p.set_defaults(func=cmd_export)
 
@@ -74,8 +75,8 @@ def cmd_export(args: argparse.Namespace) -> int:
                                   ".jit": "torchscript"}.get(out.suffix.lower(), "onnx")
     if args.int8 and args.format != "onnx":
         raise AmcError("--int8 writes an ONNX file; use it with --format onnx")
-    if args.batch_size < 1 or args.atol < 0:
-        raise AmcError("--batch-size must be >= 1 and --atol >= 0")
+    if args.batch_size < 1 or args.rtol < 0:
+        raise AmcError("--batch-size must be >= 1 and --rtol >= 0")
     int8_out = out.with_name(out.stem + ".int8.onnx") if args.int8 else None
     targets = [out, out.with_name(out.name + ".json")] + ([int8_out] if int8_out else [])
     existing = [str(p) for p in targets if p.exists()]
@@ -86,11 +87,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     example, calib, checked_on = _batches(args, input_size(args))
     size = tuple(example.shape[1:]) if example is not None else input_size(args)
     if args.format == "onnx":
-        rep = export_onnx(model, out, size, example, atol=args.atol)
+        rep = export_onnx(model, out, size, example, rtol=args.rtol)
     elif args.format == "torchscript":
-        rep = export_torchscript(model, out, size, example, atol=args.atol)
+        rep = export_torchscript(model, out, size, example, rtol=args.rtol)
     else:
-        rep = export_pt(model, out, args.model, size, example, atol=args.atol)
+        rep = export_pt(model, out, args.model, size, example, rtol=args.rtol)
     q = quantize_int8(out, int8_out, calib, model=model) if int8_out else None
 
     dense, params = count_params(create_model(args.model, num_classes=args.num_classes)), \
@@ -103,7 +104,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     report_path = write_json(out.with_name(out.name + ".json"), summary)
 
     print(f"{args.model} -> {out} [{rep.format}, {rep.exporter}, {rep.file_bytes / 1e6:.3f} MB]")
-    print(f"  max abs diff {rep.max_abs_diff:.2g} (atol {args.atol:g}) on {checked_on}")
+    print(f"  max abs diff {rep.max_abs_diff:.2g}, {rep.rel_diff:.2g} of the output scale "
+          f"(rtol {args.rtol:g}) on {checked_on}")
     n = len(rep.channels.get("torch", []))
     print(f"  channels: {'ok' if rep.channels_ok else 'DIFFER'} ({n} conv/linear layers)")
     sparse = [s for s in rep.sparsity if s["torch_zeros"] >= 0.10]

@@ -104,13 +104,15 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[s
         else:
             default, need = None, True
         help_ = docs.get(f.name, "") + ("" if need else f" (default: {default})")
+        help_ = help_.replace("%", "%%")  # argparse formats help with %: "99 %" is literal
         dest = prefix.replace("-", "_") + f.name
         if tp is bool:
             parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction,
                                 default=default, help=help_)
         elif typing.get_origin(tp) is tuple:
+            elem = typing.get_args(tp)[0]
             parser.add_argument(flag, dest=dest, nargs="*", default=default, help=help_,
-                                required=need)
+                                required=need, type=elem if elem in (int, float) else None)
         else:
             parser.add_argument(flag, dest=dest, type=tp, default=default, help=help_,
                                 required=need)
@@ -128,6 +130,43 @@ def from_args(cls: type[T], ns: argparse.Namespace, prefix: str = "", **override
             kwargs[f.name] = v
     kwargs.update(overrides)
     return cls(**kwargs)
+
+
+AT_LEAST: dict[str, int] = {
+    "episodes": 1, "warmup_episodes": 0, "workers": 0, "hidden": 1, "batch_size": 1,
+    "buffer_episodes": 1, "checkpoint_every": 1, "max_restarts": 0, "cpus_per_worker": 0,
+    "gpus_per_worker": 0, "calib_size": 1, "recal_size": 1, "calib_images": 1, "val_size": 1,
+    "val_limit": 1, "train_limit": 1, "test_limit": 1, "n_random": 1, "rounds": 1, "runs": 1,
+    "latency_runs": 1, "threads": 0, "num_classes": 1, "round_to": 1, "max_retries": 0,
+    "prune_every": 1, "warmup_epochs": 0, "input_size": 1, "loader_workers": 0,
+    "max_failures": 0,
+}
+"""The smallest value of each count and size, by field (and option) name: a name means the
+same thing in every config, so one table serves them all."""
+
+POSITIVE = ("epochs", "finetune_epochs", "lr")
+"""Fields that must be above zero."""
+
+
+def check_counts(cfg: object) -> None:
+    """Fail with one line on the first count or size of ``cfg`` (a config or the parsed
+    options) below its minimum; None (unset) passes. Called before anything is written.
+    """
+    from amc.utils.errors import AmcError
+
+    def flag(name: str) -> str:
+        return "--" + name.replace("_", "-")
+
+    for name, lo in AT_LEAST.items():
+        v = getattr(cfg, name, None)
+        values = v if isinstance(v, list | tuple) else [v]  # e.g. --input-size C H W
+        if any(x is not None and not isinstance(x, bool) and x < lo for x in values):
+            raise AmcError(f"{flag(name)} must be at least {lo}, got "
+                           f"{' '.join(map(str, values))}")
+    for name in POSITIVE:
+        v = getattr(cfg, name, None)
+        if v is not None and not isinstance(v, bool) and not v > 0:
+            raise AmcError(f"{flag(name)} must be positive, got {v}")
 
 
 def load_run_config(cls: type[T], run_dir: str | Path, what: str) -> T:

@@ -2,7 +2,12 @@
 
 MACs are counted by forward hooks on the leaf layers that do arithmetic: convolutions
 (grouped and depthwise included), linear layers and BatchNorm (one multiply-add per output
-element). Parameters are counted once per tensor, so shared weights are not double counted.
+element), one row per *call* (a module called twice costs twice), and
+``nn.MultiheadAttention`` (projections and both attention products). Matrix products and
+convolutions that run outside those modules (functional calls such as Swin's attention) are
+counted by :class:`torch.utils.flop_counter.FlopCounterMode` and reported as one extra row
+named :data:`FUNCTIONAL`. Parameters are counted once per tensor, so shared weights are not
+double counted.
 """
 
 from __future__ import annotations
@@ -12,9 +17,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 COUNTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d,
            nn.BatchNorm3d)
+FUNCTIONAL = "(functional)"  # name of the row of products run outside counted modules
 
 
 @dataclass
@@ -51,6 +58,17 @@ class LayerCost:
         return asdict(self)
 
 
+def _attention_macs(m: nn.MultiheadAttention, args: tuple, kwargs: dict) -> int:
+    """Per-image MACs of one ``nn.MultiheadAttention`` call: q/k/v and output projections
+    and the two attention products (``q @ k^T`` and ``attn @ v``)."""
+    names = ("query", "key", "value")
+    q, k, v = (args[i] if len(args) > i else kwargs[n] for i, n in enumerate(names))
+    seq = 1 if m.batch_first else 0
+    lq, lk = (int(t.shape[seq]) if t.dim() == 3 else int(t.shape[0]) for t in (q, k))
+    e = m.embed_dim
+    return lq * e * e + lk * (m.kdim + m.vdim) * e + 2 * lq * lk * e + lq * e * e
+
+
 def _layer_macs(m: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> int:
     if isinstance(m, nn.Conv1d | nn.Conv2d | nn.Conv3d):
         per_out = (m.in_channels // m.groups) * int(np.prod(m.kernel_size))
@@ -61,7 +79,10 @@ def _layer_macs(m: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> int:
 
 
 def layer_costs(model: nn.Module, input_size: tuple[int, ...]) -> list[LayerCost]:
-    """Trace one forward pass of a single image and return the cost of every counted layer.
+    """Trace one forward pass of a single image and return the cost of every counted call.
+
+    A module called twice gives two rows. Products outside counted modules add one
+    :data:`FUNCTIONAL` row (only when there are any).
 
     Args:
         model: Any module.
@@ -69,10 +90,26 @@ def layer_costs(model: nn.Module, input_size: tuple[int, ...]) -> list[LayerCost
     """
     rows: list[LayerCost] = []
     hooks = []
+    counter = FlopCounterMode(display=False)
+    depth, starts, inside = [0], [], [0]  # products counted inside (outermost) counted calls
+
+    def pre_hook(m: nn.Module, args: tuple) -> None:
+        if depth[0] == 0:
+            starts.append(counter.get_total_flops())
+        depth[0] += 1
 
     def make_hook(name: str):
-        def hook(m: nn.Module, args: tuple, out: torch.Tensor) -> None:
-            x = args[0]
+        def hook(m: nn.Module, args: tuple, kwargs: dict, out: torch.Tensor) -> None:
+            depth[0] -= 1
+            if depth[0] == 0:
+                inside[0] += counter.get_total_flops() - starts.pop()
+            params = sum(p.numel() for p in m.parameters(recurse=False))
+            if isinstance(m, nn.MultiheadAttention):
+                params += sum(p.numel() for p in m.out_proj.parameters())
+                rows.append(LayerCost(name, type(m).__name__, m.embed_dim, m.embed_dim, 1, 1, 1,
+                                      (1, 1), (1, 1), _attention_macs(m, args, kwargs), params))
+                return
+            x = args[0] if args else next(iter(kwargs.values()))
             conv = isinstance(m, nn.Conv1d | nn.Conv2d | nn.Conv3d)
             k = int(m.kernel_size[0]) if conv else 1
             s = int(m.stride[0]) if conv else 1
@@ -84,24 +121,28 @@ def layer_costs(model: nn.Module, input_size: tuple[int, ...]) -> list[LayerCost
                                                 else m.num_features)
             rows.append(LayerCost(name, type(m).__name__, int(cin), int(cout), k, s,
                                   int(getattr(m, "groups", 1)), in_hw, out_hw,
-                                  _layer_macs(m, x, out),
-                                  sum(p.numel() for p in m.parameters(recurse=False))))
+                                  _layer_macs(m, x, out), params))
         return hook
 
     for name, m in model.named_modules():
-        if isinstance(m, COUNTED):
-            hooks.append(m.register_forward_hook(make_hook(name)))
+        if isinstance(m, (*COUNTED, nn.MultiheadAttention)):
+            hooks.append(m.register_forward_pre_hook(pre_hook))
+            hooks.append(m.register_forward_hook(make_hook(name), with_kwargs=True))
     was_training = model.training
     model.eval()
     try:
         p = next(model.parameters(), None)
         dev = p.device if p is not None else torch.device("cpu")
-        with torch.inference_mode():
+        with torch.inference_mode(), counter:
             model(torch.zeros(1, *input_size, device=dev))
     finally:
         for h in hooks:
             h.remove()
         model.train(was_training)
+    functional = (counter.get_total_flops() - inside[0]) // 2
+    if functional > 0:
+        rows.append(LayerCost(FUNCTIONAL, "functional", 0, 0, 1, 1, 1, (1, 1), (1, 1),
+                              int(functional), 0))
     return rows
 
 

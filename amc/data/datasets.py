@@ -1,35 +1,42 @@
 """Datasets: the embedded ``digits``, ``cifar10`` (batches, ImageFolder tree or archive) and
 ``imagefolder:PATH``.
 
-Every dataset is decoded once into uint8 NHWC arrays (cached in memory and on disk under
-``$AMC_CACHE_DIR`` or ``~/.cache/amc``, keyed by a hash of the source) and split into
-``train``, ``val`` and ``test``. ``val`` is a fixed, seeded subset of the *training* split and
-is removed from ``train``: searches are rewarded on ``val``, reports use ``test``.
+``digits`` and ``cifar10`` are decoded once into uint8 NHWC arrays (cached in memory and on
+disk under ``$AMC_CACHE_DIR`` or ``~/.cache/amc``, keyed by a hash of the source);
+``imagefolder:PATH`` (images of any sizes) is streamed from its files
+(:mod:`amc.data.stream`). Every dataset is split into ``train``, ``val`` and ``test``.
+``val`` is a fixed, seeded subset of the *training* split and is removed from ``train``:
+searches are rewarded on ``val``, reports use ``test``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import os
-import pickle
-import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from amc.data.sources import CIFAR10_CLASSES as CIFAR10_CLASSES  # re-exported
+from amc.data.sources import (
+    from_members,
+    read_archive,
+    read_cifar_batches,
+    read_tree,
+    source_hash,
+)
 from amc.utils.errors import AmcError
 from amc.utils.io import atomic_write
 
+if TYPE_CHECKING:
+    from amc.data.loader import BatchPlan
+
 SPLITS = ("train", "val", "test")
-CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
-                   "ship", "truck"]
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
-IMG_EXT = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp")
 _MEMORY: dict[tuple, Dataset] = {}
 
 
@@ -93,8 +100,36 @@ class Dataset:
         the same seed gives the same images everywhere.
         """
         x, y = self.tensors("train")
-        idx = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))[:max(1, n)]
+        idx = calibration_index(len(y), n, seed)
         return x[idx], y[idx]
+
+    def streamed(self, split: str) -> bool:
+        """Whether ``split`` is read from files batch by batch (else it is in memory)."""
+        return False
+
+    def batches(self, split: str, plan: BatchPlan, augment: bool = False, seed: int = 0,
+                pin: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """``split``'s images and labels in the batches of ``plan``
+        (:mod:`amc.data.loader`); pass the images through :meth:`to_input`.
+
+        Args:
+            split: The split.
+            plan: Which indices, batch by batch.
+            augment: Random augmentation (training).
+            seed: Seed of the augmentation.
+            pin: Pinned host memory (for a CUDA device).
+        """
+        from amc.data.loader import memory_batches
+
+        x, y = self.tensors(split)
+        return memory_batches(x, y, plan, augment, seed)
+
+    def to_input(self, xb: torch.Tensor, device: torch.device | str,
+                 channels_last: bool = False) -> torch.Tensor:
+        """A batch from :meth:`batches` on ``device``, normalised, as the network takes it."""
+        from amc.data.loader import to_input
+
+        return to_input(xb, self.mean, self.std, device, channels_last)
 
     def select(self, **index: np.ndarray | slice) -> Dataset:
         """A new dataset whose named splits keep only ``index`` (an index array or a slice).
@@ -115,6 +150,24 @@ class Dataset:
             if idx is not None and split in index:
                 kw[f"{split}_index"] = idx[index[split]]
         return replace(self, **kw)
+
+
+def calibration_index(n_train: int, n: int, seed: int) -> torch.Tensor:
+    """Indices of the calibration draw: ``n`` of ``n_train`` training images, chosen by
+    ``seed``."""
+    return torch.randperm(n_train, generator=torch.Generator().manual_seed(seed))[:max(1, n)]
+
+
+def split_indices(n_train: int, n_test: int, val_size: int,
+                  seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(val, train, test) indices: ``val_size`` training images drawn by ``seed`` (in random
+    order, so the first N of val are a random sample), the rest of train in order, and test
+    in one fixed shuffled order (independent of the seed), for the same reason."""
+    if not 0 < val_size < n_train:
+        raise AmcError(f"val size {val_size} must be between 1 and {n_train - 1}")
+    perm = np.random.default_rng(seed).permutation(n_train)
+    test_idx = np.random.default_rng(20180908).permutation(n_test)
+    return perm[:val_size], np.sort(perm[val_size:]), test_idx
 
 
 def check_split(split: str) -> None:
@@ -149,93 +202,6 @@ def _load_digits() -> tuple[dict, dict, list[str]]:
             [str(i) for i in range(10)])
 
 
-def _decode(data: bytes, name: str = "image") -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            return np.asarray(im.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise AmcError(f"cannot decode image {name} ({type(e).__name__}); remove or replace "
-                       "the broken file") from e
-
-
-def _from_members(members: list[tuple[str, bytes]], what: str) -> tuple[dict, dict, list[str]]:
-    """Build splits from (relative path, bytes) pairs laid out as ``.../<split>/<class>/f``."""
-    by_split: dict[str, list[tuple[str, str, bytes]]] = {}
-    for rel, data in members:
-        parts = Path(rel).parts
-        if len(parts) < 3 or not rel.lower().endswith(IMG_EXT):
-            continue
-        split, cls = parts[-3], parts[-2]
-        split = {"training": "train", "testing": "test", "valid": "test"}.get(split, split)
-        if split in ("train", "test"):
-            by_split.setdefault(split, []).append((cls, parts[-1], data))
-    if "train" not in by_split or "test" not in by_split:
-        raise AmcError(f"{what} has no train/<class>/ and test/<class>/ image folders; "
-                       "give an ImageFolder tree, an archive of one, or cifar-10-batches-py")
-    classes = sorted({c for c, _, _ in by_split["train"]})
-    if classes == sorted(CIFAR10_CLASSES):
-        classes = list(CIFAR10_CLASSES)
-    index = {c: i for i, c in enumerate(classes)}
-    images, labels = {}, {}
-    for split, items in by_split.items():
-        items.sort(key=lambda t: (index.get(t[0], -1), t[1]))
-        items = [t for t in items if t[0] in index]
-        if not items:
-            raise AmcError(f"{what} has no {split} images of the train classes "
-                           f"({', '.join(classes)}); give matching {split}/<class>/ folders")
-        decoded = [_decode(d, f"{split}/{c}/{f}") for c, f, d in items]
-        if len({a.shape for a in decoded}) > 1:
-            raise AmcError(f"{what} holds images of different sizes in {split} "
-                           f"({sorted({a.shape[:2] for a in decoded})[:3]}); resize them to one "
-                           "size first")
-        images[split] = np.stack(decoded)
-        labels[split] = np.array([index[c] for c, _, _ in items], dtype=np.int64)
-    return images, labels, classes
-
-
-def _read_archive(path: Path) -> list[tuple[str, bytes]]:
-    try:
-        with tarfile.open(path) as tar:
-            return [(m.name, tar.extractfile(m).read()) for m in tar if m.isfile()]
-    except (tarfile.TarError, OSError, EOFError) as e:
-        raise AmcError(f"{path} is not a readable tar archive ({e}); pass a .tar.gz of an "
-                       "ImageFolder tree") from e
-
-
-def _read_tree(root: Path) -> list[tuple[str, bytes]]:
-    return [(str(p.relative_to(root)), p.read_bytes()) for p in sorted(root.rglob("*"))
-            if p.is_file() and p.suffix.lower() in IMG_EXT]
-
-
-def _read_cifar_batches(root: Path) -> tuple[dict, dict, list[str]]:
-    def load(name: str) -> tuple[np.ndarray, np.ndarray]:
-        with open(root / name, "rb") as f:
-            d = pickle.load(f, encoding="latin1")  # torchvision's own format
-        return (np.asarray(d["data"], np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1),
-                np.asarray(d["labels"], np.int64))
-
-    parts = [load(f"data_batch_{i}") for i in range(1, 6)]
-    xt, yt = load("test_batch")
-    return ({"train": np.concatenate([p[0] for p in parts]), "test": xt},
-            {"train": np.concatenate([p[1] for p in parts]), "test": yt}, list(CIFAR10_CLASSES))
-
-
-def _source_hash(path: Path) -> str:
-    h = hashlib.sha256()
-    if path.is_file():
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    else:
-        for p in sorted(path.rglob("*")):
-            if p.is_file():
-                st = p.stat()
-                h.update(f"{p.relative_to(path)}:{st.st_size}:{st.st_mtime_ns}".encode())
-    return h.hexdigest()[:16]
-
-
 def _find_cifar_source(data_dir: Path) -> Path:
     candidates = [data_dir / "cifar-10-batches-py", data_dir]
     for c in candidates:
@@ -253,7 +219,7 @@ def _find_cifar_source(data_dir: Path) -> Path:
 
 
 def _load_cached(source: Path, reader) -> tuple[dict, dict, list[str]]:
-    key = _source_hash(source)
+    key = source_hash(source)
     f = cache_dir() / f"{source.name}-{key}.npz"
     if f.is_file():
         try:
@@ -271,31 +237,38 @@ def _load_cached(source: Path, reader) -> tuple[dict, dict, list[str]]:
 
 def _read_image_source(src: Path) -> tuple[dict, dict, list[str]]:
     if src.is_file():
-        return _from_members(_read_archive(src), str(src))
+        return from_members(read_archive(src), str(src))
     if (src / "data_batch_1").is_file():
-        return _read_cifar_batches(src)
-    return _from_members(_read_tree(src), str(src))
+        return read_cifar_batches(src)
+    return from_members(read_tree(src), str(src))
 
 
 # ----------------------------------------------------------------------------- public API
 
 
 def load_dataset(name: str, data_dir: str | Path | None = None, val_size: int | None = None,
-                 seed: int = 0, download: bool = False) -> Dataset:
+                 seed: int = 0, download: bool = False,
+                 input_size: tuple[int, ...] | None = None,
+                 loader_workers: int | None = None) -> Dataset:
     """Load and split a dataset.
 
     Args:
         name: ``digits``, ``cifar10`` or ``imagefolder:PATH``.
         data_dir: Where ``cifar10`` lives (default ``$AMC_DATA_DIR``).
         val_size: Images held out of ``train`` as ``val`` (default 5,000 for CIFAR-10, 10 %
-            of train otherwise).
+            of train, at most 3,000, for image folders, 10 % of train otherwise).
         seed: Seed of the ``val`` draw; the same seed gives the same ``val``.
         download: Let torchvision download CIFAR-10 into ``data_dir`` (needs network).
+        input_size: (C, H, W) an image folder's images are cropped to (default 3 x 224 x
+            224); digits and CIFAR-10 keep their own size.
+        loader_workers: DataLoader worker processes of an image folder.
 
     Returns:
         The dataset, cached in memory for the process.
     """
-    key = (name, str(data_dir), val_size, seed)
+    size = tuple(input_size) if input_size else None
+    key = (name, str(data_dir), val_size, seed) + ((size, loader_workers)
+                                                   if name.startswith("imagefolder:") else ())
     if key in _MEMORY:
         return _MEMORY[key]
     augment = True
@@ -326,21 +299,16 @@ def load_dataset(name: str, data_dir: str | Path | None = None, val_size: int | 
         if not src.exists():
             raise AmcError(f"image folder {str(src)!r} does not exist; pass imagefolder:PATH "
                            "with train/<class>/ and test/<class>/ inside")
-        images, labels, classes = _load_cached(src, _read_image_source)
-        x = images["train"].reshape(-1, images["train"].shape[-1]).astype(np.float64) / 255
-        mean, std = tuple(x.mean(0).tolist()), tuple(x.std(0).tolist())
+        from amc.data.stream import load_imagefolder
+
+        _MEMORY[key] = load_imagefolder(name, src, val_size, seed, size, loader_workers)
+        return _MEMORY[key]
     else:
         raise AmcError(f"unknown dataset {name!r}; use digits, cifar10 or imagefolder:PATH")
     n_train = len(labels["train"])
     if val_size is None:
         val_size = max(1, n_train // 10)
-    if not 0 < val_size < n_train:
-        raise AmcError(f"val size {val_size} must be between 1 and {n_train - 1}")
-    perm = np.random.default_rng(seed).permutation(n_train)
-    # val stays in random order, so its first N images (--val-limit) are a random sample
-    val_idx, train_idx = perm[:val_size], np.sort(perm[val_size:])
-    # test in one fixed shuffled order (independent of the seed), for the same reason
-    test_idx = np.random.default_rng(20180908).permutation(len(labels["test"]))
+    val_idx, train_idx, test_idx = split_indices(n_train, len(labels["test"]), val_size, seed)
     ds = Dataset(
         name=name, classes=classes, mean=mean, std=std, augment=augment,
         images={"train": images["train"][train_idx], "val": images["train"][val_idx],

@@ -1,7 +1,8 @@
 """Verified export of (pruned) models to ONNX, TorchScript or a weights-only ``.pt``.
 
 Each export is written to a temporary file, reloaded and checked, and only then replaces the
-target. Checks: max abs output difference within ``atol`` on a batch whose size differs from
+target. Checks: max abs output difference, relative to the model's max abs output, within
+``rtol`` (:data:`amc.utils.tolerance.RTOL` by default) on a batch whose size differs from
 the export batch (onnxruntime on the CPU for ONNX); the multiset of output-channel counts of
 the file's Conv/Gemm weights equals the model's conv/linear layers (pruned shapes survived);
 per-layer zero fractions, ``densified`` when a layer with >= 10 % zeros has clearly fewer in
@@ -37,12 +38,13 @@ from amc.deploy.verify import (
 )
 from amc.utils.errors import AmcError
 from amc.utils.io import atomic_write
+from amc.utils.tolerance import RTOL
 
 __all__ = ["ExportReport", "check_onnx", "export_onnx", "export_pt", "export_torchscript"]
 
 
 def check_onnx(path: str | Path, model: nn.Module, input_size: tuple[int, ...],
-               example: Batch | None = None, atol: float | None = 1e-4,
+               example: Batch | None = None, rtol: float | None = RTOL,
                strict: bool = True) -> ExportReport:
     """Verify an ONNX file against the PyTorch model it should hold.
 
@@ -51,8 +53,9 @@ def check_onnx(path: str | Path, model: nn.Module, input_size: tuple[int, ...],
         model: The PyTorch model (left in eval mode).
         input_size: (C, H, W) of one input, for random inputs when ``example`` is None.
         example: A real input batch.
-        atol: Tolerance of the max abs output difference (None: not checked).
-        strict: Raise when the outputs differ by more than ``atol``.
+        rtol: Tolerance of the max abs output difference relative to the model's max abs
+            output (None: not checked).
+        strict: Raise when the outputs differ by more than ``rtol``.
 
     Raises:
         AmcError: if the file is not a valid ONNX model, or (strict) the outputs differ.
@@ -64,7 +67,7 @@ def check_onnx(path: str | Path, model: nn.Module, input_size: tuple[int, ...],
         x = x.repeat(-(-dim0 // len(x)), *[1] * (x.dim() - 1))[:dim0]
     ref, layers = reference(model, x)
     report = ExportReport(str(path), "onnx", f"{mp.producer_name} {mp.producer_version}".strip(),
-                          Path(path).stat().st_size, atol=atol)
+                          Path(path).stat().st_size, rtol=rtol)
     got = run_onnx(sess, x, str(path))
     check_structure(report, layers, onnx_weights(mp))
     compare_outputs(report, ref, got, str(path), strict)
@@ -73,7 +76,7 @@ def check_onnx(path: str | Path, model: nn.Module, input_size: tuple[int, ...],
 
 def export_onnx(model: nn.Module, path: str | Path, input_size: tuple[int, ...],
                 example: Batch | None = None, opset: int | None = None,
-                dynamic_batch: bool = True, atol: float = 1e-4) -> ExportReport:
+                dynamic_batch: bool = True, rtol: float = RTOL) -> ExportReport:
     """Export ``model`` to one self-contained ONNX file and verify it in onnxruntime.
 
     The torch.export-based (dynamo) exporter is tried first, then the TorchScript-based one.
@@ -85,7 +88,8 @@ def export_onnx(model: nn.Module, path: str | Path, input_size: tuple[int, ...],
         example: A real batch for the check (random inputs when None).
         opset: ONNX opset (default: the exporter's).
         dynamic_batch: Make the batch dimension dynamic.
-        atol: Tolerance of the max abs difference to PyTorch.
+        rtol: Tolerance of the max abs difference to PyTorch, relative to PyTorch's max abs
+            output.
 
     Raises:
         AmcError: if neither exporter handles the model or the outputs differ.
@@ -114,7 +118,7 @@ def export_onnx(model: nn.Module, path: str | Path, input_size: tuple[int, ...],
                 raise AmcError(f"cannot export {type(model).__name__} to ONNX ("
                                f"{'; '.join(errors)}); forward() must map tensors to tensors "
                                "with operators ONNX supports")
-            report = check_onnx(tmp, model, input_size, x, atol)
+            report = check_onnx(tmp, model, input_size, x, rtol)
     finally:
         model.train(was_training)
     report.exporter = exporter
@@ -143,14 +147,14 @@ def _check_loaded(report: ExportReport, model: nn.Module, loaded: nn.Module, x: 
 
 
 def export_torchscript(model: nn.Module, path: str | Path, input_size: tuple[int, ...],
-                       example: Batch | None = None, atol: float = 1e-4) -> ExportReport:
+                       example: Batch | None = None, rtol: float = RTOL) -> ExportReport:
     """Trace ``model`` (``torch.jit.trace``) on 2 inputs, save, reload and verify it.
 
     Raises:
         AmcError: if tracing fails or the reloaded module's outputs differ.
     """
     x, was_training = input_batch(input_size, example), model.training
-    report = ExportReport(str(path), "torchscript", "torch.jit.trace", atol=atol)
+    report = ExportReport(str(path), "torchscript", "torch.jit.trace", rtol=rtol)
     with atomic_write(path) as tmp:
         try:
             with quiet() as caught, torch.no_grad():
@@ -169,7 +173,7 @@ def export_torchscript(model: nn.Module, path: str | Path, input_size: tuple[int
 
 def export_pt(model: nn.Module, path: str | Path, model_name: str,
               input_size: tuple[int, ...] | None = None, example: Batch | None = None,
-              atol: float = 1e-6) -> ExportReport:
+              rtol: float = 1e-6) -> ExportReport:
     """Save a weights-only file that ``create_model(model_name, checkpoint=path)`` restores,
     pruned shapes included and no pickled code; reload it that way and verify it.
 
@@ -180,7 +184,7 @@ def export_pt(model: nn.Module, path: str | Path, model_name: str,
     from amc.models.registry import create_model, model_spec
 
     report = ExportReport(str(path), "pt", "amc.models.checkpoint.save_model (weights only)",
-                          atol=atol)
+                          rtol=rtol)
     with atomic_write(path) as tmp:
         save_model(model, tmp, model_name)
         loaded = create_model(model_name, checkpoint=tmp)

@@ -41,6 +41,7 @@ from amc.deploy.verify import (
 )
 from amc.utils.errors import AmcError
 from amc.utils.io import atomic_write
+from amc.utils.tolerance import relative_diff
 
 
 def quantize_int8(source: str | Path | nn.Module, out_path: str | Path,
@@ -100,6 +101,7 @@ def quantize_int8(source: str | Path | nn.Module, out_path: str | Path,
         ref = np.concatenate([run_onnx(sess, x, fp32)[0] for x in batches[:4]])
         got = np.concatenate([run_onnx(qsess, x, str(tmp))[0] for x in batches[:4]])
         report.max_abs_diff = float(np.abs(ref - got).max())
+        report.rel_diff = relative_diff(ref, got)
         report.extra = {"fp32_bytes": Path(fp32).stat().st_size, "diff_vs": "fp32 onnx",
                         "calib_batches": len(batches), "calib_images": sum(map(len, batches))}
         if ref.ndim == 2 and ref.shape[1] > 1:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import re
 import sys
 import tempfile
 import warnings
@@ -22,8 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from amc.utils.errors import AmcError
+from amc.utils.errors import AmcError, one_line
 from amc.utils.onnxrt import ort_session
+from amc.utils.tolerance import relative_diff
 
 _LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 SPARSE_MIN = 0.10  # layers with at least this zero fraction are checked for densification
@@ -40,7 +40,10 @@ class ExportReport:
         exporter: Tool that wrote it (``torch.onnx dynamo``, ``torch.onnx torchscript``, ...).
         file_bytes: Size of the file.
         max_abs_diff: Max abs output difference to the reference (None: not measured).
-        atol: Tolerance that difference was held to (None: informational only).
+        rel_diff: That difference over the reference's max abs output (the checked figure;
+            outputs of randomly initialised networks can be ~1e-10, so an absolute
+            tolerance would pass any file).
+        rtol: Tolerance ``rel_diff`` was held to (None: informational only).
         channels_ok: The file's output-channel counts equal the model's (None: not checked).
         channels: ``torch`` and ``export`` channel lists, unmatched layer/weight names.
         sparsity: Per layer: name, export name, channels, zero fraction in torch and file.
@@ -54,7 +57,8 @@ class ExportReport:
     exporter: str
     file_bytes: int = 0
     max_abs_diff: float | None = None
-    atol: float | None = None
+    rel_diff: float | None = None
+    rtol: float | None = None
     channels_ok: bool | None = None
     channels: dict = field(default_factory=dict)
     sparsity: list[dict] = field(default_factory=list)
@@ -71,13 +75,6 @@ class LayerWeight:
     name: str
     out_channels: int  # weight.shape[0]
     weight: np.ndarray  # PyTorch layout (Gemm/MatMul weights as [out, in])
-
-
-def one_line(e: BaseException) -> str:
-    while e.__cause__ is not None:  # the innermost cause names the real problem
-        e = e.__cause__
-    lines = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip().splitlines() or [type(e).__name__]
-    return lines[0] if len(lines[0]) <= 200 else lines[0][:197] + "..."
 
 
 @contextlib.contextmanager
@@ -180,16 +177,20 @@ def check_structure(report: ExportReport, layers: list[LayerWeight],
 
 def compare_outputs(report: ExportReport, ref: list[torch.Tensor], got: list, what: str,
              strict: bool = True) -> None:
-    """Set ``report.max_abs_diff``; raise (``strict``) when it exceeds ``report.atol``."""
+    """Set ``report.max_abs_diff`` and ``report.rel_diff``; raise (``strict``) when the
+    relative difference exceeds ``report.rtol``."""
     got = [torch.as_tensor(np.asarray(g)).float() for g in got]
     if [g.shape for g in got] != [r.shape for r in ref]:
         raise AmcError(f"{what} gives outputs of shapes {[tuple(g.shape) for g in got]}, the "
                        f"model {[tuple(r.shape) for r in ref]}; re-export it")
     d = max((float((g - r).abs().max()) for r, g in zip(ref, got) if r.numel()), default=0.0)
     report.max_abs_diff = d if np.isfinite(d) else float("inf")
-    if strict and report.atol is not None and not report.max_abs_diff <= report.atol:
-        raise AmcError(f"{what} differs from the PyTorch model by up to {d:.3g} (atol "
-                       f"{report.atol:g}); the export is not faithful: check the model or --atol")
+    report.rel_diff = relative_diff(ref, got)
+    if strict and report.rtol is not None and not report.rel_diff <= report.rtol:
+        scale = max((float(r.abs().max()) for r in ref if r.numel()), default=0.0)
+        raise AmcError(f"{what} differs from the PyTorch model by up to {d:.3g}, "
+                       f"{report.rel_diff:.3g} of the output scale {scale:.3g} (rtol "
+                       f"{report.rtol:g}); the export is not faithful: check the model or --rtol")
 
 
 def finish(report: ExportReport, path: str | Path) -> ExportReport:

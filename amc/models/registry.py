@@ -12,7 +12,7 @@ Names:
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,6 +86,15 @@ def model_spec(name: str) -> ModelSpec:
     if ":" in name:
         return ModelSpec(name, (3, 32, 32), 10, "user")
     raise _unknown(name)
+
+
+def input_size_of(name: str | None, override: Sequence[int] | None = None
+                  ) -> tuple[int, ...] | None:
+    """The input size data is prepared at: ``override`` (``--input-size``) when given, else
+    model ``name``'s own (None when neither is known)."""
+    if override:
+        return tuple(override)
+    return model_spec(name).input_size if name else None
 
 
 def _unknown(name: str) -> AmcError:

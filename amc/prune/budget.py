@@ -70,9 +70,12 @@ def uniform_ratio(pm: PrunableModel, budget: Budget, max_ratio: float = MAX_RATI
     f = resource_fn(pm, budget)
     n = len(pm.units)
     if f([max_ratio] * n) > budget.fraction + 1e-9:
-        raise AmcError(f"budget {budget} cannot be met even pruning every unit by {max_ratio:g}"
-                       f" ({f([max_ratio] * n):.3f} of dense remains); loosen the budget or use "
-                       "--units all")
+        left = f"; {len(pm.left_out)} unit(s) are left out as not prunable exactly" \
+            if getattr(pm, "left_out", None) else ""
+        hint = " or use --units all" if pm.mode == "internal" else ""
+        raise AmcError(f"unreachable budget: {budget} cannot be met even pruning every unit by "
+                       f"{max_ratio:g} ({f([max_ratio] * n):.3f} of dense remains{left}); "
+                       f"loosen the budget{hint}")
     return bisect(lambda r: f([r] * n) <= budget.fraction, 0.0, max_ratio)
 
 

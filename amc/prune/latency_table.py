@@ -1,8 +1,10 @@
 """Per-layer latency lookup table for ``latency:`` budgets and rewards.
 
 Each counted layer (conv, linear, BatchNorm) is timed alone on this machine at a few kept
-fractions of its channels; the network's latency at per-unit ratios is predicted as the sum of
-interpolated layer times plus a constant for everything else (activations, adds, pooling).
+fractions of its channels (times the number of calls of a module called more than once); the
+network's latency at per-unit ratios is predicted as the sum of interpolated layer times (at
+the layer's exact kept fractions, :meth:`PrunableModel.layer_keep`) plus a constant for
+everything else (activations, adds, pooling, attention).
 Tables are cached on disk under the amc cache dir, keyed by the layer shapes, batch size,
 thread count, torch version and CPU.
 """
@@ -31,8 +33,9 @@ def _layer_at(m: nn.Module, ko: float, ki: float) -> tuple[nn.Module, tuple[int,
         dw = m.groups > 1 and m.groups == m.in_channels
         out_c = max(1, round(m.out_channels * ko))
         in_c = out_c if dw else max(1, round(m.in_channels * ki))
+        g = out_c if dw else (m.groups if in_c % m.groups == out_c % m.groups == 0 else 1)
         layer = nn.Conv2d(in_c, out_c, m.kernel_size, m.stride, m.padding, m.dilation,
-                          groups=out_c if dw else 1, bias=m.bias is not None)
+                          groups=g, bias=m.bias is not None)
         return layer, (in_c,)
     if isinstance(m, nn.Linear):
         in_f, out_f = max(1, round(m.in_features * ki)), max(1, round(m.out_features * ko))
@@ -59,12 +62,9 @@ class LatencyTable:
     def predict(self, ratios: Sequence[float]) -> float:
         """Predicted latency (ms) at per-unit ``ratios``."""
         pm = self.pm
-        keep = [pm.kept(i, r) / u.n for i, (u, r) in enumerate(zip(pm.units, ratios))]
         xs = [f * f for f in FRACTIONS]
         total = self.rest_ms
-        for L, pts in zip(pm.layers, self.points):
-            ko = keep[L.out_unit] if L.out_unit is not None else 1.0
-            ki = keep[L.in_unit] if L.in_unit is not None else 1.0
+        for L, pts, (ko, ki) in zip(pm.layers, self.points, pm.layer_keep(ratios)):
             p = min(ko, ki) ** 2 if L.channelwise else ko * ki
             total += float(np.interp(p, xs, pts))
         return total
@@ -75,12 +75,9 @@ class LatencyTable:
 
 def latency_table(pm: PrunableModel, batch: int = 1, runs: int = 15) -> LatencyTable:
     """Measure (or load from cache) the lookup table of ``pm``'s network."""
-    from amc.cost.macs import layer_costs
-
-    costs = {c.name: c for c in layer_costs(pm.model, pm.input_size)}
     threads = torch.get_num_threads()
-    sig = json.dumps([[L.name, costs[L.name].in_channels, costs[L.name].out_channels,
-                       costs[L.name].in_hw, costs[L.name].kernel, costs[L.name].stride]
+    sig = json.dumps([[L.name, L.row.in_channels, L.row.out_channels, L.row.in_hw,
+                       L.row.kernel, L.row.stride, L.calls]
                       for L in pm.layers] + [batch, threads, torch.__version__,
                                               platform.processor(), pm.round_to])
     key = hashlib.sha256(sig.encode()).hexdigest()[:16]
@@ -92,7 +89,7 @@ def latency_table(pm: PrunableModel, batch: int = 1, runs: int = 15) -> LatencyT
     with torch.inference_mode():
         for L in pm.layers:
             m = pm.model.get_submodule(L.name)
-            c = costs[L.name]
+            c = L.row
             fns = {}
             for f in FRACTIONS:  # the fractions of one layer timed side by side
                 layer, (cin,) = _layer_at(m, f, f)
@@ -100,7 +97,7 @@ def latency_table(pm: PrunableModel, batch: int = 1, runs: int = 15) -> LatencyT
                 shape = (batch, cin, *c.in_hw) if not isinstance(m, nn.Linear) else (batch, cin)
                 fns[f] = lambda layer=layer, x=torch.randn(shape): layer(x)
             t = interleaved(fns, runs, rounds=3, warmup=3)
-            points.append([t[f]["q1_ms"] for f in FRACTIONS])
+            points.append([L.calls * t[f]["q1_ms"] for f in FRACTIONS])
         x = torch.randn(batch, *pm.input_size)
         model = pm.model.eval()
         dense_total = interleaved({"dense": lambda: model(x)}, runs, 3, warmup=3)["dense"]["q1_ms"]

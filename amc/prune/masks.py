@@ -188,13 +188,48 @@ def bake(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model).cpu().eval()
 
 
+def channel_masks(pm: PrunableModel, ratios: Sequence[float],
+                  model: nn.Module | None = None) -> Masks:
+    """Masks that zero, in the dense network, exactly the weights ``pm.prune(ratios)``
+    removes: the producing layers' filters and biases, their BatchNorm scales and shifts,
+    per-channel parameters and the consumers' input slices (concatenations, flattens and
+    grouped convs included).
+
+    Every parameter of a copy of the network is replaced by its element indices and the copy
+    is pruned with :meth:`PrunableModel.prune` (the one pruning implementation); the indices
+    missing afterwards are the masked entries.
+
+    Args:
+        pm: The prunable model.
+        ratios: Per-unit ratios.
+        model: A network of ``pm``'s dense architecture (default: ``pm.model``).
+    """
+    model = model if model is not None else pm.model
+    ids = {}  # deepcopy takes these for the parameters instead of copying the weights
+    for p in model.parameters():
+        dtype = torch.float32 if p.numel() <= 2 ** 24 else torch.float64  # exact integers
+        ids[id(p)] = nn.Parameter(torch.arange(p.numel(), dtype=dtype).view(p.shape))
+    net = copy.deepcopy(model, ids).cpu().eval()
+    shapes = {name: p.shape for name, p in net.named_parameters()}
+    pruned = dict(pm.prune(ratios, model=net, inplace=True).named_parameters())
+    out: Masks = {}
+    for name, shape in shapes.items():
+        q = pruned.get(name)
+        if q is None or q.shape == shape:
+            continue
+        keep = torch.zeros(shape.numel())
+        keep[q.detach().reshape(-1).long()] = 1.0
+        out[name] = keep.view(shape)
+    return out
+
+
 class ChannelPruner:
     """Structured pruning by channel masks on the dense architecture.
 
     Each call of :meth:`masks` ranks channels on the *current* weights (masked channels score
     zero and stay pruned, so successive masks are nested) and masks, for every pruned channel,
-    the producing conv's output filter, its BatchNorm's scale and shift and the consumer's
-    input slice: the masked network computes exactly what the physically pruned one computes.
+    what :func:`channel_masks` masks: the masked network computes exactly what the physically
+    pruned one computes.
     :meth:`physical` removes the masked channels with :class:`PrunableModel`.
 
     Args:
@@ -221,26 +256,8 @@ class ChannelPruner:
 
     def masks(self, model: nn.Module, level: float) -> Masks:
         """Channel masks for ``level`` (0: none, 1: the final ratios)."""
-        pm = self.pm(model)
         ratios = self.at(level)
-        params = dict(model.named_parameters())
-        out: Masks = {}
-        for u, plan, rank, r in zip(pm.units, pm.plans, pm.rankings, ratios):
-            idx = rank[:u.n - pm.kept(u.index, r)]
-            if not len(idx):
-                continue
-            for name, fn in plan.items:
-                for pname in (f"{name}.weight", f"{name}.bias"):
-                    p = params.get(pname)
-                    if p is None:
-                        continue
-                    mask = out.get(pname, torch.ones_like(p, device="cpu"))
-                    if fn == "prune_out_channels":
-                        mask[idx] = 0.0
-                    elif fn == "prune_in_channels" and pname.endswith("weight"):
-                        if p.dim() > 1 and p.shape[1] == u.n:
-                            mask[:, idx] = 0.0
-                    out[pname] = mask
+        out = channel_masks(self.pm(model), ratios)
         self.applied = ratios
         return out
 

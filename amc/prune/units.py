@@ -2,12 +2,19 @@
 
 A *unit* is one dependency group: the layers whose channels must be removed together
 (a conv's output channels, its BatchNorm, the next conv's input channels, and everything a
-residual add ties to them). :class:`PrunableModel` discovers the units once, ranks each
+residual add or a concatenation ties to them). :class:`PrunableModel` discovers the units
+once, keeps only those that can be pruned exactly (:mod:`amc.prune.exact`: the pruned
+network computes what the dense one computes with the same channels masked; the others are
+left out with a one-line notice, and a network with none left is refused), ranks each
 unit's channels once by an importance criterion, and keeps an exact analytic cost model
-(MACs and parameters as a function of per-unit ratios, matching the physically pruned
-network to the channel). :meth:`PrunableModel.prune` then removes channels from a copy of
-the network with Torch-Pruning's layer pruners; no graph is re-traced per call, which keeps
-the search's per-episode cost low.
+(:mod:`amc.prune.costmodel`: MACs and parameters as a function of per-unit ratios, equal to
+the measured cost of the physically pruned network). :meth:`PrunableModel.prune` then
+removes channels from a copy of the network with Torch-Pruning's layer pruners; no graph is
+re-traced per call, which keeps the search's per-episode cost low.
+
+Grouped convolutions keep their group count: a unit that reaches one removes the same
+positions from every group (``Unit.groups`` channels at a time), and ``round_to`` rounds
+the kept channels to a multiple of both.
 
 Modes:
     * ``all``: every group DepGraph can prune (the classifier's outputs never);
@@ -18,18 +25,29 @@ Modes:
 from __future__ import annotations
 
 import copy
+import logging
+import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
 import torch
 import torch_pruning as tp
 from torch import nn
+from torch_pruning.ops import OPTYPE
 
-from amc.cost.macs import COUNTED, LayerCost, count_params, layer_costs
+from amc.cost.macs import count_params, layer_costs
+from amc.prune.costmodel import CostModel, CountedLayer, Dim, layer_keys, layer_keys_from
+from amc.prune.exact import channel_groups, group_problem, linear_internals, reachable
+from amc.prune.graph import all_groups, build_graph, classifier, op_name, unwrapped_parameters
 from amc.utils.errors import AmcError
+
+__all__ = ["CRITERIA", "MODES", "CountedLayer", "PrunableModel", "PrunePlan", "Unit"]
 
 MODES = ("all", "internal")
 CRITERIA = ("l1", "l2", "bn_scale", "taylor")
+log = logging.getLogger("amc")
+_RESIDUAL = "their channels meet a residual add"  # skipped in internal mode
+_NOTED: set[str] = set()
 
 
 @dataclass
@@ -46,8 +64,10 @@ class Unit:
         w: Input width of the root.
         stride: Root stride.
         k: Root kernel size.
-        macs: MACs of every layer the unit touches (dense).
+        macs: MACs of every layer the unit touches (dense, all calls).
         params: Parameters of every layer the unit touches (dense).
+        groups: Channel groups: channels are removed ``groups`` at a time, the same
+            position in every group (1 unless a grouped conv is among the layers).
     """
 
     index: int
@@ -61,27 +81,10 @@ class Unit:
     k: int
     macs: int
     params: int
+    groups: int = 1
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-@dataclass
-class CountedLayer:
-    """Cost bookkeeping of one counted layer: which unit prunes its outputs / inputs.
-
-    ``channelwise`` layers (BatchNorm, depthwise conv) scale with one channel count only.
-    """
-
-    name: str
-    macs: int
-    w_params: int
-    b_params: int
-    n_out: int
-    n_in: int
-    channelwise: bool
-    out_unit: int | None = None
-    in_unit: int | None = None
 
 
 @dataclass
@@ -95,12 +98,40 @@ def _is_pad_module(m: nn.Module) -> bool:
     return type(m).__name__ == "PadShortcut"
 
 
-def _classifier(model: nn.Module) -> nn.Module | None:
-    last = None
-    for m in model.modules():
-        if isinstance(m, nn.Linear | nn.Conv2d):
-            last = m
-    return last
+def _tied(model: nn.Module) -> dict[int, str]:
+    """id(module) -> name of another module holding one of its parameters."""
+    owner: dict[int, tuple[str, nn.Module]] = {}
+    out: dict[int, str] = {}
+    for name, m in model.named_modules(remove_duplicate=False):
+        for p in m.parameters(recurse=False):
+            other, om = owner.setdefault(id(p), (name, m))
+            if om is not m:  # another module (a module registered twice is no tie)
+                out[id(m)], out[id(om)] = other, name
+    return out
+
+
+def _channels(m: nn.Module, kind: str) -> int:
+    """Dense size of a layer's ``out`` / ``in`` / ``ch`` (channelwise) dimension."""
+    if isinstance(m, nn.modules.batchnorm._BatchNorm):
+        return int(m.num_features)
+    if isinstance(m, nn.PReLU):
+        return int(m.num_parameters)
+    if isinstance(m, nn.Linear):
+        return int(m.in_features if kind == "in" else m.out_features)
+    return int(m.in_channels if kind == "in" else m.out_channels)
+
+
+def _target_key(it, names: dict[int, str]) -> tuple[tuple[str, str], int] | None:
+    """(cost-model dim, dense size) of a group item (None: nothing with parameters)."""
+    node = it.dep.target
+    name = names.get(id(node.module))
+    if name is None or (isinstance(node.module, nn.PReLU) and node.module.num_parameters == 1):
+        return None
+    if node.type == OPTYPE.PARAMETER:
+        return (name, "ch"), int(node.module.shape[node.pruning_dim])
+    out, inp, cw = layer_keys(node.module, name)
+    key = out if cw or it.dep.handler.__name__ != "prune_in_channels" else inp
+    return key, _channels(node.module, key[1])
 
 
 class PrunableModel:
@@ -113,6 +144,15 @@ class PrunableModel:
         criterion: ``l1``, ``l2``, ``bn_scale`` or ``taylor``.
         round_to: Keep channel counts at multiples of this (None: no rounding).
         calib: (x, y) training batch, needed by the ``taylor`` criterion.
+
+    Attributes:
+        units: The units that can be pruned exactly, in forward order.
+        left_out: (root layer, reason) of the groups that cannot.
+        layers: Cost records of the counted layers (:class:`CountedLayer`).
+        rankings: Per unit, its channels from least to most important.
+
+    Raises:
+        AmcError: if Torch-Pruning cannot trace the model, or no unit can be pruned exactly.
     """
 
     def __init__(self, model: nn.Module, input_size: tuple[int, int, int], mode: str = "all",
@@ -122,168 +162,223 @@ class PrunableModel:
             raise AmcError(f"unknown unit mode {mode!r}; use all or internal")
         if criterion not in CRITERIA:
             raise AmcError(f"unknown criterion {criterion!r}; use one of {', '.join(CRITERIA)}")
+        if criterion == "taylor" and calib is None:
+            raise AmcError("the taylor criterion needs training batches; pass data")
         self.model = model.eval()
         self.input_size = tuple(input_size)
         self.mode, self.criterion, self.round_to = mode, criterion, round_to
         self._names = {id(m): n for n, m in model.named_modules()}
+        self._names.update({id(p): n for n, p in model.named_parameters()})
         costs = layer_costs(model, self.input_size)
-        self._order = {c.name: i for i, c in enumerate(costs)}
+        self._rows = {}
+        for c in costs:
+            self._rows.setdefault(c.name, c)
+        self._order = {name: i for i, name in enumerate(self._rows)}
         self.dense_macs = sum(c.macs for c in costs)
         self.dense_params = count_params(model)
-        self.DG = tp.DependencyGraph().build_dependency(
-            model, example_inputs=torch.zeros(1, *self.input_size))
-        self.units, self.plans = self._discover(costs)
-        if not self.units:
-            raise AmcError(f"no prunable units found in {mode!r} mode; try --units all")
-        self.layers = self._cost_table(costs)
-        counted = sum(L.w_params + L.b_params for L in self.layers)
-        self._fixed_params = self.dense_params - counted
-        self.rankings = self._rank(calib)
+        unwrapped = {self._names[id(p)] for p, _ in unwrapped_parameters(model)}
+        self.DG = build_graph(model, self.input_size)
+        dims = self._discover(calib)
+        self._costs = CostModel(model, costs, dims, unwrapped)
+        self.layers: list[CountedLayer] = self._costs.layers
+        self._single_units()
+        if self.left_out:
+            shown = "; ".join(f"{n}: {r}" for n, r in self.left_out[:4])
+            more = f"; and {len(self.left_out) - 4} more" if len(self.left_out) > 4 else ""
+            note = (f"amc: note: {len(self.left_out)} unit(s) of {type(model).__name__} left "
+                    f"out (not prunable exactly): {shown}{more}")
+            if note not in _NOTED:  # once per process (pruners rebuild this object often)
+                _NOTED.add(note)
+                log.warning(note)
 
     # ------------------------------------------------------------------ discovery
-    def _discover(self, costs: list[LayerCost]) -> tuple[list[Unit], list[PrunePlan]]:
-        clf = _classifier(self.model)
-        by_name = {c.name: c for c in costs}
-        found = []
-        pads = any(_is_pad_module(m) for m in self.model.modules())
-        for group in self.DG.get_all_groups(ignored_layers=[clf] if clf is not None else [],
-                                            root_module_types=[nn.Conv2d, nn.Linear]):
-            root_dep = group[0].dep
-            root = root_dep.target.module
-            root_name = self._names.get(id(root))
-            if root_name is None or root_name not in by_name:
-                continue
-            has_add = any("Add" in type(it.dep.target.module).__name__
-                          or "AddBackward" in str(it.dep.target.module) for it in group)
-            items, outs = [], set()
-            for it in group:
-                mod = it.dep.target.module
-                name = self._names.get(id(mod))
-                if name is None or not isinstance(mod, COUNTED):
-                    continue
-                fn_name = getattr(it.dep.handler, "__name__", "")
-                items.append((name, fn_name))
-                if fn_name == "prune_out_channels":
-                    outs.add(int(mod.weight.shape[0]))
-            if len(outs) > 1:
-                if pads and self.mode == "all":
-                    raise AmcError(
-                        "DepGraph cannot trace the option-A zero-padding shortcut of this "
-                        "CIFAR ResNet in 'all' mode (it couples layers of different widths); "
-                        "use --units internal")
-                continue
-            if self.mode == "internal" and has_add:
-                continue
-            found.append((root_name, root, root_dep.handler, items))
-        found.sort(key=lambda f: self._order[f[0]])
-        units, plans = [], []
-        for i, (name, root, fn, items) in enumerate(found):
-            c = by_name[name]
-            touched = sorted({n for n, _ in items}, key=lambda n: self._order.get(n, 0))
-            units.append(Unit(i, name, touched, c.out_channels, c.in_channels, c.in_hw[0],
-                              c.in_hw[1], c.stride, c.kernel,
-                              sum(by_name[n].macs for n in touched if n in by_name),
-                              sum(by_name[n].params for n in touched if n in by_name)))
-            plans.append(PrunePlan(root, fn, items))
-        return units, plans
-
-    def _cost_table(self, costs: list[LayerCost]) -> list[CountedLayer]:
-        layers = {}
-        for c in costs:
-            m = self.model.get_submodule(c.name)
-            bias = getattr(m, "bias", None)
-            b = int(bias.numel()) if bias is not None else 0
-            is_bn = isinstance(m, nn.modules.batchnorm._BatchNorm)
-            w, b = (c.params, 0) if is_bn else (c.params - b, b)
-            channelwise = is_bn or (c.groups > 1 and c.groups == c.in_channels)
-            layers[c.name] = CountedLayer(c.name, c.macs, w, b, c.out_channels, c.in_channels,
-                                    channelwise)
-        for u, plan in zip(self.units, self.plans):
-            for name, fn_name in plan.items:
-                if name not in layers:
-                    continue
-                if fn_name == "prune_out_channels":
-                    layers[name].out_unit = u.index
-                elif fn_name == "prune_in_channels":
-                    layers[name].in_unit = u.index
-        return list(layers.values())
-
-    def _rank(self, calib: tuple[torch.Tensor, torch.Tensor] | None) -> list[torch.Tensor]:
+    def _importance(self):
         if self.criterion == "taylor":
-            if calib is None:
-                raise AmcError("the taylor criterion needs training batches; pass data")
-            self.model.zero_grad()
+            return tp.importance.GroupTaylorImportance()
+        if self.criterion == "bn_scale":
+            return tp.importance.BNScaleImportance()
+        return tp.importance.GroupMagnitudeImportance(p=1 if self.criterion == "l1" else 2)
+
+    def _rank(self, imp, group, n: int, g: int) -> torch.Tensor:
+        """Channels of a unit from least to most important; grouped units rank positions
+        (mean score over the groups) and list the channels of each position together."""
+        scores = imp(group)
+        if scores is None:  # e.g. bn_scale on a group without BatchNorm: fall back to L1
+            scores = tp.importance.GroupMagnitudeImportance(p=1)(group)
+        s = n // g
+        pos = scores.detach().float().cpu().reshape(g, s).mean(0)
+        order = torch.argsort(pos, stable=True)
+        return (order[:, None] + s * torch.arange(g)[None, :]).reshape(-1)
+
+    def _discover(self, calib) -> dict:
+        model, names = self.model, self._names
+        if self.criterion == "taylor":
+            model.zero_grad()
             x, y = calib
             with torch.enable_grad():
-                nn.functional.cross_entropy(self.model(x), y).backward()
-            imp = tp.importance.GroupTaylorImportance()
-        elif self.criterion == "bn_scale":
-            imp = tp.importance.BNScaleImportance()
-        else:
-            imp = tp.importance.GroupMagnitudeImportance(p=1 if self.criterion == "l1" else 2)
-        ranks = []
-        for u, plan in zip(self.units, self.plans):
-            group = self.DG.get_pruning_group(plan.root, plan.fn, list(range(u.n)))
-            scores = imp(group)
-            if scores is None:  # e.g. bn_scale on a group without BatchNorm: fall back to L1
-                scores = tp.importance.GroupMagnitudeImportance(p=1)(group)
-            ranks.append(torch.argsort(scores.detach().cpu(), stable=True))
+                nn.functional.cross_entropy(model(x), y).backward()
+        clf = classifier(model)
+        pads = any(_is_pad_module(m) for m in model.modules())
+        internals, tied, imp = linear_internals(self.DG), _tied(model), self._importance()
+        found, self.left_out = [], []
+        claimed: dict[tuple[str, str], set[int]] = {}
+
+        def screen(m: nn.Module, fn) -> str | None:
+            items = reachable(self.DG, m, fn)
+            if self.mode == "internal" and any(op_name(n) == "AddBackward" for n, _ in items):
+                return _RESIDUAL
+            problem = group_problem(items, names, internals, tied)
+            if problem and pads and self.mode == "all" and "ConstantPadNd" in problem:
+                raise AmcError(
+                    "DepGraph cannot trace the option-A zero-padding shortcut of this CIFAR "
+                    "ResNet in 'all' mode (it couples layers of different widths); use "
+                    "--units internal")
+            return problem
+
+        for root, group, problem in all_groups(self.DG, [clf] if clf is not None else [],
+                                               screen):
+            name = names.get(id(root))
+            if name is None or name not in self._rows:
+                continue
+            if problem == _RESIDUAL:
+                continue
+            if group is None:
+                self.left_out.append((name, problem))
+                continue
+            root_dep = group[0].dep
+            n = len(group[0].idxs)
+            widths = {int(it.dep.target.module.weight.shape[0]) for it in group
+                      if isinstance(it.dep.target.module, nn.Conv2d | nn.Linear)
+                      and it.dep.handler.__name__ == "prune_out_channels"}
+            problem = "Torch-Pruning couples layers of different widths" if len(
+                widths) > 1 else None
+            g, gproblem = channel_groups(group, n, names) if not problem else (1, None)
+            entries = [] if problem or gproblem else [
+                (k, it) for it in group if (k := _target_key(it, names)) is not None]
+            overlap = next((k[0][0] for k, it in entries if claimed.get(k[0], set()) &
+                            set(it.idxs)), None)
+            reason = problem or gproblem or (overlap and f"{overlap} is also pruned by another "
+                                             "unit")
+            if not reason:
+                try:
+                    rank = self._rank(imp, group, n, g)
+                except Exception as e:  # noqa: BLE001 - any failure of the scorer
+                    reason = f"Torch-Pruning cannot score them ({type(e).__name__}: {e})"[:160]
+            if reason:
+                self.left_out.append((name, reason))
+                continue
+            for k, it in entries:
+                claimed.setdefault(k[0], set()).update(it.idxs)
+            found.append((name, root, root_dep.handler, group, g, rank, entries))
         if self.criterion == "taylor":
-            self.model.zero_grad(set_to_none=True)
-        return ranks
+            model.zero_grad(set_to_none=True)
+        if not found:
+            first = f": {self.left_out[0][0]}: {self.left_out[0][1]}" if self.left_out else ""
+            more = f" (and {len(self.left_out) - 1} more)" if len(self.left_out) > 1 else ""
+            hint = "; try --units all" if self.mode == "internal" else ""
+            raise AmcError(f"no unit of {type(model).__name__} can be pruned exactly in "
+                           f"{self.mode!r} mode{first}{more}{hint}")
+        found.sort(key=lambda f: self._order[f[0]])
+        self.units, self.plans, self.rankings = [], [], []
+        dims: dict = {}
+        for i, (name, root, fn, group, g, rank, entries) in enumerate(found):
+            c = self._rows[name]
+            touched = sorted({k[0][0] for k, _ in entries if k[0][0] in self._rows},
+                             key=lambda n: self._order[n])
+            n = len(group[0].idxs)
+            self.units.append(Unit(i, name, touched, n, c.in_channels, c.in_hw[0], c.in_hw[1],
+                                   c.stride, c.kernel, 0, 0, g))
+            self.plans.append(PrunePlan(root, fn, [(names[id(it.dep.target.module)],
+                                                    it.dep.handler.__name__)
+                                                   for _, it in entries]))
+            self.rankings.append(rank)
+            s, pos = n // g, rank[::g] % (n // g)
+            for (key, size), it in entries:
+                per_root = torch.bincount(torch.as_tensor(it.root_idxs, dtype=torch.long),
+                                          minlength=n)
+                per_pos = per_root.reshape(g, s).sum(0)[pos]
+                cum = [0] + torch.cumsum(per_pos, 0).tolist()
+                dims.setdefault(key, Dim(size)).parts.append((i, cum))
+        return dims
+
+    def _single_units(self) -> None:
+        """Fill the per-layer summaries: unit MACs/params and one-to-one out/in units."""
+        parts = {k: d.parts for k, d in self._costs.dims.items()}
+        for L in self.layers:
+            ko, ki, _ = layer_keys_from(L)
+            for key, attr in ((ko, "out_unit"), (ki, "in_unit")):
+                p = parts.get(key, [])
+                if len(p) == 1 and p[0][1][-1] == self._costs.dims[key].size == \
+                        self.units[p[0][0]].n:
+                    setattr(L, attr, p[0][0])
+            for u in {p[0] for key in {ko, ki} for p in parts.get(key, [])}:
+                self.units[u].macs += L.macs
+                self.units[u].params += L.w_params + L.b_params
 
     # ------------------------------------------------------------------ cost model
     def kept(self, unit: int, ratio: float) -> int:
         """Channels the unit keeps at ``ratio`` (the same rule :meth:`prune` applies)."""
-        n = self.units[unit].n
-        keep = n - int(n * float(ratio) + 1e-9)
+        n, g = self.units[unit].n, self.units[unit].groups
+        s = n // g
+        keep = s - int(s * float(ratio) + 1e-9)
         if self.round_to and self.round_to > 1:
-            keep = min(n, -(-keep // self.round_to) * self.round_to)
-        return max(1, keep)
+            step = self.round_to // math.gcd(self.round_to, g)
+            keep = min(s, -(-keep // step) * step)
+        return max(1, keep) * g
 
-    def cost(self, ratios: Iterable[float]) -> tuple[float, float]:
+    def _positions(self, ratios: Iterable[float]) -> list[int]:
+        return [(u.n - self.kept(i, r)) // u.groups
+                for i, (u, r) in enumerate(zip(self.units, ratios))]
+
+    def cost(self, ratios: Iterable[float]) -> tuple[int, int]:
         """Exact (MACs, params) of the network pruned at per-unit ``ratios``."""
-        keep = [self.kept(i, r) / u.n for i, (u, r) in enumerate(zip(self.units, ratios))]
-        macs, params = 0.0, float(self._fixed_params)
-        for L in self.layers:
-            ko = keep[L.out_unit] if L.out_unit is not None else 1.0
-            ki = keep[L.in_unit] if L.in_unit is not None else 1.0
-            if L.channelwise:
-                ko = ki = min(ko, ki)
-                macs += L.macs * ko
-                params += (L.w_params + L.b_params) * ko
-            else:
-                macs += L.macs * ko * ki
-                params += L.w_params * ko * ki + L.b_params * ko
-        return macs, params
+        return self._costs.cost(self._positions(ratios))
 
     def cost_fraction(self, ratios: Iterable[float]) -> tuple[float, float]:
         """(MACs, params) as fractions of the dense network."""
         m, p = self.cost(ratios)
         return m / self.dense_macs, p / self.dense_params
 
+    def layer_keep(self, ratios: Iterable[float]) -> list[tuple[float, float]]:
+        """Kept fraction of (output, input) channels of every layer in :attr:`layers`."""
+        return self._costs.layer_keep(self._positions(ratios))
+
     # ------------------------------------------------------------------ pruning
-    def prune(self, ratios: Iterable[float], model: nn.Module | None = None) -> nn.Module:
+    def prune(self, ratios: Iterable[float], model: nn.Module | None = None,
+              inplace: bool = False) -> nn.Module:
         """Return a physically pruned copy of ``model`` (default: the dense network).
 
         ``model`` must have the dense architecture of the network this object was built on
-        (for example a fresh copy of the same checkpoint).
+        (for example a fresh copy of the same checkpoint); with ``inplace`` it is pruned
+        itself instead of a copy. Each layer and parameter is cut once, with the union of
+        what every unit removes from it (in dense indices), so that units sharing a layer
+        (a concatenation's consumer) do not shift each other's indices.
         """
         ratios = list(ratios)
         if len(ratios) != len(self.units):
             raise AmcError(f"{len(ratios)} ratios given for {len(self.units)} units")
-        net = copy.deepcopy(model if model is not None else self.model)
+        if inplace and model is None:
+            raise AmcError("prune(inplace=True) needs a model other than the dense network")
+        net = model if inplace else copy.deepcopy(model if model is not None else self.model)
+        todo: dict = {}
         for u, plan, rank, r in zip(self.units, self.plans, self.rankings, ratios):
             n_prune = u.n - self.kept(u.index, r)
             if n_prune <= 0:
                 continue
-            idxs = sorted(rank[:n_prune].tolist())
-            group = self.DG.get_pruning_group(plan.root, plan.fn, idxs)
+            group = self.DG.get_pruning_group(plan.root, plan.fn, sorted(rank[:n_prune].tolist()))
             for it in group:
                 name = self._names.get(id(it.dep.target.module))
-                if name is None:
-                    continue
-                it.dep.handler(net.get_submodule(name) if name else net, list(it.idxs))
+                if name is not None:
+                    todo.setdefault((name, it.dep.handler), (it.dep.target, set()))[1].update(
+                        it.idxs)
+        for (name, handler), (node, idxs) in todo.items():
+            handler.__self__.pruning_dim = node.pruning_dim
+            if node.type == OPTYPE.PARAMETER:
+                parent, _, leaf = name.rpartition(".")
+                owner = net.get_submodule(parent)
+                setattr(owner, leaf, handler(getattr(owner, leaf), sorted(idxs)))
+            else:
+                handler(net.get_submodule(name), sorted(idxs))
         return net.eval()
 
     def features(self) -> list[dict]:

@@ -186,7 +186,7 @@ def _load(cfg: ReportConfig):
     kw = {"num_classes": cfg.num_classes, "unsafe_load": cfg.unsafe_load}
     dense = create_model(cfg.model, checkpoint=cfg.dense, **kw)
     pruned = create_model(cfg.model, checkpoint=cfg.pruned, **kw)
-    data = load_dataset(cfg.data, **cfg.dataset_kwargs())
+    data = load_dataset(cfg.data, **cfg.dataset_kwargs(cfg.model))
     for m, what in ((dense, "dense"), (pruned, "pruned")):
         check_model_data(m, data, f"{cfg.model} ({what})")
     return dense, pruned, data
@@ -199,7 +199,7 @@ def _int8_source(cfg: ReportConfig, dense: nn.Module, pruned: nn.Module,
 
     reps = {}
     for name, m in (("pruned", pruned), ("dense", dense)):
-        rep = check_onnx(cfg.int8, m, tuple(x.shape[1:]), x, atol=None, strict=False)
+        rep = check_onnx(cfg.int8, m, tuple(x.shape[1:]), x, rtol=None, strict=False)
         if rep.channels_ok:
             return name, rep.as_dict()
         reps[name] = rep
@@ -294,7 +294,8 @@ def build_report(cfg: ReportConfig) -> dict:
         "size": sizes,
         "memory": {"batch": VERDICT_BATCH, "threads": cfg.threads, "probes": memory},
         "onnx": {**{k: {f: r.as_dict()[f] for f in ("path", "exporter", "file_bytes",
-                                                     "max_abs_diff", "atol", "channels_ok")}
+                                                     "max_abs_diff", "rel_diff", "rtol",
+                                                     "channels_ok")}
                     for k, r in exports.items()},
                  **({"int8": {f: int8_check[f] for f in ("path", "max_abs_diff", "channels_ok",
                                                         "file_bytes")}} if cfg.int8 else {})},

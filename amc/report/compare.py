@@ -139,7 +139,7 @@ class Comparison:
         self.dir = Path(cfg.out)  # made by the first write, once model and data are checked
         self.threads = cfg.threads or torch.get_num_threads()
         torch.set_num_threads(self.threads)
-        self.data = load_dataset(cfg.data, **cfg.dataset_kwargs())
+        self.data = load_dataset(cfg.data, **cfg.dataset_kwargs(cfg.model))
         self.train_data = _train_view(self.data, cfg.train_limit, cfg.seed)
         self.dense = create_model(cfg.model, num_classes=cfg.num_classes,
                                   checkpoint=cfg.checkpoint, unsafe_load=cfg.unsafe_load)

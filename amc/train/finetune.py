@@ -18,12 +18,14 @@ with :class:`amc.prune.units.PrunableModel` once, before the final fine-tune (on
 its fine-tune). A checkpoint is written before every stage and after every epoch; a round
 whose val top-1 drops more than ``max_drop`` points below the previous round's is rolled back
 and retried with half the step.
+The runner also serves each worker of a data-parallel run (:mod:`amc.train.session`): rank 0
+writes the files, all take rank 0's decisions, the resume point goes through the session.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -33,8 +35,9 @@ import torch
 from torch import nn
 
 from amc.data.datasets import Dataset, load_dataset
+from amc.data.loader import steps_per_epoch
 from amc.models.checkpoint import load_state_dict_resizing, read_file, save_model
-from amc.models.evaluate import check_model_data, evaluate
+from amc.models.evaluate import check_model_data, evaluate, evaluate_split
 from amc.models.registry import create_model
 from amc.prune.masks import Masks, apply_masks, bake, sparsity
 from amc.prune.schedules import (
@@ -42,18 +45,27 @@ from amc.prune.schedules import (
     build_pruner,
     cubic_plan,
     cubic_sparsity,
-    round_levels,
     steps_in,
 )
-from amc.train.finetune_config import FinetuneConfig, check_config
+from amc.train.finetune_config import FinetuneConfig, check_config, plan_stages
 from amc.train.loop import TrainConfig, train
-from amc.train.runlog import RunLog
-from amc.utils.device import resolve_device
+from amc.train.runlog import NoLog, RunLog
+from amc.train.session import Session
 from amc.utils.errors import AmcError
-from amc.utils.io import atomic_write, write_json
+from amc.utils.io import (
+    atomic_write,
+    check_out_dir,
+    check_writable,
+    made_dir,
+    remove_entries,
+    write_json,
+)
 
 __all__ = ["FinetuneConfig", "finetune", "plan_stages", "run_finetune"]
 FORMAT = "amc-finetune/1"
+RUN_FILES = ("config.json", "checkpoints", "tb", "metrics.csv", "summary.json", "model.pt",
+             "policy.json", "ray_train", "ray_logs")
+"""What a fine-tuning run writes into its folder (anything else there is not amc's)."""
 
 
 def subset(data: Dataset, cfg: FinetuneConfig) -> Dataset:
@@ -67,49 +79,29 @@ def subset(data: Dataset, cfg: FinetuneConfig) -> Dataset:
     return data.select(train=tr, val=slice(cfg.val_limit), test=slice(cfg.test_limit))
 
 
-def plan_stages(cfg: FinetuneConfig, pruner) -> list[dict]:
-    """The stages a run goes through (rollbacks insert more)."""
-    def st(name, level, epochs, lr="cosine", physical=False, check=False, rnd=0):
-        return {"name": name, "level": level, "epochs": epochs, "lr": lr,
-                "physical": physical, "check": check, "round": rnd}
-
-    if pruner is None:
-        return [st("dense", None, cfg.epochs)]
-    if cfg.schedule in ("oneshot", "lottery"):
-        return [st(cfg.schedule, pruner.final, cfg.epochs, physical=True)]
-    if cfg.schedule == "cubic":
-        return [st("cubic", None, cfg.epochs)]
-    levels = round_levels(pruner.final, cfg.rounds, cfg.round_step, pruner.level_for)
-    er = cfg.round_epochs if cfg.round_epochs is not None else 0.5 * cfg.epochs / len(levels)
-    final = cfg.epochs - er * len(levels)
-    if final <= 0:
-        raise AmcError(f"{len(levels)} rounds of {er:g} epochs leave no final fine-tune within "
-                       f"--epochs {cfg.epochs:g}; lower --round-epochs or raise --epochs")
-    lr = "rewind" if cfg.lr_rewind is not None else "constant"
-    return [st("round", lv, er, lr, check=True, rnd=i + 1) for i, lv in enumerate(levels)] + \
-        [st("final", pruner.final, final, physical=True)]
-
-
 class Runner:
     """One fine-tuning run (see the module docstring); ``hooks`` (``before_stage``,
     ``after_begin`` (after pruning), ``after_stage``, ``on_epoch``) let tests watch the run
-    and inject failures."""
+    and inject failures; ``session``: this process's place in the run (default: alone)."""
 
-    def __init__(self, cfg: FinetuneConfig, hooks: dict | None = None):
+    def __init__(self, cfg: FinetuneConfig, hooks: dict | None = None,
+                 session: Session | None = None):
         self.cfg, self.hooks = cfg, hooks or {}
+        self.session = session or Session()
         self.run = Path(cfg.out)
         self.ckpt = self.run / "checkpoints"
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
-        self.dev = resolve_device(cfg.device)
-        self.data = subset(load_dataset(cfg.data, cfg.data_dir, cfg.val_size, cfg.split_seed),
-                           cfg)
-        self.dense = create_model(cfg.model, checkpoint=cfg.checkpoint)
+        self.dev = self.session.device(cfg.device)
+        self.data = subset(load_dataset(cfg.data, **cfg.dataset_kwargs(cfg.model)), cfg)
+        self.dense = create_model(cfg.model, num_classes=cfg.num_classes,
+                                  checkpoint=cfg.checkpoint, unsafe_load=cfg.unsafe_load)
         check_model_data(self.dense, self.data, cfg.model)
-        xt, yt = self.data.tensors("train")
-        self.spe = -(-len(yt) // cfg.batch_size)
-        self.pruner = build_pruner(cfg, self.dense, self.data.input_size, (xt[:256], yt[:256]))
+        self.spe = steps_per_epoch(len(self.data.labels["train"]), cfg.batch_size,
+                                   self.session.world)
+        self.pruner = build_pruner(cfg, self.dense, self.data.input_size,
+                                   self.data.calibration(256, cfg.seed))
         self.teacher = bake(self.dense) if cfg.kd_weight > 0 else None
 
     # ------------------------------------------------------------------ state
@@ -126,13 +118,20 @@ class Runner:
         with atomic_write(path) as tmp:
             torch.save({**self.st, "model": sd}, tmp)
 
+    def checkpoint(self, model: nn.Module) -> None:
+        """Save the resume point (``last.pt``) through the session."""
+        row = {k: v for k, v in (self.st["rows"] or [{}])[-1].items() if k != "optimizer"}
+        self.session.checkpoint(lambda d: self.save(d / "last.pt", model), self.ckpt, row)
+
     def restore(self, snap: dict) -> nn.Module:
-        model = create_model(self.cfg.model)
+        model = create_model(self.cfg.model, num_classes=self.cfg.num_classes)
         load_state_dict_resizing(model, snap["model"], resize=True)
         return model
 
     def val(self, model: nn.Module) -> float:
-        return evaluate(model, *self.data.tensors("val"), device=self.dev).top1
+        """val top-1 (rank 0's: decisions taken on it are the same on every worker)."""
+        return self.session.agree(evaluate(model, *self.data.tensors("val"),
+                                           device=self.dev).top1)
 
     # ------------------------------------------------------------------ stages
     def total_steps(self) -> int:
@@ -191,8 +190,9 @@ class Runner:
         spec = self.cfg.lottery_init
         if spec.startswith("seed:"):
             torch.manual_seed(int(spec[5:]))
-            return create_model(self.cfg.model)
-        return create_model(self.cfg.model, checkpoint=spec)
+            return create_model(self.cfg.model, num_classes=self.cfg.num_classes)
+        return create_model(self.cfg.model, num_classes=self.cfg.num_classes, checkpoint=spec,
+                            unsafe_load=self.cfg.unsafe_load)
 
     def prune_event(self, model: nn.Module, step: int) -> None:
         c = self.st["cubic"]
@@ -225,23 +225,26 @@ class Runner:
                "run_epoch": self.st["epochs_done"], **row}
         self.st["rows"].append(row)
         self.log.row(row)
-        self.save(self.ckpt / "last.pt", model)
+        self.checkpoint(model)
         if "on_epoch" in self.hooks:
             self.hooks["on_epoch"](row)
 
     # ------------------------------------------------------------------ main loop
     def execute(self, resume: bool) -> dict[str, Any]:
-        last = self.ckpt / "last.pt"
-        if resume and last.is_file():
-            snap = read_file(last)
+        snap = self.session.load_last(self.ckpt) if resume else None
+        if snap is not None:
             self.st = {k: v for k, v in snap.items() if k != "model"}
+            self.st.setdefault("resumes", []).append(
+                {"stage": self.st["stage"], "step": self.st["step"],
+                 "epochs_done": self.st["epochs_done"]})
             model = self.restore(snap)
         else:
             self.st, model = self.fresh_state(), bake(self.dense)
         self._dev_masks: Masks = {}
         apply_masks(model, self.st["masks"])
-        self.log = RunLog(self.run, self.total_steps(), self.st["steps_done"])
-        if resume:  # rows written after the last checkpoint are dropped: they are redone
+        self.log = (RunLog(self.run, self.total_steps(), self.st["steps_done"])
+                    if self.session.main else NoLog())
+        if snap is not None:  # rows written after the last checkpoint are dropped: redone
             self.log.rewrite(self.st["rows"])
         try:
             while self.st["stage"] < len(self.st["stages"]):
@@ -255,8 +258,9 @@ class Runner:
         stage = self.st["stages"][k]
         tcfg, start, stop = self.tcfg(stage, k)
         if self.st["step"] is None:
-            self.save(self.ckpt / f"stage_{k:02d}.pt", model)
-            shutil.copyfile(self.ckpt / f"stage_{k:02d}.pt", self.ckpt / "last.pt")
+            if self.session.main:  # rollbacks read it (on every worker: a shared folder)
+                self.save(self.ckpt / f"stage_{k:02d}.pt", model)
+            self.checkpoint(model)
             if "before_stage" in self.hooks:
                 self.hooks["before_stage"](model, dict(stage, index=k))
             model = self.begin(model, stage)
@@ -265,7 +269,8 @@ class Runner:
                 self.hooks["after_begin"](model, dict(stage, index=k))
         train(model, self.data, tcfg, self.teacher, on_step=self.on_step,
               start_step=self.st["step"], optimizer_state=self.st["optimizer"],
-              on_epoch=lambda row: self.on_epoch(model, stage, k, row), stop_step=stop)
+              on_epoch=lambda row: self.on_epoch(model, stage, k, row), stop_step=stop,
+              session=self.session)
         if "after_stage" in self.hooks:
             self.hooks["after_stage"](model, dict(stage, index=k))
         val = self.val(model)
@@ -283,7 +288,7 @@ class Runner:
             self.st["prev_level"] = stage["level"]
         self.st["prev_val"] = val
         self.st.update(stage=k + 1, step=None, optimizer=None)
-        self.save(self.ckpt / "last.pt", model)
+        self.checkpoint(model)
         return model
 
     def rollback(self, k: int, stage: dict, val: float, drop: float, tries: int) -> nn.Module:
@@ -295,7 +300,7 @@ class Runner:
                                      "val_top1": val, "prev_val_top1": self.st["prev_val"],
                                      "drop": drop, "retry_level": new,
                                      "attempt": tries + 1})
-        if not os.environ.get("AMC_QUIET"):
+        if self.session.main and not os.environ.get("AMC_QUIET"):
             print(f"round {stage['round']}: val {val:.2f}% is {drop:.2f} points below the "
                   f"previous round; rolled back, retrying at level {new:.4f}", flush=True)
         self.st["stages"][k] = dict(stage, level=new)
@@ -318,16 +323,16 @@ class Runner:
         d_macs, d_params = model_cost(self.dense, size)
         zeros = sparsity(model)
         nonzero = sum(int((q != 0).sum()) for q in model.parameters())
-        xs, ys = self.data.tensors("test")
-        test = evaluate(model, xs, ys, device=self.dev).top1
+        test = evaluate_split(model, self.data, "test", self.dev).top1
         final = {"val_top1": self.val(model), "test_top1": test,
                  "macs": macs, "params": params, "macs_ratio": macs / d_macs,
                  "params_ratio": params / d_params, "weight_sparsity": zeros,
                  "nonzero_params": nonzero, "level": self.st["level"]}
         meta = {"finetune": {"schedule": self.cfg.schedule, "target": self.cfg.target,
                              "policy": self.cfg.policy, **final}}
-        save_model(model, self.run / "model.pt", self.cfg.model, meta)
-        if isinstance(p, StructuredPruner):
+        if self.session.main:
+            save_model(model, self.run / "model.pt", self.cfg.model, meta)
+        if isinstance(p, StructuredPruner) and self.session.main:
             from amc.prune.policy import make_policy
 
             make_policy(p.pm_dense, p.at(self.st["level"]), self.cfg.model,
@@ -344,28 +349,38 @@ class Runner:
                    "epochs_trained": self.st["epochs_done"], "stages": self.st["stages"],
                    "rounds": self.st["rounds"], "rollbacks": self.st["rollbacks"],
                    "prune_events": self.st["events"], "speed": speed,
-                   "train_images": len(self.data.labels["train"])}
-        write_json(self.run / "summary.json", summary)
+                   "train_images": len(self.data.labels["train"]),
+                   "workers": self.session.world, "resumes": self.st.get("resumes", [])}
+        if self.session.main:
+            write_json(self.run / "summary.json", summary)
         return summary
 
 
-def run_finetune(cfg: FinetuneConfig, resume: bool = False,
-                 hooks: dict | None = None) -> dict[str, Any]:
+def run_finetune(cfg: FinetuneConfig, resume: bool = False, hooks: dict | None = None,
+                 execute: Callable[[Runner, bool], dict[str, Any]] | None = None,
+                 session: Session | None = None) -> dict[str, Any]:
     """Run (or, with ``resume``, continue) a fine-tuning run in ``cfg.out``; returns the
-    summary also written to ``summary.json``."""
+    summary also written to ``summary.json``. ``execute`` runs the checked run (default:
+    ``runner.execute`` here; ``amc.agents.ray_train`` starts its workers instead) and
+    ``session`` is the checking runner's."""
     check_config(cfg)
+    if cfg.distributed and execute is None:
+        raise AmcError(f"--workers {cfg.workers} runs on Ray Train: use `amc finetune "
+                       "--workers N` or amc.agents.ray_train.run_finetune_ray")
     run = Path(cfg.out)
+    check_writable(run)
     if not resume:
-        if (run / "config.json").exists():
-            if not cfg.force:
-                raise AmcError(f"{run} already holds a run; pass --force to start over or "
-                               f"--resume {run} to continue it")
-            for name in ("checkpoints", "tb"):
-                shutil.rmtree(run / name, ignore_errors=True)
-            for name in ("metrics.csv", "summary.json", "model.pt", "policy.json"):
-                (run / name).unlink(missing_ok=True)
-        write_json(run / "config.json", replace(cfg, force=False).as_dict())
-    return Runner(cfg, hooks).execute(resume)
+        check_out_dir(run, RUN_FILES, cfg.force)
+        if (run / "config.json").exists() and not cfg.force:
+            raise AmcError(f"{run} already holds a run; pass --force to start over or "
+                           f"--resume {run} to continue it")
+    runner = Runner(cfg, hooks, session)  # reads, checks model and data; writes nothing
+    # a failed start removes the folder it made; one with a checkpoint stays, to resume
+    with made_dir(run, keep=lambda d: (d / "checkpoints").is_dir()):
+        if not resume:  # a run replaced by --force, or a failed start's leftovers
+            remove_entries(run, RUN_FILES)
+            write_json(run / "config.json", replace(cfg, force=False).as_dict())
+        return runner.execute(resume) if execute is None else execute(runner, resume)
 
 
 def finetune(config: FinetuneConfig | None = None, *, resume: bool = False,

@@ -1,11 +1,14 @@
-"""The fine-tuning configuration (one dataclass; the ``amc finetune`` options derive from it)."""
+"""The fine-tuning configuration (one dataclass; the ``amc finetune`` options derive from it)
+and the stages it plans."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
+from amc.config.args import check_counts
 from amc.config.blocks import (
+    ClusterConfig,
     DataConfig,
     ModelConfig,
     OptimConfig,
@@ -13,14 +16,16 @@ from amc.config.blocks import (
     PruneConfig,
     RunConfig,
 )
-from amc.prune.schedules import SCHEDULES, STRUCTURES, Target
+from amc.prune.schedules import SCHEDULES, STRUCTURES, Target, round_levels
+from amc.train.accel import AMP_MODES
 from amc.utils.errors import AmcError
 
 
 @dataclass(kw_only=True)
 class FinetuneConfig(ModelConfig, DataConfig, PruneConfig, OptimConfig, RunConfig,
-                     OutputConfig):
-    """Everything that shapes a fine-tuning run.
+                     ClusterConfig, OutputConfig):
+    """Everything that shapes a fine-tuning run (with ``workers`` > 1: on Ray Train, data
+    parallel, ``batch_size`` being the global batch of all workers together).
 
     Attributes:
         train_limit: Train on a seeded random subset of N training images (None: all).
@@ -59,6 +64,8 @@ class FinetuneConfig(ModelConfig, DataConfig, PruneConfig, OptimConfig, RunConfi
             the previous round's (negative: never).
         max_retries: Rollbacks allowed per round before a round is accepted anyway.
         test_every_epoch: Evaluate test after every epoch (else only at the end).
+        max_failures: Times Ray Train restarts the workers from the last checkpoint after a
+            worker fails (with workers > 1).
     """
 
     train_limit: int | None = None
@@ -85,7 +92,13 @@ class FinetuneConfig(ModelConfig, DataConfig, PruneConfig, OptimConfig, RunConfi
     max_drop: float | None = 5.0
     max_retries: int = 2
     test_every_epoch: bool = True
+    max_failures: int = 3
     out: str = "runs/finetune"
+
+    @property
+    def distributed(self) -> bool:
+        """Whether the run goes to Ray Train (more than one worker)."""
+        return self.workers > 1
 
 
 def _check(ok: bool, msg: str) -> None:
@@ -95,6 +108,7 @@ def _check(ok: bool, msg: str) -> None:
 
 def check_config(c: FinetuneConfig) -> None:
     """Reject bad settings with a one-line :class:`AmcError`."""
+    check_counts(c)
     _check(c.schedule in SCHEDULES, f"unknown schedule {c.schedule!r}; use one of "
            f"{', '.join(SCHEDULES)}")
     target = Target.parse(c.target) if c.target else None
@@ -135,6 +149,33 @@ def check_config(c: FinetuneConfig) -> None:
         _check(Path(c.lottery_init).is_file(), f"--lottery-init {c.lottery_init!r} does not "
                "exist; pass a checkpoint file or seed:N")
     _check(c.max_retries >= 0, "--max-retries must not be negative")
+    _check(c.amp in AMP_MODES, f"unknown --amp {c.amp!r}; use one of {', '.join(AMP_MODES)}")
+    _check(not c.distributed or c.batch_size >= c.workers,
+           f"--batch-size {c.batch_size} is the global batch of all workers; make it at least "
+           f"--workers {c.workers}")
     for name in ("train_limit", "val_limit", "test_limit"):
         v = getattr(c, name)
         _check(v is None or v > 0, f"--{name.replace('_', '-')} must be positive, got {v}")
+
+
+def plan_stages(cfg: FinetuneConfig, pruner) -> list[dict]:
+    """The stages a run goes through (rollbacks insert more)."""
+    def st(name, level, epochs, lr="cosine", physical=False, check=False, rnd=0):
+        return {"name": name, "level": level, "epochs": epochs, "lr": lr,
+                "physical": physical, "check": check, "round": rnd}
+
+    if pruner is None:
+        return [st("dense", None, cfg.epochs)]
+    if cfg.schedule in ("oneshot", "lottery"):
+        return [st(cfg.schedule, pruner.final, cfg.epochs, physical=True)]
+    if cfg.schedule == "cubic":
+        return [st("cubic", None, cfg.epochs)]
+    levels = round_levels(pruner.final, cfg.rounds, cfg.round_step, pruner.level_for)
+    er = cfg.round_epochs if cfg.round_epochs is not None else 0.5 * cfg.epochs / len(levels)
+    final = cfg.epochs - er * len(levels)
+    if final <= 0:
+        raise AmcError(f"{len(levels)} rounds of {er:g} epochs leave no final fine-tune within "
+                       f"--epochs {cfg.epochs:g}; lower --round-epochs or raise --epochs")
+    lr = "rewind" if cfg.lr_rewind is not None else "constant"
+    return [st("round", lv, er, lr, check=True, rnd=i + 1) for i, lv in enumerate(levels)] + \
+        [st("final", pruner.final, final, physical=True)]

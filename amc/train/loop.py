@@ -1,9 +1,12 @@
 """Training loop shared by the demo, dense fine-tuning and pruned-model fine-tuning.
 
 SGD with Nesterov momentum, weight decay, cosine schedule with linear warm-up, optional
-label smoothing and knowledge distillation from a teacher, CIFAR augmentation (random crop
-with 4-pixel padding and horizontal flip) done on tensors, ``device`` auto/cpu/cuda (mixed
-precision on CUDA), per-epoch ``val``/``test`` evaluation and a CSV of metrics.
+label smoothing and knowledge distillation from a teacher, augmentation (in memory: random
+crop with 4-pixel padding and flip on tensors; streamed image folders: random-resized crop
+and flip in the loader workers), ``device`` auto/cpu/cuda with mixed precision, channels-last
+and ``torch.compile`` (:mod:`amc.train.accel`), one process or a worker of a data-parallel
+run (:mod:`amc.train.session`; the batches of :mod:`amc.data.loader`), per-epoch
+``val``/``test`` evaluation and a CSV of metrics.
 """
 
 from __future__ import annotations
@@ -21,8 +24,11 @@ from torch import nn
 
 from amc.config.blocks import OptimConfig, RunConfig
 from amc.data.datasets import Dataset
-from amc.models.evaluate import evaluate
-from amc.utils.device import resolve_device
+from amc.data.loader import BatchPlan
+from amc.data.loader import steps_per_epoch as spe_of
+from amc.models.evaluate import evaluate_split
+from amc.train.accel import memory_format, precision
+from amc.train.session import Session
 from amc.utils.errors import AmcError
 
 
@@ -41,22 +47,6 @@ class TrainConfig(OptimConfig, RunConfig):
     lr_schedule: str = "cosine"
 
 
-def augment_batch(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
-    """Random crop with zero padding and random horizontal flip, on a normalised batch."""
-    n, _, h, w = x.shape
-    padded = F.pad(x, (pad, pad, pad, pad))
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
-    rows = (dy[:, None] + torch.arange(h)[None, :])  # n, h
-    cols = (dx[:, None] + torch.arange(w)[None, :])  # n, w
-    idx_n = torch.arange(n)[:, None, None]
-    out = padded.permute(0, 2, 3, 1)[idx_n, rows[:, :, None], cols[:, None, :]]
-    out = out.permute(0, 3, 1, 2)
-    flip = torch.rand(n, generator=gen) < 0.5
-    out[flip] = out[flip].flip(3)
-    return out.contiguous()
-
-
 def lr_at(step: int, total: int, warmup: int, base_lr: float) -> float:
     """Cosine schedule with linear warm-up (step counted from 0)."""
     if warmup and step < warmup:
@@ -70,12 +60,12 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, teacher: nn.Module 
           on_step: Callable[[nn.Module, int, int], None] | None = None,
           start_step: int = 0, optimizer_state: dict | None = None,
           on_epoch: Callable[[dict], None] | None = None,
-          stop_step: int | None = None) -> list[dict]:
+          stop_step: int | None = None, session: Session | None = None) -> list[dict]:
     """Train ``model`` in place on ``data.train``.
 
     Args:
         model: The model to train.
-        data: Dataset with its splits.
+        data: Dataset with its splits (in memory or streamed).
         cfg: The recipe.
         teacher: Dense model for knowledge distillation (used when ``cfg.kd_weight`` > 0).
         log_csv: Where to append per-epoch metrics.
@@ -86,21 +76,26 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, teacher: nn.Module 
         on_epoch: Called with each epoch's metrics row.
         stop_step: End this call at this global step (default: the schedule's end); with
             ``start_step`` it runs a window of the schedule (learning-rate rewinding).
+        session: This process's place in the run (default: a single process); with N
+            workers each trains on its share of every global batch of ``cfg.batch_size``.
 
     Returns:
         One metrics dict per epoch: epoch, step, lr, loss (mean training loss over the
-        epoch's images), seconds, images_per_s, and ``<split>_top1`` per evaluated split.
+        epoch's images, all workers), seconds, images (trained on, all workers),
+        images_per_s, and
+        ``<split>_top1`` per evaluated split.
     """
+    session = session or Session()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    dev = resolve_device(cfg.device)
-    model.to(dev)
+    dev = session.device(cfg.device)
+    prec = precision(cfg.amp, dev)
+    fmt = memory_format(cfg.channels_last)
+    model.to(dev, memory_format=fmt)
     if teacher is not None:
-        teacher.to(dev).eval()
-    gen = torch.Generator().manual_seed(cfg.seed)
-    x_all, y_all = data.tensors("train")
-    n = len(y_all)
-    steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
+        teacher.to(dev, memory_format=fmt).eval()
+    n = len(data.labels["train"])
+    steps_per_epoch = spe_of(n, cfg.batch_size, session.world)
     total = max(1, int(round(cfg.epochs * steps_per_epoch)))
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
     if cfg.lr_schedule not in ("cosine", "constant"):
@@ -116,38 +111,34 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, teacher: nn.Module 
     if optimizer_state:
         opt.load_state_dict(optimizer_state)
     augment = data.augment if cfg.augment is None else cfg.augment
-    use_amp = dev.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    scaler = torch.amp.GradScaler(dev.type, enabled=prec.scaled)
+    net = session.wrap(model)
+    if cfg.compile:
+        net = torch.compile(net)
     history: list[dict] = []
     step = start_step
-    # skip the permutations of finished epochs so a resumed run sees the same batches
-    for _ in range(step // steps_per_epoch):
-        torch.randperm(n, generator=gen)
     t_epoch = time.perf_counter()
     seen, loss_sum = 0, 0.0
     while step < end:
-        perm = torch.randperm(n, generator=gen)
+        epoch, first = divmod(step, steps_per_epoch)
+        plan = BatchPlan(n, cfg.batch_size, cfg.seed, epoch, session.rank, session.world,
+                         start=first, stop=first + (end - step))
         model.train()
-        first = step % steps_per_epoch
-        for b in range(first, steps_per_epoch):
-            if step >= end:
-                break
-            idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-            xb, yb = x_all[idx], y_all[idx]
-            if augment:
-                xb = augment_batch(xb, gen)
-            xb, yb = xb.to(dev, non_blocking=True), yb.to(dev, non_blocking=True)
+        for xb, yb in data.batches("train", plan, augment, cfg.seed, pin=dev.type == "cuda"):
+            xb = data.to_input(xb, dev, cfg.channels_last)
+            yb = yb.to(dev, non_blocking=True)
             for g in opt.param_groups:
                 g["lr"] = (cfg.lr if cfg.lr_schedule == "constant"
                            else lr_at(step, total, warmup, cfg.lr))
-            with torch.autocast(dev.type, enabled=use_amp):
-                out = model(xb)
+            with torch.autocast(dev.type, dtype=prec.dtype, enabled=prec.enabled):
+                out = net(xb)
                 loss = F.cross_entropy(out, yb, label_smoothing=cfg.label_smoothing)
                 if teacher is not None and cfg.kd_weight > 0:
                     with torch.no_grad():
                         t_out = teacher(xb)
                     t = cfg.kd_temperature
-                    kd = F.kl_div(F.log_softmax(out / t, 1), F.softmax(t_out / t, 1),
+                    kd = F.kl_div(F.log_softmax(out.float() / t, 1),
+                                  F.softmax(t_out.float() / t, 1),
                                   reduction="batchmean") * t * t
                     loss = (1 - cfg.kd_weight) * loss + cfg.kd_weight * kd
             opt.zero_grad(set_to_none=True)
@@ -155,25 +146,27 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, teacher: nn.Module 
             scaler.step(opt)
             scaler.update()
             step += 1
-            seen += len(idx)
-            loss_sum = loss_sum + loss.detach().float() * len(idx)  # no sync per step
+            seen += len(yb)
+            loss_sum = loss_sum + loss.detach().float() * len(yb)  # no sync per step
             if on_step is not None:
                 on_step(model, step, total)
         if step % steps_per_epoch == 0 or step >= end:
             secs = time.perf_counter() - t_epoch
+            sums = session.all_sum(torch.tensor([float(loss_sum), float(seen)],
+                                                dtype=torch.float64))
             row = {"epoch": math.ceil(step / steps_per_epoch), "step": step,
-                   "lr": opt.param_groups[0]["lr"], "loss": float(loss_sum) / max(seen, 1),
-                   "seconds": secs, "images_per_s": seen / max(secs, 1e-9)}
+                   "lr": opt.param_groups[0]["lr"], "loss": float(sums[0] / max(sums[1], 1)),
+                   "seconds": secs, "images": int(sums[1]),
+                   "images_per_s": float(sums[1]) / max(secs, 1e-9)}
             for split in cfg.eval_splits:
-                x, y = data.tensors(split)
-                row[f"{split}_top1"] = evaluate(model, x, y, device=dev).top1
+                row[f"{split}_top1"] = evaluate_split(model, data, split, dev).top1
             history.append(row)
-            if log_csv:
+            if log_csv and session.main:
                 _append_csv(log_csv, row)
             if on_epoch:
                 on_epoch({**row, "optimizer": opt.state_dict()})
             t_epoch, seen, loss_sum = time.perf_counter(), 0, 0.0
-    model.cpu().eval()
+    model.to("cpu", memory_format=torch.contiguous_format).eval()
     return history
 
 

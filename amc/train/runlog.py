@@ -12,7 +12,7 @@ from pathlib import Path
 from amc.utils.progress import make_bar
 
 COLUMNS = ("stage", "name", "round", "level", "weight_sparsity", "epoch", "step", "run_epoch",
-           "lr", "loss", "seconds", "images_per_s", "val_top1", "test_top1")
+           "lr", "loss", "seconds", "images", "images_per_s", "val_top1", "test_top1")
 
 
 class RunLog:
@@ -94,6 +94,26 @@ class RunLog:
             self.bar.stop()
         if self.tb is not None:
             self.tb.close()
+
+
+class NoLog:
+    """The log of a worker that writes nothing (every worker but rank 0 of a distributed
+    run): the methods of :class:`RunLog`, doing nothing."""
+
+    def set_total(self, total_steps: int) -> None:
+        pass
+
+    def step(self, desc: str | None = None) -> None:
+        pass
+
+    def rewrite(self, rows: list[dict]) -> None:
+        pass
+
+    def row(self, row: dict) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def _fmt(seconds: float) -> str:
