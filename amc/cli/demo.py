@@ -17,7 +17,8 @@ from amc.train.digits import train_digits
 def run_demo(out: Path, episodes: int = 100, seed: int = 0, budget: str = "flops:0.5") -> dict:
     """Train, search, compare; prints a small table and returns the numbers."""
     from amc.agents import SearchConfig, run_search
-    from amc.prune.policy import apply_policy, load_policy
+    from amc.prune.policy import load_policy
+    from amc.prune.scoring import build_scorer
 
     torch.set_num_threads(1)
     out.mkdir(parents=True, exist_ok=True)
@@ -38,13 +39,16 @@ def run_demo(out: Path, episodes: int = 100, seed: int = 0, budget: str = "flops
     print(f"2. AMC search: {episodes} episodes at {budget} (DDPG, reward -error) ...")
     s = run_search(cfg, resume=(run / "config.json").is_file())
     rows = {}
+    scorer = build_scorer(**cfg.scorer_kwargs(), net=model)  # the search's pruning and repair
     for name in ("best_policy", "uniform_policy"):
         pol = load_policy(run / f"{name}.json")
-        pruned = apply_policy(model, pol, "digits_cnn")
+        by = {u["name"]: u["ratio"] for u in pol.units}
+        pruned = scorer.pruned([by[u.name] for u in scorer.pm.units]).cpu()
         rows["AMC" if name == "best_policy" else "uniform"] = (
             top1(pruned, *data.tensors("val")), top1(pruned, *data.tensors("test")),
             pol.achieved["macs_ratio"], [u["ratio"] for u in pol.units])
-    print(f"3. pruned to {budget}, no fine-tuning:")
+    print(f"3. pruned to {budget}, no fine-tuning (BatchNorm statistics re-estimated on "
+          f"{cfg.recal_size} training images, as in the search):")
     print(f"   {'policy':8s} {'val top-1':>9s} {'test top-1':>10s} {'MACs kept':>9s}  ratios")
     for name, (v, t, m, r) in rows.items():
         print(f"   {name:8s} {v:8.2f}% {t:9.2f}% {m:9.3f}  "
