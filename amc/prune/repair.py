@@ -20,15 +20,19 @@ from amc.prune.units import PrunableModel
 def _capture_all(model: nn.Module, names: list[str], x: torch.Tensor) -> dict[str, torch.Tensor]:
     """Outputs of the modules ``names`` in one forward pass of ``model`` on ``x``."""
     box: dict[str, torch.Tensor] = {}
-    hooks = [model.get_submodule(n).register_forward_hook(
-        lambda m, args, out, n=n: box.__setitem__(n, out.detach())) for n in names]
+    _forward_hooked(model, x, [model.get_submodule(n).register_forward_hook(
+        lambda m, args, out, n=n: box.__setitem__(n, out.detach())) for n in names])
+    return box
+
+
+def _forward_hooked(model: nn.Module, x: torch.Tensor, hooks: list) -> None:
+    """One forward pass of ``model`` on ``x`` without gradients, then remove ``hooks``."""
     try:
         with torch.no_grad():
             model(x)
     finally:
         for h in hooks:
             h.remove()
-    return box
 
 
 def _kept(pm: PrunableModel, unit: int | None, ratio: float, n: int) -> torch.Tensor:
@@ -103,14 +107,8 @@ def reconstruct(pm: PrunableModel, pruned: nn.Module, ratios: Sequence[float],
         W = torch.linalg.solve(A, X.T @ Y)  # d, out
         m.weight.copy_(W.T.reshape(m.weight.shape))
 
-    hooks = [pruned.get_submodule(L.name).register_forward_pre_hook(
-        lambda m, args, L=L: refit(L, m, args)) for L in todo]
-    try:
-        with torch.no_grad():
-            pruned(x)
-    finally:
-        for h in hooks:
-            h.remove()
+    _forward_hooked(pruned, x, [pruned.get_submodule(L.name).register_forward_pre_hook(
+        lambda m, args, L=L: refit(L, m, args)) for L in todo])
     return pruned
 
 
