@@ -174,3 +174,54 @@ def test_latency_budget_from_measured_table(tmp_path, monkeypatch):
     budget = Budget("latency", round((1.0 + floor) / 2, 4))  # reachable by construction
     r = uniform_ratio(pm, budget, max_ratio=0.95)
     assert meets(pm, budget, [r] * n) and 0 < r <= 0.95
+
+
+# --------------------------------------------------------------------------- global ranking
+
+def _is_global_cut(pm: PrunableModel, ratios, max_ratio: float) -> bool:
+    """Whether a policy removes the lowest-scoring channel positions across all units (one
+    threshold), except in units already at ``max_ratio``."""
+    pruned, kept = [], []
+    for i, (imp, r) in enumerate(zip(pm.importance, ratios)):
+        u = pm.units[i]
+        n_pruned = (u.n - pm.kept(i, r)) // u.groups
+        pruned += imp[:n_pruned].tolist()
+        if r < max_ratio - 1e-9:
+            kept += imp[n_pruned:].tolist()
+    return not pruned or not kept or max(pruned) <= min(kept)
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+@pytest.mark.parametrize("frac", [0.3, 0.5, 0.7])
+def test_global_ranking_cuts_one_threshold_at_the_budget(pms, name, frac):
+    from types import SimpleNamespace
+
+    from amc.prune.baselines import global_ranking, uniform
+
+    pm = pms[name]
+    b = Budget.parse(f"flops:{frac}")
+    scorer = SimpleNamespace(pm=pm)  # the ranking needs no evaluation
+    ratios = global_ranking(scorer, b, 0.8)
+    assert meets(pm, b, ratios)
+    assert _is_global_cut(pm, ratios, 0.8)
+    # tight: one more channel position kept anywhere below the cap breaks the budget or
+    # the threshold (the next cheaper threshold does not meet the budget)
+    f = resource_fn(pm, b)
+    assert f(ratios) > frac - 0.1
+    # a uniform policy is not a global cut here (the check can fail)
+    assert not _is_global_cut(pm, uniform(scorer, b, 0.8), 0.8)
+
+
+def test_units_auto_chooses_by_residual_adds():
+    import torch
+
+    torch.manual_seed(0)
+    res = PrunableModel(create_model("resnet20"), (3, 32, 32), "auto")
+    assert res.mode == "internal"
+    internal = PrunableModel(create_model("resnet20"), (3, 32, 32), "internal")
+    assert [u.name for u in res.units] == [u.name for u in internal.units]
+    assert "--units auto chose 'internal'" in res.notice and "\n" not in res.notice
+    plain = PrunableModel(create_model("digits_cnn"), (1, 8, 8), "auto")
+    assert plain.mode == "all" and plain.notice is None
+    assert len(plain.units) == len(PrunableModel(create_model("digits_cnn"), (1, 8, 8),
+                                                 "all").units)

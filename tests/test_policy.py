@@ -112,7 +112,7 @@ BAD = {  # case -> (how to spoil a good policy document, what the message must s
     "wrong_version": (lambda d: d.update(version=2), "version 2"),
     "not_json": (None, "not valid JSON"),
 }
-STRATEGIES = ("uniform", "sensitivity", "random")
+STRATEGIES = ("uniform", "global", "sensitivity", "random")
 
 
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:

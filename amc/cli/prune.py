@@ -37,7 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     from amc.config.args import add_dataclass_args
     from amc.prune.configs import ApplyConfig, BaselineConfig, SensitivityConfig
 
-    p = sub.add_parser("baseline", help="find a policy with uniform, sensitivity or random")
+    p = sub.add_parser("baseline", help="find a policy with uniform, global (Torch-Pruning's "
+                       "global ranking), sensitivity or random")
     add_dataclass_args(p, BaselineConfig, defaults={"model": None})
     p.set_defaults(func=cmd_baseline)
 

@@ -97,14 +97,15 @@ class PruneConfig:
     """The prunable units.
 
     Attributes:
-        units: Unit mode: all or internal (AMC's residual-net mode: only channels that meet
-            no residual add).
+        units: Unit mode: auto, all or internal (AMC's residual-net mode: only channels that
+            meet no residual add); auto chooses internal for a network with residual adds,
+            else all, and says which.
         criterion: Channel importance: l1, l2, bn_scale or taylor.
         round_to: Keep channel counts at multiples of this (None: any count).
         max_ratio: Largest channel-pruning ratio of any unit.
     """
 
-    units: str = "all"
+    units: str = "auto"
     criterion: str = "l1"
     round_to: int | None = None
     max_ratio: float = MAX_RATIO

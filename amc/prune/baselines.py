@@ -1,6 +1,10 @@
-"""Baseline strategies that return ratio policies: uniform, sensitivity and random.
+"""Baseline strategies that return ratio policies: uniform, global, sensitivity and random.
 
 * ``uniform``: one ratio for every unit, found by bisection on the exact pruned cost.
+* ``global``: Torch-Pruning's global ranking: every channel of every unit ranked by one
+  importance score (the unit's criterion, normalised by the unit's mean as Torch-Pruning's
+  ``global_pruning`` does), one threshold across all units found by bisection so that the
+  budget is met; no evaluation at all.
 * ``sensitivity``: prune each unit alone at 0.1..0.9, measure the ``val`` accuracy drop,
   give each unit the largest ratio whose drop stays under a common threshold, choose the
   threshold by bisection so the budget is met, then scale to the budget exactly.
@@ -26,7 +30,7 @@ from amc.utils.errors import AmcError
 from amc.utils.progress import progress_iter
 
 SWEEP = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-STRATEGIES = ("uniform", "sensitivity", "random")
+STRATEGIES = ("uniform", "global", "sensitivity", "random")
 MapFn = Callable[[Callable[[Sequence[float]], float], list[list[float]]], list[float]]
 
 
@@ -59,6 +63,25 @@ def uniform(scorer: Scorer, budget: Budget, max_ratio: float = MAX_RATIO) -> lis
     """One ratio for all units, the smallest that meets the budget."""
     r = uniform_ratio(scorer.pm, budget, max_ratio)
     return [r] * len(scorer.pm.units)
+
+
+def global_ranking(scorer: Scorer, budget: Budget, max_ratio: float = MAX_RATIO
+                   ) -> list[float]:
+    """One importance threshold across all units (Torch-Pruning's global ranking): a unit
+    loses its channel positions scoring below it, at most ``max_ratio`` of them; the
+    threshold is the smallest that meets the budget."""
+    pm = scorer.pm
+    f = resource_fn(pm, budget)
+    scores = [imp.double().numpy() for imp in pm.importance]
+
+    def at(th: float) -> list[float]:
+        return [min(max_ratio, float(np.searchsorted(s, th, side="left")) / len(s))
+                for s in scores]
+
+    hi = max(float(s[-1]) for s in scores) * 2 + 1.0
+    if f(at(hi)) > budget.fraction + 1e-9:
+        raise AmcError(f"budget {budget} is out of reach with max ratio {max_ratio:g}")
+    return at(bisect(lambda th: f(at(th)) <= budget.fraction, 0.0, hi, iters=60))
 
 
 def sensitivity_sweep(scorer: Scorer, ratios: Sequence[float] = SWEEP,
@@ -160,6 +183,8 @@ def run_strategy(strategy: str, scorer: Scorer, budget: Budget, max_ratio: float
     t = time.perf_counter()
     if strategy == "uniform":
         ratios = uniform(scorer, budget, max_ratio)
+    elif strategy == "global":
+        ratios = global_ranking(scorer, budget, max_ratio)
     elif strategy == "sensitivity":
         dense, acc = sweep or sensitivity_sweep(scorer, map_fn=map_fn)
         ratios = allocate_by_sensitivity(scorer, budget, dense, acc, max_ratio=max_ratio)

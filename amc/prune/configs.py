@@ -22,10 +22,10 @@ class SensitivityConfig(_Scoring, OutputConfig):
 
 @dataclass(kw_only=True)
 class BaselineConfig(SensitivityConfig):
-    """A cheap policy: uniform, sensitivity or random (``out`` is the policy JSON).
+    """A cheap policy: uniform, global, sensitivity or random (``out`` is the policy JSON).
 
     Attributes:
-        strategy: uniform, sensitivity or random.
+        strategy: uniform, global (Torch-Pruning's global ranking), sensitivity or random.
         budget: Resource budget, e.g. flops:0.5, params:0.4, latency:0.6.
         n_random: Policies tried by the random strategy.
     """

@@ -1,21 +1,34 @@
-"""Per-layer latency lookup table for ``latency:`` budgets and rewards.
+"""Per-layer latency lookup table for ``latency:`` budgets and rewards, measured on the target.
 
-Each counted layer (conv, linear, BatchNorm) is timed alone on this machine at a few kept
-fractions of its channels (times the number of calls of a module called more than once); the
-network's latency at per-unit ratios is predicted as the sum of interpolated layer times (at
-the layer's exact kept fractions, :meth:`PrunableModel.layer_keep`) plus a constant for
-everything else (activations, adds, pooling, attention).
-Tables are cached on disk under the amc cache dir, keyed by the layer shapes, batch size,
-thread count, torch version and CPU.
+A :class:`LatencySpec` names the target: the backend (``torch``: PyTorch CPU eager; ``ort``:
+ONNX Runtime CPU), the batch size and the intra-op thread count. Each counted layer (conv,
+linear, BatchNorm) is built alone at a few kept fractions of the channel dimensions that the
+units can actually prune (output, input or both; a layer no unit reaches is timed once) and
+timed with the one timer, :func:`amc.cost.timing.interleaved`, on that backend (times the
+number of calls of a module called more than once; layers of identical shape are timed once).
+For ``ort`` each layer variant is exported alone to ONNX in memory; BatchNorm layers count
+zero there, as the ONNX export folds them into the convolutions.
+
+The network's latency at per-unit ratios is predicted as ``scale * S + rest_ms``, where ``S``
+is the sum of the layers' times interpolated at their exact kept fractions
+(:meth:`PrunableModel.layer_keep`). ``scale`` and ``rest_ms`` are fitted by least squares to
+whole-model timings of the dense network and ``calib`` pruned calibration policies (uniform
+and seeded random ratios, timed side by side); with ``calib=0`` the scale is 1 and the rest is
+the dense model's time minus the layer sum (everything that is not a counted layer).
+
+Tables are cached on disk under the amc cache dir (``latency/``), keyed by the layer shapes,
+backend, batch, threads, calibration, library versions and CPU.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import os
 import platform
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -24,11 +37,104 @@ from torch import nn
 from amc.cost.timing import interleaved
 from amc.data.datasets import cache_dir
 from amc.prune.units import PrunableModel
+from amc.utils.errors import AmcError
 
+BACKENDS = ("torch", "ort")
 FRACTIONS = (0.25, 0.5, 0.75, 1.0)
+METHOD = 2  # bumps the cache key when the measuring method changes
+_MEMO: dict[str, dict] = {}
 
 
-def _layer_at(m: nn.Module, ko: float, ki: float) -> tuple[nn.Module, tuple[int, ...]]:
+@dataclass(frozen=True)
+class LatencySpec:
+    """Where and how latency is measured.
+
+    Attributes:
+        backend: ``torch`` (PyTorch CPU eager) or ``ort`` (ONNX Runtime CPU).
+        batch: Batch size the network is timed at (64: a served batch; 1: one request).
+        threads: Intra-op threads of the backend during the measurement.
+        runs: Timed runs per layer variant and per whole model.
+        calib: Pruned calibration policies timed whole to fit the table's scale and rest
+            (0: scale 1, rest from the dense model alone).
+    """
+
+    backend: str = "torch"
+    batch: int = 64
+    threads: int = 2
+    runs: int = 15
+    calib: int = 4
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise AmcError(f"unknown latency backend {self.backend!r}; use "
+                           f"{' or '.join(BACKENDS)}")
+        for name in ("batch", "threads", "runs"):
+            if int(getattr(self, name)) < 1:
+                raise AmcError(f"latency {name} must be at least 1, got {getattr(self, name)}")
+        if self.calib < 0:
+            raise AmcError(f"latency calib must be >= 0, got {self.calib}")
+
+    @classmethod
+    def from_config(cls, cfg: object) -> LatencySpec:
+        """The spec of a config with ``latency_backend/_batch/_threads`` fields (others:
+        defaults)."""
+        d = cls()
+        return cls(backend=getattr(cfg, "latency_backend", d.backend),
+                   batch=getattr(cfg, "latency_batch", d.batch),
+                   threads=getattr(cfg, "latency_threads", d.threads))
+
+    def table(self, pm: PrunableModel) -> LatencyTable:
+        """The lookup table of ``pm`` for this spec (measured once, then cached)."""
+        return latency_table(pm, **asdict(self))
+
+
+@dataclass
+class LatencyTable:
+    """Measured layer times (ms) at kept fractions, and the fitted scale and rest.
+
+    Attributes:
+        points: Per counted layer, times at FRACTIONS of its varying dimensions.
+        dims: Per counted layer, how many of its channel dimensions units can prune (0-2).
+        rest_ms: Fitted time of everything that is not a counted layer.
+        dense_ms: Predicted dense latency.
+        scale: Fitted factor on the sum of the layer times.
+        measured: Calibration timings: ``{"layer_sum_ms": [...], "measured_ms": [...]}``
+            (the dense model first).
+        spec: What the table was measured on.
+    """
+
+    points: list[list[float]]
+    dims: list[int]
+    rest_ms: float
+    dense_ms: float
+    scale: float = 1.0
+    measured: dict = field(default_factory=dict)
+    spec: LatencySpec = field(default_factory=LatencySpec)
+    pm: PrunableModel | None = None
+
+    def layer_sum(self, ratios: Sequence[float]) -> float:
+        """Sum of the interpolated layer times (ms) at per-unit ``ratios``."""
+        total = 0.0
+        for pts, d, (ko, ki) in zip(self.points, self.dims, self.pm.layer_keep(ratios)):
+            if d == 0:
+                total += pts[-1]
+                continue
+            p = min(ko, ki) if d == 1 else ko * ki
+            total += float(np.interp(p, [f ** d for f in FRACTIONS], pts))
+        return total
+
+    def predict(self, ratios: Sequence[float]) -> float:
+        """Predicted latency (ms) at per-unit ``ratios``."""
+        return self.scale * self.layer_sum(ratios) + self.rest_ms
+
+    def fraction(self, ratios: Sequence[float]) -> float:
+        """Predicted latency at ``ratios`` as a fraction of the predicted dense latency."""
+        return self.predict(ratios) / self.dense_ms
+
+
+def _layer_at(m: nn.Module, ko: float, ki: float) -> tuple[nn.Module, int]:
+    """A fresh copy of layer ``m`` keeping fractions ``ko`` / ``ki`` of its out/in channels,
+    and its input channel count."""
     if isinstance(m, nn.Conv2d):
         dw = m.groups > 1 and m.groups == m.in_channels
         out_c = max(1, round(m.out_channels * ko))
@@ -36,74 +142,195 @@ def _layer_at(m: nn.Module, ko: float, ki: float) -> tuple[nn.Module, tuple[int,
         g = out_c if dw else (m.groups if in_c % m.groups == out_c % m.groups == 0 else 1)
         layer = nn.Conv2d(in_c, out_c, m.kernel_size, m.stride, m.padding, m.dilation,
                           groups=g, bias=m.bias is not None)
-        return layer, (in_c,)
+        return layer, in_c
     if isinstance(m, nn.Linear):
         in_f, out_f = max(1, round(m.in_features * ki)), max(1, round(m.out_features * ko))
-        return nn.Linear(in_f, out_f), (in_f,)
+        return nn.Linear(in_f, out_f), in_f
     c = max(1, round(m.num_features * ko))
-    return type(m)(c), (c,)
+    return type(m)(c), c
 
 
-@dataclass
-class LatencyTable:
-    """Measured layer times (ms) at kept fractions, and the constant rest.
-
-    Attributes:
-        points: Per counted layer, times at FRACTIONS (both channel dims scaled).
-        rest_ms: Time of everything that is not a counted layer.
-        dense_ms: Predicted dense latency.
-    """
-
-    points: list[list[float]]
-    rest_ms: float
-    dense_ms: float
-    pm: PrunableModel | None = None
-
-    def predict(self, ratios: Sequence[float]) -> float:
-        """Predicted latency (ms) at per-unit ``ratios``."""
-        pm = self.pm
-        xs = [f * f for f in FRACTIONS]
-        total = self.rest_ms
-        for L, pts, (ko, ki) in zip(pm.layers, self.points, pm.layer_keep(ratios)):
-            p = min(ko, ki) ** 2 if L.channelwise else ko * ki
-            total += float(np.interp(p, xs, pts))
-        return total
-
-    def fraction(self, ratios: Sequence[float]) -> float:
-        return self.predict(ratios) / self.dense_ms
+def _varying(pm: PrunableModel) -> list[int]:
+    """Per counted layer: 0 (no unit prunes it), 1 (one channel dimension) or 2 (both)."""
+    keep = pm.layer_keep([0.5] * len(pm.units))
+    return [min(1, int(ko < 1) + int(ki < 1)) if L.channelwise else int(ko < 1) + int(ki < 1)
+            for L, (ko, ki) in zip(pm.layers, keep)]
 
 
-def latency_table(pm: PrunableModel, batch: int = 1, runs: int = 15) -> LatencyTable:
-    """Measure (or load from cache) the lookup table of ``pm``'s network."""
-    threads = torch.get_num_threads()
+def _onnx_session(model: nn.Module, x: torch.Tensor, threads: int):
+    """An ONNX Runtime session of ``model`` exported in memory (legacy exporter: fast, and
+    BatchNorm folded as in :func:`amc.deploy.export.export_onnx`)."""
+    from amc.deploy.verify import quiet
+    from amc.utils.errors import one_line
+    from amc.utils.onnxrt import ort_session
+
+    buf = io.BytesIO()
+    try:
+        with quiet():
+            torch.onnx.export(model.eval(), (x[:2],), buf, dynamo=False, input_names=["input"],
+                              dynamic_axes={"input": {0: "batch"}})
+    except Exception as e:
+        raise AmcError(f"cannot export {type(model).__name__} to ONNX for latency timing: "
+                       f"{one_line(e)}") from e
+    return ort_session_bytes(buf.getvalue(), threads) if ort_session else None
+
+
+def ort_session_bytes(data: bytes, threads: int):
+    """An ONNX Runtime CPU session of an in-memory model, set up as
+    :func:`amc.utils.onnxrt.ort_session` (quiet, one inter-op thread)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level, so.inter_op_num_threads, so.intra_op_num_threads = 3, 1, threads
+    return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+
+
+def runner(model: nn.Module, x: torch.Tensor, spec: LatencySpec) -> Callable[[], object]:
+    """A no-argument function running ``model`` on ``x`` with ``spec``'s backend (for ``ort``
+    the model is exported to ONNX in memory first)."""
+    if spec.backend == "ort":
+        sess = _onnx_session(model, x, spec.threads)
+        name, xn = sess.get_inputs()[0].name, x.numpy()
+        return lambda: sess.run(None, {name: xn})
+    model.eval()
+    return lambda: model(x)
+
+
+def time_models(models: dict[str, nn.Module], input_size: Sequence[int], spec: LatencySpec,
+                runs: int | None = None) -> dict[str, float]:
+    """Whole-model latency (ms, first quartile) of several models timed side by side with
+    :func:`interleaved` on ``spec``'s backend, batch and threads."""
+    x = torch.randn(spec.batch, *input_size, generator=torch.Generator().manual_seed(0))
+    old = torch.get_num_threads()
+    torch.set_num_threads(spec.threads)
+    try:
+        with torch.inference_mode():
+            fns = {k: runner(m, x, spec) for k, m in models.items()}
+            t = interleaved(fns, runs or spec.runs, rounds=3, warmup=2)
+    finally:
+        torch.set_num_threads(old)
+    return {k: v["q1_ms"] for k, v in t.items()}
+
+
+def _signature(pm: PrunableModel, spec: LatencySpec, dims: list[int]) -> str:
+    versions = [torch.__version__]
+    if spec.backend == "ort":
+        import onnxruntime
+
+        versions.append(onnxruntime.__version__)
+    cpu = [platform.machine(), platform.processor(), os.cpu_count()]
     sig = json.dumps([[L.name, L.row.in_channels, L.row.out_channels, L.row.in_hw,
-                       L.row.kernel, L.row.stride, L.calls]
-                      for L in pm.layers] + [batch, threads, torch.__version__,
-                                              platform.processor(), pm.round_to])
-    key = hashlib.sha256(sig.encode()).hexdigest()[:16]
-    path = cache_dir() / "latency" / f"{key}.json"
-    if path.is_file():
-        d = json.loads(path.read_text())
-        return LatencyTable(d["points"], d["rest_ms"], d["dense_ms"], pm)
+                       L.row.kernel, L.row.stride, L.calls, d]
+                      for L, d in zip(pm.layers, dims)]
+                     + [list(pm.input_size), pm.round_to, pm.mode, METHOD, spec.backend,
+                        spec.batch, spec.threads, spec.calib, versions, cpu])
+    return hashlib.sha256(sig.encode()).hexdigest()[:16]
+
+
+def _layer_times(pm: PrunableModel, spec: LatencySpec, dims: list[int]) -> list[list[float]]:
+    """Per counted layer, its time (all calls) at FRACTIONS of its varying dimensions."""
+    done: dict[str, list[float]] = {}
     points = []
-    with torch.inference_mode():
-        for L in pm.layers:
-            m = pm.model.get_submodule(L.name)
-            c = L.row
+    for L, d in zip(pm.layers, dims):
+        m = pm.model.get_submodule(L.name)
+        if spec.backend == "ort" and isinstance(m, nn.modules.batchnorm._BatchNorm):
+            points.append([0.0] * len(FRACTIONS))  # folded into the conv on export
+            continue
+        ko_var, ki_var = L.channelwise or dims_out(pm, L), dims_in(pm, L)
+        key = repr((m, L.row.in_hw, d, ko_var, ki_var))
+        if key not in done:
+            fracs = FRACTIONS if d else (1.0,)
             fns = {}
-            for f in FRACTIONS:  # the fractions of one layer timed side by side
-                layer, (cin,) = _layer_at(m, f, f)
-                layer.eval()
-                shape = (batch, cin, *c.in_hw) if not isinstance(m, nn.Linear) else (batch, cin)
-                fns[f] = lambda layer=layer, x=torch.randn(shape): layer(x)
-            t = interleaved(fns, runs, rounds=3, warmup=3)
-            points.append([L.calls * t[f]["q1_ms"] for f in FRACTIONS])
-        x = torch.randn(batch, *pm.input_size)
-        model = pm.model.eval()
-        dense_total = interleaved({"dense": lambda: model(x)}, runs, 3, warmup=3)["dense"]["q1_ms"]
-    layer_sum = sum(p[-1] for p in points)
-    rest = max(0.0, dense_total - layer_sum)
-    table = LatencyTable(points, rest, rest + layer_sum, pm)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"points": points, "rest_ms": rest, "dense_ms": table.dense_ms}))
-    return table
+            for f in fracs:  # the fractions of one layer timed side by side
+                layer, cin = _layer_at(m, f if ko_var else 1.0, f if ki_var else 1.0)
+                shape = (spec.batch, cin) if isinstance(m, nn.Linear) else \
+                    (spec.batch, cin, *L.row.in_hw)
+                fns[str(f)] = runner(layer, torch.randn(shape), spec)
+            t = interleaved(fns, spec.runs, rounds=3, warmup=2)
+            done[key] = [t[str(f)]["q1_ms"] for f in fracs] * (len(FRACTIONS) // len(fracs))
+        points.append([L.calls * v for v in done[key]])
+    return points
+
+
+def dims_out(pm: PrunableModel, L) -> bool:
+    """Whether some unit prunes the output channels of counted layer ``L``."""
+    return pm.layer_keep([0.5] * len(pm.units))[pm.layers.index(L)][0] < 1
+
+
+def dims_in(pm: PrunableModel, L) -> bool:
+    """Whether some unit prunes the input channels of counted layer ``L``."""
+    return pm.layer_keep([0.5] * len(pm.units))[pm.layers.index(L)][1] < 1
+
+
+def calibration_policies(pm: PrunableModel, n: int, max_ratio: float = 0.8) -> list[list[float]]:
+    """``n`` calibration policies: uniform ratios spread over (0, max_ratio], then seeded
+    random ones (a generator of its own, so that they differ from any user's draws)."""
+    k = len(pm.units)
+    uni = [[max_ratio * (i + 1) / ((n + 1) // 2)] * k for i in range((n + 1) // 2)]
+    rng = np.random.default_rng(20_181_004)
+    rand = [rng.uniform(0.0, max_ratio, k).tolist() for _ in range(n - len(uni))]
+    return uni + rand
+
+
+def _fit(sums: list[float], measured: list[float]) -> tuple[float, float]:
+    """(scale, rest) of ``measured ~ scale * sums + rest`` by least squares, rest >= 0 and
+    scale > 0; with one point the scale is 1."""
+    s, y = np.asarray(sums), np.asarray(measured)
+    if len(s) < 2 or np.ptp(s) < 1e-9:
+        return 1.0, max(0.0, float(y[0] - s[0]))
+    a, b = np.polyfit(s, y, 1)
+    if b < 0 or a <= 0:
+        a, b = float(s @ y / (s @ s)), 0.0
+    return float(a), float(b)
+
+
+def latency_table(pm: PrunableModel, batch: int = 64, threads: int = 2, backend: str = "torch",
+                  runs: int = 15, calib: int = 4) -> LatencyTable:
+    """Measure (or load from cache) the lookup table of ``pm``'s network.
+
+    Args:
+        pm: The prunable network.
+        batch: Batch size.
+        threads: Intra-op threads of the backend (torch's count is restored afterwards).
+        backend: ``torch`` or ``ort``.
+        runs: Timed runs per layer variant and per whole model.
+        calib: Calibration policies timed whole (see :class:`LatencySpec`).
+
+    Raises:
+        AmcError: on an unknown backend or a bad count, or a network ONNX cannot export.
+    """
+    spec = LatencySpec(backend, int(batch), int(threads), int(runs), int(calib))
+    dims = _varying(pm)
+    key = _signature(pm, spec, dims)
+    path = cache_dir() / "latency" / f"{key}.json"
+    d = _MEMO.get(key)
+    if d is None and path.is_file():
+        d = json.loads(path.read_text())
+    if d is None:
+        d = _measure(pm, spec, dims)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(d))
+    _MEMO[key] = d
+    return LatencyTable(d["points"], d["dims"], d["rest_ms"], d["dense_ms"], d["scale"],
+                        d["measured"], spec, pm)
+
+
+def _measure(pm: PrunableModel, spec: LatencySpec, dims: list[int]) -> dict:
+    old = torch.get_num_threads()
+    torch.set_num_threads(spec.threads)
+    try:
+        with torch.inference_mode():
+            points = _layer_times(pm, spec, dims)
+    finally:
+        torch.set_num_threads(old)
+    table = LatencyTable(points, dims, 0.0, 1.0, pm=pm, spec=spec)
+    policies = [[0.0] * len(pm.units)] + calibration_policies(pm, spec.calib)
+    models = {str(i): (pm.model if i == 0 else pm.prune(r)) for i, r in enumerate(policies)}
+    t = time_models(models, pm.input_size, spec)
+    measured = [t[str(i)] for i in range(len(policies))]
+    sums = [table.layer_sum(r) for r in policies]
+    scale, rest = _fit(sums, measured)
+    return {"points": points, "dims": dims, "rest_ms": rest, "scale": scale,
+            "dense_ms": scale * sums[0] + rest,
+            "measured": {"layer_sum_ms": sums, "measured_ms": measured,
+                         "dense_rest_ms": max(0.0, measured[0] - sums[0])}}

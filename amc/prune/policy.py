@@ -105,7 +105,7 @@ def policy_from_dict(d: Any, where: str = "policy") -> Policy:
         raise AmcError(f"{where} is policy version {d['version']!r}; this amc reads version "
                        f"{VERSION}: re-export it with this amc")
     if d["mode"] not in MODES:
-        raise AmcError(f"{where} has unknown mode {d['mode']!r}; use all or internal")
+        raise AmcError(f"{where} has unknown mode {d['mode']!r}; use auto, all or internal")
     if d["criterion"] not in CRITERIA:
         raise AmcError(f"{where} has unknown criterion {d['criterion']!r}")
     max_ratio = float(d.get("max_ratio", MAX_RATIO))

@@ -17,6 +17,7 @@ positions from every group (``Unit.groups`` channels at a time), and ``round_to`
 the kept channels to a multiple of both.
 
 Modes:
+    * ``auto`` (default): ``internal`` for a network with residual adds, else ``all``;
     * ``all``: every group DepGraph can prune (the classifier's outputs never);
     * ``internal``: AMC's residual-net mode, only groups whose channels meet no residual
       add (for a ResNet: the first conv of each block).
@@ -43,7 +44,7 @@ from amc.utils.errors import AmcError
 
 __all__ = ["CRITERIA", "MODES", "CountedLayer", "PrunableModel", "PrunePlan", "Unit"]
 
-MODES = ("all", "internal")
+MODES = ("auto", "all", "internal")
 CRITERIA = ("l1", "l2", "bn_scale", "taylor")
 log = logging.getLogger("amc")
 _RESIDUAL = "their channels meet a residual add"  # skipped in internal mode
@@ -134,13 +135,22 @@ def _target_key(it, names: dict[int, str]) -> tuple[tuple[str, str], int] | None
     return key, _channels(node.module, key[1])
 
 
+def _note(text: str) -> None:
+    """Log a one-line notice once per process (pruners rebuild this object often)."""
+    if text not in _NOTED:
+        _NOTED.add(text)
+        log.warning(text)
+
+
 class PrunableModel:
     """A network with its prunable units, channel rankings and exact cost model.
 
     Args:
         model: The dense network (not modified).
         input_size: (C, H, W) of one input.
-        mode: ``all`` or ``internal``.
+        mode: ``all``, ``internal`` or ``auto`` (``internal`` when the network has residual
+            adds, as AMC prunes residual nets, else ``all``; :attr:`mode` then holds the mode
+            chosen, and a one-line notice says which).
         criterion: ``l1``, ``l2``, ``bn_scale`` or ``taylor``.
         round_to: Keep channel counts at multiples of this (None: no rounding).
         calib: (x, y) training batch, needed by the ``taylor`` criterion.
@@ -150,6 +160,10 @@ class PrunableModel:
         left_out: (root layer, reason) of the groups that cannot.
         layers: Cost records of the counted layers (:class:`CountedLayer`).
         rankings: Per unit, its channels from least to most important.
+        importance: Per unit, the importance of its channel positions in ascending order
+            (Torch-Pruning's group score, normalised by the group's mean, as its global
+            ranking compares them across groups); position ``j`` is removed ``groups``
+            channels at a time.
 
     Raises:
         AmcError: if Torch-Pruning cannot trace the model, or no unit can be pruned exactly.
@@ -159,7 +173,7 @@ class PrunableModel:
                  criterion: str = "l1", round_to: int | None = None,
                  calib: tuple[torch.Tensor, torch.Tensor] | None = None):
         if mode not in MODES:
-            raise AmcError(f"unknown unit mode {mode!r}; use all or internal")
+            raise AmcError(f"unknown unit mode {mode!r}; use auto, all or internal")
         if criterion not in CRITERIA:
             raise AmcError(f"unknown criterion {criterion!r}; use one of {', '.join(CRITERIA)}")
         if criterion == "taylor" and calib is None:
@@ -187,9 +201,7 @@ class PrunableModel:
             more = f"; and {len(self.left_out) - 4} more" if len(self.left_out) > 4 else ""
             note = (f"amc: note: {len(self.left_out)} unit(s) of {type(model).__name__} left "
                     f"out (not prunable exactly): {shown}{more}")
-            if note not in _NOTED:  # once per process (pruners rebuild this object often)
-                _NOTED.add(note)
-                log.warning(note)
+            _note(note)
 
     # ------------------------------------------------------------------ discovery
     def _importance(self):
@@ -199,16 +211,17 @@ class PrunableModel:
             return tp.importance.BNScaleImportance()
         return tp.importance.GroupMagnitudeImportance(p=1 if self.criterion == "l1" else 2)
 
-    def _rank(self, imp, group, n: int, g: int) -> torch.Tensor:
-        """Channels of a unit from least to most important; grouped units rank positions
-        (mean score over the groups) and list the channels of each position together."""
+    def _rank(self, imp, group, n: int, g: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Channels of a unit from least to most important (grouped units rank positions by
+        their mean score over the groups and list the channels of each position together),
+        and the positions' scores in that order."""
         scores = imp(group)
         if scores is None:  # e.g. bn_scale on a group without BatchNorm: fall back to L1
             scores = tp.importance.GroupMagnitudeImportance(p=1)(group)
         s = n // g
         pos = scores.detach().float().cpu().reshape(g, s).mean(0)
         order = torch.argsort(pos, stable=True)
-        return (order[:, None] + s * torch.arange(g)[None, :]).reshape(-1)
+        return (order[:, None] + s * torch.arange(g)[None, :]).reshape(-1), pos[order]
 
     def _discover(self, calib) -> dict:
         model, names = self.model, self._names
@@ -221,11 +234,14 @@ class PrunableModel:
         pads = any(_is_pad_module(m) for m in model.modules())
         internals, tied, imp = linear_internals(self.DG), _tied(model), self._importance()
         found, self.left_out = [], []
+        residual: list[nn.Module] = []
         claimed: dict[tuple[str, str], set[int]] = {}
 
         def screen(m: nn.Module, fn) -> str | None:
             items = reachable(self.DG, m, fn)
-            if self.mode == "internal" and any(op_name(n) == "AddBackward" for n, _ in items):
+            if self.mode in ("internal", "auto") and any(op_name(n) == "AddBackward"
+                                                         for n, _ in items):
+                residual.append(m)
                 return _RESIDUAL
             problem = group_problem(items, names, internals, tied)
             if problem and pads and self.mode == "all" and "ConstantPadNd" in problem:
@@ -261,7 +277,7 @@ class PrunableModel:
                                              "unit")
             if not reason:
                 try:
-                    rank = self._rank(imp, group, n, g)
+                    rank, score = self._rank(imp, group, n, g)
                 except Exception as e:  # noqa: BLE001 - any failure of the scorer
                     reason = f"Torch-Pruning cannot score them ({type(e).__name__}: {e})"[:160]
             if reason:
@@ -269,19 +285,30 @@ class PrunableModel:
                 continue
             for k, it in entries:
                 claimed.setdefault(k[0], set()).update(it.idxs)
-            found.append((name, root, root_dep.handler, group, g, rank, entries))
+            found.append((name, root, root_dep.handler, group, g, (rank, score), entries))
         if self.criterion == "taylor":
             model.zero_grad(set_to_none=True)
+        self.notice: str | None = None
+        """The one-line notice of what ``auto`` chose (None when nothing was left whole)."""
+        if self.mode == "auto":
+            self.mode = "internal" if residual else "all"
+            if residual:
+                self.notice = (
+                    f"amc: note: --units auto chose 'internal' for {type(model).__name__}: "
+                    f"{len(residual)} group(s) whose channels meet a residual add stay whole "
+                    "(AMC's residual-net mode); pass --units all to prune them too")
+                _note(self.notice)
         if not found:
             first = f": {self.left_out[0][0]}: {self.left_out[0][1]}" if self.left_out else ""
             more = f" (and {len(self.left_out) - 1} more)" if len(self.left_out) > 1 else ""
-            hint = "; try --units all" if self.mode == "internal" else ""
+            hint = "; try --units all" if residual else ""
             raise AmcError(f"no unit of {type(model).__name__} can be pruned exactly in "
                            f"{self.mode!r} mode{first}{more}{hint}")
         found.sort(key=lambda f: self._order[f[0]])
         self.units, self.plans, self.rankings = [], [], []
+        self.importance: list[torch.Tensor] = []
         dims: dict = {}
-        for i, (name, root, fn, group, g, rank, entries) in enumerate(found):
+        for i, (name, root, fn, group, g, (rank, score), entries) in enumerate(found):
             c = self._rows[name]
             touched = sorted({k[0][0] for k, _ in entries if k[0][0] in self._rows},
                              key=lambda n: self._order[n])
@@ -292,6 +319,7 @@ class PrunableModel:
                                                     it.dep.handler.__name__)
                                                    for _, it in entries]))
             self.rankings.append(rank)
+            self.importance.append(score)
             s, pos = n // g, rank[::g] % (n // g)
             for (key, size), it in entries:
                 per_root = torch.bincount(torch.as_tensor(it.root_idxs, dtype=torch.long),
