@@ -18,7 +18,15 @@ class SearchConfig(ScoringConfig, ClusterConfig, OutputConfig):
         reward: Reward: err, flops, params, acc_size or latency.
         lambda_size: The λ of the acc_size reward.
         episodes: Episodes to run in all (warm-up included).
-        warmup_episodes: Episodes of uniformly random actions before learning starts.
+        warmup_episodes: Warm-up episodes: demonstrations of the cheap policies (warm start
+            cheap) or uniformly random actions (random) before the agent's own.
+        warm_start: cheap: the warm-up replays uniform, global (and, with --sensitivity,
+            sensitivity) allocations, exactly and perturbed, and the actor starts at the
+            best of them; random: the paper's random warm-up.
+        warm_start_sigma: With a cheap warm start: σ of the perturbed demonstrations and the
+            initial σ of the exploration noise (in [0, 1] units).
+        sensitivity: A cached sensitivity sweep (sensitivity.json of amc compare) whose
+            allocation joins the warm start's demonstrations.
         noise_sigma: Initial σ of the truncated-normal exploration noise (in [0, 1] units).
         noise_decay: σ is multiplied by this every episode after the warm-up.
         hidden: Width of the two hidden layers of actor and critic.
@@ -45,6 +53,9 @@ class SearchConfig(ScoringConfig, ClusterConfig, OutputConfig):
     lambda_size: float = 1.0
     episodes: int = 400
     warmup_episodes: int = 100
+    warm_start: str = "cheap"
+    warm_start_sigma: float = 0.15
+    sensitivity: str | None = None
     noise_sigma: float = 0.5
     noise_decay: float = 0.95
     hidden: int = 300

@@ -57,16 +57,27 @@ class AMCPolicy(TD3Policy):
         return data
 
 
+def make_noise(cfg: SearchConfig, n_envs: int, demos: list[list[float]] | None = None
+               ) -> TruncatedNormalNoise:
+    """The exploration noise: AMC's, or, with warm-up ``demos``, one that replays them and
+    then explores from ``cfg.warm_start_sigma``."""
+    return TruncatedNormalNoise(n_envs, cfg.warm_start_sigma if demos else cfg.noise_sigma,
+                                cfg.noise_decay, cfg.warmup_episodes, seed=cfg.seed,
+                                demos=demos, demo_sigma=cfg.warm_start_sigma)
+
+
 def build_agent(cfg: SearchConfig, venv: VecEnv, n_units: int,
-                tensorboard_log: str | None = None) -> tuple[DDPG, TruncatedNormalNoise]:
-    """A DDPG agent set up as in AMC, and its exploration noise."""
-    noise = TruncatedNormalNoise(venv.num_envs, cfg.noise_sigma, cfg.noise_decay,
-                                 cfg.warmup_episodes, seed=cfg.seed)
+                tensorboard_log: str | None = None, demos: list[list[float]] | None = None
+                ) -> tuple[DDPG, TruncatedNormalNoise]:
+    """A DDPG agent set up as in AMC, and its exploration noise (``demos``: the warm-up's
+    demonstrations; the agent then learns from the first step, since SB3 would otherwise
+    take random actions until ``learning_starts``)."""
+    noise = make_noise(cfg, venv.num_envs, demos)
     model = DDPG(
         AMCPolicy, venv,
         learning_rate=cfg.lr_actor,
         buffer_size=max(cfg.batch_size, cfg.buffer_episodes * n_units),
-        learning_starts=cfg.warmup_episodes * n_units,
+        learning_starts=0 if demos else cfg.warmup_episodes * n_units,
         batch_size=cfg.batch_size, tau=cfg.tau, gamma=cfg.gamma,
         n_steps=n_units if cfg.episode_returns else 1,
         action_noise=noise,

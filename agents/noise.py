@@ -3,7 +3,11 @@
 After the warm-up, the action is drawn from a normal centred on the actor's action μ(s) with
 σ = σ0 · decay^(episode − warm-up), truncated to [0, 1] (AMC, He et al. 2018). SB3 adds the
 noise in its [-1, 1] action scale and clips, so this returns ``sample − μ`` in that scale.
-During the warm-up (SB3 then samples uniformly random actions itself) it returns zeros.
+During the paper's random warm-up (SB3 then samples uniformly random actions itself) it
+returns zeros. A warm-started search (:mod:`amc.agents.warm_start`) gives it demonstrations
+instead: during the warm-up each episode replays one cheap policy (first each exactly, then
+perturbed by a normal of σ ``demo_sigma``), the noise being the difference between that
+action and μ(s); SB3 then stores the demonstrated actions in its replay buffer as its own.
 
 SB3 calls an ``ActionNoise`` without arguments, so the noise learns the observations the
 next actions are taken for from :class:`FollowObservations`, a callback that reads them from
@@ -34,17 +38,31 @@ class TruncatedNormalNoise(VectorizedActionNoise):
         seed: Seed of the noise's own generator.
         actor: Maps observations (n_envs, obs_dim) to the actor's deterministic actions in
             SB3's [-1, 1] scale, shape (n_envs, action_dim) (set by the agent builder).
+        demos: Warm-up demonstrations: per-unit actions in [0, 1] (ratio / max ratio), one
+            list per policy (None: the paper's random warm-up).
+        demo_sigma: σ of the perturbation of demonstrations after each was played once.
     """
 
     def __init__(self, n_envs: int = 1, sigma0: float = 0.5, decay: float = 0.95,
                  warmup_episodes: int = 100, seed: int = 0,
-                 actor: Callable[[np.ndarray], np.ndarray] | None = None):
+                 actor: Callable[[np.ndarray], np.ndarray] | None = None,
+                 demos: list[list[float]] | None = None, demo_sigma: float = 0.1):
         self.n_envs = n_envs
         self.sigma0, self.decay, self.warmup = sigma0, decay, warmup_episodes
         self.rng = np.random.default_rng(seed)
         self.actor = actor
         self.obs: np.ndarray | None = None
         self.episodes = 0
+        self.demos = [list(d) for d in demos or []]
+        self.demo_sigma = demo_sigma
+        self.demos_started = 0
+        self._t = np.zeros(n_envs, dtype=int)  # step of each env in its episode
+        self._target: list[np.ndarray] = [np.zeros(0)] * n_envs
+
+    @property
+    def demonstrating(self) -> bool:
+        """Whether the warm-up replays demonstrations now."""
+        return bool(self.demos) and self.episodes < self.warmup
 
     def observe(self, obs: np.ndarray) -> None:
         """The observations the next actions will be taken for."""
@@ -55,7 +73,29 @@ class TruncatedNormalNoise(VectorizedActionNoise):
         """Current σ in [0, 1] action units."""
         return self.sigma0 * self.decay ** max(0, self.episodes - self.warmup)
 
+    def _demo_actions(self) -> np.ndarray:
+        """The demonstrated actions in [0, 1] for the current step of every env."""
+        out = np.empty(self.n_envs)
+        for i in range(self.n_envs):
+            if self._t[i] == 0:  # a new episode: the next demonstration
+                k = self.demos_started
+                self.demos_started += 1
+                base = np.asarray(self.demos[k % len(self.demos)], dtype=np.float64)
+                if k >= len(self.demos):
+                    base = base + self.rng.normal(0.0, self.demo_sigma, base.shape)
+                # a hair above the ratio: float32 actions must not round a channel count down
+                self._target[i] = np.clip(base + 1e-6, 0.0, 1.0)
+            t = min(int(self._t[i]), len(self._target[i]) - 1)
+            out[i] = self._target[i][t]
+        return out
+
     def __call__(self) -> np.ndarray:
+        if self.demonstrating and self.actor is not None and self.obs is not None:
+            target = self._demo_actions()
+            self._t += 1
+            mu = np.asarray(self.actor(self.obs), dtype=np.float64).reshape(self.n_envs)
+            return (2.0 * target - 1.0 - mu).reshape(self.n_envs, 1).astype(np.float32)
+        self._t += 1
         if self.episodes < self.warmup or self.actor is None or self.obs is None:
             return np.zeros((self.n_envs, 1), dtype=np.float32)
         mu = (np.asarray(self.actor(self.obs), dtype=np.float64) + 1.0) / 2.0  # -> [0, 1]
@@ -65,22 +105,32 @@ class TruncatedNormalNoise(VectorizedActionNoise):
         return (2.0 * (sample - mu)).astype(np.float32)
 
     def reset(self, indices: Iterable[int] | None = None) -> None:
-        """Called by SB3 when episodes end: count them."""
-        self.episodes += len(list(indices)) if indices is not None else 1
+        """SB3 calls this when episodes end and also at the start of every ``learn``, so it
+        cannot count episodes: :class:`FollowObservations` does (:meth:`episodes_ended`)."""
+
+    def episodes_ended(self, indices: Iterable[int]) -> None:
+        """The episodes of the envs ``indices`` ended: count them."""
+        idx = list(indices)
+        self.episodes += len(idx)
+        self._t[idx] = 0
 
     def state(self) -> dict:
-        return {"episodes": self.episodes, "rng": self.rng.bit_generator.state}
+        return {"episodes": self.episodes, "rng": self.rng.bit_generator.state,
+                "demos_started": self.demos_started}
 
     def load_state(self, state: dict) -> None:
         self.episodes = int(state["episodes"])
         self.rng.bit_generator.state = state["rng"]
+        self.demos_started = int(state.get("demos_started", 0))
+        self._t[:] = 0  # a resumed search starts its envs at the first unit
 
     def __repr__(self) -> str:
         return f"TruncatedNormalNoise(sigma={self.sigma:.4f}, episodes={self.episodes})"
 
 
 class FollowObservations(BaseCallback):
-    """Hands the rollout's observations to the noise, so that it centres on μ(s).
+    """Hands the rollout's observations to the noise, so that it centres on μ(s), and counts
+    the episodes that end (SB3's ``ActionNoise.reset`` also fires at every ``learn`` start).
 
     After every step it passes on ``new_obs`` (reset observations included). A resumed run
     past the warm-up needs the first observation before its first step: ``on_training_start``
@@ -92,9 +142,13 @@ class FollowObservations(BaseCallback):
         self.noise = noise
 
     def _on_training_start(self) -> None:
-        if self.noise.obs is None and self.noise.episodes >= self.noise.warmup:
+        if self.noise.obs is None and (self.noise.episodes >= self.noise.warmup
+                                       or self.noise.demonstrating):
             self.noise.observe(self.training_env.reset())
 
     def _on_step(self) -> bool:
+        done = np.flatnonzero(np.asarray(self.locals["dones"]))
+        if done.size:
+            self.noise.episodes_ended(done.tolist())
         self.noise.observe(self.locals["new_obs"])
         return True

@@ -16,7 +16,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 
 from amc.config.args import check_counts
 from amc.envs import AMCPruningEnv, Outcome, reward_fn
-from amc.prune.budget import Budget, resource_fn, uniform_ratio
+from amc.prune.budget import Budget, resource_fn
 from amc.prune.policy import make_policy
 from amc.prune.scoring import Scorer, build_scorer
 from amc.utils.errors import AmcError
@@ -24,7 +24,7 @@ from amc.utils.io import check_out_dir, check_writable, made_dir, remove_entries
 from amc.utils.provenance import git_commit, now, versions
 
 from .config import SearchConfig
-from .ddpg import attach_noise, build_agent
+from .ddpg import attach_noise, build_agent, make_noise
 from .monitor import (
     SearchMonitor,
     episode_columns,
@@ -33,21 +33,21 @@ from .monitor import (
     restore_best,
     write_rows,
 )
-from .noise import TruncatedNormalNoise
+from .warm_start import MODES as WARM_MODES
+from .warm_start import WarmStart, cheap_policies, demo_actions
 from .wrappers import RewardBaseline
 
 RUN_FILES = ("config.json", "run.json", "episodes.csv", "best_policy.json", "uniform_policy.json",
+             "global_policy.json", "sensitivity_policy.json", "warm_start.json",
              "summary.json", "learning_curve.png", "ckpt", "ckpt.old", "ckpt.tmp", "tb",
              "ray_logs")
 """What a search writes into its run directory (anything else there is not amc's)."""
 
 
-def uniform_outcome(scorer: Scorer, cfg: SearchConfig) -> dict[str, Any]:
-    """Score the uniform policy that meets the budget (the line to beat)."""
+def outcome(scorer: Scorer, cfg: SearchConfig, ratios: list[float]) -> dict[str, Any]:
+    """Score a policy as an episode would (val top-1, reward, achieved ratios)."""
     budget = Budget.parse(cfg.budget)
     pm = scorer.pm
-    r = uniform_ratio(pm, budget, cfg.max_ratio)
-    ratios = [r] * len(pm.units)
     top1 = scorer(ratios)
     macs, params = pm.cost(ratios)
     lat = 0.0
@@ -56,8 +56,46 @@ def uniform_outcome(scorer: Scorer, cfg: SearchConfig) -> dict[str, Any]:
 
         lat = latency_table(pm).predict(ratios)
     o = Outcome(top1, macs, params, resource_fn(pm, budget)(ratios), budget.fraction, lat)
-    return {"ratio": r, "val_top1": top1, "reward": reward_fn(cfg.reward, cfg.lambda_size)(o),
+    return {"val_top1": top1, "reward": reward_fn(cfg.reward, cfg.lambda_size)(o),
             "macs_ratio": macs / pm.dense_macs, "params_ratio": params / pm.dense_params}
+
+
+def cheap_lines(scorer: Scorer, cfg: SearchConfig, run_dir: Path
+                ) -> dict[str, tuple[list[float], dict[str, float]]]:
+    """The cheap policies (uniform, global, sensitivity given a sweep) scored once and kept
+    as ``<name>_policy.json``: the lines to beat and the warm start's demonstrations.
+
+    Returns:
+        name -> (ratios, {"val_top1", "reward"}).
+    """
+    pm = scorer.pm
+    out = {}
+    for name, ratios in cheap_policies(scorer, Budget.parse(cfg.budget), cfg.max_ratio,
+                                       cfg.sensitivity).items():
+        path = run_dir / f"{name}_policy.json"
+        if path.is_file():
+            d = json.loads(path.read_text())
+            out[name] = ([u["ratio"] for u in d["units"]], d["metrics"])
+            continue
+        o = outcome(scorer, cfg, ratios)
+        metrics = {"val_top1": o["val_top1"], "reward": o["reward"]}
+        make_policy(pm, ratios, cfg.model, cfg.budget, name, cfg.seed, cfg.max_ratio,
+                    metrics).save(path)
+        out[name] = (ratios, metrics)
+    return out
+
+
+def observations_of(scorer: Scorer, cfg: SearchConfig):
+    """A function from a policy's ratios to the observations an env shows for it."""
+    env = AMCPruningEnv(scorer, **{**cfg.env_kwargs(), "reward": "err"})
+
+    def obs(ratios: list[float]) -> np.ndarray:
+        rows = [env.reset()[0]]
+        for r in ratios[:-1]:  # the last step would score the network
+            rows.append(env.step(np.array([r / cfg.max_ratio + 1e-6], np.float32))[0])
+        return np.stack(rows)
+
+    return obs
 
 
 def make_venv(cfg: SearchConfig, scorer: Scorer):
@@ -128,6 +166,11 @@ def run_search(cfg: SearchConfig, resume: bool = False) -> dict[str, Any]:
     check_counts(cfg)  # bad settings fail before anything is written
     Budget.parse(cfg.budget)
     reward_fn(cfg.reward)
+    if cfg.warm_start not in WARM_MODES:
+        raise AmcError(f"unknown --warm-start {cfg.warm_start!r}; use cheap or random")
+    if cfg.sensitivity and not Path(cfg.sensitivity).is_file():
+        raise AmcError(f"--sensitivity {cfg.sensitivity} does not exist; pass the "
+                       "sensitivity.json that amc compare wrote")
     run_dir = Path(cfg.out)
     check_writable(run_dir)
     if not resume:
@@ -148,8 +191,6 @@ def run_search(cfg: SearchConfig, resume: bool = False) -> dict[str, Any]:
 
 
 def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
-    budget = Budget.parse(cfg.budget)
-    reward_fn(cfg.reward)  # validates the name before any heavy work
     scorer = build_scorer(**cfg.scorer_kwargs())
     pm = scorer.pm
     n_units = len(pm.units)
@@ -159,14 +200,11 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
         write_json(run_dir / "config.json", replace(cfg, force=False).as_dict())
         write_json(run_dir / "run.json", {"seed": cfg.seed, "git_commit": git_commit(),
                                           "versions": versions(), "started": now()})
-    uni_path = run_dir / "uniform_policy.json"
-    if uni_path.is_file():
-        uni = json.loads(uni_path.read_text())["metrics"]
-    else:
-        u = uniform_outcome(scorer, cfg)
-        uni = {"val_top1": u["val_top1"], "reward": u["reward"]}
-        make_policy(pm, [u["ratio"]] * n_units, cfg.model, str(budget), "uniform", cfg.seed,
-                    cfg.max_ratio, uni).save(uni_path)
+    lines = cheap_lines(scorer, cfg, run_dir)
+    demos = None
+    if cfg.warm_start == "cheap":  # best first
+        ranked = dict(sorted(lines.items(), key=lambda kv: -kv[1][1]["reward"]))
+        demos = demo_actions({k: v[0] for k, v in ranked.items()}, cfg.max_ratio)
 
     # VecMonitor (raw rewards: rollout/ep_rew_mean in TensorBoard) under the baseline
     envs = make_venv(cfg, scorer)
@@ -179,8 +217,7 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
         done, best = int(state["episodes_done"]), state["best_reward"]
         model = DDPG.load(ckpt / "agent.zip", env=venv, device="cpu", tensorboard_log=tb)
         model.load_replay_buffer(ckpt / "replay.pkl")
-        noise = TruncatedNormalNoise(venv.num_envs, cfg.noise_sigma, cfg.noise_decay,
-                                     cfg.warmup_episodes, seed=cfg.seed)
+        noise = make_noise(cfg, venv.num_envs, demos)
         noise.load_state(state["noise"])
         venv.load_state(state["baseline"])
         rows = read_rows(run_dir / "episodes.csv")[:done]
@@ -190,8 +227,17 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
         if resume:
             for f in ("episodes.csv", "best_policy.json"):
                 (run_dir / f).unlink(missing_ok=True)
-        model, noise = build_agent(cfg, venv, n_units, tensorboard_log=tb)
+        model, noise = build_agent(cfg, venv, n_units, tensorboard_log=tb, demos=demos)
     follow = attach_noise(model, noise)
+    callbacks = [follow]
+    if demos:
+        best_known = None
+        if best is not None and (run_dir / "best_policy.json").is_file():
+            d = json.loads((run_dir / "best_policy.json").read_text())
+            best_known = (float(best), [u["ratio"] for u in d["units"]])
+        callbacks.append(WarmStart(noise, observations_of(scorer, cfg), cfg.max_ratio,
+                                   best_known, record=lambda d: write_json(
+                                       run_dir / "warm_start.json", d)))
     monitor = SearchMonitor(cfg, run_dir, pm, done, best,
                             {"noise": noise, "baseline": venv})
     t0 = time.perf_counter()
@@ -200,21 +246,33 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
         # stop by episode count (SB3's callback; the monitor records exactly `remaining`)
         stop = StopTrainingOnMaxEpisodes(max_episodes=-(-remaining // venv.num_envs))
         model.learn(total_timesteps=2 * (remaining + venv.num_envs) * n_units,
-                    callback=CallbackList([follow, monitor, stop]),
+                    callback=CallbackList([*callbacks, monitor, stop]),
                     reset_num_timesteps=ckpt is None, tb_log_name="ddpg", log_interval=10)
         monitor.save_checkpoint()
     restarts = getattr(envs, "restarts", 0)
     venv.close()
-    return summarize(cfg, run_dir, uni, time.perf_counter() - t0, restarts)
+    return summarize(cfg, run_dir, {k: v[1] for k, v in lines.items()},
+                     time.perf_counter() - t0, restarts)
 
 
-def summarize(cfg: SearchConfig, run_dir: Path, uni: dict, seconds: float,
+def _first_beating(rows: list[dict], val_top1: float) -> dict[str, float | None]:
+    """The first completely scored episode whose val top-1 exceeds ``val_top1`` (beyond the
+    csv's rounding), and the run's wall seconds then (of the session that recorded it)."""
+    full = max((int(r["images"]) for r in rows if r.get("images")), default=0)
+    row = next((r for r in rows if float(r["val_top1"]) > val_top1 + 1e-3
+                and (not r.get("images") or int(r["images"]) >= full)), None)
+    return {"episode": int(row["episode"]) if row else None,
+            "run_seconds": float(row["run_seconds"]) if row and row.get("run_seconds")
+            else None}
+
+
+def summarize(cfg: SearchConfig, run_dir: Path, lines: dict[str, dict], seconds: float,
               worker_restarts: int = 0) -> dict[str, Any]:
     rows = read_rows(run_dir / "episodes.csv")
     best = json.loads((run_dir / "best_policy.json").read_text())
     rewards = [float(r["reward"]) for r in rows]
-    beat = next((int(r["episode"]) for r in rows if float(r["val_top1"]) > uni["val_top1"]),
-                None)
+    uni = lines["uniform"]
+    beat = _first_beating(rows, uni["val_top1"])["episode"]
     summary = {
         "episodes": len(rows), "best_episode": best["provenance"].get("episode"),
         "best_val_top1": best["metrics"]["val_top1"], "best_reward": best["metrics"]["reward"],
@@ -226,6 +284,9 @@ def summarize(cfg: SearchConfig, run_dir: Path, uni: dict, seconds: float,
         "mean_reward_last_10": float(np.mean(rewards[-10:])) if rewards else 0.0,
         "workers": cfg.workers, "worker_restarts": worker_restarts,
         "search_seconds": float(sum(float(r["seconds"]) for r in rows)),
+        "warm_start": cfg.warm_start,
+        "cheap": {name: {**m, "first_beaten": _first_beating(rows, m["val_top1"])}
+                  for name, m in lines.items()},
     }
     write_json(run_dir / "summary.json", summary)
     plot_curve(run_dir, uni["reward"],

@@ -225,3 +225,21 @@ def test_units_auto_chooses_by_residual_adds():
     assert plain.mode == "all" and plain.notice is None
     assert len(plain.units) == len(PrunableModel(create_model("digits_cnn"), (1, 8, 8),
                                                  "all").units)
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+def test_canonical_ratios_keep_the_same_channels_through_float32(pms, name):
+    pm = pms[name]
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        ratios = rng.uniform(0, 0.8, len(pm.units)).tolist()
+        canon = pm.canonical(ratios)
+        kept = [pm.kept(i, r) for i, r in enumerate(ratios)]
+        assert [pm.kept(i, r) for i, r in enumerate(canon)] == kept
+        a32 = np.float32(np.asarray(canon) / 0.8 + 1e-6) * 0.8  # an env's action path
+        assert [pm.kept(i, float(r)) for i, r in enumerate(a32)] == kept
+    # a ratio a hair below a boundary is not its own canonical form (the test can fail)
+    u = pm.units[0]
+    s = u.n // u.groups
+    below = [2 / s - 1e-11] + [0.0] * (len(pm.units) - 1)
+    assert pm.canonical(below)[0] == pytest.approx(1 / s)

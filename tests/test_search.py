@@ -132,11 +132,13 @@ def test_noise_schedule_and_truncation():
     n.observe(np.full((1, 11), 0.25, np.float32))
     assert np.all(n() == 0)  # warm-up: SB3's own uniform sampling, no noise
     for _ in range(3):
-        n.reset()
+        n.episodes_ended([0])
     assert n.sigma == pytest.approx(0.5)
     for _ in range(10):
-        n.reset()
+        n.episodes_ended([0])
     assert n.sigma == pytest.approx(0.5 * 0.95 ** 10)
+    n.reset()  # SB3 also calls this at every learn() start: it must not count an episode
+    assert n.episodes == 13
     samples = np.array([n()[0, 0] for _ in range(2000)])
     actions01 = 0.9 + samples / 2
     assert actions01.min() >= 0.0 and actions01.max() <= 1.0  # truncated, never clipped
@@ -195,8 +197,10 @@ def _critic_updates(run: Path) -> int:
 
 
 @pytest.mark.ray
-def test_updates_per_transition_do_not_depend_on_workers(digits_ckpt, tmp_path):
-    """SB3 steps N envs at once; with gradient_steps=-1 it still updates once per transition."""
+@pytest.mark.parametrize("warm_start", ["random", "cheap"])
+def test_updates_per_transition_do_not_depend_on_workers(digits_ckpt, tmp_path, warm_start):
+    """SB3 steps N envs at once; with gradient_steps=-1 it still updates once per transition
+    (after the random warm-up; from the first demonstration with a cheap warm start)."""
     from amc.prune.units import PrunableModel
 
     units = len(PrunableModel(__import__("amc").create_model("digits_cnn"), (1, 8, 8)).units)
@@ -204,9 +208,10 @@ def test_updates_per_transition_do_not_depend_on_workers(digits_ckpt, tmp_path):
     for w in (1, 2):
         run = tmp_path / f"w{w}"
         run_search(_cfg(digits_ckpt, run, workers=w, episodes=16, warmup_episodes=4,
-                        race=False))
+                        race=False, warm_start=warm_start))
         transitions = len(_rows(run)) * units
-        ratio[w] = _critic_updates(run) / (transitions - 4 * units)
+        learning = transitions - (4 * units if warm_start == "random" else 0)
+        ratio[w] = _critic_updates(run) / learning
     assert ratio[1] == pytest.approx(1.0, abs=0.15), ratio
     assert ratio[2] == pytest.approx(ratio[1], abs=0.15), ratio  # was 0.5 with 1 step per call
 
@@ -234,7 +239,8 @@ def _die_after_a_new_best(monkeypatch, after: int) -> None:
 def test_best_policy_is_a_row_of_episodes_after_kills_and_resumes(digits_ckpt, tmp_path,
                                                                   monkeypatch):
     run = tmp_path / "r"
-    cfg = _cfg(digits_ckpt, run, episodes=30, warmup_episodes=6, checkpoint_every=3)
+    cfg = _cfg(digits_ckpt, run, episodes=30, warmup_episodes=6, checkpoint_every=3,
+               warm_start="random")  # (random: new bests keep coming)
     killed = []
     for _ in range(2):  # two kills, each right after a new best the checkpoint does not hold
         _die_after_a_new_best(monkeypatch, killed[-1] if killed else 0)

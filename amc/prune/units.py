@@ -354,6 +354,13 @@ class PrunableModel:
             keep = min(s, -(-keep // step) * step)
         return max(1, keep) * g
 
+    def canonical(self, ratios: Iterable[float]) -> list[float]:
+        """The same policy as exact fractions of removed channel positions (``k / s``): a
+        ratio a hair below a boundary and one on it remove the same channels here, but only
+        the exact fraction survives float32 actions and rounding unchanged."""
+        return [((u.n - self.kept(i, r)) // u.groups) / (u.n // u.groups)
+                for i, (u, r) in enumerate(zip(self.units, ratios))]
+
     def _positions(self, ratios: Iterable[float]) -> list[int]:
         return [(u.n - self.kept(i, r)) // u.groups
                 for i, (u, r) in enumerate(zip(self.units, ratios))]

@@ -1,0 +1,130 @@
+"""Warm-started search: the agent starts from the cheap allocations instead of random ones.
+
+AMC's DDPG begins with 100 episodes of uniformly random actions, so its first policies are
+far worse than what a user gets in seconds from a uniform ratio or Torch-Pruning's global
+ranking. A warm start
+
+1. scores the cheap policies (``uniform``, ``global`` and, given a cached sweep,
+   ``sensitivity``: :func:`cheap_policies`), which also gives the lines to beat;
+2. fills the replay buffer during the warm-up with them: each played exactly once, then
+   perturbed copies (the noise's demonstrations, :class:`~.noise.TruncatedNormalNoise`);
+3. fits the actor to the best warm-up episode (:class:`WarmStart`, a callback acting on
+   the agent's public ``actor``/``actor_target``), so that exploration starts around the
+   best cheap policy, with a narrower σ than the paper's random start.
+
+The paper's random warm-up stays available (``--warm-start random``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.utils import polyak_update
+
+from amc.prune.baselines import allocate_by_sensitivity, global_ranking, uniform
+from amc.prune.budget import Budget
+from amc.prune.scoring import Scorer
+from amc.utils.errors import AmcError
+
+from .noise import TruncatedNormalNoise
+
+MODES = ("cheap", "random")
+
+
+def load_sweep(path: str | Path, unit_names: Sequence[str]) -> tuple[float, np.ndarray,
+                                                                     list[float]]:
+    """A cached sensitivity sweep (``sensitivity.json`` of ``amc compare``) for these units:
+    (dense val top-1, accuracy matrix, ratios swept)."""
+    p = Path(path)
+    try:
+        d = json.loads(p.read_text())
+        dense, acc, ratios = float(d["dense_val_top1"]), np.asarray(d["val_top1"], float), \
+            [float(r) for r in d["ratios"]]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise AmcError(f"cannot read the sensitivity sweep {p} ({type(e).__name__}); pass the "
+                       "sensitivity.json that amc compare wrote") from None
+    if list(d.get("units", [])) != list(unit_names):
+        raise AmcError(f"the sensitivity sweep {p} was made for other units; sweep this "
+                       "model with the same --units")
+    return dense, acc, ratios
+
+
+def cheap_policies(scorer: Scorer, budget: Budget, max_ratio: float,
+                   sweep: str | Path | None = None) -> dict[str, list[float]]:
+    """The allocations a user gets without a search: uniform, global and (given a cached
+    sweep) sensitivity; each meets the budget."""
+    out = {"uniform": uniform(scorer, budget, max_ratio),
+           "global": global_ranking(scorer, budget, max_ratio)}
+    if sweep:
+        dense, acc, ratios = load_sweep(sweep, [u.name for u in scorer.pm.units])
+        out["sensitivity"] = allocate_by_sensitivity(scorer, budget, dense, acc, ratios,
+                                                     max_ratio)
+    # as exact fractions, so that the episodes replaying them remove the same channels
+    return {k: scorer.pm.canonical(v) for k, v in out.items()}
+
+
+def demo_actions(policies: dict[str, list[float]], max_ratio: float) -> list[list[float]]:
+    """Per-unit actions in [0, 1] that replay ``policies`` (best first)."""
+    return [[r / max_ratio for r in ratios] for ratios in policies.values()]
+
+
+class WarmStart(BaseCallback):
+    """At the end of a demonstrating warm-up, fit the actor to the best episode so far.
+
+    Args:
+        noise: The search's noise (it knows when the warm-up ends).
+        observations: Maps a policy's ratios to the observations the env shows for it
+            (one row per unit).
+        max_ratio: Largest ratio (actions are ratio / max_ratio).
+        best: (reward, ratios) of the best complete episode before a resume, if any.
+        steps: Adam steps of the fit.
+        lr: Learning rate of the fit.
+        record: Called with what the fit did (for the run directory).
+    """
+
+    def __init__(self, noise: TruncatedNormalNoise,
+                 observations: Callable[[Sequence[float]], np.ndarray], max_ratio: float,
+                 best: tuple[float, list[float]] | None = None, steps: int = 300,
+                 lr: float = 1e-3, record: Callable[[dict], None] | None = None):
+        super().__init__(verbose=0)
+        self.noise, self.observations, self.max_ratio = noise, observations, max_ratio
+        self.best, self.steps, self.lr, self.record = best, steps, lr, record
+        self.fitted = noise.episodes >= noise.warmup  # resumed past the warm-up
+
+    def _on_step(self) -> bool:
+        for info in self.locals.get("infos", []):
+            r = info.get("episode_result")
+            if r is not None and r.get("complete", True) and (
+                    self.best is None or r["reward"] > self.best[0]):
+                self.best = (float(r["reward"]), list(r["ratios"]))
+        if not self.fitted and self.noise.episodes >= self.noise.warmup and self.best:
+            self.fit(self.best[1])
+        return True
+
+    def fit(self, ratios: Sequence[float]) -> float:
+        """Regress the actor on ``ratios`` (and copy it to the target actor); returns the
+        final mean squared error in SB3's [-1, 1] action scale."""
+        actor, target = self.model.actor, self.model.actor_target
+        x = torch.as_tensor(self.observations(ratios), dtype=torch.float32)
+        a = np.clip(np.asarray(ratios, dtype=np.float64) / self.max_ratio, 0.0, 1.0)
+        y = torch.as_tensor(np.clip(2.0 * a - 1.0, -0.98, 0.98), dtype=torch.float32)[:, None]
+        opt = torch.optim.Adam(actor.parameters(), lr=self.lr)
+        with torch.enable_grad():
+            for _ in range(self.steps):
+                loss = torch.nn.functional.mse_loss(actor(x), y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        with torch.no_grad():
+            mse = float(torch.nn.functional.mse_loss(actor(x), y))
+        polyak_update(actor.parameters(), target.parameters(), 1.0)
+        self.fitted = True
+        if self.record is not None:
+            self.record({"fitted_to": list(map(float, ratios)), "reward": self.best[0]
+                         if self.best else None, "mse": mse, "episodes": self.noise.episodes})
+        return mse

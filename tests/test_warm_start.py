@@ -1,0 +1,109 @@
+"""Warm-started search: the warm-up replays the cheap policies, the actor starts at the best."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from amc.agents import SearchConfig, run_search
+from amc.prune.policy import load_policy
+from amc.utils.errors import AmcError
+
+
+def _cfg(ckpt: str, out: Path, **kw) -> SearchConfig:
+    base = dict(checkpoint=ckpt, episodes=7, warmup_episodes=6, out=str(out), val_limit=128,
+                hidden=32, batch_size=16, race=False, budget="flops:0.4", threads=1)
+    base.update(kw)
+    return SearchConfig(**base)
+
+
+def _rows(run: Path) -> list[dict]:
+    with open(run / "episodes.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _ratios(row: dict) -> list[float]:
+    return [float(v) for k, v in row.items() if k.startswith("ratio:")]
+
+
+@pytest.fixture(scope="module")
+def runs(digits_ckpt, tmp_path_factory, one_thread) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("warm")
+    out = {}
+    for mode in ("cheap", "random"):
+        out[mode] = d / mode
+        run_search(_cfg(digits_ckpt, out[mode], warm_start=mode))
+    return out
+
+
+def test_warmup_replays_the_cheap_policies_best_first(runs):
+    run = runs["cheap"]
+    cheap = {n: load_policy(run / f"{n}_policy.json") for n in ("uniform", "global")}
+    order = sorted(cheap.values(), key=lambda p: -p.metrics["reward"])
+    rows = _rows(run)
+    for row, pol in zip(rows, order):  # each played exactly, best first
+        assert _ratios(row) == pytest.approx(pol.ratios, abs=1e-5)
+        assert float(row["val_top1"]) == pytest.approx(pol.metrics["val_top1"], abs=1e-3)
+    # the rest of the warm-up perturbs them: other policies, still within the budget
+    assert all(_ratios(r) != pytest.approx(order[0].ratios, abs=1e-6) for r in rows[2:6])
+    assert all(float(r["macs_ratio"]) <= 0.4 + 1e-9 for r in rows)
+    # the search can only end at or above the best cheap policy on val
+    best = load_policy(run / "best_policy.json")
+    assert best.metrics["reward"] >= order[0].metrics["reward"] - 1e-9
+
+
+def test_paper_warmup_is_random(runs):
+    """The check above must fail for the paper's random warm-up."""
+    run = runs["random"]
+    cheap = [load_policy(run / f"{n}_policy.json").ratios for n in ("uniform", "global")]
+    first = _ratios(_rows(run)[0])
+    assert all(first != pytest.approx(c, abs=1e-3) for c in cheap)
+    assert not (run / "warm_start.json").exists()
+
+
+def test_actor_starts_at_the_best_warmup_episode(runs):
+    """After the warm-up the actor was fitted to the best episode: its own (noise-free)
+    actions reproduce that policy (one episode of ordinary updates later)."""
+    import torch
+    from stable_baselines3 import DDPG
+
+    from amc.agents.search import observations_of
+    from amc.prune.scoring import build_scorer
+
+    run = runs["cheap"]
+    ws = json.loads((run / "warm_start.json").read_text())
+    assert ws["episodes"] == 6 and ws["mse"] < 1e-3
+    best = max(_rows(run)[:6], key=lambda r: float(r["reward"]))
+    assert ws["fitted_to"] == pytest.approx(_ratios(best), abs=1e-5)
+    cfg = SearchConfig(**{**json.loads((run / "config.json").read_text()), "out": str(run)})
+    obs = observations_of(build_scorer(**cfg.scorer_kwargs()), cfg)(ws["fitted_to"])
+    actor = DDPG.load(run / "ckpt" / "agent.zip", device="cpu").actor
+    with torch.no_grad():
+        a = actor(torch.as_tensor(obs, dtype=torch.float32)).numpy().reshape(-1)
+    ratios = (a + 1) / 2 * cfg.max_ratio
+    assert ratios == pytest.approx(ws["fitted_to"], abs=0.05)
+    # the paper's agent, after its random warm-up, is nowhere near it
+    actor = DDPG.load(runs["random"] / "ckpt" / "agent.zip", device="cpu").actor
+    with torch.no_grad():
+        a = actor(torch.as_tensor(obs, dtype=torch.float32)).numpy().reshape(-1)
+    assert (a + 1) / 2 * cfg.max_ratio != pytest.approx(ws["fitted_to"], abs=0.05)
+
+
+def test_unknown_warm_start_is_refused_before_any_write(digits_ckpt, tmp_path):
+    with pytest.raises(AmcError, match="--warm-start"):
+        run_search(_cfg(digits_ckpt, tmp_path / "x", warm_start="smart"))
+    assert not (tmp_path / "x").exists()
+    with pytest.raises(AmcError, match="--sensitivity"):
+        run_search(_cfg(digits_ckpt, tmp_path / "y", sensitivity=str(tmp_path / "no.json")))
+    assert not (tmp_path / "y").exists()
+
+
+def test_demonstrations_are_actions_of_the_policies():
+    from amc.agents.warm_start import demo_actions
+
+    acts = demo_actions({"a": [0.4, 0.8, 0.0]}, 0.8)
+    assert np.allclose(acts, [[0.5, 1.0, 0.0]])
