@@ -4,9 +4,12 @@ finished stages."""
 from __future__ import annotations
 
 import csv
+import json
+import math
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from amc.report.compare import CompareConfig, Comparison
@@ -29,15 +32,16 @@ def test_compare_cli_fills_every_column(digits_ckpt, tmp_path):
                         "--out", str(out)], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     rows = list(csv.DictReader(open(out / "table.csv")))
-    assert len(rows) == 8  # 4 strategies x 2 budgets
-    assert {r["strategy"] for r in rows} == {"amc", "uniform", "sensitivity", "random"}
+    assert len(rows) == 10  # 5 strategies x 2 budgets
+    assert {r["strategy"] for r in rows} == {"amc", "uniform", "global", "sensitivity",
+                                             "random"}
     for row in rows:
         for col, value in row.items():
             assert value not in ("", "nan", "None"), (row["strategy"], col)
         assert float(row["macs_ratio"]) <= float(row["budget"].split(":")[1]) + 1e-9
     for f in ("table.md", "pareto.png", "ratios.png", "eval/dense_ft.json"):
         assert (out / f).is_file(), f
-    assert len(list((out / "policies").glob("*.json"))) == 8
+    assert len(list((out / "policies").glob("*.json"))) == 10
 
 
 def test_resume_skips_finished_stages(digits_ckpt, tmp_path, monkeypatch):
@@ -112,3 +116,59 @@ def test_distillation_uses_the_dense_checkpoint_as_teacher(digits_ckpt, tmp_path
     c.run()
     assert len(seen) == 2  # the dense model and the uniform one, both distilled
     assert all(w == 0.5 and t is c.dense for w, t in seen)
+
+
+def test_seeds_give_mean_and_std_over_calibration_draws(digits_ckpt, tmp_path):
+    out = tmp_path / "s"
+    rows = Comparison(_cfg(digits_ckpt, out, strategies=("uniform", "global"), seeds=2,
+                           budgets=("flops:0.4",))).run()
+    assert [(r["strategy"], r["run"]) for r in rows] == [("uniform", 0), ("global", 0),
+                                                          ("uniform", 1), ("global", 1)]
+    runs = list(csv.DictReader(open(out / "table_runs.csv")))
+    agg = {r["strategy"]: r for r in csv.DictReader(open(out / "table.csv"))}
+    assert len(runs) == 4 and {r["n"] for r in agg.values()} == {"2"}
+    for s in ("uniform", "global"):
+        mine = [r for r in rows if r["strategy"] == s]
+        # the same policy, BN recalibrated on another draw: other scores before fine-tuning
+        p0, p1 = (out / "policies" / f"{s}_flops0.4{x}.json" for x in ("", "_s1"))
+        assert json.loads(p0.read_text())["units"] == json.loads(p1.read_text())["units"]
+        vals = [m["val_before"] for m in mine]
+        assert float(agg[s]["val_before"]) == pytest.approx(np.mean(vals))
+        assert float(agg[s]["val_before_std"]) == pytest.approx(np.std(vals, ddof=1))
+    assert any(float(agg[s]["val_before_std"]) > 0 for s in agg)
+
+
+def test_winner_needs_a_margin_beyond_the_combined_standard_error():
+    from amc.report.compare_table import winners
+
+    def row(s, m, sd, n=3):
+        return {"strategy": s, "budget": "flops:0.5", "n": n, **{
+            k: v for c in ("test_before", "test_after", "speedup_b64", "speedup_b64_1thread")
+            for k, v in ((c, m), (f"{c}_std", sd))}}
+
+    se = math.hypot(0.5 / math.sqrt(3), 0.5 / math.sqrt(3))  # 0.41
+    assert ("a", "flops:0.5", "test_before") in winners([row("a", 70 + 1.2 * se, 0.5),
+                                                         row("b", 70, 0.5)])
+    assert not winners([row("a", 70 + 0.8 * se, 0.5), row("b", 70, 0.5)])
+    # one run each: the test set's binomial error (10,000 images: 0.46 points at 70 %)
+    one = [row("a", 70.5, 0, 1), row("b", 70, 0, 1)]
+    assert ("a", "flops:0.5", "test_before") not in winners(one, n_test=10000)
+    one = [row("a", 71, 0, 1), row("b", 70, 0, 1)]
+    assert ("a", "flops:0.5", "test_before") in winners(one, n_test=10000)
+
+
+def test_search_on_adapted_prunes_the_fine_tuned_dense_model(digits_ckpt, tmp_path):
+    import torch
+
+    from amc.models.registry import create_model
+
+    out = tmp_path / "a"
+    c = Comparison(_cfg(digits_ckpt, out, strategies=("uniform",), search_on="adapted"))
+    c.run()
+    ft = create_model("digits_cnn", checkpoint=out / "models" / "dense_ft.pt").state_dict()
+    assert all(torch.equal(v, ft[k]) for k, v in c.dense.state_dict().items())
+    pre = create_model("digits_cnn", checkpoint=digits_ckpt).state_dict()
+    assert not all(torch.equal(v, pre[k]) for k, v in c.dense.state_dict().items())
+    before = json.loads((out / "eval" / "dense_before.json").read_text())
+    after = json.loads((out / "eval" / "dense_ft.json").read_text())
+    assert before["test_top1"] == after["test_top1"]  # "before" is the adapted model

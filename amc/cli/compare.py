@@ -10,12 +10,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     from amc.config.args import add_dataclass_args
     from amc.report.compare import CompareConfig
 
-    p = sub.add_parser("compare", help="AMC vs uniform vs sensitivity vs random, before and "
-                       "after fine-tuning: table.md/csv, pareto.png, ratios.png")
+    p = sub.add_parser("compare", help="AMC vs uniform, global, sensitivity and random, before "
+                       "and after fine-tuning, over --seeds runs: table.md/csv (mean ± std), "
+                       "pareto.png, ratios.png")
     add_dataclass_args(p, CompareConfig, skip=("budgets", "strategies"))
     p.add_argument("--budget", dest="budgets", action="append", default=None,
                    help="a budget such as flops:0.5; repeat for several (default flops:0.5)")
-    p.add_argument("--strategies", default="amc,uniform,sensitivity,random",
+    p.add_argument("--strategies", default="amc,uniform,global,sensitivity,random",
                    help="comma-separated strategies")
     p.set_defaults(func=cmd_compare)
 
@@ -26,7 +27,7 @@ def amc_policy(cfg, budget: str, run_dir: Path) -> Path:
 
     sc = SearchConfig(**{**cfg.scoring_fields(), "threads": 1 if cfg.workers > 1 else cfg.threads},
                       budget=budget, episodes=cfg.episodes, warmup_episodes=cfg.warmup_episodes,
-                      workers=cfg.workers, out=str(run_dir))
+                      warm_start=cfg.warm_start, workers=cfg.workers, out=str(run_dir))
     done = (run_dir / "summary.json").is_file()
     if not done:
         run_search(sc, resume=(run_dir / "config.json").is_file())

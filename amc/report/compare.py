@@ -1,23 +1,27 @@
-"""``amc compare``: AMC vs uniform vs sensitivity vs random, before and after fine-tuning.
+"""``amc compare``: AMC vs uniform, global, sensitivity and random, before and after
+fine-tuning, over several seeds.
 
 One resumable pipeline: every stage writes its artifact into the output folder and is
 skipped when that artifact exists, so a killed run continues where it stopped.
 
-Stages: fine-tune the dense checkpoint (the fair baseline) → one policy per strategy and
-budget → evaluate each pruned model on ``val``/``test`` → fine-tune it with the same recipe
-→ evaluate again → MACs, params, CPU latency → ``table.md``/``table.csv``, ``pareto.png``,
-``ratios.png``. The AMC strategy is passed in as a function (the RL side lives outside the
-core library).
+Stages: fine-tune the dense checkpoint (the fair baseline; with ``search_on="adapted"`` the
+strategies then prune that fine-tuned model) → for each run ``k < seeds``: one policy per
+strategy and budget (AMC searches with seed ``seed + k``; the baselines use calibration draw
+``seed + k`` for BN recalibration, and random its own draw of policies; sensitivity
+reallocates from the first run's sweep) → evaluate each pruned model on ``val``/``test`` →
+fine-tune it with the same recipe (seed ``seed + k``) → evaluate again → MACs, params, CPU
+latency (all models side by side) → ``table.md``/``table.csv`` (mean ± std,
+:mod:`amc.report.compare_table`), ``table_runs.csv``, ``pareto.png``, ``ratios.png``. The AMC
+strategy is passed in as a function (the RL side lives outside the core library).
 """
 
 from __future__ import annotations
 
 import copy
-import csv
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,11 +39,13 @@ from amc.prune.baselines import SWEEP, MapFn, run_strategy, sensitivity_sweep
 from amc.prune.budget import Budget
 from amc.prune.policy import load_policy, make_policy
 from amc.prune.scoring import Scorer, build_scorer
+from amc.report.compare_table import plot_pareto, plot_ratios, write_table
 from amc.train.loop import TrainConfig, train
 from amc.utils.errors import AmcError
 from amc.utils.io import write_json
 
-STRATEGIES = ("amc", "uniform", "sensitivity", "random")
+STRATEGIES = ("amc", "uniform", "global", "sensitivity", "random")
+SEARCH_ON = ("pretrained", "adapted")
 AmcFn = Callable[["CompareConfig", str, Path], Path]
 #: ``pool(scorer, fn)`` runs ``fn(map_fn)`` with a parallel map over policies (or ``None``).
 PoolFn = Callable[[Scorer, Callable[[MapFn | None], object]], object]
@@ -55,9 +61,16 @@ class CompareConfig(ScoringConfig, OptimConfig):
 
     Attributes:
         budgets: Budgets to compare, e.g. flops:0.5.
-        strategies: Strategies: amc, uniform, sensitivity, random.
+        strategies: Strategies: amc, uniform, global, sensitivity, random.
+        seeds: Runs per strategy: AMC searches with seeds seed, seed+1, ...; every baseline
+            with as many calibration draws; each fine-tuned with that seed. The table shows
+            mean ± std.
+        search_on: pretrained: prune the given checkpoint; adapted: prune the dense model
+            after the comparison's own fine-tuning on this data (the dense_ft model).
         episodes: AMC search episodes.
         warmup_episodes: AMC warm-up episodes.
+        warm_start: AMC warm start: cheap (replay uniform and global first) or random
+            (the paper's).
         n_random: Policies tried by the random strategy.
         finetune_epochs: Epochs of fine-tuning for the dense and every pruned model.
         train_limit: Train on the first N (shuffled) training images only (None: all).
@@ -68,8 +81,11 @@ class CompareConfig(ScoringConfig, OptimConfig):
 
     budgets: tuple[str, ...] = ("flops:0.5",)
     strategies: tuple[str, ...] = STRATEGIES
+    seeds: int = 1
+    search_on: str = "pretrained"
     episodes: int = 300
     warmup_episodes: int = 100
+    warm_start: str = "cheap"
     n_random: int = 50
     finetune_epochs: float = 5.0
     train_limit: int | None = None
@@ -85,12 +101,21 @@ class CompareConfig(ScoringConfig, OptimConfig):
                 raise AmcError(f"unknown strategy {s!r}; use {','.join(STRATEGIES)}")
         for b in self.budgets:
             Budget.parse(b)
+        if self.search_on not in SEARCH_ON:
+            raise AmcError(f"unknown --search-on {self.search_on!r}; use pretrained or adapted")
+        if self.warm_start not in ("cheap", "random"):
+            raise AmcError(f"unknown --warm-start {self.warm_start!r}; use cheap or random")
         if not self.budgets or not self.strategies:
             raise AmcError("give at least one --budget and one strategy")
 
 
 def _tag(budget: str) -> str:
     return budget.replace(":", "")
+
+
+def _name(strategy: str, budget: str, run: int = 0) -> str:
+    """A run's artifact name (the first run keeps the name of single-run comparisons)."""
+    return f"{strategy}_{_tag(budget)}" + (f"_s{run}" if run else "")
 
 
 def _cached_json(path: Path, make: Callable[[], dict]) -> dict:
@@ -141,24 +166,27 @@ class Comparison:
         torch.set_num_threads(self.threads)
         self.data = load_dataset(cfg.data, **cfg.dataset_kwargs(cfg.model))
         self.train_data = _train_view(self.data, cfg.train_limit, cfg.seed)
-        self.dense = create_model(cfg.model, num_classes=cfg.num_classes,
-                                  checkpoint=cfg.checkpoint, unsafe_load=cfg.unsafe_load)
+        self.pretrained = create_model(cfg.model, num_classes=cfg.num_classes,
+                                       checkpoint=cfg.checkpoint, unsafe_load=cfg.unsafe_load)
+        self.dense = self.pretrained  # what the strategies prune (see _adapt)
+        self.search_cfg = cfg  # what the AMC searches start from
         self.scorer: Scorer = build_scorer(**cfg.scorer_kwargs(),
                                            net=copy.deepcopy(self.dense))
+        self._scorers: dict[int, Scorer] = {0: self.scorer}
         self.input_size = self.data.input_size
         write_json(self.dir / "config.json", asdict(cfg))
 
     # ---------------------------------------------------------------- stages
-    def _finetune(self, model: torch.nn.Module, name: str) -> torch.nn.Module:
+    def _finetune(self, model: torch.nn.Module, name: str, run: int = 0) -> torch.nn.Module:
         path = self.dir / "models" / f"{name}.pt"
         if path.is_file():
             return create_model(self.cfg.model, checkpoint=path)
         tc = TrainConfig(**self.cfg.optim_fields(), epochs=self.cfg.finetune_epochs,
-                         seed=self.cfg.seed, eval_splits=(), threads=self.threads,
+                         seed=self.cfg.seed + run, eval_splits=(), threads=self.threads,
                          device=self.cfg.device)
         t = time.perf_counter()
         hist = train(model, self.train_data, tc,
-                     teacher=self.dense if self.cfg.kd_weight > 0 else None,
+                     teacher=self.pretrained if self.cfg.kd_weight > 0 else None,
                      log_csv=self.dir / "finetune" / f"{name}.csv")
         save_model(model, path, self.cfg.model, {"seconds": time.perf_counter() - t,
                                                  "epochs": self.cfg.finetune_epochs,
@@ -171,19 +199,46 @@ class Comparison:
         macs, params = model_cost(model, self.input_size)
         return {"val_top1": v, "test_top1": t, "macs": macs, "params": params}
 
-    def _latency(self, jobs: list[tuple[str, str]]) -> dict:
+    def _dense_ft(self) -> dict:
+        """The dense model fine-tuned with the recipe (the fair baseline)."""
+        return _cached_json(self.dir / "eval" / "dense_ft.json",
+                            lambda: self._evaluate(self._finetune(create_model(
+                                self.cfg.model, checkpoint=self.cfg.checkpoint,
+                                unsafe_load=self.cfg.unsafe_load), "dense_ft")))
+
+    def _adapt(self) -> None:
+        """``search_on="adapted"``: prune the dense model fine-tuned on this data."""
+        self._dense_ft()
+        path = self.dir / "models" / "dense_ft.pt"
+        if not path.is_file():
+            raise AmcError(f"--search-on adapted needs {path}, the fine-tuned dense model; "
+                           "its weights are not in this folder (rerun in a new --out)")
+        self.dense = create_model(self.cfg.model, checkpoint=path)
+        self.search_cfg = replace(self.cfg, checkpoint=str(path), unsafe_load=False)
+        self.scorer = build_scorer(**self.search_cfg.scorer_kwargs(),
+                                   net=copy.deepcopy(self.dense))
+        self._scorers = {0: self.scorer}
+
+    def _scorer_for(self, run: int) -> Scorer:
+        """The scorer of run ``run``: calibration draw ``seed + run``."""
+        if run not in self._scorers:
+            x, y = self.data.calibration(self.cfg.calib_size, self.cfg.seed + run)
+            self._scorers[run] = replace(self.scorer, calib=x, calib_y=y)
+        return self._scorers[run]
+
+    def _latency(self, jobs: list[tuple[str, str, int]]) -> dict:
         """CPU latency of the dense model and every pruned architecture (weights do not
         change it), all timed side by side in one stage so that load drifts hit each alike;
         at ``threads`` and at 1 thread. Cached in ``latency.json``."""
-        names = ["dense"] + [f"{s}_{_tag(b)}" for s, b in jobs]
+        names = ["dense"] + [_name(*j) for j in jobs]
         path = self.dir / "latency.json"
         if path.is_file():
             lat = json.loads(path.read_text())
             if all(n in lat["t1"]["b64"] for n in names):
                 return lat
             path.unlink()  # new budgets or strategies: time them all again, side by side
-        models = {"dense": self.dense, **{f"{s}_{_tag(b)}": self.scorer.pm.prune(
-            self._ratios(self._policy(s, b))) for s, b in jobs}}
+        models = {"dense": self.dense, **{_name(*j): self.scorer.pm.prune(
+            self._ratios(self._policy(*j))) for j in jobs}}
         return _cached_json(path, lambda: {
             f"t{t}": torch_latencies(models, self.input_size, t, self.cfg.latency_runs)
             for t in dict.fromkeys((self.threads, 1))})
@@ -195,31 +250,36 @@ class Comparison:
                 "dense_val_top1": dense, "val_top1": acc.tolist(),
                 "seconds": time.perf_counter() - t}
 
-    def _policy(self, strategy: str, budget: str) -> Path:
-        path = self.dir / "policies" / f"{strategy}_{_tag(budget)}.json"
+    def _policy(self, strategy: str, budget: str, run: int = 0) -> Path:
+        name = _name(strategy, budget, run)
+        path = self.dir / "policies" / f"{name}.json"
         if path.is_file():
             return path
         if strategy == "amc":
-            run_dir = self.dir / "search" / _tag(budget)
-            best = self.amc_fn(self.cfg, budget, run_dir)
+            run_dir = self.dir / "search" / name.removeprefix("amc_")
+            best = self.amc_fn(replace(self.search_cfg, seed=self.cfg.seed + run), budget,
+                               run_dir)
             path.parent.mkdir(parents=True, exist_ok=True)
             pol = load_policy(best)
             pol.provenance["search_seconds"] = _search_wall_seconds(run_dir)
             pol.save(path)
             return path
+        scorer = self._scorer_for(run)
         sweep, sweep_s = None, 0.0
         if strategy == "sensitivity":
             sw = _cached_json(self.dir / "sensitivity.json", self._sweep)
             sweep = (float(sw["dense_val_top1"]), np.asarray(sw["val_top1"], dtype=float))
             sweep_s = float(sw["seconds"])  # the sweep is part of this strategy's search
-        def run(map_fn: MapFn | None) -> tuple[list[float], dict]:
-            return run_strategy(strategy, self.scorer, Budget.parse(budget),
-                                self.cfg.max_ratio, self.cfg.seed, self.cfg.n_random,
-                                map_fn=map_fn, sweep=sweep)
 
-        ratios, info = self.pool(self.scorer, run) if strategy == "random" else run(None)
-        pol = make_policy(self.scorer.pm, ratios, self.cfg.model, budget, strategy,
-                          self.cfg.seed, self.cfg.max_ratio, {"val_top1": info["val_top1"]},
+        def run_it(map_fn: MapFn | None) -> tuple[list[float], dict]:
+            return run_strategy(strategy, scorer, Budget.parse(budget), self.cfg.max_ratio,
+                                self.cfg.seed + run, self.cfg.n_random, map_fn=map_fn,
+                                sweep=sweep)
+
+        ratios, info = self.pool(scorer, run_it) if strategy == "random" else run_it(None)
+        pol = make_policy(scorer.pm, ratios, self.cfg.model, budget, strategy,
+                          self.cfg.seed + run, self.cfg.max_ratio,
+                          {"val_top1": info["val_top1"]},
                           search_seconds=info["seconds"] + sweep_s)
         return pol.save(path)
 
@@ -228,42 +288,53 @@ class Comparison:
         return [by[u.name] for u in self.scorer.pm.units]
 
     def run(self) -> list[dict]:
-        """Run every stage that has no artifact yet; returns the table rows."""
-        # Cheap stages first for every budget and strategy (policies, scores before
+        """Run every stage that has no artifact yet; returns one row per run."""
+        # Cheap stages first for every budget, strategy and run (policies, scores before
         # fine-tuning), then the fine-tuning: a run stopped early still holds the
         # before-fine-tuning comparison.
-        jobs = [(s, b) for b in self.cfg.budgets for s in self.cfg.strategies]
+        cfg = self.cfg
+        if cfg.search_on == "adapted":
+            self._adapt()
+        jobs = [(s, b, k) for k in range(cfg.seeds) for b in cfg.budgets
+                for s in cfg.strategies]
         before = {"dense": _cached_json(self.dir / "eval" / "dense_before.json",
                                         lambda: self._evaluate(self.dense))}
-        for strategy, budget in jobs:
-            name = f"{strategy}_{_tag(budget)}"
-            ratios = self._ratios(self._policy(strategy, budget))
-            before[name] = _cached_json(self.dir / "eval" / f"{name}_before.json",
-                                        lambda r=ratios: self._evaluate(self.scorer.pruned(r)))
-        dense_eval = _cached_json(self.dir / "eval" / "dense_ft.json",
-                                  lambda: self._evaluate(self._finetune(create_model(
-                                      self.cfg.model, checkpoint=self.cfg.checkpoint),
-                                      "dense_ft")))
+        for job in jobs:
+            name = _name(*job)
+            ratios = self._ratios(self._policy(*job))
+            before[name] = _cached_json(
+                self.dir / "eval" / f"{name}_before.json",
+                lambda r=ratios, k=job[2]: self._evaluate(self._scorer_for(k).pruned(r)))
+        dense_eval = self._dense_ft()
         lat = self._latency(jobs)
         rows = []
-        for strategy, budget in jobs:
-            name = f"{strategy}_{_tag(budget)}"
-            path = self._policy(strategy, budget)
+        for job in jobs:
+            name = _name(*job)
+            path = self._policy(*job)
             after = _cached_json(self.dir / "eval" / f"{name}_after.json",
-                                 lambda r=self._ratios(path), n=name: self._evaluate(
-                                     self._finetune(self.scorer.pruned(r), n)))
-            rows.append(self._row(strategy, budget, load_policy(path), before[name], after,
-                                  dense_eval, lat))
-        write_table(self.dir, rows, {**dense_eval, **_lat(lat, "dense")}, before["dense"])
-        plot_pareto(self.dir, rows, dense_eval)
-        plot_ratios(self.dir, self.cfg, self.scorer)
+                                 lambda r=self._ratios(path), n=name, k=job[2]: self._evaluate(
+                                     self._finetune(self._scorer_for(k).pruned(r), n, k)))
+            rows.append(self._row(*job, load_policy(path), before[name], after, dense_eval,
+                                  lat))
+        what = ("pretrained checkpoint" if cfg.search_on == "pretrained" else
+                "dense model fine-tuned on this data (--search-on adapted)")
+        notes = [f"Pruned: the {what}; "
+                 f"BN recalibration on {cfg.recal_size} of {cfg.calib_size} calibration "
+                 f"images{' (off)' if not cfg.bn_recalib else ''}; val: "
+                 f"{cfg.val_limit or 'all'} images."]
+        agg = write_table(self.dir, rows, {**dense_eval, **_lat(lat, "dense")},
+                          before["dense"], n_test=len(self.data.labels["test"]), notes=notes)
+        plot_pareto(self.dir, agg, dense_eval)
+        plot_ratios(self.dir, cfg.budgets, cfg.strategies,
+                    [u.name for u in self.scorer.pm.units])
         return rows
 
-    def _row(self, strategy: str, budget: str, pol, before: dict, after: dict,
+    def _row(self, strategy: str, budget: str, run: int, pol, before: dict, after: dict,
              dense: dict, lat: dict) -> dict:
-        mine, base = _lat(lat, f"{strategy}_{_tag(budget)}"), _lat(lat, "dense")
+        name = _name(strategy, budget, run)
+        mine, base = _lat(lat, name), _lat(lat, "dense")
         return {
-            "strategy": strategy, "budget": budget,
+            "strategy": strategy, "budget": budget, "run": run,
             "val_before": before["val_top1"], "test_before": before["test_top1"],
             "val_after": after["val_top1"], "test_after": after["test_top1"],
             "delta_test_vs_dense_ft": after["test_top1"] - dense["test_top1"],
@@ -274,81 +345,7 @@ class Comparison:
             "speedup_b64": base["latency_b64_ms"] / mine["latency_b64_ms"],
             "speedup_b64_1thread": base["latency_b64_1thread_ms"]
             / mine["latency_b64_1thread_ms"],
-            "search_seconds": (_search_wall_seconds(self.dir / "search" / _tag(budget))
-                               if strategy == "amc" else None)
-            or pol.provenance.get("search_seconds") or 0.0,
+            "search_seconds": (_search_wall_seconds(
+                self.dir / "search" / name.removeprefix("amc_"))
+                if strategy == "amc" else None) or pol.provenance.get("search_seconds") or 0.0,
         }
-
-
-def write_table(out: Path, rows: list[dict], dense: dict, dense_before: dict | None = None
-                ) -> None:
-    """``table.csv`` and ``table.md`` (one row per strategy and budget)."""
-    cols = list(rows[0])
-    with open(out / "table.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=cols)
-        w.writeheader()
-        w.writerows(rows)
-    fmt = {c: "{:.2f}" for c in cols}
-    fmt.update(strategy="{}", budget="{}", macs_ratio="{:.3f}", params_M="{:.3f}",
-               search_seconds="{:.0f}")
-    lines = [f"Dense fine-tuned: val {dense['val_top1']:.2f} %, test {dense['test_top1']:.2f} %"
-             f", {dense['macs'] / 1e6:.2f}M MACs, batch-64 CPU latency "
-             f"{dense['latency_b64_ms']:.1f} ms ({dense['latency_b64_1thread_ms']:.1f} ms on 1 "
-             "thread); latencies: median of interleaved runs (`latency.json`)"]
-    if dense_before:
-        lines.append(f"Dense before fine-tuning: val {dense_before['val_top1']:.2f} %, test "
-                     f"{dense_before['test_top1']:.2f} %")
-    lines += ["",
-             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for r in rows:
-        lines.append("| " + " | ".join(fmt[c].format(r[c]) for c in cols) + " |")
-    (out / "table.md").write_text("\n".join(lines) + "\n")
-
-
-def plot_pareto(out: Path, rows: list[dict], dense: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for s in dict.fromkeys(r["strategy"] for r in rows):
-        pts = sorted((r["macs_M"], r["test_after"], r["test_before"]) for r in rows
-                     if r["strategy"] == s)
-        line, = ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=f"{s} (ft)")
-        ax.plot([p[0] for p in pts], [p[2] for p in pts], "x--", color=line.get_color(),
-                alpha=0.6, label=f"{s} (before ft)")
-    ax.plot([dense["macs"] / 1e6], [dense["test_top1"]], "k*", ms=12, label="dense (ft)")
-    ax.set_xlabel("MACs (M)")
-    ax.set_ylabel("test top-1 (%)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "pareto.png", dpi=120)
-    plt.close(fig)
-
-
-def plot_ratios(out: Path, cfg: CompareConfig, scorer: Scorer) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    units = [u.name for u in scorer.pm.units]
-    budgets = list(cfg.budgets)
-    fig, axes = plt.subplots(len(budgets), 1, figsize=(max(6, 0.35 * len(units)),
-                                                      3.2 * len(budgets)), squeeze=False)
-    for ax, b in zip(axes[:, 0], budgets):
-        for s in cfg.strategies:
-            if s == "random":
-                continue
-            pol = load_policy(out / "policies" / f"{s}_{_tag(b)}.json")
-            by = {u["name"]: u["ratio"] for u in pol.units}
-            ax.plot(range(len(units)), [1 - by[n] for n in units], "o-", ms=3, label=s)
-        ax.set_title(f"kept channel ratio per unit at {b}")
-        ax.set_ylim(0, 1.05)
-        ax.set_xticks(range(len(units)))
-        ax.set_xticklabels(units, rotation=90, fontsize=6)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "ratios.png", dpi=120)
-    plt.close(fig)
