@@ -102,13 +102,48 @@ class _OnDriver(Session):
         return torch.device("cpu")
 
 
+KILL_ENV = "AMC_TEST_KILL_WORKER"
+"""Test only: ``RANK:EPOCH:MARKER`` in the environment of the run makes worker RANK kill
+itself (SIGKILL) once, right after run epoch EPOCH's checkpoint has been reported by every
+worker (so Ray Train holds at least the previous epoch's checkpoint). It first creates the
+file MARKER, holding that epoch's row; the restarted workers find it and carry on."""
+
+
+def _kill_once(session: RayTrainSession, spec: str) -> Callable[[dict], None]:
+    """The ``on_epoch`` hook of :data:`KILL_ENV`."""
+    rank, epoch, marker = spec.split(":", 2)
+
+    def on_epoch(row: dict) -> None:
+        if abs(row["run_epoch"] - float(epoch)) > 1e-6:
+            return
+        import torch.distributed as dist
+
+        # every worker has returned from this epoch's ray.train.report, so the controller has
+        # taken every worker's report of the epoch before (its result queue holds one)
+        dist.barrier()
+        if session.rank != int(rank):
+            return
+        try:
+            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return  # killed once already: this is the restarted group
+        with os.fdopen(fd, "w") as f:
+            json.dump({**row, "pid": os.getpid()}, f, default=str)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    return on_epoch
+
+
 def _train_worker(config: dict) -> None:
     """Ray Train's ``train_loop_per_worker``: one worker of the run (resumes from Ray Train's
     checkpoint when there is one)."""
     cfg = FinetuneConfig(**config)
     if cfg.input_size is not None:
         cfg = replace(cfg, input_size=tuple(cfg.input_size))
-    Runner(cfg, session=RayTrainSession()).execute(resume=True)
+    session = RayTrainSession()
+    kill = os.environ.get(KILL_ENV)
+    hooks = {"on_epoch": _kill_once(session, kill)} if kill else None
+    Runner(cfg, hooks=hooks, session=session).execute(resume=True)
 
 
 def absolute_paths(cfg: FinetuneConfig) -> FinetuneConfig:
