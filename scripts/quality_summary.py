@@ -1,0 +1,163 @@
+"""Check the search-quality targets (issue #15) on an ``amc compare`` folder made by
+``bash scripts/bench_compare.sh``; writes ``results/quality_resnet56.md`` and ``.json``.
+
+    .venv/bin/python scripts/quality_summary.py [--folder results/compare_resnet56]
+
+Every figure is read from the folder (``table.csv``: mean ± std over the runs,
+``table_runs.csv``, ``sensitivity.json``, the AMC searches' ``summary.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+from pathlib import Path
+
+from amc.utils.provenance import git_commit, now
+
+BUDGETS = ("flops:0.5", "flops:0.3", "latency:0.5")
+
+
+def _floats(row: dict) -> dict:
+    return {k: (v if k in ("strategy", "budget") else float(v)) for k, v in row.items()}
+
+
+def load(folder: Path) -> dict:
+    agg = [_floats(r) for r in csv.DictReader(open(folder / "table.csv"))]
+    runs = [_floats(r) for r in csv.DictReader(open(folder / "table_runs.csv"))]
+    sweep = json.loads((folder / "sensitivity.json").read_text()) if (
+        folder / "sensitivity.json").is_file() else None
+    searches = {}
+    for s in sorted((folder / "search").glob("*/summary.json")):
+        searches[s.parent.name] = json.loads(s.read_text())
+    return {"agg": agg, "runs": runs, "sweep": sweep, "searches": searches,
+            "config": json.loads((folder / "config.json").read_text()),
+            "dense_ft": json.loads((folder / "eval" / "dense_ft.json").read_text()),
+            "dense_before": json.loads((folder / "eval" / "dense_before.json").read_text())}
+
+
+def get(d: dict, strategy: str, budget: str) -> dict | None:
+    return next((r for r in d["agg"] if r["strategy"] == strategy and r["budget"] == budget),
+                None)
+
+
+def se(row: dict, m: str) -> float:
+    return row[f"{m}_std"] / math.sqrt(row["n"]) if row["n"] > 1 else 0.0
+
+
+def checks(d: dict) -> list[dict]:
+    out = []
+
+    def add(check: str, value: float | None, target: str, met: bool | None, note: str = ""):
+        out.append({"check": check, "value": value, "target": target, "met": met,
+                    "note": note})
+
+    for b in BUDGETS:
+        amc = get(d, "amc", b)
+        if amc is None:
+            add(f"{b}: not run", None, "", None)
+            continue
+        others = [r for r in d["agg"] if r["budget"] == b and r["strategy"] != "amc"]
+        best = max(others, key=lambda r: r["test_before"])
+        margin = amc["test_before"] - best["test_before"]
+        add(f"{b}: AMC - best other ({best['strategy']}) on test before fine-tuning, points",
+            margin, ">= 1.0", margin >= 1.0,
+            f"combined SE {math.hypot(se(amc, 'test_before'), se(best, 'test_before')):.2f}")
+        best = max(others, key=lambda r: r["test_after"])
+        margin = amc["test_after"] - best["test_after"]
+        add(f"{b}: AMC - best other ({best['strategy']}) on test after fine-tuning, points",
+            margin, ">= 0", margin >= 0,
+            f"combined SE {math.hypot(se(amc, 'test_after'), se(best, 'test_after')):.2f}")
+    amc, uni = get(d, "amc", "latency:0.5"), get(d, "uniform", "flops:0.5")
+    if amc and uni:
+        threads = d["config"]["threads"]
+        for col, label in (("speedup_b64", f"{threads} threads"),
+                           ("speedup_b64_1thread", "1 thread")):
+            add(f"latency:0.5: AMC speed-up at batch 64, {label}", amc[col], ">= 1.8",
+                amc[col] >= 1.8)
+            add(f"latency:0.5 AMC speed-up / uniform flops:0.5's, batch 64, {label}",
+                amc[col] / uni[col], ">= 1", amc[col] >= uni[col])
+        add("latency:0.5 AMC - uniform flops:0.5 on test after fine-tuning, points",
+            amc["test_after"] - uni["test_after"], ">= 0",
+            amc["test_after"] >= uni["test_after"])
+    if d["sweep"] is not None:
+        walls = [s.get("wall_seconds_this_run") or s["search_seconds"]
+                 for s in d["searches"].values()]
+        mean = sum(walls) / len(walls) if walls else float("nan")
+        add("AMC search wall seconds (mean over searches) / sensitivity sweep seconds, "
+            "both on 2 workers", mean / d["sweep"]["seconds"], "<= 1",
+            mean <= d["sweep"]["seconds"],
+            f"{mean:.0f} s vs {d['sweep']['seconds']:.0f} s")
+    return out
+
+
+def first_beats(d: dict) -> list[dict]:
+    rows = []
+    for name, s in d["searches"].items():
+        g = s.get("cheap", {}).get("global")
+        if g:
+            rows.append({"search": name, "global_val_top1": g["val_top1"],
+                         "best_val_top1": s["best_val_top1"],
+                         "first_episode_beating_global": g["first_beaten"]["episode"],
+                         "seconds_until_then": g["first_beaten"]["run_seconds"],
+                         "episodes": s["episodes"],
+                         "wall_seconds": s.get("wall_seconds_this_run")})
+    return rows
+
+
+def _pm(r: dict, m: str, fmt: str = "{:.2f}") -> str:
+    return fmt.format(r[m]) + (" ± " + fmt.format(r[f"{m}_std"]) if r["n"] > 1 else "")
+
+
+def markdown(s: dict) -> str:
+    d = s["data"]
+    c = d["config"]
+    lines = ["# Search quality: ResNet-56 on CIFAR-10 (issue #15)", "",
+             f"Made by `scripts/quality_summary.py` from `{s['folder']}` (commit "
+             f"{s['git_commit']}); settings in `bash scripts/bench_compare.sh`: "
+             f"--search-on {c['search_on']}, {c['seeds']} runs per strategy, "
+             f"{c['episodes']} AMC episodes ({c['warmup_episodes']} warm-up, warm start "
+             f"{c['warm_start']}), BN recalibration on {c['recal_size']} train images, val "
+             f"{c['val_limit']} images, fine-tuning {c['finetune_epochs']:g} epoch(s) over "
+             f"{c['train_limit']} train images.", "",
+             f"Dense (adapted): test {d['dense_before']['test_top1']:.2f} %.", "",
+             "| budget | strategy | n | test before ft | test after ft | MACs ratio | "
+             "speed-up b64 | speed-up b64, 1 thread | search s |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in d["agg"]:
+        lines.append(f"| {r['budget']} | {r['strategy']} | {int(r['n'])} | "
+                     f"{_pm(r, 'test_before')} | {_pm(r, 'test_after')} | "
+                     f"{r['macs_ratio']:.3f} | {_pm(r, 'speedup_b64')} | "
+                     f"{_pm(r, 'speedup_b64_1thread')} | {r['search_seconds']:.0f} |")
+    lines += ["", "| check | value | target | met | note |", "|---|---|---|---|---|"]
+    for k in s["checks"]:
+        v = "" if k["value"] is None else f"{k['value']:.2f}"
+        met = {True: "yes", False: "no", None: "-"}[k["met"]]
+        lines.append(f"| {k['check']} | {v} | {k['target']} | {met} | {k['note']} |")
+    lines += ["", "When AMC's searches first beat `global` on val:", "",
+              "| search | global val | first episode above | seconds then | best val |",
+              "|---|---|---|---|---|"]
+    for r in s["first_beats"]:
+        lines.append(f"| {r['search']} | {r['global_val_top1']:.2f} | "
+                     f"{r['first_episode_beating_global']} | {r['seconds_until_then']} | "
+                     f"{r['best_val_top1']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--folder", default="results/compare_resnet56")
+    p.add_argument("--out", default="results/quality_resnet56")
+    args = p.parse_args()
+    d = load(Path(args.folder))
+    s = {"made": now(), "git_commit": git_commit(), "folder": args.folder,
+         "checks": checks(d), "first_beats": first_beats(d), "data": d}
+    Path(args.out + ".json").write_text(json.dumps(s, indent=2, default=float) + "\n")
+    Path(args.out + ".md").write_text(markdown(s))
+    print(Path(args.out + ".md").read_text())
+
+
+if __name__ == "__main__":
+    main()
