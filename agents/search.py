@@ -272,7 +272,9 @@ def summarize(cfg: SearchConfig, run_dir: Path, lines: dict[str, dict], seconds:
     best = json.loads((run_dir / "best_policy.json").read_text())
     rewards = [float(r["reward"]) for r in rows]
     uni = lines["uniform"]
-    beat = _first_beating(rows, uni["val_top1"])["episode"]
+    # episodes of the search's own (a cheap warm start first replays the cheap policies)
+    own = rows[len(lines):] if cfg.warm_start == "cheap" else rows
+    beat = _first_beating(own, uni["val_top1"])["episode"]
     summary = {
         "episodes": len(rows), "best_episode": best["provenance"].get("episode"),
         "best_val_top1": best["metrics"]["val_top1"], "best_reward": best["metrics"]["reward"],
@@ -285,7 +287,7 @@ def summarize(cfg: SearchConfig, run_dir: Path, lines: dict[str, dict], seconds:
         "workers": cfg.workers, "worker_restarts": worker_restarts,
         "search_seconds": float(sum(float(r["seconds"]) for r in rows)),
         "warm_start": cfg.warm_start,
-        "cheap": {name: {**m, "first_beaten": _first_beating(rows, m["val_top1"])}
+        "cheap": {name: {**m, "first_beaten": _first_beating(own, m["val_top1"])}
                   for name, m in lines.items()},
     }
     write_json(run_dir / "summary.json", summary)
