@@ -107,3 +107,13 @@ def test_demonstrations_are_actions_of_the_policies():
 
     acts = demo_actions({"a": [0.4, 0.8, 0.0]}, 0.8)
     assert np.allclose(acts, [[0.5, 1.0, 0.0]])
+
+
+def test_summary_counts_only_the_search_s_own_episodes_as_beating(runs):
+    s = json.loads((runs["cheap"] / "summary.json").read_text())
+    rows = _rows(runs["cheap"])
+    for name, m in s["cheap"].items():
+        ep = m["first_beaten"]["episode"]
+        own = [r for r in rows[2:] if float(r["val_top1"]) > m["val_top1"] + 1e-3]
+        assert ep == (int(own[0]["episode"]) if own else None), name
+        assert ep is None or ep > 2  # never one of the two replays
