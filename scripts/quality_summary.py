@@ -21,7 +21,8 @@ BUDGETS = ("flops:0.5", "flops:0.3", "latency:0.5")
 
 
 def _floats(row: dict) -> dict:
-    return {k: (v if k in ("strategy", "budget") else float(v)) for k, v in row.items()}
+    return {k: (v if k in ("strategy", "budget") else float(v) if v != "" else None)
+            for k, v in row.items()}
 
 
 def load(folder: Path) -> dict:
@@ -44,7 +45,9 @@ def get(d: dict, strategy: str, budget: str) -> dict | None:
 
 
 def se(row: dict, m: str) -> float:
-    return row[f"{m}_std"] / math.sqrt(row["n"]) if row["n"] > 1 else 0.0
+    """Standard error of a mean over runs (0 for a single run)."""
+    n = row.get(f"{m}_n") or row["n"]
+    return row[f"{m}_std"] / math.sqrt(n) if n > 1 else 0.0
 
 
 def checks(d: dict) -> list[dict]:
@@ -116,7 +119,9 @@ def first_beats(d: dict, folder: Path) -> list[dict]:
 
 
 def _pm(r: dict, m: str, fmt: str = "{:.2f}") -> str:
-    return fmt.format(r[m]) + (" ± " + fmt.format(r[f"{m}_std"]) if r["n"] > 1 else "")
+    n = r.get(f"{m}_n") or r["n"]
+    return fmt.format(r[m]) + (" ± " + fmt.format(r[f"{m}_std"]) if n > 1 else
+                               f" (n={int(n)})" if n < r["n"] else "")
 
 
 def markdown(s: dict) -> str:

@@ -121,7 +121,7 @@ def test_distillation_uses_the_dense_checkpoint_as_teacher(digits_ckpt, tmp_path
 def test_seeds_give_mean_and_std_over_calibration_draws(digits_ckpt, tmp_path):
     out = tmp_path / "s"
     rows = Comparison(_cfg(digits_ckpt, out, strategies=("uniform", "global"), seeds=2,
-                           budgets=("flops:0.4",))).run()
+                           finetune_runs=1, budgets=("flops:0.4",))).run()
     assert [(r["strategy"], r["run"]) for r in rows] == [("uniform", 0), ("global", 0),
                                                           ("uniform", 1), ("global", 1)]
     runs = list(csv.DictReader(open(out / "table_runs.csv")))
@@ -136,6 +136,11 @@ def test_seeds_give_mean_and_std_over_calibration_draws(digits_ckpt, tmp_path):
         assert float(agg[s]["val_before"]) == pytest.approx(np.mean(vals))
         assert float(agg[s]["val_before_std"]) == pytest.approx(np.std(vals, ddof=1))
     assert any(float(agg[s]["val_before_std"]) > 0 for s in agg)
+    # only the first run was fine-tuned: its after-scores stand alone, and say so
+    assert [r["test_after"] is None for r in rows] == [False, False, True, True]
+    assert all(agg[s]["test_after_n"] == "1" for s in agg)
+    assert not list(out.glob("eval/*_s1_after.json"))
+    assert "(n=1)" in (out / "table.md").read_text()
 
 
 def test_winner_needs_a_margin_beyond_the_combined_standard_error():

@@ -67,6 +67,8 @@ class CompareConfig(ScoringConfig, OptimConfig):
             mean ± std.
         search_on: pretrained: prune the given checkpoint; adapted: prune the dense model
             after the comparison's own fine-tuning on this data (the dense_ft model).
+        finetune_runs: Runs fine-tuned per strategy and budget (None: all of --seeds); the
+            others are scored before fine-tuning only.
         episodes: AMC search episodes.
         warmup_episodes: AMC warm-up episodes.
         warm_start: AMC warm start: cheap (replay uniform and global first) or random
@@ -83,6 +85,7 @@ class CompareConfig(ScoringConfig, OptimConfig):
     strategies: tuple[str, ...] = STRATEGIES
     seeds: int = 1
     search_on: str = "pretrained"
+    finetune_runs: int | None = None
     episodes: int = 300
     warmup_episodes: int = 100
     warm_start: str = "cheap"
@@ -311,9 +314,12 @@ class Comparison:
         for job in jobs:
             name = _name(*job)
             path = self._policy(*job)
-            after = _cached_json(self.dir / "eval" / f"{name}_after.json",
-                                 lambda r=self._ratios(path), n=name, k=job[2]: self._evaluate(
-                                     self._finetune(self._scorer_for(k).pruned(r), n, k)))
+            after = None
+            if job[2] < (cfg.finetune_runs if cfg.finetune_runs is not None else cfg.seeds):
+                after = _cached_json(
+                    self.dir / "eval" / f"{name}_after.json",
+                    lambda r=self._ratios(path), n=name, k=job[2]: self._evaluate(
+                        self._finetune(self._scorer_for(k).pruned(r), n, k)))
             rows.append(self._row(*job, load_policy(path), before[name], after, dense_eval,
                                   lat))
         what = ("pretrained checkpoint" if cfg.search_on == "pretrained" else
@@ -329,16 +335,16 @@ class Comparison:
                     [u.name for u in self.scorer.pm.units])
         return rows
 
-    def _row(self, strategy: str, budget: str, run: int, pol, before: dict, after: dict,
-             dense: dict, lat: dict) -> dict:
+    def _row(self, strategy: str, budget: str, run: int, pol, before: dict,
+             after: dict | None, dense: dict, lat: dict) -> dict:
         name = _name(strategy, budget, run)
         mine, base = _lat(lat, name), _lat(lat, "dense")
         return {
             "strategy": strategy, "budget": budget, "run": run,
             "val_before": before["val_top1"], "test_before": before["test_top1"],
-            "val_after": after["val_top1"], "test_after": after["test_top1"],
-            "delta_test_vs_dense_ft": after["test_top1"] - dense["test_top1"],
-            "macs_M": after["macs"] / 1e6, "params_M": after["params"] / 1e6,
+            "val_after": after and after["val_top1"], "test_after": after and after["test_top1"],
+            "delta_test_vs_dense_ft": after and after["test_top1"] - dense["test_top1"],
+            "macs_M": before["macs"] / 1e6, "params_M": before["params"] / 1e6,
             "macs_ratio": pol.achieved["macs_ratio"],
             **mine,
             "speedup_b1": base["latency_b1_ms"] / mine["latency_b1_ms"],

@@ -35,9 +35,11 @@ def aggregate(rows: Sequence[dict]) -> list[dict]:
     for (strategy, budget), rs in groups.items():
         row: dict = {"strategy": strategy, "budget": budget, "n": len(rs)}
         for m in METRICS:
-            v = np.array([float(r[m]) for r in rs if r.get(m) is not None], dtype=float)
+            v = np.array([float(r[m]) for r in rs if r.get(m) not in (None, "")], dtype=float)
             row[m] = float(v.mean()) if v.size else float("nan")
             row[f"{m}_std"] = float(v.std(ddof=1)) if v.size > 1 else 0.0
+            if v.size != len(rs):  # e.g. fewer runs fine-tuned than scored
+                row[f"{m}_n"] = int(v.size)
         out.append(row)
     return out
 
@@ -45,8 +47,9 @@ def aggregate(rows: Sequence[dict]) -> list[dict]:
 def standard_error(row: dict, metric: str, n_test: int | None = None) -> float:
     """Standard error of a row's mean: std/√n over its runs; for a single run of a top-1
     column, the binomial error of ``n_test`` images (None: unknown, 0)."""
-    if row["n"] > 1:
-        return row[f"{metric}_std"] / math.sqrt(row["n"])
+    n = row.get(f"{metric}_n", row["n"])
+    if n > 1:
+        return row[f"{metric}_std"] / math.sqrt(n)
     if n_test and metric.startswith(("test_", "val_")):
         p = row[metric] / 100.0
         return 100.0 * math.sqrt(max(p * (1 - p), 0.0) / n_test)
@@ -72,8 +75,11 @@ def winners(agg: Sequence[dict], n_test: int | None = None) -> set[tuple[str, st
 
 def _cell(row: dict, m: str, fmt: str, bold: bool) -> str:
     text = fmt.format(row[m])
-    if row["n"] > 1:
+    n = row.get(f"{m}_n", row["n"])
+    if n > 1:
         text += " ± " + fmt.format(row[f"{m}_std"])
+    elif n < row["n"]:
+        text += f" (n={n})"
     return f"**{text}**" if bold else text
 
 
@@ -87,7 +93,7 @@ def write_table(out: Path, rows: list[dict], dense: dict, dense_before: dict | N
         w.writerows(rows)
     agg = aggregate(rows)
     with open(out / "table.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(agg[0]))
+        w = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in agg for k in r)))
         w.writeheader()
         w.writerows(agg)
     won = winners(agg, n_test)
