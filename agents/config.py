@@ -75,5 +75,15 @@ class SearchConfig(ScoringConfig, ClusterConfig, OutputConfig):
     verbose: bool = False
 
     def env_kwargs(self) -> dict:
+        from amc.prune.latency_table import LatencySpec
+
         return {"budget": self.budget, "reward": self.reward, "max_ratio": self.max_ratio,
-                "lambda_size": self.lambda_size, "race": self.race}
+                "lambda_size": self.lambda_size, "race": self.race,
+                "latency": LatencySpec.from_config(self)}
+
+    def parsed_budget(self):
+        """The budget, measured (when it is a latency budget) as the config says."""
+        from amc.prune.budget import Budget
+        from amc.prune.latency_table import LatencySpec
+
+        return Budget.parse(self.budget, LatencySpec.from_config(self))

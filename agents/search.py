@@ -46,15 +46,15 @@ RUN_FILES = ("config.json", "run.json", "episodes.csv", "best_policy.json", "uni
 
 def outcome(scorer: Scorer, cfg: SearchConfig, ratios: list[float]) -> dict[str, Any]:
     """Score a policy as an episode would (val top-1, reward, achieved ratios)."""
-    budget = Budget.parse(cfg.budget)
+    budget = cfg.parsed_budget()
     pm = scorer.pm
     top1 = scorer(ratios)
     macs, params = pm.cost(ratios)
     lat = 0.0
     if cfg.reward == "latency":
-        from amc.prune.latency_table import latency_table
+        from amc.prune.latency_table import LatencySpec
 
-        lat = latency_table(pm).predict(ratios)
+        lat = LatencySpec.from_config(cfg).table(pm).predict(ratios)
     o = Outcome(top1, macs, params, resource_fn(pm, budget)(ratios), budget.fraction, lat)
     return {"val_top1": top1, "reward": reward_fn(cfg.reward, cfg.lambda_size)(o),
             "macs_ratio": macs / pm.dense_macs, "params_ratio": params / pm.dense_params}
@@ -70,7 +70,7 @@ def cheap_lines(scorer: Scorer, cfg: SearchConfig, run_dir: Path
     """
     pm = scorer.pm
     out = {}
-    for name, ratios in cheap_policies(scorer, Budget.parse(cfg.budget), cfg.max_ratio,
+    for name, ratios in cheap_policies(scorer, cfg.parsed_budget(), cfg.max_ratio,
                                        cfg.sensitivity).items():
         path = run_dir / f"{name}_policy.json"
         if path.is_file():

@@ -16,6 +16,7 @@ import numpy as np
 from gymnasium import spaces
 
 from amc.prune.budget import MAX_RATIO, Budget, clip_range, resource_fn
+from amc.prune.latency_table import LatencySpec
 from amc.prune.scoring import Scorer, build_scorer
 
 from .rewards import Outcome, reward_fn
@@ -34,6 +35,8 @@ class AMCPruningEnv(gym.Env):
         reward: ``err``, ``flops``, ``params``, ``acc_size`` or ``latency``.
         max_ratio: Largest pruning ratio of a unit.
         lambda_size: λ of the ``acc_size`` reward.
+        latency: Where latency budgets and the latency reward are measured (a
+            :class:`~amc.prune.latency_table.LatencySpec`; None: its defaults).
         race: Stop scoring an episode's network once it cannot beat ``best_reward``
             (:mod:`amc.prune.racing`); the episode's reward then comes from the images seen.
         **scorer_kwargs: Passed to :func:`amc.prune.scoring.build_scorer`.
@@ -43,11 +46,12 @@ class AMCPruningEnv(gym.Env):
 
     def __init__(self, scorer: Scorer | None = None, *, budget: str = "flops:0.5",
                  reward: str = "err", max_ratio: float = MAX_RATIO, lambda_size: float = 1.0,
-                 race: bool = False, **scorer_kwargs: Any):
+                 race: bool = False, latency: LatencySpec | None = None,
+                 **scorer_kwargs: Any):
         super().__init__()
         self.scorer = scorer if scorer is not None else build_scorer(**scorer_kwargs)
         self.pm = self.scorer.pm
-        self.budget = Budget.parse(budget) if isinstance(budget, str) else budget
+        self.budget = Budget.parse(budget, latency) if isinstance(budget, str) else budget
         self.max_ratio = float(max_ratio)
         self.reward_name = reward
         self.race = race
@@ -58,9 +62,7 @@ class AMCPruningEnv(gym.Env):
         self._resource = resource_fn(self.pm, self.budget)
         self._latency = None
         if reward == "latency":
-            from amc.prune.latency_table import latency_table
-
-            self._latency = latency_table(self.pm)
+            self._latency = (latency or LatencySpec()).table(self.pm)
         self.n_units = len(self.pm.units)
         self._static = self._static_features()
         self.observation_space = spaces.Box(0.0, 1.0, (len(FEATURES),), np.float32)

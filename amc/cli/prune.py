@@ -65,11 +65,12 @@ def _with_workers(args: argparse.Namespace, scorer, fn):
 def cmd_baseline(args: argparse.Namespace) -> int:
     from amc.prune.baselines import STRATEGIES, run_strategy
     from amc.prune.budget import Budget
+    from amc.prune.latency_table import LatencySpec
     from amc.prune.policy import make_policy
 
     if args.strategy not in STRATEGIES:
         raise AmcError(f"unknown strategy {args.strategy!r}; use one of {', '.join(STRATEGIES)}")
-    budget = Budget.parse(args.budget)
+    budget = Budget.parse(args.budget, LatencySpec.from_config(args))
     refuse_overwrite(args.out, args.force)
     _, _, scorer = scorer_from_args(args)
     ratios, info = _with_workers(args, scorer, lambda m: run_strategy(

@@ -6,7 +6,7 @@ order), and ``amc <command> --help`` shows the block's text for each of them.
 
 * :class:`ArchConfig`, :class:`ModelConfig`: which network (from which checkpoint);
 * :class:`DataConfig`: which dataset, where, and how ``val`` is drawn;
-* :class:`PruneConfig`: the prunable units and how channels are ranked;
+* :class:`PruneConfig`: the prunable units, how channels are ranked, where latency is measured;
 * :class:`RepairConfig`: how a pruned network is repaired and scored before fine-tuning;
 * :class:`OptimConfig`: the training recipe (optimiser, schedule, distillation, device);
 * :class:`RunConfig`: the one seed and the thread count;
@@ -94,7 +94,7 @@ class DataConfig:
 
 @dataclass(kw_only=True)
 class PruneConfig:
-    """The prunable units.
+    """The prunable units, and where latency is measured.
 
     Attributes:
         units: Unit mode: auto, all or internal (AMC's residual-net mode: only channels that
@@ -103,12 +103,20 @@ class PruneConfig:
         criterion: Channel importance: l1, l2, bn_scale or taylor.
         round_to: Keep channel counts at multiples of this (None: any count).
         max_ratio: Largest channel-pruning ratio of any unit.
+        latency_backend: Where latency budgets and rewards are measured: torch (PyTorch CPU
+            eager) or ort (ONNX Runtime CPU, the exported model).
+        latency_batch: Batch size latency is measured at (64: a served batch, where pruned
+            channels pay off; 1: single-request latency).
+        latency_threads: Intra-op threads of the latency backend (as deployed).
     """
 
     units: str = "auto"
     criterion: str = "l1"
     round_to: int | None = None
     max_ratio: float = MAX_RATIO
+    latency_backend: str = "torch"
+    latency_batch: int = 64
+    latency_threads: int = 2
 
 
 @dataclass(kw_only=True)

@@ -2,18 +2,24 @@
 
 ``flops:0.5`` keeps at most 50 % of the dense MACs; ``params:0.4`` at most 40 % of the
 parameters; ``latency:0.6`` at most 60 % of the dense latency predicted by a per-layer
-lookup table measured on this machine (:mod:`amc.prune.latency_table`).
+lookup table measured on this machine (:mod:`amc.prune.latency_table`) for a
+:class:`~amc.prune.latency_table.LatencySpec` (backend, batch, threads; ``latency=None``: its
+defaults, PyTorch at batch 64 with 2 threads).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from amc.config.blocks import MAX_RATIO
 from amc.prune.units import PrunableModel
 from amc.utils.bisection import bisect
 from amc.utils.errors import AmcError
+
+if TYPE_CHECKING:
+    from amc.prune.latency_table import LatencySpec
 
 KINDS = ("flops", "params", "latency")
 
@@ -25,14 +31,18 @@ class Budget:
     Attributes:
         kind: ``flops`` (MACs), ``params`` or ``latency``.
         fraction: Fraction of the dense network's resource that may be kept, in (0, 1].
+        latency: Where a ``latency`` budget is measured (None: :class:`LatencySpec`'s
+            defaults); every function given this budget uses it.
     """
 
     kind: str
     fraction: float
+    latency: LatencySpec | None = None
 
     @classmethod
-    def parse(cls, text: str) -> Budget:
-        """Parse ``kind:fraction`` such as ``flops:0.5``."""
+    def parse(cls, text: str, latency: LatencySpec | None = None) -> Budget:
+        """Parse ``kind:fraction`` such as ``flops:0.5`` (``latency``: where a latency
+        budget is measured)."""
         kind, sep, value = str(text).partition(":")
         try:
             frac = float(value)
@@ -41,33 +51,43 @@ class Budget:
         if not sep or kind not in KINDS or not 0 < frac <= 1:
             raise AmcError(f"bad budget {text!r}; write kind:fraction with kind in "
                            f"{'/'.join(KINDS)} and 0 < fraction <= 1, e.g. flops:0.5")
-        return cls(kind, frac)
+        return cls(kind, frac, latency if kind == "latency" else None)
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.fraction:g}"
 
 
-def resource_fn(pm: PrunableModel, budget: Budget) -> Callable[[Sequence[float]], float]:
-    """Function from per-unit ratios to the budgeted resource as a fraction of dense."""
+def resource_fn(pm: PrunableModel, budget: Budget, latency: LatencySpec | None = None
+                ) -> Callable[[Sequence[float]], float]:
+    """Function from per-unit ratios to the budgeted resource as a fraction of dense.
+
+    Args:
+        pm: The prunable network.
+        budget: The budget whose resource is measured.
+        latency: Where ``latency`` budgets are measured (None: :class:`LatencySpec`'s
+            defaults); ignored by the other kinds.
+    """
     if budget.kind == "flops":
         return lambda r: pm.cost(r)[0] / pm.dense_macs
     if budget.kind == "params":
         return lambda r: pm.cost(r)[1] / pm.dense_params
-    from amc.prune.latency_table import latency_table
+    from amc.prune.latency_table import LatencySpec
 
-    table = latency_table(pm)
-    return table.fraction
-
-
-def meets(pm: PrunableModel, budget: Budget, ratios: Sequence[float], tol: float = 1e-9) -> bool:
-    """Whether ``ratios`` keep the resource within the budget."""
-    return resource_fn(pm, budget)(ratios) <= budget.fraction + tol
+    return (latency or budget.latency or LatencySpec()).table(pm).fraction
 
 
-def uniform_ratio(pm: PrunableModel, budget: Budget, max_ratio: float = MAX_RATIO) -> float:
+def meets(pm: PrunableModel, budget: Budget, ratios: Sequence[float], tol: float = 1e-9,
+          latency: LatencySpec | None = None) -> bool:
+    """Whether ``ratios`` keep the resource within the budget (``latency``: as in
+    :func:`resource_fn`)."""
+    return resource_fn(pm, budget, latency)(ratios) <= budget.fraction + tol
+
+
+def uniform_ratio(pm: PrunableModel, budget: Budget, max_ratio: float = MAX_RATIO,
+                  latency: LatencySpec | None = None) -> float:
     """The smallest single ratio for all units that meets ``budget`` (bisection on the exact
-    pruned cost)."""
-    f = resource_fn(pm, budget)
+    pruned cost; ``latency``: as in :func:`resource_fn`)."""
+    f = resource_fn(pm, budget, latency)
     n = len(pm.units)
     if f([max_ratio] * n) > budget.fraction + 1e-9:
         left = f"; {len(pm.left_out)} unit(s) are left out as not prunable exactly" \
@@ -80,18 +100,21 @@ def uniform_ratio(pm: PrunableModel, budget: Budget, max_ratio: float = MAX_RATI
 
 
 def clip_range(pm: PrunableModel, budget: Budget, chosen: Sequence[float], t: int,
-               max_ratio: float, fn: Callable[[Sequence[float]], float] | None = None
-               ) -> tuple[float, float]:
+               max_ratio: float, fn: Callable[[Sequence[float]], float] | None = None,
+               latency: LatencySpec | None = None) -> tuple[float, float]:
     """AMC's rule: the ratios for unit ``t`` that still let the budget be met.
 
     The units before ``t`` keep their ``chosen`` ratios and the units after ``t`` are assumed
     to be pruned by ``max_ratio`` (the most they may be); the lower end is the smallest ratio
     for unit ``t`` under which the budget is still reachable.
 
+    ``fn`` (the budget's resource function, see :func:`resource_fn`) saves rebuilding it;
+    otherwise ``latency`` says where a latency budget is measured.
+
     Returns:
         (lowest allowed ratio, highest allowed ratio) for unit ``t``.
     """
-    f = fn or resource_fn(pm, budget)
+    f = fn or resource_fn(pm, budget, latency)
     n = len(pm.units)
     head = list(chosen[:t])
     tail = [max_ratio] * (n - t - 1)

@@ -4,8 +4,11 @@ A :class:`LatencySpec` names the target: the backend (``torch``: PyTorch CPU eag
 ONNX Runtime CPU), the batch size and the intra-op thread count. Each counted layer (conv,
 linear, BatchNorm) is built alone at a few kept fractions of the channel dimensions that the
 units can actually prune (output, input or both; a layer no unit reaches is timed once) and
-timed with the one timer, :func:`amc.cost.timing.interleaved`, on that backend (times the
-number of calls of a module called more than once; layers of identical shape are timed once).
+timed with the one timer, :func:`amc.cost.timing.interleaved`, on that backend: all variants
+side by side with the whole calibration models (below) in one run, so that a load change on a
+shared machine hits them alike. A layer's time counts all calls of a module called more than
+once; layers of identical shape are timed once; a layer's times are made non-decreasing in its
+width, so that noise cannot make pruning look slower.
 For ``ort`` each layer variant is exported alone to ONNX in memory; BatchNorm layers count
 zero there, as the ONNX export folds them into the convolutions.
 
@@ -37,12 +40,13 @@ from torch import nn
 from amc.cost.timing import interleaved
 from amc.data.datasets import cache_dir
 from amc.prune.units import PrunableModel
-from amc.utils.errors import AmcError
+from amc.utils.errors import AmcError, one_line
+from amc.utils.io import atomic_write
 
 BACKENDS = ("torch", "ort")
 FRACTIONS = (0.25, 0.5, 0.75, 1.0)
-METHOD = 2  # bumps the cache key when the measuring method changes
-_MEMO: dict[str, dict] = {}
+METHOD = 4  # bumps the cache key when the measuring method changes
+_MEMO: dict[str, dict] = {}  # cache file -> its contents, read once per process
 
 
 @dataclass(frozen=True)
@@ -98,9 +102,10 @@ class LatencyTable:
         rest_ms: Fitted time of everything that is not a counted layer.
         dense_ms: Predicted dense latency.
         scale: Fitted factor on the sum of the layer times.
-        measured: Calibration timings: ``{"layer_sum_ms": [...], "measured_ms": [...]}``
-            (the dense model first).
+        measured: Calibration timings: ``layer_sum_ms`` and ``measured_ms`` per policy (the
+            dense model first), and ``dense_rest_ms`` (the rest of the uncalibrated table).
         spec: What the table was measured on.
+        pm: The network the table belongs to.
     """
 
     points: list[list[float]]
@@ -150,19 +155,21 @@ def _layer_at(m: nn.Module, ko: float, ki: float) -> tuple[nn.Module, int]:
     return type(m)(c), c
 
 
-def _varying(pm: PrunableModel) -> list[int]:
-    """Per counted layer: 0 (no unit prunes it), 1 (one channel dimension) or 2 (both)."""
+def _varying(pm: PrunableModel) -> list[tuple[bool, bool]]:
+    """Per counted layer: whether units prune its (output, input) channels; channelwise
+    layers (BatchNorm, depthwise conv) have one dimension, reported as the output."""
     keep = pm.layer_keep([0.5] * len(pm.units))
-    return [min(1, int(ko < 1) + int(ki < 1)) if L.channelwise else int(ko < 1) + int(ki < 1)
+    return [(min(ko, ki) < 1, False) if L.channelwise else (ko < 1, ki < 1)
             for L, (ko, ki) in zip(pm.layers, keep)]
 
 
-def _onnx_session(model: nn.Module, x: torch.Tensor, threads: int):
+def _onnx_session(model: nn.Module, x: torch.Tensor, threads: int, spin: bool = True):
     """An ONNX Runtime session of ``model`` exported in memory (legacy exporter: fast, and
-    BatchNorm folded as in :func:`amc.deploy.export.export_onnx`)."""
+    BatchNorm folded as in :func:`amc.deploy.export.export_onnx`); ``spin=False`` stops its
+    idle worker threads from spinning (they would slow down the next session timed)."""
+    import onnxruntime as ort
+
     from amc.deploy.verify import quiet
-    from amc.utils.errors import one_line
-    from amc.utils.onnxrt import ort_session
 
     buf = io.BytesIO()
     try:
@@ -172,24 +179,19 @@ def _onnx_session(model: nn.Module, x: torch.Tensor, threads: int):
     except Exception as e:
         raise AmcError(f"cannot export {type(model).__name__} to ONNX for latency timing: "
                        f"{one_line(e)}") from e
-    return ort_session_bytes(buf.getvalue(), threads) if ort_session else None
-
-
-def ort_session_bytes(data: bytes, threads: int):
-    """An ONNX Runtime CPU session of an in-memory model, set up as
-    :func:`amc.utils.onnxrt.ort_session` (quiet, one inter-op thread)."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
+    so = ort.SessionOptions()  # as amc.utils.onnxrt.ort_session, from bytes
     so.log_severity_level, so.inter_op_num_threads, so.intra_op_num_threads = 3, 1, threads
-    return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+    if not spin:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(buf.getvalue(), so, providers=["CPUExecutionProvider"])
 
 
-def runner(model: nn.Module, x: torch.Tensor, spec: LatencySpec) -> Callable[[], object]:
+def runner(model: nn.Module, x: torch.Tensor, spec: LatencySpec,
+           spin: bool = True) -> Callable[[], object]:
     """A no-argument function running ``model`` on ``x`` with ``spec``'s backend (for ``ort``
-    the model is exported to ONNX in memory first)."""
+    the model is exported to ONNX in memory first; ``spin``: see :func:`_onnx_session`)."""
     if spec.backend == "ort":
-        sess = _onnx_session(model, x, spec.threads)
+        sess = _onnx_session(model, x, spec.threads, spin)
         name, xn = sess.get_inputs()[0].name, x.numpy()
         return lambda: sess.run(None, {name: xn})
     model.eval()
@@ -204,7 +206,7 @@ def time_models(models: dict[str, nn.Module], input_size: Sequence[int], spec: L
     old = torch.get_num_threads()
     torch.set_num_threads(spec.threads)
     try:
-        with torch.inference_mode():
+        with torch.no_grad():
             fns = {k: runner(m, x, spec) for k, m in models.items()}
             t = interleaved(fns, runs or spec.runs, rounds=3, warmup=2)
     finally:
@@ -212,7 +214,7 @@ def time_models(models: dict[str, nn.Module], input_size: Sequence[int], spec: L
     return {k: v["q1_ms"] for k, v in t.items()}
 
 
-def _signature(pm: PrunableModel, spec: LatencySpec, dims: list[int]) -> str:
+def _signature(pm: PrunableModel, spec: LatencySpec, var: list[tuple[bool, bool]]) -> str:
     versions = [torch.__version__]
     if spec.backend == "ort":
         import onnxruntime
@@ -221,45 +223,49 @@ def _signature(pm: PrunableModel, spec: LatencySpec, dims: list[int]) -> str:
     cpu = [platform.machine(), platform.processor(), os.cpu_count()]
     sig = json.dumps([[L.name, L.row.in_channels, L.row.out_channels, L.row.in_hw,
                        L.row.kernel, L.row.stride, L.calls, d]
-                      for L, d in zip(pm.layers, dims)]
+                      for L, d in zip(pm.layers, var)]
                      + [list(pm.input_size), pm.round_to, pm.mode, METHOD, spec.backend,
                         spec.batch, spec.threads, spec.calib, versions, cpu])
     return hashlib.sha256(sig.encode()).hexdigest()[:16]
 
 
-def _layer_times(pm: PrunableModel, spec: LatencySpec, dims: list[int]) -> list[list[float]]:
-    """Per counted layer, its time (all calls) at FRACTIONS of its varying dimensions."""
-    done: dict[str, list[float]] = {}
-    points = []
-    for L, d in zip(pm.layers, dims):
+def _layer_variants(pm: PrunableModel, spec: LatencySpec, var: list[tuple[bool, bool]]
+                    ) -> tuple[list[str | None], dict[str, Callable[[], object]]]:
+    """Per counted layer the key of its shape (None: counts zero), and per key and kept
+    fraction of its varying dimensions a runner (``"key@fraction"``); layers of identical
+    shape share a key."""
+    keys: list[str | None] = []
+    fns: dict[str, Callable[[], object]] = {}
+    for L, (ko_var, ki_var) in zip(pm.layers, var):
         m = pm.model.get_submodule(L.name)
         if spec.backend == "ort" and isinstance(m, nn.modules.batchnorm._BatchNorm):
-            points.append([0.0] * len(FRACTIONS))  # folded into the conv on export
+            keys.append(None)  # folded into the conv on export
             continue
-        ko_var, ki_var = L.channelwise or dims_out(pm, L), dims_in(pm, L)
-        key = repr((m, L.row.in_hw, d, ko_var, ki_var))
-        if key not in done:
-            fracs = FRACTIONS if d else (1.0,)
-            fns = {}
-            for f in fracs:  # the fractions of one layer timed side by side
-                layer, cin = _layer_at(m, f if ko_var else 1.0, f if ki_var else 1.0)
-                shape = (spec.batch, cin) if isinstance(m, nn.Linear) else \
-                    (spec.batch, cin, *L.row.in_hw)
-                fns[str(f)] = runner(layer, torch.randn(shape), spec)
-            t = interleaved(fns, spec.runs, rounds=3, warmup=2)
-            done[key] = [t[str(f)]["q1_ms"] for f in fracs] * (len(FRACTIONS) // len(fracs))
-        points.append([L.calls * v for v in done[key]])
+        key = repr((m, L.row.in_hw, ko_var, ki_var))
+        keys.append(key)
+        for f in FRACTIONS if ko_var or ki_var else (1.0,):
+            if f"{key}@{f}" in fns:
+                continue
+            layer, cin = _layer_at(m, f if ko_var else 1.0, f if ki_var else 1.0)
+            shape = (spec.batch, cin) if isinstance(m, nn.Linear) else \
+                (spec.batch, cin, *L.row.in_hw)
+            # single layers run for about a millisecond: no spinning between sessions
+            fns[f"{key}@{f}"] = runner(layer, torch.randn(shape), spec, spin=False)
+    return keys, fns
+
+
+def _points(pm: PrunableModel, keys: list[str | None], t: dict) -> list[list[float]]:
+    """Per counted layer, its time (all calls) at FRACTIONS, non-decreasing in width."""
+    points = []
+    for L, key in zip(pm.layers, keys):
+        if key is None:
+            points.append([0.0] * len(FRACTIONS))
+            continue
+        ts = [t[f"{key}@{f}"]["q1_ms"] if f"{key}@{f}" in t else t[f"{key}@1.0"]["q1_ms"]
+              for f in FRACTIONS]
+        # a narrower layer is not slower: a noisy small variant is capped by wider ones
+        points.append([L.calls * v for v in np.minimum.accumulate(ts[::-1])[::-1]])
     return points
-
-
-def dims_out(pm: PrunableModel, L) -> bool:
-    """Whether some unit prunes the output channels of counted layer ``L``."""
-    return pm.layer_keep([0.5] * len(pm.units))[pm.layers.index(L)][0] < 1
-
-
-def dims_in(pm: PrunableModel, L) -> bool:
-    """Whether some unit prunes the input channels of counted layer ``L``."""
-    return pm.layer_keep([0.5] * len(pm.units))[pm.layers.index(L)][1] < 1
 
 
 def calibration_policies(pm: PrunableModel, n: int, max_ratio: float = 0.8) -> list[list[float]]:
@@ -300,34 +306,40 @@ def latency_table(pm: PrunableModel, batch: int = 64, threads: int = 2, backend:
         AmcError: on an unknown backend or a bad count, or a network ONNX cannot export.
     """
     spec = LatencySpec(backend, int(batch), int(threads), int(runs), int(calib))
-    dims = _varying(pm)
-    key = _signature(pm, spec, dims)
+    var = _varying(pm)
+    key = _signature(pm, spec, var)
     path = cache_dir() / "latency" / f"{key}.json"
-    d = _MEMO.get(key)
+    d = _MEMO.get(str(path))
     if d is None and path.is_file():
         d = json.loads(path.read_text())
     if d is None:
-        d = _measure(pm, spec, dims)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(d))
-    _MEMO[key] = d
+        d = _measure(pm, spec, var)
+        with atomic_write(path) as tmp:  # Ray workers may read it meanwhile
+            tmp.write_text(json.dumps(d))
+    _MEMO[str(path)] = d
     return LatencyTable(d["points"], d["dims"], d["rest_ms"], d["dense_ms"], d["scale"],
                         d["measured"], spec, pm)
 
 
-def _measure(pm: PrunableModel, spec: LatencySpec, dims: list[int]) -> dict:
+def _measure(pm: PrunableModel, spec: LatencySpec, var: list[tuple[bool, bool]]) -> dict:
+    """Time every layer variant and the calibration models in one interleaved run (a load
+    change on a shared machine then hits the layers and the whole models alike), then fit."""
+    dims = [int(o) + int(i) for o, i in var]
+    policies = [[0.0] * len(pm.units)] + calibration_policies(pm, spec.calib)
+    x = torch.randn(spec.batch, *pm.input_size, generator=torch.Generator().manual_seed(0))
     old = torch.get_num_threads()
     torch.set_num_threads(spec.threads)
     try:
-        with torch.inference_mode():
-            points = _layer_times(pm, spec, dims)
+        with torch.no_grad():
+            keys, fns = _layer_variants(pm, spec, var)
+            for i, r in enumerate(policies):
+                fns[f"model:{i}"] = runner(pm.model if i == 0 else pm.prune(r), x, spec)
+            t = interleaved(fns, spec.runs, rounds=5, warmup=2)
     finally:
         torch.set_num_threads(old)
+    points = _points(pm, keys, t)
     table = LatencyTable(points, dims, 0.0, 1.0, pm=pm, spec=spec)
-    policies = [[0.0] * len(pm.units)] + calibration_policies(pm, spec.calib)
-    models = {str(i): (pm.model if i == 0 else pm.prune(r)) for i, r in enumerate(policies)}
-    t = time_models(models, pm.input_size, spec)
-    measured = [t[str(i)] for i in range(len(policies))]
+    measured = [t[f"model:{i}"]["q1_ms"] for i in range(len(policies))]
     sums = [table.layer_sum(r) for r in policies]
     scale, rest = _fit(sums, measured)
     return {"points": points, "dims": dims, "rest_ms": rest, "scale": scale,

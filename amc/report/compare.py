@@ -37,6 +37,7 @@ from amc.models.evaluate import top1
 from amc.models.registry import create_model
 from amc.prune.baselines import SWEEP, MapFn, run_strategy, sensitivity_sweep
 from amc.prune.budget import Budget
+from amc.prune.latency_table import LatencySpec
 from amc.prune.policy import load_policy, make_policy
 from amc.prune.scoring import Scorer, build_scorer
 from amc.report.compare_table import plot_pareto, plot_ratios, write_table
@@ -275,7 +276,9 @@ class Comparison:
             sweep_s = float(sw["seconds"])  # the sweep is part of this strategy's search
 
         def run_it(map_fn: MapFn | None) -> tuple[list[float], dict]:
-            return run_strategy(strategy, scorer, Budget.parse(budget), self.cfg.max_ratio,
+            return run_strategy(strategy, scorer,
+                                Budget.parse(budget, LatencySpec.from_config(self.cfg)),
+                                self.cfg.max_ratio,
                                 self.cfg.seed + run, self.cfg.n_random, map_fn=map_fn,
                                 sweep=sweep)
 

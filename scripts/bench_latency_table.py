@@ -1,0 +1,122 @@
+"""Validate the per-layer latency table against whole-model timings on the same target.
+
+For each network and target (backend, batch, threads) the table is measured afresh (a
+temporary cache), then 20 random policies (ratios uniform in [0, 0.8] per unit, numpy
+``default_rng(0)``) are pruned and timed whole, side by side with the dense model, with the
+one timer (:func:`amc.cost.timing.interleaved`). Per policy: predicted and measured ms, the
+prediction without the calibration fit (constant rest, scale 1), and the predicted vs measured
+fraction of dense (what a ``latency:`` budget compares). Summary: mean/max absolute relative
+error and the Spearman rank correlation.
+
+    nice -n 10 .venv/bin/python scripts/bench_latency_table.py [--models resnet56,resnet20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+import scipy
+import torch
+from scipy.stats import spearmanr
+
+from amc.models.registry import create_model
+from amc.prune.latency_table import LatencySpec, latency_table, time_models
+from amc.prune.units import PrunableModel
+
+TARGETS = "torch:64:2,torch:64:1,ort:64:2"
+
+
+def _errors(pred: list[float], meas: list[float]) -> dict:
+    rel = np.abs(np.asarray(pred) / np.asarray(meas) - 1)
+    return {"mean_abs_rel_err": float(rel.mean()), "max_abs_rel_err": float(rel.max()),
+            "spearman": float(spearmanr(pred, meas).statistic)}
+
+
+def bench(name: str, spec: LatencySpec, pm: PrunableModel, policies: list[list[float]],
+          pruned: dict, whole_runs: int) -> dict:
+    load0 = os.getloadavg()
+    t0 = time.perf_counter()
+    table = latency_table(pm, **vars(spec))
+    build_s = time.perf_counter() - t0
+    t = time_models({"dense": pm.model, **pruned}, pm.input_size, spec, runs=whole_runs)
+    rest0 = table.measured["dense_rest_ms"]
+    rows = []
+    for i, r in enumerate(policies):
+        s = table.layer_sum(r)
+        rows.append({"policy": i, "predicted_ms": table.predict(r), "uncalibrated_ms": s + rest0,
+                     "measured_ms": t[str(i)], "predicted_fraction": table.fraction(r),
+                     "measured_fraction": t[str(i)] / t["dense"]})
+    meas = [r["measured_ms"] for r in rows]
+    out = {
+        "model": name, "backend": spec.backend, "batch": spec.batch, "threads": spec.threads,
+        "runs_per_layer": spec.runs, "runs_whole": whole_runs, "calib_policies": spec.calib,
+        "table_build_s": round(build_s, 1),
+        "table": {"dense_predicted_ms": table.dense_ms, "scale": table.scale,
+                  "rest_ms": table.rest_ms, "calibration": table.measured},
+        "dense_measured_ms": t["dense"],
+        "calibrated": _errors([r["predicted_ms"] for r in rows], meas),
+        "uncalibrated": _errors([r["uncalibrated_ms"] for r in rows], meas),
+        "fraction": _errors([r["predicted_fraction"] for r in rows],
+                            [r["measured_fraction"] for r in rows]),
+        "load_avg": {"start": load0, "end": os.getloadavg()}, "policies": rows}
+    c, u = out["calibrated"], out["uncalibrated"]
+    print(f"{name} {spec.backend} b{spec.batch} t{spec.threads}: build {build_s:.0f}s, dense "
+          f"{t['dense']:.1f} ms (pred {table.dense_ms:.1f}); err mean {c['mean_abs_rel_err']:.3f}"
+          f" max {c['max_abs_rel_err']:.3f} rho {c['spearman']:.3f} | uncalibrated mean "
+          f"{u['mean_abs_rel_err']:.3f} max {u['max_abs_rel_err']:.3f}; load {os.getloadavg()}",
+          flush=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="resnet56")
+    ap.add_argument("--policies", type=int, default=20)
+    ap.add_argument("--runs", type=int, default=9, help="timed runs per layer variant")
+    ap.add_argument("--whole-runs", type=int, default=9, help="timed runs per whole model")
+    ap.add_argument("--calib", type=int, default=4, help="calibration policies of the table")
+    ap.add_argument("--targets", default=TARGETS, help="backend:batch:threads,...")
+    ap.add_argument("--out", default="results/latency_table.json")
+    args = ap.parse_args()
+    os.environ["AMC_CACHE_DIR"] = tempfile.mkdtemp(prefix="amc-latency-")  # measure afresh
+    start = time.time()
+    results: list[dict] = []
+    for name in args.models.split(","):
+        torch.manual_seed(0)
+        pm = PrunableModel(create_model(name), (3, 32, 32), mode="internal")
+        rng = np.random.default_rng(0)
+        policies = [rng.uniform(0.0, 0.8, len(pm.units)).tolist() for _ in range(args.policies)]
+        pruned = {str(i): pm.prune(r) for i, r in enumerate(policies)}
+        for target in args.targets.split(","):
+            backend, batch, threads = target.split(":")
+            spec = LatencySpec(backend, int(batch), int(threads), args.runs, args.calib)
+            results.append(bench(name, spec, pm, policies, pruned, args.whole_runs))
+            _write(args, start, results)  # after every target: a partial run still counts
+    print(f"wrote {args.out} in {time.time() - start:.0f} s")
+
+
+def _write(args: argparse.Namespace, start: float, results: list[dict]) -> None:
+    out = {"command": " ".join([Path(sys.executable).name, *sys.argv]),
+           "wall_s": round(time.time() - start, 1), "cpus": os.cpu_count(),
+           "cpu": platform.processor() or platform.machine(),
+           "process_threads": torch.get_num_threads(),
+           "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                        "onnxruntime": onnxruntime.__version__, "numpy": np.__version__,
+                        "scipy": scipy.__version__},
+           "policy_draw": f"numpy default_rng(0).uniform(0, 0.8, units) x {args.policies}",
+           "results": results}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

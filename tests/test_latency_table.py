@@ -1,0 +1,156 @@
+"""The per-layer latency table: named backends and settings, its cache key, the calibration
+fit, ``latency:`` budgets measured on the given target, and refusals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from amc.models.registry import create_model
+from amc.prune.budget import Budget, meets, resource_fn, uniform_ratio
+from amc.prune.latency_table import (
+    LatencySpec,
+    _fit,
+    _signature,
+    _varying,
+    latency_table,
+    time_models,
+)
+from amc.prune.units import PrunableModel
+from amc.utils.errors import AmcError
+
+# small and quick: one timed run per round, one calibration policy
+QUICK = {"runs": 3, "calib": 1}
+
+
+@pytest.fixture(scope="module")
+def pm() -> PrunableModel:
+    torch.manual_seed(0)
+    return PrunableModel(create_model("digits_cnn"), (1, 8, 8), "all")
+
+
+def _files(cache) -> set[str]:
+    return {p.stem for p in (cache / "latency").glob("*.json")}
+
+
+def test_cache_key_separates_backend_threads_and_batch(pm, isolated_cache):
+    threads = torch.get_num_threads()
+    base = latency_table(pm, batch=4, threads=1, **QUICK)
+    assert torch.get_num_threads() == threads  # restored after timing with 1 thread
+    assert len(_files(isolated_cache)) == 1
+    others = [dict(batch=4, threads=2), dict(batch=16, threads=1)]
+    for i, kw in enumerate(others, start=2):
+        latency_table(pm, **kw, **QUICK)
+        assert len(_files(isolated_cache)) == i  # measured afresh, not the threads=1 table
+    again = latency_table(pm, batch=4, threads=1, **QUICK)
+    assert len(_files(isolated_cache)) == 3 and again.points == base.points  # reused
+    keys = {_signature(pm, LatencySpec(b, 4, 1, **QUICK), _varying(pm)) for b in ("torch", "ort")}
+    assert len(keys) == 2
+
+
+def test_table_follows_batch(pm, isolated_cache):
+    """A larger batch is slower: the table really runs at the batch it is asked for."""
+    small = latency_table(pm, batch=2, threads=1, **QUICK)
+    large = latency_table(pm, batch=128, threads=1, **QUICK)
+    assert large.dense_ms > 4 * small.dense_ms
+    assert sum(p[-1] for p in large.points) > 4 * sum(p[-1] for p in small.points)
+
+
+def test_ort_backend_predicts_measured_latency(pm, isolated_cache):
+    spec = LatencySpec("ort", batch=32, threads=1, runs=5, calib=0)
+    table = spec.table(pm)
+    bn = [i for i, L in enumerate(pm.layers)
+          if isinstance(pm.model.get_submodule(L.name), torch.nn.BatchNorm2d)]
+    assert bn and all(table.points[i] == [0.0] * 4 for i in bn)  # folded into the convs
+    n = len(pm.units)
+    half = [0.5] * n
+    assert table.predict(half) < table.predict([0.0] * n)
+    measured = time_models({"dense": pm.model, "half": pm.prune(half)}, pm.input_size, spec)
+    for name, r in (("dense", [0.0] * n), ("half", half)):
+        ratio = table.predict(r) / measured[name]
+        assert 1 / 3 < ratio < 3, (name, table.predict(r), measured[name])
+
+
+def test_latency_budget_uses_given_spec(pm, isolated_cache):
+    spec = LatencySpec("torch", batch=8, threads=1, **QUICK)
+    budget = Budget("latency", 1.0)
+    f = resource_fn(pm, budget, latency=spec)
+    assert _files(isolated_cache) == {_signature(pm, spec, _varying(pm))}  # that target only
+    n = len(pm.units)
+    assert f([0.0] * n) == pytest.approx(1.0)
+    floor = f([0.9] * n)
+    assert floor < 1.0
+    tight = Budget("latency", round((1.0 + floor) / 2, 4))
+    r = uniform_ratio(pm, tight, max_ratio=0.9, latency=spec)
+    assert 0 < r <= 0.9 and meets(pm, tight, [r] * n, latency=spec)
+    assert not meets(pm, tight, [0.0] * n, latency=spec)
+    assert _files(isolated_cache) == {_signature(pm, spec, _varying(pm))}  # still no default
+
+
+def test_spec_from_config_and_flops_ignore_spec(pm):
+    from amc.config.blocks import PruneConfig
+
+    cfg = PruneConfig(latency_backend="ort", latency_batch=1, latency_threads=1)
+    spec = LatencySpec.from_config(cfg)
+    assert (spec.backend, spec.batch, spec.threads) == ("ort", 1, 1)
+    n = len(pm.units)
+    flops = resource_fn(pm, Budget("flops", 0.5), latency=spec)  # no table measured
+    assert flops([0.0] * n) == pytest.approx(1.0)
+
+
+def test_fit_recovers_scale_and_rest():
+    sums = [10.0, 6.0, 3.0, 8.0]
+    scale, rest = _fit(sums, [0.8 * s + 2.0 for s in sums])
+    assert scale == pytest.approx(0.8) and rest == pytest.approx(2.0)
+    # a negative intercept is not a time: the fit goes through the origin instead
+    scale, rest = _fit(sums, [1.5 * s - 3.0 for s in sums])
+    assert rest == 0.0 and scale > 0
+    assert _fit([10.0], [12.5]) == (1.0, 2.5)  # dense only: the rest of the dense model
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(backend="tensorrt"), "unknown latency backend 'tensorrt'; use torch or ort"),
+    (dict(threads=0), "threads must be at least 1"),
+    (dict(batch=0), "batch must be at least 1"),
+])
+def test_bad_spec_refused_in_one_line(pm, isolated_cache, kw, match):
+    with pytest.raises(AmcError, match=match) as e:
+        latency_table(pm, **kw)
+    assert "\n" not in str(e.value)
+    with pytest.raises(AmcError, match=match):
+        LatencySpec(**kw)
+    assert not (isolated_cache / "latency").exists()  # refused before any timing
+
+
+def test_bad_backend_from_config_refused():
+    from amc.config.blocks import PruneConfig
+
+    with pytest.raises(AmcError, match="unknown latency backend 'onnx'"):
+        LatencySpec.from_config(PruneConfig(latency_backend="onnx"))
+
+
+def test_predict_interpolates_between_measured_points(pm, isolated_cache):
+    table = latency_table(pm, batch=4, threads=1, **QUICK)
+    n = len(pm.units)
+    pts = np.asarray([table.predict([r] * n) for r in np.linspace(0, 0.8, 9)])
+    assert np.all(np.isfinite(pts)) and pts.min() > 0
+    assert table.predict([0.0] * n) == pytest.approx(table.dense_ms)
+
+
+def test_env_and_search_config_measure_where_the_config_says(pm, isolated_cache):
+    """The spec travels from the config through the env's budget (no default table is built)."""
+    from amc.agents import SearchConfig
+    from amc.envs import AMCPruningEnv
+    from amc.prune.scoring import Scorer
+
+    cfg = SearchConfig(budget="latency:0.8", latency_batch=8, latency_threads=1)
+    spec = cfg.env_kwargs()["latency"]
+    assert (spec.batch, spec.threads) == (8, 1)
+    quick = LatencySpec("torch", batch=8, threads=1, **QUICK)
+    scorer = Scorer(pm, torch.zeros(4, 1, 8, 8), torch.zeros(4, dtype=torch.long))
+    env = AMCPruningEnv(scorer, budget="latency:0.8", latency=quick)
+    assert env.budget.latency == quick
+    assert _files(isolated_cache) == {_signature(pm, quick, _varying(pm))}
+    # the string round-trips without the spec; flops budgets carry none
+    assert str(env.budget) == "latency:0.8" and Budget.parse("flops:0.5", quick).latency is None
