@@ -277,3 +277,23 @@ def test_out_folder_of_other_files_needs_force(digits_ckpt, tmp_path):
     assert s["episodes"] == 3 and len(_rows(run)) == 3  # --force started it over
     assert json.loads((run / "config.json").read_text())["force"] is False
     assert (run / "notes.md").read_text() == "mine\n"
+
+
+def test_resumed_search_keeps_episode_returns_without_warnings(digits_ckpt, tmp_path):
+    """A resumed agent still trains on whole-episode (n = units) returns, quietly."""
+    import pickle
+    import warnings
+
+    from amc.prune.units import PrunableModel
+
+    units = len(PrunableModel(__import__("amc").create_model("digits_cnn"), (1, 8, 8)).units)
+    run = tmp_path / "r"
+    run_search(_cfg(digits_ckpt, run, episodes=6, warmup_episodes=2, checkpoint_every=3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        run_search(_cfg(digits_ckpt, run, episodes=9, warmup_episodes=2, checkpoint_every=3),
+                   resume=True)
+    with open(run / "ckpt" / "replay.pkl", "rb") as f:
+        buf = pickle.load(f)
+    assert type(buf).__name__ == "NStepReplayBuffer" and buf.n_steps == units
+    assert len(_rows(run)) == 9
