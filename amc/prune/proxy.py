@@ -20,8 +20,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from amc.models.evaluate import eval_batch_size
-from amc.prune.repair import recalibrate_bn, reconstruct
 from amc.prune.scoring import Scorer
 
 
@@ -113,15 +111,9 @@ class FinetuneScorer(Scorer):
         return cls(**{**base, **settings}, ft_x=ft_x, ft_y=ft_y)
 
     def _repair(self, net: nn.Module, ratios: Sequence[float]) -> nn.Module:
-        if self.reconstruct and "recon" in self._dev:
-            reconstruct(self.pm, net, list(ratios), self._dev["recon"],
-                        dense_cache=self._dev["dense_targets"])
+        self._reconstruct(net, ratios)
         if "ft_x" in self._dev:
             short_finetune(net, self._dev["ft_x"], self._dev["ft_y"], self.ft_steps,
                            self.ft_batch, self.ft_lr, self.ft_momentum, self.ft_weight_decay)
-        if self.bn_recalib and "recal" in self._dev:
-            recal = self._dev["recal"]
-            batch = self.recal_batch or (eval_batch_size(recal.shape, cap=len(recal))
-                                         if self.fast else 128)
-            recalibrate_bn(net, recal.split(batch))
+        self._recalibrate(net)
         return net.eval()

@@ -111,15 +111,23 @@ class Scorer:
     def recal_images(self) -> int:
         return len(self._dev["recal"]) if self.bn_recalib and "recal" in self._dev else 0
 
-    def _repair(self, net: nn.Module, ratios: Sequence[float]) -> nn.Module:
+    def _reconstruct(self, net: nn.Module, ratios: Sequence[float]) -> None:
+        """Refit the pruned convs by least squares (when asked for)."""
         if self.reconstruct and "recon" in self._dev:
             reconstruct(self.pm, net, list(ratios), self._dev["recon"],
                         dense_cache=self._dev["dense_targets"])
+
+    def _recalibrate(self, net: nn.Module) -> None:
+        """Re-estimate BatchNorm statistics on the recalibration images (when asked for)."""
         if self.bn_recalib and "recal" in self._dev:
             recal = self._dev["recal"]
             batch = self.recal_batch or (eval_batch_size(recal.shape, cap=len(recal))
                                          if self.fast else 128)
             recalibrate_bn(net, recal.split(batch))
+
+    def _repair(self, net: nn.Module, ratios: Sequence[float]) -> nn.Module:
+        self._reconstruct(net, ratios)
+        self._recalibrate(net)
         return net.eval()
 
     def pruned(self, ratios: Sequence[float]) -> nn.Module:
