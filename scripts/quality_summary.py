@@ -17,8 +17,6 @@ from pathlib import Path
 
 from amc.utils.provenance import git_commit, now
 
-BUDGETS = ("flops:0.5", "flops:0.3", "latency:0.5")
-
 
 def _floats(row: dict) -> dict:
     return {k: (v if k in ("strategy", "budget") else float(v) if v != "" else None)
@@ -57,7 +55,9 @@ def checks(d: dict) -> list[dict]:
         out.append({"check": check, "value": value, "target": target, "met": met,
                     "note": note})
 
-    for b in BUDGETS:
+    budgets = d["config"]["budgets"]
+    lat = next((b for b in budgets if b.startswith("latency:")), None)
+    for b in budgets:
         amc = get(d, "amc", b)
         if amc is None:
             add(f"{b}: not run", None, "", None)
@@ -73,16 +73,16 @@ def checks(d: dict) -> list[dict]:
         add(f"{b}: AMC - best other ({best['strategy']}) on test after fine-tuning, points",
             margin, ">= 0", margin >= 0,
             f"combined SE {math.hypot(se(amc, 'test_after'), se(best, 'test_after')):.2f}")
-    amc, uni = get(d, "amc", "latency:0.5"), get(d, "uniform", "flops:0.5")
+    amc, uni = (get(d, "amc", lat) if lat else None), get(d, "uniform", "flops:0.5")
     if amc and uni:
         threads = d["config"]["threads"]
         for col, label in (("speedup_b64", f"{threads} threads"),
                            ("speedup_b64_1thread", "1 thread")):
-            add(f"latency:0.5: AMC speed-up at batch 64, {label}", amc[col], ">= 1.8",
+            add(f"{lat}: AMC speed-up at batch 64, {label}", amc[col], ">= 1.8",
                 amc[col] >= 1.8)
-            add(f"latency:0.5 AMC speed-up / uniform flops:0.5's, batch 64, {label}",
+            add(f"{lat} AMC speed-up / uniform flops:0.5's, batch 64, {label}",
                 amc[col] / uni[col], ">= 1", amc[col] >= uni[col])
-        add("latency:0.5 AMC - uniform flops:0.5 on test after fine-tuning, points",
+        add(f"{lat} AMC - uniform flops:0.5 on test after fine-tuning, points",
             amc["test_after"] - uni["test_after"], ">= 0",
             amc["test_after"] >= uni["test_after"])
     if d["sweep"] is not None:
