@@ -86,7 +86,8 @@ def checks(d: dict) -> list[dict]:
             amc["test_after"] - uni["test_after"], ">= 0",
             amc["test_after"] >= uni["test_after"])
     if d["sweep"] is not None:
-        walls = [s.get("wall_seconds_this_run") or s["search_seconds"]
+        walls = [max(s.get("wall_seconds_this_run") or 0.0,
+                     s["search_seconds"] / max(1, s.get("workers") or 1))
                  for s in d["searches"].values()]
         mean = sum(walls) / len(walls) if walls else float("nan")
         add("AMC search wall seconds (mean over searches) / sensitivity sweep seconds, "
