@@ -42,10 +42,14 @@ def get(d: dict, strategy: str, budget: str) -> dict | None:
                 None)
 
 
-def se(row: dict, m: str) -> float:
-    """Standard error of a mean over runs (0 for a single run)."""
+def se(row: dict, m: str, n_test: int = 10000) -> float:
+    """Standard error of a mean over runs; for a single run, the binomial error of the
+    ``n_test`` test images (as the table's winner marks)."""
     n = row.get(f"{m}_n") or row["n"]
-    return row[f"{m}_std"] / math.sqrt(n) if n > 1 else 0.0
+    if n > 1:
+        return row[f"{m}_std"] / math.sqrt(n)
+    p = row[m] / 100.0
+    return 100.0 * math.sqrt(max(p * (1 - p), 0.0) / n_test)
 
 
 def checks(d: dict) -> list[dict]:
@@ -151,7 +155,8 @@ def markdown(s: dict) -> str:
         met = {True: "yes", False: "no", None: "-"}[k["met"]]
         lines.append(f"| {k['check']} | {v} | {k['target']} | {met} | {k['note']} |")
     lines += ["", "When AMC's searches first beat `global` on val:", "",
-              "| search | global val | best cheap val | first own episode above global | "
+              "| search | global val | best cheap val | first episode after the replays "
+              "above global | "
               "seconds then | best val |", "|---|---|---|---|---|---|"]
     for r in s["first_beats"]:
         lines.append(f"| {r['search']} | {r['global_val_top1']:.2f} | "
