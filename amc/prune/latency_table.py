@@ -42,6 +42,7 @@ from amc.data.datasets import cache_dir
 from amc.prune.units import PrunableModel
 from amc.utils.errors import AmcError, one_line
 from amc.utils.io import atomic_write
+from amc.utils.onnxrt import ort_session
 
 BACKENDS = ("torch", "ort")
 FRACTIONS = (0.25, 0.5, 0.75, 1.0)
@@ -167,8 +168,6 @@ def _onnx_session(model: nn.Module, x: torch.Tensor, threads: int, spin: bool = 
     """An ONNX Runtime session of ``model`` exported in memory (legacy exporter: fast, and
     BatchNorm folded as in :func:`amc.deploy.export.export_onnx`); ``spin=False`` stops its
     idle worker threads from spinning (they would slow down the next session timed)."""
-    import onnxruntime as ort
-
     from amc.deploy.verify import quiet
 
     buf = io.BytesIO()
@@ -179,11 +178,7 @@ def _onnx_session(model: nn.Module, x: torch.Tensor, threads: int, spin: bool = 
     except Exception as e:
         raise AmcError(f"cannot export {type(model).__name__} to ONNX for latency timing: "
                        f"{one_line(e)}") from e
-    so = ort.SessionOptions()  # as amc.utils.onnxrt.ort_session, from bytes
-    so.log_severity_level, so.inter_op_num_threads, so.intra_op_num_threads = 3, 1, threads
-    if not spin:
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(buf.getvalue(), so, providers=["CPUExecutionProvider"])
+    return ort_session(buf.getvalue(), threads, spin)
 
 
 def runner(model: nn.Module, x: torch.Tensor, spec: LatencySpec,

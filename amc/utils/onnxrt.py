@@ -9,12 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def ort_session(path: str | Path, threads: int | None = None):
-    """An ONNX Runtime CPU session of ``path``.
+def ort_session(model: str | Path | bytes, threads: int | None = None, spin: bool = True):
+    """An ONNX Runtime CPU session.
 
     Args:
-        path: The ``.onnx`` file.
+        model: The ``.onnx`` file, or the serialized model itself.
         threads: Intra-op threads (None: ONNX Runtime's default); one inter-op thread.
+        spin: Let idle intra-op threads spin (False: they sleep, so that a session timed
+            next is not slowed down by this one's threads).
     """
     import onnxruntime as ort
 
@@ -22,4 +24,7 @@ def ort_session(path: str | Path, threads: int | None = None):
     so.log_severity_level, so.inter_op_num_threads = 3, 1
     if threads:
         so.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    if not spin:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    src = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
