@@ -18,7 +18,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 from amc.config.args import check_counts
 from amc.envs import AMCPruningEnv, Outcome, reward_fn
 from amc.prune.budget import Budget, resource_fn
-from amc.prune.policy import make_policy
+from amc.prune.policy import load_policy, make_policy
 from amc.prune.scoring import Scorer, build_scorer
 from amc.utils.errors import AmcError
 from amc.utils.io import check_out_dir, check_writable, made_dir, remove_entries, write_json
@@ -75,8 +75,8 @@ def cheap_lines(scorer: Scorer, cfg: SearchConfig, run_dir: Path
                                        cfg.sensitivity).items():
         path = run_dir / f"{name}_policy.json"
         if path.is_file():
-            d = json.loads(path.read_text())
-            out[name] = ([u["ratio"] for u in d["units"]], d["metrics"])
+            pol = load_policy(path)
+            out[name] = (pol.ratios, pol.metrics)
             continue
         o = outcome(scorer, cfg, ratios)
         metrics = {"val_top1": o["val_top1"], "reward": o["reward"]}
@@ -237,8 +237,7 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
     if demos:
         best_known = None
         if best is not None and (run_dir / "best_policy.json").is_file():
-            d = json.loads((run_dir / "best_policy.json").read_text())
-            best_known = (float(best), [u["ratio"] for u in d["units"]])
+            best_known = (float(best), load_policy(run_dir / "best_policy.json").ratios)
         callbacks.append(WarmStart(noise, observations_of(scorer, cfg), cfg.max_ratio,
                                    best_known, record=lambda d: write_json(
                                        run_dir / "warm_start.json", d)))
