@@ -177,3 +177,15 @@ def test_search_on_adapted_prunes_the_fine_tuned_dense_model(digits_ckpt, tmp_pa
     before = json.loads((out / "eval" / "dense_before.json").read_text())
     after = json.loads((out / "eval" / "dense_ft.json").read_text())
     assert before["test_top1"] == after["test_top1"]  # "before" is the adapted model
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("search_on", "finetuned", "--search-on"), ("warm_start", "smart", "--warm-start"),
+    ("strategies", ("amc", "magic"), "magic")])
+def test_bad_compare_settings_refused_in_one_line(tmp_path, field, value, match):
+    from amc.utils.errors import AmcError
+
+    cfg = CompareConfig(**{field: value}, out=str(tmp_path / "x"))
+    with pytest.raises(AmcError, match=match) as e:
+        cfg.validate()
+    assert "\n" not in str(e.value) and not (tmp_path / "x").exists()
