@@ -40,6 +40,9 @@ class SearchConfig(ScoringConfig, ClusterConfig, OutputConfig):
             instead of bootstrapping it back one unit at a time.
         buffer_episodes: Replay buffer size in episodes (x units transitions).
         baseline_alpha: Moving-average factor of the reward baseline.
+        overlap_updates: With Ray workers, make the agent's updates for finished episodes
+            while the workers evaluate the next ones (the policy then acts one round of
+            episodes behind its updates); False: between the rounds, as in-process.
         max_restarts: Restarts Ray allows each env worker (fault tolerance).
         checkpoint_every: Save agent, replay buffer and counters every N episodes.
         out: Run directory.
@@ -69,6 +72,7 @@ class SearchConfig(ScoringConfig, ClusterConfig, OutputConfig):
     baseline_alpha: float = 0.95
     threads: int | None = 1
     race: bool = True
+    overlap_updates: bool = True
     max_restarts: int = 3
     checkpoint_every: int = 10
     out: str = "runs/search"

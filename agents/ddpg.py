@@ -16,6 +16,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.td3.policies import TD3Policy
 
 from .config import SearchConfig
+from .episode_buffer import EpisodeReplayBuffer
 from .noise import FollowObservations, TruncatedNormalNoise
 
 
@@ -71,7 +72,11 @@ def build_agent(cfg: SearchConfig, venv: VecEnv, n_units: int,
                 ) -> tuple[DDPG, TruncatedNormalNoise]:
     """A DDPG agent set up as in AMC, and its exploration noise (``demos``: the warm-up's
     demonstrations; the agent then learns from the first step, since SB3 would otherwise
-    take random actions until ``learning_starts``)."""
+    take random actions until ``learning_starts``).
+
+    Its replay buffer stores whole episodes with their returns and SB3's own training is off:
+    pass :class:`~amc.agents.updates.EpisodeUpdates` to ``learn`` (one update per stored
+    transition)."""
     noise = make_noise(cfg, venv.num_envs, demos)
     model = DDPG(
         AMCPolicy, venv,
@@ -79,12 +84,14 @@ def build_agent(cfg: SearchConfig, venv: VecEnv, n_units: int,
         buffer_size=max(cfg.batch_size, cfg.buffer_episodes * n_units),
         learning_starts=0 if demos else cfg.warmup_episodes * n_units,
         batch_size=cfg.batch_size, tau=cfg.tau, gamma=cfg.gamma,
-        n_steps=n_units if cfg.episode_returns else 1,
+        replay_buffer_class=EpisodeReplayBuffer,
+        replay_buffer_kwargs={"gamma": cfg.gamma, "episode_returns": cfg.episode_returns},
         action_noise=noise,
-        gradient_steps=-1,  # one update per transition, however many envs step together
+        gradient_steps=0,  # EpisodeUpdates makes one update per stored transition
         policy_kwargs={"net_arch": {"pi": [cfg.hidden, cfg.hidden],
                                     "qf": [cfg.hidden, cfg.hidden]},
-                       "critic_lr_scale": cfg.lr_critic / cfg.lr_actor},
+                       "critic_lr_scale": cfg.lr_critic / cfg.lr_actor,
+                       "optimizer_kwargs": {"fused": True}},
         tensorboard_log=tensorboard_log, seed=cfg.seed, verbose=0, device="cpu",
     )
     return model, noise

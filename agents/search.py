@@ -34,6 +34,7 @@ from .monitor import (
     restore_best,
     write_rows,
 )
+from .updates import EpisodeUpdates, OverlapUpdates
 from .warm_start import MODES as WARM_MODES
 from .warm_start import WarmStart, cheap_policies, demo_actions
 from .wrappers import RewardBaseline
@@ -207,9 +208,13 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
         ranked = dict(sorted(lines.items(), key=lambda kv: -kv[1][1]["reward"]))
         demos = demo_actions({k: v[0] for k, v in ranked.items()}, cfg.max_ratio)
 
-    # VecMonitor (raw rewards: rollout/ep_rew_mean in TensorBoard) under the baseline
+    # VecMonitor (raw rewards: rollout/ep_rew_mean in TensorBoard) under the baseline; Ray
+    # workers evaluate while the driver updates the agent
     envs = make_venv(cfg, scorer)
-    venv = RewardBaseline(VecMonitor(envs), cfg.baseline_alpha)
+    overlap = (OverlapUpdates(envs, n_units) if cfg.workers and cfg.workers > 1
+               and cfg.overlap_updates else None)
+    venv = RewardBaseline(VecMonitor(overlap or envs), cfg.baseline_alpha)
+    updates = EpisodeUpdates(overlap)
     tb = str(run_dir / "tb")
     ckpt = find_checkpoint(run_dir) if resume else None
     done, best = 0, None
@@ -221,6 +226,8 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
             warnings.filterwarnings("ignore", message=".*n_steps=.*is ignored")
             model = DDPG.load(ckpt / "agent.zip", env=venv, device="cpu", tensorboard_log=tb)
         model.load_replay_buffer(ckpt / "replay.pkl")
+        model.replay_buffer.drop_pending()  # the envs restart at the first unit
+        updates.load_state(state.get("updates", {}))
         noise = make_noise(cfg, venv.num_envs, demos)
         noise.load_state(state["noise"])
         venv.load_state(state["baseline"])
@@ -233,7 +240,7 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
                 (run_dir / f).unlink(missing_ok=True)
         model, noise = build_agent(cfg, venv, n_units, tensorboard_log=tb, demos=demos)
     follow = attach_noise(model, noise)
-    callbacks = [follow]
+    callbacks = [follow, updates]
     if demos:
         best_known = None
         if best is not None and (run_dir / "best_policy.json").is_file():
@@ -242,7 +249,7 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
                                    best_known, record=lambda d: write_json(
                                        run_dir / "warm_start.json", d)))
     monitor = SearchMonitor(cfg, run_dir, pm, done, best,
-                            {"noise": noise, "baseline": venv})
+                            {"noise": noise, "baseline": venv, "updates": updates})
     t0 = time.perf_counter()
     remaining = cfg.episodes - done
     if remaining > 0:
@@ -255,7 +262,9 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
     restarts = getattr(envs, "restarts", 0)
     venv.close()
     return summarize(cfg, run_dir, {k: v[1] for k, v in lines.items()},
-                     time.perf_counter() - t0, restarts)
+                     time.perf_counter() - t0, restarts,
+                     {"agent_updates_this_run": updates.made,
+                      "update_rounds_overlapped": overlap.overlapped if overlap else 0})
 
 
 def _first_beating(rows: list[dict], val_top1: float) -> dict[str, float | None]:
@@ -270,7 +279,8 @@ def _first_beating(rows: list[dict], val_top1: float) -> dict[str, float | None]
 
 
 def summarize(cfg: SearchConfig, run_dir: Path, lines: dict[str, dict], seconds: float,
-              worker_restarts: int = 0) -> dict[str, Any]:
+              worker_restarts: int = 0, extra: dict[str, Any] | None = None
+              ) -> dict[str, Any]:
     rows = read_rows(run_dir / "episodes.csv")
     best = json.loads((run_dir / "best_policy.json").read_text())
     rewards = [float(r["reward"]) for r in rows]
@@ -292,6 +302,7 @@ def summarize(cfg: SearchConfig, run_dir: Path, lines: dict[str, dict], seconds:
         "warm_start": cfg.warm_start,
         "cheap": {name: {**m, "first_beaten": _first_beating(own, m["val_top1"])}
                   for name, m in lines.items()},
+        **(extra or {}),
     }
     write_json(run_dir / "summary.json", summary)
     plot_curve(run_dir, uni["reward"],

@@ -3,9 +3,11 @@
 1. ``sleep``: a benchmark env whose episodes have the pruning env's shape (``--units`` steps,
    11 features, one action) and sleep ``--sleep`` seconds at their last step (no CPU), run on
    1, 2, 4, ... 32 Ray actors with the real agent (AMC's DDPG, one gradient update per
-   transition, the reward baseline): episodes/s per actor count against ``N x`` the 1-actor
-   rate, and the driver's share of the wall time (agent updates and transfers), which is what
-   limits the scaling.
+   transition, the reward baseline), each count with the agent's updates run between rounds
+   of episodes and overlapping the actors' evaluation (the search's default), interleaved:
+   episodes/s per actor count against ``N x`` the 1-actor rate, the driver's update seconds
+   per round and its share of the wall time (updates and transfers), and from which count
+   the updates outlast the evaluation (``driver_bound``): there the driver limits the rate.
 2. ``real``: real ResNet-20 episodes (``internal`` units, ``flops:0.5``, the fast scorer):
    one search with 2 Ray workers against 2 independent single-process searches run at the
    same time (the hardware's own ceiling on 2 cores), episodes/s measured over each run's
@@ -39,6 +41,7 @@ from amc.agents.config import SearchConfig
 from amc.agents.ddpg import attach_noise, build_agent
 from amc.agents.ray_runtime import ray_session
 from amc.agents.ray_vec_env import RayVecEnv
+from amc.agents.updates import EpisodeUpdates, OverlapUpdates
 from amc.agents.wrappers import RewardBaseline
 from amc.utils.io import write_json
 from amc.utils.provenance import git_commit, now, versions
@@ -89,18 +92,20 @@ class EpisodeClock(BaseCallback):
         return True
 
 
-def sleep_run(n: int, args) -> dict:
+def sleep_run(n: int, args, overlap: bool) -> dict:
     cfg = SearchConfig(warmup_episodes=1, episodes=args.rounds * n, seed=0, workers=n)
     venv = RayVecEnv(SleepEnvFactory(args.units, args.sleep), n, seed=0, threads=1,
                      num_cpus=0.01)
     try:
-        env = RewardBaseline(venv, cfg.baseline_alpha)
+        inner = OverlapUpdates(venv, args.units) if overlap else venv
+        env = RewardBaseline(inner, cfg.baseline_alpha)
         model, noise = build_agent(cfg, env, args.units)
+        updates = EpisodeUpdates(inner if overlap else None)
         clock = EpisodeClock()
         stop = StopTrainingOnMaxEpisodes(max_episodes=args.rounds)
         t0 = time.perf_counter()
         model.learn(total_timesteps=10 * args.rounds * n * args.units,
-                    callback=CallbackList([attach_noise(model, noise), clock, stop]))
+                    callback=CallbackList([attach_noise(model, noise), updates, clock, stop]))
         wall = time.perf_counter() - t0
     finally:
         venv.close()
@@ -108,8 +113,12 @@ def sleep_run(n: int, args) -> dict:
     first = ends[n - 1]  # the first round (start-up, warm-up) is left out
     done = len(ends) - n
     rate = done / (ends[-1] - first) if done > 0 else 0.0
-    return {"actors": n, "episodes": len(ends), "wall_s": wall, "episodes_per_s": rate,
-            "ideal_episodes_per_s": n / args.sleep}
+    rounds = max(1, updates.made // (n * args.units))
+    return {"actors": n, "overlap": overlap, "episodes": len(ends), "wall_s": wall,
+            "episodes_per_s": rate, "ideal_episodes_per_s": n / args.sleep,
+            "agent_updates": updates.made,
+            "update_seconds_per_round": updates.seconds / rounds,
+            "update_ms": 1e3 * updates.seconds / max(1, updates.made)}
 
 
 def _rate(run: Path, skip: int) -> tuple[int, float]:
@@ -155,10 +164,13 @@ def plot(doc: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = doc["sleep"]["rows"]
-    n = [r["actors"] for r in rows]
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    ax.plot(n, [r["episodes_per_s"] for r in rows], "o-", label="measured")
+    for overlap, label in ((True, "updates overlap evaluation"),
+                           (False, "updates between rounds")):
+        rows = [r for r in doc["sleep"]["rows"] if r["overlap"] == overlap]
+        n = [r["actors"] for r in rows]
+        ax.plot(n, [r["episodes_per_s"] for r in rows], "o-", label=label)
+    rows = [r for r in doc["sleep"]["rows"] if r["overlap"]]
     base = rows[0]["episodes_per_s"]
     ax.plot(n, [base * k for k in n], "--", color="gray", label="N x 1-actor rate")
     ax.plot(n, [0.8 * base * k for k in n], ":", color="gray", label="0.8 N x 1-actor rate")
@@ -195,23 +207,34 @@ def main() -> None:
     rows = []
     with ray_session(num_cpus=max(args.actors) + 1):
         for n in args.actors:
-            rows.append(sleep_run(n, args))
-            r = rows[-1]
-            print(f"{n} actors: {r['episodes_per_s']:.2f} episodes/s "
-                  f"(ideal {r['ideal_episodes_per_s']:.2f})", flush=True)
-    base = rows[0]["episodes_per_s"]
-    for r in rows:
-        r["scaling_vs_1_actor"] = r["episodes_per_s"] / (base * r["actors"])
-        # per round the driver waits `sleep` for the actors; the rest of a round is its own
-        round_s = r["actors"] / r["episodes_per_s"]
-        r["driver_seconds_per_round"] = round_s - args.sleep
+            for overlap in (False, True):  # interleaved: the same load for both schedules
+                rows.append(sleep_run(n, args, overlap))
+                r = rows[-1]
+                print(f"{n} actors, overlap {overlap}: {r['episodes_per_s']:.2f} episodes/s "
+                      f"(ideal {r['ideal_episodes_per_s']:.2f}; updates "
+                      f"{r['update_seconds_per_round']:.2f} s/round)", flush=True)
+    for overlap in (False, True):
+        mine = [r for r in rows if r["overlap"] == overlap]
+        base = mine[0]["episodes_per_s"]
+        for r in mine:
+            r["scaling_vs_1_actor"] = r["episodes_per_s"] / (base * r["actors"])
+            # per round the driver waits `sleep` for the actors; the rest of a round is its own
+            round_s = r["actors"] / r["episodes_per_s"]
+            r["driver_seconds_per_round"] = round_s - args.sleep
+            # the driver limits the rate once its updates outlast the actors' evaluation
+            r["driver_bound"] = r["update_seconds_per_round"] > args.sleep
     doc = {"command": "python scripts/bench_ray_scaling.py", "date": now(),
            "git_commit": git_commit(), "versions": versions(),
            "sleep": {"sleep_s": args.sleep, "units": args.units, "rounds": args.rounds,
                      "agent": "AMC DDPG (hidden 300, batch 64, one update per transition)",
+                     "schedules": {"overlap": "updates run while the actors evaluate the "
+                                   "next episodes' last step (the search's default)",
+                                   "between": "updates run between rounds of episodes"},
                      "rows": rows,
-                     "min_scaling_up_to_16": min(r["scaling_vs_1_actor"] for r in rows
-                                                 if r["actors"] <= 16)}}
+                     "min_scaling_up_to_16": {
+                         k: min(r["scaling_vs_1_actor"] for r in rows
+                                if r["actors"] <= 16 and r["overlap"] == o)
+                         for k, o in (("overlap", True), ("between", False))}}}
     if not args.no_real:
         doc["real"] = real_runs(args, work)
     doc["machine"] = {"cpus": os.cpu_count(), "load_avg_start": load0,

@@ -51,6 +51,21 @@ def test_two_workers_record_every_episode_once(digits_ckpt, tmp_path, local_ray)
     assert all(float(r["macs_ratio"]) <= 0.5 + 1e-9 for r in rows)
 
 
+def test_overlapped_updates_keep_a_seed_reproducible(digits_ckpt, tmp_path, local_ray):
+    """The driver's updates run while the workers evaluate, in a thread: the same seed
+    still gives the same episodes, and another seed does not."""
+    timing = ("seconds", "prune_s", "repair_s", "eval_s", "run_seconds")
+
+    def episodes(name: str, **kw) -> list[dict]:
+        s = run_search(_cfg(digits_ckpt, tmp_path / name, episodes=16, **kw))
+        assert s["update_rounds_overlapped"] > 0
+        return [{k: v for k, v in r.items() if k not in timing} for r in _rows(tmp_path / name)]
+
+    a, b = episodes("a"), episodes("b")
+    assert a == b
+    assert episodes("c", seed=1) != a
+
+
 def test_search_survives_a_killed_worker(digits_ckpt, tmp_path, local_ray):
     run = tmp_path / "kill"
     killed: list[str] = []

@@ -199,21 +199,31 @@ def _critic_updates(run: Path) -> int:
 @pytest.mark.ray
 @pytest.mark.parametrize("warm_start", ["random", "cheap"])
 def test_updates_per_transition_do_not_depend_on_workers(digits_ckpt, tmp_path, warm_start):
-    """SB3 steps N envs at once; with gradient_steps=-1 it still updates once per transition
-    (after the random warm-up; from the first demonstration with a cheap warm start)."""
+    """One update per stored transition (after the random warm-up; from the first
+    demonstration with a cheap warm start) with 1 env, 2 Ray workers, and 2 workers whose
+    updates overlap their evaluations (was 1 update per 2 transitions with SB3's schedule)."""
+    import pickle
+
     from amc.prune.units import PrunableModel
 
     units = len(PrunableModel(__import__("amc").create_model("digits_cnn"), (1, 8, 8)).units)
-    ratio = {}
-    for w in (1, 2):
-        run = tmp_path / f"w{w}"
-        run_search(_cfg(digits_ckpt, run, workers=w, episodes=16, warmup_episodes=4,
-                        race=False, warm_start=warm_start))
-        transitions = len(_rows(run)) * units
-        learning = transitions - (4 * units if warm_start == "random" else 0)
-        ratio[w] = _critic_updates(run) / learning
-    assert ratio[1] == pytest.approx(1.0, abs=0.15), ratio
-    assert ratio[2] == pytest.approx(ratio[1], abs=0.15), ratio  # was 0.5 with 1 step per call
+    made = {}
+    for w, overlap in ((1, False), (2, False), (2, True)):
+        run = tmp_path / f"w{w}{overlap}"
+        s = run_search(_cfg(digits_ckpt, run, workers=w, episodes=16, warmup_episodes=4,
+                            race=False, warm_start=warm_start, overlap_updates=overlap))
+        with open(run / "ckpt" / "replay.pkl", "rb") as f:
+            stored = pickle.load(f).committed
+        owed = json.loads((run / "ckpt" / "state.json").read_text())["updates"]["owed"]
+        learning = stored - (4 * units if warm_start == "random" else 0)
+        made[(w, overlap)] = (_critic_updates(run), learning - owed,
+                              s["update_rounds_overlapped"])
+        assert s["agent_updates_this_run"] == made[(w, overlap)][0]
+    for updates, expected, _ in made.values():
+        assert updates == expected, made
+    # overlapped: every round's updates but the last round's ran during the next evaluation
+    rounds_learning = (16 - (4 if warm_start == "random" else 0)) // 2
+    assert made[(2, True)][2] == rounds_learning - 1 and made[(2, False)][2] == 0, made
 
 
 class _Killed(Exception):
@@ -280,7 +290,8 @@ def test_out_folder_of_other_files_needs_force(digits_ckpt, tmp_path):
 
 
 def test_resumed_search_keeps_episode_returns_without_warnings(digits_ckpt, tmp_path):
-    """A resumed agent still trains on whole-episode (n = units) returns, quietly."""
+    """A resumed agent still trains on whole-episode returns, quietly: every stored
+    transition is terminal and carries its episode's final (baseline-relative) reward."""
     import pickle
     import warnings
 
@@ -295,5 +306,10 @@ def test_resumed_search_keeps_episode_returns_without_warnings(digits_ckpt, tmp_
                    resume=True)
     with open(run / "ckpt" / "replay.pkl", "rb") as f:
         buf = pickle.load(f)
-    assert type(buf).__name__ == "NStepReplayBuffer" and buf.n_steps == units
+    assert type(buf).__name__ == "EpisodeReplayBuffer" and buf.episode_returns
+    stored = buf.rewards[:buf.pos, 0].reshape(-1, units)  # one row per episode, in order
+    # SB3 stops before storing the last episode of each session (of 6, then 3 more)
+    assert len(stored) == buf.committed // units == 7
+    assert np.all(stored == stored[:, :1]) and np.all(buf.dones[:buf.pos] == 1)
+    assert len(set(stored[:, 0].round(6))) > 1  # episodes differ: the check can fail
     assert len(_rows(run)) == 9

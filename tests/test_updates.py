@@ -1,0 +1,100 @@
+"""The episode replay buffer (returns stored when an episode ends) and the overlap of the
+agent's updates with the envs' last (evaluating) step."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from amc.agents.episode_buffer import EpisodeReplayBuffer
+from amc.agents.updates import OverlapUpdates
+
+OBS = gym.spaces.Box(0.0, 1.0, (3,), np.float32)
+ACT = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+
+def _step(buf: EpisodeReplayBuffer, t: int, rewards: list[float], dones: list[bool]) -> None:
+    n = len(rewards)
+    obs = np.full((n, 3), t, np.float32)
+    buf.add(obs, obs + 1, np.full((n, 1), t / 10, np.float32), np.array(rewards),
+            np.array(dones), [{} for _ in range(n)])
+
+
+@pytest.mark.parametrize("episode_returns", [True, False])
+def test_episodes_are_stored_when_they_end_with_their_returns(episode_returns):
+    buf = EpisodeReplayBuffer(100, OBS, ACT, "cpu", n_envs=2, gamma=0.5,
+                              episode_returns=episode_returns)
+    # env 0: rewards 1, 2, 4 (ends at t=2); env 1: rewards 8, 16 (ends at t=1), then 32 ...
+    _step(buf, 0, [1.0, 8.0], [False, False])
+    assert buf.pos == 0 and buf.committed == 0  # nothing stored before an episode ends
+    _step(buf, 1, [2.0, 16.0], [False, True])
+    assert buf.pos == 2  # env 1's episode, whole
+    _step(buf, 2, [4.0, 32.0], [True, False])
+    assert buf.pos == 5 and buf.committed == 5 and len(buf.pending[1]) == 1
+    rewards, dones = buf.rewards[:5, 0], buf.dones[:5, 0]
+    if episode_returns:  # returns to the episode's end, discounted by 0.5, all terminal
+        assert rewards.tolist() == [8 + 0.5 * 16, 16, 1 + 0.5 * 2 + 0.25 * 4, 2 + 0.5 * 4, 4]
+        assert dones.tolist() == [1] * 5
+    else:
+        assert rewards.tolist() == [8, 16, 1, 2, 4] and dones.tolist() == [0, 1, 0, 0, 1]
+    assert buf.observations[:5, 0, 0].tolist() == [0, 1, 0, 1, 2]  # each episode in order
+    buf.drop_pending()
+    _step(buf, 3, [0.0, 0.0], [True, True])
+    assert buf.pos == 7  # env 1's unfinished episode was dropped, not stored
+
+
+class _Slow(gym.Env):
+    """Episodes of 3 steps; the last one sleeps (the evaluation)."""
+
+    observation_space, action_space = OBS, ACT
+
+    def __init__(self):
+        self.t = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(3, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        if self.t == 3:
+            time.sleep(0.05)
+        return np.zeros(3, np.float32), 0.0, self.t == 3, False, {}
+
+
+def test_deferred_job_runs_only_during_the_last_step_and_raises_there():
+    env = OverlapUpdates(DummyVecEnv([_Slow]), episode_length=3)
+    env.reset()
+    seen, steps = [], []
+
+    def step():
+        steps.append(1)
+        env.step(np.zeros((1, 1), np.float32))
+
+    def job():
+        seen.append((len(steps), threading.current_thread() is not threading.main_thread()))
+
+    env.defer(job)
+    for _ in range(2):
+        step()
+    assert seen == []  # not during the cheap steps
+    step()
+    assert seen == [(3, True)] and env.overlapped == 1  # during the last, in a thread
+    for _ in range(3):
+        step()
+    assert len(seen) == 1  # once
+
+    def failing():
+        raise ValueError("update failed")
+
+    env.defer(failing)
+    for _ in range(2):
+        env.step(np.zeros((1, 1), np.float32))
+    with pytest.raises(ValueError, match="update failed"):
+        env.step(np.zeros((1, 1), np.float32))
