@@ -13,6 +13,8 @@ recalibration, 1,000 ``val`` images, one thread) it writes ``results/bench_episo
 * ``summary``: mean seconds per episode per path, the speed-up over ``old``, the floor
   (multiply-adds of recalibration + evaluation / the fp32 matmul rate measured in the same
   run with the same thread count), and the work done in GFLOP/s as a fraction of that rate.
+* ``ceiling``: the fast scorer on the dense network and single convolutions of the
+  model's shapes, as fractions of the matmul rate: what any policy's episode can reach.
 * ``recal``: the Spearman rank correlation between 50 random policies' scores after BN
   recalibration on 64 ... 512 images and after recalibration on 2,000 images.
 * ``search`` (ResNet-56): two searches with the same seed, one on the old path and one on
@@ -29,11 +31,13 @@ import argparse
 import json
 import os
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from amc.cost.timing import interleaved
 from amc.models.evaluate import top1
 from amc.prune.baselines import scale_to_budget
 from amc.prune.budget import Budget
@@ -147,6 +151,38 @@ def bench_paths(args, model: str, matmul: float) -> dict:
     return {"rows": rows, "summary": summary}
 
 
+def bench_ceiling(args, model: str, matmul: float, reps: int = 3) -> dict:
+    """The fast scorer on the dense network (ratios 0: the widest, most efficient layers any
+    policy of this model can have), best of ``reps``: the efficiency ceiling of the scorer on
+    this model, split into recalibration (BatchNorm in training mode, not foldable) and the
+    folded evaluation; and single 3x3 convolutions of the model's stage shapes (batch 64,
+    channels-last), the kernel's own ceiling."""
+    ckpt = str(Path(args.models_dir) / f"{model}-cifar10.th")
+    s = build_scorer(model=model, checkpoint=ckpt, data="cifar10", data_dir=args.data_dir,
+                     val_limit=args.val_limit, units="internal", bn_recalib=True,
+                     calib_size=2000, recal_size=args.recal_size)
+    macs = s.pm.cost([0.0] * len(s.pm.units))[0]
+    best = min((s.score([0.0] * len(s.pm.units)) for _ in range(reps)),
+               key=lambda sc: sc.repair_s + sc.eval_s)
+    recal_flops, eval_flops = 2 * macs * best.recal_images, 2 * macs * best.images
+    fns, flops = {}, {}
+    for c, hw in ((16, 32), (32, 16), (64, 8)):
+        conv = torch.nn.Conv2d(c, c, 3, padding=1).eval().to(memory_format=torch.channels_last)
+        x = torch.randn(64, c, hw, hw).contiguous(memory_format=torch.channels_last)
+        fns[f"{c}ch_{hw}px"] = partial(conv, x)
+        flops[f"{c}ch_{hw}px"] = 2 * 64 * c * c * 9 * hw * hw
+    with torch.inference_mode():
+        times = interleaved(fns, runs=20, rounds=2)
+    convs = {k: flops[k] / (t["min_ms"] / 1e3) / 1e9 / matmul for k, t in times.items()}
+    return {"dense_macs_per_image": macs, "recal_images": best.recal_images,
+            "images": best.images, "repair_s": best.repair_s, "eval_s": best.eval_s,
+            "recal_fraction_of_matmul": recal_flops / best.repair_s / 1e9 / matmul,
+            "eval_fraction_of_matmul": eval_flops / best.eval_s / 1e9 / matmul,
+            "fraction_of_matmul": (recal_flops + eval_flops)
+            / (best.repair_s + best.eval_s) / 1e9 / matmul,
+            "single_conv_fraction_of_matmul": convs}
+
+
 def bench_recal(args, model: str) -> dict:
     """Spearman of scores after recalibration on few images vs on 2,000."""
     ckpt = str(Path(args.models_dir) / f"{model}-cifar10.th")
@@ -240,6 +276,8 @@ def main() -> None:
             "paths": cached(work / f"{model}_paths.json",
                             lambda model=model, m=m: bench_paths(args, model, m)),
             "matmul_gflops_at_paths": m,
+            "ceiling": cached(work / f"{model}_ceiling.json",
+                              lambda model=model, m=m: bench_ceiling(args, model, m)),
             "recal": cached(work / f"{model}_recal.json",
                             lambda model=model: bench_recal(args, model))}
     if "resnet56" in args.models and args.search_episodes > 0:
@@ -252,7 +290,8 @@ def main() -> None:
         s = d["paths"]["summary"]
         print(f"{model}: old {s['old']['seconds_per_episode']:.2f} s, fast "
               f"{s['fast']['seconds_per_episode']:.2f} s ({s['fast']['speedup_vs_old']:.2f}x), "
-              f"efficiency {s['fast_same']['fraction_of_matmul']:.2f} of matmul; recal "
+              f"efficiency {s['fast_same']['fraction_of_matmul']:.2f} of matmul (dense: "
+              f"{d['ceiling']['fraction_of_matmul']:.2f}); recal "
               f"Spearman {d['recal']['spearman_vs_2000']}")
 
 

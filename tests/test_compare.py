@@ -179,6 +179,35 @@ def test_search_on_adapted_prunes_the_fine_tuned_dense_model(digits_ckpt, tmp_pa
     assert before["test_top1"] == after["test_top1"]  # "before" is the adapted model
 
 
+def test_sweep_warm_start_replays_the_sensitivity_allocation(digits_ckpt, tmp_path):
+    """AMC's warm-up replays the comparison's sensitivity allocation, exactly, and its
+    search time counts the sweep's."""
+    from amc.cli.compare import amc_policy
+    from amc.prune.policy import load_policy
+
+    out = tmp_path / "w"
+    c = Comparison(_cfg(digits_ckpt, out, strategies=("sensitivity", "amc"),
+                        sweep_warm_start=True, finetune_epochs=0.1), amc_policy)
+    c.run()
+    run = out / "search" / "flops0.5"
+    sens = load_policy(out / "policies" / "sensitivity_flops0.5.json")
+    demo = load_policy(run / "sensitivity_policy.json")
+    # the same channels (the demonstration is kept as exact channel fractions)
+    assert demo.ratios == pytest.approx(c.scorer.pm.canonical(sens.ratios), abs=1e-6)
+    with open(run / "episodes.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    replayed = [[float(r[f"ratio:{u['name']}"]) for u in demo.units] for r in rows[:3]]
+    assert any(r == pytest.approx(demo.ratios, abs=1e-5) for r in replayed)
+    amc = load_policy(out / "policies" / "amc_flops0.5.json")
+    sweep_s = json.loads((out / "sensitivity.json").read_text())["seconds"]
+    assert amc.provenance["sweep_seconds"] == sweep_s
+    assert amc.provenance["search_seconds"] > sweep_s
+    plain = tmp_path / "p"  # without the option the sweep is not replayed
+    Comparison(_cfg(digits_ckpt, plain, strategies=("sensitivity", "amc"),
+                    finetune_epochs=0.1), amc_policy).run()
+    assert not (plain / "search" / "flops0.5" / "sensitivity_policy.json").exists()
+
+
 @pytest.mark.parametrize("field, value, match", [
     ("search_on", "finetuned", "--search-on"), ("warm_start", "smart", "--warm-start"),
     ("strategies", ("amc", "magic"), "magic")])

@@ -74,6 +74,9 @@ class CompareConfig(ScoringConfig, OptimConfig):
         warmup_episodes: AMC warm-up episodes.
         warm_start: AMC warm start: cheap (replay uniform and global first) or random
             (the paper's).
+        sweep_warm_start: With a cheap warm start, AMC's warm-up also replays the allocation
+            of the comparison's sensitivity sweep (computed first); AMC's search seconds then
+            include the sweep's.
         n_random: Policies tried by the random strategy.
         finetune_epochs: Epochs of fine-tuning for the dense and every pruned model.
         train_limit: Train on the first N (shuffled) training images only (None: all).
@@ -90,6 +93,7 @@ class CompareConfig(ScoringConfig, OptimConfig):
     episodes: int = 300
     warmup_episodes: int = 100
     warm_start: str = "cheap"
+    sweep_warm_start: bool = False
     n_random: int = 50
     finetune_epochs: float = 5.0
     train_limit: int | None = None
@@ -264,11 +268,19 @@ class Comparison:
             return path
         if strategy == "amc":
             run_dir = self.dir / "search" / name.removeprefix("amc_")
+            sweep_s = 0.0
+            if self.cfg.sweep_warm_start and self.cfg.warm_start == "cheap":
+                sweep_s = float(_cached_json(self.dir / "sensitivity.json",
+                                             self._sweep)["seconds"])
             best = self.amc_fn(replace(self.search_cfg, seed=self.cfg.seed + run), budget,
                                run_dir)
             path.parent.mkdir(parents=True, exist_ok=True)
             pol = load_policy(best)
-            pol.provenance["search_seconds"] = _search_wall_seconds(run_dir)
+            search_s = _search_wall_seconds(run_dir)
+            pol.provenance["search_seconds"] = (search_s + sweep_s if search_s is not None
+                                                else None)
+            if sweep_s:
+                pol.provenance["sweep_seconds"] = sweep_s
             pol.save(path)
             return path
         scorer = self._scorer_for(run)
