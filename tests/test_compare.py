@@ -188,20 +188,21 @@ def test_sweep_warm_start_replays_the_sensitivity_allocation(digits_ckpt, tmp_pa
     out = tmp_path / "w"
     c = Comparison(_cfg(digits_ckpt, out, strategies=("sensitivity", "amc"),
                         sweep_warm_start=True, finetune_epochs=0.1), amc_policy)
-    c.run()
+    rows = {r["strategy"]: r for r in c.run()}
     run = out / "search" / "flops0.5"
     sens = load_policy(out / "policies" / "sensitivity_flops0.5.json")
     demo = load_policy(run / "sensitivity_policy.json")
     # the same channels (the demonstration is kept as exact channel fractions)
     assert demo.ratios == pytest.approx(c.scorer.pm.canonical(sens.ratios), abs=1e-6)
     with open(run / "episodes.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    replayed = [[float(r[f"ratio:{u['name']}"]) for u in demo.units] for r in rows[:3]]
+        episodes = list(csv.DictReader(f))
+    replayed = [[float(r[f"ratio:{u['name']}"]) for u in demo.units] for r in episodes[:3]]
     assert any(r == pytest.approx(demo.ratios, abs=1e-5) for r in replayed)
     amc = load_policy(out / "policies" / "amc_flops0.5.json")
     sweep_s = json.loads((out / "sensitivity.json").read_text())["seconds"]
     assert amc.provenance["sweep_seconds"] == sweep_s
     assert amc.provenance["search_seconds"] > sweep_s
+    assert rows["amc"]["search_seconds"] > sweep_s  # the table counts the sweep too
     plain = tmp_path / "p"  # without the option the sweep is not replayed
     Comparison(_cfg(digits_ckpt, plain, strategies=("sensitivity", "amc"),
                     finetune_epochs=0.1), amc_policy).run()

@@ -353,6 +353,14 @@ class Comparison:
                     [u.name for u in self.scorer.pm.units])
         return rows
 
+    def _search_seconds(self, strategy: str, name: str, pol) -> float:
+        """A strategy's search wall seconds (AMC: its search's, plus the sweep it replayed)."""
+        if strategy == "amc":
+            s = _search_wall_seconds(self.dir / "search" / name.removeprefix("amc_"))
+            if s is not None:
+                return s + float(pol.provenance.get("sweep_seconds", 0.0))
+        return float(pol.provenance.get("search_seconds") or 0.0)
+
     def _row(self, strategy: str, budget: str, run: int, pol, before: dict,
              after: dict | None, dense: dict, lat: dict) -> dict:
         name = _name(strategy, budget, run)
@@ -369,7 +377,5 @@ class Comparison:
             "speedup_b64": base["latency_b64_ms"] / mine["latency_b64_ms"],
             "speedup_b64_1thread": base["latency_b64_1thread_ms"]
             / mine["latency_b64_1thread_ms"],
-            "search_seconds": (_search_wall_seconds(
-                self.dir / "search" / name.removeprefix("amc_"))
-                if strategy == "amc" else None) or pol.provenance.get("search_seconds") or 0.0,
+            "search_seconds": self._search_seconds(strategy, name, pol),
         }
