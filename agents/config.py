@@ -25,6 +25,9 @@ class SearchConfig(ScoringConfig, ClusterConfig, OutputConfig):
             best of them; random: the paper's random warm-up.
         warm_start_sigma: With a cheap warm start: σ of the perturbed demonstrations and the
             initial σ of the exploration noise (in [0, 1] units).
+        anchor_every: With a cheap warm start: every this many episodes after the warm-up,
+            fit the actor again to the best complete episode so far (self-imitation), so
+            exploration stays around the best policy found; 0: only at the warm-up's end.
         sensitivity: A cached sensitivity sweep (sensitivity.json of amc compare) whose
             allocation joins the warm start's demonstrations.
         noise_sigma: Initial σ of the truncated-normal exploration noise (in [0, 1] units).
@@ -58,6 +61,7 @@ class SearchConfig(ScoringConfig, ClusterConfig, OutputConfig):
     warmup_episodes: int = 100
     warm_start: str = "cheap"
     warm_start_sigma: float = 0.15
+    anchor_every: int = 10
     sensitivity: str | None = None
     noise_sigma: float = 0.5
     noise_decay: float = 0.95

@@ -246,8 +246,8 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
         if best is not None and (run_dir / "best_policy.json").is_file():
             best_known = (float(best), load_policy(run_dir / "best_policy.json").ratios)
         callbacks.append(WarmStart(noise, observations_of(scorer, cfg), cfg.max_ratio,
-                                   best_known, record=lambda d: write_json(
-                                       run_dir / "warm_start.json", d)))
+                                   best_known, anchor_every=cfg.anchor_every,
+                                   record=lambda d: write_json(run_dir / "warm_start.json", d)))
     monitor = SearchMonitor(cfg, run_dir, pm, done, best,
                             {"noise": noise, "baseline": venv, "updates": updates})
     t0 = time.perf_counter()

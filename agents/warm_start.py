@@ -10,7 +10,11 @@ ranking. A warm start
    perturbed copies (the noise's demonstrations, :class:`~.noise.TruncatedNormalNoise`);
 3. fits the actor to the best warm-up episode (:class:`WarmStart`, a callback acting on
    the agent's public ``actor``/``actor_target``), so that exploration starts around the
-   best cheap policy, with a narrower σ than the paper's random start.
+   best cheap policy, with a narrower σ than the paper's random start;
+4. and, every ``anchor_every`` episodes after that, fits it again to the best complete
+   episode so far (self-imitation): on ResNet-56 at 30 % FLOPs the DDPG updates had moved
+   the fitted actor's own policy from 54.8 % to 46-48 % val within 100 episodes, so the
+   search explored around policies far worse than the one it started from.
 
 The paper's random warm-up stays available (``--warm-start random``).
 """
@@ -86,19 +90,23 @@ class WarmStart(BaseCallback):
             [-1, 1] action scale, is below ``tol``; 300 steps had left 0.02-0.05 on
             ResNet-56's 27 units, actions off by ~0.2).
         tol: Mean squared error at which the fit stops.
+        anchor_every: After the first fit, fit again to the best complete episode so far
+            every this many episodes, counted from the warm-up's end (0: never).
         lr: Learning rate of the fit.
         record: Called with what the fit did (for the run directory).
     """
 
     def __init__(self, noise: TruncatedNormalNoise,
                  observations: Callable[[Sequence[float]], np.ndarray], max_ratio: float,
-                 best: tuple[float, list[float]] | None = None, steps: int = 5000,
-                 tol: float = 1e-5,
+                 best: tuple[float, list[float]] | None = None, steps: int = 3000,
+                 tol: float = 1e-4, anchor_every: int = 0,
                  lr: float = 1e-3, record: Callable[[dict], None] | None = None):
         super().__init__(verbose=0)
         self.noise, self.observations, self.max_ratio = noise, observations, max_ratio
         self.best, self.steps, self.lr, self.record = best, steps, lr, record
-        self.tol = tol
+        self.tol, self.anchor_every = tol, anchor_every
+        self.fits = 0
+        self._last_fit = noise.episodes
         self.fitted = noise.episodes >= noise.warmup  # resumed past the warm-up
 
     def _on_step(self) -> bool:
@@ -107,9 +115,17 @@ class WarmStart(BaseCallback):
             if r is not None and r.get("complete", True) and (
                     self.best is None or r["reward"] > self.best[0]):
                 self.best = (float(r["reward"]), list(r["ratios"]))
-        if not self.fitted and self.noise.episodes >= self.noise.warmup and self.best:
+        if not self.best or self.noise.episodes < self.noise.warmup:
+            return True
+        if not self.fitted or (self.anchor_every and self._period(self.noise.episodes)
+                               > self._period(self._last_fit)):
             self.fit(self.best[1])
         return True
+
+    def _period(self, episodes: int) -> int:
+        """Anchoring periods begun after ``episodes`` (at warm-up + k x anchor_every, so a
+        resumed search anchors where an uninterrupted one does)."""
+        return (episodes - self.noise.warmup) // self.anchor_every
 
     def fit(self, ratios: Sequence[float]) -> float:
         """Regress the actor on ``ratios`` (and copy it to the target actor); returns the
@@ -133,8 +149,10 @@ class WarmStart(BaseCallback):
             mse = float(torch.nn.functional.mse_loss(actor(x), y))
         polyak_update(actor.parameters(), target.parameters(), 1.0)
         self.fitted = True
+        self.fits += 1
+        self._last_fit = self.noise.episodes
         if self.record is not None:
             self.record({"fitted_to": list(map(float, ratios)), "reward": self.best[0]
                          if self.best else None, "mse": mse, "steps": steps,
-                         "episodes": self.noise.episodes})
+                         "episodes": self.noise.episodes, "fits": self.fits})
         return mse
