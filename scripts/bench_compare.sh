@@ -4,6 +4,13 @@
 #
 #   bash scripts/bench_compare.sh            # -> results/compare_resnet56/ (about 2 h here)
 #   bash scripts/bench_compare.sh resnet20   # the ResNet-20 comparison of earlier sessions
+#   bash scripts/bench_compare.sh sweep      # -> results/compare_resnet56_sweep/ (~25 min)
+#
+# `sweep`: AMC refining the sensitivity allocation (--sweep-warm-start: the warm-up also
+# replays the allocation of the comparison's sweep; AMC's seconds include the sweep's), one
+# run, flops:0.5 and flops:0.3, before fine-tuning only, on the same adapted dense model
+# (its sweep, 20 min, is reused from results/compare_resnet56/sensitivity.json when that
+# exists: the same dense model and val images).
 #
 # ResNet-56 settings (recorded in the folder's config.json), sized for 2 CPU cores:
 #   - budgets flops:0.5, flops:0.3 and latency:0.65 (PyTorch CPU, batch 64, 2 threads: the
@@ -42,6 +49,19 @@ if [[ $WHICH == resnet56 ]]; then
       --finetune-epochs 1 --train-limit 5000 --lr 0.01 --batch-size 128 \
       --budget flops:0.5 --budget flops:0.3 --budget latency:0.65 \
       --out results/compare_resnet56
+fi
+if [[ $WHICH == sweep ]]; then
+  OUT=results/compare_resnet56_sweep
+  mkdir -p $OUT
+  [[ -f $OUT/sensitivity.json || ! -f results/compare_resnet56/sensitivity.json ]] || \
+      cp results/compare_resnet56/sensitivity.json $OUT/
+  $AMC compare --model resnet56 --checkpoint "$SHARED/models/resnet56-cifar10.th" \
+      --data cifar10 --data-dir "$SHARED/data" --units internal --val-limit 1000 \
+      --workers 2 --threads 2 --seed 0 --seeds 1 --finetune-runs 0 --search-on adapted \
+      --strategies sensitivity,amc,uniform,global --episodes 120 --warmup-episodes 20 \
+      --warm-start cheap --sweep-warm-start \
+      --finetune-epochs 1 --train-limit 5000 --lr 0.01 --batch-size 128 \
+      --budget flops:0.5 --budget flops:0.3 --out $OUT
 fi
 if [[ $WHICH == resnet20 ]]; then
   $AMC compare --model resnet20 --checkpoint "$SHARED/models/resnet20-cifar10.th" \
