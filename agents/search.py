@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -221,10 +220,7 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
     if ckpt is not None:
         state = json.loads((ckpt / "state.json").read_text())
         done, best = int(state["episodes_done"]), state["best_reward"]
-        with warnings.catch_warnings():  # SB3 re-passes the saved NStepReplayBuffer (and its
-            # n_steps, kept: tests/test_search.py) and warns that n_steps is "ignored"
-            warnings.filterwarnings("ignore", message=".*n_steps=.*is ignored")
-            model = DDPG.load(ckpt / "agent.zip", env=venv, device="cpu", tensorboard_log=tb)
+        model = DDPG.load(ckpt / "agent.zip", env=venv, device="cpu", tensorboard_log=tb)
         model.load_replay_buffer(ckpt / "replay.pkl")
         model.replay_buffer.drop_pending()  # the envs restart at the first unit
         updates.load_state(state.get("updates", {}))
