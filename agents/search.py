@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -25,6 +26,7 @@ from amc.utils.provenance import git_commit, now, versions
 
 from .config import SearchConfig
 from .ddpg import attach_noise, build_agent, make_noise
+from .episode_buffer import EpisodeReplayBuffer
 from .monitor import (
     SearchMonitor,
     episode_columns,
@@ -191,6 +193,16 @@ def run_search(cfg: SearchConfig, resume: bool = False) -> dict[str, Any]:
         return _run(cfg, run_dir, resume)
 
 
+def _check_buffer(ckpt: Path, run_dir: Path) -> None:
+    """Refuse a checkpoint whose replay buffer this amc cannot continue (before loading)."""
+    with open(ckpt / "replay.pkl", "rb") as f:
+        buf = pickle.load(f)
+    if not isinstance(buf, EpisodeReplayBuffer):
+        raise AmcError(f"{run_dir} was checkpointed by an earlier amc (its replay buffer "
+                       "predates whole-episode storage); start it over (--force, or remove "
+                       "the folder) or choose another --out")
+
+
 def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
     scorer = build_scorer(**cfg.scorer_kwargs())
     pm = scorer.pm
@@ -218,6 +230,7 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
     ckpt = find_checkpoint(run_dir) if resume else None
     done, best = 0, None
     if ckpt is not None:
+        _check_buffer(ckpt, run_dir)
         state = json.loads((ckpt / "state.json").read_text())
         done, best = int(state["episodes_done"]), state["best_reward"]
         model = DDPG.load(ckpt / "agent.zip", env=venv, device="cpu", tensorboard_log=tb)

@@ -313,3 +313,24 @@ def test_resumed_search_keeps_episode_returns_without_warnings(digits_ckpt, tmp_
     assert np.all(stored == stored[:, :1]) and np.all(buf.dones[:buf.pos] == 1)
     assert len(set(stored[:, 0].round(6))) > 1  # episodes differ: the check can fail
     assert len(_rows(run)) == 9
+
+
+def test_checkpoint_of_an_earlier_amc_is_refused_untouched(digits_ckpt, tmp_path):
+    """A run whose checkpoint holds SB3's n-step buffer (amc before whole-episode storage)
+    is refused in one line before anything is loaded or rewritten."""
+    import pickle
+
+    from stable_baselines3.common.buffers import NStepReplayBuffer
+
+    from amc.utils.errors import AmcError
+
+    run = tmp_path / "old"
+    cfg = _cfg(digits_ckpt, run, episodes=6, warmup_episodes=2, checkpoint_every=3)
+    run_search(cfg)
+    buf = pickle.loads((run / "ckpt" / "replay.pkl").read_bytes())
+    old = NStepReplayBuffer(16, buf.observation_space, buf.action_space, "cpu", n_steps=4)
+    (run / "ckpt" / "replay.pkl").write_bytes(pickle.dumps(old))
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    with pytest.raises(AmcError, match="earlier amc.*--force"):
+        run_search(_cfg(digits_ckpt, run, episodes=9, warmup_episodes=2), resume=True)
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
