@@ -44,15 +44,17 @@ class OverlapUpdates(VecEnvWrapper):
         super().__init__(venv)
         self.episode_length = episode_length
         self._t = 0
-        self._job: Callable[[], None] | None = None
+        self._jobs: list[Callable[[], None]] = []
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self.overlapped = 0
         """Jobs run while the envs were evaluating."""
 
     def defer(self, job: Callable[[], None]) -> None:
-        """Run ``job`` during the next last step of the episodes (once)."""
-        self._job = job
+        """Run ``job`` during the next last step of the episodes (once; jobs deferred
+        before that step run in the order given)."""
+        if job not in self._jobs:
+            self._jobs.append(job)
 
     def reset(self) -> np.ndarray:
         self.finish()
@@ -62,15 +64,16 @@ class OverlapUpdates(VecEnvWrapper):
     def step_async(self, actions: np.ndarray) -> None:
         self.venv.step_async(actions)
         self._t += 1
-        if self._job is not None and self._t % self.episode_length == 0:
-            job, self._job = self._job, None
-            self._thread = threading.Thread(target=self._run, args=(job,), daemon=True)
+        if self._jobs and self._t % self.episode_length == 0:
+            jobs, self._jobs = self._jobs, []
+            self._thread = threading.Thread(target=self._run, args=(jobs,), daemon=True)
             self._thread.start()
             self.overlapped += 1
 
-    def _run(self, job: Callable[[], None]) -> None:
+    def _run(self, jobs: list[Callable[[], None]]) -> None:
         try:
-            job()
+            for job in jobs:
+                job()
         except BaseException as e:  # re-raised on the driver's thread by finish()
             self._error = e
 

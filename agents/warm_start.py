@@ -92,6 +92,8 @@ class WarmStart(BaseCallback):
         tol: Mean squared error at which the fit stops.
         anchor_every: After the first fit, fit again to the best complete episode so far
             every this many episodes, counted from the warm-up's end (0: never).
+        defer: Runs a fit later instead of now (an :class:`~.updates.OverlapUpdates`'s
+            ``defer``: while remote envs evaluate, as the agent's updates are).
         lr: Learning rate of the fit.
         record: Called with what the fit did (for the run directory).
     """
@@ -100,11 +102,12 @@ class WarmStart(BaseCallback):
                  observations: Callable[[Sequence[float]], np.ndarray], max_ratio: float,
                  best: tuple[float, list[float]] | None = None, steps: int = 3000,
                  tol: float = 1e-4, anchor_every: int = 0,
+                 defer: Callable[[Callable[[], object]], None] | None = None,
                  lr: float = 1e-3, record: Callable[[dict], None] | None = None):
         super().__init__(verbose=0)
         self.noise, self.observations, self.max_ratio = noise, observations, max_ratio
         self.best, self.steps, self.lr, self.record = best, steps, lr, record
-        self.tol, self.anchor_every = tol, anchor_every
+        self.tol, self.anchor_every, self.defer = tol, anchor_every, defer
         self.fits = 0
         self._last_fit = noise.episodes
         self.fitted = noise.episodes >= noise.warmup  # resumed past the warm-up
@@ -119,7 +122,12 @@ class WarmStart(BaseCallback):
             return True
         if not self.fitted or (self.anchor_every and self._period(self.noise.episodes)
                                > self._period(self._last_fit)):
-            self.fit(self.best[1])
+            self.fitted, self._last_fit = True, self.noise.episodes
+            best = (self.best[0], list(self.best[1]))
+            if self.defer is None:
+                self.fit(best[1], best[0])
+            else:
+                self.defer(lambda: self.fit(best[1], best[0]))
         return True
 
     def _period(self, episodes: int) -> int:
@@ -127,9 +135,10 @@ class WarmStart(BaseCallback):
         resumed search anchors where an uninterrupted one does)."""
         return (episodes - self.noise.warmup) // self.anchor_every
 
-    def fit(self, ratios: Sequence[float]) -> float:
-        """Regress the actor on ``ratios`` (and copy it to the target actor); returns the
-        final mean squared error in SB3's [-1, 1] action scale."""
+    def fit(self, ratios: Sequence[float], reward: float | None = None) -> float:
+        """Regress the actor on ``ratios`` (the policy of an episode of ``reward``) and copy
+        it to the target actor; returns the final mean squared error in SB3's [-1, 1]
+        action scale."""
         actor, target = self.model.actor, self.model.actor_target
         x = torch.as_tensor(self.observations(ratios), dtype=torch.float32)
         a = np.clip(np.asarray(ratios, dtype=np.float64) / self.max_ratio, 0.0, 1.0)
@@ -150,9 +159,8 @@ class WarmStart(BaseCallback):
         polyak_update(actor.parameters(), target.parameters(), 1.0)
         self.fitted = True
         self.fits += 1
-        self._last_fit = self.noise.episodes
         if self.record is not None:
-            self.record({"fitted_to": list(map(float, ratios)), "reward": self.best[0]
-                         if self.best else None, "mse": mse, "steps": steps,
-                         "episodes": self.noise.episodes, "fits": self.fits})
+            self.record({"fitted_to": list(map(float, ratios)), "reward": reward,
+                         "mse": mse, "steps": steps, "episodes": self._last_fit,
+                         "fits": self.fits})
         return mse

@@ -93,6 +93,13 @@ def test_deferred_job_runs_only_during_the_last_step_and_raises_there():
     def failing():
         raise ValueError("update failed")
 
+    order = []
+    env.defer(lambda: order.append("fit"))
+    env.defer(lambda: order.append("updates"))
+    for _ in range(3):
+        step()
+    assert order == ["fit", "updates"]  # both, in the order deferred, during one last step
+
     env.defer(failing)
     for _ in range(2):
         env.step(np.zeros((1, 1), np.float32))
