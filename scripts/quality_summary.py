@@ -15,6 +15,7 @@ import json
 import math
 from pathlib import Path
 
+from amc.report.compare_table import standard_error
 from amc.utils.provenance import git_commit, now
 
 
@@ -44,12 +45,8 @@ def get(d: dict, strategy: str, budget: str) -> dict | None:
 
 def se(row: dict, m: str, n_test: int = 10000) -> float:
     """Standard error of a mean over runs; for a single run, the binomial error of the
-    ``n_test`` test images (as the table's winner marks)."""
-    n = row.get(f"{m}_n") or row["n"]
-    if n > 1:
-        return row[f"{m}_std"] / math.sqrt(n)
-    p = row[m] / 100.0
-    return 100.0 * math.sqrt(max(p * (1 - p), 0.0) / n_test)
+    ``n_test`` test images (the table's own rule: ``standard_error``)."""
+    return standard_error({**row, f"{m}_n": row.get(f"{m}_n") or row["n"]}, m, n_test)
 
 
 def checks(d: dict) -> list[dict]:
