@@ -100,6 +100,8 @@ IN_PROCESS_CASES: dict[str, tuple[list[str], list[str]]] = {
                           ["--batch-size must be at least 1"]),
     "eval-negative-threads": (["eval", "--checkpoint", "{ckpt}", "--threads", "-1"],
                               ["--threads must be at least 0"]),
+    "search-negative-anchor": (["search", "--checkpoint", "{ckpt}", "--anchor-every", "-1",
+                                "--out", "{tmp}/new/s"], ["--anchor-every must be at least 0"]),
     "demo-episodes-0": (["demo", "--episodes", "0", "--out", "{tmp}/new/d"],
                         ["--episodes must be at least 1"]),
     "profile-input-size-0": (["profile", "--model", "digits_cnn", "--input-size", "0", "8",
