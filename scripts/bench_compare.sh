@@ -19,13 +19,14 @@
 #     --units auto picks for ResNets; option-A CIFAR ResNets cannot prune across the adds);
 #   - --search-on adapted: the public checkpoint is first fine-tuned on our data (the JPEG
 #     copy it was not trained on), and every strategy prunes that model;
-#   - 2 runs per strategy (--seeds 2; 3 did not fit the session on 2 shared cores): AMC with
-#     seeds 0/1, every baseline with calibration draws 0/1 (BN statistics re-estimated on 256
-#     of 512 train images; random draws its own 30 policies per run); the table shows
-#     mean ± std; only the first run of each is fine-tuned (--finetune-runs 1: 15 fine-tunes
-#     instead of 45 on 2 cores), so after-fine-tuning figures are single runs (n=1);
+#   - 3 runs per strategy (--seeds 3): AMC with seeds 0/1/2, every baseline with calibration
+#     draws 0/1/2 (BN statistics re-estimated on 256 of 512 train images; random draws its
+#     own 30 policies per run); the table shows mean ± std; only the first run of each is
+#     fine-tuned (--finetune-runs 1: 15 fine-tunes instead of 45 on 2 cores), so
+#     after-fine-tuning figures are single runs (n=1);
 #   - AMC: 120 episodes, the first 20 replaying the cheap policies (--warm-start cheap), on 2
-#     Ray workers, val = 1,000 images, racing on; random: best of 30; sensitivity: one sweep
+#     Ray workers, val = 1,000 images, racing off (amc compare's default: every episode scored on
+#     all 1,000 images); random: best of 30; sensitivity: one sweep
 #     (27 units x 9 ratios) on the 2 workers;
 #   - fine-tuning (dense and every pruned model): 1 epoch over a fixed 5,000-image train
 #     subset, SGD lr 0.01 cosine, batch 128.
@@ -43,7 +44,7 @@ WHICH=${1:-resnet56}
 if [[ $WHICH == resnet56 ]]; then
   $AMC compare --model resnet56 --checkpoint "$SHARED/models/resnet56-cifar10.th" \
       --data cifar10 --data-dir "$SHARED/data" --units internal --val-limit 1000 \
-      --workers 2 --threads 2 --seed 0 --seeds 2 --finetune-runs 1 --search-on adapted \
+      --workers 2 --threads 2 --seed 0 --seeds 3 --finetune-runs 1 --search-on adapted \
       --strategies amc,global,sensitivity,uniform,random --n-random 30 \
       --episodes 120 --warmup-episodes 20 --warm-start cheap \
       --finetune-epochs 1 --train-limit 5000 --lr 0.01 --batch-size 128 \
