@@ -17,8 +17,11 @@ recalibration, 1,000 ``val`` images, one thread) it writes ``results/bench_episo
   model's shapes, as fractions of the matmul rate: what any policy's episode can reach.
 * ``recal``: the Spearman rank correlation between 50 random policies' scores after BN
   recalibration on 64 ... 512 images and after recalibration on 2,000 images.
-* ``search`` (ResNet-56): two searches with the same seed, one on the old path and one on
-  the fast scorer with racing, and their best policies re-scored by the old path.
+* ``search_resnet56``: for each seed 0..``--search-seeds``-1, a 100-episode ResNet-56 search
+  on the old path and one on the fast scorer with racing (``--search-variants``; also
+  ``fast_norace``) with that seed, their best policies re-scored by the old path; the
+  summary gives mean ± std over the seeds and of the paired differences (one pair is not
+  enough: a search's best policy varies by seed more than the 0.3-point target).
 
 Each stage is cached under ``--work`` (a killed run resumes); ``--fresh`` starts over.
 
@@ -204,24 +207,34 @@ def bench_recal(args, model: str) -> dict:
                                       for n in args.recal_sizes}}
 
 
-def bench_search(args, work: Path) -> dict:
-    """The same-seed ResNet-56 search on the old path and on the fast scorer with racing."""
+VARIANTS = {"old": dict(fast_eval=False, recal_size=OLD_RECAL, race=False),
+            "fast": dict(fast_eval=True, race=True),
+            "fast_norace": dict(fast_eval=True, race=False)}
+"""The search variants: the old path; the fast scorer with racing (a search's defaults); the
+fast scorer without racing (separates racing's effect from the recalibration size's)."""
+
+
+def bench_search(args, work: Path, seed: int) -> dict:
+    """ResNet-56 searches with seed ``seed``: one per variant of ``--search-variants``, each
+    best policy re-scored by the old path (recalibration on 512 of 2,000 images). Cached per
+    seed in ``search.json`` / ``search_s<seed>.json``; variants already there are kept."""
     from amc.agents import SearchConfig, run_search
     from amc.prune.policy import load_policy
 
+    path = work / ("search.json" if seed == 0 else f"search_s{seed}.json")
+    out = json.loads(path.read_text()) if path.is_file() else {}
+    todo = [n for n in args.search_variants if n not in out]
     ckpt = str(Path(args.models_dir) / "resnet56-cifar10.th")
     base = dict(model="resnet56", checkpoint=ckpt, data="cifar10", data_dir=args.data_dir,
                 val_limit=args.val_limit, units="internal", budget=args.budget,
                 bn_recalib=True, episodes=args.search_episodes,
-                warmup_episodes=args.search_episodes // 4, seed=0, threads=1)
-    variants = {"old": dict(fast_eval=False, recal_size=OLD_RECAL, race=False),
-                "fast": dict(fast_eval=True, recal_size=args.recal_size, race=True)}
+                warmup_episodes=args.search_episodes // 4, seed=seed, threads=1)
     ref = build_scorer(model="resnet56", checkpoint=ckpt, data="cifar10",
                        data_dir=args.data_dir, val_limit=args.val_limit, units="internal",
-                       bn_recalib=True, calib_size=2000, recal_size=OLD_RECAL)
-    out = {}
-    for name, v in variants.items():
-        run = work / f"search_{name}"
+                       bn_recalib=True, calib_size=2000, recal_size=OLD_RECAL) if todo else None
+    for name in todo:
+        v = {"recal_size": args.recal_size, **VARIANTS[name]}
+        run = work / (f"search_{name}" + (f"_s{seed}" if seed else ""))
         cfg = SearchConfig(**base, **v, out=str(run))
         t = time.perf_counter()
         s = run_search(cfg, resume=(run / "config.json").is_file())
@@ -234,8 +247,32 @@ def bench_search(args, work: Path) -> dict:
                      "best_rescored_by_old_path": old_path(ref, ratios)["top1"],
                      "seconds_per_episode": s["seconds_per_episode"], "wall_seconds": wall,
                      "settings": v}
-    out["fast_minus_old_rescored"] = (out["fast"]["best_rescored_by_old_path"]
-                                      - out["old"]["best_rescored_by_old_path"])
+        if "old" in out and "fast" in out:
+            out["fast_minus_old_rescored"] = (out["fast"]["best_rescored_by_old_path"]
+                                              - out["old"]["best_rescored_by_old_path"])
+        write_json(path, out)  # each finished search is kept
+    return out
+
+
+def search_summary(runs: dict[str, dict]) -> dict:
+    """Mean ± std over the seeds of each variant's re-scored best policy, of its seconds per
+    episode, and of the paired difference of every variant from ``old``."""
+    names = sorted({k for r in runs.values() for k, v in r.items() if isinstance(v, dict)})
+
+    def stats(xs: list[float]) -> dict:
+        return {"mean": float(np.mean(xs)), "std": float(np.std(xs, ddof=1)) if len(xs) > 1
+                else None, "n": len(xs), "values": xs}
+
+    out: dict = {}
+    for n in names:
+        have = [r for r in runs.values() if n in r]
+        out[n] = {"best_rescored": stats([r[n]["best_rescored_by_old_path"] for r in have]),
+                  "seconds_per_episode": stats([r[n]["seconds_per_episode"] for r in have])}
+        if n != "old":
+            pairs = [r for r in have if "old" in r]
+            out[n]["minus_old"] = stats([r[n]["best_rescored_by_old_path"]
+                                         - r["old"]["best_rescored_by_old_path"]
+                                         for r in pairs])
     return out
 
 
@@ -252,6 +289,10 @@ def main() -> None:
     p.add_argument("--recal-sizes", type=int, nargs="+", default=[64, 128, 256, 512])
     p.add_argument("--recal-policies", type=int, default=50)
     p.add_argument("--search-episodes", type=int, default=100)
+    p.add_argument("--search-seeds", type=int, default=3,
+                   help="seeds 0..N-1 of the same-seed search pair (mean ± std over them)")
+    p.add_argument("--search-variants", nargs="+", default=["old", "fast"],
+                   choices=sorted(VARIANTS))
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--work", default="runs/bench_episode")
     p.add_argument("--out", default="results/bench_episode.json")
@@ -281,7 +322,9 @@ def main() -> None:
             "recal": cached(work / f"{model}_recal.json",
                             lambda model=model: bench_recal(args, model))}
     if "resnet56" in args.models and args.search_episodes > 0:
-        doc["search_resnet56"] = cached(work / "search.json", lambda: bench_search(args, work))
+        # seed 0 keeps the cache name of the single-seed benchmark
+        runs = {str(k): bench_search(args, work, k) for k in range(args.search_seeds)}
+        doc["search_resnet56"] = {"seeds": runs, "summary": search_summary(runs)}
     doc["matmul_gflops"] = matmul
     doc["machine"] = {"cpus": os.cpu_count(), "load_avg_start": load0,
                       "load_avg_end": os.getloadavg()[0]}
