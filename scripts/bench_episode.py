@@ -17,15 +17,15 @@ recalibration, 1,000 ``val`` images, one thread) it writes ``results/bench_episo
   model's shapes, as fractions of the matmul rate: what any policy's episode can reach.
 * ``recal``: the Spearman rank correlation between 50 random policies' scores after BN
   recalibration on 64 ... 512 images and after recalibration on 2,000 images.
-* ``search_resnet56``: for each seed 0..``--search-seeds``-1, a 100-episode ResNet-56 search
-  on the old path and one on the fast scorer with racing (``--search-variants``; also
-  ``fast_norace``) with that seed, their best policies re-scored by the old path; the
+* ``search_resnet56``: for each seed 0..``--search-seeds``-1, 100-episode ResNet-56 searches
+  with that seed on the old path, on the fast scorer with racing and on the fast scorer
+  without racing (``--search-variants``), their best policies re-scored by the old path; the
   summary gives mean ± std over the seeds and of the paired differences (one pair is not
   enough: a search's best policy varies by seed more than the 0.3-point target).
 
 Each stage is cached under ``--work`` (a killed run resumes); ``--fresh`` starts over.
 
-    .venv/bin/python scripts/bench_episode.py            # ~1 h on 2 busy cores
+    .venv/bin/python scripts/bench_episode.py    # ~2 h on 2 cores (searches ~80 min)
 """
 
 from __future__ import annotations
@@ -291,7 +291,7 @@ def main() -> None:
     p.add_argument("--search-episodes", type=int, default=100)
     p.add_argument("--search-seeds", type=int, default=3,
                    help="seeds 0..N-1 of the same-seed search pair (mean ± std over them)")
-    p.add_argument("--search-variants", nargs="+", default=["old", "fast"],
+    p.add_argument("--search-variants", nargs="+", default=["old", "fast", "fast_norace"],
                    choices=sorted(VARIANTS))
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--work", default="runs/bench_episode")
