@@ -75,7 +75,6 @@ class SearchConfig(ScoringConfig, ClusterConfig, OutputConfig):
     buffer_episodes: int = 100
     baseline_alpha: float = 0.95
     threads: int | None = 1
-    race: bool = True
     overlap_updates: bool = True
     max_restarts: int = 3
     checkpoint_every: int = 10

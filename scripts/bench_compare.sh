@@ -25,8 +25,8 @@
 #     fine-tuned (--finetune-runs 1: 15 fine-tunes instead of 45 on 2 cores), so
 #     after-fine-tuning figures are single runs (n=1);
 #   - AMC: 120 episodes, the first 20 replaying the cheap policies (--warm-start cheap), on 2
-#     Ray workers, val = 1,000 images, racing off (amc compare's default: every episode scored on
-#     all 1,000 images); random: best of 30; sensitivity: one sweep
+#     Ray workers, val = 1,000 images, racing off (--no-race: every episode scored on all
+#     1,000 images, as the committed results were made); random: best of 30; sensitivity: one sweep
 #     (27 units x 9 ratios) on the 2 workers;
 #   - fine-tuning (dense and every pruned model): 1 epoch over a fixed 5,000-image train
 #     subset, SGD lr 0.01 cosine, batch 128.
@@ -46,7 +46,7 @@ if [[ $WHICH == resnet56 ]]; then
       --data cifar10 --data-dir "$SHARED/data" --units internal --val-limit 1000 \
       --workers 2 --threads 2 --seed 0 --seeds 3 --finetune-runs 1 --search-on adapted \
       --strategies amc,global,sensitivity,uniform,random --n-random 30 \
-      --episodes 120 --warmup-episodes 20 --warm-start cheap \
+      --episodes 120 --warmup-episodes 20 --warm-start cheap --no-race \
       --finetune-epochs 1 --train-limit 5000 --lr 0.01 --batch-size 128 \
       --budget flops:0.5 --budget flops:0.3 --budget latency:0.65 \
       --out results/compare_resnet56
@@ -60,7 +60,7 @@ if [[ $WHICH == sweep ]]; then
       --data cifar10 --data-dir "$SHARED/data" --units internal --val-limit 1000 \
       --workers 2 --threads 2 --seed 0 --seeds 1 --finetune-runs 0 --search-on adapted \
       --strategies sensitivity,amc,uniform,global --episodes 120 --warmup-episodes 20 \
-      --warm-start cheap --sweep-warm-start \
+      --warm-start cheap --sweep-warm-start --no-race \
       --finetune-epochs 1 --train-limit 5000 --lr 0.01 --batch-size 128 \
       --budget flops:0.5 --budget flops:0.3 --out $OUT
 fi
@@ -68,7 +68,7 @@ if [[ $WHICH == resnet20 ]]; then
   $AMC compare --model resnet20 --checkpoint "$SHARED/models/resnet20-cifar10.th" \
       --data cifar10 --data-dir "$SHARED/data" --units internal --val-limit 1000 \
       --n-random 50 --workers 2 --threads 2 --finetune-epochs 5 --lr 0.01 --batch-size 128 \
-      --seed 0 --strategies amc,uniform,global,sensitivity,random --warm-start random \
+      --seed 0 --strategies amc,uniform,global,sensitivity,random --warm-start random --no-race \
       --episodes 200 --warmup-episodes 50 --train-limit 2000 \
       --budget flops:0.3 --budget flops:0.5 --budget flops:0.7 \
       --out results/cifar10_resnet20

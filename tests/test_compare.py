@@ -207,6 +207,8 @@ def test_sweep_warm_start_replays_the_sensitivity_allocation(digits_ckpt, tmp_pa
     Comparison(_cfg(digits_ckpt, plain, strategies=("sensitivity", "amc"),
                     finetune_epochs=0.1), amc_policy).run()
     assert not (plain / "search" / "flops0.5" / "sensitivity_policy.json").exists()
+    # the comparison's search races as `amc search` does (the baselines have no use for it)
+    assert json.loads((plain / "search" / "flops0.5" / "config.json").read_text())["race"]
 
 
 @pytest.mark.parametrize("field, value, match", [

@@ -131,8 +131,10 @@ class RepairConfig:
         recal_size: Of those, the images BatchNorm statistics are re-estimated on (one
             batch; results/bench_episode.json measures how few keep the ranking).
         val_limit: Score on the first N val images only (None: all of val).
-        race: Stop scoring a policy once, with 99 % confidence, it cannot beat the best one
-            so far (amc.prune.racing); the best policy is always scored on all of val.
+        race: In searches (amc search, and the AMC strategy of amc compare), stop scoring a
+            policy once, with 99 % confidence, it cannot beat the best one so far
+            (amc.prune.racing); the best policy is always scored on all of val. Baselines
+            score every policy on all of val.
         fast_eval: Score with BatchNorm folded into the convs and channels-last tensors
             (False: the plain path, kept as the reference).
     """
@@ -142,7 +144,7 @@ class RepairConfig:
     calib_size: int = 512
     recal_size: int = 256
     val_limit: int | None = None
-    race: bool = False
+    race: bool = True
     fast_eval: bool = True
 
 
