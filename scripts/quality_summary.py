@@ -90,11 +90,12 @@ def checks(d: dict) -> list[dict]:
         walls = [max(s.get("wall_seconds_this_run") or 0.0,
                      s["search_seconds"] / max(1, s.get("workers") or 1))
                  for s in d["searches"].values()]
+        longest = max(walls) if walls else float("nan")
         mean = sum(walls) / len(walls) if walls else float("nan")
-        add("AMC search wall seconds (mean over searches) / sensitivity sweep seconds, "
-            "both on 2 workers", mean / d["sweep"]["seconds"], "<= 1",
-            mean <= d["sweep"]["seconds"],
-            f"{mean:.0f} s vs {d['sweep']['seconds']:.0f} s")
+        add("AMC search wall seconds (longest of the searches) / sensitivity sweep seconds, "
+            "both on 2 workers", longest / d["sweep"]["seconds"], "<= 1",
+            longest <= d["sweep"]["seconds"],
+            f"{longest:.0f} s (mean {mean:.0f} s) vs {d['sweep']['seconds']:.0f} s")
     return out
 
 
