@@ -32,6 +32,9 @@ class SearchConfig(ScoringConfig, ClusterConfig, OutputConfig):
             allocation joins the warm start's demonstrations.
         noise_sigma: Initial σ of the truncated-normal exploration noise (in [0, 1] units).
         noise_decay: σ is multiplied by this every episode after the warm-up.
+        noise_min: Floor of the decaying σ (in [0, 1] units): with a floor, late episodes
+            keep exploring around the re-anchored actor instead of replaying it; 0: AMC's
+            schedule, σ decays towards 0.
         hidden: Width of the two hidden layers of actor and critic.
         lr_actor: Actor learning rate.
         lr_critic: Critic learning rate.
@@ -65,6 +68,7 @@ class SearchConfig(ScoringConfig, ClusterConfig, OutputConfig):
     sensitivity: str | None = None
     noise_sigma: float = 0.5
     noise_decay: float = 0.95
+    noise_min: float = 0.0
     hidden: int = 300
     lr_actor: float = 1e-4
     lr_critic: float = 1e-3

@@ -64,7 +64,8 @@ def make_noise(cfg: SearchConfig, n_envs: int, demos: list[list[float]] | None =
     then explores from ``cfg.warm_start_sigma``."""
     return TruncatedNormalNoise(n_envs, cfg.warm_start_sigma if demos else cfg.noise_sigma,
                                 cfg.noise_decay, cfg.warmup_episodes, seed=cfg.seed,
-                                demos=demos, demo_sigma=cfg.warm_start_sigma)
+                                demos=demos, demo_sigma=cfg.warm_start_sigma,
+                                sigma_min=cfg.noise_min)
 
 
 def build_agent(cfg: SearchConfig, venv: VecEnv, n_units: int,

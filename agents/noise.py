@@ -1,7 +1,8 @@
 """AMC's exploration noise as a stable-baselines3 ``ActionNoise``.
 
 After the warm-up, the action is drawn from a normal centred on the actor's action μ(s) with
-σ = σ0 · decay^(episode − warm-up), truncated to [0, 1] (AMC, He et al. 2018). SB3 adds the
+σ = max(σ0 · decay^(episode − warm-up), σ_min), truncated to [0, 1] (AMC, He et al. 2018;
+σ_min = 0 there). SB3 adds the
 noise in its [-1, 1] action scale and clips, so this returns ``sample − μ`` in that scale.
 During the paper's random warm-up (SB3 then samples uniformly random actions itself) it
 returns zeros. A warm-started search (:mod:`amc.agents.warm_start`) gives it demonstrations
@@ -41,14 +42,17 @@ class TruncatedNormalNoise(VectorizedActionNoise):
         demos: Warm-up demonstrations: per-unit actions in [0, 1] (ratio / max ratio), one
             list per policy (None: the paper's random warm-up).
         demo_sigma: σ of the perturbation of demonstrations after each was played once.
+        sigma_min: Floor of the decaying σ (0: the paper's schedule).
     """
 
     def __init__(self, n_envs: int = 1, sigma0: float = 0.5, decay: float = 0.95,
                  warmup_episodes: int = 100, seed: int = 0,
                  actor: Callable[[np.ndarray], np.ndarray] | None = None,
-                 demos: list[list[float]] | None = None, demo_sigma: float = 0.1):
+                 demos: list[list[float]] | None = None, demo_sigma: float = 0.1,
+                 sigma_min: float = 0.0):
         self.n_envs = n_envs
         self.sigma0, self.decay, self.warmup = sigma0, decay, warmup_episodes
+        self.sigma_min = sigma_min
         self.rng = np.random.default_rng(seed)
         self.actor = actor
         self.obs: np.ndarray | None = None
@@ -71,7 +75,8 @@ class TruncatedNormalNoise(VectorizedActionNoise):
     @property
     def sigma(self) -> float:
         """Current σ in [0, 1] action units."""
-        return self.sigma0 * self.decay ** max(0, self.episodes - self.warmup)
+        return max(self.sigma0 * self.decay ** max(0, self.episodes - self.warmup),
+                   self.sigma_min)
 
     def _demo_actions(self) -> np.ndarray:
         """The demonstrated actions in [0, 1] for the current step of every env."""

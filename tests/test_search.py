@@ -150,6 +150,25 @@ def test_noise_schedule_and_truncation():
     assert seen and np.all(seen[-1] == 0.25)  # centred on the actor's action for that obs
 
 
+def test_noise_floor_keeps_late_exploration():
+    from amc.agents.noise import TruncatedNormalNoise
+
+    def actor(obs):
+        return np.zeros((1, 1))  # 0.5 in [0, 1] units
+
+    floor, paper = (TruncatedNormalNoise(n_envs=1, sigma0=0.15, decay=0.95, warmup_episodes=0,
+                                         seed=0, actor=actor, sigma_min=m) for m in (0.05, 0.0))
+    for n in (floor, paper):
+        n.observe(np.zeros((1, 11), np.float32))
+        n.episodes_ended([0] * 100)  # 0.15 * 0.95**100 = 9e-4
+    assert paper.sigma == pytest.approx(0.15 * 0.95 ** 100)
+    assert floor.sigma == pytest.approx(0.05)
+    spread = {k: np.std([n()[0, 0] / 2 for _ in range(2000)])  # back to [0, 1] units
+              for k, n in (("floor", floor), ("paper", paper))}
+    assert spread["floor"] == pytest.approx(0.05, rel=0.1)  # the floor's σ, actually drawn
+    assert spread["paper"] < 0.005
+
+
 def test_critic_learns_ten_times_faster(digits_ckpt, tmp_path):
     from stable_baselines3.common.utils import update_learning_rate
     from stable_baselines3.common.vec_env import DummyVecEnv

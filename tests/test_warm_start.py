@@ -96,6 +96,8 @@ def test_actor_starts_at_the_best_warmup_episode(runs):
 def test_unknown_warm_start_is_refused_before_any_write(digits_ckpt, tmp_path):
     with pytest.raises(AmcError, match="--warm-start"):
         run_search(_cfg(digits_ckpt, tmp_path / "x", warm_start="smart"))
+    with pytest.raises(AmcError, match="--noise-min"):
+        run_search(_cfg(digits_ckpt, tmp_path / "x", noise_min=-0.1))
     assert not (tmp_path / "x").exists()
     with pytest.raises(AmcError, match="--sensitivity"):
         run_search(_cfg(digits_ckpt, tmp_path / "y", sensitivity=str(tmp_path / "no.json")))
