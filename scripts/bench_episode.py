@@ -19,7 +19,10 @@ recalibration, 1,000 ``val`` images, one thread) it writes ``results/bench_episo
   recalibration on 64 ... 512 images and after recalibration on 2,000 images.
 * ``search_resnet56``: for each seed 0..``--search-seeds``-1, 100-episode ResNet-56 searches
   with that seed on the old path, on the fast scorer with racing and on the fast scorer
-  without racing (``--search-variants``), their best policies re-scored by the old path; the
+  without racing (``--search-variants``), their best policies re-scored by the old path (on
+  the searches' 1,000 ``val`` images: this favours ``old``, whose search picked its best on
+  exactly that scorer, recalibration draw included) and on held-out data (the 4,000 ``val``
+  images no search saw, BN recalibrated the old way on another calibration draw); the
   summary gives mean ± std over the seeds and of the paired differences (one pair is not
   enough: a search's best policy varies by seed more than the 0.3-point target).
 
@@ -50,6 +53,8 @@ from amc.utils.io import write_json
 from amc.utils.provenance import git_commit, now, versions
 
 OLD_RECAL, OLD_BATCH = 512, 128
+HELDOUT_DRAW = 1000
+"""Calibration draw of the held-out re-scoring (no search uses it: searches use their seed)."""
 
 
 def matmul_gflops(n: int = 2048, reps: int = 5) -> float:
@@ -251,12 +256,32 @@ def bench_search(args, work: Path, seed: int) -> dict:
             out["fast_minus_old_rescored"] = (out["fast"]["best_rescored_by_old_path"]
                                               - out["old"]["best_rescored_by_old_path"])
         write_json(path, out)  # each finished search is kept
+    held = None
+    for name in [n for n, v in out.items() if isinstance(v, dict) and "best_heldout_val" not in v]:
+        if held is None:
+            held = heldout_scorer(args, ckpt)
+        run = work / (f"search_{name}" + (f"_s{seed}" if seed else ""))
+        by = {u["name"]: u["ratio"] for u in load_policy(run / "best_policy.json").units}
+        out[name]["best_heldout_val"] = old_path(held, [by[u.name] for u in held.pm.units])["top1"]
+        write_json(path, out)
     return out
 
 
+def heldout_scorer(args, ckpt: str) -> Scorer:
+    """The old path's scorer on the ``val`` images after the searches' first
+    ``--val-limit`` (never seen by a search), with calibration draw ``HELDOUT_DRAW``."""
+    from dataclasses import replace
+
+    s = build_scorer(model="resnet56", checkpoint=ckpt, data="cifar10", data_dir=args.data_dir,
+                     val_limit=None, units="internal", bn_recalib=True, calib_size=2000,
+                     seed=HELDOUT_DRAW, recal_size=OLD_RECAL)
+    return replace(s, x=s.x[args.val_limit:], y=s.y[args.val_limit:])
+
+
 def search_summary(runs: dict[str, dict]) -> dict:
-    """Mean ± std over the seeds of each variant's re-scored best policy, of its seconds per
-    episode, and of the paired difference of every variant from ``old``."""
+    """Mean ± std over the seeds of each variant's re-scored best policy (on the searches'
+    ``val`` images and held out), of its seconds per episode, and of the paired difference of
+    every variant from ``old``."""
     names = sorted({k for r in runs.values() for k, v in r.items() if isinstance(v, dict)})
 
     def stats(xs: list[float]) -> dict:
@@ -267,12 +292,13 @@ def search_summary(runs: dict[str, dict]) -> dict:
     for n in names:
         have = [r for r in runs.values() if n in r]
         out[n] = {"best_rescored": stats([r[n]["best_rescored_by_old_path"] for r in have]),
+                  "best_heldout_val": stats([r[n]["best_heldout_val"] for r in have]),
                   "seconds_per_episode": stats([r[n]["seconds_per_episode"] for r in have])}
         if n != "old":
             pairs = [r for r in have if "old" in r]
-            out[n]["minus_old"] = stats([r[n]["best_rescored_by_old_path"]
-                                         - r["old"]["best_rescored_by_old_path"]
-                                         for r in pairs])
+            for key, metric in (("minus_old", "best_rescored_by_old_path"),
+                                ("minus_old_heldout", "best_heldout_val")):
+                out[n][key] = stats([r[n][metric] - r["old"][metric] for r in pairs])
     return out
 
 
