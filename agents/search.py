@@ -169,9 +169,6 @@ def run_search(cfg: SearchConfig, resume: bool = False) -> dict[str, Any]:
     check_counts(cfg)  # bad settings fail before anything is written
     Budget.parse(cfg.budget)
     reward_fn(cfg.reward)
-    if not 0.0 <= cfg.noise_min <= 1.0:
-        raise AmcError(f"--noise-min {cfg.noise_min} is outside [0, 1]; pass a σ in action "
-                       "units, e.g. 0.05 (0: the paper's decay to zero)")
     if cfg.warm_start not in WARM_MODES:
         raise AmcError(f"unknown --warm-start {cfg.warm_start!r}; use cheap or random")
     if cfg.sensitivity and not Path(cfg.sensitivity).is_file():

@@ -205,15 +205,17 @@ def test_sweep_warm_start_replays_the_sensitivity_allocation(digits_ckpt, tmp_pa
     assert rows["amc"]["search_seconds"] > sweep_s  # the table counts the sweep too
     plain = tmp_path / "p"  # without the option the sweep is not replayed
     Comparison(_cfg(digits_ckpt, plain, strategies=("sensitivity", "amc"),
-                    finetune_epochs=0.1), amc_policy).run()
+                    finetune_epochs=0.1, noise_min=0.05), amc_policy).run()
     assert not (plain / "search" / "flops0.5" / "sensitivity_policy.json").exists()
     # the comparison's search races as `amc search` does (the baselines have no use for it)
-    assert json.loads((plain / "search" / "flops0.5" / "config.json").read_text())["race"]
+    searched = json.loads((plain / "search" / "flops0.5" / "config.json").read_text())
+    assert searched["race"]
+    assert searched["noise_min"] == 0.05  # the comparison's --noise-min reaches its searches
 
 
 @pytest.mark.parametrize("field, value, match", [
     ("search_on", "finetuned", "--search-on"), ("warm_start", "smart", "--warm-start"),
-    ("strategies", ("amc", "magic"), "magic")])
+    ("strategies", ("amc", "magic"), "magic"), ("noise_min", 1.5, "--noise-min")])
 def test_bad_compare_settings_refused_in_one_line(tmp_path, field, value, match):
     from amc.utils.errors import AmcError
 

@@ -147,6 +147,9 @@ same thing in every config, so one table serves them all."""
 POSITIVE = ("epochs", "finetune_epochs", "lr")
 """Fields that must be above zero."""
 
+UNIT_INTERVAL = ("noise_min",)
+"""Fields that must lie in [0, 1] (σ in action units)."""
+
 
 def check_counts(cfg: object) -> None:
     """Fail with one line on the first count or size of ``cfg`` (a config or the parsed
@@ -167,6 +170,10 @@ def check_counts(cfg: object) -> None:
         v = getattr(cfg, name, None)
         if v is not None and not isinstance(v, bool) and not v > 0:
             raise AmcError(f"{flag(name)} must be positive, got {v}")
+    for name in UNIT_INTERVAL:
+        v = getattr(cfg, name, None)
+        if v is not None and not 0.0 <= v <= 1.0:
+            raise AmcError(f"{flag(name)} must be in [0, 1] (action units), got {v}")
 
 
 def load_run_config(cls: type[T], run_dir: str | Path, what: str) -> T:

@@ -77,6 +77,7 @@ class CompareConfig(ScoringConfig, OptimConfig):
         sweep_warm_start: With a cheap warm start, AMC's warm-up also replays the allocation
             of the comparison's sensitivity sweep (computed first); AMC's search seconds then
             include the sweep's.
+        noise_min: Floor of AMC's decaying exploration σ (``amc search --noise-min``).
         n_random: Policies tried by the random strategy.
         finetune_epochs: Epochs of fine-tuning for the dense and every pruned model.
         train_limit: Train on the first N (shuffled) training images only (None: all).
@@ -94,6 +95,7 @@ class CompareConfig(ScoringConfig, OptimConfig):
     warmup_episodes: int = 100
     warm_start: str = "cheap"
     sweep_warm_start: bool = False
+    noise_min: float = 0.0
     n_random: int = 50
     finetune_epochs: float = 5.0
     train_limit: int | None = None
