@@ -2,8 +2,8 @@
 
 After the warm-up, the action is drawn from a normal centred on the actor's action μ(s) with
 σ = max(σ0 · decay^(episode − warm-up), σ_min), truncated to [0, 1] (AMC, He et al. 2018;
-σ_min = 0 there). SB3 adds the
-noise in its [-1, 1] action scale and clips, so this returns ``sample − μ`` in that scale.
+σ_min = 0 there). SB3 adds the noise in its [-1, 1] action scale and clips, so this returns
+``sample − μ`` in that scale.
 During the paper's random warm-up (SB3 then samples uniformly random actions itself) it
 returns zeros. A warm-started search (:mod:`amc.agents.warm_start`) gives it demonstrations
 instead: during the warm-up each episode replays one cheap policy (first each exactly, then
