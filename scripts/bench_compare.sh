@@ -25,8 +25,9 @@
 #     fine-tuned (--finetune-runs 1: 15 fine-tunes instead of 45 on 2 cores), so
 #     after-fine-tuning figures are single runs (n=1);
 #   - AMC: 300 episodes (sized to stay within the sensitivity sweep's wall time), the first
-#     20 replaying the cheap policies (--warm-start cheap), on 2 Ray workers, val = 1,000
-#     images, racing on (amc search's default); random: best of 30; sensitivity: one sweep
+#     20 replaying the cheap policies (--warm-start cheap), exploration sigma floored at
+#     0.05 (--noise-min: without it the decayed noise stalls the search after ~90
+#     episodes), on 2 Ray workers, val = 1,000 images, racing on (amc search's default); random: best of 30; sensitivity: one sweep
 #     (27 units x 9 ratios) on the 2 workers;
 #   - fine-tuning (dense and every pruned model): 1 epoch over a fixed 5,000-image train
 #     subset, SGD lr 0.01 cosine, batch 128.
@@ -46,7 +47,7 @@ if [[ $WHICH == resnet56 ]]; then
       --data cifar10 --data-dir "$SHARED/data" --units internal --val-limit 1000 \
       --workers 2 --threads 2 --seed 0 --seeds 3 --finetune-runs 1 --search-on adapted \
       --strategies amc,global,sensitivity,uniform,random --n-random 30 \
-      --episodes 300 --warmup-episodes 20 --warm-start cheap \
+      --episodes 300 --warmup-episodes 20 --warm-start cheap --noise-min 0.05 \
       --finetune-epochs 1 --train-limit 5000 --lr 0.01 --batch-size 128 \
       --budget flops:0.5 --budget flops:0.3 --budget latency:0.65 \
       --out results/compare_resnet56
