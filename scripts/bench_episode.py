@@ -270,8 +270,7 @@ def best_ratios(run: Path, s: Scorer) -> list[float]:
     """The ratios of the search ``run``'s best policy, in the order of ``s``'s units."""
     from amc.prune.policy import load_policy
 
-    by = {u["name"]: u["ratio"] for u in load_policy(run / "best_policy.json").units}
-    return [by[u.name] for u in s.pm.units]
+    return load_policy(run / "best_policy.json").ratios_for(u.name for u in s.pm.units)
 
 
 def heldout_scorer(args, ckpt: str) -> Scorer:

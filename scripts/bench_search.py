@@ -96,8 +96,7 @@ def main() -> None:
     out["dense"] = dense
     for name in ("best_policy", "uniform_policy"):
         pol = load_policy(run_dir / f"{name}.json")
-        by_name = {u["name"]: u["ratio"] for u in pol.units}
-        pruned = scorer.pruned([by_name[u.name] for u in scorer.pm.units])
+        pruned = scorer.pruned(pol.ratios_for(u.name for u in scorer.pm.units))
         key = "amc" if name == "best_policy" else "uniform"
         out[key] = {"val_top1": top1(pruned, *data.tensors("val")),
                     "test_top1": top1(pruned, *data.tensors("test")),

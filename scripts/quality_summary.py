@@ -135,9 +135,9 @@ def markdown(s: dict) -> str:
              f"{s['git_commit']}); settings in `bash scripts/bench_compare.sh`: "
              f"--search-on {c['search_on']}, {c['seeds']} runs per strategy, "
              f"{c['episodes']} AMC episodes ({c['warmup_episodes']} warm-up, warm start "
-             f"{c['warm_start']}), BN recalibration on {c['recal_size']} train images, val "
-             f"{c['val_limit']} images, fine-tuning {c['finetune_epochs']:g} epoch(s) over "
-             f"{c['train_limit']} train images.", "",
+             f"{c['warm_start']}, noise floor {c.get('noise_min', 0.0):g}), BN recalibration "
+             f"on {c['recal_size']} train images, val {c['val_limit']} images, fine-tuning "
+             f"{c['finetune_epochs']:g} epoch(s) over {c['train_limit']} train images.", "",
              f"Dense (adapted): test {d['dense_before']['test_top1']:.2f} %.", "",
              "| budget | strategy | n | test before ft | test after ft | MACs ratio | "
              "speed-up b64 | speed-up b64, 1 thread | search s |",

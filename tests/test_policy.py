@@ -25,6 +25,7 @@ from amc.models.registry import create_model
 from amc.prune.budget import Budget, uniform_ratio
 from amc.prune.policy import apply_policy, load_policy, make_policy
 from amc.prune.units import PrunableModel
+from amc.utils.errors import AmcError
 
 BUDGET = "flops:0.5"
 
@@ -68,6 +69,16 @@ def test_policy_save_load_round_trip(digits_pm, tmp_path):
     assert loaded.to_dict() == pol.to_dict()
     assert loaded.ratios == ratios  # exact: a reloaded policy prunes the same channels
     assert loaded.provenance["note"] == "round trip" and loaded.provenance["seed"] == 3
+
+
+def test_ratios_for_orders_by_unit_name(digits_pm):
+    ratios = np.random.default_rng(1).uniform(0, 0.8, len(digits_pm.units)).tolist()
+    pol = make_policy(digits_pm, ratios, "digits_cnn", BUDGET, "random")
+    names = [u.name for u in digits_pm.units]
+    assert pol.ratios_for(reversed(names)) == ratios[::-1]  # by name, not by position
+    pol.units = pol.units[1:]
+    with pytest.raises(AmcError, match=f"no ratio for unit {names[0]!r}"):
+        pol.ratios_for(names)
 
 
 @pytest.mark.parametrize("how", ["uniform", "random"])

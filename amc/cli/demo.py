@@ -42,8 +42,7 @@ def run_demo(out: Path, episodes: int = 100, seed: int = 0, budget: str = "flops
     scorer = build_scorer(**cfg.scorer_kwargs(), net=model)  # the search's pruning and repair
     for name in ("best_policy", "uniform_policy"):
         pol = load_policy(run / f"{name}.json")
-        by = {u["name"]: u["ratio"] for u in pol.units}
-        pruned = scorer.pruned([by[u.name] for u in scorer.pm.units]).cpu()
+        pruned = scorer.pruned(pol.ratios_for(u.name for u in scorer.pm.units)).cpu()
         rows["AMC" if name == "best_policy" else "uniform"] = (
             top1(pruned, *data.tensors("val")), top1(pruned, *data.tensors("test")),
             pol.achieved["macs_ratio"], [u["ratio"] for u in pol.units])

@@ -119,8 +119,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     pruned = apply_policy(model, policy, args.model, calib)
     if args.reconstruct:
         pm = prunable_for(policy, model, calib)
-        by = {u["name"]: u["ratio"] for u in policy.units}
-        reconstruct(pm, pruned, [by[u.name] for u in pm.units], calib[0][:256])
+        reconstruct(pm, pruned, policy.ratios_for(u.name for u in pm.units), calib[0][:256])
     if args.bn_recalib:
         recalibrate_bn(pruned, calib[0].split(128))
     macs, params = model_cost(pruned, data.input_size)

@@ -9,7 +9,7 @@ model to it, so a policy exported by a search reproduces the same architecture e
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,7 +60,21 @@ class Policy:
 
     @property
     def ratios(self) -> list[float]:
+        """The ratios in the policy's own unit order."""
         return [float(u["ratio"]) for u in self.units]
+
+    def ratios_for(self, names: Iterable[str]) -> list[float]:
+        """The ratios in the order of ``names`` (e.g. a :class:`PrunableModel`'s units).
+
+        Raises:
+            AmcError: A name has no ratio in the policy.
+        """
+        by = {u["name"]: float(u["ratio"]) for u in self.units}
+        try:
+            return [by[n] for n in names]
+        except KeyError as e:
+            raise AmcError(f"the policy has no ratio for unit {e.args[0]!r}; pass a complete "
+                           "policy") from None
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "version": VERSION, **asdict(self)}
@@ -171,5 +185,4 @@ def apply_policy(model: nn.Module, policy: Policy, model_name: str | None = None
     """Return a pruned copy of ``model`` (dense architecture) following ``policy``."""
     pm = prunable_for(policy, model, calib)
     check_policy(policy, pm, model_name)
-    by_name = {u["name"]: float(u["ratio"]) for u in policy.units}
-    return pm.prune([by_name[u.name] for u in pm.units])
+    return pm.prune(policy.ratios_for(u.name for u in pm.units))

@@ -220,9 +220,8 @@ def build_pruner(cfg, model: nn.Module, input_size: tuple[int, int, int],
         pm = PrunableModel(model, input_size, policy.mode, policy.criterion, policy.round_to,
                            calib)
         check_policy(policy, pm, cfg.model)
-        by = {u["name"]: float(u["ratio"]) for u in policy.units}
         caps = unit_caps(len(pm.units), cfg.max_ratio, cfg.first_last_max)
-        ratios = [min(by[u.name], c) for u, c in zip(pm.units, caps)]
+        ratios = [min(r, c) for r, c in zip(policy.ratios_for(u.name for u in pm.units), caps)]
     else:
         pm = PrunableModel(model, input_size, cfg.units, cfg.criterion, cfg.round_to, calib)
         caps = unit_caps(len(pm.units), cfg.max_ratio, cfg.first_last_max)

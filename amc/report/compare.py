@@ -95,7 +95,7 @@ class CompareConfig(ScoringConfig, OptimConfig):
     warmup_episodes: int = 100
     warm_start: str = "cheap"
     sweep_warm_start: bool = False
-    noise_min: float = 0.0
+    noise_min: float = 0.05
     n_random: int = 50
     finetune_epochs: float = 5.0
     train_limit: int | None = None
@@ -307,8 +307,7 @@ class Comparison:
         return pol.save(path)
 
     def _ratios(self, policy_path: Path) -> list[float]:
-        by = {u["name"]: u["ratio"] for u in load_policy(policy_path).units}
-        return [by[u.name] for u in self.scorer.pm.units]
+        return load_policy(policy_path).ratios_for(u.name for u in self.scorer.pm.units)
 
     def run(self) -> list[dict]:
         """Run every stage that has no artifact yet; returns one row per run."""

@@ -162,8 +162,8 @@ def plot_ratios(out: Path, budgets: Sequence[str], strategies: Sequence[str],
             if s == "random":
                 continue
             pol = load_policy(out / "policies" / f"{s}_{b.replace(':', '')}.json")
-            by = {u["name"]: u["ratio"] for u in pol.units}
-            ax.plot(range(len(units)), [1 - by[n] for n in units], "o-", ms=3, label=s)
+            ax.plot(range(len(units)), [1 - r for r in pol.ratios_for(units)], "o-", ms=3,
+                    label=s)
         ax.set_title(f"kept channel ratio per unit at {b}")
         ax.set_ylim(0, 1.05)
         ax.set_xticks(range(len(units)))
