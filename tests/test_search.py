@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +17,10 @@ import pytest
 import torch
 
 from amc.agents import SearchConfig, run_search
+from amc.config.args import changed_settings
 from amc.prune.budget import Budget
 from amc.prune.policy import load_policy
+from amc.utils.io import write_json
 
 
 def _cfg(ckpt: str, out: Path, **kw) -> SearchConfig:
@@ -353,3 +356,17 @@ def test_checkpoint_of_an_earlier_amc_is_refused_untouched(digits_ckpt, tmp_path
     with pytest.raises(AmcError, match="earlier amc.*--force"):
         run_search(_cfg(digits_ckpt, run, episodes=9, warmup_episodes=2), resume=True)
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_changed_settings_names_what_a_cached_run_was_not_made_with(tmp_path):
+    """What `amc demo` checks before reusing its cached search (else it searches again)."""
+    cfg = SearchConfig(model="digits_cnn", out=str(tmp_path))
+    write_json(tmp_path / "config.json", replace(cfg, force=False).as_dict())  # as run_search
+    assert changed_settings(cfg, tmp_path) == []
+    assert changed_settings(replace(cfg, force=True), tmp_path) == []  # not a result setting
+    assert changed_settings(replace(cfg, noise_min=0.0, episodes=7), tmp_path) == [
+        "episodes", "noise_min"]
+    old = json.loads((tmp_path / "config.json").read_text())
+    del old["noise_min"]
+    write_json(tmp_path / "config.json", old)
+    assert changed_settings(cfg, tmp_path) == ["noise_min"]  # made before the setting existed

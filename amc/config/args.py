@@ -198,3 +198,15 @@ def load_run_config(cls: type[T], run_dir: str | Path, what: str) -> T:
         raise AmcError(f"{p} is not valid JSON; the run cannot be resumed") from e
     known = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def changed_settings(cfg: object, run_dir: str | Path, ignore: tuple[str, ...] = ("force",)
+                     ) -> list[str]:
+    """The settings of dataclass ``cfg`` that the run cached in ``run_dir`` was not made with.
+
+    Compares ``cfg`` with the run's ``config.json`` as written (a setting the run predates
+    counts as changed, since it ran with that version's behaviour); empty when they agree.
+    """
+    stored = json.loads((Path(run_dir) / "config.json").read_text())
+    now = json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+    return sorted(k for k in now if k not in ignore and (k not in stored or stored[k] != now[k]))
