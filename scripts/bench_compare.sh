@@ -24,7 +24,8 @@
 #     own 30 policies per run); the table shows mean ± std; only the first run of each is
 #     fine-tuned (--finetune-runs 1: 15 fine-tunes instead of 45 on 2 cores), so
 #     after-fine-tuning figures are single runs (n=1);
-#   - AMC: 300 episodes (sized to stay within the sensitivity sweep's wall time), the first
+#   - AMC: 300 episodes (sized, before the noise floor, to stay within the sensitivity
+#     sweep's wall time; with it the searches take 364-480 s vs the sweep's 409-421 s), the first
 #     20 replaying the cheap policies (--warm-start cheap), exploration sigma floored at
 #     0.05 (--noise-min: without it the decayed noise stalls the search after ~90
 #     episodes), on 2 Ray workers, val = 1,000 images, racing on (amc search's default);
