@@ -118,6 +118,7 @@ def test_apply_policy_resnet20_internal(tmp_path):
 BAD = {  # case -> (how to spoil a good policy document, what the message must say)
     "wrong_model": (lambda d: d.update(model="resnet20"), "for model 'resnet20'"),
     "unknown_unit": (lambda d: d["units"][1].update(name="features.99"), "features.99"),
+    "missing_unit": (lambda d: d["units"].pop(), "no ratio for unit"),
     "ratio_1.2": (lambda d: d["units"][0].update(ratio=1.2), "ratio 1.2"),
     "missing_field": (lambda d: d.pop("criterion"), "'criterion'"),
     "wrong_version": (lambda d: d.update(version=2), "version 2"),

@@ -163,10 +163,7 @@ def check_policy(policy: Policy, pm: PrunableModel, model_name: str | None = Non
     if unknown:
         raise AmcError(f"the policy names unit {unknown[0]!r}, which {policy.model} does not "
                        f"have in {policy.mode!r} mode; pass a policy made for this model")
-    missing = [n for n in names if n not in given]
-    if missing:
-        raise AmcError(f"the policy has no ratio for unit {missing[0]!r}; pass a complete "
-                       "policy")
+    policy.ratios_for(names)  # refuses a unit without a ratio
 
 
 def prunable_for(policy: Policy, model: nn.Module,

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from amc.config.args import check_counts
-from amc.config.blocks import OptimConfig, ScoringConfig
+from amc.config.blocks import NOISE_MIN, OptimConfig, ScoringConfig
 from amc.cost.macs import model_cost
 from amc.cost.timing import torch_latencies
 from amc.data.datasets import Dataset, load_dataset
@@ -95,7 +95,7 @@ class CompareConfig(ScoringConfig, OptimConfig):
     warmup_episodes: int = 100
     warm_start: str = "cheap"
     sweep_warm_start: bool = False
-    noise_min: float = 0.05
+    noise_min: float = NOISE_MIN
     n_random: int = 50
     finetune_epochs: float = 5.0
     train_limit: int | None = None
