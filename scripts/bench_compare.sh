@@ -5,6 +5,11 @@
 #   bash scripts/bench_compare.sh            # -> results/compare_resnet56/ (about 2 h here)
 #   bash scripts/bench_compare.sh resnet20   # the ResNet-20 comparison of earlier sessions
 #   bash scripts/bench_compare.sh sweep      # -> results/compare_resnet56_sweep/ (~25 min)
+#   bash scripts/bench_compare.sh retime-sweep  # -> results/compare_resnet56/sensitivity_retimed.json
+#
+# `retime-sweep`: the comparison's sensitivity sweep run again (same adapted model, images and
+# command, in a scratch folder), to time it on the same machine right after AMC's searches
+# (timings drift between sessions); quality_summary.py checks the searches against it too.
 #
 # `sweep`: AMC refining the sensitivity allocation (--sweep-warm-start: the warm-up also
 # replays the allocation of the comparison's sweep; AMC's seconds include the sweep's), one
@@ -52,6 +57,21 @@ if [[ $WHICH == resnet56 ]]; then
       --finetune-epochs 1 --train-limit 5000 --lr 0.01 --batch-size 128 \
       --budget flops:0.5 --budget flops:0.3 --budget latency:0.65 \
       --out results/compare_resnet56
+fi
+if [[ $WHICH == retime-sweep ]]; then
+  SRC=results/compare_resnet56
+  TMP=$(mktemp -d)
+  trap 'rm -rf "$TMP"' EXIT
+  mkdir -p "$TMP/models" "$TMP/eval" "$TMP/finetune"
+  cp "$SRC/models/dense_ft.pt" "$TMP/models/"  # the adapted model, not fine-tuned again
+  cp "$SRC"/eval/dense_*.json "$TMP/eval/"
+  cp "$SRC/finetune/dense_ft.csv" "$TMP/finetune/"
+  $AMC compare --model resnet56 --checkpoint "$SHARED/models/resnet56-cifar10.th" \
+      --data cifar10 --data-dir "$SHARED/data" --units internal --val-limit 1000 \
+      --workers 2 --threads 2 --seed 0 --seeds 1 --finetune-runs 0 --search-on adapted \
+      --strategies sensitivity --finetune-epochs 1 --train-limit 5000 --lr 0.01 \
+      --batch-size 128 --budget flops:0.5 --out "$TMP"
+  cp "$TMP/sensitivity.json" "$SRC/sensitivity_retimed.json"
 fi
 if [[ $WHICH == sweep ]]; then
   OUT=results/compare_resnet56_sweep
