@@ -13,6 +13,7 @@ import argparse
 import csv
 import json
 import math
+import subprocess
 from pathlib import Path
 
 from amc.report.compare_table import standard_error
@@ -126,6 +127,22 @@ def first_beats(d: dict, folder: Path) -> list[dict]:
     return rows
 
 
+def against(folder: Path, commit: str) -> list[dict]:
+    """Per AMC evaluation (``eval/amc_*.json``): test top-1 now and in the same file at git
+    ``commit`` (the same seed and calibration draw, made by an earlier version of the search),
+    and the paired difference."""
+    rows = []
+    for f in sorted((folder / "eval").glob("amc_*.json")):
+        old = subprocess.run(["git", "show", f"{commit}:{f.as_posix()}"], capture_output=True,
+                             text=True)
+        if old.returncode:
+            continue
+        now_, then = json.loads(f.read_text())["test_top1"], json.loads(old.stdout)["test_top1"]
+        rows.append({"eval": f.stem, "test_top1": now_, f"test_top1_at_{commit}": then,
+                     "difference": now_ - then})
+    return rows
+
+
 def _pm(r: dict, m: str, fmt: str = "{:.2f}") -> str:
     n = r.get(f"{m}_n") or r["n"]
     return fmt.format(r[m]) + (" ± " + fmt.format(r[f"{m}_std"]) if n > 1 else
@@ -165,6 +182,13 @@ def markdown(s: dict) -> str:
         lines.append(f"| {r['search']} | {r['global_val_top1']:.2f} | "
                      f"{r['best_cheap_val_top1']:.2f} | {r['first_episode_beating_global']} | "
                      f"{r['seconds_until_then']} | {r['best_val_top1']:.2f} |")
+    if s.get("against"):
+        c = s["against_commit"]
+        lines += ["", f"AMC's evaluations vs the same files at commit {c} (same seeds and "
+                  "calibration draws; `--against`):", "",
+                  f"| evaluation | test now | test at {c} | difference |", "|---|---|---|---|"]
+        lines += [f"| {r['eval']} | {r['test_top1']:.2f} | {r[f'test_top1_at_{c}']:.2f} | "
+                  f"{r['difference']:+.2f} |" for r in s["against"]]
     return "\n".join(lines) + "\n"
 
 
@@ -172,10 +196,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--folder", default="results/compare_resnet56")
     p.add_argument("--out", default="results/quality_resnet56")
+    p.add_argument("--against", default=None, metavar="COMMIT",
+                   help="also compare AMC's evaluations with the same files at this commit")
     args = p.parse_args()
     d = load(Path(args.folder))
     s = {"made": now(), "git_commit": git_commit(), "folder": args.folder,
-         "checks": checks(d), "first_beats": first_beats(d, Path(args.folder)), "data": d}
+         "checks": checks(d), "first_beats": first_beats(d, Path(args.folder)), "data": d,
+         "against_commit": args.against,
+         "against": against(Path(args.folder), args.against) if args.against else []}
     Path(args.out + ".json").write_text(json.dumps(s, indent=2, default=float) + "\n")
     Path(args.out + ".md").write_text(markdown(s))
     print(Path(args.out + ".md").read_text())
