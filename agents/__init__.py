@@ -6,7 +6,7 @@ reads to build its options) imports without stable-baselines3.
 
 from typing import Any
 
-__all__ = ["SearchConfig", "run_search"]
+__all__ = ["SearchConfig", "run_or_resume", "run_search"]
 
 
 def __getattr__(name: str) -> Any:
@@ -14,8 +14,8 @@ def __getattr__(name: str) -> Any:
         from .config import SearchConfig
 
         return SearchConfig
-    if name == "run_search":
-        from .search import run_search
+    if name in ("run_search", "run_or_resume"):
+        from . import search
 
-        return run_search
+        return getattr(search, name)
     raise AttributeError(name)

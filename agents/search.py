@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pickle
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from stable_baselines3 import DDPG
 from stable_baselines3.common.callbacks import CallbackList, StopTrainingOnMaxEpisodes
 from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 
-from amc.config.args import check_counts
+from amc.config.args import changed_settings, check_counts
 from amc.envs import AMCPruningEnv, Outcome, reward_fn
 from amc.prune.budget import Budget, resource_fn
 from amc.prune.policy import load_policy, make_policy
@@ -191,6 +192,31 @@ def run_search(cfg: SearchConfig, resume: bool = False) -> dict[str, Any]:
                              address=cfg.address, log_dir=run_dir, verbose=cfg.verbose):
                 return _run(cfg, run_dir, resume)
         return _run(cfg, run_dir, resume)
+
+
+RUNTIME_SETTINGS = ("force", "out", "workers", "address", "cpus_per_worker", "gpus_per_worker",
+                    "threads", "device", "verbose", "checkpoint_every", "max_restarts")
+"""Settings that change how a search runs, not what it finds: a search made with other
+values of these is resumed as it is."""
+
+
+def run_or_resume(cfg: SearchConfig, say: Callable[[str], None] = print) -> dict[str, Any]:
+    """The search in ``cfg.out`` made with ``cfg``'s settings: resumed (or, when finished, its
+    summary read back) if the folder holds one; searched afresh, with a one-line notice
+    through ``say``, if the folder holds one made with other settings or by an amc that
+    predates one of them (what the callers that cache searches use: a changed setting or
+    default must not silently reuse an old search).
+    """
+    run_dir = Path(cfg.out)
+    if not (run_dir / "config.json").is_file():
+        return run_search(cfg)
+    if changed := changed_settings(cfg, run_dir, ignore=RUNTIME_SETTINGS):
+        say(f"{run_dir} was searched with other settings ({', '.join(changed)}): "
+            "searching again")
+        return run_search(replace(cfg, force=True))
+    if (run_dir / "summary.json").is_file():
+        return json.loads((run_dir / "summary.json").read_text())
+    return run_search(cfg, resume=True)
 
 
 def _check_buffer(ckpt: Path, run_dir: Path) -> None:

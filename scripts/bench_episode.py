@@ -226,7 +226,7 @@ def bench_search(args, work: Path, seed: int) -> dict:
     """ResNet-56 searches with seed ``seed``: one per variant of ``--search-variants``, each
     best policy re-scored by the old path (recalibration on 512 of 2,000 images). Cached per
     seed in ``search.json`` / ``search_s<seed>.json``; variants already there are kept."""
-    from amc.agents import SearchConfig, run_search
+    from amc.agents import SearchConfig, run_or_resume
 
     path = work / ("search.json" if seed == 0 else f"search_s{seed}.json")
     out = json.loads(path.read_text()) if path.is_file() else {}
@@ -244,7 +244,7 @@ def bench_search(args, work: Path, seed: int) -> dict:
         run = work / (f"search_{name}" + (f"_s{seed}" if seed else ""))
         cfg = SearchConfig(**base, **v, out=str(run))
         t = time.perf_counter()
-        s = run_search(cfg, resume=(run / "config.json").is_file())
+        s = run_or_resume(cfg)
         wall = time.perf_counter() - t
         ratios = best_ratios(run, ref)
         out[name] = {"best_val_top1_in_search": s["best_val_top1"],

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from amc.agents import SearchConfig, run_search
+from amc.agents import SearchConfig, run_or_resume
 from amc.data.datasets import load_dataset
 from amc.models.evaluate import top1
 from amc.models.registry import create_model
@@ -71,8 +71,7 @@ def main() -> None:
                        bn_recalib=a.bn_recalib,
                        episodes=a.episodes, warmup_episodes=a.warmup, seed=a.seed,
                        threads=a.threads, checkpoint_every=10, out=str(run_dir))
-    resume = (run_dir / "config.json").is_file()
-    summary = run_search(cfg, resume=resume)
+    summary = run_or_resume(cfg)
     torch.set_num_threads(2)
     data = load_dataset("cifar10", data_dir=a.data_dir)
     model = create_model(a.model, checkpoint=ckpt)

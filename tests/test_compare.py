@@ -223,3 +223,27 @@ def test_bad_compare_settings_refused_in_one_line(tmp_path, field, value, match)
     with pytest.raises(AmcError, match=match) as e:
         cfg.validate()
     assert "\n" not in str(e.value) and not (tmp_path / "x").exists()
+
+
+def test_folder_made_with_other_settings_is_refused_untouched(digits_ckpt, tmp_path):
+    """Rerunning a comparison with a changed setting (or after an upgrade that added one)
+    would reuse artifacts made with the old ones and relabel them: refused in one line
+    before anything is written. Settings that only add jobs are accepted."""
+    from dataclasses import replace
+
+    from amc.utils.errors import AmcError
+
+    out = tmp_path / "c"
+    cfg = _cfg(digits_ckpt, out, strategies=("uniform",))
+    Comparison(cfg).run()
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(AmcError, match=r"other settings \(finetune_epochs, lr\).*--out"):
+        Comparison(replace(cfg, finetune_epochs=0.5, lr=0.1))
+    stored = json.loads((out / "config.json").read_text())
+    del stored["noise_min"]  # made by an amc before the setting existed
+    (out / "config.json").write_text(json.dumps(stored))
+    with pytest.raises(AmcError, match=r"other settings \(noise_min\)"):
+        Comparison(cfg)
+    (out / "config.json").write_bytes(before[out / "config.json"])
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    Comparison(replace(cfg, budgets=("flops:0.5", "flops:0.7"), seeds=2, threads=2))

@@ -370,3 +370,32 @@ def test_changed_settings_names_what_a_cached_run_was_not_made_with(tmp_path):
     del old["noise_min"]
     write_json(tmp_path / "config.json", old)
     assert changed_settings(cfg, tmp_path) == ["noise_min"]  # made before the setting existed
+
+
+def test_run_or_resume_reuses_only_a_search_made_with_the_same_settings(digits_ckpt, tmp_path,
+                                                                        monkeypatch):
+    """What `amc compare`, `amc demo` and the benchmarks call: a cached search made with the
+    same settings is reused (a finished one is read back, not rerun), one made with other
+    settings (a changed flag or default) is searched again with a one-line notice."""
+    import amc.agents.search as search_mod
+    from amc.agents import run_or_resume
+
+    run = tmp_path / "r"
+    cfg = _cfg(digits_ckpt, run, episodes=4, warmup_episodes=2)
+    said: list[str] = []
+    first = run_or_resume(cfg, say=said.append)
+    assert said == [] and len(_rows(run)) == 4
+
+    def no_search(*a, **k):
+        raise AssertionError("searched again")
+
+    monkeypatch.setattr(search_mod, "run_search", no_search)
+    # the same search, run with other runtime settings (and another spelling of the path)
+    again = run_or_resume(replace(cfg, threads=2, checkpoint_every=2,
+                                  checkpoint=os.path.relpath(digits_ckpt)), say=said.append)
+    assert again == first and said == []
+    monkeypatch.undo()
+    s = run_or_resume(replace(cfg, episodes=5, noise_min=0.1), say=said.append)
+    assert len(said) == 1 and "(episodes, noise_min)" in said[0]
+    assert s["episodes"] == 5 and len(_rows(run)) == 5
+    assert json.loads((run / "config.json").read_text())["noise_min"] == 0.1

@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def amc_policy(cfg, budget: str, run_dir: Path) -> Path:
     """Run (or resume) the AMC search for one budget; returns its best policy file."""
-    from amc.agents import SearchConfig, run_search
+    from amc.agents import SearchConfig, run_or_resume
 
     sweep = Path(cfg.out) / "sensitivity.json"
     sc = SearchConfig(**{**cfg.scoring_fields(), "threads": 1 if cfg.workers > 1 else cfg.threads},
@@ -32,9 +32,7 @@ def amc_policy(cfg, budget: str, run_dir: Path) -> Path:
                       workers=cfg.workers, out=str(run_dir),
                       sensitivity=str(sweep) if cfg.sweep_warm_start and sweep.is_file()
                       else None)
-    done = (run_dir / "summary.json").is_file()
-    if not done:
-        run_search(sc, resume=(run_dir / "config.json").is_file())
+    run_or_resume(sc)  # a search made with other settings (or defaults) is done again
     return run_dir / "best_policy.json"
 
 

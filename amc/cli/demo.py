@@ -3,12 +3,10 @@ the uniform baseline. Needs no files: scikit-learn ships the digits data."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from amc.config.args import changed_settings
 from amc.cost.macs import model_cost
 from amc.data.datasets import load_dataset
 from amc.models.evaluate import evaluate, top1
@@ -18,7 +16,7 @@ from amc.train.digits import train_digits
 
 def run_demo(out: Path, episodes: int = 100, seed: int = 0, budget: str = "flops:0.5") -> dict:
     """Train, search, compare; prints a small table and returns the numbers."""
-    from amc.agents import SearchConfig, run_search
+    from amc.agents import SearchConfig, run_or_resume
     from amc.prune.policy import load_policy
     from amc.prune.scoring import build_scorer
 
@@ -39,12 +37,7 @@ def run_demo(out: Path, episodes: int = 100, seed: int = 0, budget: str = "flops
                        episodes=episodes, warmup_episodes=max(1, episodes // 4), seed=seed,
                        out=str(run))
     print(f"2. AMC search: {episodes} episodes at {budget} (DDPG, reward -error) ...")
-    resume = (run / "config.json").is_file()
-    if resume and (changed := changed_settings(cfg, run)):  # a demo of an earlier amc
-        print(f"   {run} was searched with other settings ({', '.join(changed)}): "
-              "searching again")
-        cfg, resume = replace(cfg, force=True), False
-    s = run_search(cfg, resume=resume)
+    s = run_or_resume(cfg, say=lambda m: print(f"   {m}"))  # e.g. a demo of an earlier amc
     rows = {}
     scorer = build_scorer(**cfg.scorer_kwargs(), net=model)  # the search's pruning and repair
     for name in ("best_policy", "uniform_policy"):

@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import inspect
 import json
+import os
 import re
 import types
 import typing
@@ -205,8 +206,20 @@ def changed_settings(cfg: object, run_dir: str | Path, ignore: tuple[str, ...] =
     """The settings of dataclass ``cfg`` that the run cached in ``run_dir`` was not made with.
 
     Compares ``cfg`` with the run's ``config.json`` as written (a setting the run predates
-    counts as changed, since it ran with that version's behaviour); empty when they agree.
+    counts as changed, since it ran with that version's behaviour; paths are compared as the
+    files they name); empty when they agree.
     """
     stored = json.loads((Path(run_dir) / "config.json").read_text())
     now = json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
-    return sorted(k for k in now if k not in ignore and (k not in stored or stored[k] != now[k]))
+    return sorted(k for k in now if k not in ignore
+                  and (k not in stored or not _same_setting(stored[k], now[k])))
+
+
+def _same_setting(a: object, b: object) -> bool:
+    """Equal values, or two spellings of one existing file or folder (``../shared/data``
+    and ``/work/shared/data``)."""
+    if a == b:
+        return True
+    if isinstance(a, str) and isinstance(b, str) and Path(a).exists() and Path(b).exists():
+        return os.path.samefile(a, b)
+    return False

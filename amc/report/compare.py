@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from amc.config.args import check_counts
+from amc.config.args import changed_settings, check_counts
 from amc.config.blocks import NOISE_MIN, OptimConfig, ScoringConfig
 from amc.cost.macs import model_cost
 from amc.cost.timing import torch_latencies
@@ -165,6 +165,25 @@ def _train_view(ds: Dataset, limit: int | None, seed: int) -> Dataset:
     return ds.select(train=idx)
 
 
+JOB_SETTINGS = ("out", "budgets", "strategies", "seeds", "finetune_runs", "workers",
+                "threads", "device", "loader_workers")
+"""Settings a comparison can be rerun with in the same folder: they add jobs (whose artifacts
+are made then) or change how it runs, not what its cached artifacts hold."""
+
+
+def check_cached(cfg: CompareConfig) -> None:
+    """Refuse, before anything is written, a folder whose cached artifacts were made with
+    other settings (or by an amc that predates one): they would be reused as if made with
+    ``cfg``'s, and its ``config.json`` overwritten."""
+    out = Path(cfg.out)
+    if (out / "config.json").is_file() and (
+            changed := changed_settings(cfg, out, ignore=JOB_SETTINGS)):
+        raise AmcError(f"{out} holds a comparison made with other settings "
+                       f"({', '.join(changed)}); rerun with its config.json's values, or "
+                       "choose another --out (its artifacts would be reused as if made "
+                       "with these)")
+
+
 class Comparison:
     """The pipeline; call :meth:`run`."""
 
@@ -175,6 +194,7 @@ class Comparison:
             raise AmcError("the amc strategy needs the RL side (amc.agents); install it")
         self.cfg, self.amc_fn, self.pool = cfg, amc_fn, pool or _no_pool
         self.dir = Path(cfg.out)  # made by the first write, once model and data are checked
+        check_cached(cfg)
         self.threads = cfg.threads or torch.get_num_threads()
         torch.set_num_threads(self.threads)
         self.data = load_dataset(cfg.data, **cfg.dataset_kwargs(cfg.model))
