@@ -35,6 +35,10 @@ class SearchConfig(ScoringConfig, ClusterConfig, OutputConfig):
         noise_min: Floor of the decaying σ (in [0, 1] units): with a floor, late episodes
             keep exploring around the re-anchored actor instead of replaying it; 0: AMC's
             schedule, σ decays towards 0.
+        rescore_top: At the end, score the search's this many best distinct policies again
+            on the rest of val (the images past --val-limit, which the search never saw) and
+            keep the best on all of val: the highest of hundreds of noisy scores is biased
+            upward, so it is often not the best policy (0 or 1: keep the search's best).
         hidden: Width of the two hidden layers of actor and critic.
         lr_actor: Actor learning rate.
         lr_critic: Critic learning rate.
@@ -69,6 +73,7 @@ class SearchConfig(ScoringConfig, ClusterConfig, OutputConfig):
     noise_sigma: float = 0.5
     noise_decay: float = 0.95
     noise_min: float = NOISE_MIN
+    rescore_top: int = 5
     hidden: int = 300
     lr_actor: float = 1e-4
     lr_critic: float = 1e-3

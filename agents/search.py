@@ -22,7 +22,13 @@ from amc.prune.budget import Budget, resource_fn
 from amc.prune.policy import load_policy, make_policy
 from amc.prune.scoring import Scorer, build_scorer
 from amc.utils.errors import AmcError
-from amc.utils.io import check_out_dir, check_writable, made_dir, remove_entries, write_json
+from amc.utils.io import (
+    check_out_dir,
+    check_writable,
+    made_dir,
+    remove_entries,
+    write_json,
+)
 from amc.utils.provenance import git_commit, now, versions
 
 from .config import SearchConfig
@@ -36,6 +42,7 @@ from .monitor import (
     restore_best,
     write_rows,
 )
+from .rescore import pick_best
 from .updates import EpisodeUpdates, OverlapUpdates
 from .warm_start import MODES as WARM_MODES
 from .warm_start import WarmStart, cheap_policies, demo_actions
@@ -44,15 +51,17 @@ from .wrappers import RewardBaseline
 RUN_FILES = ("config.json", "run.json", "episodes.csv", "best_policy.json", "uniform_policy.json",
              "global_policy.json", "sensitivity_policy.json", "warm_start.json",
              "summary.json", "learning_curve.png", "ckpt", "ckpt.old", "ckpt.tmp", "tb",
-             "ray_logs")
+             "ray_logs", "search_best_policy.json", "rescore.json")
 """What a search writes into its run directory (anything else there is not amc's)."""
 
 
-def outcome(scorer: Scorer, cfg: SearchConfig, ratios: list[float]) -> dict[str, Any]:
-    """Score a policy as an episode would (val top-1, reward, achieved ratios)."""
+def outcome(scorer: Scorer, cfg: SearchConfig, ratios: list[float],
+            top1: float | None = None) -> dict[str, Any]:
+    """Score a policy as an episode would (val top-1, reward, achieved ratios); ``top1``:
+    its val top-1 when already known (then only the reward is computed)."""
     budget = cfg.parsed_budget()
     pm = scorer.pm
-    top1 = scorer(ratios)
+    top1 = scorer(ratios) if top1 is None else top1
     macs, params = pm.cost(ratios)
     lat = 0.0
     if cfg.reward == "latency":
@@ -62,6 +71,11 @@ def outcome(scorer: Scorer, cfg: SearchConfig, ratios: list[float]) -> dict[str,
     o = Outcome(top1, macs, params, resource_fn(pm, budget)(ratios), budget.fraction, lat)
     return {"val_top1": top1, "reward": reward_fn(cfg.reward, cfg.lambda_size)(o),
             "macs_ratio": macs / pm.dense_macs, "params_ratio": params / pm.dense_params}
+
+
+def _reward_of(scorer: Scorer, cfg: SearchConfig) -> Callable[[list[float], float], float]:
+    """The search's reward of ratios at a given val top-1."""
+    return lambda ratios, top1: outcome(scorer, cfg, ratios, top1)["reward"]
 
 
 def cheap_lines(scorer: Scorer, cfg: SearchConfig, run_dir: Path
@@ -199,6 +213,10 @@ RUNTIME_SETTINGS = ("force", "out", "workers", "address", "cpus_per_worker", "gp
 """Settings that change how a search runs, not what it finds: a search made with other
 values of these is resumed as it is."""
 
+FINAL_SETTINGS = ("rescore_top",)
+"""Settings applied after the episodes (how the best policy is picked): a finished search
+made with other values of these is finished again, its episodes kept."""
+
 
 def run_or_resume(cfg: SearchConfig, say: Callable[[str], None] = print) -> dict[str, Any]:
     """The search in ``cfg.out`` made with ``cfg``'s settings: resumed (or, when finished, its
@@ -210,13 +228,37 @@ def run_or_resume(cfg: SearchConfig, say: Callable[[str], None] = print) -> dict
     run_dir = Path(cfg.out)
     if not (run_dir / "config.json").is_file():
         return run_search(cfg)
-    if changed := changed_settings(cfg, run_dir, ignore=RUNTIME_SETTINGS):
+    changed = changed_settings(cfg, run_dir, ignore=RUNTIME_SETTINGS)
+    finished = (run_dir / "summary.json").is_file()
+    if changed and not (finished and set(changed) <= set(FINAL_SETTINGS)):
         say(f"{run_dir} was searched with other settings ({', '.join(changed)}): "
             "searching again")
         return run_search(replace(cfg, force=True))
-    if (run_dir / "summary.json").is_file():
+    if changed:  # only how the finished search's best is picked: pick it again
+        say(f"{run_dir}: picking its best again ({', '.join(changed)} changed)")
+        return refinish(cfg)
+    if finished:
         return json.loads((run_dir / "summary.json").read_text())
     return run_search(cfg, resume=True)
+
+
+def refinish(cfg: SearchConfig) -> dict[str, Any]:
+    """Pick the best policy of the finished search in ``cfg.out`` again with ``cfg``'s
+    :data:`FINAL_SETTINGS` (its episodes are kept); updates its best policy, summary and
+    ``config.json``."""
+    run_dir = Path(cfg.out)
+    torch.set_num_threads(cfg.threads or 1)
+    scorer = build_scorer(**cfg.scorer_kwargs())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    summary.update(pick_best(cfg, scorer, run_dir, _reward_of(scorer, cfg)),
+                   **best_fields(run_dir))
+    write_json(run_dir / "summary.json", summary)
+    stored = json.loads((run_dir / "config.json").read_text())
+    write_json(run_dir / "config.json", {**stored, **{k: getattr(cfg, k)
+                                                      for k in FINAL_SETTINGS}})
+    return summary
+
+
 
 
 def _check_buffer(ckpt: Path, run_dir: Path) -> None:
@@ -297,10 +339,11 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
         monitor.save_checkpoint()
     restarts = getattr(envs, "restarts", 0)
     venv.close()
-    return summarize(cfg, run_dir, {k: v[1] for k, v in lines.items()},
-                     time.perf_counter() - t0, restarts,
+    seconds = time.perf_counter() - t0
+    return summarize(cfg, run_dir, {k: v[1] for k, v in lines.items()}, seconds, restarts,
                      {"agent_updates_this_run": updates.made,
-                      "update_rounds_overlapped": overlap.overlapped if overlap else 0})
+                      "update_rounds_overlapped": overlap.overlapped if overlap else 0,
+                      **pick_best(cfg, scorer, run_dir, _reward_of(scorer, cfg))})
 
 
 def _first_beating(rows: list[dict], val_top1: float) -> dict[str, float | None]:
@@ -314,20 +357,28 @@ def _first_beating(rows: list[dict], val_top1: float) -> dict[str, float | None]
             else None}
 
 
+def best_fields(run_dir: Path) -> dict[str, Any]:
+    """The summary's fields of the search's best policy (after ``--rescore-top``: the one
+    picked on all of val; ``best_val_top1`` stays its score in the search)."""
+    best = json.loads((run_dir / "best_policy.json").read_text())
+    return {"best_episode": best["provenance"].get("episode"),
+            "best_val_top1": best["metrics"]["val_top1"],
+            "best_val_top1_all": best["metrics"].get("val_top1_all"),
+            "best_reward": best["metrics"]["reward"],
+            "best_macs_ratio": best["achieved"]["macs_ratio"]}
+
+
 def summarize(cfg: SearchConfig, run_dir: Path, lines: dict[str, dict], seconds: float,
               worker_restarts: int = 0, extra: dict[str, Any] | None = None
               ) -> dict[str, Any]:
     rows = read_rows(run_dir / "episodes.csv")
-    best = json.loads((run_dir / "best_policy.json").read_text())
     rewards = [float(r["reward"]) for r in rows]
     uni = lines["uniform"]
     # episodes of the search's own (a cheap warm start first replays the cheap policies)
     own = rows[len(lines):] if cfg.warm_start == "cheap" else rows
     beat = _first_beating(own, uni["val_top1"])["episode"]
     summary = {
-        "episodes": len(rows), "best_episode": best["provenance"].get("episode"),
-        "best_val_top1": best["metrics"]["val_top1"], "best_reward": best["metrics"]["reward"],
-        "best_macs_ratio": best["achieved"]["macs_ratio"],
+        "episodes": len(rows), **best_fields(run_dir),
         "uniform_val_top1": uni["val_top1"], "uniform_reward": uni["reward"],
         "first_episode_beating_uniform": beat,
         "seconds_per_episode": float(np.mean([float(r["seconds"]) for r in rows]))

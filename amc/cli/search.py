@@ -39,5 +39,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     print(f"AMC search on {cfg.model} ({cfg.budget}, reward {cfg.reward}): {s['episodes']} "
           f"episodes, best val top-1 {s['best_val_top1']:.2f}% (episode {s['best_episode']}) vs "
           f"uniform {s['uniform_val_top1']:.2f}%; {s['seconds_per_episode']:.2f} s/episode")
+    if r := s.get("rescore"):
+        print(f"best picked on all {r['images']} val images among the search's "
+              f"{r['candidates']} best: episode {r['chosen_episode']} "
+              f"({r['chosen_val_top1_all']:.2f}%; the search's best, episode "
+              f"{r['search_best_episode']}: {r['search_best_val_top1_all']:.2f}%)")
     print(f"run directory: {cfg.out} (best_policy.json, episodes.csv, learning_curve.png)")
     return 0

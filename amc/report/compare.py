@@ -139,14 +139,15 @@ def _cached_json(path: Path, make: Callable[[], dict]) -> dict:
 def _search_wall_seconds(run_dir: Path) -> float | None:
     """Wall-clock seconds of an AMC search: its session's wall time, or for a resumed search
     the episodes' env seconds per worker (the summary's ``search_seconds`` sums them over the
-    workers); None without a summary."""
+    workers), plus the re-scoring of its best policies; None without a summary."""
     f = run_dir / "summary.json"
     if not f.is_file():
         return None
     s = json.loads(f.read_text())
     # a resumed search's last session is only part of it: then the env seconds per worker
     return max(s.get("wall_seconds_this_run") or 0.0,
-               s["search_seconds"] / max(1, s.get("workers") or 1))
+               s["search_seconds"] / max(1, s.get("workers") or 1)) + (
+        s.get("rescore_seconds") or 0.0)
 
 
 def _lat(lat: dict, name: str) -> dict:

@@ -1,0 +1,84 @@
+"""``--rescore-top``: the search's best policies scored again on the rest of ``val``, the best
+on all of it kept (and racing stops a candidate that cannot win)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from amc.agents import SearchConfig, run_or_resume, run_search
+from amc.agents.rescore import Candidate, rescore
+from amc.data.datasets import load_dataset
+from amc.prune.policy import load_policy
+from amc.prune.scoring import build_scorer
+
+
+@pytest.fixture(scope="module")
+def parts(digits_ckpt):
+    scorer = build_scorer("digits_cnn", digits_ckpt, val_limit=64)
+    x, y = load_dataset("digits").tensors("val")
+    return scorer, (x[64:], y[64:])
+
+
+def test_the_best_on_all_of_val_wins_over_a_lucky_search_score(parts):
+    """A heavily pruned policy with a (made-up) perfect search score loses to a light one
+    once the rest of val is counted; a third that cannot win stops early."""
+    scorer, rest = parts
+    n = len(scorer.pm.units)
+    heavy, light = [0.8] * n, [0.1] * n
+    truth = {k: replace(scorer, x=rest[0], y=rest[1])(r) for k, r in
+             (("heavy", heavy), ("light", light))}
+    assert truth["light"] > truth["heavy"] + 10  # the case is one rescoring must decide
+    cands = [Candidate(7, heavy, 100.0, 0.0), Candidate(9, light, 90.0, -0.1),
+             Candidate(11, heavy, 95.0, -0.05)]
+    res = rescore(scorer, rest, cands, lambda ratios, top1: top1)
+    assert res["chosen"] == 1
+    rows = res["rows"]
+    n1, n2 = len(scorer.y), len(rest[1])
+    assert rows[0]["rest_images"] == rows[1]["rest_images"] == n2  # the first two: complete
+    assert rows[1]["rest_val_top1"] == pytest.approx(truth["light"])
+    assert rows[1]["val_top1_all"] == pytest.approx((n1 * 90.0 + n2 * truth["light"]) / (n1 + n2))
+    assert rows[2]["rest_images"] < n2 and rows[2]["val_top1_all"] is None  # raced out
+
+
+def _cfg(ckpt, out, **kw) -> SearchConfig:
+    base = dict(checkpoint=ckpt, episodes=16, warmup_episodes=4, out=str(out), val_limit=64,
+                hidden=64, batch_size=16, checkpoint_every=8)
+    return SearchConfig(**{**base, **kw})
+
+
+def test_search_keeps_the_best_on_all_of_val_and_its_own_best_beside_it(digits_ckpt,
+                                                                        tmp_path):
+    run = tmp_path / "r"
+    s = run_search(_cfg(digits_ckpt, run, rescore_top=4))
+    res = json.loads((run / "rescore.json").read_text())
+    full = build_scorer("digits_cnn", digits_ckpt)  # all of val, the search's repair
+    own = load_policy(run / "search_best_policy.json")
+    best = load_policy(run / "best_policy.json")
+    names = [u.name for u in full.pm.units]
+    assert own.provenance["episode"] == res["rows"][0]["episode"]
+    complete = [r for r in res["rows"] if r["val_top1_all"] is not None]
+    chosen = max(complete, key=lambda r: r["val_top1_all"])
+    assert best.provenance["episode"] == chosen["episode"] == s["best_episode"]
+    # the recorded all-of-val score is the policy's real one
+    assert full(best.ratios_for(names)) == pytest.approx(chosen["val_top1_all"], abs=1e-6)
+    assert s["rescore"]["chosen_episode"] == chosen["episode"] and s["rescore_seconds"] > 0
+
+
+def test_rescoring_a_finished_search_keeps_its_episodes(digits_ckpt, tmp_path):
+    """A search finished without rescoring (or by an amc before it) is only picked again."""
+    run = tmp_path / "r"
+    cfg = _cfg(digits_ckpt, run, rescore_top=0)
+    run_search(cfg)
+    assert not (run / "rescore.json").exists()
+    episodes = (run / "episodes.csv").read_bytes()
+    said: list[str] = []
+    s = run_or_resume(replace(cfg, rescore_top=3), say=said.append)
+    assert len(said) == 1 and "picking its best again (rescore_top" in said[0]
+    assert (run / "episodes.csv").read_bytes() == episodes and s["episodes"] == 16
+    assert json.loads((run / "rescore.json").read_text())["top"] == 3
+    assert s["best_episode"] == load_policy(run / "best_policy.json").provenance["episode"]
+    said.clear()
+    assert run_or_resume(replace(cfg, rescore_top=3), say=said.append) == s and said == []
