@@ -2,6 +2,7 @@
 ``bash scripts/bench_compare.sh``; writes ``results/quality_resnet56.md`` and ``.json``.
 
     .venv/bin/python scripts/quality_summary.py [--folder results/compare_resnet56]
+        [--against COMMIT ...]
 
 Every figure is read from the folder (``table.csv``: mean ± std over the runs,
 ``table_runs.csv``, ``sensitivity.json``, the AMC searches' ``summary.json``).
@@ -16,6 +17,7 @@ import math
 import subprocess
 from pathlib import Path
 
+from amc.report.compare import search_wall_seconds
 from amc.report.compare_table import standard_error
 from amc.utils.provenance import git_commit, now
 
@@ -30,11 +32,13 @@ def load(folder: Path) -> dict:
     runs = [_floats(r) for r in csv.DictReader(open(folder / "table_runs.csv"))]
     sweep, retimed = (json.loads((folder / n).read_text()) if (folder / n).is_file() else None
                       for n in ("sensitivity.json", "sensitivity_retimed.json"))
-    searches = {}
+    searches, search_cfg = {}, {}
     for s in sorted((folder / "search").glob("*/summary.json")):
         searches[s.parent.name] = json.loads(s.read_text())
+        search_cfg = json.loads((s.parent / "config.json").read_text())
     return {"agg": agg, "runs": runs, "sweep": sweep, "sweep_retimed": retimed,
-            "searches": searches,
+            "searches": searches, "rescore_top": search_cfg.get("rescore_top", 0),
+            "folder": str(folder),
             "config": json.loads((folder / "config.json").read_text()),
             "dense_ft": json.loads((folder / "eval" / "dense_ft.json").read_text()),
             "dense_before": json.loads((folder / "eval" / "dense_before.json").read_text())}
@@ -89,9 +93,8 @@ def checks(d: dict) -> list[dict]:
             amc["test_after"] - uni["test_after"], ">= 0",
             amc["test_after"] >= uni["test_after"])
     if d["sweep"] is not None:
-        walls = [max(s.get("wall_seconds_this_run") or 0.0,
-                     s["search_seconds"] / max(1, s.get("workers") or 1))
-                 for s in d["searches"].values()]
+        walls = [search_wall_seconds(Path(d["folder"]) / "search" / name)
+                 for name in d["searches"]]
         longest = max(walls) if walls else float("nan")
         mean = sum(walls) / len(walls) if walls else float("nan")
         for key, which in (("sweep", "sensitivity sweep seconds"),
@@ -157,7 +160,9 @@ def markdown(s: dict) -> str:
              f"{s['git_commit']}); settings in `bash scripts/bench_compare.sh`: "
              f"--search-on {c['search_on']}, {c['seeds']} runs per strategy, "
              f"{c['episodes']} AMC episodes ({c['warmup_episodes']} warm-up, warm start "
-             f"{c['warm_start']}, noise floor {c.get('noise_min', 0.0):g}), BN recalibration "
+             f"{c['warm_start']}, noise floor {c.get('noise_min', 0.0):g}, "
+             + (f"best picked among the top {d['rescore_top']} on all of val"
+                if d["rescore_top"] > 1 else "the search's own best") + "), BN recalibration "
              f"on {c['recal_size']} train images, val {c['val_limit']} images, fine-tuning "
              f"{c['finetune_epochs']:g} epoch(s) over {c['train_limit']} train images.", "",
              f"Dense (adapted): test {d['dense_before']['test_top1']:.2f} %.", "",
@@ -182,13 +187,23 @@ def markdown(s: dict) -> str:
         lines.append(f"| {r['search']} | {r['global_val_top1']:.2f} | "
                      f"{r['best_cheap_val_top1']:.2f} | {r['first_episode_beating_global']} | "
                      f"{r['seconds_until_then']} | {r['best_val_top1']:.2f} |")
-    if s.get("against"):
-        c = s["against_commit"]
+    rescored = {n: x["rescore"] for n, x in d["searches"].items() if x.get("rescore")}
+    if rescored:
+        lines += ["", f"The best policy picked on all of val (`--rescore-top "
+                  f"{d['rescore_top']}`: the search's {d['rescore_top']} best distinct "
+                  "policies scored again on the val images past --val-limit; val top-1 on "
+                  "all of val):", "",
+                  "| search | search's best episode | its val (all) | picked episode | "
+                  "its val (all) | seconds |", "|---|---|---|---|---|---|"]
+        lines += [f"| {n} | {r['search_best_episode']} | {r['search_best_val_top1_all']:.2f} | "
+                  f"{r['chosen_episode']} | {r['chosen_val_top1_all']:.2f} | "
+                  f"{d['searches'][n]['rescore_seconds']:.0f} |" for n, r in rescored.items()]
+    for c, rows in s.get("against", {}).items():
         lines += ["", f"AMC's evaluations vs the same files at commit {c} (same seeds and "
                   "calibration draws; `--against`):", "",
                   f"| evaluation | test now | test at {c} | difference |", "|---|---|---|---|"]
         lines += [f"| {r['eval']} | {r['test_top1']:.2f} | {r[f'test_top1_at_{c}']:.2f} | "
-                  f"{r['difference']:+.2f} |" for r in s["against"]]
+                  f"{r['difference']:+.2f} |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -196,14 +211,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--folder", default="results/compare_resnet56")
     p.add_argument("--out", default="results/quality_resnet56")
-    p.add_argument("--against", default=None, metavar="COMMIT",
-                   help="also compare AMC's evaluations with the same files at this commit")
+    p.add_argument("--against", action="append", default=[], metavar="COMMIT",
+                   help="also compare AMC's evaluations with the same files at this commit "
+                        "(repeat for several)")
     args = p.parse_args()
     d = load(Path(args.folder))
     s = {"made": now(), "git_commit": git_commit(), "folder": args.folder,
          "checks": checks(d), "first_beats": first_beats(d, Path(args.folder)), "data": d,
-         "against_commit": args.against,
-         "against": against(Path(args.folder), args.against) if args.against else []}
+         "against": {c: against(Path(args.folder), c) for c in args.against}}
     Path(args.out + ".json").write_text(json.dumps(s, indent=2, default=float) + "\n")
     Path(args.out + ".md").write_text(markdown(s))
     print(Path(args.out + ".md").read_text())

@@ -136,7 +136,7 @@ def _cached_json(path: Path, make: Callable[[], dict]) -> dict:
     return d
 
 
-def _search_wall_seconds(run_dir: Path) -> float | None:
+def search_wall_seconds(run_dir: Path) -> float | None:
     """Wall-clock seconds of an AMC search: its session's wall time, or for a resumed search
     the episodes' env seconds per worker (the summary's ``search_seconds`` sums them over the
     workers), plus the re-scoring of its best policies; None without a summary."""
@@ -299,7 +299,7 @@ class Comparison:
                                run_dir)
             path.parent.mkdir(parents=True, exist_ok=True)
             pol = load_policy(best)
-            search_s = _search_wall_seconds(run_dir)
+            search_s = search_wall_seconds(run_dir)
             pol.provenance["search_seconds"] = (search_s + sweep_s if search_s is not None
                                                 else None)
             if sweep_s:
@@ -378,7 +378,7 @@ class Comparison:
     def _search_seconds(self, strategy: str, name: str, pol) -> float:
         """A strategy's search wall seconds (AMC: its search's, plus the sweep it replayed)."""
         if strategy == "amc":
-            s = _search_wall_seconds(self.dir / "search" / name.removeprefix("amc_"))
+            s = search_wall_seconds(self.dir / "search" / name.removeprefix("amc_"))
             if s is not None:
                 return s + float(pol.provenance.get("sweep_seconds", 0.0))
         return float(pol.provenance.get("search_seconds") or 0.0)
