@@ -138,12 +138,16 @@ def pick_best(cfg: SearchConfig, scorer: Scorer, run_dir: Path,
         write_text(own, best_file.read_text())
     res = rescore(scorer, (x[n1:], y[n1:]), cands, reward_of)
     c, row = cands[res["chosen"]], res["rows"][res["chosen"]]
-    make_policy(scorer.pm, c.ratios, cfg.model, cfg.budget, "amc", cfg.seed, cfg.max_ratio,
-                {"val_top1": c.val_top1, "reward": c.reward,
-                 "val_top1_all": row["val_top1_all"]},
-                episode=c.episode, reward_type=cfg.reward,
-                picked_by=f"val top-1 on all {n1 + res['images']} val images among the "
-                          f"search's {len(cands)} best").save(best_file)
+    how = f"val top-1 on all {n1 + res['images']} val images among the search's {len(cands)} best"
+    if res["chosen"] == 0:  # the search's own best: its exact metrics, plus all of val's
+        search_best.metrics["val_top1_all"] = row["val_top1_all"]
+        search_best.provenance["picked_by"] = how
+        search_best.save(best_file)
+    else:  # metrics as episodes.csv holds them (val top-1 to 4 decimals, reward to 6)
+        make_policy(scorer.pm, c.ratios, cfg.model, cfg.budget, "amc", cfg.seed, cfg.max_ratio,
+                    {"val_top1": c.val_top1, "reward": c.reward,
+                     "val_top1_all": row["val_top1_all"]},
+                    episode=c.episode, reward_type=cfg.reward, picked_by=how).save(best_file)
     write_json(run_dir / "rescore.json", {"top": cfg.rescore_top, **res})
     return {"rescore": {"chosen_episode": c.episode,
                         "search_best_episode": cands[0].episode,
