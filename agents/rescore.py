@@ -119,21 +119,28 @@ def pick_best(cfg: SearchConfig, scorer: Scorer, run_dir: Path,
     (:func:`rescore`; ``reward_of``: the search's reward of ratios at a val top-1). Writes
     ``best_policy.json`` and ``rescore.json`` and keeps the search's own best as
     ``search_best_policy.json``. Returns the summary's ``rescore`` fields."""
-    none = {"rescore": None, "rescore_seconds": 0.0}
     own = run_dir / "search_best_policy.json"
     best_file = run_dir / "best_policy.json"
-    if cfg.rescore_top < 2 or not best_file.is_file():
-        return none
+
+    def none() -> dict[str, Any]:  # the search's own best is kept (an earlier pick undone)
+        if own.is_file():
+            write_text(best_file, own.read_text())
+            own.unlink()
+        (run_dir / "rescore.json").unlink(missing_ok=True)
+        return {"rescore": None, "rescore_seconds": 0.0}
+
+    if cfg.rescore_top < 2 or not (best_file.is_file() or own.is_file()):
+        return none()
     x, y = load_dataset(cfg.data, **cfg.dataset_kwargs(cfg.model)).tensors("val")
     n1 = len(scorer.y)
     if len(y) <= n1:  # the search saw all of val: nothing to rescore on
-        return none
+        return none()
     names = [u.name for u in scorer.pm.units]
     search_best = load_policy(own if own.is_file() else best_file)
     exact = {int(search_best.provenance["episode"]): search_best.ratios_for(names)}
     cands = candidates(read_rows(run_dir / "episodes.csv"), scorer.pm, cfg.rescore_top, exact)
     if len(cands) < 2:
-        return none
+        return none()
     if not own.is_file():
         write_text(own, best_file.read_text())
     res = rescore(scorer, (x[n1:], y[n1:]), cands, reward_of)

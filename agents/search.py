@@ -225,6 +225,7 @@ def run_or_resume(cfg: SearchConfig, say: Callable[[str], None] = print) -> dict
     predates one of them (what the callers that cache searches use: a changed setting or
     default must not silently reuse an old search).
     """
+    check_counts(cfg)
     run_dir = Path(cfg.out)
     if not (run_dir / "config.json").is_file():
         return run_search(cfg)

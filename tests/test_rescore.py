@@ -74,6 +74,7 @@ def test_rescoring_a_finished_search_keeps_its_episodes(digits_ckpt, tmp_path):
     run_search(cfg)
     assert not (run / "rescore.json").exists()
     episodes = (run / "episodes.csv").read_bytes()
+    own = load_policy(run / "best_policy.json")
     said: list[str] = []
     s = run_or_resume(replace(cfg, rescore_top=3), say=said.append)
     assert len(said) == 1 and "picking its best again (rescore_top" in said[0]
@@ -82,3 +83,13 @@ def test_rescoring_a_finished_search_keeps_its_episodes(digits_ckpt, tmp_path):
     assert s["best_episode"] == load_policy(run / "best_policy.json").provenance["episode"]
     said.clear()
     assert run_or_resume(replace(cfg, rescore_top=3), say=said.append) == s and said == []
+    # back to the search's own pick: the earlier rescoring is undone, not left in place
+    # (a rescored pick other than the search's own stands in best_policy.json)
+    other = json.loads((run / "best_policy.json").read_text())
+    other["units"][0]["ratio"] = 0.0 if own.units[0]["ratio"] else 0.5
+    (run / "best_policy.json").write_text(json.dumps(other))
+    s0 = run_or_resume(cfg, say=said.append)
+    assert load_policy(run / "best_policy.json").ratios == own.ratios
+    assert s0["best_episode"] == own.provenance["episode"] and s0["rescore"] is None
+    assert not (run / "search_best_policy.json").exists()
+    assert not (run / "rescore.json").exists()
