@@ -33,6 +33,13 @@ def read_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def complete_rows(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The ``episodes.csv`` rows scored on all of the search's ``val`` images (racing stops
+    the others early; rows without an image count predate racing and are complete)."""
+    full = max((int(r["images"]) for r in rows if r.get("images")), default=0)
+    return [r for r in rows if not r.get("images") or int(r["images"]) >= full]
+
+
 def write_rows(path: Path, columns: list[str], rows: list[dict]) -> None:
     with atomic_write(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=columns)

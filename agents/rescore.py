@@ -26,7 +26,7 @@ from amc.prune.units import PrunableModel
 from amc.utils.io import write_json, write_text
 
 from .config import SearchConfig
-from .monitor import read_rows
+from .monitor import complete_rows, read_rows
 
 
 @dataclass
@@ -52,9 +52,7 @@ def candidates(rows: Sequence[dict[str, str]], pm: PrunableModel, k: int,
     first (earlier first among equal rewards). ``exact``: unrounded ratios by episode (the
     best policy's); a row whose ratios (written to 6 decimals) no longer give its recorded
     MACs is skipped: it would not be the policy searched."""
-    full = max((int(r["images"]) for r in rows if r.get("images")), default=0)
-    done = [r for r in rows if not r.get("images") or int(r["images"]) >= full]
-    done.sort(key=lambda r: -float(r["reward"]))  # stable: earlier first among equals
+    done = sorted(complete_rows(list(rows)), key=lambda r: -float(r["reward"]))  # stable
     names = [u.name for u in pm.units]
     out: list[Candidate] = []
     seen: set[tuple[int, ...]] = set()

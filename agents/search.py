@@ -22,13 +22,7 @@ from amc.prune.budget import Budget, resource_fn
 from amc.prune.policy import load_policy, make_policy
 from amc.prune.scoring import Scorer, build_scorer
 from amc.utils.errors import AmcError
-from amc.utils.io import (
-    check_out_dir,
-    check_writable,
-    made_dir,
-    remove_entries,
-    write_json,
-)
+from amc.utils.io import check_out_dir, check_writable, made_dir, remove_entries, write_json
 from amc.utils.provenance import git_commit, now, versions
 
 from .config import SearchConfig
@@ -36,6 +30,7 @@ from .ddpg import attach_noise, build_agent, make_noise
 from .episode_buffer import EpisodeReplayBuffer
 from .monitor import (
     SearchMonitor,
+    complete_rows,
     episode_columns,
     find_checkpoint,
     read_rows,
@@ -260,8 +255,6 @@ def refinish(cfg: SearchConfig) -> dict[str, Any]:
     return summary
 
 
-
-
 def _check_buffer(ckpt: Path, run_dir: Path) -> None:
     """Refuse a checkpoint whose replay buffer this amc cannot continue (before loading)."""
     with open(ckpt / "replay.pkl", "rb") as f:
@@ -350,9 +343,8 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
 def _first_beating(rows: list[dict], val_top1: float) -> dict[str, float | None]:
     """The first completely scored episode whose val top-1 exceeds ``val_top1`` (beyond the
     csv's rounding), and the run's wall seconds then (of the session that recorded it)."""
-    full = max((int(r["images"]) for r in rows if r.get("images")), default=0)
-    row = next((r for r in rows if float(r["val_top1"]) > val_top1 + 1e-3
-                and (not r.get("images") or int(r["images"]) >= full)), None)
+    row = next((r for r in complete_rows(rows) if float(r["val_top1"]) > val_top1 + 1e-3),
+               None)
     return {"episode": int(row["episode"]) if row else None,
             "run_seconds": float(row["run_seconds"]) if row and row.get("run_seconds")
             else None}

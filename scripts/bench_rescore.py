@@ -24,8 +24,10 @@ from pathlib import Path
 
 import torch
 
+from amc.agents import SearchConfig
 from amc.agents.monitor import read_rows
 from amc.agents.rescore import candidates
+from amc.config.args import load_run_config
 from amc.data.datasets import load_dataset
 from amc.prune.policy import load_policy
 from amc.prune.scoring import build_scorer
@@ -36,12 +38,9 @@ TOP = 8
 
 
 def score_search(run: Path, data_dir: str) -> list[dict]:
-    cfg = json.loads((run / "config.json").read_text())
-    scorer = build_scorer(cfg["model"], cfg["checkpoint"], data=cfg["data"], data_dir=data_dir,
-                          val_limit=cfg["val_limit"], units=cfg["units"],
-                          calib_size=cfg["calib_size"], seed=cfg["seed"],
-                          recal_size=cfg["recal_size"])
-    ds = load_dataset(cfg["data"], data_dir=data_dir)
+    cfg = replace(load_run_config(SearchConfig, run, "search"), data_dir=data_dir)
+    scorer = build_scorer(**cfg.scorer_kwargs())  # the search's pruning, repair and val
+    ds = load_dataset(cfg.data, **cfg.dataset_kwargs(cfg.model))
     on_val = replace(scorer, x=ds.tensors("val")[0], y=ds.tensors("val")[1])
     on_test = replace(scorer, x=ds.tensors("test")[0], y=ds.tensors("test")[1])
     own = run / ("search_best_policy.json" if (run / "search_best_policy.json").is_file()
