@@ -1,49 +1,26 @@
 """Re-ranking a finished search's best policies on all of ``val`` (``--rescore-top``).
 
-The search scores every episode on the first ``val_limit`` images of ``val``; the best of
-hundreds of such scores is biased upward by their noise (1,000 images: ±1.3 points at 80 %
-top-1), so the episode with the highest score is often not the best policy. The ``k`` best
-distinct policies (by the search's reward) are scored again on the rest of ``val`` (images
-the search never saw; BatchNorm recalibrated as in the search) and the best on all of
-``val`` is kept. Later candidates race: they stop once an upper confidence bound shows they
-cannot overtake the best so far.
+The ``k`` best distinct episodes of ``episodes.csv`` (by the search's reward) are scored
+again on the rest of ``val`` and the best on all of ``val`` is kept
+(:func:`amc.prune.rescore.rescore`, which says why); the search's own pick stays as
+``search_best_policy.json``.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from amc.data.datasets import load_dataset
 from amc.prune.policy import load_policy, make_policy
+from amc.prune.rescore import Candidate, rescore
 from amc.prune.scoring import Scorer
 from amc.prune.units import PrunableModel
 from amc.utils.io import write_json, write_text
 
 from .config import SearchConfig
 from .monitor import complete_rows, read_rows
-
-
-@dataclass
-class Candidate:
-    """One of the search's best episodes.
-
-    Attributes:
-        episode: Its row in ``episodes.csv``.
-        ratios: Its per-unit ratios.
-        val_top1: Its score in the search (the first ``val_limit`` images).
-        reward: Its reward in the search.
-    """
-
-    episode: int
-    ratios: list[float]
-    val_top1: float
-    reward: float
 
 
 def candidates(rows: Sequence[dict[str, str]], pm: PrunableModel, k: int,
@@ -71,44 +48,6 @@ def candidates(rows: Sequence[dict[str, str]], pm: PrunableModel, k: int,
         if len(out) == k:
             break
     return out
-
-
-def rescore(scorer: Scorer, rest: tuple[torch.Tensor, torch.Tensor],
-            cands: Sequence[Candidate], reward_of: Callable[[list[float], float], float]
-            ) -> dict:
-    """Score ``cands`` on the ``rest`` of ``val`` and pick the best on all of it.
-
-    Args:
-        scorer: The search's scorer (its ``val`` images are the first ``val_limit``).
-        rest: The other ``val`` images and labels.
-        cands: The candidates, the search's best first (always scored completely).
-        reward_of: The search's reward of ratios at a given ``val`` top-1 (%).
-
-    Returns:
-        ``{"chosen": index into cands, "rows": one dict per candidate, "seconds",
-        "images": len(rest)}``.
-    """
-    t = time.perf_counter()
-    held = replace(scorer, x=rest[0], y=rest[1])
-    n1, n2 = len(scorer.y), len(rest[1])
-    rows: list[dict] = []
-    best_i, best_reward = 0, None
-    for i, c in enumerate(cands):
-        def can_beat(ub: float, c: Candidate = c, bar: float | None = best_reward) -> bool:
-            return bar is None or reward_of(c.ratios, (n1 * c.val_top1 + n2 * ub)
-                                            / (n1 + n2)) > bar
-
-        s = held.score(c.ratios, can_beat if i else None)
-        top1 = (n1 * c.val_top1 + s.images * s.top1) / (n1 + s.images)
-        reward = reward_of(c.ratios, top1)
-        rows.append({"episode": c.episode, "search_val_top1": c.val_top1,
-                     "rest_val_top1": s.top1, "rest_images": s.images,
-                     "val_top1_all": top1 if s.complete else None,
-                     "reward_all": reward if s.complete else None})
-        if s.complete and (best_reward is None or reward > best_reward):
-            best_i, best_reward = i, reward
-    return {"chosen": best_i, "rows": rows, "seconds": time.perf_counter() - t,
-            "images": n2}
 
 
 def pick_best(cfg: SearchConfig, scorer: Scorer, run_dir: Path,

@@ -37,7 +37,9 @@
 #     episodes), on 2 Ray workers, val = 1,000 images, racing on (amc search's default);
 #     the best policy picked among each search's 5 best on all 5,000 val images
 #     (--rescore-top 5, amc search's default; its seconds count in the search's);
-#     random: best of 30; sensitivity: one sweep (27 units x 9 ratios) on the 2 workers;
+#     random: best of 30, picked like AMC's (among its 5 best on all 5,000 val images:
+#     --rescore-top 5, amc compare's default); sensitivity: one sweep (27 units x 9 ratios)
+#     on the 2 workers;
 #   - fine-tuning (dense and every pruned model): 1 epoch over a fixed 5,000-image train
 #     subset, SGD lr 0.01 cosine, batch 128.
 #

@@ -247,3 +247,46 @@ def test_folder_made_with_other_settings_is_refused_untouched(digits_ckpt, tmp_p
     (out / "config.json").write_bytes(before[out / "config.json"])
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     Comparison(replace(cfg, budgets=("flops:0.5", "flops:0.7"), seeds=2, threads=2))
+
+
+def test_random_in_a_comparison_picks_on_all_of_val(digits_ckpt, tmp_path):
+    """--rescore-top reaches the random strategy: its policy is random_search's pick with the
+    rest of val (another one than the first val images' best, for this draw)."""
+    from amc.data.datasets import load_dataset
+    from amc.prune.baselines import random_search
+    from amc.prune.budget import Budget
+    from amc.prune.policy import load_policy
+    from amc.prune.scoring import build_scorer
+
+    out = tmp_path / "r"
+    Comparison(_cfg(digits_ckpt, out, strategies=("random",), budgets=("flops:0.3",),
+                    n_random=12, rescore_top=4, finetune_runs=0)).run()
+    scorer = build_scorer("digits_cnn", digits_ckpt, val_limit=64)
+    x, y = load_dataset("digits").tensors("val")
+    args = (scorer, Budget.parse("flops:0.3"), 12, 0)
+    want = random_search(*args, rescore_top=4, rest=(x[64:], y[64:]))[0]
+    assert want != random_search(*args)[0]
+    got = load_policy(out / "policies" / "random_flops0.3.json")
+    assert got.ratios_for(u.name for u in scorer.pm.units) == pytest.approx(want, abs=1e-9)
+
+
+def test_latency_is_timed_again_when_a_model_changed(digits_ckpt, tmp_path):
+    """latency.json is reused only for the architectures it timed: a policy whose kept
+    channels differ from the recorded ones times every model again."""
+    out = tmp_path / "r"
+    cfg = _cfg(digits_ckpt, out, strategies=("uniform",), finetune_runs=0)
+    Comparison(cfg).run()
+    path = out / "latency.json"
+    lat = json.loads(path.read_text())
+    arch = lat["arch"]["uniform_flops0.5"]
+    assert len(arch) == 4 and lat["arch"]["dense"] == []  # digits_cnn: 4 units
+    lat["t1"]["b64"]["uniform_flops0.5"]["median_ms"] = 12345.0  # a marker
+    path.write_text(json.dumps(lat))
+    Comparison(cfg).run()
+    assert json.loads(path.read_text())["t1"]["b64"]["uniform_flops0.5"]["median_ms"] == 12345.0
+    lat["arch"]["uniform_flops0.5"] = [a + 1 for a in arch]  # as if timed for another policy
+    path.write_text(json.dumps(lat))
+    Comparison(cfg).run()
+    again = json.loads(path.read_text())
+    assert again["arch"]["uniform_flops0.5"] == arch
+    assert again["t1"]["b64"]["uniform_flops0.5"]["median_ms"] != 12345.0

@@ -7,11 +7,12 @@ import json
 from dataclasses import replace
 
 import pytest
+import torch
 
 from amc.agents import SearchConfig, run_or_resume, run_search
-from amc.agents.rescore import Candidate, rescore
 from amc.data.datasets import load_dataset
 from amc.prune.policy import load_policy
+from amc.prune.rescore import Candidate, rescore
 from amc.prune.scoring import build_scorer
 
 
@@ -93,3 +94,24 @@ def test_rescoring_a_finished_search_keeps_its_episodes(digits_ckpt, tmp_path):
     assert s0["best_episode"] == own.provenance["episode"] and s0["rescore"] is None
     assert not (run / "search_best_policy.json").exists()
     assert not (run / "rescore.json").exists()
+
+
+def test_random_keeps_the_best_on_all_of_val_among_its_top_k(parts):
+    """The random baseline picks like a search does: among its K best by the first val
+    images, the best on all of val (here another policy than the first images' best)."""
+    from amc.prune.baselines import random_search
+    from amc.prune.budget import Budget
+
+    scorer, rest = parts
+    full = replace(scorer, x=torch.cat([scorer.x, rest[0]]), y=torch.cat([scorer.y, rest[1]]))
+    budget, k = Budget.parse("flops:0.3"), 4
+    own, own_score, scored = random_search(scorer, budget, n=12, seed=0)
+    top = sorted(range(len(scored)), key=lambda i: -scored[i][1])[:k]
+    on_all = {i: full(scored[i][0]) for i in top}
+    want = max(top, key=lambda i: on_all[i])  # first of the best among equals
+    assert scored[want][0] != own  # the case is one the rescoring changes
+    picked, score, _ = random_search(scorer, budget, n=12, seed=0, rescore_top=k, rest=rest)
+    assert picked == scored[want][0] and score == scored[want][1]
+    assert on_all[want] > full(own)
+    # without the rest of val (or K < 2) it keeps the first images' best
+    assert random_search(scorer, budget, n=12, seed=0, rescore_top=1, rest=rest)[0] == own

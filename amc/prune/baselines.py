@@ -8,7 +8,9 @@
 * ``sensitivity``: prune each unit alone at 0.1..0.9, measure the ``val`` accuracy drop,
   give each unit the largest ratio whose drop stays under a common threshold, choose the
   threshold by bisection so the budget is met, then scale to the budget exactly.
-* ``random``: N random policies that meet the budget exactly; keep the best on ``val``.
+* ``random``: N random policies that meet the budget exactly; keep the best on ``val``
+  (with ``rescore_top`` K and the rest of ``val``: the best on all of ``val`` among the K best,
+  as an AMC search picks its own: :mod:`amc.prune.rescore`).
 
 The independent evaluations of ``sensitivity`` and ``random`` can be fanned out with a
 ``map_fn`` (the Ray integration passes one); by default they run in this process.
@@ -22,8 +24,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from amc.prune.budget import MAX_RATIO, Budget, resource_fn, uniform_ratio
+from amc.prune.rescore import rescore, top_distinct
 from amc.prune.scoring import Scorer
 from amc.utils.bisection import bisect
 from amc.utils.errors import AmcError
@@ -164,22 +168,35 @@ def allocate_by_sensitivity(scorer: Scorer, budget: Budget, dense: float, acc: n
 
 
 def random_search(scorer: Scorer, budget: Budget, n: int = 50, seed: int = 0,
-                  max_ratio: float = MAX_RATIO, map_fn: MapFn | None = None
+                  max_ratio: float = MAX_RATIO, map_fn: MapFn | None = None,
+                  rescore_top: int = 0, rest: tuple[torch.Tensor, torch.Tensor] | None = None
                   ) -> tuple[list[float], float, list[tuple[list[float], float]]]:
-    """``n`` random policies that meet the budget; returns (best, its val top-1, all)."""
+    """``n`` random policies that meet the budget; returns (best, its val top-1, all).
+
+    ``rescore_top`` K >= 2 with ``rest`` (the ``val`` images and labels past the scorer's):
+    the best is the best on all of ``val`` among the K best (:func:`amc.prune.rescore.rescore`;
+    its val top-1 stays its score on the scorer's images).
+    """
     rng = np.random.default_rng(seed)
     units = len(scorer.pm.units)
     cands = [scale_to_budget(scorer, budget, rng.uniform(0.05, 1.0, units).tolist(), max_ratio)
              for _ in range(n)]
     scores = (map_fn or local_map)(scorer, cands)
     best = int(np.argmax(scores))
+    if rescore_top >= 2 and rest is not None and len(rest[1]):
+        top = top_distinct(scorer.pm, [(c, s, s) for c, s in zip(cands, scores)], rescore_top)
+        if len(top) >= 2:
+            best = top[rescore(scorer, rest, top, lambda _r, top1: top1)["chosen"]].episode
     return cands[best], float(scores[best]), list(zip(cands, scores))
 
 
 def run_strategy(strategy: str, scorer: Scorer, budget: Budget, max_ratio: float = MAX_RATIO,
                  seed: int = 0, n_random: int = 50, map_fn: MapFn | None = None,
-                 sweep: tuple[float, np.ndarray] | None = None) -> tuple[list[float], dict]:
-    """Run one baseline; returns (ratios, info with ``val_top1`` and ``seconds``)."""
+                 sweep: tuple[float, np.ndarray] | None = None, rescore_top: int = 0,
+                 rest: tuple[torch.Tensor, torch.Tensor] | None = None
+                 ) -> tuple[list[float], dict]:
+    """Run one baseline; returns (ratios, info with ``val_top1`` and ``seconds``).
+    ``rescore_top``, ``rest``: how random picks its best (:func:`random_search`)."""
     t = time.perf_counter()
     if strategy == "uniform":
         ratios = uniform(scorer, budget, max_ratio)
@@ -189,7 +206,8 @@ def run_strategy(strategy: str, scorer: Scorer, budget: Budget, max_ratio: float
         dense, acc = sweep or sensitivity_sweep(scorer, map_fn=map_fn)
         ratios = allocate_by_sensitivity(scorer, budget, dense, acc, max_ratio=max_ratio)
     elif strategy == "random":
-        ratios, _, _ = random_search(scorer, budget, n_random, seed, max_ratio, map_fn)
+        ratios, _, _ = random_search(scorer, budget, n_random, seed, max_ratio, map_fn,
+                                     rescore_top, rest)
     else:
         raise AmcError(f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
     info = {"val_top1": scorer(ratios), "seconds": time.perf_counter() - t}

@@ -78,6 +78,9 @@ class CompareConfig(ScoringConfig, OptimConfig):
             of the comparison's sensitivity sweep (computed first); AMC's search seconds then
             include the sweep's.
         noise_min: Floor of AMC's decaying exploration σ (``amc search --noise-min``).
+        rescore_top: AMC and random keep the best on all of val among their this many best
+            policies (scored again on the val images past --val-limit; ``amc search
+            --rescore-top``); 0 or 1: the best on the first --val-limit images.
         n_random: Policies tried by the random strategy.
         finetune_epochs: Epochs of fine-tuning for the dense and every pruned model.
         train_limit: Train on the first N (shuffled) training images only (None: all).
@@ -96,6 +99,7 @@ class CompareConfig(ScoringConfig, OptimConfig):
     warm_start: str = "cheap"
     sweep_warm_start: bool = False
     noise_min: float = NOISE_MIN
+    rescore_top: int = 5
     n_random: int = 50
     finetune_epochs: float = 5.0
     train_limit: int | None = None
@@ -153,7 +157,7 @@ def search_wall_seconds(run_dir: Path) -> float | None:
 def _lat(lat: dict, name: str) -> dict:
     """Median latencies of one model from ``latency.json``: at the configured threads, and
     batch 64 at 1 thread."""
-    t = next(k for k in lat if k != "t1") if len(lat) > 1 else "t1"
+    t = next((k for k in lat if k.startswith("t") and k != "t1"), "t1")
     return {"latency_b1_ms": lat[t]["b1"][name]["median_ms"],
             "latency_b64_ms": lat[t]["b64"][name]["median_ms"],
             "latency_b64_1thread_ms": lat["t1"]["b64"][name]["median_ms"]}
@@ -263,19 +267,22 @@ class Comparison:
     def _latency(self, jobs: list[tuple[str, str, int]]) -> dict:
         """CPU latency of the dense model and every pruned architecture (weights do not
         change it), all timed side by side in one stage so that load drifts hit each alike;
-        at ``threads`` and at 1 thread. Cached in ``latency.json``."""
-        names = ["dense"] + [_name(*j) for j in jobs]
+        at ``threads`` and at 1 thread. Cached in ``latency.json`` with each model's kept
+        channels per unit: a new model, or one whose policy changed, times them all again."""
+        pm = self.scorer.pm
+        ratios = {_name(*j): self._ratios(self._policy(*j)) for j in jobs}
+        arch = {"dense": [], **{n: [pm.kept(i, x) for i, x in enumerate(r)]
+                                for n, r in ratios.items()}}
         path = self.dir / "latency.json"
         if path.is_file():
             lat = json.loads(path.read_text())
-            if all(n in lat["t1"]["b64"] for n in names):
+            if all(lat.get("arch", {}).get(n) == a for n, a in arch.items()):
                 return lat
-            path.unlink()  # new budgets or strategies: time them all again, side by side
-        models = {"dense": self.dense, **{_name(*j): self.scorer.pm.prune(
-            self._ratios(self._policy(*j))) for j in jobs}}
+            path.unlink()  # new or changed models: time them all again, side by side
+        models = {"dense": self.dense, **{n: pm.prune(r) for n, r in ratios.items()}}
         return _cached_json(path, lambda: {
-            f"t{t}": torch_latencies(models, self.input_size, t, self.cfg.latency_runs)
-            for t in dict.fromkeys((self.threads, 1))})
+            **{f"t{t}": torch_latencies(models, self.input_size, t, self.cfg.latency_runs)
+               for t in dict.fromkeys((self.threads, 1))}, "arch": arch})
 
     def _sweep(self) -> dict:
         t = time.perf_counter()
@@ -313,12 +320,15 @@ class Comparison:
             sweep = (float(sw["dense_val_top1"]), np.asarray(sw["val_top1"], dtype=float))
             sweep_s = float(sw["seconds"])  # the sweep is part of this strategy's search
 
+        x, y = self.data.tensors("val")
+        rest = (x[len(scorer.y):], y[len(scorer.y):])
+
         def run_it(map_fn: MapFn | None) -> tuple[list[float], dict]:
             return run_strategy(strategy, scorer,
                                 Budget.parse(budget, LatencySpec.from_config(self.cfg)),
                                 self.cfg.max_ratio,
                                 self.cfg.seed + run, self.cfg.n_random, map_fn=map_fn,
-                                sweep=sweep)
+                                sweep=sweep, rescore_top=self.cfg.rescore_top, rest=rest)
 
         ratios, info = self.pool(scorer, run_it) if strategy == "random" else run_it(None)
         pol = make_policy(scorer.pm, ratios, self.cfg.model, budget, strategy,
