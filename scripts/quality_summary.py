@@ -132,12 +132,39 @@ def first_beats(d: dict, folder: Path) -> list[dict]:
     return rows
 
 
-def against(folder: Path, commit: str) -> list[dict]:
-    """Per AMC evaluation (``eval/amc_*.json``): test top-1 now and in the same file at git
-    ``commit`` (the same seed and calibration draw, made by an earlier version of the search),
-    and the paired difference."""
+def time_split(d: dict, folder: Path) -> list[dict]:
+    """Where each AMC search's wall seconds went. Its workers step in lockstep: a round of
+    episodes (one per worker) ends when the slowest worker's episode is scored, so per round
+    ``max`` of the workers' episode work (prune + repair + evaluate) is spent, the others'
+    shortfall is idle (worker-seconds), and the rest of the wall time is the episodes' steps
+    (the agent acting, the remote calls) and the updates not hidden behind the evaluations."""
     rows = []
-    for f in sorted((folder / "eval").glob("amc_*.json")):
+    for name, s in d["searches"].items():
+        eps = list(csv.DictReader(open(folder / "search" / name / "episodes.csv")))
+        w = int(s.get("workers") or 1)
+        work = [sum(float(r[k]) for k in ("prune_s", "repair_s", "eval_s")) for r in eps]
+        rounds = [work[i:i + w] for i in range(0, len(work), w)]
+        busy = sum(max(r) for r in rounds)
+        wall = float(s["wall_seconds_this_run"])
+        rows.append({"search": name, "wall_seconds": wall, "rounds": len(rounds),
+                     "slowest_work_seconds": busy,
+                     "idle_worker_seconds": sum(max(r) * len(r) - sum(r) for r in rounds),
+                     "steps_and_updates_seconds": wall - busy,
+                     "rescore_seconds": float(s.get("rescore_seconds") or 0.0),
+                     "mean_episode_work_seconds": sum(work) / len(work)})
+    return rows
+
+
+PICKING = ("amc", "random")
+"""The strategies that pick among candidates (their picks change with the search's code)."""
+
+
+def against(folder: Path, commit: str) -> list[dict]:
+    """Per AMC and random evaluation (``eval/amc_*.json``, ``eval/random_*.json``): test
+    top-1 now and in the same file at git ``commit`` (the same seed and calibration draw, made
+    by an earlier version of the search), and the paired difference."""
+    rows = []
+    for f in sorted(f for s in PICKING for f in (folder / "eval").glob(f"{s}_*.json")):
         old = subprocess.run(["git", "show", f"{commit}:{f.as_posix()}"], capture_output=True,
                              text=True)
         if old.returncode:
@@ -165,8 +192,12 @@ def markdown(s: dict) -> str:
              f"{c['warm_start']}, noise floor {c.get('noise_min', 0.0):g}, "
              + (f"best picked among the top {d['rescore_top']} on all of val"
                 if d["rescore_top"] > 1 else "the search's own best") + "), BN recalibration "
-             f"on {c['recal_size']} train images, val {c['val_limit']} images, fine-tuning "
-             f"{c['finetune_epochs']:g} epoch(s) over {c['train_limit']} train images.", "",
+             f"on {c['recal_size']} train images, val {c['val_limit']} images, random: best of "
+             f"{c['n_random']}"
+             + (f" picked among its top {c['rescore_top']} on all of val"
+                if c.get("rescore_top", 0) > 1 else " on the val images") + ", fine-tuning "
+             f"{c['finetune_epochs']:g} epoch(s) over {c['train_limit']} train images "
+             f"({c['finetune_runs'] or c['seeds']} of the {c['seeds']} runs fine-tuned).", "",
              f"Dense (adapted): test {d['dense_before']['test_top1']:.2f} %.", "",
              "| budget | strategy | n | test before ft | test after ft | MACs ratio | "
              "speed-up b64 | speed-up b64, 1 thread | search s |",
@@ -189,6 +220,21 @@ def markdown(s: dict) -> str:
         lines.append(f"| {r['search']} | {r['global_val_top1']:.2f} | "
                      f"{r['best_cheap_val_top1']:.2f} | {r['first_episode_beating_global']} | "
                      f"{r['seconds_until_then']} | {r['best_val_top1']:.2f} |")
+    if s.get("time_split"):
+        lines += ["", "Where each search's seconds went. The workers step in lockstep: a round "
+                  "of episodes (one per worker) ends when the slowest is scored. Slowest "
+                  "episode's work: the sum over rounds of the longest prune + repair + "
+                  "evaluation; idle: what the other workers waited meanwhile; steps and "
+                  "updates: the rest of the wall time (the agent acting at each unit, the "
+                  "remote calls, updates not hidden behind the evaluations); the rescoring "
+                  "comes after:", "",
+                  "| search | wall s | rounds | slowest episode's work s | idle worker-s | "
+                  "steps and updates s | rescoring s | mean episode work s |",
+                  "|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['search']} | {r['wall_seconds']:.0f} | {r['rounds']} | "
+                  f"{r['slowest_work_seconds']:.0f} | {r['idle_worker_seconds']:.0f} | "
+                  f"{r['steps_and_updates_seconds']:.0f} | {r['rescore_seconds']:.0f} | "
+                  f"{r['mean_episode_work_seconds']:.2f} |" for r in s["time_split"]]
     rescored = {n: x["rescore"] for n, x in d["searches"].items() if x.get("rescore")}
     if rescored:
         lines += ["", f"The best policy picked on all of val (`--rescore-top "
@@ -201,8 +247,8 @@ def markdown(s: dict) -> str:
                   f"{r['chosen_episode']} | {r['chosen_val_top1_all']:.2f} | "
                   f"{d['searches'][n]['rescore_seconds']:.0f} |" for n, r in rescored.items()]
     for c, rows in s.get("against", {}).items():
-        lines += ["", f"AMC's evaluations vs the same files at commit {c} (same seeds and "
-                  "calibration draws; `--against`):", "",
+        lines += ["", f"AMC's and random's evaluations vs the same files at commit {c} (same "
+                  "seeds and calibration draws; `--against`):", "",
                   f"| evaluation | test now | test at {c} | difference |", "|---|---|---|---|"]
         lines += [f"| {r['eval']} | {r['test_top1']:.2f} | {r[f'test_top1_at_{c}']:.2f} | "
                   f"{r['difference']:+.2f} |" for r in rows]
@@ -214,12 +260,14 @@ def main() -> None:
     p.add_argument("--folder", default="results/compare_resnet56")
     p.add_argument("--out", default="results/quality_resnet56")
     p.add_argument("--against", action="append", default=[], metavar="COMMIT",
-                   help="also compare AMC's evaluations with the same files at this commit "
+                   help="also compare AMC's and random's evaluations with the same files at "
+                        "this commit "
                         "(repeat for several)")
     args = p.parse_args()
     d = load(Path(args.folder))
     s = {"made": now(), "git_commit": git_commit(), "folder": args.folder,
-         "checks": checks(d), "first_beats": first_beats(d, Path(args.folder)), "data": d,
+         "checks": checks(d), "first_beats": first_beats(d, Path(args.folder)),
+         "time_split": time_split(d, Path(args.folder)), "data": d,
          "against": {c: against(Path(args.folder), c) for c in args.against}}
     Path(args.out + ".json").write_text(json.dumps(s, indent=2, default=float) + "\n")
     Path(args.out + ".md").write_text(markdown(s))

@@ -115,3 +115,23 @@ def test_random_keeps_the_best_on_all_of_val_among_its_top_k(parts):
     assert on_all[want] > full(own)
     # without the rest of val (or K < 2) it keeps the first images' best
     assert random_search(scorer, budget, n=12, seed=0, rescore_top=1, rest=rest)[0] == own
+
+
+@pytest.mark.cli
+def test_amc_baseline_random_picks_on_all_of_val(parts, digits_ckpt, tmp_path):
+    """`amc baseline --strategy random` picks like the comparison's random (and a search)."""
+    from amc.cli import main
+    from amc.prune.baselines import random_search
+    from amc.prune.budget import Budget
+
+    scorer, rest = parts
+    names = [u.name for u in scorer.pm.units]
+    args = (scorer, Budget.parse("flops:0.3"), 12, 0)
+    want = random_search(*args, rescore_top=4, rest=rest)[0]
+    for k, expected in (("4", want), ("0", random_search(*args)[0])):
+        out = tmp_path / f"p{k}.json"
+        assert main(["baseline", "--checkpoint", digits_ckpt, "--strategy", "random",
+                     "--n-random", "12", "--budget", "flops:0.3", "--val-limit", "64",
+                     "--rescore-top", k, "--out", str(out)]) == 0
+        assert load_policy(out).ratios_for(names) == pytest.approx(expected, abs=1e-9)
+    assert want != random_search(*args)[0]

@@ -72,9 +72,12 @@ def cmd_baseline(args: argparse.Namespace) -> int:
         raise AmcError(f"unknown strategy {args.strategy!r}; use one of {', '.join(STRATEGIES)}")
     budget = Budget.parse(args.budget, LatencySpec.from_config(args))
     refuse_overwrite(args.out, args.force)
-    _, _, scorer = scorer_from_args(args)
+    _, data, scorer = scorer_from_args(args)
+    x, y = data.tensors("val")
+    rest = (x[len(scorer.y):], y[len(scorer.y):])  # the val images the scorer leaves out
     ratios, info = _with_workers(args, scorer, lambda m: run_strategy(
-        args.strategy, scorer, budget, args.max_ratio, args.seed, args.n_random, m))
+        args.strategy, scorer, budget, args.max_ratio, args.seed, args.n_random, m,
+        rescore_top=args.rescore_top, rest=rest))
     pol = make_policy(scorer.pm, ratios, args.model, str(budget), args.strategy, args.seed,
                       args.max_ratio, {"val_top1": info["val_top1"]},
                       seconds=info["seconds"], bn_recalib=args.bn_recalib,

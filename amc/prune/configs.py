@@ -28,11 +28,15 @@ class BaselineConfig(SensitivityConfig):
         strategy: uniform, global (Torch-Pruning's global ranking), sensitivity or random.
         budget: Resource budget, e.g. flops:0.5, params:0.4, latency:0.6.
         n_random: Policies tried by the random strategy.
+        rescore_top: Random keeps the best on all of val among its this many best (scored
+            again on the val images past --val-limit, as ``amc search`` picks its best);
+            0 or 1: its best on the first --val-limit images.
     """
 
     strategy: str = "uniform"
     budget: str = "flops:0.5"
     n_random: int = 50
+    rescore_top: int = 5
 
 
 @dataclass(kw_only=True)
