@@ -39,6 +39,9 @@ class SearchConfig(ScoringConfig, ClusterConfig, OutputConfig):
             on the rest of val (the images past --val-limit, which the search never saw) and
             keep the best on all of val: the highest of hundreds of noisy scores is biased
             upward, so it is often not the best policy (0 or 1: keep the search's best).
+        time_limit: Stop the episodes at the first episode end after this many seconds of
+            this session (None: run all --episodes); the rescoring comes after. A search
+            stopped by it is finished: resume it (--resume) to run the remaining episodes.
         hidden: Width of the two hidden layers of actor and critic.
         lr_actor: Actor learning rate.
         lr_critic: Critic learning rate.
@@ -74,6 +77,7 @@ class SearchConfig(ScoringConfig, ClusterConfig, OutputConfig):
     noise_decay: float = 0.95
     noise_min: float = NOISE_MIN
     rescore_top: int = 5
+    time_limit: float | None = None
     hidden: int = 300
     lr_actor: float = 1e-4
     lr_critic: float = 1e-3

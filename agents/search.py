@@ -38,6 +38,7 @@ from .monitor import (
     write_rows,
 )
 from .rescore import pick_best
+from .time_limit import StopAtWallTime
 from .updates import EpisodeUpdates, OverlapUpdates
 from .warm_start import MODES as WARM_MODES
 from .warm_start import WarmStart, cheap_policies, demo_actions
@@ -324,11 +325,12 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
                             {"noise": noise, "baseline": venv, "updates": updates})
     t0 = time.perf_counter()
     remaining = cfg.episodes - done
+    timer = StopAtWallTime(cfg.time_limit)
     if remaining > 0:
         # stop by episode count (SB3's callback; the monitor records exactly `remaining`)
         stop = StopTrainingOnMaxEpisodes(max_episodes=-(-remaining // venv.num_envs))
         model.learn(total_timesteps=2 * (remaining + venv.num_envs) * n_units,
-                    callback=CallbackList([*callbacks, monitor, stop]),
+                    callback=CallbackList([*callbacks, monitor, stop, timer]),
                     reset_num_timesteps=ckpt is None, tb_log_name="ddpg", log_interval=10)
         monitor.save_checkpoint()
     restarts = getattr(envs, "restarts", 0)
@@ -336,6 +338,7 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
     seconds = time.perf_counter() - t0
     return summarize(cfg, run_dir, {k: v[1] for k, v in lines.items()}, seconds, restarts,
                      {"agent_updates_this_run": updates.made,
+                      "stopped_by_time_limit": timer.stopped,
                       "update_rounds_overlapped": overlap.overlapped if overlap else 0,
                       **pick_best(cfg, scorer, run_dir, _reward_of(scorer, cfg))})
 

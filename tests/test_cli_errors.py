@@ -102,6 +102,8 @@ IN_PROCESS_CASES: dict[str, tuple[list[str], list[str]]] = {
                               ["--threads must be at least 0"]),
     "search-negative-anchor": (["search", "--checkpoint", "{ckpt}", "--anchor-every", "-1",
                                 "--out", "{tmp}/new/s"], ["--anchor-every must be at least 0"]),
+    "search-zero-time-limit": (["search", "--checkpoint", "{ckpt}", "--time-limit", "0",
+                                "--out", "{tmp}/s"], ["--time-limit must be positive"]),
     "search-negative-rescore-top": (["search", "--checkpoint", "{ckpt}", "--rescore-top", "-1",
                                      "--out", "{tmp}/new/s"],
                                     ["--rescore-top must be at least 0"]),

@@ -399,3 +399,25 @@ def test_run_or_resume_reuses_only_a_search_made_with_the_same_settings(digits_c
     assert len(said) == 1 and "(episodes, noise_min)" in said[0]
     assert s["episodes"] == 5 and len(_rows(run)) == 5
     assert json.loads((run / "config.json").read_text())["noise_min"] == 0.1
+
+
+def test_time_limit_stops_at_an_episode_end(digits_ckpt, tmp_path):
+    """--time-limit: the episodes stop at the first episode end past the limit; the search
+    is finished (best policy, summary) and says it was stopped."""
+    run = tmp_path / "r"
+    s = run_search(_cfg(digits_ckpt, run, episodes=6, warmup_episodes=2, time_limit=1e-6))
+    assert s["episodes"] == len(_rows(run)) == 1 and s["stopped_by_time_limit"]
+    assert load_policy(run / "best_policy.json").provenance["episode"] == 1
+    s = run_search(_cfg(digits_ckpt, run, episodes=3, warmup_episodes=2, force=True))
+    assert s["episodes"] == 3 and not s["stopped_by_time_limit"]
+
+
+def test_a_search_cached_before_time_limit_counts_as_made_without_one(tmp_path):
+    """A run made before --time-limit existed ran every episode: it matches no limit, and a
+    limit is a change."""
+    cfg = SearchConfig(model="digits_cnn", out=str(tmp_path))
+    old = replace(cfg, force=False).as_dict()
+    del old["time_limit"]
+    write_json(tmp_path / "config.json", old)
+    assert changed_settings(cfg, tmp_path) == []
+    assert changed_settings(replace(cfg, time_limit=60.0), tmp_path) == ["time_limit"]

@@ -145,7 +145,7 @@ AT_LEAST: dict[str, int] = {
 """The smallest value of each count and size, by field (and option) name: a name means the
 same thing in every config, so one table serves them all."""
 
-POSITIVE = ("epochs", "finetune_epochs", "lr")
+POSITIVE = ("epochs", "finetune_epochs", "lr", "time_limit")
 """Fields that must be above zero."""
 
 UNIT_INTERVAL = ("noise_min",)
@@ -201,18 +201,29 @@ def load_run_config(cls: type[T], run_dir: str | Path, what: str) -> T:
     return cls(**{k: v for k, v in d.items() if k in known})
 
 
+ADDED_AS_BEFORE: dict[str, object] = {"time_limit": None}
+"""Settings added after runs were cached whose value here reproduces what every earlier run
+did (no time limit: all episodes ran): a cached run that predates one of them counts as made
+with that value."""
+
+
 def changed_settings(cfg: object, run_dir: str | Path, ignore: tuple[str, ...] = ("force",)
                      ) -> list[str]:
     """The settings of dataclass ``cfg`` that the run cached in ``run_dir`` was not made with.
 
     Compares ``cfg`` with the run's ``config.json`` as written (a setting the run predates
-    counts as changed, since it ran with that version's behaviour; paths are compared as the
+    counts as changed, since it ran with that version's behaviour, unless
+    :data:`ADDED_AS_BEFORE` gives the value that reproduces it; paths are compared as the
     files they name); empty when they agree.
     """
     stored = json.loads((Path(run_dir) / "config.json").read_text())
     now = json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+
+    def predates(k: str) -> bool:
+        return k not in stored and not (k in ADDED_AS_BEFORE and now[k] == ADDED_AS_BEFORE[k])
+
     return sorted(k for k in now if k not in ignore
-                  and (k not in stored or not _same_setting(stored[k], now[k])))
+                  and (predates(k) or (k in stored and not _same_setting(stored[k], now[k]))))
 
 
 def _same_setting(a: object, b: object) -> bool:
