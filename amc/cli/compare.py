@@ -29,7 +29,7 @@ def amc_policy(cfg, budget: str, run_dir: Path) -> Path:
     sc = SearchConfig(**{**cfg.scoring_fields(), "threads": 1 if cfg.workers > 1 else cfg.threads},
                       budget=budget, episodes=cfg.episodes, warmup_episodes=cfg.warmup_episodes,
                       warm_start=cfg.warm_start, noise_min=cfg.noise_min,
-                      rescore_top=cfg.rescore_top,
+                      rescore_top=cfg.rescore_top, time_limit=cfg.time_limit,
                       workers=cfg.workers, out=str(run_dir),
                       sensitivity=str(sweep) if cfg.sweep_warm_start and sweep.is_file()
                       else None)

@@ -81,6 +81,8 @@ class CompareConfig(ScoringConfig, OptimConfig):
         rescore_top: AMC and random keep the best on all of val among their this many best
             policies (scored again on the val images past --val-limit; ``amc search
             --rescore-top``); 0 or 1: the best on the first --val-limit images.
+        time_limit: Stop each AMC search's episodes after this many seconds (``amc search
+            --time-limit``; None: all --episodes).
         n_random: Policies tried by the random strategy.
         finetune_epochs: Epochs of fine-tuning for the dense and every pruned model.
         train_limit: Train on the first N (shuffled) training images only (None: all).
@@ -100,6 +102,7 @@ class CompareConfig(ScoringConfig, OptimConfig):
     sweep_warm_start: bool = False
     noise_min: float = NOISE_MIN
     rescore_top: int = 5
+    time_limit: float | None = None
     n_random: int = 50
     finetune_epochs: float = 5.0
     train_limit: int | None = None
