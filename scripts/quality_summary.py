@@ -214,10 +214,10 @@ def markdown(s: dict) -> str:
         v = "" if k["value"] is None else f"{k['value']:.2f}"
         met = {True: "yes", False: "no", None: "-"}[k["met"]]
         lines.append(f"| {k['check']} | {v} | {k['target']} | {met} | {k['note']} |")
-    lines += ["", "When AMC's searches first beat `global` on val:", "",
-              "| search | global val | best cheap val | first episode after the replays "
-              "above global | "
-              "seconds then | best val |", "|---|---|---|---|---|---|"]
+    if s["first_beats"]:
+        lines += ["", "When AMC's searches first beat `global` on val:", "",
+                  "| search | global val | best cheap val | first episode after the replays "
+                  "above global | seconds then | best val |", "|---|---|---|---|---|---|"]
     for r in s["first_beats"]:
         lines.append(f"| {r['search']} | {r['global_val_top1']:.2f} | "
                      f"{r['best_cheap_val_top1']:.2f} | {r['first_episode_beating_global']} | "
