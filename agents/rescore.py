@@ -9,12 +9,13 @@ again on the rest of ``val`` and the best on all of ``val`` is kept
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from amc.data.datasets import load_dataset
 from amc.prune.policy import load_policy, make_policy
-from amc.prune.rescore import Candidate, rescore
+from amc.prune.rescore import Candidate, rescore, top_distinct
 from amc.prune.scoring import Scorer
 from amc.prune.units import PrunableModel
 from amc.utils.io import write_json, write_text
@@ -29,25 +30,16 @@ def candidates(rows: Sequence[dict[str, str]], pm: PrunableModel, k: int,
     first (earlier first among equal rewards). ``exact``: unrounded ratios by episode (the
     best policy's); a row whose ratios (written to 6 decimals) no longer give its recorded
     MACs is skipped: it would not be the policy searched."""
-    done = sorted(complete_rows(list(rows)), key=lambda r: -float(r["reward"]))  # stable
     names = [u.name for u in pm.units]
-    out: list[Candidate] = []
-    seen: set[tuple[int, ...]] = set()
-    for r in done:
+    valid: list[tuple[int, tuple[list[float], float, float]]] = []
+    for r in complete_rows(list(rows)):
         ratios = (exact or {}).get(int(r["episode"])) or [float(r[f"ratio:{n}"])
                                                           for n in names]
-        kept = tuple(pm.kept(i, x) for i, x in enumerate(ratios))
-        if kept in seen:
-            continue
-        macs, _ = pm.cost(ratios)
-        if abs(macs / pm.dense_macs - float(r["macs_ratio"])) > 1e-5:
-            continue
-        seen.add(kept)
-        out.append(Candidate(int(r["episode"]), ratios, float(r["val_top1"]),
-                             float(r["reward"])))
-        if len(out) == k:
-            break
-    return out
+        if abs(pm.cost(ratios)[0] / pm.dense_macs - float(r["macs_ratio"])) <= 1e-5:
+            valid.append((int(r["episode"]), (ratios, float(r["val_top1"]),
+                                              float(r["reward"]))))
+    top = top_distinct(pm, [v for _, v in valid], k)
+    return [replace(c, episode=valid[c.episode][0]) for c in top]
 
 
 def pick_best(cfg: SearchConfig, scorer: Scorer, run_dir: Path,
