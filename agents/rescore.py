@@ -15,7 +15,7 @@ from typing import Any
 
 from amc.data.datasets import load_dataset
 from amc.prune.policy import load_policy, make_policy
-from amc.prune.rescore import Candidate, rescore, top_distinct
+from amc.prune.rescore import Candidate, rescore, rest_of_val, top_distinct
 from amc.prune.scoring import Scorer
 from amc.prune.units import PrunableModel
 from amc.utils.io import write_json, write_text
@@ -60,9 +60,9 @@ def pick_best(cfg: SearchConfig, scorer: Scorer, run_dir: Path,
 
     if cfg.rescore_top < 2 or not (best_file.is_file() or own.is_file()):
         return none()
-    x, y = load_dataset(cfg.data, **cfg.dataset_kwargs(cfg.model)).tensors("val")
-    n1 = len(scorer.y)
-    if len(y) <= n1:  # the search saw all of val: nothing to rescore on
+    rest = rest_of_val(scorer, load_dataset(cfg.data, **cfg.dataset_kwargs(cfg.model))
+                       .tensors("val"))
+    if not len(rest[1]):  # the search saw all of val: nothing to rescore on
         return none()
     names = [u.name for u in scorer.pm.units]
     search_best = load_policy(own if own.is_file() else best_file)
@@ -72,9 +72,10 @@ def pick_best(cfg: SearchConfig, scorer: Scorer, run_dir: Path,
         return none()
     if not own.is_file():
         write_text(own, best_file.read_text())
-    res = rescore(scorer, (x[n1:], y[n1:]), cands, reward_of)
+    res = rescore(scorer, rest, cands, reward_of)
     c, row = cands[res["chosen"]], res["rows"][res["chosen"]]
-    how = f"val top-1 on all {n1 + res['images']} val images among the search's {len(cands)} best"
+    n_all = len(scorer.y) + res["images"]
+    how = f"val top-1 on all {n_all} val images among the search's {len(cands)} best"
     if res["chosen"] == 0:  # the search's own best: its exact metrics, plus all of val's
         search_best.metrics["val_top1_all"] = row["val_top1_all"]
         search_best.provenance["picked_by"] = how
@@ -89,5 +90,5 @@ def pick_best(cfg: SearchConfig, scorer: Scorer, run_dir: Path,
                         "search_best_episode": cands[0].episode,
                         "search_best_val_top1_all": res["rows"][0]["val_top1_all"],
                         "chosen_val_top1_all": row["val_top1_all"],
-                        "images": n1 + res["images"], "candidates": len(cands)},
+                        "images": n_all, "candidates": len(cands)},
             "rescore_seconds": res["seconds"]}

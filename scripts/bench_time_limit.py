@@ -55,7 +55,8 @@ def stop_search(src: Path, dst: Path, limit: float, pm: PrunableModel) -> dict:
     cfg = replace(load_run_config(SearchConfig, src, "search"), out=str(dst), time_limit=limit)
     summary = json.loads((src / "summary.json").read_text())
     workers = int(summary.get("workers") or 1)
-    rows = stopped_rows(read_rows(src / "episodes.csv"), workers, limit)
+    every = read_rows(src / "episodes.csv")
+    rows = stopped_rows(every, workers, limit)
     if dst.exists():
         shutil.rmtree(dst)
     dst.mkdir(parents=True)
@@ -70,7 +71,7 @@ def stop_search(src: Path, dst: Path, limit: float, pm: PrunableModel) -> dict:
                 reward_type=cfg.reward).save(dst / "best_policy.json")
     write_json(dst / "summary.json", {
         "episodes": len(rows), "workers": workers, "time_limit": limit,
-        "stopped_by_time_limit": len(rows) < len(read_rows(src / "episodes.csv")),
+        "stopped_by_time_limit": len(rows) < len(every),
         "wall_seconds_this_run": float(rows[-1]["run_seconds"]),
         "search_seconds": sum(float(r["seconds"]) for r in rows),
         "full_search": {"episodes": summary["episodes"],

@@ -67,14 +67,14 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     from amc.prune.budget import Budget
     from amc.prune.latency_table import LatencySpec
     from amc.prune.policy import make_policy
+    from amc.prune.rescore import rest_of_val
 
     if args.strategy not in STRATEGIES:
         raise AmcError(f"unknown strategy {args.strategy!r}; use one of {', '.join(STRATEGIES)}")
     budget = Budget.parse(args.budget, LatencySpec.from_config(args))
     refuse_overwrite(args.out, args.force)
     _, data, scorer = scorer_from_args(args)
-    x, y = data.tensors("val")
-    rest = (x[len(scorer.y):], y[len(scorer.y):])  # the val images the scorer leaves out
+    rest = rest_of_val(scorer, data.tensors("val"))
     ratios, info = _with_workers(args, scorer, lambda m: run_strategy(
         args.strategy, scorer, budget, args.max_ratio, args.seed, args.n_random, m,
         rescore_top=args.rescore_top, rest=rest))

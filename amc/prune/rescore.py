@@ -38,6 +38,14 @@ class Candidate:
     reward: float
 
 
+def rest_of_val(scorer: Scorer, val: tuple[torch.Tensor, torch.Tensor]
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``val`` images and labels past the scorer's own (its first ``val_limit``): what
+    :func:`rescore` scores candidates on."""
+    n = len(scorer.y)
+    return val[0][n:], val[1][n:]
+
+
 def top_distinct(pm: PrunableModel, scored: Sequence[tuple[list[float], float, float]],
                  k: int) -> list[Candidate]:
     """The ``k`` best of ``(ratios, val top-1, reward)`` triples by reward (earlier first

@@ -39,6 +39,7 @@ from amc.prune.baselines import SWEEP, MapFn, run_strategy, sensitivity_sweep
 from amc.prune.budget import Budget
 from amc.prune.latency_table import LatencySpec
 from amc.prune.policy import load_policy, make_policy
+from amc.prune.rescore import rest_of_val
 from amc.prune.scoring import Scorer, build_scorer
 from amc.report.compare_table import plot_pareto, plot_ratios, write_table
 from amc.train.loop import TrainConfig, train
@@ -323,8 +324,7 @@ class Comparison:
             sweep = (float(sw["dense_val_top1"]), np.asarray(sw["val_top1"], dtype=float))
             sweep_s = float(sw["seconds"])  # the sweep is part of this strategy's search
 
-        x, y = self.data.tensors("val")
-        rest = (x[len(scorer.y):], y[len(scorer.y):])
+        rest = rest_of_val(scorer, self.data.tensors("val"))
 
         def run_it(map_fn: MapFn | None) -> tuple[list[float], dict]:
             return run_strategy(strategy, scorer,
