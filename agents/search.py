@@ -340,6 +340,7 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
                      {"agent_updates_this_run": updates.made,
                       "stopped_by_time_limit": timer.stopped,
                       "update_rounds_overlapped": overlap.overlapped if overlap else 0,
+                      "score_precision": scorer.precision.name,
                       **pick_best(cfg, scorer, run_dir, _reward_of(scorer, cfg))})
 
 

@@ -6,6 +6,7 @@
 #   bash scripts/bench_compare.sh resnet20   # the ResNet-20 comparison of earlier sessions
 #   bash scripts/bench_compare.sh sweep      # -> results/compare_resnet56_sweep/ (~25 min)
 #   bash scripts/bench_compare.sh retime-sweep  # -> results/compare_resnet56/sensitivity_retimed.json
+#   bash scripts/bench_compare.sh bf16       # -> results/compare_resnet56_bf16/ (~50 min)
 #
 # `retime-sweep`: the comparison's sensitivity sweep run again (same adapted model, images and
 # command, in a scratch folder), to time it on the same machine right after AMC's searches
@@ -43,6 +44,13 @@
 #   - fine-tuning (dense and every pruned model): 1 epoch over a fixed 5,000-image train
 #     subset, SGD lr 0.01 cosine, batch 128.
 #
+# Scores (BN recalibration and val top-1 of each policy) in fp32 (--score-amp off): these
+# folders predate --score-amp, whose default (auto) scores in bf16 on a CPU with native bf16.
+#
+# `bf16`: the flops:0.5 comparison again with the scores in bf16 (--score-amp bf16: what auto
+# picks on this CPU), all else as above (its own adapted model, sweep, searches, fine-tunes)
+# -> results/compare_resnet56_bf16/ (~50 min).
+#
 # Resumable: every stage's artifact is cached in the output folder (weights in models/ are
 # git-ignored; once a model's scores are in eval/, a rerun rebuilds the tables).
 # AMC_BIN selects the amc executable (default .venv/bin/amc).
@@ -55,7 +63,7 @@ WHICH=${1:-resnet56}
 
 if [[ $WHICH == resnet56 ]]; then
   $AMC compare --model resnet56 --checkpoint "$SHARED/models/resnet56-cifar10.th" \
-      --data cifar10 --data-dir "$SHARED/data" --units internal --val-limit 1000 \
+      --data cifar10 --data-dir "$SHARED/data" --units internal --val-limit 1000 --score-amp off \
       --workers 2 --threads 2 --seed 0 --seeds 3 --finetune-runs 3 --search-on adapted \
       --strategies amc,global,sensitivity,uniform,random --n-random 30 \
       --episodes 300 --warmup-episodes 20 --warm-start cheap --noise-min 0.05 \
@@ -72,7 +80,7 @@ if [[ $WHICH == retime-sweep ]]; then
   cp "$SRC"/eval/dense_*.json "$TMP/eval/"
   cp "$SRC/finetune/dense_ft.csv" "$TMP/finetune/"
   $AMC compare --model resnet56 --checkpoint "$SHARED/models/resnet56-cifar10.th" \
-      --data cifar10 --data-dir "$SHARED/data" --units internal --val-limit 1000 \
+      --data cifar10 --data-dir "$SHARED/data" --units internal --val-limit 1000 --score-amp off \
       --workers 2 --threads 2 --seed 0 --seeds 1 --finetune-runs 0 --search-on adapted \
       --strategies sensitivity --finetune-epochs 1 --train-limit 5000 --lr 0.01 \
       --batch-size 128 --budget flops:0.5 --out "$TMP"
@@ -84,16 +92,25 @@ if [[ $WHICH == sweep ]]; then
   [[ -f $OUT/sensitivity.json || ! -f results/compare_resnet56/sensitivity.json ]] || \
       cp results/compare_resnet56/sensitivity.json $OUT/
   $AMC compare --model resnet56 --checkpoint "$SHARED/models/resnet56-cifar10.th" \
-      --data cifar10 --data-dir "$SHARED/data" --units internal --val-limit 1000 \
+      --data cifar10 --data-dir "$SHARED/data" --units internal --val-limit 1000 --score-amp off \
       --workers 2 --threads 2 --seed 0 --seeds 1 --finetune-runs 0 --search-on adapted \
       --strategies sensitivity,amc,uniform,global --episodes 120 --warmup-episodes 20 \
       --warm-start cheap --sweep-warm-start --no-race \
       --finetune-epochs 1 --train-limit 5000 --lr 0.01 --batch-size 128 \
       --budget flops:0.5 --budget flops:0.3 --out $OUT
 fi
+if [[ $WHICH == bf16 ]]; then
+  $AMC compare --model resnet56 --checkpoint "$SHARED/models/resnet56-cifar10.th" \
+      --data cifar10 --data-dir "$SHARED/data" --units internal --val-limit 1000 --score-amp bf16 \
+      --workers 2 --threads 2 --seed 0 --seeds 3 --finetune-runs 3 --search-on adapted \
+      --strategies amc,global,sensitivity,uniform,random --n-random 30 \
+      --episodes 300 --warmup-episodes 20 --warm-start cheap --noise-min 0.05 \
+      --finetune-epochs 1 --train-limit 5000 --lr 0.01 --batch-size 128 \
+      --budget flops:0.5 --out results/compare_resnet56_bf16
+fi
 if [[ $WHICH == resnet20 ]]; then
   $AMC compare --model resnet20 --checkpoint "$SHARED/models/resnet20-cifar10.th" \
-      --data cifar10 --data-dir "$SHARED/data" --units internal --val-limit 1000 \
+      --data cifar10 --data-dir "$SHARED/data" --units internal --val-limit 1000 --score-amp off \
       --n-random 50 --workers 2 --threads 2 --finetune-epochs 5 --lr 0.01 --batch-size 128 \
       --seed 0 --strategies amc,uniform,global,sensitivity,random --warm-start random --no-race \
       --episodes 200 --warmup-episodes 50 --train-limit 2000 \

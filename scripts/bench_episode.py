@@ -6,17 +6,21 @@ recalibration, 1,000 ``val`` images, one thread) it writes ``results/bench_episo
 * ``policies``: the same 20 random policies that meet the budget, each scored by
   ``old`` (the code before: plain evaluation, BN recalibration on 512 images in batches of
   128), ``fast_same`` (the fast scorer with the same 512 recalibration images, no racing:
-  its top-1 must match ``old``) and ``fast`` (the defaults of a search: recalibration on
-  ``recal_size`` images in one batch, racing against the best full score so far). Per
-  policy and path: seconds split into prune / repair / evaluate, top-1, images recalibrated
-  and evaluated.
+  its top-1 must match ``old``), ``fast`` (a search's defaults in fp32: recalibration on
+  ``recal_size`` images in one batch, racing against the best full score so far), and
+  ``fast_same_bf16`` / ``fast_bf16``: the same two with the scores in bf16
+  (``--score-amp bf16``, what ``auto`` picks on a CPU with native bf16). Per policy and
+  path: seconds split into prune / repair / evaluate, top-1, images recalibrated and
+  evaluated.
 * ``summary``: mean seconds per episode per path, the speed-up over ``old``, the floor
   (multiply-adds of recalibration + evaluation / the fp32 matmul rate measured in the same
-  run with the same thread count), and the work done in GFLOP/s as a fraction of that rate.
+  run with the same thread count), and the work done in GFLOP/s as a fraction of that rate
+  (bf16 paths: also of the bf16 matmul rate).
 * ``ceiling``: the fast scorer on the dense network and single convolutions of the
   model's shapes, as fractions of the matmul rate: what any policy's episode can reach.
 * ``recal``: the Spearman rank correlation between 50 random policies' scores after BN
   recalibration on 64 ... 512 images and after recalibration on 2,000 images.
+* ``amp``: the same 50 policies scored in bf16: Spearman and differences against fp32.
 * ``search_resnet56``: for each seed 0..``--search-seeds``-1, 100-episode ResNet-56 searches
   with that seed on the old path, on the fast scorer with racing and on the fast scorer
   without racing (``--search-variants``), their best policies re-scored by the old path (on
@@ -24,14 +28,17 @@ recalibration, 1,000 ``val`` images, one thread) it writes ``results/bench_episo
   exactly that scorer, recalibration draw included) and on held-out data (the 4,000 ``val``
   images no search saw, BN recalibrated the old way on another calibration draw); the
   summary gives mean ± std over the seeds and of the paired differences (one pair is not
-  enough: a search's best policy varies by seed more than the 0.3-point target).
+  enough: a search's best policy varies by seed more than the 0.3-point target); seeds 0-2
+  also with bf16 scores (``fast_bf16``, paired with ``fast`` as well).
 
-Each stage is cached under ``--work`` (a killed run resumes); ``--fresh`` starts over.
+Each stage is cached under ``--work`` (a killed run resumes); ``--fresh`` starts over;
+``--reuse results/bench_episode.json`` fills the cache with the committed file's ``recal``
+stages and searches (what does not depend on this run's timing).
 
     .venv/bin/python scripts/bench_episode.py    # ~3 h on 2 cores (searches ~2.5 h)
 
-The committed file ran ``fast_norace`` for seeds 0-2 only (seeds 3-5 with
-``--search-variants old fast``); cached seeds are reused as they are.
+``fast_norace`` and ``fast_bf16`` run for seeds 0-2 only (``SEEDS_OF``); cached seeds are
+reused as they are.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ import argparse
 import json
 import os
 import time
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -60,9 +68,10 @@ HELDOUT_DRAW = 1000
 """Calibration draw of the held-out re-scoring (no search uses it: searches use their seed)."""
 
 
-def matmul_gflops(n: int = 2048, reps: int = 5) -> float:
-    """fp32 ``n x n`` matmul rate with the current thread count (best of ``reps``)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_gflops(n: int = 2048, reps: int = 5, dtype: torch.dtype = torch.float32) -> float:
+    """``n x n`` matmul rate in ``dtype`` (fp32 by default) with the current thread count
+    (best of ``reps``)."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     a @ b
     best = float("inf")
     for _ in range(reps):
@@ -111,32 +120,46 @@ def spearman(a: list[float], b: list[float]) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-def bench_paths(args, model: str, matmul: float) -> dict:
-    """The 20 policies through the three paths, interleaved policy by policy."""
+BF16_PATHS = ("fast_same_bf16", "fast_bf16")
+"""The paths that score in bf16 (``--score-amp bf16``; ``auto`` on a CPU with native bf16)."""
+
+
+def bench_paths(args, model: str, matmul: float, matmul_bf16: float) -> dict:
+    """The 20 policies through the five paths, interleaved policy by policy: the three fp32
+    ones, and ``fast_same`` and ``fast`` again with the scores in bf16."""
     ckpt = str(Path(args.models_dir) / f"{model}-cifar10.th")
     kw = dict(model=model, checkpoint=ckpt, data="cifar10", data_dir=args.data_dir,
               val_limit=args.val_limit, units="internal", bn_recalib=True, calib_size=2000)
     same = build_scorer(**kw, recal_size=OLD_RECAL)
     same.recal_batch = OLD_BATCH  # the old batching: the same statistics, so the same top-1
     fast = build_scorer(**kw, recal_size=args.recal_size)
+    same_bf16 = replace(same, amp="bf16")
+    fast_bf16 = replace(fast, amp="bf16")
     budget = Budget.parse(args.budget)
-    rows, best = [], None
+    rows, best = [], {"fast": None, "fast_bf16": None}
+
+    def raced(scorer: Scorer, name: str, r: list[float]) -> dict:
+        bar = best[name]
+        row = as_row(scorer.score(r, (lambda ub: ub > bar) if bar is not None else None))
+        if row["images"] == args.val_limit:
+            best[name] = row["top1"] if bar is None else max(bar, row["top1"])
+        return row
+
     for i, r in enumerate(random_policies(same, budget, args.policies, seed=1)):
         o = old_path(same, r)
         f_same = as_row(same.score(r))
-        can_beat = (lambda ub, bar=best: ub > bar) if best is not None else None
-        f = as_row(fast.score(r, can_beat))
-        if f["images"] == f_same["images"]:
-            best = f["top1"] if best is None else max(best, f["top1"])
+        f = raced(fast, "fast", r)
         macs = same.pm.cost(r)[0]
         rows.append({"policy": i, "ratios": r, "macs_per_image": macs, "old": o,
-                     "fast_same": f_same, "fast": f})
+                     "fast_same": f_same, "fast": f,
+                     "fast_same_bf16": as_row(same_bf16.score(r)),
+                     "fast_bf16": raced(fast_bf16, "fast_bf16", r)})
         print(f"{model} policy {i}: old {sum(o[k] for k in ('prune_s', 'repair_s', 'eval_s')):.2f}"
               f" s, fast {sum(f[k] for k in ('prune_s', 'repair_s', 'eval_s')):.2f} s "
               f"({f['images']} images), top-1 {o['top1']:.1f}/{f_same['top1']:.1f}/{f['top1']:.1f}",
               flush=True)
     summary = {}
-    for path in ("old", "fast_same", "fast"):
+    for path in ("old", "fast_same", "fast", *BF16_PATHS):
         sec = [sum(row[path][k] for k in ("prune_s", "repair_s", "eval_s")) for row in rows]
         work = [2 * row["macs_per_image"] * (row[path]["images"] + row[path]["recal_images"])
                 for row in rows]
@@ -152,17 +175,23 @@ def bench_paths(args, model: str, matmul: float) -> dict:
             "gflops": float(sum(work) / sum(busy) / 1e9),
             "fraction_of_matmul": float(sum(work) / sum(busy) / 1e9 / matmul),
         }
-    for path in ("fast_same", "fast"):
+        if path in BF16_PATHS:
+            summary[path]["fraction_of_bf16_matmul"] = float(sum(work) / sum(busy) / 1e9
+                                                             / matmul_bf16)
+    for path in ("fast_same", "fast", *BF16_PATHS):
         summary[path]["speedup_vs_old"] = (summary["old"]["seconds_per_episode"]
                                            / summary[path]["seconds_per_episode"])
     summary["max_abs_top1_diff_old_vs_fast_same"] = float(max(
         abs(row["old"]["top1"] - row["fast_same"]["top1"]) for row in rows))
-    full = [row for row in rows if row["fast"]["images"] == args.val_limit]
-    summary["fast_policies_scored_on_all_val"] = len(full)
+    summary["max_abs_top1_diff_fast_same_vs_bf16"] = float(max(
+        abs(row["fast_same_bf16"]["top1"] - row["fast_same"]["top1"]) for row in rows))
+    for path in ("fast", "fast_bf16"):
+        full = [row for row in rows if row[path]["images"] == args.val_limit]
+        summary[f"{path}_policies_scored_on_all_val"] = len(full)
     return {"rows": rows, "summary": summary}
 
 
-def bench_ceiling(args, model: str, matmul: float, reps: int = 3) -> dict:
+def bench_ceiling(args, model: str, matmul: float, matmul_bf16: float, reps: int = 3) -> dict:
     """The fast scorer on the dense network (ratios 0: the widest, most efficient layers any
     policy of this model can have), best of ``reps``: the efficiency ceiling of the scorer on
     this model, split into recalibration (BatchNorm in training mode, not foldable) and the
@@ -173,8 +202,13 @@ def bench_ceiling(args, model: str, matmul: float, reps: int = 3) -> dict:
                      val_limit=args.val_limit, units="internal", bn_recalib=True,
                      calib_size=2000, recal_size=args.recal_size)
     macs = s.pm.cost([0.0] * len(s.pm.units))[0]
-    best = min((s.score([0.0] * len(s.pm.units)) for _ in range(reps)),
-               key=lambda sc: sc.repair_s + sc.eval_s)
+    dense = [0.0] * len(s.pm.units)
+
+    def best_of(scorer: Scorer):
+        return min((scorer.score(dense) for _ in range(reps)),
+                   key=lambda sc: sc.repair_s + sc.eval_s)
+
+    best, low = best_of(s), best_of(replace(s, amp="bf16"))
     recal_flops, eval_flops = 2 * macs * best.recal_images, 2 * macs * best.images
     fns, flops = {}, {}
     for c, hw in ((16, 32), (32, 16), (64, 8)):
@@ -191,7 +225,12 @@ def bench_ceiling(args, model: str, matmul: float, reps: int = 3) -> dict:
             "eval_fraction_of_matmul": eval_flops / best.eval_s / 1e9 / matmul,
             "fraction_of_matmul": (recal_flops + eval_flops)
             / (best.repair_s + best.eval_s) / 1e9 / matmul,
-            "single_conv_fraction_of_matmul": convs}
+            "single_conv_fraction_of_matmul": convs,
+            "bf16": {"repair_s": low.repair_s, "eval_s": low.eval_s,
+                     "fraction_of_matmul": (recal_flops + eval_flops)
+                     / (low.repair_s + low.eval_s) / 1e9 / matmul,
+                     "fraction_of_bf16_matmul": (recal_flops + eval_flops)
+                     / (low.repair_s + low.eval_s) / 1e9 / matmul_bf16}}
 
 
 def bench_recal(args, model: str) -> dict:
@@ -215,11 +254,64 @@ def bench_recal(args, model: str) -> dict:
                                       for n in args.recal_sizes}}
 
 
-VARIANTS = {"old": dict(fast_eval=False, recal_size=OLD_RECAL, race=False),
-            "fast": dict(fast_eval=True, race=True),
-            "fast_norace": dict(fast_eval=True, race=False)}
-"""The search variants: the old path; the fast scorer with racing (a search's defaults); the
-fast scorer without racing (separates racing's effect from the recalibration size's)."""
+def bench_amp(args, model: str, recal: dict) -> dict:
+    """The ``recal`` stage's 50 policies scored in bf16 (recalibration on ``--recal-size``
+    images): Spearman and mean |difference| against the same scorer in fp32 and against fp32
+    with recalibration on 2,000 images (both from ``recal``)."""
+    ckpt = str(Path(args.models_dir) / f"{model}-cifar10.th")
+    s = build_scorer(model=model, checkpoint=ckpt, data="cifar10", data_dir=args.data_dir,
+                     val_limit=args.val_limit, units="internal", bn_recalib=True,
+                     calib_size=2000, recal_size=args.recal_size, amp="bf16")
+    policies = random_policies(s, Budget.parse(args.budget), args.recal_policies, seed=2)
+    bf16 = []
+    for i, r in enumerate(policies):
+        bf16.append(s(r))
+        print(f"{model} bf16 policy {i}: {bf16[-1]:.1f}", flush=True)
+    fp32, ref = recal["scores"][str(args.recal_size)], recal["scores"]["2000"]
+    top = int(np.argmax(fp32))
+    return {"policies": len(policies), "recal_size": args.recal_size, "scores_bf16": bf16,
+            "spearman_vs_fp32": spearman(bf16, fp32),
+            "mean_abs_diff_vs_fp32": float(np.mean(np.abs(np.subtract(bf16, fp32)))),
+            "max_abs_diff_vs_fp32": float(np.max(np.abs(np.subtract(bf16, fp32)))),
+            "spearman_vs_2000": spearman(bf16, ref),
+            "fp32_spearman_vs_2000": recal["spearman_vs_2000"][str(args.recal_size)],
+            "fp32_best_rank_in_bf16": int(np.argsort(np.argsort(-np.asarray(bf16)))[top]) + 1}
+
+
+VARIANTS = {"old": dict(fast_eval=False, recal_size=OLD_RECAL, race=False, score_amp="off"),
+            "fast": dict(fast_eval=True, race=True, score_amp="off"),
+            "fast_norace": dict(fast_eval=True, race=False, score_amp="off"),
+            "fast_bf16": dict(fast_eval=True, race=True, score_amp="bf16")}
+"""The search variants: the old path; the fast scorer with racing (a search's defaults
+before ``--score-amp``); the fast scorer without racing (separates racing's effect from the
+recalibration size's); the fast scorer with racing and bf16 scores (today's defaults on a
+CPU with native bf16)."""
+
+
+SEEDS_OF = {"fast_norace": 3, "fast_bf16": 3}
+"""Variants searched for the first N seeds only (the others for all ``--search-seeds``)."""
+
+
+def search_cache(seed: int) -> str:
+    """The cache file of seed ``seed``'s searches (seed 0 keeps the single-seed name)."""
+    return "search.json" if seed == 0 else f"search_s{seed}.json"
+
+
+def restore_cache(committed: Path, work: Path) -> list[str]:
+    """Write the stages a committed results file holds that do not depend on this run's
+    timing (``recal`` per model, each seed's searches) into ``work``'s cache where absent;
+    the cache files written."""
+    doc = json.loads(committed.read_text())
+    files = {f"{m}_recal.json": d["recal"] for m, d in doc.get("models", {}).items()
+             if "recal" in d}
+    files |= {search_cache(int(k)): v
+              for k, v in doc.get("search_resnet56", {}).get("seeds", {}).items()}
+    done = []
+    for name, value in files.items():
+        if not (work / name).is_file():
+            write_json(work / name, value)
+            done.append(name)
+    return done
 
 
 def bench_search(args, work: Path, seed: int) -> dict:
@@ -228,9 +320,9 @@ def bench_search(args, work: Path, seed: int) -> dict:
     seed in ``search.json`` / ``search_s<seed>.json``; variants already there are kept."""
     from amc.agents import SearchConfig, run_or_resume
 
-    path = work / ("search.json" if seed == 0 else f"search_s{seed}.json")
+    path = work / search_cache(seed)
     out = json.loads(path.read_text()) if path.is_file() else {}
-    todo = [n for n in args.search_variants if n not in out]
+    todo = [n for n in args.search_variants if n not in out and seed < SEEDS_OF.get(n, 99)]
     ckpt = str(Path(args.models_dir) / "resnet56-cifar10.th")
     base = dict(model="resnet56", checkpoint=ckpt, data="cifar10", data_dir=args.data_dir,
                 val_limit=args.val_limit, units="internal", budget=args.budget,
@@ -276,8 +368,6 @@ def best_ratios(run: Path, s: Scorer) -> list[float]:
 def heldout_scorer(args, ckpt: str) -> Scorer:
     """The old path's scorer on the ``val`` images after the searches' first
     ``--val-limit`` (never seen by a search), with calibration draw ``HELDOUT_DRAW``."""
-    from dataclasses import replace
-
     s = build_scorer(model="resnet56", checkpoint=ckpt, data="cifar10", data_dir=args.data_dir,
                      val_limit=None, units="internal", bn_recalib=True, calib_size=2000,
                      seed=HELDOUT_DRAW, recal_size=OLD_RECAL)
@@ -300,11 +390,13 @@ def search_summary(runs: dict[str, dict]) -> dict:
         out[n] = {"best_rescored": stats([r[n]["best_rescored_by_old_path"] for r in have]),
                   "best_heldout_val": stats([r[n]["best_heldout_val"] for r in have]),
                   "seconds_per_episode": stats([r[n]["seconds_per_episode"] for r in have])}
-        if n != "old":
-            pairs = [r for r in have if "old" in r]
-            for key, metric in (("minus_old", "best_rescored_by_old_path"),
-                                ("minus_old_heldout", "best_heldout_val")):
-                out[n][key] = stats([r[n][metric] - r["old"][metric] for r in pairs])
+        for base in ("old", "fast") if n == "fast_bf16" else ("old",):
+            pairs = [r for r in have if base in r]
+            if n == base or not pairs:
+                continue
+            for key, metric in ((f"minus_{base}", "best_rescored_by_old_path"),
+                                (f"minus_{base}_heldout", "best_heldout_val")):
+                out[n][key] = stats([r[n][metric] - r[base][metric] for r in pairs])
     return out
 
 
@@ -323,8 +415,11 @@ def main() -> None:
     p.add_argument("--search-episodes", type=int, default=100)
     p.add_argument("--search-seeds", type=int, default=6,
                    help="seeds 0..N-1 of the same-seed search pair (mean ± std over them)")
-    p.add_argument("--search-variants", nargs="+", default=["old", "fast", "fast_norace"],
+    p.add_argument("--search-variants", nargs="+", default=sorted(VARIANTS),
                    choices=sorted(VARIANTS))
+    p.add_argument("--reuse", default=None,
+                   help="a committed bench_episode.json whose recal stages and searches fill "
+                        "the cache where it lacks them (paths and ceiling are measured again)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--work", default="runs/bench_episode")
     p.add_argument("--out", default="results/bench_episode.json")
@@ -336,28 +431,36 @@ def main() -> None:
         import shutil
 
         shutil.rmtree(work)
+    if args.reuse:
+        print("reused from", args.reuse, restore_cache(Path(args.reuse), work), flush=True)
     load0 = os.getloadavg()[0]
     matmul = [matmul_gflops()]
+    matmul_bf16 = [matmul_gflops(dtype=torch.bfloat16)]
     doc = {"command": "python scripts/bench_episode.py", "date": now(), "git_commit": git_commit(),
            "versions": versions(), "threads": args.threads, "budget": args.budget,
            "val_images": args.val_limit, "units": "internal", "recal_size": args.recal_size,
            "models": {}}
     for model in args.models:
-        m = matmul_gflops()
+        m, mb = matmul_gflops(), matmul_gflops(dtype=torch.bfloat16)
         matmul.append(m)
-        doc["models"][model] = {
+        matmul_bf16.append(mb)
+        d = doc["models"][model] = {
             "paths": cached(work / f"{model}_paths.json",
-                            lambda model=model, m=m: bench_paths(args, model, m)),
-            "matmul_gflops_at_paths": m,
+                            lambda model=model, m=m, mb=mb: bench_paths(args, model, m, mb)),
+            "matmul_gflops_at_paths": m, "matmul_bf16_gflops_at_paths": mb,
             "ceiling": cached(work / f"{model}_ceiling.json",
-                              lambda model=model, m=m: bench_ceiling(args, model, m)),
+                              lambda model=model, m=m, mb=mb: bench_ceiling(args, model, m,
+                                                                             mb)),
             "recal": cached(work / f"{model}_recal.json",
                             lambda model=model: bench_recal(args, model))}
+        d["amp"] = cached(work / f"{model}_amp.json",
+                          lambda model=model, r=d["recal"]: bench_amp(args, model, r))
     if "resnet56" in args.models and args.search_episodes > 0:
         # seed 0 keeps the cache name of the single-seed benchmark
         runs = {str(k): bench_search(args, work, k) for k in range(args.search_seeds)}
         doc["search_resnet56"] = {"seeds": runs, "summary": search_summary(runs)}
     doc["matmul_gflops"] = matmul
+    doc["matmul_bf16_gflops"] = matmul_bf16
     doc["machine"] = {"cpus": os.cpu_count(), "load_avg_start": load0,
                       "load_avg_end": os.getloadavg()[0]}
     write_json(args.out, doc)
@@ -367,7 +470,12 @@ def main() -> None:
               f"{s['fast']['seconds_per_episode']:.2f} s ({s['fast']['speedup_vs_old']:.2f}x), "
               f"efficiency {s['fast_same']['fraction_of_matmul']:.2f} of matmul (dense: "
               f"{d['ceiling']['fraction_of_matmul']:.2f}); recal "
-              f"Spearman {d['recal']['spearman_vs_2000']}")
+              f"Spearman {d['recal']['spearman_vs_2000']}; bf16 "
+              f"{s['fast_bf16']['seconds_per_episode']:.2f} s "
+              f"({s['fast_bf16']['speedup_vs_old']:.2f}x), efficiency "
+              f"{s['fast_same_bf16']['fraction_of_matmul']:.2f} of the fp32 matmul, "
+              f"{s['fast_same_bf16']['fraction_of_bf16_matmul']:.2f} of the bf16 one; "
+              f"Spearman vs fp32 {d['amp']['spearman_vs_fp32']:.3f}")
 
 
 if __name__ == "__main__":

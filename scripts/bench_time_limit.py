@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -30,7 +30,7 @@ from amc.agents import SearchConfig
 from amc.agents.monitor import read_rows, write_rows
 from amc.agents.rescore import candidates
 from amc.agents.search import refinish
-from amc.config.args import load_run_config
+from amc.config.args import load_run_config, stored_fields
 from amc.prune.policy import make_policy
 from amc.prune.units import PrunableModel
 from amc.report.compare import CompareConfig, Comparison
@@ -90,8 +90,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     src, out = Path(args.folder), Path(args.out)
     stored = json.loads((src / "config.json").read_text())
-    known = {f.name for f in fields(CompareConfig)}
-    cfg = CompareConfig(**{**{k: v for k, v in stored.items() if k in known},
+    cfg = CompareConfig(**{**stored_fields(CompareConfig, stored),
                            "budgets": tuple(stored["budgets"]),
                            "strategies": ("amc",) + KEPT, "time_limit": args.limit,
                            "out": str(out)})

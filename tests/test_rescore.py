@@ -45,17 +45,21 @@ def test_the_best_on_all_of_val_wins_over_a_lucky_search_score(parts):
 
 
 def _cfg(ckpt, out, **kw) -> SearchConfig:
+    # flops:0.3: scores that differ (at 0.5 the digits CNN scores 100 % on the 64 images, so
+    # racing stops every episode after the first and there is nothing to rescore)
     base = dict(checkpoint=ckpt, episodes=16, warmup_episodes=4, out=str(out), val_limit=64,
-                hidden=64, batch_size=16, checkpoint_every=8)
+                hidden=64, batch_size=16, checkpoint_every=8, budget="flops:0.3")
     return SearchConfig(**{**base, **kw})
 
 
 def test_search_keeps_the_best_on_all_of_val_and_its_own_best_beside_it(digits_ckpt,
                                                                         tmp_path):
     run = tmp_path / "r"
-    s = run_search(_cfg(digits_ckpt, run, rescore_top=4))
+    cfg = _cfg(digits_ckpt, run, rescore_top=4)
+    s = run_search(cfg)
     res = json.loads((run / "rescore.json").read_text())
-    full = build_scorer("digits_cnn", digits_ckpt)  # all of val, the search's repair
+    assert len(res["rows"]) >= 2
+    full = build_scorer("digits_cnn", digits_ckpt, amp=cfg.score_amp)  # all of val, as scored
     own = load_policy(run / "search_best_policy.json")
     best = load_policy(run / "best_policy.json")
     names = [u.name for u in full.pm.units]
@@ -96,6 +100,20 @@ def test_rescoring_a_finished_search_keeps_its_episodes(digits_ckpt, tmp_path):
     assert not (run / "rescore.json").exists()
 
 
+def _changed_draw(scorer, rest, k: int = 4, n: int = 12) -> int:
+    """A seed whose random draw at flops:0.3 the rescoring changes (the trained digits
+    weights, and so which draw that is, vary with the CPU's instruction set)."""
+    from amc.prune.baselines import random_search
+    from amc.prune.budget import Budget
+
+    budget = Budget.parse("flops:0.3")
+    for seed in range(20):
+        if (random_search(scorer, budget, n, seed, rescore_top=k, rest=rest)[0]
+                != random_search(scorer, budget, n, seed)[0]):
+            return seed
+    pytest.fail("no seed in 0-19 whose random pick the rescoring changes")
+
+
 def test_random_keeps_the_best_on_all_of_val_among_its_top_k(parts):
     """The random baseline picks like a search does: among its K best by the first val
     images, the best on all of val (here another policy than the first images' best)."""
@@ -105,16 +123,17 @@ def test_random_keeps_the_best_on_all_of_val_among_its_top_k(parts):
     scorer, rest = parts
     full = replace(scorer, x=torch.cat([scorer.x, rest[0]]), y=torch.cat([scorer.y, rest[1]]))
     budget, k = Budget.parse("flops:0.3"), 4
-    own, own_score, scored = random_search(scorer, budget, n=12, seed=0)
+    seed = _changed_draw(scorer, rest, k)
+    own, own_score, scored = random_search(scorer, budget, n=12, seed=seed)
     top = sorted(range(len(scored)), key=lambda i: -scored[i][1])[:k]
     on_all = {i: full(scored[i][0]) for i in top}
     want = max(top, key=lambda i: on_all[i])  # first of the best among equals
     assert scored[want][0] != own  # the case is one the rescoring changes
-    picked, score, _ = random_search(scorer, budget, n=12, seed=0, rescore_top=k, rest=rest)
+    picked, score, _ = random_search(scorer, budget, n=12, seed=seed, rescore_top=k, rest=rest)
     assert picked == scored[want][0] and score == scored[want][1]
     assert on_all[want] > full(own)
     # without the rest of val (or K < 2) it keeps the first images' best
-    assert random_search(scorer, budget, n=12, seed=0, rescore_top=1, rest=rest)[0] == own
+    assert random_search(scorer, budget, n=12, seed=seed, rescore_top=1, rest=rest)[0] == own
 
 
 @pytest.mark.cli
@@ -124,14 +143,21 @@ def test_amc_baseline_random_picks_on_all_of_val(parts, digits_ckpt, tmp_path):
     from amc.prune.baselines import random_search
     from amc.prune.budget import Budget
 
-    scorer, rest = parts
+    _, rest = parts
+    for seed in range(20):  # the command's seed also draws its calibration images
+        scorer = build_scorer("digits_cnn", digits_ckpt, val_limit=64, seed=seed)
+        args = (scorer, Budget.parse("flops:0.3"), 12, seed)
+        want = random_search(*args, rescore_top=4, rest=rest)[0]
+        if want != random_search(*args)[0]:
+            break
+    else:
+        pytest.fail("no seed in 0-19 whose random pick the rescoring changes")
     names = [u.name for u in scorer.pm.units]
-    args = (scorer, Budget.parse("flops:0.3"), 12, 0)
-    want = random_search(*args, rescore_top=4, rest=rest)[0]
     for k, expected in (("4", want), ("0", random_search(*args)[0])):
         out = tmp_path / f"p{k}.json"
         assert main(["baseline", "--checkpoint", digits_ckpt, "--strategy", "random",
                      "--n-random", "12", "--budget", "flops:0.3", "--val-limit", "64",
-                     "--rescore-top", k, "--out", str(out)]) == 0
+                     "--rescore-top", k, "--seed", str(seed), "--score-amp", "off",
+                     "--out", str(out)]) == 0
         assert load_policy(out).ratios_for(names) == pytest.approx(expected, abs=1e-9)
     assert want != random_search(*args)[0]

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from amc.agents import SearchConfig, run_search
-from amc.config.args import changed_settings
+from amc.config.args import changed_settings, load_run_config
 from amc.prune.budget import Budget
 from amc.prune.policy import load_policy
 from amc.utils.io import write_json
@@ -415,9 +415,22 @@ def test_time_limit_stops_at_an_episode_end(digits_ckpt, tmp_path):
 def test_a_search_cached_before_time_limit_counts_as_made_without_one(tmp_path):
     """A run made before --time-limit existed ran every episode: it matches no limit, and a
     limit is a change."""
-    cfg = SearchConfig(model="digits_cnn", out=str(tmp_path))
+    cfg = SearchConfig(model="digits_cnn", out=str(tmp_path), score_amp="off")
     old = replace(cfg, force=False).as_dict()
     del old["time_limit"]
     write_json(tmp_path / "config.json", old)
     assert changed_settings(cfg, tmp_path) == []
     assert changed_settings(replace(cfg, time_limit=60.0), tmp_path) == ["time_limit"]
+
+
+def test_a_search_made_before_score_amp_scored_in_fp32_and_resumes_so(tmp_path):
+    """A run made before --score-amp scored in fp32: the default (auto) is a change for the
+    cache, and --resume goes on in fp32, not in the new default."""
+    cfg = SearchConfig(model="digits_cnn", out=str(tmp_path))
+    old = replace(cfg, force=False).as_dict()
+    del old["score_amp"]
+    write_json(tmp_path / "config.json", old)
+    assert cfg.score_amp == "auto"
+    assert changed_settings(cfg, tmp_path) == ["score_amp"]
+    assert changed_settings(replace(cfg, score_amp="off"), tmp_path) == []
+    assert load_run_config(SearchConfig, tmp_path, "search").score_amp == "off"

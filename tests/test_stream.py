@@ -151,7 +151,7 @@ def test_compile_trains_and_leaves_the_model_plain():
 
 
 def test_bad_amp_is_one_line():
-    from amc.train.accel import precision
+    from amc.utils.precision import precision
 
     with pytest.raises(AmcError, match="--amp"):
         precision("fp8", torch.device("cpu"))

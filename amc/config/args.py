@@ -17,6 +17,8 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
+from amc.utils.precision import AMP_MODES
+
 T = TypeVar("T")
 
 
@@ -151,10 +153,14 @@ POSITIVE = ("epochs", "finetune_epochs", "lr", "time_limit")
 UNIT_INTERVAL = ("noise_min",)
 """Fields that must lie in [0, 1] (σ in action units)."""
 
+ONE_OF: dict[str, tuple[str, ...]] = {"score_amp": AMP_MODES}
+"""Fields whose value must be one of a few words."""
+
 
 def check_counts(cfg: object) -> None:
     """Fail with one line on the first count or size of ``cfg`` (a config or the parsed
-    options) below its minimum; None (unset) passes. Called before anything is written.
+    options) below its minimum, or word not among its choices (:data:`ONE_OF`); None
+    (unset) passes. Called before anything is written.
     """
     from amc.utils.errors import AmcError
 
@@ -175,12 +181,17 @@ def check_counts(cfg: object) -> None:
         v = getattr(cfg, name, None)
         if v is not None and not 0.0 <= v <= 1.0:
             raise AmcError(f"{flag(name)} must be in [0, 1] (action units), got {v}")
+    for name, words in ONE_OF.items():
+        v = getattr(cfg, name, None)
+        if v is not None and v not in words:
+            raise AmcError(f"unknown {flag(name)} {v!r}; use one of {', '.join(words)}")
 
 
 def load_run_config(cls: type[T], run_dir: str | Path, what: str) -> T:
     """The config of the run in ``run_dir`` (its ``config.json``), for ``--resume``.
 
-    Keys the class no longer has are ignored, so runs made by older versions resume.
+    Keys the class no longer has are ignored, so runs made by older versions resume; settings
+    added since resume at the value the run was made with (:func:`stored_fields`).
 
     Args:
         cls: The config dataclass.
@@ -197,14 +208,22 @@ def load_run_config(cls: type[T], run_dir: str | Path, what: str) -> T:
         d = json.loads(p.read_text())
     except json.JSONDecodeError as e:
         raise AmcError(f"{p} is not valid JSON; the run cannot be resumed") from e
+    return cls(**stored_fields(cls, d))
+
+
+def stored_fields(cls: type, stored: dict[str, Any]) -> dict[str, Any]:
+    """The fields of ``cls`` a run's ``config.json`` (``stored``) gives: keys the class no
+    longer has dropped, settings the run predates at the value it ran with
+    (:data:`ADDED_AS_BEFORE`; the others take the class's defaults)."""
     known = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in d.items() if k in known})
+    before = {k: v for k, v in ADDED_AS_BEFORE.items() if k in known and k not in stored}
+    return {**before, **{k: v for k, v in stored.items() if k in known}}
 
 
-ADDED_AS_BEFORE: dict[str, object] = {"time_limit": None}
+ADDED_AS_BEFORE: dict[str, object] = {"time_limit": None, "score_amp": "off"}
 """Settings added after runs were cached whose value here reproduces what every earlier run
-did (no time limit: all episodes ran): a cached run that predates one of them counts as made
-with that value."""
+did (no time limit: all episodes ran; scores in fp32): a cached run that predates one of them
+counts as made with that value."""
 
 
 def changed_settings(cfg: object, run_dir: str | Path, ignore: tuple[str, ...] = ("force",)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from amc.prune.scoring import Scorer
+from amc.utils.precision import Precision
 
 
 def short_finetune(net: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int,
@@ -110,10 +111,11 @@ class FinetuneScorer(Scorer):
                     recal_batch=scorer.recal_batch)
         return cls(**{**base, **settings}, ft_x=ft_x, ft_y=ft_y)
 
-    def _repair(self, net: nn.Module, ratios: Sequence[float]) -> nn.Module:
+    def _repair(self, net: nn.Module, ratios: Sequence[float],
+                prec: Precision = Precision()) -> nn.Module:
         self._reconstruct(net, ratios)
-        if "ft_x" in self._dev:
+        if "ft_x" in self._dev:  # the short fine-tune stays fp32
             short_finetune(net, self._dev["ft_x"], self._dev["ft_y"], self.ft_steps,
                            self.ft_batch, self.ft_lr, self.ft_momentum, self.ft_weight_decay)
-        self._recalibrate(net)
+        self._recalibrate(net, prec)
         return net.eval()

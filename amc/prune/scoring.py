@@ -6,7 +6,11 @@ search's per-episode hot path, so it
   out (and moved to the device) once, in inference mode and large batches;
 * re-estimates BatchNorm statistics on the first ``recal_size`` calibration images only, in
   one batch (the benchmark ``scripts/bench_episode.py`` measures how few keep the ranking);
-* can race (:mod:`amc.prune.racing`): stop scoring a policy that cannot beat the best one.
+* can race (:mod:`amc.prune.racing`): stop scoring a policy that cannot beat the best one;
+* can recalibrate and evaluate in mixed precision (``amp``; :mod:`amc.utils.precision`):
+  ``auto`` is bf16 on GPUs and on CPUs with native bf16, where a ResNet-56 episode runs 1.6x
+  faster and ranks 50 random policies as fp32 does within a Spearman correlation of 0.99
+  (``results/bench_episode.json``).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from amc.prune.racing import slices, upper_bound
 from amc.prune.repair import recalibrate_bn, reconstruct
 from amc.prune.units import PrunableModel
 from amc.utils.device import resolve_device
+from amc.utils.precision import Precision, precision
 
 
 @dataclass
@@ -82,6 +87,10 @@ class Scorer:
         recal_batch: Batch size of the BN recalibration (None: one batch with the fast path,
             up to the evaluation batch's pixels, 128 with the plain one; the cumulative
             statistics depend slightly on it).
+        amp: Mixed precision of a score's recalibration and evaluation: ``auto``, ``bf16``,
+            ``fp16`` or ``off`` (:func:`amc.utils.precision.precision` with
+            ``inference=True``); reconstruction, :meth:`pruned` and :meth:`reference` stay
+            in fp32.
     """
 
     pm: PrunableModel
@@ -96,10 +105,12 @@ class Scorer:
     device: torch.device | str = "cpu"
     fast: bool = True
     recal_batch: int | None = None
+    amp: str = "off"
     _dev: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.device = torch.device(self.device)
+        self._dev["precision"] = precision(self.amp, self.device, inference=True)
         self.batch_size = self.batch_size or eval_batch_size(
             self.x.shape, cap=CPU_EVAL_BATCH if self.device.type == "cpu" else 500)
         fmt = torch.channels_last if self.fast and self.x.dim() == 4 else torch.contiguous_format
@@ -116,6 +127,11 @@ class Scorer:
         self._dev["dense_targets"] = {}
 
     @property
+    def precision(self) -> Precision:
+        """The autocast settings ``amp`` resolved to on ``device``."""
+        return self._dev["precision"]
+
+    @property
     def recal_images(self) -> int:
         return len(self._dev["recal"]) if self.bn_recalib and "recal" in self._dev else 0
 
@@ -125,21 +141,25 @@ class Scorer:
             reconstruct(self.pm, net, list(ratios), self._dev["recon"],
                         dense_cache=self._dev["dense_targets"])
 
-    def _recalibrate(self, net: nn.Module) -> None:
-        """Re-estimate BatchNorm statistics on the recalibration images (when asked for)."""
+    def _recalibrate(self, net: nn.Module, prec: Precision = Precision()) -> None:
+        """Re-estimate BatchNorm statistics on the recalibration images (when asked for),
+        in ``prec``'s autocast."""
         if self.bn_recalib and "recal" in self._dev:
             recal = self._dev["recal"]
             batch = self.recal_batch or (eval_batch_size(recal.shape, cap=len(recal))
                                          if self.fast else 128)
-            recalibrate_bn(net, recal.split(batch))
+            with prec.autocast(self.device):
+                recalibrate_bn(net, recal.split(batch))
 
-    def _repair(self, net: nn.Module, ratios: Sequence[float]) -> nn.Module:
+    def _repair(self, net: nn.Module, ratios: Sequence[float],
+                prec: Precision = Precision()) -> nn.Module:
         self._reconstruct(net, ratios)
-        self._recalibrate(net)
+        self._recalibrate(net, prec)
         return net.eval()
 
     def pruned(self, ratios: Sequence[float]) -> nn.Module:
-        """The pruned (and repaired) network, on ``device``, in eval mode, not folded."""
+        """The pruned (and repaired) network, on ``device``, in eval mode, not folded; its
+        BatchNorm statistics re-estimated in fp32 whatever ``amp`` (the network delivered)."""
         return self._repair(self.pm.prune(ratios).to(self.device), ratios)
 
     def score(self, ratios: Sequence[float],
@@ -155,7 +175,7 @@ class Scorer:
         t0 = time.perf_counter()
         net = self.pm.prune(ratios).to(self.device)
         t1 = time.perf_counter()
-        net = self._repair(net, ratios)
+        net = self._repair(net, ratios, self.precision)
         t2 = time.perf_counter()
         if self.fast:
             net = fold_bn(net, self._dev["pairs"]).to(memory_format=self._dev["fmt"])
@@ -163,7 +183,7 @@ class Scorer:
         n = len(y)
         cuts = slices(n) if can_beat is not None else [n]
         correct, seen = 0, 0
-        with torch.inference_mode():
+        with torch.inference_mode(), self.precision.autocast(self.device):
             for cut in cuts:
                 for s in range(seen, cut, self.batch_size):
                     e = min(cut, s + self.batch_size)
@@ -193,7 +213,7 @@ def build_scorer(model: str, checkpoint: str | None = None, data: str = "digits"
                  unsafe_load: bool = False, num_classes: int | None = None,
                  recal_size: int | None = 256, device: str = "cpu", fast_eval: bool = True,
                  input_size: tuple[int, ...] | None = None, loader_workers: int | None = None,
-                 net: nn.Module | None = None) -> Scorer:
+                 net: nn.Module | None = None, amp: str = "off") -> Scorer:
     """Build a :class:`Scorer` from names and paths (what the CLI and the env share).
 
     Only ``val`` and the calibration draw are decoded (an image folder's training split is
@@ -201,7 +221,8 @@ def build_scorer(model: str, checkpoint: str | None = None, data: str = "digits"
     model's).
 
     ``net``: the already-loaded dense model, to avoid reading the checkpoint again;
-    ``device``: ``auto``, ``cpu`` or ``cuda`` (where pruned networks are scored).
+    ``device``: ``auto``, ``cpu`` or ``cuda`` (where pruned networks are scored); ``amp``:
+    the scores' mixed precision (:attr:`Scorer.amp`).
     """
     from amc.data.datasets import load_dataset
     from amc.models.registry import create_model, input_size_of
@@ -218,7 +239,7 @@ def build_scorer(model: str, checkpoint: str | None = None, data: str = "digits"
     x, y = ds.tensors("val", val_limit)
     return Scorer(pm, x, y, calib=calib[0], bn_recalib=bn_recalib, reconstruct=reconstruct,
                   calib_y=calib[1], recal_size=recal_size, device=resolve_device(device),
-                  fast=fast_eval)
+                  fast=fast_eval, amp=amp)
 
 
 @dataclass
@@ -241,6 +262,7 @@ class ScorerParts:
         recal_size: Calibration images used for BatchNorm recalibration.
         device: Where the scorer runs (``auto`` resolves on the worker).
         fast: Folded, channels-last evaluation.
+        amp: Mixed precision of the scores (``auto`` resolves on the worker).
     """
 
     model: nn.Module
@@ -257,13 +279,14 @@ class ScorerParts:
     recal_size: int | None = None
     device: str = "cpu"
     fast: bool = True
+    amp: str = "off"
 
     @classmethod
     def of(cls, s: Scorer) -> ScorerParts:
         pm = s.pm
         return cls(pm.model, pm.input_size, pm.mode, pm.criterion, pm.round_to, s.x, s.y,
                    s.calib, s.calib_y, s.bn_recalib, s.reconstruct, s.recal_size,
-                   str(s.device.type), s.fast)
+                   str(s.device.type), s.fast, s.amp)
 
     def build(self) -> Scorer:
         calib = (self.calib, self.calib_y) if self.criterion == "taylor" else None
@@ -271,4 +294,4 @@ class ScorerParts:
                            self.round_to, calib)
         return Scorer(pm, self.x, self.y, self.calib, self.bn_recalib, self.reconstruct,
                       calib_y=self.calib_y, recal_size=self.recal_size,
-                      device=resolve_device(self.device), fast=self.fast)
+                      device=resolve_device(self.device), fast=self.fast, amp=self.amp)

@@ -17,8 +17,8 @@ from amc.config.blocks import (
     RunConfig,
 )
 from amc.prune.schedules import SCHEDULES, STRUCTURES, Target, round_levels
-from amc.train.accel import AMP_MODES
 from amc.utils.errors import AmcError
+from amc.utils.precision import AMP_MODES
 
 
 @dataclass(kw_only=True)

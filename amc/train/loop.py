@@ -3,9 +3,9 @@
 SGD with Nesterov momentum, weight decay, cosine schedule with linear warm-up, optional
 label smoothing and knowledge distillation from a teacher, augmentation (in memory: random
 crop with 4-pixel padding and flip on tensors; streamed image folders: random-resized crop
-and flip in the loader workers), ``device`` auto/cpu/cuda with mixed precision, channels-last
-and ``torch.compile`` (:mod:`amc.train.accel`), one process or a worker of a data-parallel
-run (:mod:`amc.train.session`; the batches of :mod:`amc.data.loader`), per-epoch
+and flip in the loader workers), ``device`` auto/cpu/cuda with mixed precision
+(:mod:`amc.utils.precision`), channels-last and ``torch.compile``, one process or a worker
+of a data-parallel run (:mod:`amc.train.session`; the batches of :mod:`amc.data.loader`), per-epoch
 ``val``/``test`` evaluation and a CSV of metrics.
 """
 
@@ -27,9 +27,9 @@ from amc.data.datasets import Dataset
 from amc.data.loader import BatchPlan
 from amc.data.loader import steps_per_epoch as spe_of
 from amc.models.evaluate import evaluate_split
-from amc.train.accel import memory_format, precision
 from amc.train.session import Session
 from amc.utils.errors import AmcError
+from amc.utils.precision import precision
 
 
 @dataclass(kw_only=True)
@@ -90,7 +90,7 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, teacher: nn.Module 
         torch.set_num_threads(cfg.threads)
     dev = session.device(cfg.device)
     prec = precision(cfg.amp, dev)
-    fmt = memory_format(cfg.channels_last)
+    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model.to(dev, memory_format=fmt)
     if teacher is not None:
         teacher.to(dev, memory_format=fmt).eval()
@@ -130,7 +130,7 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, teacher: nn.Module 
             for g in opt.param_groups:
                 g["lr"] = (cfg.lr if cfg.lr_schedule == "constant"
                            else lr_at(step, total, warmup, cfg.lr))
-            with torch.autocast(dev.type, dtype=prec.dtype, enabled=prec.enabled):
+            with prec.autocast(dev):
                 out = net(xb)
                 loss = F.cross_entropy(out, yb, label_smoothing=cfg.label_smoothing)
                 if teacher is not None and cfg.kd_weight > 0:
