@@ -81,6 +81,17 @@ def matmul_gflops(n: int = 2048, reps: int = 5, dtype: torch.dtype = torch.float
     return 2 * n ** 3 / best / 1e9
 
 
+def cpu_model() -> str:
+    """The CPU's vendor and model name (``/proc/cpuinfo``; empty where it does not exist):
+    timings and matmul rates of different machines do not compare."""
+    try:
+        info = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return ""
+    fields = {k.strip(): v for k, v in (line.split(":", 1) for line in info if ":" in line)}
+    return " ".join(fields.get(k, "").strip() for k in ("vendor_id", "model name")).strip()
+
+
 def old_path(s: Scorer, ratios: list[float]) -> dict:
     """The scorer as it was: prune, recalibrate on 512 images in batches of 128, evaluate the
     unfolded network on contiguous tensors."""
@@ -461,7 +472,7 @@ def main() -> None:
         doc["search_resnet56"] = {"seeds": runs, "summary": search_summary(runs)}
     doc["matmul_gflops"] = matmul
     doc["matmul_bf16_gflops"] = matmul_bf16
-    doc["machine"] = {"cpus": os.cpu_count(), "load_avg_start": load0,
+    doc["machine"] = {"cpus": os.cpu_count(), "cpu": cpu_model(), "load_avg_start": load0,
                       "load_avg_end": os.getloadavg()[0]}
     write_json(args.out, doc)
     for model, d in doc["models"].items():
