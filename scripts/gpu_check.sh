@@ -8,7 +8,8 @@
 # Steps (each timed; a failed step is recorded and the next ones still run):
 #   dense       train the digits CNN from scratch (--device, --amp, --channels-last)
 #   eval        amc eval on the device
-#   search      a short AMC search (--device: pruned networks scored on the GPU)
+#   search      a short AMC search (--device: pruned networks scored on the GPU, in the
+#               mixed precision of --score-amp $AMP: bf16 autocast on a recent GPU)
 #   iterative   the winning policy feeds iterative fine-tuning (AMP, channels-last)
 #   stream      tv:resnet18 pruned to flops:0.5 and fine-tuned on a streamed folder of
 #               mixed-size JPEGs at 224 px (loader workers, pinned memory, AMP)
@@ -54,7 +55,7 @@ step dense "${AMC[@]}" finetune --model digits_cnn --epochs 5 --lr 0.05 --batch-
   "${DEV[@]}" --out "$WORK/dense"
 step eval "${AMC[@]}" eval --checkpoint "$WORK/dense/model.pt" --device "$DEVICE"
 step search "${AMC[@]}" search --checkpoint "$WORK/dense/model.pt" --episodes 30 \
-  --warmup-episodes 10 --device "$DEVICE" --force --out "$WORK/search"
+  --warmup-episodes 10 --device "$DEVICE" --score-amp "$AMP" --force --out "$WORK/search"
 step iterative "${AMC[@]}" finetune --checkpoint "$WORK/dense/model.pt" \
   --policy "$WORK/search/best_policy.json" --schedule iterative --rounds 2 --epochs 4 \
   --lr 0.02 "${DEV[@]}" --out "$WORK/iterative"
