@@ -21,6 +21,10 @@ from amc.report.compare import search_wall_seconds
 from amc.report.compare_table import standard_error
 from amc.utils.provenance import git_commit, now
 
+SCORE_PRECISION = {"off": "fp32", "bf16": "bf16", "fp16": "fp16",
+                   "auto": "the precision --score-amp auto picked"}
+"""How the folder's ``score_amp`` reads (a folder made before the option scored in fp32)."""
+
 
 def _floats(row: dict) -> dict:
     return {k: (v if k in ("strategy", "budget") else float(v) if v != "" else None)
@@ -193,8 +197,10 @@ def markdown(s: dict) -> str:
              + (f"stopped after {c['time_limit']:g} s (--time-limit), "
                 if c.get("time_limit") else "")
              + (f"best picked among the top {d['rescore_top']} on all of val"
-                if d["rescore_top"] > 1 else "the search's own best") + "), BN recalibration "
-             f"on {c['recal_size']} train images, val {c['val_limit']} images, random: best of "
+                if d["rescore_top"] > 1 else "the search's own best") + "), scores (BN "
+             f"recalibration on {c['recal_size']} train images, val {c['val_limit']} images) "
+             f"in {SCORE_PRECISION.get(c.get('score_amp', 'off'), c.get('score_amp'))}, "
+             "random: best of "
              f"{c['n_random']}"
              + (f" picked among its top {c['rescore_top']} on all of val"
                 if c.get("rescore_top", 0) > 1 else " on the val images") + ", fine-tuning "
