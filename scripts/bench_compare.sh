@@ -61,15 +61,21 @@ AMC=${AMC_BIN:-.venv/bin/amc}
 SHARED=${AMC_SHARED:-../shared}
 WHICH=${1:-resnet56}
 
-if [[ $WHICH == resnet56 ]]; then
+resnet56() {  # resnet56 OUT SCORE_AMP BUDGET...: the ResNet-56 comparison's settings
+  local out=$1 amp=$2 budgets=()
+  shift 2
+  for b in "$@"; do budgets+=(--budget "$b"); done
   $AMC compare --model resnet56 --checkpoint "$SHARED/models/resnet56-cifar10.th" \
-      --data cifar10 --data-dir "$SHARED/data" --units internal --val-limit 1000 --score-amp off \
+      --data cifar10 --data-dir "$SHARED/data" --units internal --val-limit 1000 --score-amp "$amp" \
       --workers 2 --threads 2 --seed 0 --seeds 3 --finetune-runs 3 --search-on adapted \
       --strategies amc,global,sensitivity,uniform,random --n-random 30 \
       --episodes 300 --warmup-episodes 20 --warm-start cheap --noise-min 0.05 \
       --finetune-epochs 1 --train-limit 5000 --lr 0.01 --batch-size 128 \
-      --budget flops:0.5 --budget flops:0.3 --budget latency:0.65 \
-      --out results/compare_resnet56
+      "${budgets[@]}" --out "$out"
+}
+
+if [[ $WHICH == resnet56 ]]; then
+  resnet56 results/compare_resnet56 off flops:0.5 flops:0.3 latency:0.65
 fi
 if [[ $WHICH == retime-sweep ]]; then
   SRC=results/compare_resnet56
@@ -100,13 +106,7 @@ if [[ $WHICH == sweep ]]; then
       --budget flops:0.5 --budget flops:0.3 --out $OUT
 fi
 if [[ $WHICH == bf16 ]]; then
-  $AMC compare --model resnet56 --checkpoint "$SHARED/models/resnet56-cifar10.th" \
-      --data cifar10 --data-dir "$SHARED/data" --units internal --val-limit 1000 --score-amp bf16 \
-      --workers 2 --threads 2 --seed 0 --seeds 3 --finetune-runs 3 --search-on adapted \
-      --strategies amc,global,sensitivity,uniform,random --n-random 30 \
-      --episodes 300 --warmup-episodes 20 --warm-start cheap --noise-min 0.05 \
-      --finetune-epochs 1 --train-limit 5000 --lr 0.01 --batch-size 128 \
-      --budget flops:0.5 --out results/compare_resnet56_bf16
+  resnet56 results/compare_resnet56_bf16 bf16 flops:0.5
 fi
 if [[ $WHICH == resnet20 ]]; then
   $AMC compare --model resnet20 --checkpoint "$SHARED/models/resnet20-cifar10.th" \
