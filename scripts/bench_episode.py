@@ -199,7 +199,8 @@ def bench_paths(args, model: str, matmul: float, matmul_bf16: float) -> dict:
     for path in ("fast", "fast_bf16"):
         full = [row for row in rows if row[path]["images"] == args.val_limit]
         summary[f"{path}_policies_scored_on_all_val"] = len(full)
-    return {"rows": rows, "summary": summary}
+    return {"rows": rows, "summary": summary, "matmul_gflops": matmul,
+            "matmul_bf16_gflops": matmul_bf16}
 
 
 def bench_ceiling(args, model: str, matmul: float, matmul_bf16: float, reps: int = 3) -> dict:
@@ -237,6 +238,7 @@ def bench_ceiling(args, model: str, matmul: float, matmul_bf16: float, reps: int
             "fraction_of_matmul": (recal_flops + eval_flops)
             / (best.repair_s + best.eval_s) / 1e9 / matmul,
             "single_conv_fraction_of_matmul": convs,
+            "matmul_gflops": matmul, "matmul_bf16_gflops": matmul_bf16,
             "bf16": {"repair_s": low.repair_s, "eval_s": low.eval_s,
                      "fraction_of_matmul": (recal_flops + eval_flops)
                      / (low.repair_s + low.eval_s) / 1e9 / matmul,
@@ -458,12 +460,14 @@ def main() -> None:
         d = doc["models"][model] = {
             "paths": cached(work / f"{model}_paths.json",
                             lambda model=model, m=m, mb=mb: bench_paths(args, model, m, mb)),
-            "matmul_gflops_at_paths": m, "matmul_bf16_gflops_at_paths": mb,
             "ceiling": cached(work / f"{model}_ceiling.json",
                               lambda model=model, m=m, mb=mb: bench_ceiling(args, model, m,
                                                                              mb)),
             "recal": cached(work / f"{model}_recal.json",
                             lambda model=model: bench_recal(args, model))}
+        # the rates the cached stages' fractions were computed with (measured when they ran)
+        d["matmul_gflops_at_paths"] = d["paths"]["matmul_gflops"]
+        d["matmul_bf16_gflops_at_paths"] = d["paths"]["matmul_bf16_gflops"]
         d["amp"] = cached(work / f"{model}_amp.json",
                           lambda model=model, r=d["recal"]: bench_amp(args, model, r))
     if "resnet56" in args.models and args.search_episodes > 0:
