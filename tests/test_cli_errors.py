@@ -110,6 +110,8 @@ IN_PROCESS_CASES: dict[str, tuple[list[str], list[str]]] = {
     "search-unknown-score-amp": (["search", "--checkpoint", "{ckpt}", "--score-amp", "fp8",
                                   "--out", "{tmp}/new/s"],
                                  ["unknown --score-amp 'fp8'", "auto, bf16, fp16, off"]),
+    "finetune-unknown-amp": (["finetune", "--checkpoint", "{ckpt}", "--amp", "fp8", "--out",
+                              "{tmp}/new/f"], ["unknown --amp 'fp8'", "auto, bf16, fp16, off"]),
     "baseline-unknown-score-amp": (["baseline", "--checkpoint", "{ckpt}", "--score-amp",
                                     "half", "--out", "{tmp}/new/p.json"],
                                    ["unknown --score-amp 'half'"]),

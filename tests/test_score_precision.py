@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 import amc.utils.precision as prec_mod
+from amc.prune.repair import recalibrate_bn
 from amc.prune.scoring import ScorerParts, build_scorer
 from amc.utils.precision import Precision, cpu_bf16_native, precision
 
@@ -68,7 +69,8 @@ def test_delivered_network_is_recalibrated_in_fp32(scorers):
     got = _bn_buffers(bf16.pruned(r))
     assert all(torch.equal(w, g) for w, g in zip(want, got))
     net = bf16.pm.prune(r)
-    bf16._recalibrate(net, bf16.precision)
+    with bf16.precision.autocast(CPU):  # the scorer's recalibration, in bf16
+        recalibrate_bn(net, [bf16.calib[:bf16.recal_size]])
     low = _bn_buffers(net)
     scale = max(float(w.abs().max()) for w in want)
     assert max(float((w - x).abs().max()) for w, x in zip(want, low)) > 1e-4 * scale

@@ -153,7 +153,7 @@ POSITIVE = ("epochs", "finetune_epochs", "lr", "time_limit")
 UNIT_INTERVAL = ("noise_min",)
 """Fields that must lie in [0, 1] (σ in action units)."""
 
-ONE_OF: dict[str, tuple[str, ...]] = {"score_amp": AMP_MODES}
+ONE_OF: dict[str, tuple[str, ...]] = {"amp": AMP_MODES, "score_amp": AMP_MODES}
 """Fields whose value must be one of a few words."""
 
 
@@ -216,8 +216,13 @@ def stored_fields(cls: type, stored: dict[str, Any]) -> dict[str, Any]:
     longer has dropped, settings the run predates at the value it ran with
     (:data:`ADDED_AS_BEFORE`; the others take the class's defaults)."""
     known = {f.name for f in dataclasses.fields(cls)}
-    before = {k: v for k, v in ADDED_AS_BEFORE.items() if k in known and k not in stored}
-    return {**before, **{k: v for k, v in stored.items() if k in known}}
+    return {k: v for k, v in as_made(stored).items() if k in known}
+
+
+def as_made(stored: dict[str, Any]) -> dict[str, Any]:
+    """A run's stored settings with those it predates at the value it ran with
+    (:data:`ADDED_AS_BEFORE`)."""
+    return {**{k: v for k, v in ADDED_AS_BEFORE.items() if k not in stored}, **stored}
 
 
 ADDED_AS_BEFORE: dict[str, object] = {"time_limit": None, "score_amp": "off"}
@@ -235,14 +240,10 @@ def changed_settings(cfg: object, run_dir: str | Path, ignore: tuple[str, ...] =
     :data:`ADDED_AS_BEFORE` gives the value that reproduces it; paths are compared as the
     files they name); empty when they agree.
     """
-    stored = json.loads((Path(run_dir) / "config.json").read_text())
+    stored = as_made(json.loads((Path(run_dir) / "config.json").read_text()))
     now = json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
-
-    def predates(k: str) -> bool:
-        return k not in stored and not (k in ADDED_AS_BEFORE and now[k] == ADDED_AS_BEFORE[k])
-
     return sorted(k for k in now if k not in ignore
-                  and (predates(k) or (k in stored and not _same_setting(stored[k], now[k]))))
+                  and (k not in stored or not _same_setting(stored[k], now[k])))
 
 
 def _same_setting(a: object, b: object) -> bool:

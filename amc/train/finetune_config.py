@@ -18,7 +18,6 @@ from amc.config.blocks import (
 )
 from amc.prune.schedules import SCHEDULES, STRUCTURES, Target, round_levels
 from amc.utils.errors import AmcError
-from amc.utils.precision import AMP_MODES
 
 
 @dataclass(kw_only=True)
@@ -149,7 +148,6 @@ def check_config(c: FinetuneConfig) -> None:
         _check(Path(c.lottery_init).is_file(), f"--lottery-init {c.lottery_init!r} does not "
                "exist; pass a checkpoint file or seed:N")
     _check(c.max_retries >= 0, "--max-retries must not be negative")
-    _check(c.amp in AMP_MODES, f"unknown --amp {c.amp!r}; use one of {', '.join(AMP_MODES)}")
     _check(not c.distributed or c.batch_size >= c.workers,
            f"--batch-size {c.batch_size} is the global batch of all workers; make it at least "
            f"--workers {c.workers}")
