@@ -56,6 +56,12 @@ class SearchConfig(ScoringConfig, ClusterConfig, OutputConfig):
         overlap_updates: With Ray workers, make the agent's updates for finished episodes
             while the workers evaluate the next ones (the policy then acts one round of
             episodes behind its updates); False: between the rounds, as in-process.
+        envs_per_worker: Episodes in flight per Ray worker. The envs step on the driver and
+            send their last step (the scoring) to the workers; with more envs than workers
+            the scores queue, so a worker that finishes a short (raced) episode takes the
+            next one instead of idling until the round's slowest is scored. The agent then
+            acts on a policy one round (workers x this episodes) behind, so a seed finds
+            other policies than with 1.
         max_restarts: Restarts Ray allows each env worker (fault tolerance).
         checkpoint_every: Save agent, replay buffer and counters every N episodes.
         out: Run directory.
@@ -89,6 +95,7 @@ class SearchConfig(ScoringConfig, ClusterConfig, OutputConfig):
     baseline_alpha: float = 0.95
     threads: int | None = 1
     overlap_updates: bool = True
+    envs_per_worker: int = 1
     max_restarts: int = 3
     checkpoint_every: int = 10
     out: str = "runs/search"

@@ -1,13 +1,19 @@
-"""Independent evaluations (sensitivity sweep, random search) fanned out over Ray actors."""
+"""Scoring on Ray actors: independent evaluations (sensitivity sweep, random search) fanned
+out with :func:`ray_map`, and :class:`ActorScorer`, the scorer of driver-side envs whose
+episodes' last step (the expensive one) runs on the actors."""
 
 from __future__ import annotations
 
+import queue
+import time
+import uuid
 from collections.abc import Callable, Sequence
 
 import ray
+from ray.exceptions import RayActorError
 from ray.util import ActorPool
 
-from amc.prune.scoring import Scorer, ScorerParts
+from amc.prune.scoring import Score, Scorer, ScorerParts
 
 
 @ray.remote
@@ -22,6 +28,11 @@ class ScoreWorker:
 
     def score(self, ratios: Sequence[float]) -> float:
         return self.scorer(ratios)
+
+    def run(self, ratios: Sequence[float],
+            can_beat: Callable[[float], bool] | None = None) -> Score:
+        """The full :class:`~amc.prune.scoring.Score` (racing with ``can_beat``)."""
+        return self.scorer.score(ratios, can_beat)
 
 
 def ray_map(scorer: Scorer, workers: int, threads: int = 1
@@ -40,3 +51,71 @@ def ray_map(scorer: Scorer, workers: int, threads: int = 1
     map_fn.actors = actors  # type: ignore[attr-defined]
     map_fn.ref = ref  # type: ignore[attr-defined]
     return map_fn
+
+
+class ActorScorer:
+    """What a driver-side env scores with: the local scorer's network model (``pm``, for the
+    env's costs and observations) and a :meth:`score` that runs on the next idle one of
+    ``workers`` Ray actors (thread-safe: envs stepping in threads share the actors).
+
+    An actor that dies is restarted by Ray (``max_restarts``) and the score is asked again:
+    scoring is a pure function of the ratios, so nothing is lost or counted twice.
+
+    Ray must be initialised (see :func:`amc.agents.ray_runtime.ray_session`).
+
+    Args:
+        parts: The scorer's ingredients (its ``device`` resolved in each actor).
+        pm: The driver's network model (the same network as ``parts``).
+        workers: Actors.
+        threads: torch threads per actor.
+        num_cpus: CPUs Ray reserves per actor.
+        num_gpus: GPUs Ray reserves per actor (the actor's scorer uses them with
+            ``device`` ``auto`` or ``cuda``).
+        max_restarts: Restarts allowed per actor.
+    """
+
+    def __init__(self, parts: ScorerParts, pm, workers: int, threads: int = 1,
+                 num_cpus: float = 1, num_gpus: float = 0, max_restarts: int = 3):
+        self.pm = pm
+        ref = ray.put(parts)
+        tag = uuid.uuid4().hex[:8]
+        self.names = [f"amc-scorer-{i}-{tag}" for i in range(workers)]
+        self.actors = [ScoreWorker.options(name=n, max_restarts=max_restarts,
+                                           max_task_retries=0, num_cpus=num_cpus,
+                                           num_gpus=num_gpus).remote([ref], threads)
+                       for n in self.names]
+        self._ref = ref
+        self._idle: queue.Queue = queue.Queue()
+        for a in self.actors:
+            self._idle.put(a)
+        self.restarts = 0
+        """Scores asked again because their actor died."""
+
+    def score(self, ratios: Sequence[float],
+              can_beat: Callable[[float], bool] | None = None,
+              deadline_s: float = 120.0) -> Score:
+        """Score ``ratios`` on an idle actor (waiting for one when all are busy)."""
+        actor = self._idle.get()
+        try:
+            give_up = time.time() + deadline_s
+            while True:
+                try:
+                    return ray.get(actor.run.remote(list(ratios), can_beat))
+                except RayActorError:
+                    self.restarts += 1  # Ray restarts it; ask again
+                    if time.time() > give_up:
+                        raise
+                    time.sleep(0.5)
+        finally:
+            self._idle.put(actor)
+
+    def __call__(self, ratios: Sequence[float]) -> float:
+        return self.score(ratios).top1
+
+    def close(self) -> None:
+        for a in self.actors:
+            try:
+                ray.kill(a)
+            except Exception:  # already gone
+                pass
+        self.actors = []

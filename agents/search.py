@@ -113,17 +113,21 @@ def observations_of(scorer: Scorer, cfg: SearchConfig):
 
 
 def make_venv(cfg: SearchConfig, scorer: Scorer):
-    """One in-process env, or Ray actors when ``cfg.workers`` > 1 (each scoring on
-    ``cfg.device``, which ``auto`` resolves in the worker: a GPU when Ray gave it one)."""
+    """One in-process env, or with ``cfg.workers`` > 1 ``envs_per_worker`` envs per worker
+    on the driver whose scoring runs on ``cfg.workers`` Ray actors (each scoring on
+    ``cfg.device``, which ``auto`` resolves in the actor: a GPU when Ray gave it one)."""
     if cfg.workers and cfg.workers > 1:
         from amc.prune.scoring import ScorerParts
 
-        from .ray_vec_env import PruningEnvFactory, RayVecEnv
+        from .parallel import ActorScorer
+        from .pooled_vec_env import PooledVecEnv
 
-        parts = replace(ScorerParts.of(scorer), device=cfg.device)
-        return RayVecEnv(PruningEnvFactory(parts, cfg.env_kwargs()), cfg.workers, cfg.seed,
-                         cfg.threads or 1, cfg.cpus_per_worker, cfg.gpus_per_worker,
-                         cfg.max_restarts)
+        actors = ActorScorer(replace(ScorerParts.of(scorer), device=cfg.device), scorer.pm,
+                             cfg.workers, cfg.threads or 1, cfg.cpus_per_worker,
+                             cfg.gpus_per_worker, cfg.max_restarts)
+        return PooledVecEnv([lambda: AMCPruningEnv(actors, **cfg.env_kwargs())
+                             for _ in range(cfg.workers * cfg.envs_per_worker)], cfg.seed,
+                            actors=actors)
     return DummyVecEnv([lambda: AMCPruningEnv(scorer, **cfg.env_kwargs())])
 
 

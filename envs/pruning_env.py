@@ -120,8 +120,11 @@ class AMCPruningEnv(gym.Env):
         lat = self._latency.predict(ratios) if self._latency is not None else 0.0
         size, target = self._resource(ratios), self.budget.fraction
 
+        reward_of = self._reward  # the closures below may travel to a scoring worker:
+        # they hold the reward function and numbers, never the env
+
         def reward_at(top1: float) -> float:
-            return float(self._reward(Outcome(top1, macs, params, size, target, lat)))
+            return float(reward_of(Outcome(top1, macs, params, size, target, lat)))
 
         best = self.best_reward
         can_beat = (lambda ub: reward_at(ub) > best) if self.race and best is not None else None

@@ -75,7 +75,7 @@ def test_search_survives_a_killed_worker(digits_ckpt, tmp_path, local_ray):
         while time.time() < deadline:
             if (run / "episodes.csv").is_file() and len(_rows(run)) >= 8:
                 names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
-                         if isinstance(a, dict) and a.get("name", "").startswith("amc-env-")]
+                         if isinstance(a, dict) and a.get("name", "").startswith("amc-scorer-")]
                 if names:
                     ray.kill(ray.get_actor(sorted(names)[0]), no_restart=False)
                     killed.append(sorted(names)[0])
@@ -151,3 +151,18 @@ def test_local_ray_listens_only_on_loopback(digits_ckpt, tmp_path):
     assert len(listeners) >= 6, listeners  # GCS, raylet (2), agents (2+), driver, workers
     exposed = {k: v for k, v in listeners.items() if not _is_loopback(k[0])}
     assert not exposed, exposed
+
+
+def test_more_envs_than_workers_record_every_episode_once(digits_ckpt, tmp_path, local_ray):
+    """4 envs scoring on 2 workers: every episode once, in order; the round that passes
+    --episodes is not recorded; the same seed gives the same episodes."""
+    timing = ("seconds", "prune_s", "repair_s", "eval_s", "run_seconds")
+
+    def episodes(name: str) -> list[dict]:
+        s = run_search(_cfg(digits_ckpt, tmp_path / name, envs_per_worker=2))
+        assert s["episodes"] == 21
+        return [{k: v for k, v in r.items() if k not in timing} for r in _rows(tmp_path / name)]
+
+    a = episodes("a")
+    assert [int(r["episode"]) for r in a] == list(range(1, 22))
+    assert episodes("b") == a

@@ -143,6 +143,7 @@ AT_LEAST: dict[str, int] = {
     "latency_runs": 1, "threads": 0, "num_classes": 1, "round_to": 1, "max_retries": 0,
     "prune_every": 1, "warmup_epochs": 0, "input_size": 1, "loader_workers": 0,
     "max_failures": 0, "anchor_every": 0, "rescore_top": 0,
+    "envs_per_worker": 1,
 }
 """The smallest value of each count and size, by field (and option) name: a name means the
 same thing in every config, so one table serves them all."""

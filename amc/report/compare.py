@@ -84,6 +84,8 @@ class CompareConfig(ScoringConfig, OptimConfig):
             --rescore-top``); 0 or 1: the best on the first --val-limit images.
         time_limit: Stop each AMC search's episodes after this many seconds (``amc search
             --time-limit``; None: all --episodes).
+        envs_per_worker: AMC's episodes in flight per Ray worker (``amc search
+            --envs-per-worker``).
         n_random: Policies tried by the random strategy.
         finetune_epochs: Epochs of fine-tuning for the dense and every pruned model.
         train_limit: Train on the first N (shuffled) training images only (None: all).
@@ -104,6 +106,7 @@ class CompareConfig(ScoringConfig, OptimConfig):
     noise_min: float = NOISE_MIN
     rescore_top: int = 5
     time_limit: float | None = None
+    envs_per_worker: int = 1
     n_random: int = 50
     finetune_epochs: float = 5.0
     train_limit: int | None = None
