@@ -29,6 +29,10 @@ class ScoreWorker:
     def score(self, ratios: Sequence[float]) -> float:
         return self.scorer(ratios)
 
+    def load(self, parts_ref: list) -> None:
+        """Score with other ingredients from now on (e.g. other ``val`` images)."""
+        self.scorer = ray.get(parts_ref[0]).build()
+
     def run(self, ratios: Sequence[float],
             can_beat: Callable[[float], bool] | None = None) -> Score:
         """The full :class:`~amc.prune.scoring.Score` (racing with ``can_beat``)."""
@@ -77,6 +81,7 @@ class ActorScorer:
     def __init__(self, parts: ScorerParts, pm, workers: int, threads: int = 1,
                  num_cpus: float = 1, num_gpus: float = 0, max_restarts: int = 3):
         self.pm = pm
+        self.workers = workers
         ref = ray.put(parts)
         tag = uuid.uuid4().hex[:8]
         self.names = [f"amc-scorer-{i}-{tag}" for i in range(workers)]
@@ -111,6 +116,13 @@ class ActorScorer:
 
     def __call__(self, ratios: Sequence[float]) -> float:
         return self.score(ratios).top1
+
+    def load(self, parts: ScorerParts) -> None:
+        """Every actor scores with ``parts`` from now on (the network model ``pm`` stays:
+        the same network, e.g. with other ``val`` images). An actor restarted later starts
+        from its first ingredients again."""
+        self._ref = ray.put(parts)
+        ray.get([a.load.remote([self._ref]) for a in self.actors])
 
     def close(self) -> None:
         for a in self.actors:

@@ -44,6 +44,11 @@ class PooledVecEnv(VecEnv):
         self._actors = actors
 
     @property
+    def actors(self) -> Any:
+        """What the envs score with remotely (None: in the driver)."""
+        return self._actors
+
+    @property
     def restarts(self) -> int:
         """Scores asked again because their actor died."""
         return int(getattr(self._actors, "restarts", 0))

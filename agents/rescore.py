@@ -8,20 +8,23 @@ again on the rest of ``val`` and the best on all of ``val`` is kept
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from amc.data.datasets import load_dataset
 from amc.prune.policy import load_policy, make_policy
-from amc.prune.rescore import Candidate, rescore, rest_of_val, top_distinct
-from amc.prune.scoring import Scorer
+from amc.prune.rescore import Candidate, RewardAt, rescore, rest_of_val, top_distinct
+from amc.prune.scoring import Scorer, ScorerParts
 from amc.prune.units import PrunableModel
 from amc.utils.io import write_json, write_text
 
 from .config import SearchConfig
 from .monitor import complete_rows, read_rows
+
+if TYPE_CHECKING:  # Ray is imported only where a search has workers
+    from .parallel import ActorScorer
 
 
 def candidates(rows: Sequence[dict[str, str]], pm: PrunableModel, k: int,
@@ -42,12 +45,13 @@ def candidates(rows: Sequence[dict[str, str]], pm: PrunableModel, k: int,
     return [replace(c, episode=valid[c.episode][0]) for c in top]
 
 
-def pick_best(cfg: SearchConfig, scorer: Scorer, run_dir: Path,
-              reward_of: Callable[[list[float], float], float]) -> dict[str, Any]:
+def pick_best(cfg: SearchConfig, scorer: Scorer, run_dir: Path, reward_at: RewardAt,
+              actors: ActorScorer | None = None) -> dict[str, Any]:
     """``--rescore-top``: keep the best on all of val of the search's best policies
-    (:func:`rescore`; ``reward_of``: the search's reward of ratios at a val top-1). Writes
-    ``best_policy.json`` and ``rescore.json`` and keeps the search's own best as
-    ``search_best_policy.json``. Returns the summary's ``rescore`` fields."""
+    (:func:`rescore`; ``reward_at``: the search's reward of ratios as a function of val
+    top-1). ``actors``: the search's Ray actors, which then score the candidates, one per
+    actor at a time. Writes ``best_policy.json`` and ``rescore.json`` and keeps the search's
+    own best as ``search_best_policy.json``. Returns the summary's ``rescore`` fields."""
     own = run_dir / "search_best_policy.json"
     best_file = run_dir / "best_policy.json"
 
@@ -72,7 +76,11 @@ def pick_best(cfg: SearchConfig, scorer: Scorer, run_dir: Path,
         return none()
     if not own.is_file():
         write_text(own, best_file.read_text())
-    res = rescore(scorer, rest, cands, reward_of)
+    remote: dict[str, Any] = {}
+    if actors is not None:
+        actors.load(replace(ScorerParts.of(scorer), x=rest[0], y=rest[1], device=cfg.device))
+        remote = {"score": actors.score, "width": actors.workers}
+    res = rescore(scorer, rest, cands, reward_at, **remote)
     c, row = cands[res["chosen"]], res["rows"][res["chosen"]]
     n_all = len(scorer.y) + res["images"]
     how = f"val top-1 on all {n_all} val images among the search's {len(cands)} best"

@@ -7,6 +7,7 @@ import pickle
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from amc.config.args import changed_settings, check_counts
 from amc.envs import AMCPruningEnv, Outcome, reward_fn
 from amc.prune.budget import Budget, resource_fn
 from amc.prune.policy import load_policy, make_policy
+from amc.prune.rescore import RewardAt
 from amc.prune.scoring import Scorer, build_scorer
 from amc.utils.errors import AmcError
 from amc.utils.io import check_out_dir, check_writable, made_dir, remove_entries, write_json
@@ -51,27 +53,38 @@ RUN_FILES = ("config.json", "run.json", "episodes.csv", "best_policy.json", "uni
 """What a search writes into its run directory (anything else there is not amc's)."""
 
 
-def outcome(scorer: Scorer, cfg: SearchConfig, ratios: list[float],
-            top1: float | None = None) -> dict[str, Any]:
-    """Score a policy as an episode would (val top-1, reward, achieved ratios); ``top1``:
-    its val top-1 when already known (then only the reward is computed)."""
+def _outcome(scorer: Scorer, cfg: SearchConfig, ratios: list[float], top1: float) -> Outcome:
     budget = cfg.parsed_budget()
     pm = scorer.pm
-    top1 = scorer(ratios) if top1 is None else top1
     macs, params = pm.cost(ratios)
     lat = 0.0
     if cfg.reward == "latency":
         from amc.prune.latency_table import LatencySpec
 
         lat = LatencySpec.from_config(cfg).table(pm).predict(ratios)
-    o = Outcome(top1, macs, params, resource_fn(pm, budget)(ratios), budget.fraction, lat)
+    return Outcome(top1, macs, params, resource_fn(pm, budget)(ratios), budget.fraction, lat)
+
+
+def outcome(scorer: Scorer, cfg: SearchConfig, ratios: list[float],
+            top1: float | None = None) -> dict[str, Any]:
+    """Score a policy as an episode would (val top-1, reward, achieved ratios); ``top1``:
+    its val top-1 when already known (then only the reward is computed)."""
+    top1 = scorer(ratios) if top1 is None else top1
+    o = _outcome(scorer, cfg, ratios, top1)
     return {"val_top1": top1, "reward": reward_fn(cfg.reward, cfg.lambda_size)(o),
-            "macs_ratio": macs / pm.dense_macs, "params_ratio": params / pm.dense_params}
+            "macs_ratio": o.macs / scorer.pm.dense_macs,
+            "params_ratio": o.params / scorer.pm.dense_params}
 
 
-def _reward_of(scorer: Scorer, cfg: SearchConfig) -> Callable[[list[float], float], float]:
-    """The search's reward of ratios at a given val top-1."""
-    return lambda ratios, top1: outcome(scorer, cfg, ratios, top1)["reward"]
+def _reward(fn: Callable[[Outcome], float], o: Outcome, top1: float) -> float:
+    return float(fn(replace(o, top1=top1)))
+
+
+def _reward_at(scorer: Scorer, cfg: SearchConfig) -> RewardAt:
+    """The search's reward of ratios as a function of their val top-1 (holding the ratios'
+    costs, not the network: it may travel to a scoring worker)."""
+    fn = reward_fn(cfg.reward, cfg.lambda_size)
+    return lambda ratios: partial(_reward, fn, _outcome(scorer, cfg, ratios, 0.0))
 
 
 def cheap_lines(scorer: Scorer, cfg: SearchConfig, run_dir: Path
@@ -251,7 +264,7 @@ def refinish(cfg: SearchConfig) -> dict[str, Any]:
     torch.set_num_threads(cfg.threads or 1)
     scorer = build_scorer(**cfg.scorer_kwargs())
     summary = json.loads((run_dir / "summary.json").read_text())
-    summary.update(pick_best(cfg, scorer, run_dir, _reward_of(scorer, cfg)),
+    summary.update(pick_best(cfg, scorer, run_dir, _reward_at(scorer, cfg)),
                    **best_fields(run_dir))
     write_json(run_dir / "summary.json", summary)
     stored = json.loads((run_dir / "config.json").read_text())
@@ -338,14 +351,17 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
                     reset_num_timesteps=ckpt is None, tb_log_name="ddpg", log_interval=10)
         monitor.save_checkpoint()
     restarts = getattr(envs, "restarts", 0)
-    venv.close()
     seconds = time.perf_counter() - t0
+    try:  # the rescoring runs on the search's Ray actors, if any, before they go
+        picked = pick_best(cfg, scorer, run_dir, _reward_at(scorer, cfg),
+                           getattr(envs, "actors", None))
+    finally:
+        venv.close()
     return summarize(cfg, run_dir, {k: v[1] for k, v in lines.items()}, seconds, restarts,
                      {"agent_updates_this_run": updates.made,
                       "stopped_by_time_limit": timer.stopped,
                       "update_rounds_overlapped": overlap.overlapped if overlap else 0,
-                      "score_precision": scorer.precision.name,
-                      **pick_best(cfg, scorer, run_dir, _reward_of(scorer, cfg))})
+                      "score_precision": scorer.precision.name, **picked})
 
 
 def _first_beating(rows: list[dict], val_top1: float) -> dict[str, float | None]:

@@ -7,6 +7,7 @@
 #   bash scripts/bench_compare.sh sweep      # -> results/compare_resnet56_sweep/ (~25 min)
 #   bash scripts/bench_compare.sh retime-sweep  # -> results/compare_resnet56/sensitivity_retimed.json
 #   bash scripts/bench_compare.sh bf16       # -> results/compare_resnet56_bf16/ (~50 min)
+#   bash scripts/bench_compare.sh pooled     # -> results/compare_resnet56_pooled/ (~40 min)
 #
 # `retime-sweep`: the comparison's sensitivity sweep run again (same adapted model, images and
 # command, in a scratch folder), to time it on the same machine right after AMC's searches
@@ -51,6 +52,13 @@
 # picks on this CPU), all else as above (its own adapted model, sweep, searches, fine-tunes)
 # -> results/compare_resnet56_bf16/ (~50 min).
 #
+# `pooled`: AMC's flops:0.5 searches of `bf16` again with the envs on the driver (one remote
+# call per episode instead of one per unit), 2 envs per worker (--envs-per-worker 2: a worker
+# that finishes a raced episode early takes the next) and the rescoring on the workers; the
+# baselines are the bf16 folder's (copied: the same adapted model, calibration draws, scores
+# and fine-tunes), and the sweep is re-timed right after the searches (sensitivity_retimed.json)
+# -> results/compare_resnet56_pooled/ (~40 min).
+#
 # Resumable: every stage's artifact is cached in the output folder (weights in models/ are
 # git-ignored; once a model's scores are in eval/, a rerun rebuilds the tables).
 # AMC_BIN selects the amc executable (default .venv/bin/amc).
@@ -61,6 +69,7 @@ AMC=${AMC_BIN:-.venv/bin/amc}
 SHARED=${AMC_SHARED:-../shared}
 WHICH=${1:-resnet56}
 
+EXTRA=()  # more amc compare options (the pooled mode's)
 resnet56() {  # resnet56 OUT SCORE_AMP BUDGET...: the ResNet-56 comparison's settings
   local out=$1 amp=$2 budgets=()
   shift 2
@@ -71,26 +80,47 @@ resnet56() {  # resnet56 OUT SCORE_AMP BUDGET...: the ResNet-56 comparison's set
       --strategies amc,global,sensitivity,uniform,random --n-random 30 \
       --episodes 300 --warmup-episodes 20 --warm-start cheap --noise-min 0.05 \
       --finetune-epochs 1 --train-limit 5000 --lr 0.01 --batch-size 128 \
-      "${budgets[@]}" --out "$out"
+      "${budgets[@]}" ${EXTRA[@]+"${EXTRA[@]}"} --out "$out"
+}
+
+retime() {  # retime SRC SCORE_AMP: SRC's sensitivity sweep again -> SRC/sensitivity_retimed.json
+  local src=$1 amp=$2 tmp
+  tmp=$(mktemp -d)
+  mkdir -p "$tmp/models" "$tmp/eval" "$tmp/finetune"
+  cp "$src/models/dense_ft.pt" "$tmp/models/"  # the adapted model, not fine-tuned again
+  cp "$src"/eval/dense_*.json "$tmp/eval/"
+  cp "$src/finetune/dense_ft.csv" "$tmp/finetune/"
+  $AMC compare --model resnet56 --checkpoint "$SHARED/models/resnet56-cifar10.th" \
+      --data cifar10 --data-dir "$SHARED/data" --units internal --val-limit 1000 --score-amp "$amp" \
+      --workers 2 --threads 2 --seed 0 --seeds 1 --finetune-runs 0 --search-on adapted \
+      --strategies sensitivity --finetune-epochs 1 --train-limit 5000 --lr 0.01 \
+      --batch-size 128 --budget flops:0.5 --out "$tmp"
+  cp "$tmp/sensitivity.json" "$src/sensitivity_retimed.json"
+  rm -rf "$tmp"
 }
 
 if [[ $WHICH == resnet56 ]]; then
   resnet56 results/compare_resnet56 off flops:0.5 flops:0.3 latency:0.65
 fi
 if [[ $WHICH == retime-sweep ]]; then
-  SRC=results/compare_resnet56
-  TMP=$(mktemp -d)
-  trap 'rm -rf "$TMP"' EXIT
-  mkdir -p "$TMP/models" "$TMP/eval" "$TMP/finetune"
-  cp "$SRC/models/dense_ft.pt" "$TMP/models/"  # the adapted model, not fine-tuned again
-  cp "$SRC"/eval/dense_*.json "$TMP/eval/"
-  cp "$SRC/finetune/dense_ft.csv" "$TMP/finetune/"
-  $AMC compare --model resnet56 --checkpoint "$SHARED/models/resnet56-cifar10.th" \
-      --data cifar10 --data-dir "$SHARED/data" --units internal --val-limit 1000 --score-amp off \
-      --workers 2 --threads 2 --seed 0 --seeds 1 --finetune-runs 0 --search-on adapted \
-      --strategies sensitivity --finetune-epochs 1 --train-limit 5000 --lr 0.01 \
-      --batch-size 128 --budget flops:0.5 --out "$TMP"
-  cp "$TMP/sensitivity.json" "$SRC/sensitivity_retimed.json"
+  retime results/compare_resnet56 off
+fi
+if [[ $WHICH == pooled ]]; then
+  SRC=results/compare_resnet56_bf16
+  OUT=results/compare_resnet56_pooled
+  mkdir -p $OUT/models $OUT/eval $OUT/finetune $OUT/policies
+  [[ -f $OUT/sensitivity.json ]] || cp $SRC/sensitivity.json $OUT/
+  for f in models/dense_ft.pt finetune/dense_ft.csv eval/dense_before.json eval/dense_ft.json; do
+    [[ -f $OUT/$f ]] || cp $SRC/$f $OUT/$f
+  done
+  for s in global sensitivity uniform random; do
+    for d in models eval finetune policies; do
+      for f in "$SRC/$d/${s}_"*; do [[ -f $OUT/$d/$(basename "$f") ]] || cp "$f" $OUT/$d/; done
+    done
+  done
+  EXTRA=(--envs-per-worker 2)
+  resnet56 $OUT bf16 flops:0.5
+  [[ -f $OUT/sensitivity_retimed.json ]] || retime $OUT bf16
 fi
 if [[ $WHICH == sweep ]]; then
   OUT=results/compare_resnet56_sweep

@@ -155,14 +155,48 @@ def test_local_ray_listens_only_on_loopback(digits_ckpt, tmp_path):
 
 def test_more_envs_than_workers_record_every_episode_once(digits_ckpt, tmp_path, local_ray):
     """4 envs scoring on 2 workers: every episode once, in order; the round that passes
-    --episodes is not recorded; the same seed gives the same episodes."""
+    --episodes is not recorded; the same seed gives the same episodes and the same pick."""
     timing = ("seconds", "prune_s", "repair_s", "eval_s", "run_seconds")
 
     def episodes(name: str) -> list[dict]:
-        s = run_search(_cfg(digits_ckpt, tmp_path / name, envs_per_worker=2))
-        assert s["episodes"] == 21
+        # flops:0.3: scores differ, so the best policies are rescored (on the actors)
+        s = run_search(_cfg(digits_ckpt, tmp_path / name, envs_per_worker=2,
+                            budget="flops:0.3", rescore_top=3))
+        assert s["episodes"] == 21 and s["rescore"]["candidates"] >= 2
         return [{k: v for k, v in r.items() if k not in timing} for r in _rows(tmp_path / name)]
 
     a = episodes("a")
     assert [int(r["episode"]) for r in a] == list(range(1, 22))
     assert episodes("b") == a
+    assert (load_policy(tmp_path / "a" / "best_policy.json").ratios
+            == load_policy(tmp_path / "b" / "best_policy.json").ratios)
+
+
+def test_rescoring_on_actors_picks_as_the_driver_does(digits_ckpt, local_ray):
+    """Candidates scored on 2 actors in waves: the same pick and the same complete scores
+    as one by one in the driver; the third candidate races against the first wave's best
+    and stops early. The search's own reward (flops) travels to the actors."""
+    from dataclasses import replace
+
+    from amc.agents.parallel import ActorScorer
+    from amc.agents.search import _reward_at
+    from amc.data.datasets import load_dataset
+    from amc.prune.rescore import Candidate, rescore
+    from amc.prune.scoring import ScorerParts, build_scorer
+
+    scorer = build_scorer("digits_cnn", digits_ckpt, val_limit=64)
+    x, y = load_dataset("digits").tensors("val")
+    rest = (x[64:], y[64:])
+    n = len(scorer.pm.units)
+    cands = [Candidate(7, [0.8] * n, 100.0, 0.0), Candidate(9, [0.1] * n, 90.0, -0.1),
+             Candidate(11, [0.8] * n, 95.0, -0.05)]
+    reward_at = _reward_at(scorer, _cfg(digits_ckpt, Path("unused"), reward="flops"))
+    local = rescore(scorer, rest, cands, reward_at)
+    actors = ActorScorer(replace(ScorerParts.of(scorer), x=rest[0], y=rest[1]), scorer.pm, 2)
+    try:
+        remote = rescore(scorer, rest, cands, reward_at, score=actors.score, width=2)
+    finally:
+        actors.close()
+    assert remote["chosen"] == local["chosen"] == 1
+    assert remote["rows"][:2] == local["rows"][:2]
+    assert remote["rows"][2]["rest_images"] < len(rest[1])  # raced out in the second wave

@@ -34,7 +34,7 @@ def test_the_best_on_all_of_val_wins_over_a_lucky_search_score(parts):
     assert truth["light"] > truth["heavy"] + 10  # the case is one rescoring must decide
     cands = [Candidate(7, heavy, 100.0, 0.0), Candidate(9, light, 90.0, -0.1),
              Candidate(11, heavy, 95.0, -0.05)]
-    res = rescore(scorer, rest, cands, lambda ratios, top1: top1)
+    res = rescore(scorer, rest, cands, lambda ratios: float)
     assert res["chosen"] == 1
     rows = res["rows"]
     n1, n2 = len(scorer.y), len(rest[1])

@@ -186,7 +186,7 @@ def random_search(scorer: Scorer, budget: Budget, n: int = 50, seed: int = 0,
     if rescore_top >= 2 and rest is not None and len(rest[1]):
         top = top_distinct(scorer.pm, [(c, s, s) for c, s in zip(cands, scores)], rescore_top)
         if len(top) >= 2:
-            best = top[rescore(scorer, rest, top, lambda _r, top1: top1)["chosen"]].episode
+            best = top[rescore(scorer, rest, top, lambda _r: float)["chosen"]].episode
     return cands[best], float(scores[best]), list(zip(cands, scores))
 
 

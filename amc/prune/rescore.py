@@ -6,18 +6,22 @@ A search (AMC's episodes, the random baseline's draws) scores each policy on the
 the best one. :func:`rescore` scores a few candidates again on the rest of ``val`` (images
 the search never saw; BatchNorm recalibrated as in the search) and picks the best on all of
 ``val``; later candidates race: they stop once an upper confidence bound shows they cannot
-overtake the best so far. :func:`top_distinct` picks the candidates from scored policies.
+overtake the best so far. With several scoring workers the candidates go in waves of one
+per worker, each wave racing against the best of the waves before.
+:func:`top_distinct` picks the candidates from scored policies.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from functools import partial
 
 import torch
 
-from amc.prune.scoring import Scorer
+from amc.prune.scoring import Score, Scorer
 from amc.prune.units import PrunableModel
 
 
@@ -64,39 +68,60 @@ def top_distinct(pm: PrunableModel, scored: Sequence[tuple[list[float], float, f
     return out
 
 
+RewardAt = Callable[[list[float]], Callable[[float], float]]
+"""Ratios -> their reward as a function of val top-1 (%). The inner function may travel to
+a scoring worker: it must hold numbers and the reward function, not a network."""
+
+
+def _beats(reward: Callable[[float], float], n1: int, top1: float, n2: int, bar: float,
+           ub: float) -> bool:
+    """Racing: can a candidate scoring ``top1`` on the first ``n1`` images and at most ``ub``
+    on the ``n2`` others beat the reward ``bar``?"""
+    return reward((n1 * top1 + n2 * ub) / (n1 + n2)) > bar
+
+
 def rescore(scorer: Scorer, rest: tuple[torch.Tensor, torch.Tensor],
-            cands: Sequence[Candidate], reward_of: Callable[[list[float], float], float]
-            ) -> dict:
+            cands: Sequence[Candidate], reward_at: RewardAt,
+            score: Callable[..., Score] | None = None, width: int = 1) -> dict:
     """Score ``cands`` on the ``rest`` of ``val`` and pick the best on all of it.
 
     Args:
         scorer: The search's scorer (its ``val`` images are the first ``val_limit``).
         rest: The other ``val`` images and labels.
         cands: The candidates, the search's best first (always scored completely).
-        reward_of: The search's reward of ratios at a given ``val`` top-1 (%).
+        reward_at: The search's reward of ratios as a function of their val top-1 (%).
+        score: Scores ratios on ``rest`` (``score(ratios, can_beat)``, thread-safe, e.g. Ray
+            actors holding ``rest``); None: ``scorer`` with ``rest`` for its ``val``.
+        width: Candidates scored at once (the workers behind ``score``).
 
     Returns:
         ``{"chosen": index into cands, "rows": one dict per candidate, "seconds",
         "images": len(rest)}``.
     """
     t = time.perf_counter()
-    held = replace(scorer, x=rest[0], y=rest[1])
+    score = score or replace(scorer, x=rest[0], y=rest[1]).score
     n1, n2 = len(scorer.y), len(rest[1])
     rows: list[dict] = []
     best_i, best_reward = 0, None
-    for i, c in enumerate(cands):
-        def can_beat(ub: float, c: Candidate = c, bar: float | None = best_reward) -> bool:
-            return bar is None or reward_of(c.ratios, (n1 * c.val_top1 + n2 * ub)
-                                            / (n1 + n2)) > bar
+    with ThreadPoolExecutor(max(1, width)) as pool:
+        for w0 in range(0, len(cands), max(1, width)):
+            wave = list(enumerate(cands))[w0:w0 + max(1, width)]
+            bar = best_reward
 
-        s = held.score(c.ratios, can_beat if i else None)
-        top1 = (n1 * c.val_top1 + s.images * s.top1) / (n1 + s.images)
-        reward = reward_of(c.ratios, top1)
-        rows.append({"episode": c.episode, "search_val_top1": c.val_top1,
-                     "rest_val_top1": s.top1, "rest_images": s.images,
-                     "val_top1_all": top1 if s.complete else None,
-                     "reward_all": reward if s.complete else None})
-        if s.complete and (best_reward is None or reward > best_reward):
-            best_i, best_reward = i, reward
+            def one(ic: tuple[int, Candidate], bar: float | None = bar) -> Score:
+                i, c = ic
+                can_beat = (partial(_beats, reward_at(c.ratios), n1, c.val_top1, n2, bar)
+                            if i and bar is not None else None)
+                return score(c.ratios, can_beat)
+
+            for (i, c), s in zip(wave, pool.map(one, wave)):
+                top1 = (n1 * c.val_top1 + s.images * s.top1) / (n1 + s.images)
+                reward = reward_at(c.ratios)(top1)
+                rows.append({"episode": c.episode, "search_val_top1": c.val_top1,
+                             "rest_val_top1": s.top1, "rest_images": s.images,
+                             "val_top1_all": top1 if s.complete else None,
+                             "reward_all": reward if s.complete else None})
+                if s.complete and (best_reward is None or reward > best_reward):
+                    best_i, best_reward = i, reward
     return {"chosen": best_i, "rows": rows, "seconds": time.perf_counter() - t,
             "images": n2}
