@@ -4,6 +4,7 @@ episodes' last step (the expensive one) runs on the actors."""
 
 from __future__ import annotations
 
+import os
 import queue
 import time
 import uuid
@@ -25,18 +26,20 @@ class ScoreWorker:
 
         torch.set_num_threads(max(1, threads))
         self.scorer = ray.get(parts_ref[0]).build()
+        self.version = 0
 
     def score(self, ratios: Sequence[float]) -> float:
         return self.scorer(ratios)
 
-    def load(self, parts_ref: list) -> None:
-        """Score with other ingredients from now on (e.g. other ``val`` images)."""
-        self.scorer = ray.get(parts_ref[0]).build()
-
-    def run(self, ratios: Sequence[float],
-            can_beat: Callable[[float], bool] | None = None) -> Score:
-        """The full :class:`~amc.prune.scoring.Score` (racing with ``can_beat``)."""
-        return self.scorer.score(ratios, can_beat)
+    def run(self, ratios: Sequence[float], can_beat: Callable[[float], bool] | None = None,
+            parts_ref: list | None = None, version: int = 0) -> tuple[Score, int]:
+        """The full :class:`~amc.prune.scoring.Score` (racing with ``can_beat``) and this
+        process's id (another one after a restart). ``parts_ref``/``version``: the
+        ingredients to score with; rebuilt here when this actor holds another version (a
+        first call after :meth:`ActorScorer.load`, or after a restart)."""
+        if version != self.version and parts_ref is not None:
+            self.scorer, self.version = ray.get(parts_ref[0]).build(), version
+        return self.scorer.score(ratios, can_beat), os.getpid()
 
 
 def ray_map(scorer: Scorer, workers: int, threads: int = 1
@@ -89,40 +92,45 @@ class ActorScorer:
                                            max_task_retries=0, num_cpus=num_cpus,
                                            num_gpus=num_gpus).remote([ref], threads)
                        for n in self.names]
-        self._ref = ref
+        self._ref, self._version = ref, 0
         self._idle: queue.Queue = queue.Queue()
-        for a in self.actors:
-            self._idle.put(a)
+        for i in range(workers):
+            self._idle.put(i)
+        self._pids: dict[int, int] = {}
         self.restarts = 0
-        """Scores asked again because their actor died."""
+        """Actor restarts seen (an actor that answers from another process)."""
 
     def score(self, ratios: Sequence[float],
               can_beat: Callable[[float], bool] | None = None,
               deadline_s: float = 120.0) -> Score:
         """Score ``ratios`` on an idle actor (waiting for one when all are busy)."""
-        actor = self._idle.get()
+        i = self._idle.get()
         try:
             give_up = time.time() + deadline_s
             while True:
                 try:
-                    return ray.get(actor.run.remote(list(ratios), can_beat))
-                except RayActorError:
-                    self.restarts += 1  # Ray restarts it; ask again
+                    s, pid = ray.get(self.actors[i].run.remote(
+                        list(ratios), can_beat, [self._ref], self._version))
+                    break
+                except RayActorError:  # Ray restarts it; ask again
                     if time.time() > give_up:
                         raise
                     time.sleep(0.5)
+            if self._pids.setdefault(i, pid) != pid:
+                self.restarts += 1
+                self._pids[i] = pid
+            return s
         finally:
-            self._idle.put(actor)
+            self._idle.put(i)
 
     def __call__(self, ratios: Sequence[float]) -> float:
         return self.score(ratios).top1
 
     def load(self, parts: ScorerParts) -> None:
-        """Every actor scores with ``parts`` from now on (the network model ``pm`` stays:
-        the same network, e.g. with other ``val`` images). An actor restarted later starts
-        from its first ingredients again."""
-        self._ref = ray.put(parts)
-        ray.get([a.load.remote([self._ref]) for a in self.actors])
+        """Score with ``parts`` from now on (the network model ``pm`` stays: the same
+        network, e.g. with other ``val`` images); each actor rebuilds its scorer at its next
+        score, and again after a restart."""
+        self._ref, self._version = ray.put(parts), self._version + 1
 
     def close(self) -> None:
         for a in self.actors:

@@ -126,22 +126,29 @@ def observations_of(scorer: Scorer, cfg: SearchConfig):
 
 
 def make_venv(cfg: SearchConfig, scorer: Scorer):
-    """One in-process env, or with ``cfg.workers`` > 1 ``envs_per_worker`` envs per worker
-    on the driver whose scoring runs on ``cfg.workers`` Ray actors (each scoring on
-    ``cfg.device``, which ``auto`` resolves in the actor: a GPU when Ray gave it one)."""
-    if cfg.workers and cfg.workers > 1:
-        from amc.prune.scoring import ScorerParts
+    """One in-process env, or with ``cfg.workers`` > 1 envs whose scoring runs on
+    ``cfg.workers`` Ray actors (each scoring on ``cfg.device``, which ``auto`` resolves in
+    the actor: a GPU when Ray gave it one): ``envs_per_worker`` envs per worker stepping on
+    the driver (``envs_on`` driver), or one env in each actor (``envs_on`` workers)."""
+    if not cfg.workers or cfg.workers < 2:
+        return DummyVecEnv([lambda: AMCPruningEnv(scorer, **cfg.env_kwargs())])
+    from amc.prune.scoring import ScorerParts
 
-        from .parallel import ActorScorer
-        from .pooled_vec_env import PooledVecEnv
+    parts = replace(ScorerParts.of(scorer), device=cfg.device)
+    if cfg.envs_on == "workers":
+        from .ray_vec_env import PruningEnvFactory, RayVecEnv
 
-        actors = ActorScorer(replace(ScorerParts.of(scorer), device=cfg.device), scorer.pm,
-                             cfg.workers, cfg.threads or 1, cfg.cpus_per_worker,
-                             cfg.gpus_per_worker, cfg.max_restarts)
-        return PooledVecEnv([lambda: AMCPruningEnv(actors, **cfg.env_kwargs())
-                             for _ in range(cfg.workers * cfg.envs_per_worker)], cfg.seed,
-                            actors=actors)
-    return DummyVecEnv([lambda: AMCPruningEnv(scorer, **cfg.env_kwargs())])
+        return RayVecEnv(PruningEnvFactory(parts, cfg.env_kwargs()), cfg.workers, cfg.seed,
+                         cfg.threads or 1, cfg.cpus_per_worker, cfg.gpus_per_worker,
+                         cfg.max_restarts)
+    from .parallel import ActorScorer
+    from .pooled_vec_env import PooledVecEnv
+
+    actors = ActorScorer(parts, scorer.pm, cfg.workers, cfg.threads or 1, cfg.cpus_per_worker,
+                         cfg.gpus_per_worker, cfg.max_restarts)
+    return PooledVecEnv([lambda: AMCPruningEnv(actors, **cfg.env_kwargs())
+                         for _ in range(cfg.workers * cfg.envs_per_worker)], cfg.seed,
+                        actors=actors)
 
 
 def plot_curve(run_dir: Path, uniform_reward: float | None, title: str) -> Path:
@@ -199,6 +206,9 @@ def run_search(cfg: SearchConfig, resume: bool = False) -> dict[str, Any]:
     reward_fn(cfg.reward)
     if cfg.warm_start not in WARM_MODES:
         raise AmcError(f"unknown --warm-start {cfg.warm_start!r}; use cheap or random")
+    if cfg.envs_on == "workers" and cfg.envs_per_worker > 1:
+        raise AmcError(f"--envs-per-worker {cfg.envs_per_worker} needs the envs on the "
+                       "driver; drop --envs-on workers or use --envs-per-worker 1")
     if cfg.sensitivity and not Path(cfg.sensitivity).is_file():
         raise AmcError(f"--sensitivity {cfg.sensitivity} does not exist; pass the "
                        "sensitivity.json that amc compare wrote")
@@ -222,7 +232,8 @@ def run_search(cfg: SearchConfig, resume: bool = False) -> dict[str, Any]:
 
 
 RUNTIME_SETTINGS = ("force", "out", "workers", "address", "cpus_per_worker", "gpus_per_worker",
-                    "threads", "device", "verbose", "checkpoint_every", "max_restarts")
+                    "threads", "device", "verbose", "checkpoint_every", "max_restarts",
+                    "envs_on")
 """Settings that change how a search runs, not what it finds: a search made with other
 values of these is resumed as it is."""
 

@@ -1,13 +1,16 @@
 """How the search scales with Ray workers, separated from this machine's two cores.
 
 1. ``sleep``: a benchmark env whose episodes have the pruning env's shape (``--units`` steps,
-   11 features, one action) and sleep ``--sleep`` seconds at their last step (no CPU), run on
-   1, 2, 4, ... 32 Ray actors with the real agent (AMC's DDPG, one gradient update per
-   transition, the reward baseline), each count with the agent's updates run between rounds
-   of episodes and overlapping the actors' evaluation (the search's default), interleaved:
+   11 features, one action; each step but the last busy for ``--step-ms`` of CPU in Python,
+   as the ResNet-56 env's budget clipping) and sleep ``--sleep`` seconds at their last step
+   (no CPU), run on 1, 2, 4, ... 32 Ray actors with the real agent (AMC's DDPG, one gradient
+   update per transition, the reward baseline), interleaved per count: each env in its own
+   actor (``--envs-on workers``) with the agent's updates between rounds of episodes and
+   overlapping the actors' evaluation, and the envs on the driver sending only their last
+   step to the actors (``--envs-on driver``, the search's default; overlapping updates):
    episodes/s per actor count against ``N x`` the 1-actor rate, the driver's update seconds
-   per round and its share of the wall time (updates and transfers), and from which count
-   the updates outlast the evaluation (``driver_bound``): there the driver limits the rate.
+   per round and its share of the wall time (updates, transfers, driver-side steps), and
+   from which count the updates outlast the evaluation (``driver_bound``).
 2. ``real``: real ResNet-20 episodes (``internal`` units, ``flops:0.5``, the fast scorer):
    one search with 2 Ray workers against 2 independent single-process searches run at the
    same time (the hardware's own ceiling on 2 cores), episodes/s measured over each run's
@@ -22,7 +25,9 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
+import queue
 import subprocess
 import sys
 import time
@@ -30,6 +35,7 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
+import ray
 import torch
 from stable_baselines3.common.callbacks import (
     BaseCallback,
@@ -39,6 +45,7 @@ from stable_baselines3.common.callbacks import (
 
 from amc.agents.config import SearchConfig
 from amc.agents.ddpg import attach_noise, build_agent
+from amc.agents.pooled_vec_env import PooledVecEnv
 from amc.agents.ray_runtime import ray_session
 from amc.agents.ray_vec_env import RayVecEnv
 from amc.agents.updates import EpisodeUpdates, OverlapUpdates
@@ -47,14 +54,51 @@ from amc.utils.io import write_json
 from amc.utils.provenance import git_commit, now, versions
 
 
+def busy(seconds: float) -> None:
+    """Hold the CPU (and the GIL) for ``seconds``."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+@ray.remote
+class Sleeper:
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+class SleepPool:
+    """``n`` sleeping actors shared by driver-side envs (each sleep on the next idle one)."""
+
+    def __init__(self, n: int):
+        self.actors = [Sleeper.options(num_cpus=0.01).remote() for _ in range(n)]
+        self.idle: queue.Queue = queue.Queue()
+        for a in self.actors:
+            self.idle.put(a)
+
+    def __call__(self, seconds: float) -> None:
+        a = self.idle.get()
+        try:
+            ray.get(a.sleep.remote(seconds))
+        finally:
+            self.idle.put(a)
+
+    def close(self) -> None:
+        for a in self.actors:
+            ray.kill(a)
+
+
 class SleepEnv(gym.Env):
-    """Episodes of ``units`` steps whose last step sleeps ``sleep`` seconds."""
+    """Episodes of ``units`` steps whose last step sleeps ``sleep`` seconds (on ``pool``'s
+    actors when given) and whose other steps are busy for ``step_s`` each."""
 
     observation_space = gym.spaces.Box(0.0, 1.0, (11,), np.float32)
     action_space = gym.spaces.Box(0.0, 1.0, (1,), np.float32)
 
-    def __init__(self, units: int, sleep: float):
+    def __init__(self, units: int, sleep: float, step_s: float = 0.0,
+                 pool: SleepPool | None = None):
         self.units, self.sleep, self.t = units, sleep, 0
+        self.step_s, self.pool = step_s, pool
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
@@ -65,18 +109,19 @@ class SleepEnv(gym.Env):
         self.t += 1
         obs = np.full(11, self.t / self.units, np.float32)
         if self.t < self.units:
+            busy(self.step_s)
             return obs, 0.0, False, False, {}
-        time.sleep(self.sleep)
+        (self.pool or time.sleep)(self.sleep)
         r = float(-abs(float(np.asarray(action).reshape(-1)[0]) - 0.5))
         return obs, r, True, False, {"episode_result": {"reward": r}}
 
 
 class SleepEnvFactory:
-    def __init__(self, units: int, sleep: float):
-        self.units, self.sleep = units, sleep
+    def __init__(self, units: int, sleep: float, step_s: float = 0.0):
+        self.units, self.sleep, self.step_s = units, sleep, step_s
 
     def __call__(self) -> SleepEnv:
-        return SleepEnv(self.units, self.sleep)
+        return SleepEnv(self.units, self.sleep, self.step_s)
 
 
 class EpisodeClock(BaseCallback):
@@ -92,10 +137,16 @@ class EpisodeClock(BaseCallback):
         return True
 
 
-def sleep_run(n: int, args, overlap: bool) -> dict:
+def sleep_run(n: int, args, overlap: bool, envs_on: str = "workers") -> dict:
     cfg = SearchConfig(warmup_episodes=1, episodes=args.rounds * n, seed=0, workers=n)
-    venv = RayVecEnv(SleepEnvFactory(args.units, args.sleep), n, seed=0, threads=1,
-                     num_cpus=0.01)
+    step_s = args.step_ms / 1e3
+    if envs_on == "driver":
+        pool = SleepPool(n)
+        venv = PooledVecEnv([lambda: SleepEnv(args.units, args.sleep, step_s, pool)
+                             for _ in range(n)], actors=pool)
+    else:
+        venv = RayVecEnv(SleepEnvFactory(args.units, args.sleep, step_s), n, seed=0,
+                         threads=1, num_cpus=0.01)
     try:
         inner = OverlapUpdates(venv, args.units) if overlap else venv
         env = RewardBaseline(inner, cfg.baseline_alpha)
@@ -114,7 +165,8 @@ def sleep_run(n: int, args, overlap: bool) -> dict:
     done = len(ends) - n
     rate = done / (ends[-1] - first) if done > 0 else 0.0
     rounds = max(1, updates.made // (n * args.units))
-    return {"actors": n, "overlap": overlap, "episodes": len(ends), "wall_s": wall,
+    return {"actors": n, "envs_on": envs_on, "overlap": overlap, "episodes": len(ends),
+            "wall_s": wall,
             "episodes_per_s": rate, "ideal_episodes_per_s": n / args.sleep,
             "agent_updates": updates.made,
             "update_seconds_per_round": updates.seconds / rounds,
@@ -165,9 +217,14 @@ def plot(doc: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for overlap, label in ((True, "updates overlap evaluation"),
-                           (False, "updates between rounds")):
-        rows = [r for r in doc["sleep"]["rows"] if r["overlap"] == overlap]
+    for (envs_on, overlap), label in (
+            (("driver", True), "envs on the driver, updates overlap evaluation"),
+            (("workers", True), "envs in the actors, updates overlap evaluation"),
+            (("workers", False), "envs in the actors, updates between rounds")):
+        rows = [r for r in doc["sleep"]["rows"]
+                if r["overlap"] == overlap and r.get("envs_on", "workers") == envs_on]
+        if not rows:
+            continue
         n = [r["actors"] for r in rows]
         ax.plot(n, [r["episodes_per_s"] for r in rows], "o-", label=label)
     rows = [r for r in doc["sleep"]["rows"] if r["overlap"]]
@@ -186,19 +243,27 @@ def plot(doc: dict, path: Path) -> None:
     plt.close(fig)
 
 
+SCHEDULE_NAMES = {"driver": ("driver", True), "overlap": ("workers", True),
+                  "between": ("workers", False)}
+SCHEDULES = list(SCHEDULE_NAMES.values())
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--actors", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
     p.add_argument("--units", type=int, default=20, help="steps per episode (ResNet-56: 27)")
     p.add_argument("--sleep", type=float, default=2.0, help="seconds per episode")
     p.add_argument("--rounds", type=int, default=4, help="episodes per actor")
+    p.add_argument("--step-ms", type=float, default=1.0,
+                   help="CPU per step but the last (the ResNet-56 env's budget clipping)")
     p.add_argument("--real-episodes", type=int, default=80, help="per process / worker")
     p.add_argument("--skip", type=int, default=10, help="episodes left out at the start")
     p.add_argument("--models-dir", default="../shared/models")
     p.add_argument("--data-dir", default="../shared/data")
     p.add_argument("--work", default="runs/bench_ray_scaling")
     p.add_argument("--out", default="results/bench_ray_scaling.json")
-    p.add_argument("--no-real", action="store_true")
+    p.add_argument("--no-real", action="store_true",
+                   help="skip the real runs (an existing --out keeps its own)")
     args = p.parse_args()
     torch.set_num_threads(1)
     work = Path(args.work)
@@ -207,14 +272,16 @@ def main() -> None:
     rows = []
     with ray_session(num_cpus=max(args.actors) + 1):
         for n in args.actors:
-            for overlap in (False, True):  # interleaved: the same load for both schedules
-                rows.append(sleep_run(n, args, overlap))
+            # interleaved: the same load for every schedule
+            for envs_on, overlap in SCHEDULES:
+                rows.append(sleep_run(n, args, overlap, envs_on))
                 r = rows[-1]
-                print(f"{n} actors, overlap {overlap}: {r['episodes_per_s']:.2f} episodes/s "
-                      f"(ideal {r['ideal_episodes_per_s']:.2f}; updates "
+                print(f"{n} actors, envs on {envs_on}, overlap {overlap}: "
+                      f"{r['episodes_per_s']:.2f} episodes/s (ideal "
+                      f"{r['ideal_episodes_per_s']:.2f}; updates "
                       f"{r['update_seconds_per_round']:.2f} s/round)", flush=True)
-    for overlap in (False, True):
-        mine = [r for r in rows if r["overlap"] == overlap]
+    for envs_on, overlap in SCHEDULES:
+        mine = [r for r in rows if r["overlap"] == overlap and r["envs_on"] == envs_on]
         base = mine[0]["episodes_per_s"]
         for r in mine:
             r["scaling_vs_1_actor"] = r["episodes_per_s"] / (base * r["actors"])
@@ -226,17 +293,24 @@ def main() -> None:
     doc = {"command": "python scripts/bench_ray_scaling.py", "date": now(),
            "git_commit": git_commit(), "versions": versions(),
            "sleep": {"sleep_s": args.sleep, "units": args.units, "rounds": args.rounds,
+                     "step_ms": args.step_ms,
                      "agent": "AMC DDPG (hidden 300, batch 64, one update per transition)",
-                     "schedules": {"overlap": "updates run while the actors evaluate the "
-                                   "next episodes' last step (the search's default)",
-                                   "between": "updates run between rounds of episodes"},
+                     "schedules": {"driver": "envs on the driver, their last step on the "
+                                   "actors, updates overlapping it (the search's default)",
+                                   "overlap": "each env in its own actor, updates while the "
+                                   "actors evaluate the next episodes' last step",
+                                   "between": "each env in its own actor, updates between "
+                                   "rounds of episodes"},
                      "rows": rows,
                      "min_scaling_up_to_16": {
-                         k: min(r["scaling_vs_1_actor"] for r in rows
-                                if r["actors"] <= 16 and r["overlap"] == o)
-                         for k, o in (("overlap", True), ("between", False))}}}
+                         name: min(r["scaling_vs_1_actor"] for r in rows
+                                   if r["actors"] <= 16 and r["overlap"] == o
+                                   and r["envs_on"] == e)
+                         for name, (e, o) in SCHEDULE_NAMES.items()}}}
     if not args.no_real:
         doc["real"] = real_runs(args, work)
+    elif Path(args.out).is_file() and "real" in (old := json.loads(Path(args.out).read_text())):
+        doc["real"] = {**old["real"], "from": f"{old['git_commit']} ({old['date']})"}
     doc["machine"] = {"cpus": os.cpu_count(), "load_avg_start": load0,
                       "load_avg_end": os.getloadavg()[0]}
     write_json(args.out, doc)

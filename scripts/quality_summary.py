@@ -136,23 +136,35 @@ def first_beats(d: dict, folder: Path) -> list[dict]:
     return rows
 
 
+def makespan(jobs: list[float], workers: int) -> float:
+    """Seconds until ``jobs`` (in order, each to the first free worker) are all done."""
+    free = [0.0] * max(1, workers)
+    for j in jobs:
+        free[free.index(min(free))] += j
+    return max(free)
+
+
 def time_split(d: dict, folder: Path) -> list[dict]:
-    """Where each AMC search's wall seconds went. Its workers step in lockstep: a round of
-    episodes (one per worker) ends when the slowest worker's episode is scored, so per round
-    ``max`` of the workers' episode work (prune + repair + evaluate) is spent, the others'
-    shortfall is idle (worker-seconds), and the rest of the wall time is the episodes' steps
-    (the agent acting, the remote calls) and the updates not hidden behind the evaluations."""
+    """Where each AMC search's wall seconds went. Its envs step in lockstep: a round of
+    episodes (``envs_per_worker`` per worker) ends when the last of them is scored, each
+    scored by the first free worker, so per round the makespan of the episodes' work
+    (prune + repair + evaluate) on the workers is spent, the workers' shortfall is idle
+    (worker-seconds), and the rest of the wall time is the episodes' steps (the agent acting,
+    the remote calls) and the updates not hidden behind the evaluations."""
     rows = []
     for name, s in d["searches"].items():
-        eps = list(csv.DictReader(open(folder / "search" / name / "episodes.csv")))
+        run = folder / "search" / name
+        eps = list(csv.DictReader(open(run / "episodes.csv")))
         w = int(s.get("workers") or 1)
+        per = int(json.loads((run / "config.json").read_text()).get("envs_per_worker") or 1)
         work = [sum(float(r[k]) for k in ("prune_s", "repair_s", "eval_s")) for r in eps]
-        rounds = [work[i:i + w] for i in range(0, len(work), w)]
-        busy = sum(max(r) for r in rounds)
+        rounds = [work[i:i + w * per] for i in range(0, len(work), w * per)]
+        spans = [makespan(r, w) for r in rounds]
+        busy = sum(spans)
         wall = float(s["wall_seconds_this_run"])
         rows.append({"search": name, "wall_seconds": wall, "rounds": len(rounds),
-                     "slowest_work_seconds": busy,
-                     "idle_worker_seconds": sum(max(r) * len(r) - sum(r) for r in rounds),
+                     "envs_per_worker": per, "slowest_work_seconds": busy,
+                     "idle_worker_seconds": sum(m * w - sum(r) for m, r in zip(spans, rounds)),
                      "steps_and_updates_seconds": wall - busy,
                      "rescore_seconds": float(s.get("rescore_seconds") or 0.0),
                      "mean_episode_work_seconds": sum(work) / len(work)})
@@ -229,10 +241,12 @@ def markdown(s: dict) -> str:
                      f"{r['best_cheap_val_top1']:.2f} | {r['first_episode_beating_global']} | "
                      f"{r['seconds_until_then']} | {r['best_val_top1']:.2f} |")
     if s.get("time_split"):
-        lines += ["", "Where each search's seconds went. The workers step in lockstep: a round "
-                  "of episodes (one per worker) ends when the slowest is scored. Slowest "
-                  "episode's work: the sum over rounds of the longest prune + repair + "
-                  "evaluation; idle: what the other workers waited meanwhile; steps and "
+        lines += ["", "Where each search's seconds went. The envs step in lockstep: a round "
+                  "of episodes (one per worker, or `--envs-per-worker` per worker, each "
+                  "scored by the first free worker) ends when the last is scored. Slowest "
+                  "episode's work: the sum over rounds of the round's makespan of prune + "
+                  "repair + evaluation on the workers (with one env per worker: the longest "
+                  "episode); idle: what the workers waited meanwhile; steps and "
                   "updates: the rest of the wall time (the agent acting at each unit, the "
                   "remote calls, updates not hidden behind the evaluations); the rescoring "
                   "comes after:", "",

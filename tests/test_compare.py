@@ -296,3 +296,16 @@ def test_latency_is_timed_again_when_a_model_changed(digits_ckpt, tmp_path):
     again = json.loads(path.read_text())
     assert again["arch"]["uniform_flops0.5"] == arch
     assert again["t1"]["b64"]["uniform_flops0.5"]["median_ms"] != 12345.0
+
+
+def test_search_wall_seconds_counts_every_env_of_a_search(tmp_path):
+    """A resumed search's seconds are its episodes' env seconds per env: 4 envs on 2 workers
+    (--envs-per-worker 2) ran 400 env-seconds in 100 s, not 200."""
+    from amc.report.compare import search_wall_seconds
+    from amc.utils.io import write_json
+
+    write_json(tmp_path / "summary.json", {"workers": 2, "wall_seconds_this_run": 60.0,
+                                           "search_seconds": 400.0, "rescore_seconds": 5.0})
+    assert search_wall_seconds(tmp_path) == 205.0  # a search made before the option: 2 envs
+    write_json(tmp_path / "config.json", {"envs_per_worker": 2})
+    assert search_wall_seconds(tmp_path) == 105.0

@@ -66,7 +66,9 @@ def test_overlapped_updates_keep_a_seed_reproducible(digits_ckpt, tmp_path, loca
     assert episodes("c", seed=1) != a
 
 
-def test_search_survives_a_killed_worker(digits_ckpt, tmp_path, local_ray):
+@pytest.mark.parametrize("envs_on,prefix", [("driver", "amc-scorer-"),
+                                            ("workers", "amc-env-")])
+def test_search_survives_a_killed_worker(digits_ckpt, tmp_path, local_ray, envs_on, prefix):
     run = tmp_path / "kill"
     killed: list[str] = []
 
@@ -75,7 +77,7 @@ def test_search_survives_a_killed_worker(digits_ckpt, tmp_path, local_ray):
         while time.time() < deadline:
             if (run / "episodes.csv").is_file() and len(_rows(run)) >= 8:
                 names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
-                         if isinstance(a, dict) and a.get("name", "").startswith("amc-scorer-")]
+                         if isinstance(a, dict) and a.get("name", "").startswith(prefix)]
                 if names:
                     ray.kill(ray.get_actor(sorted(names)[0]), no_restart=False)
                     killed.append(sorted(names)[0])
@@ -84,7 +86,7 @@ def test_search_survives_a_killed_worker(digits_ckpt, tmp_path, local_ray):
 
     t = threading.Thread(target=killer, daemon=True)
     t.start()
-    s = run_search(_cfg(digits_ckpt, run, episodes=30))
+    s = run_search(_cfg(digits_ckpt, run, episodes=30, envs_on=envs_on))
     t.join(timeout=5)
     assert killed, "the worker was never killed"
     rows = _rows(run)
@@ -200,3 +202,18 @@ def test_rescoring_on_actors_picks_as_the_driver_does(digits_ckpt, local_ray):
     assert remote["chosen"] == local["chosen"] == 1
     assert remote["rows"][:2] == local["rows"][:2]
     assert remote["rows"][2]["rest_images"] < len(rest[1])  # raced out in the second wave
+
+
+def test_envs_on_the_driver_or_in_the_workers_make_the_same_search(digits_ckpt, tmp_path,
+                                                                   local_ray):
+    """The same seed: the same episodes and the same pick whether the envs step on the
+    driver (scoring on the actors) or each in its own actor."""
+    timing = ("seconds", "prune_s", "repair_s", "eval_s", "run_seconds")
+    runs = {}
+    for where in ("driver", "workers"):
+        run_search(_cfg(digits_ckpt, tmp_path / where, envs_on=where, budget="flops:0.3",
+                        rescore_top=3))
+        runs[where] = ([{k: v for k, v in r.items() if k not in timing}
+                        for r in _rows(tmp_path / where)],
+                       load_policy(tmp_path / where / "best_policy.json").ratios)
+    assert runs["driver"] == runs["workers"]

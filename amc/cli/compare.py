@@ -30,7 +30,8 @@ def amc_policy(cfg, budget: str, run_dir: Path) -> Path:
                       budget=budget, episodes=cfg.episodes, warmup_episodes=cfg.warmup_episodes,
                       warm_start=cfg.warm_start, noise_min=cfg.noise_min,
                       rescore_top=cfg.rescore_top, time_limit=cfg.time_limit,
-                      workers=cfg.workers, envs_per_worker=cfg.envs_per_worker,
+                      workers=cfg.workers, envs_on=cfg.envs_on,
+                      envs_per_worker=cfg.envs_per_worker,
                       out=str(run_dir),
                       sensitivity=str(sweep) if cfg.sweep_warm_start and sweep.is_file()
                       else None)

@@ -154,7 +154,8 @@ POSITIVE = ("epochs", "finetune_epochs", "lr", "time_limit")
 UNIT_INTERVAL = ("noise_min",)
 """Fields that must lie in [0, 1] (σ in action units)."""
 
-ONE_OF: dict[str, tuple[str, ...]] = {"amp": AMP_MODES, "score_amp": AMP_MODES}
+ONE_OF: dict[str, tuple[str, ...]] = {"amp": AMP_MODES, "score_amp": AMP_MODES,
+                                      "envs_on": ("driver", "workers")}
 """Fields whose value must be one of a few words."""
 
 

@@ -84,6 +84,7 @@ class CompareConfig(ScoringConfig, OptimConfig):
             --rescore-top``); 0 or 1: the best on the first --val-limit images.
         time_limit: Stop each AMC search's episodes after this many seconds (``amc search
             --time-limit``; None: all --episodes).
+        envs_on: Where AMC's envs step with Ray workers (``amc search --envs-on``).
         envs_per_worker: AMC's episodes in flight per Ray worker (``amc search
             --envs-per-worker``).
         n_random: Policies tried by the random strategy.
@@ -106,6 +107,7 @@ class CompareConfig(ScoringConfig, OptimConfig):
     noise_min: float = NOISE_MIN
     rescore_top: int = 5
     time_limit: float | None = None
+    envs_on: str = "driver"
     envs_per_worker: int = 1
     n_random: int = 50
     finetune_epochs: float = 5.0
@@ -149,15 +151,18 @@ def _cached_json(path: Path, make: Callable[[], dict]) -> dict:
 
 def search_wall_seconds(run_dir: Path) -> float | None:
     """Wall-clock seconds of an AMC search: its session's wall time, or for a resumed search
-    the episodes' env seconds per worker (the summary's ``search_seconds`` sums them over the
-    workers), plus the re-scoring of its best policies; None without a summary."""
+    the episodes' env seconds per env (the summary's ``search_seconds`` sums them over the
+    envs: workers x ``envs_per_worker``), plus the re-scoring of its best policies; None
+    without a summary."""
     f = run_dir / "summary.json"
     if not f.is_file():
         return None
     s = json.loads(f.read_text())
-    # a resumed search's last session is only part of it: then the env seconds per worker
-    return max(s.get("wall_seconds_this_run") or 0.0,
-               s["search_seconds"] / max(1, s.get("workers") or 1)) + (
+    cfg = run_dir / "config.json"
+    per = (json.loads(cfg.read_text()).get("envs_per_worker") or 1) if cfg.is_file() else 1
+    envs = max(1, s.get("workers") or 1) * per
+    # a resumed search's last session is only part of it: then the env seconds per env
+    return max(s.get("wall_seconds_this_run") or 0.0, s["search_seconds"] / envs) + (
         s.get("rescore_seconds") or 0.0)
 
 
@@ -178,7 +183,7 @@ def _train_view(ds: Dataset, limit: int | None, seed: int) -> Dataset:
 
 
 JOB_SETTINGS = ("out", "budgets", "strategies", "seeds", "finetune_runs", "workers",
-                "threads", "device", "loader_workers")
+                "threads", "device", "loader_workers", "envs_on")
 """Settings a comparison can be rerun with in the same folder: they add jobs (whose artifacts
 are made then) or change how it runs, not what its cached artifacts hold."""
 
