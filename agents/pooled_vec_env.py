@@ -44,7 +44,7 @@ class PooledVecEnv(VecEnv):
         self._actors = actors
 
     @property
-    def actors(self) -> Any:
+    def remote_scorer(self) -> Any:
         """What the envs score with remotely (None: in the driver)."""
         return self._actors
 

@@ -365,7 +365,7 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
     seconds = time.perf_counter() - t0
     try:  # the rescoring runs on the search's Ray actors, if any, before they go
         picked = pick_best(cfg, scorer, run_dir, _reward_at(scorer, cfg),
-                           getattr(envs, "actors", None))
+                           getattr(envs, "remote_scorer", None))
     finally:
         venv.close()
     return summarize(cfg, run_dir, {k: v[1] for k, v in lines.items()}, seconds, restarts,
