@@ -8,6 +8,7 @@
 #   bash scripts/bench_compare.sh retime-sweep  # -> results/compare_resnet56/sensitivity_retimed.json
 #   bash scripts/bench_compare.sh bf16       # -> results/compare_resnet56_bf16/ (~50 min)
 #   bash scripts/bench_compare.sh pooled     # -> results/compare_resnet56_pooled/ (~40 min)
+#   bash scripts/bench_compare.sh bf16-retime  # bf16's searches again, timed (~30 min)
 #
 # `retime-sweep`: the comparison's sensitivity sweep run again (same adapted model, images and
 # command, in a scratch folder), to time it on the same machine right after AMC's searches
@@ -58,6 +59,12 @@
 # baselines are the bf16 folder's (copied: the same adapted model, calibration draws, scores
 # and fine-tunes), and the sweep is re-timed right after the searches (sensitivity_retimed.json)
 # -> results/compare_resnet56_pooled/ (~40 min).
+#
+# `bf16-retime`: the bf16 folder's AMC searches made again with the current code (envs on
+# the driver, rescoring on the workers: the same episodes for a seed, so only their seconds
+# change; the earlier searches are moved to runs/bf16_before/ and the picks checked equal, so
+# the cached evaluations and fine-tunes stay valid), then its sweep re-timed right after
+# them (sensitivity_retimed.json).
 #
 # Resumable: every stage's artifact is cached in the output folder (weights in models/ are
 # git-ignored; once a model's scores are in eval/, a rerun rebuilds the tables).
@@ -146,4 +153,24 @@ if [[ $WHICH == resnet20 ]]; then
       --episodes 200 --warmup-episodes 50 --train-limit 2000 \
       --budget flops:0.3 --budget flops:0.5 --budget flops:0.7 \
       --out results/cifar10_resnet20
+fi
+if [[ $WHICH == bf16-retime ]]; then
+  OUT=results/compare_resnet56_bf16
+  BEFORE=runs/bf16_before
+  mkdir -p $BEFORE
+  for s in flops0.5 flops0.5_s1 flops0.5_s2; do
+    if [[ -d $OUT/search/$s ]] && ! grep -q '"envs_on"' $OUT/search/$s/config.json; then
+      rm -rf "${BEFORE:?}/$s"
+      mv $OUT/search/$s $BEFORE/
+      mv $OUT/policies/amc_$s.json $BEFORE/
+    fi
+  done
+  resnet56 $OUT bf16 flops:0.5
+  for s in flops0.5 flops0.5_s1 flops0.5_s2; do  # the cached evaluations are of these picks
+    [[ ! -f $BEFORE/amc_$s.json ]] || .venv/bin/python -c "import json, sys
+a, b = ([u['ratio'] for u in json.load(open(f))['units']] for f in sys.argv[1:])
+sys.exit(0 if a == b else f'{sys.argv[1]}: another pick; delete its eval/ and finetune/ files')" \
+        $OUT/policies/amc_$s.json $BEFORE/amc_$s.json
+  done
+  [[ -f $OUT/sensitivity_retimed.json ]] || retime $OUT bf16
 fi
