@@ -104,7 +104,7 @@ def checks(d: dict) -> list[dict]:
         mean = sum(walls) / len(walls) if walls else float("nan")
         for key, which in (("sweep", "sensitivity sweep seconds"),
                            ("sweep_retimed", "the sweep's seconds re-timed after the searches "
-                            "(`bench_compare.sh retime-sweep`)")):
+                            "(`sensitivity_retimed.json`, made by `bench_compare.sh`)")):
             if d.get(key) is not None:
                 sweep_s = d[key]["seconds"]
                 add(f"AMC search wall seconds (longest of the searches) / {which}, both on 2 "

@@ -438,3 +438,17 @@ def test_a_search_made_before_score_amp_scored_in_fp32_and_resumes_so(tmp_path):
     assert changed_settings(cfg, tmp_path) == ["score_amp"]
     assert changed_settings(replace(cfg, score_amp="off"), tmp_path) == []
     assert load_run_config(SearchConfig, tmp_path, "search").score_amp == "off"
+
+
+def test_a_search_made_before_envs_per_worker_is_the_same_search(tmp_path):
+    """Runs made before --envs-per-worker and --envs-on ran one env per worker, in the
+    worker: the defaults (1, driver: the same episodes) are no change for the cache, while 2
+    envs per worker (other episodes) are."""
+    cfg = SearchConfig(model="digits_cnn", out=str(tmp_path))
+    old = replace(cfg, force=False).as_dict()
+    del old["envs_per_worker"], old["envs_on"]
+    write_json(tmp_path / "config.json", old)
+    assert changed_settings(cfg, tmp_path, ignore=("force", "envs_on")) == []
+    assert changed_settings(replace(cfg, envs_per_worker=2), tmp_path,
+                            ignore=("force", "envs_on")) == ["envs_per_worker"]
+    assert load_run_config(SearchConfig, tmp_path, "search").envs_on == "workers"

@@ -227,10 +227,11 @@ def as_made(stored: dict[str, Any]) -> dict[str, Any]:
     return {**{k: v for k, v in ADDED_AS_BEFORE.items() if k not in stored}, **stored}
 
 
-ADDED_AS_BEFORE: dict[str, object] = {"time_limit": None, "score_amp": "off"}
+ADDED_AS_BEFORE: dict[str, object] = {"time_limit": None, "score_amp": "off",
+                                      "envs_per_worker": 1, "envs_on": "workers"}
 """Settings added after runs were cached whose value here reproduces what every earlier run
-did (no time limit: all episodes ran; scores in fp32): a cached run that predates one of them
-counts as made with that value."""
+did (no time limit: all episodes ran; scores in fp32; one env per Ray worker, in the
+worker): a cached run that predates one of them counts as made with that value."""
 
 
 def changed_settings(cfg: object, run_dir: str | Path, ignore: tuple[str, ...] = ("force",)
