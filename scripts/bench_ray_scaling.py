@@ -194,6 +194,13 @@ def real_runs(args, work: Path) -> dict:
                         "--workers", "2", "--force", "--out", str(ray_dir)], env=env, check=True)
     n, r = _rate(ray_dir, args.skip)
     out["ray_2_workers"] = {"episodes": n, "episodes_per_s": r}
+    in_actors = work / "ray2_envs_on_workers"  # each env in its own actor (--envs-on workers)
+    if not (in_actors / "summary.json").is_file():
+        subprocess.run([*amc, *common, "--episodes", str(2 * args.real_episodes),
+                        "--workers", "2", "--envs-on", "workers", "--force", "--out",
+                        str(in_actors)], env=env, check=True)
+    n, r = _rate(in_actors, args.skip)
+    out["ray_2_workers_envs_on_workers"] = {"episodes": n, "episodes_per_s": r}
     dirs = [work / f"solo{i}" for i in range(2)]
     if not all((d / "summary.json").is_file() for d in dirs):
         procs = [subprocess.Popen([*amc, *common, "--episodes", str(args.real_episodes),
@@ -207,6 +214,9 @@ def real_runs(args, work: Path) -> dict:
                             "episodes_per_s": sum(r for _, r in rates)}
     out["ray_over_processes"] = (out["ray_2_workers"]["episodes_per_s"]
                                  / out["two_processes"]["episodes_per_s"])
+    out["ray_envs_on_workers_over_processes"] = (
+        out["ray_2_workers_envs_on_workers"]["episodes_per_s"]
+        / out["two_processes"]["episodes_per_s"])
     return out
 
 
@@ -243,32 +253,8 @@ def plot(doc: dict, path: Path) -> None:
     plt.close(fig)
 
 
-SCHEDULE_NAMES = {"driver": ("driver", True), "overlap": ("workers", True),
-                  "between": ("workers", False)}
-SCHEDULES = list(SCHEDULE_NAMES.values())
-
-
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--actors", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
-    p.add_argument("--units", type=int, default=20, help="steps per episode (ResNet-56: 27)")
-    p.add_argument("--sleep", type=float, default=2.0, help="seconds per episode")
-    p.add_argument("--rounds", type=int, default=4, help="episodes per actor")
-    p.add_argument("--step-ms", type=float, default=1.0,
-                   help="CPU per step but the last (the ResNet-56 env's budget clipping)")
-    p.add_argument("--real-episodes", type=int, default=80, help="per process / worker")
-    p.add_argument("--skip", type=int, default=10, help="episodes left out at the start")
-    p.add_argument("--models-dir", default="../shared/models")
-    p.add_argument("--data-dir", default="../shared/data")
-    p.add_argument("--work", default="runs/bench_ray_scaling")
-    p.add_argument("--out", default="results/bench_ray_scaling.json")
-    p.add_argument("--no-real", action="store_true",
-                   help="skip the real runs (an existing --out keeps its own)")
-    args = p.parse_args()
-    torch.set_num_threads(1)
-    work = Path(args.work)
-    work.mkdir(parents=True, exist_ok=True)
-    load0 = os.getloadavg()[0]
+def sleep_doc(args) -> dict:
+    """The sleeping runs, interleaved per actor count, and their summary."""
     rows = []
     with ray_session(num_cpus=max(args.actors) + 1):
         for n in args.actors:
@@ -290,7 +276,7 @@ def main() -> None:
             r["driver_seconds_per_round"] = round_s - args.sleep
             # the driver limits the rate once its updates outlast the actors' evaluation
             r["driver_bound"] = r["update_seconds_per_round"] > args.sleep
-    doc = {"command": "python scripts/bench_ray_scaling.py", "date": now(),
+    return {"command": "python scripts/bench_ray_scaling.py", "date": now(),
            "git_commit": git_commit(), "versions": versions(),
            "sleep": {"sleep_s": args.sleep, "units": args.units, "rounds": args.rounds,
                      "step_ms": args.step_ms,
@@ -307,9 +293,46 @@ def main() -> None:
                                    if r["actors"] <= 16 and r["overlap"] == o
                                    and r["envs_on"] == e)
                          for name, (e, o) in SCHEDULE_NAMES.items()}}}
+
+
+SCHEDULE_NAMES = {"driver": ("driver", True), "overlap": ("workers", True),
+                  "between": ("workers", False)}
+SCHEDULES = list(SCHEDULE_NAMES.values())
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--actors", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
+    p.add_argument("--units", type=int, default=20, help="steps per episode (ResNet-56: 27)")
+    p.add_argument("--sleep", type=float, default=2.0, help="seconds per episode")
+    p.add_argument("--rounds", type=int, default=4, help="episodes per actor")
+    p.add_argument("--step-ms", type=float, default=1.0,
+                   help="CPU per step but the last (the ResNet-56 env's budget clipping)")
+    p.add_argument("--real-episodes", type=int, default=80, help="per process / worker")
+    p.add_argument("--skip", type=int, default=10, help="episodes left out at the start")
+    p.add_argument("--models-dir", default="../shared/models")
+    p.add_argument("--data-dir", default="../shared/data")
+    p.add_argument("--work", default="runs/bench_ray_scaling")
+    p.add_argument("--out", default="results/bench_ray_scaling.json")
+    p.add_argument("--no-real", action="store_true",
+                   help="skip the real runs (an existing --out keeps its own)")
+    p.add_argument("--no-sleep", action="store_true",
+                   help="skip the sleeping runs (an existing --out keeps its own)")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    load0 = os.getloadavg()[0]
+    old = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}
+    if args.no_sleep and "sleep" in old:
+        doc = {**old, "command": "python scripts/bench_ray_scaling.py --no-sleep", "date": now(),
+               "git_commit": git_commit(), "versions": versions(),
+               "sleep": {**old["sleep"], "from": f"{old['git_commit']} ({old['date']})"}}
+    else:
+        doc = sleep_doc(args)
     if not args.no_real:
         doc["real"] = real_runs(args, work)
-    elif Path(args.out).is_file() and "real" in (old := json.loads(Path(args.out).read_text())):
+    elif "real" in old:
         doc["real"] = {**old["real"], "from": f"{old['git_commit']} ({old['date']})"}
     doc["machine"] = {"cpus": os.cpu_count(), "load_avg_start": load0,
                       "load_avg_end": os.getloadavg()[0]}
