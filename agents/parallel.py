@@ -16,6 +16,8 @@ from ray.util import ActorPool
 
 from amc.prune.scoring import Score, Scorer, ScorerParts
 
+from .ray_runtime import kill_actors
+
 
 @ray.remote
 class ScoreWorker:
@@ -133,9 +135,5 @@ class ActorScorer:
         self._ref, self._version = ray.put(parts), self._version + 1
 
     def close(self) -> None:
-        for a in self.actors:
-            try:
-                ray.kill(a)
-            except Exception:  # already gone
-                pass
+        kill_actors(self.actors)
         self.actors = []

@@ -127,3 +127,12 @@ def _quiet(enabled: bool) -> Iterator[None]:
         os.dup2(saved[1], 2)
         for fd in (*saved, devnull):
             os.close(fd)
+
+
+def kill_actors(actors: list) -> None:
+    """Kill Ray actors (those already gone are skipped)."""
+    for a in actors:
+        try:
+            ray.kill(a)
+        except Exception:  # already gone
+            pass

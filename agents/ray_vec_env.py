@@ -20,6 +20,8 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 from amc.prune.scoring import ScorerParts
 
+from .ray_runtime import kill_actors
+
 
 class PruningEnvFactory:
     """Builds the pruning env in a worker from the scorer's ingredients (picklable; shipped
@@ -173,11 +175,7 @@ class RayVecEnv(VecEnv):
         return self.actors[i].step.remote(self._actions[i])
 
     def close(self) -> None:
-        for a in self.actors:
-            try:
-                ray.kill(a)
-            except Exception:  # already gone
-                pass
+        kill_actors(self.actors)
         self.actors = []
 
     def get_attr(self, attr_name: str, indices=None) -> list[Any]:
