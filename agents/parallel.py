@@ -15,6 +15,7 @@ from ray.exceptions import RayActorError
 from ray.util import ActorPool
 
 from amc.prune.scoring import Score, Scorer, ScorerParts
+from amc.prune.units import PrunableModel
 
 from .ray_runtime import kill_actors
 
@@ -33,13 +34,13 @@ class ScoreWorker:
     def score(self, ratios: Sequence[float]) -> float:
         return self.scorer(ratios)
 
-    def run(self, ratios: Sequence[float], can_beat: Callable[[float], bool] | None = None,
-            parts_ref: list | None = None, version: int = 0) -> tuple[Score, int]:
+    def run(self, ratios: Sequence[float], can_beat: Callable[[float], bool] | None,
+            parts_ref: list, version: int) -> tuple[Score, int]:
         """The full :class:`~amc.prune.scoring.Score` (racing with ``can_beat``) and this
         process's id (another one after a restart). ``parts_ref``/``version``: the
         ingredients to score with; rebuilt here when this actor holds another version (a
         first call after :meth:`ActorScorer.load`, or after a restart)."""
-        if version != self.version and parts_ref is not None:
+        if version != self.version:
             self.scorer, self.version = ray.get(parts_ref[0]).build(), version
         return self.scorer.score(ratios, can_beat), os.getpid()
 
@@ -83,7 +84,7 @@ class ActorScorer:
         max_restarts: Restarts allowed per actor.
     """
 
-    def __init__(self, parts: ScorerParts, pm, workers: int, threads: int = 1,
+    def __init__(self, parts: ScorerParts, pm: PrunableModel, workers: int, threads: int = 1,
                  num_cpus: float = 1, num_gpus: float = 0, max_restarts: int = 3):
         self.pm = pm
         self.workers = workers
@@ -124,9 +125,6 @@ class ActorScorer:
             return s
         finally:
             self._idle.put(i)
-
-    def __call__(self, ratios: Sequence[float]) -> float:
-        return self.score(ratios).top1
 
     def load(self, parts: ScorerParts) -> None:
         """Score with ``parts`` from now on (the network model ``pm`` stays: the same

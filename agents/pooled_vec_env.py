@@ -50,7 +50,7 @@ class PooledVecEnv(VecEnv):
 
     @property
     def restarts(self) -> int:
-        """Scores asked again because their actor died."""
+        """Restarts of the scoring actors seen."""
         return int(getattr(self._actors, "restarts", 0))
 
     def reset(self) -> np.ndarray:

@@ -206,9 +206,6 @@ def run_search(cfg: SearchConfig, resume: bool = False) -> dict[str, Any]:
     reward_fn(cfg.reward)
     if cfg.warm_start not in WARM_MODES:
         raise AmcError(f"unknown --warm-start {cfg.warm_start!r}; use cheap or random")
-    if cfg.envs_on == "workers" and cfg.envs_per_worker > 1:
-        raise AmcError(f"--envs-per-worker {cfg.envs_per_worker} needs the envs on the "
-                       "driver; drop --envs-on workers or use --envs-per-worker 1")
     if cfg.sensitivity and not Path(cfg.sensitivity).is_file():
         raise AmcError(f"--sensitivity {cfg.sensitivity} does not exist; pass the "
                        "sensitivity.json that amc compare wrote")

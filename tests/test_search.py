@@ -452,3 +452,15 @@ def test_a_search_made_before_envs_per_worker_is_the_same_search(tmp_path):
     assert changed_settings(replace(cfg, envs_per_worker=2), tmp_path,
                             ignore=("force", "envs_on")) == ["envs_per_worker"]
     assert load_run_config(SearchConfig, tmp_path, "search").envs_on == "workers"
+
+
+def test_several_envs_per_worker_with_envs_in_the_workers_is_refused_before_any_work(
+        tmp_path):
+    """From Python too (not only the CLI): one line, nothing written."""
+    from amc.utils.errors import AmcError
+
+    out = tmp_path / "s"
+    with pytest.raises(AmcError, match="--envs-per-worker 2 needs the envs on the driver"):
+        run_search(SearchConfig(model="digits_cnn", workers=2, envs_on="workers",
+                                envs_per_worker=2, out=str(out)))
+    assert not out.exists()

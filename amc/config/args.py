@@ -161,7 +161,8 @@ ONE_OF: dict[str, tuple[str, ...]] = {"amp": AMP_MODES, "score_amp": AMP_MODES,
 
 def check_counts(cfg: object) -> None:
     """Fail with one line on the first count or size of ``cfg`` (a config or the parsed
-    options) below its minimum, or word not among its choices (:data:`ONE_OF`); None
+    options) below its minimum, word not among its choices (:data:`ONE_OF`), or setting
+    another one excludes (several envs per worker with each env in its own worker); None
     (unset) passes. Called before anything is written.
     """
     from amc.utils.errors import AmcError
@@ -187,6 +188,10 @@ def check_counts(cfg: object) -> None:
         v = getattr(cfg, name, None)
         if v is not None and v not in words:
             raise AmcError(f"unknown {flag(name)} {v!r}; use one of {', '.join(words)}")
+    per = getattr(cfg, "envs_per_worker", None) or 1
+    if getattr(cfg, "envs_on", None) == "workers" and per > 1:
+        raise AmcError(f"--envs-per-worker {per} needs the envs on the driver; drop "
+                       "--envs-on workers or use --envs-per-worker 1")
 
 
 def load_run_config(cls: type[T], run_dir: str | Path, what: str) -> T:

@@ -100,23 +100,26 @@ def rescore(scorer: Scorer, rest: tuple[torch.Tensor, torch.Tensor],
     """
     t = time.perf_counter()
     score = score or replace(scorer, x=rest[0], y=rest[1]).score
+    width = max(1, width)
     n1, n2 = len(scorer.y), len(rest[1])
+    rewards = [reward_at(c.ratios) for c in cands]
     rows: list[dict] = []
     best_i, best_reward = 0, None
-    with ThreadPoolExecutor(max(1, width)) as pool:
-        for w0 in range(0, len(cands), max(1, width)):
-            wave = list(enumerate(cands))[w0:w0 + max(1, width)]
+    with ThreadPoolExecutor(width) as pool:
+        for w0 in range(0, len(cands), width):
+            wave = range(w0, min(len(cands), w0 + width))
             bar = best_reward
 
-            def one(ic: tuple[int, Candidate], bar: float | None = bar) -> Score:
-                i, c = ic
-                can_beat = (partial(_beats, reward_at(c.ratios), n1, c.val_top1, n2, bar)
+            def one(i: int, bar: float | None = bar) -> Score:
+                c = cands[i]
+                can_beat = (partial(_beats, rewards[i], n1, c.val_top1, n2, bar)
                             if i and bar is not None else None)
                 return score(c.ratios, can_beat)
 
-            for (i, c), s in zip(wave, pool.map(one, wave)):
+            for i, s in zip(wave, pool.map(one, wave)):
+                c = cands[i]
                 top1 = (n1 * c.val_top1 + s.images * s.top1) / (n1 + s.images)
-                reward = reward_at(c.ratios)(top1)
+                reward = rewards[i](top1)
                 rows.append({"episode": c.episode, "search_val_top1": c.val_top1,
                              "rest_val_top1": s.top1, "rest_images": s.images,
                              "val_top1_all": top1 if s.complete else None,
