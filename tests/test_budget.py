@@ -243,3 +243,43 @@ def test_canonical_ratios_keep_the_same_channels_through_float32(pms, name):
     s = u.n // u.groups
     below = [2 / s - 1e-8] + [0.0] * (len(pm.units) - 1)
     assert pm.canonical(below)[0] == pytest.approx(1 / s)
+
+
+def _reference_low(pm, budget, chosen, t, max_ratio):
+    """The clipping rule's lower end by 30 halvings of [0, max_ratio] (the rule before it
+    searched the unit's channel steps)."""
+    from amc.utils.bisection import bisect
+
+    f = resource_fn(pm, budget)
+    tail = [max_ratio] * (len(pm.units) - t - 1)
+    return bisect(lambda r: f(list(chosen) + [r] + tail) <= budget.fraction, 0.0, max_ratio,
+                  iters=30)
+
+
+@pytest.mark.parametrize("round_to", [None, 4])
+@pytest.mark.parametrize("budget", ["flops:0.3", "params:0.5"])
+def test_clipping_steps_match_the_continuous_bisection(budget, round_to):
+    """The lower end searched over the unit's channel steps is the continuous bisection's:
+    the same kept channels and within its tolerance of the same ratio."""
+    import torch
+
+    torch.manual_seed(0)
+    pm = PrunableModel(create_model("resnet20"), (3, 32, 32), "internal", round_to=round_to)
+    b = Budget.parse(budget)
+    rng = np.random.default_rng(1)
+    tight = 0
+    for _ in range(4):
+        chosen: list[float] = []
+        for t in range(len(pm.units)):
+            lo = clip_range(pm, b, chosen, t, 0.8)[0]
+            ref = _reference_low(pm, b, chosen, t, 0.8)
+            assert pm.kept(t, lo) == pm.kept(t, ref)
+            assert abs(lo - ref) < 1e-6, (t, lo, ref)
+            tight += lo > 0
+            chosen.append(max(lo, float(rng.uniform(0.0, 0.8))))
+    assert tight  # some steps were clipped (the comparison saw non-trivial lower ends)
+    steps = pm.ratio_steps(0, 0.8)
+    kept = [pm.kept(0, r) for r in steps]
+    assert kept == sorted(set(kept), reverse=True)  # one ratio per kept count, falling
+    # every ratio between two steps keeps the lower step's channels
+    assert all(pm.kept(0, (a + c) / 2) == pm.kept(0, a) for a, c in zip(steps, steps[1:]))

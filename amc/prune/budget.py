@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from amc.config.blocks import MAX_RATIO
 from amc.prune.units import PrunableModel
-from amc.utils.bisection import bisect
+from amc.utils.bisection import bisect, first_true
 from amc.utils.errors import AmcError
 
 if TYPE_CHECKING:
@@ -121,5 +121,7 @@ def clip_range(pm: PrunableModel, budget: Budget, chosen: Sequence[float], t: in
     if f(head + [max_ratio] + tail) > budget.fraction + 1e-9:
         raise AmcError(f"budget {budget} is out of reach with max ratio {max_ratio:g}; raise "
                        "--max-ratio or loosen the budget")
-    lo = bisect(lambda r: f(head + [r] + tail) <= budget.fraction, 0.0, max_ratio, iters=30)
-    return lo, max_ratio
+    # every resource is a step function of the unit's kept channels: search its steps
+    steps = pm.ratio_steps(t, max_ratio)
+    i = first_true(lambda i: f(head + [steps[i]] + tail) <= budget.fraction, len(steps))
+    return (steps[i] if i < len(steps) else max_ratio), max_ratio

@@ -354,6 +354,19 @@ class PrunableModel:
             keep = min(s, -(-keep // step) * step)
         return max(1, keep) * g
 
+    def ratio_steps(self, unit: int, max_ratio: float) -> list[float]:
+        """The ratios in ``[0, max_ratio]`` at which the unit's kept channels change, rising
+        from 0: each is the smallest ratio that keeps its count (``k / s``), and every ratio
+        up to the next one prunes the same channels (so costs are step functions of them)."""
+        s = self.units[unit].n // self.units[unit].groups
+        steps, last = [], None
+        for k in range(int(s * float(max_ratio) + 1e-9) + 1):
+            kept = self.kept(unit, k / s)
+            if kept != last:
+                steps.append(k / s)
+                last = kept
+        return steps
+
     def canonical(self, ratios: Iterable[float]) -> list[float]:
         """The same policy as exact fractions of removed channel positions (``k / s``): a
         ratio a hair below a boundary and one on it remove the same channels here, but only

@@ -37,3 +37,16 @@ def bracket(pred: Callable[[float], bool], lo: float, hi: float,
 def bisect(pred: Callable[[float], bool], lo: float, hi: float, iters: int = 40) -> float:
     """Smallest x in ``[lo, hi]`` (to ``iters`` halvings) with ``pred(x)`` true."""
     return bracket(pred, lo, hi, iters)[1]
+
+
+def first_true(pred: Callable[[int], bool], n: int) -> int:
+    """Smallest i in ``range(n)`` with ``pred(i)`` true, for ``pred`` monotone false...true
+    (``n`` when none is); about log2(n) calls."""
+    lo, hi = 0, n
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if pred(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
