@@ -9,6 +9,9 @@
 #   bash scripts/bench_compare.sh bf16       # -> results/compare_resnet56_bf16/ (~50 min)
 #   bash scripts/bench_compare.sh pooled     # -> results/compare_resnet56_pooled/ (~40 min)
 #   bash scripts/bench_compare.sh bf16-retime  # bf16's searches again, timed (~30 min)
+#   bash scripts/bench_compare.sh amx        # -> results/compare_resnet56_amx/ (flops:0.3)
+#   bash scripts/bench_compare.sh amx-cap    # -> results/compare_resnet56_amx_cap90/
+#   bash scripts/bench_compare.sh amx-recon  # -> results/compare_resnet56_amx_recon/
 #
 # `retime-sweep`: the comparison's sensitivity sweep run again (same adapted model, images and
 # command, in a scratch folder), to time it on the same machine right after AMC's searches
@@ -65,6 +68,19 @@
 # change; the earlier searches are moved to runs/bf16_before/ and the picks checked equal, so
 # the cached evaluations and fine-tunes stay valid), then its sweep re-timed right after
 # them (sensitivity_retimed.json).
+#
+# `amx`: the flops:0.3 comparison with the scores as `amc compare` makes them by default
+# (--score-amp auto: bf16 on a CPU with native bf16; on an Intel Xeon with AMX, bf16
+# convolutions run ~2.7x faster than fp32), all else as above -> results/compare_resnet56_amx/.
+# `amx-cap`: the same with --max-ratio 0.9 for every strategy (the sweep already measures
+# 0.9; at 30 % of the FLOPs a 0.8 cap leaves every unit between 0.2 and ~0.5 of its channels),
+# at flops:0.3 and flops:0.5, on amx's adapted model and sweep (copied)
+# -> results/compare_resnet56_amx_cap90/.
+# `amx-recon`: amx-cap's flops:0.3 comparison with --reconstruct (least-squares refit of the
+# pruned convs before the BN recalibration, in every score and every delivered network: the
+# reward that ranked 20 policies closer to their after-fine-tuning order in
+# results/reward_proxy.json), on amx's adapted model (copied; its own sweep)
+# -> results/compare_resnet56_amx_recon/.
 #
 # Resumable: every stage's artifact is cached in the output folder (weights in models/ are
 # git-ignored; once a model's scores are in eval/, a rerun rebuilds the tables).
@@ -141,6 +157,32 @@ if [[ $WHICH == sweep ]]; then
       --warm-start cheap --sweep-warm-start --no-race \
       --finetune-epochs 1 --train-limit 5000 --lr 0.01 --batch-size 128 \
       --budget flops:0.5 --budget flops:0.3 --out $OUT
+fi
+if [[ $WHICH == amx ]]; then
+  resnet56 results/compare_resnet56_amx auto flops:0.3
+  [[ -f results/compare_resnet56_amx/sensitivity_retimed.json ]] || \
+      retime results/compare_resnet56_amx auto
+fi
+if [[ $WHICH == amx-cap ]]; then
+  SRC=results/compare_resnet56_amx
+  OUT=results/compare_resnet56_amx_cap90
+  mkdir -p $OUT/models $OUT/eval $OUT/finetune
+  [[ -f $OUT/sensitivity.json ]] || cp $SRC/sensitivity.json $OUT/
+  for f in models/dense_ft.pt finetune/dense_ft.csv eval/dense_before.json eval/dense_ft.json; do
+    [[ -f $OUT/$f ]] || cp $SRC/$f $OUT/$f
+  done
+  EXTRA=(--max-ratio 0.9)
+  resnet56 $OUT auto flops:0.3 flops:0.5
+fi
+if [[ $WHICH == amx-recon ]]; then
+  SRC=results/compare_resnet56_amx
+  OUT=results/compare_resnet56_amx_recon
+  mkdir -p $OUT/models $OUT/eval $OUT/finetune
+  for f in models/dense_ft.pt finetune/dense_ft.csv eval/dense_before.json eval/dense_ft.json; do
+    [[ -f $OUT/$f ]] || cp $SRC/$f $OUT/$f
+  done
+  EXTRA=(--max-ratio 0.9 --reconstruct)
+  resnet56 $OUT auto flops:0.3
 fi
 if [[ $WHICH == bf16 ]]; then
   resnet56 results/compare_resnet56_bf16 bf16 flops:0.5

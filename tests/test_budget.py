@@ -283,3 +283,18 @@ def test_clipping_steps_match_the_continuous_bisection(budget, round_to):
     assert kept == sorted(set(kept), reverse=True)  # one ratio per kept count, falling
     # every ratio between two steps keeps the lower step's channels
     assert all(pm.kept(0, (a + c) / 2) == pm.kept(0, a) for a, c in zip(steps, steps[1:]))
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 7, 64])
+def test_first_true_finds_the_boundary_with_few_calls(n):
+    from amc.utils.bisection import first_true
+
+    for boundary in range(n + 1):  # n: no index is true
+        calls = []
+
+        def pred(i, b=boundary):
+            calls.append(i)
+            return i >= b
+
+        assert first_true(pred, n) == boundary
+        assert len(calls) <= (1 if boundary == 0 and n else 2 + n.bit_length())

@@ -181,6 +181,7 @@ class PrunableModel:
         self.model = model.eval()
         self.input_size = tuple(input_size)
         self.mode, self.criterion, self.round_to = mode, criterion, round_to
+        self._steps: dict[tuple, list[float]] = {}  # ratio_steps, computed once
         self._names = {id(m): n for n, m in model.named_modules()}
         self._names.update({id(p): n for n, p in model.named_parameters()})
         costs = layer_costs(model, self.input_size)
@@ -358,14 +359,17 @@ class PrunableModel:
         """The ratios in ``[0, max_ratio]`` at which the unit's kept channels change, rising
         from 0: each is the smallest ratio that keeps its count (``k / s``), and every ratio
         up to the next one prunes the same channels (so costs are step functions of them)."""
-        s = self.units[unit].n // self.units[unit].groups
-        steps, last = [], None
-        for k in range(int(s * float(max_ratio) + 1e-9) + 1):
-            kept = self.kept(unit, k / s)
-            if kept != last:
-                steps.append(k / s)
-                last = kept
-        return steps
+        key = (unit, float(max_ratio), self.round_to)
+        if key not in self._steps:
+            s = self.units[unit].n // self.units[unit].groups
+            steps, last = [], None
+            for k in range(int(s * float(max_ratio) + 1e-9) + 1):
+                kept = self.kept(unit, k / s)
+                if kept != last:
+                    steps.append(k / s)
+                    last = kept
+            self._steps[key] = steps
+        return self._steps[key]
 
     def canonical(self, ratios: Iterable[float]) -> list[float]:
         """The same policy as exact fractions of removed channel positions (``k / s``): a

@@ -41,7 +41,9 @@ def bisect(pred: Callable[[float], bool], lo: float, hi: float, iters: int = 40)
 
 def first_true(pred: Callable[[int], bool], n: int) -> int:
     """Smallest i in ``range(n)`` with ``pred(i)`` true, for ``pred`` monotone false...true
-    (``n`` when none is); about log2(n) calls."""
+    (``n`` when none is); one call when ``pred(0)`` holds, else about log2(n)."""
+    if n and pred(0):
+        return 0
     lo, hi = 0, n
     while lo < hi:
         mid = (lo + hi) // 2
