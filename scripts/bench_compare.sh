@@ -74,8 +74,8 @@
 # convolutions run ~2.7x faster than fp32), all else as above -> results/compare_resnet56_amx/.
 # `amx-cap`: the same with --max-ratio 0.9 for every strategy (the sweep already measures
 # 0.9; at 30 % of the FLOPs a 0.8 cap leaves every unit between 0.2 and ~0.5 of its channels),
-# at flops:0.3 and flops:0.5, on amx's adapted model and sweep (copied)
-# -> results/compare_resnet56_amx_cap90/.
+# at flops:0.3 and flops:0.5, on amx's adapted model and sweep (copied, with its two
+# timings) -> results/compare_resnet56_amx_cap90/.
 # `amx-recon`: amx-cap's flops:0.3 comparison with --reconstruct (least-squares refit of the
 # pruned convs before the BN recalibration, in every score and every delivered network: the
 # reward that ranked 20 policies closer to their after-fine-tuning order in
@@ -167,7 +167,9 @@ if [[ $WHICH == amx-cap ]]; then
   SRC=results/compare_resnet56_amx
   OUT=results/compare_resnet56_amx_cap90
   mkdir -p $OUT/models $OUT/eval $OUT/finetune
-  [[ -f $OUT/sensitivity.json ]] || cp $SRC/sensitivity.json $OUT/
+  for f in sensitivity.json sensitivity_retimed.json; do  # the sweep, as timed in amx
+    [[ -f $OUT/$f ]] || cp $SRC/$f $OUT/
+  done
   for f in models/dense_ft.pt finetune/dense_ft.csv eval/dense_before.json eval/dense_ft.json; do
     [[ -f $OUT/$f ]] || cp $SRC/$f $OUT/$f
   done
