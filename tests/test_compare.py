@@ -12,6 +12,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 
 from amc.report.compare import CompareConfig, Comparison
 
@@ -262,15 +263,22 @@ def test_random_in_a_comparison_picks_on_all_of_val(digits_ckpt, tmp_path):
     cfg = _cfg(digits_ckpt, out, strategies=("random",), budgets=("flops:0.3",), n_random=12,
                rescore_top=4, finetune_runs=0)
     x, y = load_dataset("digits").tensors("val")
-    for seed in range(20):  # the trained weights (and so the picks) vary with the CPU's ISA
-        scorer = build_scorer("digits_cnn", digits_ckpt, val_limit=64, seed=seed,
-                              amp=cfg.score_amp)
-        args = (scorer, Budget.parse("flops:0.3"), 12, seed)
-        want = random_search(*args, rescore_top=4, rest=(x[64:], y[64:]))[0]
-        if want != random_search(*args)[0]:
-            break
-    else:
-        pytest.fail("no seed in 0-19 where all of val changes random's pick")
+    old = torch.get_num_threads()
+    # scored on the comparison's threads: bf16 scores on an AMX CPU change with the thread
+    # count (its kernels block the sums differently), and so can the pick
+    torch.set_num_threads(cfg.threads)
+    try:
+        for seed in range(20):  # the trained weights (and so the picks) vary with the ISA
+            scorer = build_scorer("digits_cnn", digits_ckpt, val_limit=64, seed=seed,
+                                  amp=cfg.score_amp)
+            args = (scorer, Budget.parse("flops:0.3"), 12, seed)
+            want = random_search(*args, rescore_top=4, rest=(x[64:], y[64:]))[0]
+            if want != random_search(*args)[0]:
+                break
+        else:
+            pytest.fail("no seed in 0-19 where all of val changes random's pick")
+    finally:
+        torch.set_num_threads(old)
     Comparison(replace(cfg, seed=seed)).run()
     got = load_policy(out / "policies" / "random_flops0.3.json")
     assert got.ratios_for(u.name for u in scorer.pm.units) == pytest.approx(want, abs=1e-9)
