@@ -292,7 +292,7 @@ def test_first_true_finds_the_boundary_with_few_calls(n):
     for boundary in range(n + 1):  # n: no index is true
         calls = []
 
-        def pred(i, b=boundary):
+        def pred(i, b=boundary, calls=calls):
             calls.append(i)
             return i >= b
 
