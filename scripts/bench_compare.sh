@@ -106,13 +106,18 @@ resnet56() {  # resnet56 OUT SCORE_AMP BUDGET...: the ResNet-56 comparison's set
       "${budgets[@]}" ${EXTRA[@]+"${EXTRA[@]}"} --out "$out"
 }
 
+copy_dense() {  # copy_dense SRC OUT: SRC's adapted dense model and its evaluations (not made again)
+  local src=$1 out=$2 f
+  mkdir -p "$out/models" "$out/eval" "$out/finetune"
+  for f in models/dense_ft.pt finetune/dense_ft.csv eval/dense_before.json eval/dense_ft.json; do
+    [[ -f $out/$f ]] || cp "$src/$f" "$out/$f"
+  done
+}
+
 retime() {  # retime SRC SCORE_AMP: SRC's sensitivity sweep again -> SRC/sensitivity_retimed.json
   local src=$1 amp=$2 tmp
   tmp=$(mktemp -d)
-  mkdir -p "$tmp/models" "$tmp/eval" "$tmp/finetune"
-  cp "$src/models/dense_ft.pt" "$tmp/models/"  # the adapted model, not fine-tuned again
-  cp "$src"/eval/dense_*.json "$tmp/eval/"
-  cp "$src/finetune/dense_ft.csv" "$tmp/finetune/"
+  copy_dense "$src" "$tmp"
   $AMC compare --model resnet56 --checkpoint "$SHARED/models/resnet56-cifar10.th" \
       --data cifar10 --data-dir "$SHARED/data" --units internal --val-limit 1000 --score-amp "$amp" \
       --workers 2 --threads 2 --seed 0 --seeds 1 --finetune-runs 0 --search-on adapted \
@@ -131,11 +136,9 @@ fi
 if [[ $WHICH == pooled ]]; then
   SRC=results/compare_resnet56_bf16
   OUT=results/compare_resnet56_pooled
-  mkdir -p $OUT/models $OUT/eval $OUT/finetune $OUT/policies
+  mkdir -p $OUT/policies
   [[ -f $OUT/sensitivity.json ]] || cp $SRC/sensitivity.json $OUT/
-  for f in models/dense_ft.pt finetune/dense_ft.csv eval/dense_before.json eval/dense_ft.json; do
-    [[ -f $OUT/$f ]] || cp $SRC/$f $OUT/$f
-  done
+  copy_dense $SRC $OUT
   for s in global sensitivity uniform random; do
     for d in models eval finetune policies; do
       for f in "$SRC/$d/${s}_"*; do [[ -f $OUT/$d/$(basename "$f") ]] || cp "$f" $OUT/$d/; done
@@ -166,23 +169,18 @@ fi
 if [[ $WHICH == amx-cap ]]; then
   SRC=results/compare_resnet56_amx
   OUT=results/compare_resnet56_amx_cap90
-  mkdir -p $OUT/models $OUT/eval $OUT/finetune
+  mkdir -p $OUT
   for f in sensitivity.json sensitivity_retimed.json; do  # the sweep, as timed in amx
     [[ -f $OUT/$f ]] || cp $SRC/$f $OUT/
   done
-  for f in models/dense_ft.pt finetune/dense_ft.csv eval/dense_before.json eval/dense_ft.json; do
-    [[ -f $OUT/$f ]] || cp $SRC/$f $OUT/$f
-  done
+  copy_dense $SRC $OUT
   EXTRA=(--max-ratio 0.9)
   resnet56 $OUT auto flops:0.3 flops:0.5
 fi
 if [[ $WHICH == amx-recon ]]; then
   SRC=results/compare_resnet56_amx
   OUT=results/compare_resnet56_amx_recon
-  mkdir -p $OUT/models $OUT/eval $OUT/finetune
-  for f in models/dense_ft.pt finetune/dense_ft.csv eval/dense_before.json eval/dense_ft.json; do
-    [[ -f $OUT/$f ]] || cp $SRC/$f $OUT/$f
-  done
+  copy_dense $SRC $OUT
   EXTRA=(--max-ratio 0.9 --reconstruct)
   resnet56 $OUT auto flops:0.3
 fi

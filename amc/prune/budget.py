@@ -118,10 +118,13 @@ def clip_range(pm: PrunableModel, budget: Budget, chosen: Sequence[float], t: in
     n = len(pm.units)
     head = list(chosen[:t])
     tail = [max_ratio] * (n - t - 1)
+    # every resource is a step function of the unit's kept channels: search its steps (the
+    # last keeps what max_ratio keeps)
+    steps = pm.ratio_steps(t, max_ratio)
+    i = first_true(lambda i: f(head + [steps[i]] + tail) <= budget.fraction, len(steps))
+    if i < len(steps):
+        return steps[i], max_ratio
     if f(head + [max_ratio] + tail) > budget.fraction + 1e-9:
         raise AmcError(f"budget {budget} is out of reach with max ratio {max_ratio:g}; raise "
                        "--max-ratio or loosen the budget")
-    # every resource is a step function of the unit's kept channels: search its steps
-    steps = pm.ratio_steps(t, max_ratio)
-    i = first_true(lambda i: f(head + [steps[i]] + tail) <= budget.fraction, len(steps))
-    return (steps[i] if i < len(steps) else max_ratio), max_ratio
+    return max_ratio, max_ratio
