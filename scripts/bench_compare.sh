@@ -12,6 +12,7 @@
 #   bash scripts/bench_compare.sh amx        # -> results/compare_resnet56_amx/ (flops:0.3)
 #   bash scripts/bench_compare.sh amx-cap    # -> results/compare_resnet56_amx_cap90/
 #   bash scripts/bench_compare.sh amx-recon  # -> results/compare_resnet56_amx_recon/
+#   bash scripts/bench_compare.sh amx-recon-reward  # -> results/compare_resnet56_amx_recon_reward/
 #
 # `retime-sweep`: the comparison's sensitivity sweep run again (same adapted model, images and
 # command, in a scratch folder), to time it on the same machine right after AMC's searches
@@ -81,6 +82,11 @@
 # reward that ranked 20 policies closer to their after-fine-tuning order in
 # results/reward_proxy.json), on amx's adapted model (copied; its own sweep)
 # -> results/compare_resnet56_amx_recon/.
+# `amx-recon-reward`: amx-recon's policies (the same searches, sweep and random draws, copied
+# with their timings, and its latency.json: the same architectures) delivered without the
+# reconstruction (--no-reconstruct-delivered: reconstruction only ranks the policies; each
+# delivered network is plainly pruned and BN-recalibrated), then evaluated and fine-tuned
+# -> results/compare_resnet56_amx_recon_reward/ (~15 min: evaluations and fine-tunes only).
 #
 # Resumable: every stage's artifact is cached in the output folder (weights in models/ are
 # git-ignored; once a model's scores are in eval/, a rerun rebuilds the tables).
@@ -182,6 +188,17 @@ if [[ $WHICH == amx-recon ]]; then
   OUT=results/compare_resnet56_amx_recon
   copy_dense $SRC $OUT
   EXTRA=(--max-ratio 0.9 --reconstruct)
+  resnet56 $OUT auto flops:0.3
+fi
+if [[ $WHICH == amx-recon-reward ]]; then
+  SRC=results/compare_resnet56_amx_recon
+  OUT=results/compare_resnet56_amx_recon_reward
+  copy_dense $SRC $OUT
+  for f in sensitivity.json latency.json; do [[ -f $OUT/$f ]] || cp $SRC/$f $OUT/; done
+  mkdir -p $OUT/policies $OUT/search
+  for f in "$SRC"/policies/*.json; do [[ -f $OUT/policies/$(basename "$f") ]] || cp "$f" $OUT/policies/; done
+  for d in "$SRC"/search/*/; do [[ -d $OUT/search/$(basename "$d") ]] || cp -r "$d" $OUT/search/; done
+  EXTRA=(--max-ratio 0.9 --reconstruct --no-reconstruct-delivered)
   resnet56 $OUT auto flops:0.3
 fi
 if [[ $WHICH == bf16 ]]; then

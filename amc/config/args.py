@@ -233,10 +233,12 @@ def as_made(stored: dict[str, Any]) -> dict[str, Any]:
 
 
 ADDED_AS_BEFORE: dict[str, object] = {"time_limit": None, "score_amp": "off",
-                                      "envs_per_worker": 1, "envs_on": "workers"}
+                                      "envs_per_worker": 1, "envs_on": "workers",
+                                      "reconstruct_delivered": True}
 """Settings added after runs were cached whose value here reproduces what every earlier run
 did (no time limit: all episodes ran; scores in fp32; one env per Ray worker, in the
-worker): a cached run that predates one of them counts as made with that value."""
+worker; reconstruction, when on, also in the delivered networks): a cached run that
+predates one of them counts as made with that value."""
 
 
 def changed_settings(cfg: object, run_dir: str | Path, ignore: tuple[str, ...] = ("force",)

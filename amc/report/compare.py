@@ -92,6 +92,10 @@ class CompareConfig(ScoringConfig, OptimConfig):
         train_limit: Train on the first N (shuffled) training images only (None: all).
         workers: Ray workers for the AMC search and the baselines (0: in-process).
         latency_runs: Timed runs per latency measurement.
+        reconstruct_delivered: With --reconstruct, the networks delivered (scored on test and
+            fine-tuned) are reconstructed too; --no-reconstruct-delivered: reconstruction
+            only ranks the policies (every strategy's scores on val), and each delivered
+            network is plainly pruned and BN-recalibrated.
         out: Output folder (every stage's artifact is cached here).
     """
 
@@ -115,6 +119,7 @@ class CompareConfig(ScoringConfig, OptimConfig):
     workers: int = 0
     threads: int | None = 2
     latency_runs: int = 20
+    reconstruct_delivered: bool = True
     out: str = "runs/compare"
 
     def validate(self) -> None:
@@ -128,6 +133,9 @@ class CompareConfig(ScoringConfig, OptimConfig):
             raise AmcError(f"unknown --search-on {self.search_on!r}; use pretrained or adapted")
         if self.warm_start not in ("cheap", "random"):
             raise AmcError(f"unknown --warm-start {self.warm_start!r}; use cheap or random")
+        if not self.reconstruct_delivered and not self.reconstruct:
+            raise AmcError("--no-reconstruct-delivered applies only with --reconstruct; add "
+                           "--reconstruct or drop it")
         if not self.budgets or not self.strategies:
             raise AmcError("give at least one --budget and one strategy")
 
@@ -276,6 +284,14 @@ class Comparison:
             self._scorers[run] = replace(self.scorer, calib=x, calib_y=y)
         return self._scorers[run]
 
+    def _delivered(self, ratios: list[float], run: int) -> torch.nn.Module:
+        """The network run ``run`` delivers for ``ratios`` (reconstructed or not: see
+        ``reconstruct_delivered``), before any fine-tuning."""
+        scorer = self._scorer_for(run)
+        if scorer.reconstruct and not self.cfg.reconstruct_delivered:
+            scorer = replace(scorer, reconstruct=False)
+        return scorer.pruned(ratios)
+
     def _latency(self, jobs: list[tuple[str, str, int]]) -> dict:
         """CPU latency of the dense model and every pruned architecture (weights do not
         change it), all timed side by side in one stage so that load drifts hit each alike;
@@ -368,7 +384,7 @@ class Comparison:
             ratios = self._ratios(self._policy(*job))
             before[name] = _cached_json(
                 self.dir / "eval" / f"{name}_before.json",
-                lambda r=ratios, k=job[2]: self._evaluate(self._scorer_for(k).pruned(r)))
+                lambda r=ratios, k=job[2]: self._evaluate(self._delivered(r, k)))
         dense_eval = self._dense_ft()
         lat = self._latency(jobs)
         rows = []
@@ -380,7 +396,7 @@ class Comparison:
                 after = _cached_json(
                     self.dir / "eval" / f"{name}_after.json",
                     lambda r=self._ratios(path), n=name, k=job[2]: self._evaluate(
-                        self._finetune(self._scorer_for(k).pruned(r), n, k)))
+                        self._finetune(self._delivered(r, k), n, k)))
             rows.append(self._row(*job, load_policy(path), before[name], after, dense_eval,
                                   lat))
         what = ("pretrained checkpoint" if cfg.search_on == "pretrained" else
@@ -389,6 +405,12 @@ class Comparison:
                  f"BN recalibration on {cfg.recal_size} of {cfg.calib_size} calibration "
                  f"images{' (off)' if not cfg.bn_recalib else ''}; val: "
                  f"{cfg.val_limit or 'all'} images."]
+        if cfg.reconstruct:
+            notes.append("Least-squares reconstruction before the recalibration in every score"
+                         + ("; the delivered networks are reconstructed too."
+                            if cfg.reconstruct_delivered else
+                            "; the delivered networks are not (plainly pruned and "
+                            "BN-recalibrated)."))
         agg = write_table(self.dir, rows, {**dense_eval, **_lat(lat, "dense")},
                           before["dense"], n_test=len(self.data.labels["test"]), notes=notes)
         plot_pareto(self.dir, agg, dense_eval)
