@@ -211,8 +211,12 @@ def markdown(s: dict) -> str:
              + (f"best picked among the top {d['rescore_top']} on all of val"
                 if d["rescore_top"] > 1 else "the search's own best") + "), scores (BN "
              f"recalibration on {c['recal_size']} train images, val {c['val_limit']} images) "
-             f"in {SCORE_PRECISION.get(c.get('score_amp', 'off'), c.get('score_amp'))}, "
-             "random: best of "
+             f"in {SCORE_PRECISION.get(c.get('score_amp', 'off'), c.get('score_amp'))}"
+             + (", least-squares reconstruction before the recalibration in every score"
+                + (" and every delivered network" if c.get("reconstruct_delivered", True)
+                   else " (the delivered networks plainly pruned and BN-recalibrated)")
+                if c.get("reconstruct") else "")
+             + f", pruning ratios capped at {c.get('max_ratio', 0.8):g}, random: best of "
              f"{c['n_random']}"
              + (f" picked among its top {c['rescore_top']} on all of val"
                 if c.get("rescore_top", 0) > 1 else " on the val images") + ", fine-tuning "
