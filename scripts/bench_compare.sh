@@ -82,11 +82,12 @@
 # reward that ranked 20 policies closer to their after-fine-tuning order in
 # results/reward_proxy.json), on amx's adapted model (copied; its own sweep)
 # -> results/compare_resnet56_amx_recon/.
-# `amx-recon-reward`: amx-recon's policies (the same searches, sweep and random draws, copied
-# with their timings, and its latency.json: the same architectures) delivered without the
-# reconstruction (--no-reconstruct-delivered: reconstruction only ranks the policies; each
-# delivered network is plainly pruned and BN-recalibrated), then evaluated and fine-tuned
-# -> results/compare_resnet56_amx_recon_reward/ (~15 min: evaluations and fine-tunes only).
+# `amx-recon-reward`: amx-recon's settings with --no-reconstruct-delivered (reconstruction only
+# ranks the policies; each delivered network is plainly pruned and BN-recalibrated), at
+# flops:0.3, flops:0.5 and latency:0.65 -> results/compare_resnet56_amx_recon_reward/. Its
+# flops:0.3 policies are amx-recon's (the same searches, sweep and random draws: copied with
+# their timings, ~15 min of evaluations and fine-tunes); the other two budgets are searched
+# here (~70 min), and latency.json is then re-timed for every model side by side.
 #
 # Resumable: every stage's artifact is cached in the output folder (weights in models/ are
 # git-ignored; once a model's scores are in eval/, a rerun rebuilds the tables).
@@ -199,7 +200,7 @@ if [[ $WHICH == amx-recon-reward ]]; then
   for f in "$SRC"/policies/*.json; do [[ -f $OUT/policies/$(basename "$f") ]] || cp "$f" $OUT/policies/; done
   for d in "$SRC"/search/*/; do [[ -d $OUT/search/$(basename "$d") ]] || cp -r "$d" $OUT/search/; done
   EXTRA=(--max-ratio 0.9 --reconstruct --no-reconstruct-delivered)
-  resnet56 $OUT auto flops:0.3
+  resnet56 $OUT auto flops:0.3 flops:0.5 latency:0.65
 fi
 if [[ $WHICH == bf16 ]]; then
   resnet56 results/compare_resnet56_bf16 bf16 flops:0.5
