@@ -61,7 +61,7 @@ from amc.prune.budget import Budget
 from amc.prune.repair import recalibrate_bn
 from amc.prune.scoring import Scorer, build_scorer
 from amc.utils.io import write_json
-from amc.utils.provenance import git_commit, now, versions
+from amc.utils.provenance import cpu_model, git_commit, now, versions
 
 OLD_RECAL, OLD_BATCH = 512, 128
 HELDOUT_DRAW = 1000
@@ -79,17 +79,6 @@ def matmul_gflops(n: int = 2048, reps: int = 5, dtype: torch.dtype = torch.float
         a @ b
         best = min(best, time.perf_counter() - t)
     return 2 * n ** 3 / best / 1e9
-
-
-def cpu_model() -> str:
-    """The CPU's vendor and model name (``/proc/cpuinfo``; empty where it does not exist):
-    timings and matmul rates of different machines do not compare."""
-    try:
-        info = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return ""
-    fields = {k.strip(): v for k, v in (line.split(":", 1) for line in info if ":" in line)}
-    return " ".join(fields.get(k, "").strip() for k in ("vendor_id", "model name")).strip()
 
 
 def old_path(s: Scorer, ratios: list[float]) -> dict:

@@ -46,7 +46,7 @@ from amc.data.datasets import load_dataset
 from amc.models.evaluate import accuracy_from_logits, predict
 from amc.models.registry import create_model
 from amc.utils.io import write_json
-from amc.utils.provenance import git_commit, now, versions
+from amc.utils.provenance import cpu_model, git_commit, now, versions
 
 ROOT = Path(__file__).resolve().parents[1]
 # top-1 of the shared checkpoints on the JPEG test split, from ../shared/README.md
@@ -55,16 +55,6 @@ REFERENCE_TOP1 = {"resnet20": 80.73, "resnet32": 82.01, "resnet44": 82.27, "resn
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def matmul_gflops(n: int, threads: int, reps: int) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from amc.cost.macs import count_params, model_cost
@@ -282,3 +283,47 @@ def test_reconstruction_reduces_output_error():
     # layers that lost no input channels are untouched
     assert torch.equal(rec.conv1.weight, plain.conv1.weight)
     assert count_params(rec) == count_params(plain)
+
+
+@pytest.mark.parametrize("kernel, stride, padding, dilation, hw", [
+    (3, 1, 1, 1, (9, 9)), (3, 2, 1, 1, (9, 8)), (1, 1, 0, 1, (6, 7)), (1, 2, 0, 1, (8, 8)),
+    ((3, 1), (2, 1), (1, 0), 1, (7, 5)), (3, 1, 2, 2, (8, 8))])
+def test_patches_at_equals_unfold_at_the_picked_positions(kernel, stride, padding, dilation,
+                                                           hw):
+    """Reconstruction gathers each conv's input patches at the sampled output positions only;
+    they are exactly unfold's columns there (so the refit is unchanged), for strides,
+    padding, dilation and non-square kernels and maps."""
+    from amc.prune.repair import _positions, _sample, patches_at
+
+    g = torch.Generator().manual_seed(0)
+    conv = nn.Conv2d(5, 4, kernel, stride, padding, dilation, bias=False)
+    x = torch.randn(3, 5, *hw, generator=g)
+    cols = F.unfold(x, conv.kernel_size, conv.dilation, conv.padding, conv.stride)
+    pick = _positions(g, 3, cols.shape[2], 6)
+    got = patches_at(x, conv, pick)
+    assert torch.equal(got, _sample(cols, pick))
+    assert not torch.equal(got, _sample(cols, (pick + 1) % cols.shape[2]))  # must fail
+
+
+def test_reconstruction_under_autocast_fits_in_fp32():
+    """A score in bf16 runs reconstruction's forward in bf16, but the dense targets and the
+    least squares stay fp32: the refit weights are fp32 and the network is the fp32 refit's
+    within bf16 rounding, far closer to it than the unrefitted network is."""
+    torch.manual_seed(0)
+    dense = create_model("resnet20")
+    size = (3, 16, 16)
+    x = torch.randn(64, *size, generator=torch.Generator().manual_seed(1))
+    recalibrate_bn(dense, [x])
+    pm = PrunableModel(dense, size, "internal")
+    ratios = [0.5] * len(pm.units)
+    cache: dict = {}
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = reconstruct(pm, pm.prune(ratios), ratios, x, dense_cache=cache)
+    assert all(y.dtype == torch.float32 for _, y in cache.values())
+    assert all(p.dtype == torch.float32 for p in low.parameters())
+    full = reconstruct(pm, pm.prune(ratios), ratios, x)
+    with torch.no_grad():
+        ref, got, unfit = (m.eval()(x) for m in (full, low, pm.prune(ratios)))
+    scale = float(ref.abs().max())
+    assert float((got - ref).abs().max()) < 0.1 * scale  # measured 0.027
+    assert float((unfit - ref).abs().max()) > 0.1 * scale  # 0.69: the check tells them apart

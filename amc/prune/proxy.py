@@ -113,7 +113,7 @@ class FinetuneScorer(Scorer):
 
     def _repair(self, net: nn.Module, ratios: Sequence[float],
                 prec: Precision = Precision()) -> nn.Module:
-        self._reconstruct(net, ratios)
+        self._reconstruct(net, ratios, prec)
         if "ft_x" in self._dev:  # the short fine-tune stays fp32
             short_finetune(net, self._dev["ft_x"], self._dev["ft_y"], self.ft_steps,
                            self.ft_batch, self.ft_lr, self.ft_momentum, self.ft_weight_decay)

@@ -54,6 +54,32 @@ def _sample(t: torch.Tensor, pick: torch.Tensor) -> torch.Tensor:
         0, 2, 1).reshape(-1, d)
 
 
+def patches_at(x: torch.Tensor, conv: nn.Conv2d, pick: torch.Tensor) -> torch.Tensor:
+    """The input patches of ``conv`` at the output positions ``pick`` only.
+
+    Equals ``_sample(F.unfold(x, ...), pick)`` (rows ``(image, sample)``, columns in unfold's
+    ``(channel, kernel row, kernel column)`` order) without unfolding every position: for a
+    3x3 conv on 32x32 maps that is 16 of 1,024 positions per image.
+
+    Args:
+        x: The conv's input, (N, C, H, W).
+        conv: The conv (zero padding).
+        pick: (N, k) flat output positions per image.
+    """
+    kh, kw = conv.kernel_size
+    sh, sw = conv.stride
+    dh, dw = conv.dilation
+    ph, pw = conv.padding
+    w_out = (x.shape[3] + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    xp = F.pad(x, (pw, pw, ph, ph))
+    dev = x.device
+    rows = (pick // w_out)[..., None] * sh + torch.arange(kh, device=dev) * dh  # N, k, kh
+    cols = (pick % w_out)[..., None] * sw + torch.arange(kw, device=dev) * dw  # N, k, kw
+    img = torch.arange(x.shape[0], device=dev)[:, None, None, None]
+    patch = xp[img, :, rows[..., None], cols[..., None, :]]  # N, k, kh, kw, C
+    return patch.permute(0, 1, 4, 2, 3).reshape(-1, x.shape[1] * kh * kw)
+
+
 def reconstruct(pm: PrunableModel, pruned: nn.Module, ratios: Sequence[float],
                 x: torch.Tensor, samples_per_image: int = 16, ridge: float = 1e-4,
                 seed: int = 0, dense_cache: dict | None = None) -> nn.Module:
@@ -62,7 +88,9 @@ def reconstruct(pm: PrunableModel, pruned: nn.Module, ratios: Sequence[float],
     One forward pass of the pruned network does all layers: a pre-hook on each refitted
     conv solves its least squares on the input it is about to receive (which already
     reflects the layers refitted before it) and sets its weights before it runs. The dense
-    targets, sampled at fixed positions, are computed once per ``dense_cache``.
+    targets, sampled at fixed positions, are computed once per ``dense_cache``, in fp32.
+    Called under autocast, the pruned network's forward (the inputs each fit sees) runs in
+    its precision; the least squares are solved in fp32 whatever the caller's autocast.
 
     Args:
         pm: The prunable model (dense network, units, rankings).
@@ -78,14 +106,15 @@ def reconstruct(pm: PrunableModel, pruned: nn.Module, ratios: Sequence[float],
     todo = [L for L in pm.layers if L.in_unit is not None and ratios[L.in_unit] > 0
             and not L.channelwise]
     todo = [L for L in todo if isinstance(m := pruned.get_submodule(L.name), nn.Conv2d)
-            and m.groups == 1]
+            and m.groups == 1 and m.padding_mode == "zeros" and not isinstance(m.padding, str)]
     if not todo:
         return pruned
     cache = dense_cache if dense_cache is not None else {}
     missing = [L.name for L in todo if L.name not in cache]
     if missing:
         dev = next(pm.model.parameters()).device
-        outs = _capture_all(pm.model, missing, x.to(dev))
+        with torch.autocast(dev.type, enabled=False):  # the targets are fp32 in any caller
+            outs = _capture_all(pm.model, missing, x.to(dev))
         for name in missing:
             dense_m = pm.model.get_submodule(name)
             target = outs[name]
@@ -100,11 +129,11 @@ def reconstruct(pm: PrunableModel, pruned: nn.Module, ratios: Sequence[float],
         pick, y_all = cache[L.name]
         out_idx = _kept(pm, L.out_unit, ratios[L.out_unit] if L.out_unit is not None else 0,
                         L.n_out).to(y_all.device)
-        cols = F.unfold(args[0], m.kernel_size, m.dilation, m.padding, m.stride)  # N, C*k*k, P
-        X, Y = _sample(cols, pick), y_all[:, out_idx]
-        A = X.T @ X
-        A += ridge * A.diagonal().mean() * torch.eye(A.shape[0], device=A.device)
-        W = torch.linalg.solve(A, X.T @ Y)  # d, out
+        X, Y = patches_at(args[0], m, pick).float(), y_all[:, out_idx]
+        with torch.autocast(X.device.type, enabled=False):  # the normal equations in fp32
+            A = X.T @ X
+            A += ridge * A.diagonal().mean() * torch.eye(A.shape[0], device=A.device)
+            W = torch.linalg.solve(A, X.T @ Y)  # d, out
         m.weight.copy_(W.T.reshape(m.weight.shape))
 
     _forward_hooked(pruned, x, [pruned.get_submodule(L.name).register_forward_pre_hook(

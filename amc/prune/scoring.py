@@ -135,11 +135,14 @@ class Scorer:
     def recal_images(self) -> int:
         return len(self._dev["recal"]) if self.bn_recalib and "recal" in self._dev else 0
 
-    def _reconstruct(self, net: nn.Module, ratios: Sequence[float]) -> None:
-        """Refit the pruned convs by least squares (when asked for)."""
+    def _reconstruct(self, net: nn.Module, ratios: Sequence[float],
+                     prec: Precision = Precision()) -> None:
+        """Refit the pruned convs by least squares (when asked for), the pruned network's
+        forward in ``prec``'s autocast (targets and solves stay fp32)."""
         if self.reconstruct and "recon" in self._dev:
-            reconstruct(self.pm, net, list(ratios), self._dev["recon"],
-                        dense_cache=self._dev["dense_targets"])
+            with prec.autocast(self.device):
+                reconstruct(self.pm, net, list(ratios), self._dev["recon"],
+                            dense_cache=self._dev["dense_targets"])
 
     def _recalibrate(self, net: nn.Module, prec: Precision = Precision()) -> None:
         """Re-estimate BatchNorm statistics on the recalibration images (when asked for),
@@ -153,7 +156,7 @@ class Scorer:
 
     def _repair(self, net: nn.Module, ratios: Sequence[float],
                 prec: Precision = Precision()) -> nn.Module:
-        self._reconstruct(net, ratios)
+        self._reconstruct(net, ratios, prec)
         self._recalibrate(net, prec)
         return net.eval()
 

@@ -309,10 +309,6 @@ def build_report(cfg: ReportConfig) -> dict:
 
 
 def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores"
+    from amc.utils.provenance import cpu_model
+
+    return f"{cpu_model()} ({os.cpu_count()} cores)"

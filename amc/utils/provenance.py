@@ -45,3 +45,14 @@ def amc_version() -> str:
 
 def now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+def cpu_model() -> str:
+    """The CPU's vendor and model name (``/proc/cpuinfo``; else what :mod:`platform` says):
+    timings and matmul rates of different machines do not compare."""
+    try:
+        info = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor() or "unknown"
+    fields = {k.strip(): v for k, v in (line.split(":", 1) for line in info if ":" in line)}
+    return " ".join(fields.get(k, "").strip() for k in ("vendor_id", "model name")).strip()
