@@ -92,6 +92,9 @@ IN_PROCESS_CASES: dict[str, tuple[list[str], list[str]]] = {
                            "{tmp}/new/f"], ["--epochs must be positive"]),
     "compare-episodes-0": (["compare", "--checkpoint", "{ckpt}", "--episodes", "0", "--out",
                             "{tmp}/new/c"], ["--episodes must be at least 1"]),
+    "compare-reward-only-without-reconstruct": (
+        ["compare", "--checkpoint", "{ckpt}", "--no-reconstruct-delivered", "--out",
+         "{tmp}/new/c"], ["--no-reconstruct-delivered applies only with --reconstruct"]),
     "baseline-calib-size-0": (["baseline", "--checkpoint", "{ckpt}", "--calib-size", "0",
                                "--out", "{tmp}/new/p.json"], ["--calib-size", "at least 1"]),
     "export-calib-images-0": (["export", "--checkpoint", "{ckpt}", "--int8", "--calib-images",
