@@ -13,6 +13,7 @@
 #   bash scripts/bench_compare.sh amx-cap    # -> results/compare_resnet56_amx_cap90/
 #   bash scripts/bench_compare.sh amx-recon  # -> results/compare_resnet56_amx_recon/
 #   bash scripts/bench_compare.sh amx-recon-reward  # -> results/compare_resnet56_amx_recon_reward/
+#   bash scripts/bench_compare.sh amx-recon-fast  # -> results/compare_resnet56_amx_recon_fast/ (~10 min)
 #
 # `retime-sweep`: the comparison's sensitivity sweep run again (same adapted model, images and
 # command, in a scratch folder), to time it on the same machine right after AMC's searches
@@ -88,6 +89,11 @@
 # flops:0.3 policies are amx-recon's (the same searches, sweep and random draws: copied with
 # their timings, ~15 min of evaluations and fine-tunes); the other two budgets are searched
 # here (~70 min), and latency.json is then re-timed for every model side by side.
+# `amx-recon-fast`: amx-recon-reward's setting at flops:0.3 with the reconstruction as it is now
+# (sampled patches only, forward in the score's precision: results/bench_reconstruct.json),
+# one run (AMC seed 0, sensitivity, uniform), before fine-tuning only, on amx's adapted model
+# (copied): the search and the sweep timed again, one after the other
+# -> results/compare_resnet56_amx_recon_fast/.
 #
 # Resumable: every stage's artifact is cached in the output folder (weights in models/ are
 # git-ignored; once a model's scores are in eval/, a rerun rebuilds the tables).
@@ -201,6 +207,17 @@ if [[ $WHICH == amx-recon-reward ]]; then
   for d in "$SRC"/search/*/; do [[ -d $OUT/search/$(basename "$d") ]] || cp -r "$d" $OUT/search/; done
   EXTRA=(--max-ratio 0.9 --reconstruct --no-reconstruct-delivered)
   resnet56 $OUT auto flops:0.3 flops:0.5 latency:0.65
+fi
+if [[ $WHICH == amx-recon-fast ]]; then
+  OUT=results/compare_resnet56_amx_recon_fast
+  copy_dense results/compare_resnet56_amx $OUT
+  $AMC compare --model resnet56 --checkpoint "$SHARED/models/resnet56-cifar10.th" \
+      --data cifar10 --data-dir "$SHARED/data" --units internal --val-limit 1000 --score-amp auto \
+      --workers 2 --threads 2 --seed 0 --seeds 1 --finetune-runs 0 --search-on adapted \
+      --strategies amc,sensitivity,uniform --episodes 300 --warmup-episodes 20 \
+      --warm-start cheap --noise-min 0.05 --max-ratio 0.9 --reconstruct --no-reconstruct-delivered \
+      --finetune-epochs 1 --train-limit 5000 --lr 0.01 --batch-size 128 \
+      --budget flops:0.3 --out $OUT
 fi
 if [[ $WHICH == bf16 ]]; then
   resnet56 results/compare_resnet56_bf16 bf16 flops:0.5
