@@ -24,7 +24,6 @@ Usage (from the project root; needs ../shared)::
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import statistics
 from dataclasses import replace
@@ -37,6 +36,7 @@ from scipy.stats import spearmanr
 
 import amc.prune.repair as repair
 import amc.prune.scoring as scoring
+from amc.agents.monitor import read_rows
 from amc.prune.scoring import build_scorer
 from amc.utils.io import write_json
 from amc.utils.provenance import cpu_model, git_commit, now, versions
@@ -49,9 +49,7 @@ def unfold_patches(x: torch.Tensor, conv: torch.nn.Conv2d, pick: torch.Tensor) -
 
 
 def policies(path: Path, skip: int, n: int, units: list[str]) -> list[list[float]]:
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))[skip:skip + n]
-    return [[float(r[f"ratio:{u}"]) for u in units] for r in rows]
+    return [[float(r[f"ratio:{u}"]) for u in units] for r in read_rows(path)[skip:skip + n]]
 
 
 def fp32_reconstruct(*args, **kwargs):

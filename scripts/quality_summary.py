@@ -17,6 +17,7 @@ import math
 import subprocess
 from pathlib import Path
 
+from amc.config.blocks import MAX_RATIO
 from amc.report.compare import search_wall_seconds
 from amc.report.compare_table import standard_error
 from amc.utils.provenance import git_commit, now
@@ -216,7 +217,7 @@ def markdown(s: dict) -> str:
                 + (" and every delivered network" if c.get("reconstruct_delivered", True)
                    else " (the delivered networks plainly pruned and BN-recalibrated)")
                 if c.get("reconstruct") else "")
-             + f", pruning ratios capped at {c.get('max_ratio', 0.8):g}, random: best of "
+             + f", pruning ratios capped at {c.get('max_ratio', MAX_RATIO):g}, random: best of "
              f"{c['n_random']}"
              + (f" picked among its top {c['rescore_top']} on all of val"
                 if c.get("rescore_top", 0) > 1 else " on the val images") + ", fine-tuning "

@@ -325,6 +325,7 @@ def test_reconstruction_can_rank_policies_without_refitting_the_delivered_networ
     policy) are reconstructed ones, and the delivered network is the plainly pruned,
     BN-recalibrated one; with the default both are reconstructed."""
     from amc.models.evaluate import top1
+    from amc.prune.policy import load_policy
     from amc.utils.errors import AmcError
 
     kw = dict(strategies=("sensitivity",), reconstruct=True, finetune_runs=0)
@@ -336,8 +337,9 @@ def test_reconstruction_can_rank_policies_without_refitting_the_delivered_networ
     for f in ("sensitivity.json", "policies/sensitivity_flops0.5.json"):  # the same reward
         a, b = (json.loads((c.dir / f).read_text()) for c in (both, reward))
         assert a.get("val_top1") == b.get("val_top1") and a.get("units") == b.get("units")
-    ratios = reward._ratios(reward.dir / "policies" / "sensitivity_flops0.5.json")
-    s = reward._scorer_for(0)
+    s = reward.scorer  # run 0's (the pretrained model is pruned)
+    ratios = load_policy(reward.dir / "policies" / "sensitivity_flops0.5.json").ratios_for(
+        u.name for u in s.pm.units)
     x, y = reward.data.tensors("test")
     plain = top1(replace(s, reconstruct=False).pruned(ratios), x, y)
     refit = top1(s.pruned(ratios), x, y)
