@@ -2,11 +2,14 @@
 
 For each network and target (backend, batch, threads) the table is measured afresh (a
 temporary cache), then 20 random policies (ratios uniform in [0, 0.8] per unit, numpy
-``default_rng(0)``) are pruned and timed whole, side by side with the dense model, with the
-one timer (:func:`amc.cost.timing.interleaved`). Per policy: predicted and measured ms, the
+``default_rng(0)``) and 10 aggressive ones (uniform 0.75, 0.8, 0.85 and 0.9, and 6 with ratios
+uniform in [0.5, 0.9], ``default_rng(1)``: where ``latency:0.5`` budgets land) are pruned and
+timed whole, side by side with the dense model, with the one timer
+(:func:`amc.cost.timing.interleaved`). Per policy: predicted and measured ms, the
 prediction without the calibration fit (constant rest, scale 1), and the predicted vs measured
-fraction of dense (what a ``latency:`` budget compares). Summary: mean/max absolute relative
-error and the Spearman rank correlation.
+fraction of dense (what a ``latency:`` budget compares). Summary, for the 20 random policies
+and for the aggressive ones apart: mean/max absolute relative error and the Spearman rank
+correlation.
 
     nice -n 10 .venv/bin/python scripts/bench_latency_table.py [--models resnet56,resnet20]
 """
@@ -42,7 +45,7 @@ def _errors(pred: list[float], meas: list[float]) -> dict:
 
 
 def bench(name: str, spec: LatencySpec, pm: PrunableModel, policies: list[list[float]],
-          pruned: dict, whole_runs: int) -> dict:
+          pruned: dict, whole_runs: int, n_random: int) -> dict:
     load0 = os.getloadavg()
     t0 = time.perf_counter()
     table = latency_table(pm, **vars(spec))
@@ -52,10 +55,12 @@ def bench(name: str, spec: LatencySpec, pm: PrunableModel, policies: list[list[f
     rows = []
     for i, r in enumerate(policies):
         s = table.layer_sum(r)
-        rows.append({"policy": i, "predicted_ms": table.predict(r), "uncalibrated_ms": s + rest0,
+        rows.append({"policy": i, "set": "random" if i < n_random else "aggressive",
+                     "predicted_ms": table.predict(r), "uncalibrated_ms": s + rest0,
                      "measured_ms": t[str(i)], "predicted_fraction": table.fraction(r),
                      "measured_fraction": t[str(i)] / t["dense"]})
-    meas = [r["measured_ms"] for r in rows]
+    rand, aggr = rows[:n_random], rows[n_random:]
+    meas = [r["measured_ms"] for r in rand]
     out = {
         "model": name, "backend": spec.backend, "batch": spec.batch, "threads": spec.threads,
         "runs_per_layer": spec.runs, "runs_whole": whole_runs, "calib_policies": spec.calib,
@@ -63,16 +68,22 @@ def bench(name: str, spec: LatencySpec, pm: PrunableModel, policies: list[list[f
         "table": {"dense_predicted_ms": table.dense_ms, "scale": table.scale,
                   "rest_ms": table.rest_ms, "calibration": table.measured},
         "dense_measured_ms": t["dense"],
-        "calibrated": _errors([r["predicted_ms"] for r in rows], meas),
-        "uncalibrated": _errors([r["uncalibrated_ms"] for r in rows], meas),
-        "fraction": _errors([r["predicted_fraction"] for r in rows],
-                            [r["measured_fraction"] for r in rows]),
+        "calibrated": _errors([r["predicted_ms"] for r in rand], meas),
+        "uncalibrated": _errors([r["uncalibrated_ms"] for r in rand], meas),
+        "fraction": _errors([r["predicted_fraction"] for r in rand],
+                            [r["measured_fraction"] for r in rand]),
+        "aggressive": {"calibrated": _errors([r["predicted_ms"] for r in aggr],
+                                             [r["measured_ms"] for r in aggr]),
+                       "fraction": _errors([r["predicted_fraction"] for r in aggr],
+                                           [r["measured_fraction"] for r in aggr])},
         "load_avg": {"start": load0, "end": os.getloadavg()}, "policies": rows}
-    c, u = out["calibrated"], out["uncalibrated"]
+    c, u, a = out["calibrated"], out["uncalibrated"], out["aggressive"]["fraction"]
     print(f"{name} {spec.backend} b{spec.batch} t{spec.threads}: build {build_s:.0f}s, dense "
           f"{t['dense']:.1f} ms (pred {table.dense_ms:.1f}); err mean {c['mean_abs_rel_err']:.3f}"
           f" max {c['max_abs_rel_err']:.3f} rho {c['spearman']:.3f} | uncalibrated mean "
-          f"{u['mean_abs_rel_err']:.3f} max {u['max_abs_rel_err']:.3f}; load {os.getloadavg()}",
+          f"{u['mean_abs_rel_err']:.3f} max {u['max_abs_rel_err']:.3f} | aggressive fraction "
+          f"err mean {a['mean_abs_rel_err']:.3f} max {a['max_abs_rel_err']:.3f}; "
+          f"load {os.getloadavg()}",
           flush=True)
     return out
 
@@ -95,13 +106,22 @@ def main() -> None:
         pm = PrunableModel(create_model(name), (3, 32, 32), mode="internal")
         rng = np.random.default_rng(0)
         policies = [rng.uniform(0.0, 0.8, len(pm.units)).tolist() for _ in range(args.policies)]
+        policies += aggressive(len(pm.units))
         pruned = {str(i): pm.prune(r) for i, r in enumerate(policies)}
         for target in args.targets.split(","):
             backend, batch, threads = target.split(":")
             spec = LatencySpec(backend, int(batch), int(threads), args.runs, args.calib)
-            results.append(bench(name, spec, pm, policies, pruned, args.whole_runs))
+            results.append(bench(name, spec, pm, policies, pruned, args.whole_runs,
+                                 args.policies))
             _write(args, start, results)  # after every target: a partial run still counts
     print(f"wrote {args.out} in {time.time() - start:.0f} s")
+
+
+def aggressive(units: int) -> list[list[float]]:
+    """The aggressive validation policies (see the module docstring)."""
+    rng = np.random.default_rng(1)
+    return ([[r] * units for r in (0.75, 0.8, 0.85, 0.9)]
+            + [rng.uniform(0.5, 0.9, units).tolist() for _ in range(6)])
 
 
 def _write(args: argparse.Namespace, start: float, results: list[dict]) -> None:
@@ -113,6 +133,8 @@ def _write(args: argparse.Namespace, start: float, results: list[dict]) -> None:
                         "onnxruntime": onnxruntime.__version__, "numpy": np.__version__,
                         "scipy": scipy.__version__},
            "policy_draw": f"numpy default_rng(0).uniform(0, 0.8, units) x {args.policies}",
+           "aggressive_draw": "uniform 0.75, 0.8, 0.85, 0.9; numpy default_rng(1)"
+                              ".uniform(0.5, 0.9, units) x 6",
            "results": results}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")

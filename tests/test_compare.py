@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from amc.report.compare import CompareConfig, Comparison
+from amc.utils import allocator
 
 
 def _cfg(ckpt, out, **kw) -> CompareConfig:
@@ -304,6 +305,15 @@ def test_latency_is_timed_again_when_a_model_changed(digits_ckpt, tmp_path):
     again = json.loads(path.read_text())
     assert again["arch"]["uniform_flops0.5"] == arch
     assert again["t1"]["b64"]["uniform_flops0.5"]["median_ms"] != 12345.0
+    # timed under another allocator state (or before it was recorded): timed again
+    assert again["allocator"] == allocator.state()
+    again["t1"]["b64"]["uniform_flops0.5"]["median_ms"] = 12345.0
+    del again["allocator"]
+    path.write_text(json.dumps(again))
+    Comparison(cfg).run()
+    last = json.loads(path.read_text())
+    assert last["allocator"] == allocator.state()
+    assert last["t1"]["b64"]["uniform_flops0.5"]["median_ms"] != 12345.0
 
 
 def test_search_wall_seconds_counts_every_env_of_a_search(tmp_path):

@@ -10,6 +10,7 @@ import torch
 from amc.models.registry import create_model
 from amc.prune.budget import Budget, meets, resource_fn, uniform_ratio
 from amc.prune.latency_table import (
+    FRACTIONS,
     LatencySpec,
     _fit,
     _signature,
@@ -62,7 +63,7 @@ def test_ort_backend_predicts_measured_latency(pm, isolated_cache):
     table = spec.table(pm)
     bn = [i for i, L in enumerate(pm.layers)
           if isinstance(pm.model.get_submodule(L.name), torch.nn.BatchNorm2d)]
-    assert bn and all(table.points[i] == [0.0] * 4 for i in bn)  # folded into the convs
+    assert bn and all(table.points[i] == [0.0] * len(FRACTIONS) for i in bn)  # folded into the convs
     n = len(pm.units)
     half = [0.5] * n
     assert table.predict(half) < table.predict([0.0] * n)
@@ -154,3 +155,48 @@ def test_env_and_search_config_measure_where_the_config_says(pm, isolated_cache)
     assert _files(isolated_cache) == {_signature(pm, quick, _varying(pm))}
     # the string round-trips without the spec; flops budgets carry none
     assert str(env.budget) == "latency:0.8" and Budget.parse("flops:0.5", quick).latency is None
+
+
+def test_table_credits_pruning_down_to_one_sixteenth(pm, isolated_cache, monkeypatch):
+    """With layer times exactly linear in the kept fraction (a stand-in timer), the table
+    predicts any policy exactly, also past a ratio of 0.75; a table timed only down to 1/4
+    (the tables before METHOD 5) must not: it held every layer pruned further at its 1/4
+    time."""
+    import amc.prune.latency_table as lt
+
+    rest = 3.0
+    dims = [int(o) + int(i) for o, i in _varying(pm)]
+
+    def exact(ratios) -> float:
+        total = rest
+        for L, d, (ko, ki) in zip(pm.layers, dims, pm.layer_keep(ratios)):
+            total += L.calls * (1.0 if d == 0 else min(ko, ki) if d == 1 else ko * ki)
+        return total
+
+    def timer(fns, runs, rounds, warmup=1):
+        out = {}
+        policies = [[0.0] * len(pm.units)] + lt.calibration_policies(pm, QUICK["calib"])
+        for key in fns:
+            if key.startswith("model:"):
+                ms = exact(policies[int(key[6:])])
+            else:
+                shape, f = key.rsplit("@", 1)
+                d = sum(v.strip(" )") == "True" for v in shape.rsplit(",", 2)[-2:])
+                ms = float(f) ** d  # all calls' time is points x calls
+            out[key] = {"q1_ms": ms}
+        return out
+
+    monkeypatch.setattr(lt, "interleaved", timer)
+    n = len(pm.units)
+    rng = np.random.default_rng(0)
+    policies = [[r] * n for r in (0.8, 0.85, 0.9)] + [rng.uniform(0, 0.9, n).tolist()
+                                                      for _ in range(5)]
+    table = latency_table(pm, batch=4, threads=1, **QUICK)
+    for r in policies:
+        assert table.predict(r) == pytest.approx(exact(r), rel=1e-9)
+    assert table.predict([0.9] * n) < table.predict([0.75] * n)
+    monkeypatch.setattr(lt, "FRACTIONS", (0.25, 0.5, 0.75, 1.0))
+    old = latency_table(pm, batch=5, threads=1, **QUICK)  # batch 5: its own cache entry
+    err = old.predict([0.9] * n) / exact([0.9] * n) - 1
+    assert err > 0.05, err
+    assert old.predict([0.9] * n) == pytest.approx(old.predict([0.75] * n))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from amc.utils import allocator
 from amc.utils.errors import AmcError
 
 
@@ -73,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         check_args(args)
+        allocator.settle()  # process-wide, like the thread count: here, at the entry point
         if getattr(args, "threads", None):
             import torch
 

@@ -9,6 +9,9 @@ the models of one engine in interleaved rounds (order flipped every round, one w
 before each block) so that a busy period hits every model alike, and reports median and IQR per
 model. The engines are timed one after the other, with a pause between them: both keep their
 worker threads spinning for a while after a call, which would slow the other engine down.
+Every timing first settles the process's allocator (:func:`amc.utils.allocator.settle`): with
+glibc's defaults the same model's time depended on what the process had freed before; the
+results record the allocator state.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from amc.utils import allocator
 from amc.utils.onnxrt import ort_session
 
 BATCHES = (1, 64)
@@ -40,7 +44,9 @@ def interleaved(fns: dict[str, Callable[[], object]], runs: int, rounds: int,
                 warmup: int = 1) -> dict:
     """The one latency timer: time every function ``runs`` times in ``rounds`` rounds (order
     flipped each round, one warm-up call before each block, ``warmup`` calls of each first);
-    per key: median, IQR, quartiles and min in ms, and the run count."""
+    per key: median, IQR, quartiles and min in ms, and the run count. Settles the allocator
+    first (:func:`amc.utils.allocator.settle`)."""
+    allocator.settle()
     rounds = max(1, min(rounds, runs))
     per = math.ceil(runs / rounds)
     times: dict[str, list[float]] = {k: [] for k in fns}
@@ -106,7 +112,8 @@ def measure_latencies(torch_models: dict[str, nn.Module], onnx_files: dict[str, 
     speedup = {e: {str(b): med[e, "dense", b] / med[e, "pruned", b] for b in BATCHES}
                for e in ("pytorch", "onnxruntime")}
     out = {"threads": threads, "batches": list(BATCHES), "rows": rows, "speedup": speedup,
-           "load_avg_1min": {"start": load[0], "end": load[1], "cpus": os.cpu_count()}}
+           "load_avg_1min": {"start": load[0], "end": load[1], "cpus": os.cpu_count()},
+           "allocator": allocator.state()}
     if "int8" in onnx_files:
         out["int8_speedup"] = {str(b): med["onnxruntime", "dense", b]
                                / med["onnxruntime", "int8", b] for b in BATCHES}
@@ -126,7 +133,7 @@ def torch_latencies(models: dict[str, nn.Module], input_size: tuple[int, ...], t
 
     Returns:
         ``{"b1": {name: stats}, "b64": {...}}`` (stats as :func:`interleaved`), the thread
-        count and the 1-minute load average at the start and the end.
+        count, the allocator state and the 1-minute load average at the start and the end.
     """
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -142,6 +149,7 @@ def torch_latencies(models: dict[str, nn.Module], input_size: tuple[int, ...], t
     finally:
         torch.set_num_threads(old)
     out["load_avg_1min"].update(end=os.getloadavg()[0], cpus=os.cpu_count())
+    out["allocator"] = allocator.state()
     return out
 
 

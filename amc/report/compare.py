@@ -43,6 +43,7 @@ from amc.prune.rescore import rest_of_val
 from amc.prune.scoring import Scorer, build_scorer
 from amc.report.compare_table import plot_pareto, plot_ratios, write_table
 from amc.train.loop import TrainConfig, train
+from amc.utils import allocator
 from amc.utils.errors import AmcError
 from amc.utils.io import write_json
 
@@ -296,7 +297,9 @@ class Comparison:
         """CPU latency of the dense model and every pruned architecture (weights do not
         change it), all timed side by side in one stage so that load drifts hit each alike;
         at ``threads`` and at 1 thread. Cached in ``latency.json`` with each model's kept
-        channels per unit: a new model, or one whose policy changed, times them all again."""
+        channels per unit and the allocator state (:mod:`amc.utils.allocator`): a new model,
+        one whose policy changed, or timings made under another allocator state (or before it
+        was recorded) time them all again."""
         pm = self.scorer.pm
         ratios = {_name(*j): self._ratios(self._policy(*j)) for j in jobs}
         arch = {"dense": [], **{n: [pm.kept(i, x) for i, x in enumerate(r)]
@@ -304,13 +307,15 @@ class Comparison:
         path = self.dir / "latency.json"
         if path.is_file():
             lat = json.loads(path.read_text())
-            if all(lat.get("arch", {}).get(n) == a for n, a in arch.items()):
+            if lat.get("allocator") == allocator.settle() and all(
+                    lat.get("arch", {}).get(n) == a for n, a in arch.items()):
                 return lat
             path.unlink()  # new or changed models: time them all again, side by side
         models = {"dense": self.dense, **{n: pm.prune(r) for n, r in ratios.items()}}
         return _cached_json(path, lambda: {
             **{f"t{t}": torch_latencies(models, self.input_size, t, self.cfg.latency_runs)
-               for t in dict.fromkeys((self.threads, 1))}, "arch": arch})
+               for t in dict.fromkeys((self.threads, 1))}, "arch": arch,
+            "allocator": allocator.state()})
 
     def _sweep(self) -> dict:
         t = time.perf_counter()
