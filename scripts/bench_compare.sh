@@ -14,6 +14,7 @@
 #   bash scripts/bench_compare.sh amx-recon  # -> results/compare_resnet56_amx_recon/
 #   bash scripts/bench_compare.sh amx-recon-reward  # -> results/compare_resnet56_amx_recon_reward/
 #   bash scripts/bench_compare.sh amx-recon-fast  # -> results/compare_resnet56_amx_recon_fast/ (~10 min)
+#   bash scripts/bench_compare.sh amx-recon-reward-full  # -> results/compare_resnet56_amx_recon_reward_full/
 #
 # `retime-sweep`: the comparison's sensitivity sweep run again (same adapted model, images and
 # command, in a scratch folder), to time it on the same machine right after AMC's searches
@@ -94,6 +95,11 @@
 # one run (AMC seed 0, sensitivity, uniform), before fine-tuning only, on amx's adapted model
 # (copied): the search and the sweep timed again, one after the other
 # -> results/compare_resnet56_amx_recon_fast/.
+# `amx-recon-reward-full`: amx-recon-reward's setting made whole with the code of the thirteenth
+# session (reconstruction as in amx-recon-fast; latency table timed down to 1/16 of a layer's
+# channels with the allocator settled: results/latency_table.json): every budget searched, the
+# sweep, random's draws and the latencies timed in the one run, on amx's adapted model (copied)
+# -> results/compare_resnet56_amx_recon_reward_full/ (~90 min).
 #
 # Resumable: every stage's artifact is cached in the output folder (weights in models/ are
 # git-ignored; once a model's scores are in eval/, a rerun rebuilds the tables).
@@ -218,6 +224,12 @@ if [[ $WHICH == amx-recon-fast ]]; then
       --warm-start cheap --noise-min 0.05 --max-ratio 0.9 --reconstruct --no-reconstruct-delivered \
       --finetune-epochs 1 --train-limit 5000 --lr 0.01 --batch-size 128 \
       --budget flops:0.3 --out $OUT
+fi
+if [[ $WHICH == amx-recon-reward-full ]]; then
+  OUT=results/compare_resnet56_amx_recon_reward_full
+  copy_dense results/compare_resnet56_amx $OUT
+  EXTRA=(--max-ratio 0.9 --reconstruct --no-reconstruct-delivered)
+  resnet56 $OUT auto flops:0.3 flops:0.5 latency:0.65
 fi
 if [[ $WHICH == bf16 ]]; then
   resnet56 results/compare_resnet56_bf16 bf16 flops:0.5
