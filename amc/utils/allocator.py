@@ -20,7 +20,6 @@ leaves glibc as it is. Elsewhere than glibc nothing changes.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 M_TRIM_THRESHOLD = -1
@@ -53,11 +52,11 @@ def state() -> str:
 def _apply() -> str:
     if os.environ.get("AMC_MALLOC", "").lower() == "default":
         return "default (AMC_MALLOC=default)"
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    try:  # the process's own symbols: libc is loaded already (no library search)
+        libc = ctypes.CDLL(None)
         mallopt = libc.mallopt
         libc.gnu_get_libc_version  # noqa: B018 -- glibc only (musl's mallopt does nothing)
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):
         return "default (not glibc)"
     if mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) != 1 or \
             mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) != 1:
