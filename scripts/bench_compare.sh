@@ -29,7 +29,8 @@
 # ResNet-56 settings (recorded in the folder's config.json), sized for 2 CPU cores:
 #   - budgets flops:0.5, flops:0.3 and latency:0.65 (PyTorch CPU, batch 64, 2 threads: the
 #     latency table's defaults; latency:0.5 is refused as unreachable: pruning every internal
-#     unit by 0.8 leaves 0.603 of the dense latency by the table); `internal` units (what
+#     unit by 0.9 measures 0.552 of the dense latency, the table predicting 0.576:
+#     results/latency_table.json); `internal` units (what
 #     --units auto picks for ResNets; option-A CIFAR ResNets cannot prune across the adds);
 #   - --search-on adapted: the public checkpoint is first fine-tuned on our data (the JPEG
 #     copy it was not trained on), and every strategy prunes that model;
