@@ -63,7 +63,7 @@ def test_ort_backend_predicts_measured_latency(pm, isolated_cache):
     table = spec.table(pm)
     bn = [i for i, L in enumerate(pm.layers)
           if isinstance(pm.model.get_submodule(L.name), torch.nn.BatchNorm2d)]
-    assert bn and all(table.points[i] == [0.0] * len(FRACTIONS) for i in bn)  # folded into the convs
+    assert bn and all(table.points[i] == [0.0] * len(FRACTIONS) for i in bn)  # folded
     n = len(pm.units)
     half = [0.5] * n
     assert table.predict(half) < table.predict([0.0] * n)
