@@ -31,7 +31,7 @@ libc.free(p)
 print((before - rss()) >> 20)
 """
 
-glibc = pytest.mark.skipif(platform.system() != "Linux" or not platform.libc_ver()[0] == "glibc",
+glibc = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
                            reason="glibc's mallopt on Linux")
 
 
