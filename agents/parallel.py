@@ -27,6 +27,9 @@ class ScoreWorker:
     def __init__(self, parts_ref: list, threads: int = 1):
         import torch
 
+        from amc.utils.allocator import settle
+
+        settle()  # the actor is this process's entry point: as the amc CLI does
         torch.set_num_threads(max(1, threads))
         self.scorer = ray.get(parts_ref[0]).build()
         self.version = 0

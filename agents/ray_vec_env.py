@@ -48,6 +48,9 @@ class EnvWorker:
     def __init__(self, factory_ref: list, seed: int, threads: int):
         import torch
 
+        from amc.utils.allocator import settle
+
+        settle()  # the actor is this process's entry point: as the amc CLI does
         torch.set_num_threads(max(1, threads))
         self.env = ray.get(factory_ref[0])()
         self.seed = seed

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -45,6 +45,9 @@ from .updates import EpisodeUpdates, OverlapUpdates
 from .warm_start import MODES as WARM_MODES
 from .warm_start import WarmStart, cheap_policies, demo_actions
 from .wrappers import RewardBaseline
+
+if TYPE_CHECKING:
+    from .parallel import ActorScorer  # imports Ray: only where workers are asked for
 
 RUN_FILES = ("config.json", "run.json", "episodes.csv", "best_policy.json", "uniform_policy.json",
              "global_policy.json", "sensitivity_policy.json", "warm_start.json",
@@ -125,6 +128,18 @@ def observations_of(scorer: Scorer, cfg: SearchConfig):
     return obs
 
 
+def actor_scorer(cfg: SearchConfig, scorer: Scorer) -> ActorScorer:
+    """``cfg.workers`` Ray actors scoring with ``scorer``'s network and data (each on
+    ``cfg.device``, which ``auto`` resolves in the actor); Ray must be initialised."""
+    from amc.prune.scoring import ScorerParts
+
+    from .parallel import ActorScorer
+
+    return ActorScorer(replace(ScorerParts.of(scorer), device=cfg.device), scorer.pm,
+                       cfg.workers, cfg.threads or 1, cfg.cpus_per_worker, cfg.gpus_per_worker,
+                       cfg.max_restarts)
+
+
 def make_venv(cfg: SearchConfig, scorer: Scorer):
     """One in-process env, or with ``cfg.workers`` > 1 envs whose scoring runs on
     ``cfg.workers`` Ray actors (each scoring on ``cfg.device``, which ``auto`` resolves in
@@ -132,20 +147,18 @@ def make_venv(cfg: SearchConfig, scorer: Scorer):
     the driver (``envs_on`` driver), or one env in each actor (``envs_on`` workers)."""
     if not cfg.workers or cfg.workers < 2:
         return DummyVecEnv([lambda: AMCPruningEnv(scorer, **cfg.env_kwargs())])
-    from amc.prune.scoring import ScorerParts
-
-    parts = replace(ScorerParts.of(scorer), device=cfg.device)
     if cfg.envs_on == "workers":
+        from amc.prune.scoring import ScorerParts
+
         from .ray_vec_env import PruningEnvFactory, RayVecEnv
 
+        parts = replace(ScorerParts.of(scorer), device=cfg.device)
         return RayVecEnv(PruningEnvFactory(parts, cfg.env_kwargs()), cfg.workers, cfg.seed,
                          cfg.threads or 1, cfg.cpus_per_worker, cfg.gpus_per_worker,
                          cfg.max_restarts)
-    from .parallel import ActorScorer
     from .pooled_vec_env import PooledVecEnv
 
-    actors = ActorScorer(parts, scorer.pm, cfg.workers, cfg.threads or 1, cfg.cpus_per_worker,
-                         cfg.gpus_per_worker, cfg.max_restarts)
+    actors = actor_scorer(cfg, scorer)
     return PooledVecEnv([lambda: AMCPruningEnv(actors, **cfg.env_kwargs())
                          for _ in range(cfg.workers * cfg.envs_per_worker)], cfg.seed,
                         actors=actors)
@@ -267,13 +280,25 @@ def run_or_resume(cfg: SearchConfig, say: Callable[[str], None] = print) -> dict
 def refinish(cfg: SearchConfig) -> dict[str, Any]:
     """Pick the best policy of the finished search in ``cfg.out`` again with ``cfg``'s
     :data:`FINAL_SETTINGS` (its episodes are kept); updates its best policy, summary and
-    ``config.json``."""
+    ``config.json``. With ``cfg.workers`` > 1 the candidates are scored on that many Ray
+    actors, as at the end of the search (so ``rescore_seconds`` times the same work)."""
     run_dir = Path(cfg.out)
     torch.set_num_threads(cfg.threads or 1)
     scorer = build_scorer(**cfg.scorer_kwargs())
     summary = json.loads((run_dir / "summary.json").read_text())
-    summary.update(pick_best(cfg, scorer, run_dir, _reward_at(scorer, cfg)),
-                   **best_fields(run_dir))
+    if cfg.workers and cfg.workers > 1:
+        from .ray_runtime import ray_session
+
+        with ray_session(num_cpus=None if cfg.address else max(cfg.workers, 2),
+                         address=cfg.address, verbose=cfg.verbose):
+            actors = actor_scorer(cfg, scorer)
+            try:
+                picked = pick_best(cfg, scorer, run_dir, _reward_at(scorer, cfg), actors)
+            finally:
+                actors.close()
+    else:
+        picked = pick_best(cfg, scorer, run_dir, _reward_at(scorer, cfg))
+    summary.update(picked, **best_fields(run_dir))
     write_json(run_dir / "summary.json", summary)
     stored = json.loads((run_dir / "config.json").read_text())
     write_json(run_dir / "config.json", {**stored, **{k: getattr(cfg, k)

@@ -14,6 +14,17 @@ fine-tuning seeds) and the adapted dense model are copied from ``--folder``, not
     .venv/bin/python scripts/bench_time_limit.py [--limit 350]
     .venv/bin/python scripts/quality_summary.py --folder results/compare_resnet56_time_limit \
         --out results/quality_resnet56_time_limit
+
+``--limit sweep``: each search gets the sensitivity sweep's wall seconds (measured in the same
+run, ``sensitivity.json``) less what follows its last episode: the longest rescoring of the
+folder's searches and its longest round of episodes after the first (a search stops at the
+first round that ends after the limit), so that episodes plus rescoring stay within the
+sweep's time. With more than one worker the rescoring runs on that many Ray actors, as at
+the end of a search.
+
+    .venv/bin/python scripts/bench_time_limit.py --limit sweep \
+        --folder results/compare_resnet56_amx_recon_reward_full \
+        --out results/compare_resnet56_amx_sweep_time
 """
 
 from __future__ import annotations
@@ -24,6 +35,7 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from amc.agents import SearchConfig
@@ -37,8 +49,9 @@ from amc.report.compare import CompareConfig, Comparison
 from amc.utils.io import write_json
 
 KEPT = ("uniform", "sensitivity")
-"""The strategies whose artifacts are copied (the checks need the best other strategy and
-uniform flops:0.5; global and random are below sensitivity in every column of --folder)."""
+"""The strategies whose artifacts are copied by default (the checks need the best other
+strategy and uniform flops:0.5; global and random are below sensitivity in every column of
+results/compare_resnet56); ``--keep all``: every strategy of --folder."""
 
 
 def stopped_rows(rows: list[dict], workers: int, limit: float) -> list[dict]:
@@ -79,27 +92,55 @@ def stop_search(src: Path, dst: Path, limit: float, pm: PrunableModel) -> dict:
     return refinish(cfg)  # --rescore-top on all of val, as the search does at its end
 
 
+def episode_limit(src: Path, limit: str) -> tuple[float, dict]:
+    """The episodes' wall-time limit ``limit`` stands for, and (for ``sweep``) its basis:
+    the sweep's seconds less the folder's longest rescoring and longest round of episodes
+    (after the first, which also starts the actors)."""
+    if limit != "sweep":
+        return float(limit), {}
+    sweep = float(json.loads((src / "sensitivity.json").read_text())["seconds"])
+    rescore, rounds = 0.0, 0.0
+    for run in sorted((src / "search").glob("*/summary.json")):
+        s = json.loads(run.read_text())
+        rescore = max(rescore, float(s.get("rescore_seconds") or 0.0))
+        t = [float(r["run_seconds"]) for r in read_rows(run.parent / "episodes.csv")]
+        w = int(s.get("workers") or 1)
+        ends = t[w - 1::w]  # a round's episodes end together: its last one's time
+        rounds = max(rounds, float(np.diff(ends).max()))  # the first round also starts actors
+    basis = {"sweep_seconds": sweep, "longest_rescore_seconds": rescore,
+             "longest_round_seconds": rounds, "limit": sweep - rescore - rounds}
+    return basis["limit"], basis
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--folder", default="results/compare_resnet56")
     p.add_argument("--out", default="results/compare_resnet56_time_limit")
-    p.add_argument("--limit", type=float, default=350.0,
-                   help="seconds of episodes (the rescoring comes after)")
+    p.add_argument("--limit", default="350",
+                   help="seconds of episodes (the rescoring comes after), or sweep")
+    p.add_argument("--keep", default=",".join(KEPT),
+                   help="comma-separated strategies copied from --folder, or all")
     p.add_argument("--threads", type=int, default=1, help="threads of the rescoring")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     src, out = Path(args.folder), Path(args.out)
     stored = json.loads((src / "config.json").read_text())
+    kept = tuple(s for s in stored["strategies"] if s != "amc") if args.keep == "all" else \
+        tuple(args.keep.split(","))
+    limit, basis = episode_limit(src, args.limit)
+    if basis:
+        write_json(out / "time_limit.json", basis)
+        print(f"limit {limit:.1f} s: {basis}", flush=True)
     cfg = CompareConfig(**{**stored_fields(CompareConfig, stored),
                            "budgets": tuple(stored["budgets"]),
-                           "strategies": ("amc",) + KEPT, "time_limit": args.limit,
+                           "strategies": ("amc",) + kept, "time_limit": limit,
                            "out": str(out)})
     for sub in ("models", "eval", "finetune", "policies", "search"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     copies = ["models/dense_ft.pt", "finetune/dense_ft.csv", "sensitivity.json",
               "sensitivity_retimed.json", *(f"eval/{n}" for n in ("dense_ft.json",
                                                                  "dense_before.json"))]
-    copies += [str(f.relative_to(src)) for s in KEPT for d in ("policies", "eval", "finetune")
+    copies += [str(f.relative_to(src)) for s in kept for d in ("policies", "eval", "finetune")
                for f in (src / d).glob(f"{s}_*")]
     for c in copies:
         if (src / c).is_file() and not (out / c).exists():
@@ -114,7 +155,7 @@ def main() -> None:
 
             scfg = load_run_config(SearchConfig, run.parent, "search")
             pm = build_scorer(**scfg.scorer_kwargs()).pm
-        s = stop_search(run.parent, dst, args.limit, pm)
+        s = stop_search(run.parent, dst, limit, pm)
         print(f"{dst.name}: {s['episodes']} episodes in {s['wall_seconds_this_run']:.0f} s, "
               f"rescored in {s['rescore_seconds']:.0f} s, best episode {s['best_episode']}",
               flush=True)

@@ -217,3 +217,62 @@ def test_envs_on_the_driver_or_in_the_workers_make_the_same_search(digits_ckpt, 
                         for r in _rows(tmp_path / where)],
                        load_policy(tmp_path / where / "best_policy.json").ratios)
     assert runs["driver"] == runs["workers"]
+
+
+def test_picking_again_scores_on_the_search_actors(digits_ckpt, tmp_path, local_ray,
+                                                   monkeypatch):
+    """A finished 2-worker search picked again with another --rescore-top rescores on 2 Ray
+    actors (as its own end did) and picks what the driver alone picks, with the same scores
+    on all of val."""
+    from dataclasses import replace
+
+    import amc.agents.search as search
+    from amc.agents.parallel import ActorScorer
+
+    cfg = _cfg(digits_ckpt, tmp_path / "s", budget="flops:0.3", rescore_top=2)
+    run_search(cfg)
+    seen = []
+    pick = search.pick_best
+
+    def spy(*args, **kw):
+        seen.append(args[4] if len(args) > 4 else kw.get("actors"))
+        return pick(*args, **kw)
+
+    monkeypatch.setattr(search, "pick_best", spy)
+    remote = search.refinish(replace(cfg, rescore_top=4))
+    rows_remote = (tmp_path / "s" / "rescore.json").read_text()
+    local = search.refinish(replace(cfg, rescore_top=4, workers=0))
+    assert isinstance(seen[0], ActorScorer) and seen[0].workers == 2 and seen[1] is None
+    assert remote["rescore"]["candidates"] >= 3
+    assert remote["best_episode"] == local["best_episode"]
+    assert remote["rescore"]["chosen_val_top1_all"] == local["rescore"]["chosen_val_top1_all"]
+    assert rows_remote.count("val_top1_all") == remote["rescore"]["candidates"]
+
+
+def test_actors_settle_the_allocator_as_the_cli_does(digits_ckpt, local_ray):
+    """Scoring and env actors are their process's entry point: each settles glibc's malloc
+    thresholds before it works (a fresh process that did not reports "not settled")."""
+    import ray
+
+    from amc.agents.parallel import ScoreWorker
+    from amc.agents.ray_vec_env import EnvWorker
+    from amc.prune.scoring import ScorerParts, build_scorer
+    from amc.utils import allocator
+
+    if not allocator.settle().startswith("glibc"):
+        pytest.skip(f"allocator not settled here: {allocator.state()}")
+    parts = ScorerParts.of(build_scorer("digits_cnn", digits_ckpt, val_limit=64))
+    actors = [ScoreWorker.remote([ray.put(parts)], 1), EnvWorker.remote([ray.put(dict)], 0, 1)]
+
+    @ray.remote
+    class Bare:  # an actor of its own process that settles nothing (must fail)
+        pass
+
+    actors.append(Bare.remote())
+    try:
+        states = ray.get([a.__ray_call__.remote(lambda self: allocator.state())
+                          for a in actors])
+        assert states == [allocator.state()] * 2 + ["default (not settled)"]
+    finally:
+        for a in actors:
+            ray.kill(a)
