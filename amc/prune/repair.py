@@ -8,7 +8,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -82,7 +83,8 @@ def patches_at(x: torch.Tensor, conv: nn.Conv2d, pick: torch.Tensor) -> torch.Te
 
 def reconstruct(pm: PrunableModel, pruned: nn.Module, ratios: Sequence[float],
                 x: torch.Tensor, samples_per_image: int = 16, ridge: float = 1e-4,
-                seed: int = 0, dense_cache: dict | None = None) -> nn.Module:
+                seed: int = 0, dense_cache: dict | None = None,
+                recalibrate: bool = False) -> nn.Module:
     """Refit, in forward order, every conv whose input channels were pruned.
 
     One forward pass of the pruned network does all layers: a pre-hook on each refitted
@@ -91,6 +93,12 @@ def reconstruct(pm: PrunableModel, pruned: nn.Module, ratios: Sequence[float],
     targets, sampled at fixed positions, are computed once per ``dense_cache``, in fp32.
     Called under autocast, the pruned network's forward (the inputs each fit sees) runs in
     its precision; the least squares are solved in fp32 whatever the caller's autocast.
+
+    With ``recalibrate`` that same pass also re-estimates the BatchNorm statistics on ``x``
+    (train-mode BatchNorm, ``x`` as one batch): each statistic comes from the refitted
+    weights before it, so they are those :func:`recalibrate_bn` on ``[x]`` would give
+    afterwards, and each fit sees its input normalised as the recalibrated network computes
+    it (a refit of the result on its own inputs changes nothing), one forward fewer.
 
     Args:
         pm: The prunable model (dense network, units, rankings).
@@ -102,13 +110,15 @@ def reconstruct(pm: PrunableModel, pruned: nn.Module, ratios: Sequence[float],
         seed: Seed of the position sampling.
         dense_cache: A dict kept across calls with the same ``pm``, ``x`` and settings: the
             dense targets are computed into it once (None: computed for this call only).
+        recalibrate: Re-estimate the BatchNorm statistics in the same pass (then returned
+            in eval mode).
     """
     todo = [L for L in pm.layers if L.in_unit is not None and ratios[L.in_unit] > 0
             and not L.channelwise]
     todo = [L for L in todo if isinstance(m := pruned.get_submodule(L.name), nn.Conv2d)
             and m.groups == 1 and m.padding_mode == "zeros" and not isinstance(m.padding, str)]
     if not todo:
-        return pruned
+        return recalibrate_bn(pruned, [x]) if recalibrate else pruned
     cache = dense_cache if dense_cache is not None else {}
     missing = [L.name for L in todo if L.name not in cache]
     if missing:
@@ -136,24 +146,37 @@ def reconstruct(pm: PrunableModel, pruned: nn.Module, ratios: Sequence[float],
             W = torch.linalg.solve(A, X.T @ Y)  # d, out
         m.weight.copy_(W.T.reshape(m.weight.shape))
 
-    _forward_hooked(pruned, x, [pruned.get_submodule(L.name).register_forward_pre_hook(
-        lambda m, args, L=L: refit(L, m, args)) for L in todo])
+    with _recalibrating(pruned) if recalibrate else contextlib.nullcontext():
+        _forward_hooked(pruned, x, [pruned.get_submodule(L.name).register_forward_pre_hook(
+            lambda m, args, L=L: refit(L, m, args)) for L in todo])
     return pruned
 
 
-def recalibrate_bn(model: nn.Module, batches: Iterable[torch.Tensor]) -> nn.Module:
-    """Re-estimate BatchNorm running statistics on ``batches`` (no gradient steps)."""
+@contextlib.contextmanager
+def _recalibrating(model: nn.Module) -> Iterator[None]:
+    """Forward passes inside re-estimate ``model``'s BatchNorm running statistics (reset,
+    then a cumulative average over the batches); ``model`` is in eval mode afterwards. A
+    model without BatchNorm is left as it is."""
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not bns:
-        return model
-    saved = [(m.momentum) for m in bns]
+        yield
+        return
+    saved = [m.momentum for m in bns]
     for m in bns:
         m.reset_running_stats()
         m.momentum = None  # cumulative average over all batches
     model.train()
-    with torch.no_grad():
+    try:
+        yield
+    finally:
+        for m, mom in zip(bns, saved):
+            m.momentum = mom
+        model.eval()
+
+
+def recalibrate_bn(model: nn.Module, batches: Iterable[torch.Tensor]) -> nn.Module:
+    """Re-estimate BatchNorm running statistics on ``batches`` (no gradient steps)."""
+    with _recalibrating(model), torch.no_grad():
         for x in batches:
             model(x)
-    for m, mom in zip(bns, saved):
-        m.momentum = mom
-    return model.eval()
+    return model

@@ -75,7 +75,9 @@ class Scorer:
         y: Their labels.
         calib: Training images for BN recalibration and reconstruction.
         bn_recalib: Re-estimate BatchNorm statistics after pruning.
-        reconstruct: Refit pruned convs by least squares.
+        reconstruct: Refit pruned convs by least squares (in the recalibration's forward
+            pass when both run on the same images as one batch: :func:`reconstruct` with
+            ``recalibrate``).
         batch_size: Evaluation batch size (None: a fixed number of pixels per batch,
             :func:`amc.models.evaluate.eval_batch_size`, at most :data:`CPU_EVAL_BATCH`
             images on a CPU).
@@ -89,8 +91,8 @@ class Scorer:
             statistics depend slightly on it).
         amp: Mixed precision of a score's recalibration and evaluation: ``auto``, ``bf16``,
             ``fp16`` or ``off`` (:func:`amc.utils.precision.precision` with
-            ``inference=True``); reconstruction, :meth:`pruned` and :meth:`reference` stay
-            in fp32.
+            ``inference=True``); reconstruction's targets and solves, :meth:`pruned` and
+            :meth:`reference` stay in fp32.
     """
 
     pm: PrunableModel
@@ -148,14 +150,29 @@ class Scorer:
         """Re-estimate BatchNorm statistics on the recalibration images (when asked for),
         in ``prec``'s autocast."""
         if self.bn_recalib and "recal" in self._dev:
-            recal = self._dev["recal"]
-            batch = self.recal_batch or (eval_batch_size(recal.shape, cap=len(recal))
-                                         if self.fast else 128)
             with prec.autocast(self.device):
-                recalibrate_bn(net, recal.split(batch))
+                recalibrate_bn(net, self._dev["recal"].split(self._recal_batch()))
+
+    def _recal_batch(self) -> int:
+        recal = self._dev["recal"]
+        return self.recal_batch or (eval_batch_size(recal.shape, cap=len(recal))
+                                    if self.fast else 128)
+
+    def _fused(self) -> bool:
+        """Whether reconstruction and recalibration share one forward pass: both asked for,
+        on the same images (``recal_size`` 256: the reconstruction's), recalibrated as one
+        batch (the fast path)."""
+        return (self.reconstruct and self.bn_recalib and "recal" in self._dev
+                and len(self._dev["recal"]) == len(self._dev["recon"])
+                and self._recal_batch() >= len(self._dev["recal"]))
 
     def _repair(self, net: nn.Module, ratios: Sequence[float],
                 prec: Precision = Precision()) -> nn.Module:
+        if self._fused():  # one pass: each fit sees the recalibrated network's inputs
+            with prec.autocast(self.device):
+                reconstruct(self.pm, net, list(ratios), self._dev["recal"],
+                            dense_cache=self._dev["dense_targets"], recalibrate=True)
+            return net.eval()
         self._reconstruct(net, ratios, prec)
         self._recalibrate(net, prec)
         return net.eval()
