@@ -120,10 +120,11 @@ def cmd_apply(args: argparse.Namespace) -> int:
     check_model_data(model, data, args.model)
     calib = data.calibration(args.calib_size, args.seed)
     pruned = apply_policy(model, policy, args.model, calib)
-    if args.reconstruct:
+    if args.reconstruct:  # fitted in a recalibration pass, as the search's scores are
         pm = prunable_for(policy, model, calib)
-        reconstruct(pm, pruned, policy.ratios_for(u.name for u in pm.units), calib[0][:256])
-    if args.bn_recalib:
+        reconstruct(pm, pruned, policy.ratios_for(u.name for u in pm.units), calib[0][:256],
+                    recalibrate=args.bn_recalib)
+    if args.bn_recalib:  # the statistics on the whole calibration draw
         recalibrate_bn(pruned, calib[0].split(128))
     macs, params = model_cost(pruned, data.input_size)
     save_model(pruned, args.out, args.model, {"policy": policy.to_dict(), "macs": macs,
