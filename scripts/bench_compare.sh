@@ -106,8 +106,9 @@
 # `amx-fused`: the fourteenth session's reconstruction, fitted in the BatchNorm recalibration's
 # own forward pass (each refit sees the recalibrated network's inputs: +8.0 test points on 20
 # flops:0.3 policies, 0.33 instead of 0.57 s of repair, results/bench_reconstruct.json), at
-# flops:0.5, with the reconstructed networks delivered (`--reconstruct`'s default) and the 0.9
-# cap; amx's adapted model copied -> results/compare_resnet56_amx_fused/ (~45 min).
+# flops:0.5, flops:0.3 and latency:0.65 (flops:0.5 first, the others added to the folder
+# after), with the reconstructed networks delivered (`--reconstruct`'s default) and the 0.9
+# cap; amx's adapted model copied -> results/compare_resnet56_amx_fused/ (~30 min a budget).
 #
 # Resumable: every stage's artifact is cached in the output folder (weights in models/ are
 # git-ignored; once a model's scores are in eval/, a rerun rebuilds the tables).
@@ -243,7 +244,7 @@ if [[ $WHICH == amx-fused ]]; then
   OUT=results/compare_resnet56_amx_fused
   copy_dense results/compare_resnet56_amx $OUT
   EXTRA=(--max-ratio 0.9 --reconstruct)
-  resnet56 $OUT auto flops:0.5
+  resnet56 $OUT auto flops:0.5 flops:0.3 latency:0.65
 fi
 if [[ $WHICH == bf16 ]]; then
   resnet56 results/compare_resnet56_bf16 bf16 flops:0.5
