@@ -128,6 +128,15 @@ def observations_of(scorer: Scorer, cfg: SearchConfig):
     return obs
 
 
+def search_ray(cfg: SearchConfig, log_dir: Path | None = None):
+    """The Ray session of a search with workers: ``cfg.address``'s cluster, or a local
+    instance with a CPU per worker (at least 2)."""
+    from .ray_runtime import ray_session
+
+    return ray_session(num_cpus=None if cfg.address else max(cfg.workers, 2),
+                       address=cfg.address, log_dir=log_dir, verbose=cfg.verbose)
+
+
 def actor_scorer(cfg: SearchConfig, scorer: Scorer) -> ActorScorer:
     """``cfg.workers`` Ray actors scoring with ``scorer``'s network and data (each on
     ``cfg.device``, which ``auto`` resolves in the actor); Ray must be initialised."""
@@ -233,10 +242,7 @@ def run_search(cfg: SearchConfig, resume: bool = False) -> dict[str, Any]:
     # a failed start removes the folder it made; one that recorded episodes stays, to resume
     with made_dir(run_dir, keep=lambda d: (d / "episodes.csv").is_file()):
         if cfg.workers and cfg.workers > 1:
-            from .ray_runtime import ray_session
-
-            with ray_session(num_cpus=None if cfg.address else max(cfg.workers, 2),
-                             address=cfg.address, log_dir=run_dir, verbose=cfg.verbose):
+            with search_ray(cfg, run_dir):
                 return _run(cfg, run_dir, resume)
         return _run(cfg, run_dir, resume)
 
@@ -287,10 +293,7 @@ def refinish(cfg: SearchConfig) -> dict[str, Any]:
     scorer = build_scorer(**cfg.scorer_kwargs())
     summary = json.loads((run_dir / "summary.json").read_text())
     if cfg.workers and cfg.workers > 1:
-        from .ray_runtime import ray_session
-
-        with ray_session(num_cpus=None if cfg.address else max(cfg.workers, 2),
-                         address=cfg.address, verbose=cfg.verbose):
+        with search_ray(cfg):
             actors = actor_scorer(cfg, scorer)
             try:
                 picked = pick_best(cfg, scorer, run_dir, _reward_at(scorer, cfg), actors)

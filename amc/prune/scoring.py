@@ -124,9 +124,16 @@ class Scorer:
                                                                     len(self.calib))
             self._dev["recal"] = self.calib[:max(1, n)].to(self.device).contiguous(
                 memory_format=fmt)
-            self._dev["recon"] = self.calib[:256].to(self.device)
+            same = len(self._dev["recal"]) == min(256, len(self.calib))  # the same images
+            self._dev["recon"] = (self._dev["recal"] if same
+                                  else self.calib[:256].to(self.device))
         self._dev["pairs"] = conv_bn_pairs(self.pm.model) if self.fast else []
         self._dev["dense_targets"] = {}
+        # reconstruction and recalibration in one pass: both asked for, on the same images,
+        # recalibrated as one batch (fixed per scorer: the dense targets' cache follows it)
+        self._dev["fused"] = (self.reconstruct and self.bn_recalib and "recal" in self._dev
+                              and self._dev["recon"] is self._dev["recal"]
+                              and self._recal_batch() >= len(self._dev["recal"]))
 
     @property
     def precision(self) -> Precision:
@@ -159,18 +166,15 @@ class Scorer:
                                     if self.fast else 128)
 
     def _fused(self) -> bool:
-        """Whether reconstruction and recalibration share one forward pass: both asked for,
-        on the same images (``recal_size`` 256: the reconstruction's), recalibrated as one
-        batch (the fast path)."""
-        return (self.reconstruct and self.bn_recalib and "recal" in self._dev
-                and len(self._dev["recal"]) == len(self._dev["recon"])
-                and self._recal_batch() >= len(self._dev["recal"]))
+        """Whether reconstruction and recalibration share one forward pass (decided once,
+        when the scorer is built)."""
+        return self._dev["fused"]
 
     def _repair(self, net: nn.Module, ratios: Sequence[float],
                 prec: Precision = Precision()) -> nn.Module:
         if self._fused():  # one pass: each fit sees the recalibrated network's inputs
             with prec.autocast(self.device):
-                reconstruct(self.pm, net, list(ratios), self._dev["recal"],
+                reconstruct(self.pm, net, list(ratios), self._dev["recon"],
                             dense_cache=self._dev["dense_targets"], recalibrate=True)
             return net.eval()
         self._reconstruct(net, ratios, prec)
