@@ -39,9 +39,11 @@ class SearchConfig(ScoringConfig, ClusterConfig, OutputConfig):
             on the rest of val (the images past --val-limit, which the search never saw) and
             keep the best on all of val: the highest of hundreds of noisy scores is biased
             upward, so it is often not the best policy (0 or 1: keep the search's best).
-        time_limit: Stop the episodes at the first episode end after this many seconds of
-            this session (None: run all --episodes); the rescoring comes after. A search
-            stopped by it is finished: resume it (--resume) to run the remaining episodes.
+        time_limit: Wall seconds of this session's search, its rescoring included (None:
+            run all --episodes): the episodes stop at the end of a round of episodes once
+            the next round (timed as the longest so far) and the rescoring (estimated from
+            the episodes' scoring times) would not end within it. A search stopped by it is
+            finished: resume it (--resume) to run the remaining episodes.
         hidden: Width of the two hidden layers of actor and critic.
         lr_actor: Actor learning rate.
         lr_critic: Critic learning rate.

@@ -45,6 +45,13 @@ def candidates(rows: Sequence[dict[str, str]], pm: PrunableModel, k: int,
     return [replace(c, episode=valid[c.episode][0]) for c in top]
 
 
+def rest_images(cfg: SearchConfig) -> int:
+    """How many ``val`` images the rescoring scores each candidate on: those past the
+    search's first ``val_limit`` (0 when the search sees all of ``val``)."""
+    n = len(load_dataset(cfg.data, **cfg.dataset_kwargs(cfg.model)).labels["val"])  # cached
+    return max(0, n - min(n, cfg.val_limit or n))
+
+
 def pick_best(cfg: SearchConfig, scorer: Scorer, run_dir: Path, reward_at: RewardAt,
               actors: ActorScorer | None = None) -> dict[str, Any]:
     """``--rescore-top``: keep the best on all of val of the search's best policies

@@ -39,8 +39,8 @@ from .monitor import (
     restore_best,
     write_rows,
 )
-from .rescore import pick_best
-from .time_limit import StopAtWallTime
+from .rescore import pick_best, rest_images
+from .time_limit import RescoreEstimate, StopAtWallTime
 from .updates import EpisodeUpdates, OverlapUpdates
 from .warm_start import MODES as WARM_MODES
 from .warm_start import WarmStart, cheap_policies, demo_actions
@@ -378,7 +378,11 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
                             {"noise": noise, "baseline": venv, "updates": updates})
     t0 = time.perf_counter()
     remaining = cfg.episodes - done
-    timer = StopAtWallTime(cfg.time_limit)
+    remote = getattr(envs, "remote_scorer", None)  # the rescoring's workers, if any
+    reserve = (RescoreEstimate(cfg.rescore_top, rest_images(cfg),
+                               remote.workers if remote is not None else 1)
+               if cfg.time_limit is not None else None)
+    timer = StopAtWallTime(cfg.time_limit, reserve)
     if remaining > 0:
         # stop by episode count (SB3's callback; the monitor records exactly `remaining`)
         stop = StopTrainingOnMaxEpisodes(max_episodes=-(-remaining // venv.num_envs))
@@ -389,8 +393,7 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
     restarts = getattr(envs, "restarts", 0)
     seconds = time.perf_counter() - t0
     try:  # the rescoring runs on the search's Ray actors, if any, before they go
-        picked = pick_best(cfg, scorer, run_dir, _reward_at(scorer, cfg),
-                           getattr(envs, "remote_scorer", None))
+        picked = pick_best(cfg, scorer, run_dir, _reward_at(scorer, cfg), remote)
     finally:
         venv.close()
     return summarize(cfg, run_dir, {k: v[1] for k, v in lines.items()}, seconds, restarts,

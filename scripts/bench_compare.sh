@@ -16,6 +16,7 @@
 #   bash scripts/bench_compare.sh amx-recon-fast  # -> results/compare_resnet56_amx_recon_fast/ (~10 min)
 #   bash scripts/bench_compare.sh amx-recon-reward-full  # -> results/compare_resnet56_amx_recon_reward_full/
 #   bash scripts/bench_compare.sh amx-fused  # -> results/compare_resnet56_amx_fused/
+#   bash scripts/bench_compare.sh native     # -> results/compare_resnet56_native/ (~50 min)
 #
 # `retime-sweep`: the comparison's sensitivity sweep run again (same adapted model, images and
 # command, in a scratch folder), to time it on the same machine right after AMC's searches
@@ -109,6 +110,12 @@
 # flops:0.5, flops:0.3 and latency:0.65 (flops:0.5 first, the others added to the folder
 # after), with the reconstructed networks delivered (`--reconstruct`'s default) and the 0.9
 # cap; amx's adapted model copied -> results/compare_resnet56_amx_fused/ (~30 min a budget).
+#
+# `native`: amx-fused's settings with the fifteenth session's defaults (reconstruction on, in
+# every score and delivered network) and `--sweep-time-limit`: each AMC search, its rescoring
+# included, gets the sweep's seconds measured in this same run (`amc search --time-limit`);
+# everything made in the one run (the adapted dense model too, no weights being on a new
+# machine) -> results/compare_resnet56_native/ (~50 min).
 #
 # Resumable: every stage's artifact is cached in the output folder (weights in models/ are
 # git-ignored; once a model's scores are in eval/, a rerun rebuilds the tables).
@@ -245,6 +252,10 @@ if [[ $WHICH == amx-fused ]]; then
   copy_dense results/compare_resnet56_amx $OUT
   EXTRA=(--max-ratio 0.9 --reconstruct)
   resnet56 $OUT auto flops:0.5 flops:0.3 latency:0.65
+fi
+if [[ $WHICH == native ]]; then
+  EXTRA=(--max-ratio 0.9 --reconstruct --sweep-time-limit)
+  resnet56 results/compare_resnet56_native auto flops:0.5 flops:0.3 latency:0.65
 fi
 if [[ $WHICH == bf16 ]]; then
   resnet56 results/compare_resnet56_bf16 bf16 flops:0.5

@@ -3,24 +3,26 @@ budget (``amc search --time-limit``), evaluated and fine-tuned like the comparis
 
 A search is deterministic given its seed (its workers step in lockstep and the updates are
 joined before each evaluation returns), so a search run with ``--time-limit L`` makes the
-same episodes as the full search up to the first round of episodes that ends after L seconds.
+same episodes as the full search up to the round at which it stops
+(:func:`amc.agents.time_limit.out_of_time`: the next round, timed as the longest after the
+first, and the rescoring, estimated from the episodes' scoring times, would end past L).
 For each AMC search of ``--folder`` this keeps those episodes (by the run's own recorded
-``run_seconds``), picks the best policy from them as the search would (its own best, then
-``--rescore-top`` on all of ``val``, timed now), and runs ``amc compare``'s pipeline on them
-in ``--out`` (evaluation before and after the same fine-tuning, latency side by side). The
-other strategies' artifacts (uniform, sensitivity: the same policies, calibration draws and
-fine-tuning seeds) and the adapted dense model are copied from ``--folder``, not redone.
+``run_seconds`` and scoring times), picks the best policy from them as the search would
+(its own best, then ``--rescore-top`` on all of ``val``, timed now), and runs ``amc
+compare``'s pipeline on them in ``--out`` (evaluation before and after the same
+fine-tuning, latency side by side). The other strategies' artifacts (uniform, sensitivity:
+the same policies, calibration draws and fine-tuning seeds) and the adapted dense model are
+copied from ``--folder``, not redone.
 
     .venv/bin/python scripts/bench_time_limit.py [--limit 350]
     .venv/bin/python scripts/quality_summary.py --folder results/compare_resnet56_time_limit \
         --out results/quality_resnet56_time_limit
 
 ``--limit sweep``: each search gets the sensitivity sweep's wall seconds (measured in the same
-run, ``sensitivity.json``) less what follows its last episode: the longest rescoring of the
-folder's searches and its longest round of episodes after the first (a search stops at the
-first round that ends after the limit), so that episodes plus rescoring stay within the
-sweep's time. With more than one worker the rescoring runs on that many Ray actors, as at
-the end of a search.
+run, ``sensitivity.json``), as ``amc compare --sweep-time-limit`` gives them. Folders made
+before the limit covered the rescoring (time_limit.json without ``rule``) subtracted the
+longest rescoring and round instead. With more than one worker the rescoring runs on that
+many Ray actors, as at the end of a search.
 
     .venv/bin/python scripts/bench_time_limit.py --limit sweep \
         --folder results/compare_resnet56_amx_recon_reward_full \
@@ -35,13 +37,13 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from amc.agents import SearchConfig
 from amc.agents.monitor import read_rows, write_rows
-from amc.agents.rescore import candidates
+from amc.agents.rescore import candidates, rest_images
 from amc.agents.search import refinish
+from amc.agents.time_limit import RescoreEstimate, out_of_time
 from amc.config.args import load_run_config, stored_fields
 from amc.prune.policy import make_policy
 from amc.prune.units import PrunableModel
@@ -54,11 +56,19 @@ strategy and uniform flops:0.5; global and random are below sensitivity in every
 results/compare_resnet56); ``--keep all``: every strategy of --folder."""
 
 
-def stopped_rows(rows: list[dict], workers: int, limit: float) -> list[dict]:
-    """The episodes a search stopped at ``limit`` seconds makes: every round of ``workers``
-    episodes up to the first that ends after ``limit``."""
+def stopped_rows(rows: list[dict], workers: int, limit: float, reserve: RescoreEstimate
+                 ) -> list[dict]:
+    """The episodes a search with ``--time-limit limit`` makes: every round of ``workers``
+    episodes up to the one at which :class:`~amc.agents.time_limit.StopAtWallTime` stops
+    (``reserve``: the rescoring's estimate, fed the rows' scoring times)."""
+    rounds, last = [], 0.0
     for i in range(0, len(rows), workers):
-        if float(rows[min(i + workers, len(rows)) - 1]["run_seconds"]) >= limit:
+        end = float(rows[min(i + workers, len(rows)) - 1]["run_seconds"])
+        rounds.append(end - last)
+        last = end
+        for r in rows[i:i + workers]:
+            reserve.add({k: float(r[k]) for k in ("prune_s", "repair_s", "eval_s", "images")})
+        if out_of_time(end, rounds, reserve.seconds(), limit):
             return rows[:i + workers]
     return rows
 
@@ -69,7 +79,8 @@ def stop_search(src: Path, dst: Path, limit: float, pm: PrunableModel) -> dict:
     summary = json.loads((src / "summary.json").read_text())
     workers = int(summary.get("workers") or 1)
     every = read_rows(src / "episodes.csv")
-    rows = stopped_rows(every, workers, limit)
+    rows = stopped_rows(every, workers, limit,
+                        RescoreEstimate(cfg.rescore_top, rest_images(cfg), workers))
     if dst.exists():
         shutil.rmtree(dst)
     dst.mkdir(parents=True)
@@ -92,24 +103,14 @@ def stop_search(src: Path, dst: Path, limit: float, pm: PrunableModel) -> dict:
     return refinish(cfg)  # --rescore-top on all of val, as the search does at its end
 
 
-def episode_limit(src: Path, limit: str) -> tuple[float, dict]:
-    """The episodes' wall-time limit ``limit`` stands for, and (for ``sweep``) its basis:
-    the sweep's seconds less the folder's longest rescoring and longest round of episodes
-    (after the first, which also starts the actors)."""
+def search_limit(src: Path, limit: str) -> tuple[float, dict]:
+    """The searches' wall-time limit (rescoring included) ``limit`` stands for, and (for
+    ``sweep``) its basis: the sweep's seconds."""
     if limit != "sweep":
         return float(limit), {}
     sweep = float(json.loads((src / "sensitivity.json").read_text())["seconds"])
-    rescore, rounds = 0.0, 0.0
-    for run in sorted((src / "search").glob("*/summary.json")):
-        s = json.loads(run.read_text())
-        rescore = max(rescore, float(s.get("rescore_seconds") or 0.0))
-        t = [float(r["run_seconds"]) for r in read_rows(run.parent / "episodes.csv")]
-        w = int(s.get("workers") or 1)
-        ends = t[w - 1::w]  # a round's episodes end together: its last one's time
-        rounds = max(rounds, float(np.diff(ends).max()))  # the first round also starts actors
-    basis = {"sweep_seconds": sweep, "longest_rescore_seconds": rescore,
-             "longest_round_seconds": rounds, "limit": sweep - rescore - rounds}
-    return basis["limit"], basis
+    return sweep, {"sweep_seconds": sweep, "limit": sweep,
+                   "rule": "amc.agents.time_limit.out_of_time (rescoring included)"}
 
 
 def main() -> None:
@@ -117,7 +118,7 @@ def main() -> None:
     p.add_argument("--folder", default="results/compare_resnet56")
     p.add_argument("--out", default="results/compare_resnet56_time_limit")
     p.add_argument("--limit", default="350",
-                   help="seconds of episodes (the rescoring comes after), or sweep")
+                   help="seconds of each search, its rescoring included, or sweep")
     p.add_argument("--keep", default=",".join(KEPT),
                    help="comma-separated strategies copied from --folder, or all")
     p.add_argument("--threads", type=int, default=1, help="threads of the rescoring")
@@ -127,7 +128,7 @@ def main() -> None:
     stored = json.loads((src / "config.json").read_text())
     kept = tuple(s for s in stored["strategies"] if s != "amc") if args.keep == "all" else \
         tuple(args.keep.split(","))
-    limit, basis = episode_limit(src, args.limit)
+    limit, basis = search_limit(src, args.limit)
     if basis:
         write_json(out / "time_limit.json", basis)
         print(f"limit {limit:.1f} s: {basis}", flush=True)

@@ -207,8 +207,10 @@ def markdown(s: dict) -> str:
              f"--search-on {c['search_on']}, {c['seeds']} runs per strategy, "
              f"{c['episodes']} AMC episodes ({c['warmup_episodes']} warm-up, warm start "
              f"{c['warm_start']}, noise floor {c.get('noise_min', 0.0):g}, "
-             + (f"stopped after {c['time_limit']:g} s (--time-limit), "
+             + (f"stopped within {c['time_limit']:g} s (--time-limit), "
                 if c.get("time_limit") else "")
+             + ("stopped within the sweep's time, rescoring included (--sweep-time-limit), "
+                if c.get("sweep_time_limit") else "")
              + (f"best picked among the top {d['rescore_top']} on all of val"
                 if d["rescore_top"] > 1 else "the search's own best") + "), scores (BN "
              f"recalibration on {c['recal_size']} train images, val {c['val_limit']} images) "

@@ -93,7 +93,8 @@ IN_PROCESS_CASES: dict[str, tuple[list[str], list[str]]] = {
     "compare-episodes-0": (["compare", "--checkpoint", "{ckpt}", "--episodes", "0", "--out",
                             "{tmp}/new/c"], ["--episodes must be at least 1"]),
     "compare-reward-only-without-reconstruct": (
-        ["compare", "--checkpoint", "{ckpt}", "--no-reconstruct-delivered", "--out",
+        ["compare", "--checkpoint", "{ckpt}", "--no-reconstruct", "--no-reconstruct-delivered",
+         "--out",
          "{tmp}/new/c"], ["--no-reconstruct-delivered applies only with --reconstruct"]),
     "baseline-calib-size-0": (["baseline", "--checkpoint", "{ckpt}", "--calib-size", "0",
                                "--out", "{tmp}/new/p.json"], ["--calib-size", "at least 1"]),

@@ -216,6 +216,28 @@ def test_sweep_warm_start_replays_the_sensitivity_allocation(digits_ckpt, tmp_pa
     assert searched["noise_min"] == 0.07  # the comparison's --noise-min reaches its searches
 
 
+def test_sweep_time_limit_gives_each_search_the_sweeps_seconds(digits_ckpt, tmp_path):
+    """--sweep-time-limit: each AMC search runs with the sweep's measured seconds as its
+    --time-limit (without it, none); it and --time-limit together are refused."""
+    from amc.cli.compare import amc_policy
+    from amc.utils.errors import AmcError
+
+    out = tmp_path / "t"
+    Comparison(_cfg(digits_ckpt, out, strategies=("sensitivity", "amc"), seeds=2,
+                    finetune_runs=0, sweep_time_limit=True), amc_policy).run()
+    sweep_s = json.loads((out / "sensitivity.json").read_text())["seconds"]
+    for run in ("flops0.5", "flops0.5_s1"):
+        searched = json.loads((out / "search" / run / "config.json").read_text())
+        assert searched["time_limit"] == sweep_s
+    plain = tmp_path / "p"
+    Comparison(_cfg(digits_ckpt, plain, strategies=("amc",), finetune_runs=0),
+               amc_policy).run()
+    assert json.loads((plain / "search" / "flops0.5" / "config.json").read_text())[
+        "time_limit"] is None
+    with pytest.raises(AmcError, match="--sweep-time-limit and --time-limit"):
+        CompareConfig(sweep_time_limit=True, time_limit=60.0).validate()
+
+
 @pytest.mark.parametrize("field, value, match", [
     ("search_on", "finetuned", "--search-on"), ("warm_start", "smart", "--warm-start"),
     ("strategies", ("amc", "magic"), "magic"), ("noise_min", 1.5, "--noise-min")])
@@ -359,4 +381,5 @@ def test_reconstruction_can_rank_policies_without_refitting_the_delivered_networ
     assert got[reward] == plain and got[both] == refit
     assert "not (plainly pruned" in (reward.dir / "table.md").read_text()
     with pytest.raises(AmcError, match="only with --reconstruct"):
-        _cfg(digits_ckpt, tmp_path / "x", reconstruct_delivered=False).validate()
+        _cfg(digits_ckpt, tmp_path / "x", reconstruct=False,
+             reconstruct_delivered=False).validate()

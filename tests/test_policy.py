@@ -144,8 +144,9 @@ def cli(digits_ckpt, digits_pm, tmp_path_factory) -> dict:
     good_path = good.save(d / "good.json")
     jobs: dict[str, list[str]] = {
         "apply": ["apply", *model, "--policy", str(good_path), "--no-bn-recalib",
-                  "--out", str(d / "pruned.pt")],
-        "apply_reconstruct": ["apply", *model, "--policy", str(good_path), "--reconstruct",
+                  "--no-reconstruct", "--out", str(d / "pruned.pt")],
+        # reconstruction is the default
+        "apply_reconstruct": ["apply", *model, "--policy", str(good_path),
                               "--out", str(d / "rebuilt.pt")]}
     for case, (spoil, _) in BAD.items():
         p = d / f"bad_{case}.json"
@@ -199,10 +200,10 @@ def test_cli_apply_saves_reloadable_pruned_model(cli, digits_pm):
 
 @pytest.mark.cli
 def test_cli_apply_reconstructs_in_the_recalibration_pass(cli, digits_ckpt):
-    """`amc apply --reconstruct` refits the pruned convs as the search's scores do, in a
-    BatchNorm recalibration pass on the first 256 calibration images, then re-estimates the
-    statistics on the whole draw; refitting first and recalibrating after (the two-pass
-    repair) gives another network (must fail)."""
+    """`amc apply` (reconstruction is on by default) refits the pruned convs as the search's
+    scores do, in a BatchNorm recalibration pass on the first 256 calibration images, then
+    re-estimates the statistics on the whole draw; refitting first and recalibrating after
+    (the two-pass repair) gives another network (must fail)."""
     from amc.data.datasets import load_dataset
     from amc.prune.policy import prunable_for
     from amc.prune.repair import recalibrate_bn, reconstruct

@@ -34,8 +34,9 @@ def _rows(run: Path) -> list[dict]:
 
 
 def _cfg(ckpt: str, out: Path, **kw) -> SearchConfig:
+    # plainly pruned (--no-reconstruct): scores that differ on the digits CNN's 64 val images
     base = dict(checkpoint=ckpt, episodes=21, warmup_episodes=6, out=str(out), workers=2,
-                val_limit=64, hidden=64, batch_size=16, checkpoint_every=4)
+                val_limit=64, hidden=64, batch_size=16, checkpoint_every=4, reconstruct=False)
     base.update(kw)
     return SearchConfig(**base)
 

@@ -45,10 +45,12 @@ def test_the_best_on_all_of_val_wins_over_a_lucky_search_score(parts):
 
 
 def _cfg(ckpt, out, **kw) -> SearchConfig:
-    # flops:0.3: scores that differ (at 0.5 the digits CNN scores 100 % on the 64 images, so
-    # racing stops every episode after the first and there is nothing to rescore)
+    # flops:0.3, plainly pruned: scores that differ (at 0.5, or reconstructed, the digits CNN
+    # scores 100 % on the 64 images, so racing stops every episode after the first and there
+    # is nothing to rescore)
     base = dict(checkpoint=ckpt, episodes=16, warmup_episodes=4, out=str(out), val_limit=64,
-                hidden=64, batch_size=16, checkpoint_every=8, budget="flops:0.3")
+                hidden=64, batch_size=16, checkpoint_every=8, budget="flops:0.3",
+                reconstruct=False)
     return SearchConfig(**{**base, **kw})
 
 
@@ -59,7 +61,8 @@ def test_search_keeps_the_best_on_all_of_val_and_its_own_best_beside_it(digits_c
     s = run_search(cfg)
     res = json.loads((run / "rescore.json").read_text())
     assert len(res["rows"]) >= 2
-    full = build_scorer("digits_cnn", digits_ckpt, amp=cfg.score_amp)  # all of val, as scored
+    full = build_scorer("digits_cnn", digits_ckpt, amp=cfg.score_amp,  # all of val, as scored
+                        reconstruct=cfg.reconstruct)
     own = load_policy(run / "search_best_policy.json")
     best = load_policy(run / "best_policy.json")
     names = [u.name for u in full.pm.units]

@@ -24,8 +24,10 @@ from amc.utils.io import write_json
 
 
 def _cfg(ckpt: str, out: Path, **kw) -> SearchConfig:
+    # plainly pruned (--no-reconstruct): reconstructed, the digits CNN scores nearly every
+    # policy 100 % on 64 val images, and these tests need scores that differ
     base = dict(checkpoint=ckpt, episodes=24, warmup_episodes=8, out=str(out),
-                checkpoint_every=5, val_limit=64, hidden=64, batch_size=16)
+                checkpoint_every=5, val_limit=64, hidden=64, batch_size=16, reconstruct=False)
     base.update(kw)
     return SearchConfig(**base)
 
@@ -406,14 +408,57 @@ def test_run_or_resume_reuses_only_a_search_made_with_the_same_settings(digits_c
 
 
 def test_time_limit_stops_at_an_episode_end(digits_ckpt, tmp_path):
-    """--time-limit: the episodes stop at the first episode end past the limit; the search
-    is finished (best policy, summary) and says it was stopped."""
+    """--time-limit: the episodes stop at an episode end (the first one, with a limit no
+    round fits in); the search is finished (best policy, summary) and says it was
+    stopped."""
     run = tmp_path / "r"
     s = run_search(_cfg(digits_ckpt, run, episodes=6, warmup_episodes=2, time_limit=1e-6))
     assert s["episodes"] == len(_rows(run)) == 1 and s["stopped_by_time_limit"]
     assert load_policy(run / "best_policy.json").provenance["episode"] == 1
     s = run_search(_cfg(digits_ckpt, run, episodes=3, warmup_episodes=2, force=True))
     assert s["episodes"] == 3 and not s["stopped_by_time_limit"]
+
+
+def _drive_timer(monkeypatch, timer, ends: list[float], result: dict) -> float | None:
+    """Feed ``timer`` rounds of episodes ending at the clock times ``ends`` (training
+    starts at 0); the time at which it stopped training (None: never)."""
+    from types import SimpleNamespace
+
+    from amc.agents import time_limit
+
+    now = [0.0]
+    monkeypatch.setattr(time_limit, "time", SimpleNamespace(perf_counter=lambda: now[0]))
+    timer.model = SimpleNamespace(num_timesteps=0)
+    timer.on_training_start({}, {})
+    for t in ends:
+        now[0] = t
+        timer.update_locals({"dones": np.array([True, True]),
+                             "infos": [{"episode_result": result}] * 2})
+        if not timer.on_step():
+            return t
+    return None
+
+
+def test_time_limit_keeps_the_rescoring_within_it(monkeypatch):
+    """--time-limit bounds the search with its rescoring: the episodes stop where the next
+    round (timed as the longest after the first) plus the rescoring, estimated from the
+    episodes' own scoring times, would overrun; without the estimate (must fail) they run
+    until the limit and the rescoring overruns it."""
+    from amc.agents.time_limit import RescoreEstimate, StopAtWallTime
+
+    result = {"prune_s": 0.1, "repair_s": 0.2, "eval_s": 0.5, "images": 1000}
+    est = RescoreEstimate(top=5, rest_images=4000, width=2)  # set-up + 3 waves of 2.3 s each
+    est.add(result)
+    assert est.seconds() == pytest.approx((1 + 3) * (0.3 + 0.0005 * 4000))
+    assert RescoreEstimate(top=1, rest_images=4000).seconds() == 0.0  # no rescoring
+    est = RescoreEstimate(top=5, rest_images=4000, width=2)
+    ends = [3.0] + [3.0 + i for i in range(1, 30)]  # first round 3 s (start-up), then 1 s
+    stop = _drive_timer(monkeypatch, StopAtWallTime(20.0, est), ends, result)
+    # rounds of 1 s, rescoring 9.2 s: the last round that can start ends at 20 - 1 - 9.2
+    assert stop == 10.0 and stop + est.seconds() <= 20.0
+    late = _drive_timer(monkeypatch, StopAtWallTime(20.0), ends, result)
+    assert late == 20.0 and late + est.seconds() > 20.0  # the episodes alone: overruns
+    assert _drive_timer(monkeypatch, StopAtWallTime(None), ends, result) is None
 
 
 def test_a_search_cached_before_time_limit_counts_as_made_without_one(tmp_path):

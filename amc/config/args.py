@@ -234,10 +234,12 @@ def as_made(stored: dict[str, Any]) -> dict[str, Any]:
 
 ADDED_AS_BEFORE: dict[str, object] = {"time_limit": None, "score_amp": "off",
                                       "envs_per_worker": 1, "envs_on": "workers",
-                                      "reconstruct_delivered": True}
+                                      "reconstruct_delivered": True,
+                                      "sweep_time_limit": False}
 """Settings added after runs were cached whose value here reproduces what every earlier run
 did (no time limit: all episodes ran; scores in fp32; one env per Ray worker, in the
-worker; reconstruction, when on, also in the delivered networks): a cached run that
+worker; reconstruction, when on, also in the delivered networks; no search limited to the
+sweep's time): a cached run that
 predates one of them counts as made with that value."""
 
 

@@ -233,7 +233,7 @@ def build_scorer(model: str, checkpoint: str | None = None, data: str = "digits"
                  data_dir: str | None = None, val_size: int | None = None,
                  split_seed: int = 0, val_limit: int | None = None, units: str = "auto",
                  criterion: str = "l1", round_to: int | None = None, bn_recalib: bool = True,
-                 reconstruct: bool = False, calib_size: int = 512, seed: int = 0,
+                 reconstruct: bool = True, calib_size: int = 512, seed: int = 0,
                  unsafe_load: bool = False, num_classes: int | None = None,
                  recal_size: int | None = 256, device: str = "cpu", fast_eval: bool = True,
                  input_size: tuple[int, ...] | None = None, loader_workers: int | None = None,

@@ -83,8 +83,11 @@ class CompareConfig(ScoringConfig, OptimConfig):
         rescore_top: AMC and random keep the best on all of val among their this many best
             policies (scored again on the val images past --val-limit; ``amc search
             --rescore-top``); 0 or 1: the best on the first --val-limit images.
-        time_limit: Stop each AMC search's episodes after this many seconds (``amc search
+        time_limit: Each AMC search's wall seconds, its rescoring included (``amc search
             --time-limit``; None: all --episodes).
+        sweep_time_limit: Each AMC search gets the comparison's sensitivity sweep's wall
+            seconds as its --time-limit (the sweep runs first): AMC then searches for no
+            longer than the sweep took.
         envs_on: Where AMC's envs step with Ray workers (``amc search --envs-on``).
         envs_per_worker: AMC's episodes in flight per Ray worker (``amc search
             --envs-per-worker``).
@@ -112,6 +115,7 @@ class CompareConfig(ScoringConfig, OptimConfig):
     noise_min: float = NOISE_MIN
     rescore_top: int = 5
     time_limit: float | None = None
+    sweep_time_limit: bool = False
     envs_on: str = "driver"
     envs_per_worker: int = 1
     n_random: int = 50
@@ -134,6 +138,9 @@ class CompareConfig(ScoringConfig, OptimConfig):
             raise AmcError(f"unknown --search-on {self.search_on!r}; use pretrained or adapted")
         if self.warm_start not in ("cheap", "random"):
             raise AmcError(f"unknown --warm-start {self.warm_start!r}; use cheap or random")
+        if self.sweep_time_limit and self.time_limit is not None:
+            raise AmcError("--sweep-time-limit and --time-limit both set the searches' time; "
+                           "drop one")
         if not self.reconstruct_delivered and not self.reconstruct:
             raise AmcError("--no-reconstruct-delivered applies only with --reconstruct; add "
                            "--reconstruct or drop it")
@@ -335,8 +342,11 @@ class Comparison:
             if self.cfg.sweep_warm_start and self.cfg.warm_start == "cheap":
                 sweep_s = float(_cached_json(self.dir / "sensitivity.json",
                                              self._sweep)["seconds"])
-            best = self.amc_fn(replace(self.search_cfg, seed=self.cfg.seed + run), budget,
-                               run_dir)
+            limit = self.cfg.time_limit
+            if self.cfg.sweep_time_limit:  # AMC gets the time the sweep took
+                limit = float(_cached_json(self.dir / "sensitivity.json", self._sweep)["seconds"])
+            best = self.amc_fn(replace(self.search_cfg, seed=self.cfg.seed + run,
+                                       time_limit=limit), budget, run_dir)
             path.parent.mkdir(parents=True, exist_ok=True)
             pol = load_policy(best)
             search_s = search_wall_seconds(run_dir)
