@@ -46,8 +46,9 @@ def run_demo(out: Path, episodes: int = 100, seed: int = 0, budget: str = "flops
         rows["AMC" if name == "best_policy" else "uniform"] = (
             top1(pruned, *data.tensors("val")), top1(pruned, *data.tensors("test")),
             pol.achieved["macs_ratio"], [u["ratio"] for u in pol.units])
-    print(f"3. pruned to {budget}, no fine-tuning (BatchNorm statistics re-estimated on "
-          f"{cfg.recal_size} training images, as in the search):")
+    refit = ", the convs refitted by least squares" if cfg.reconstruct else ""
+    print(f"3. pruned to {budget}, no fine-tuning (repaired as in the search: BatchNorm "
+          f"statistics re-estimated on {cfg.recal_size} training images{refit}):")
     print(f"   {'policy':8s} {'val top-1':>9s} {'test top-1':>10s} {'MACs kept':>9s}  ratios")
     for name, (v, t, m, r) in rows.items():
         print(f"   {name:8s} {v:8.2f}% {t:9.2f}% {m:9.3f}  "
