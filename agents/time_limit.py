@@ -27,24 +27,23 @@ class RescoreEstimate:
     def __init__(self, top: int, rest_images: int, width: int = 1):
         self.waves = math.ceil(top / max(1, width)) if top >= 2 and rest_images > 0 else 0
         self.rest_images = rest_images
-        self._fixed: list[float] = []
-        self._per_image: list[float] = []
+        self._episodes = 0
+        self._fixed = self._eval = self._images = 0.0  # running sums
 
     def add(self, result: dict) -> None:
         """Learn from one episode's ``episode_result`` (prune, repair, eval seconds,
         images)."""
-        self._fixed.append(float(result.get("prune_s", 0.0)) + float(result.get("repair_s",
-                                                                              0.0)))
-        if result.get("images"):
-            self._per_image.append(float(result.get("eval_s", 0.0)) / float(result["images"]))
+        self._episodes += 1
+        self._fixed += float(result.get("prune_s", 0.0)) + float(result.get("repair_s", 0.0))
+        self._eval += float(result.get("eval_s", 0.0))
+        self._images += float(result.get("images", 0.0))
 
     def seconds(self) -> float:
         """The rescoring's estimated wall seconds (0 before any episode ended)."""
-        if not self.waves or not self._fixed:
+        if not self.waves or not self._episodes:
             return 0.0
-        per = float(np.mean(self._fixed)) + (float(np.mean(self._per_image)) * self.rest_images
-                                             if self._per_image else 0.0)
-        return (self.waves + 1) * per
+        per_image = self._eval / self._images if self._images else 0.0
+        return (self.waves + 1) * (self._fixed / self._episodes + per_image * self.rest_images)
 
 
 def out_of_time(elapsed: float, rounds: Sequence[float], reserve: float, limit: float) -> bool:

@@ -132,9 +132,10 @@ class RepairConfig:
         bn_recalib: Re-estimate BatchNorm statistics on training images after pruning.
         reconstruct: Refit the convs after each pruned unit by least squares on the first
             256 calibration images, in the BatchNorm recalibration's own forward pass (on by
-            default: 5-18 test points more before fine-tuning for every strategy at 30-50 %
-            FLOPs on ResNet-56, ~0.1 s per episode; results/bench_reconstruct.json and
-            results/compare_resnet56_amx_fused). --no-reconstruct: prune and recalibrate only.
+            default: on ResNet-56, 2.9-8.8 test points more before fine-tuning for every
+            strategy at 50 % FLOPs and 10.0-17.6 at 30 %, ~0.1 s per episode;
+            results/quality_resnet56_amx_fused.md vs _amx_cap90.md,
+            results/bench_reconstruct.json). --no-reconstruct: prune and recalibrate only.
         calib_size: Training images drawn for calibration (reconstruction uses the first
             256, taylor ranking all of them).
         recal_size: Of those, the images BatchNorm statistics are re-estimated on (one
