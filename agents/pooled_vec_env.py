@@ -13,7 +13,7 @@ free their actor for the next env's: the actors stay busy when episodes take une
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import gymnasium as gym
@@ -74,6 +74,11 @@ class PooledVecEnv(VecEnv):
     def step_async(self, actions: np.ndarray) -> None:
         self._pending = [self._pool.submit(self._step, i, a)
                          for i, a in enumerate(np.asarray(actions))]
+
+    def wait_first_step(self) -> None:
+        """Block until one of the envs' steps in flight has finished (at once when none is)."""
+        if self._pending:
+            wait(list(self._pending), return_when=FIRST_COMPLETED)
 
     def step_wait(self):
         results = [f.result() for f in self._pending]

@@ -123,6 +123,7 @@ class RayVecEnv(VecEnv):
         self._ref = ref
         self._episode_actions: list[list[np.ndarray]] = [[] for _ in range(n_envs)]
         self._actions: np.ndarray | None = None
+        self._pending: list[Any] = []
         self._attrs: list[dict[str, Any]] = [{} for _ in range(n_envs)]
         self.restarts = 0
 
@@ -139,6 +140,11 @@ class RayVecEnv(VecEnv):
     def step_async(self, actions: np.ndarray) -> None:
         self._actions = np.asarray(actions)
         self._pending = [a.step.remote(self._actions[i]) for i, a in enumerate(self.actors)]
+
+    def wait_first_step(self) -> None:
+        """Block until one of the actors' steps in flight has finished (or failed)."""
+        if self._pending:
+            ray.wait(list(self._pending), num_returns=1)
 
     def step_wait(self):
         results = []

@@ -12,9 +12,11 @@
    per round and its share of the wall time (updates, transfers, driver-side steps), and
    from which count the updates outlast the evaluation (``driver_bound``).
 2. ``real``: real ResNet-20 episodes (``internal`` units, ``flops:0.5``, the fast scorer):
-   one search with 2 Ray workers against 2 independent single-process searches run at the
-   same time (the hardware's own ceiling on 2 cores), episodes/s measured over each run's
-   episodes after the first ``--skip`` (start-up excluded).
+   one search with 2 Ray workers (the default: one episode in flight per worker; also with
+   the envs in the actors, and with 2 episodes in flight per worker, ``--envs-per-worker 2``)
+   against 2 independent single-process searches run at the same time (the hardware's own
+   ceiling on 2 cores), episodes/s measured over each run's episodes after the first
+   ``--skip`` (start-up excluded).
 
 Writes ``results/bench_ray_scaling.json`` and ``results/bench_ray_scaling.png``.
 
@@ -201,6 +203,13 @@ def real_runs(args, work: Path) -> dict:
                         str(in_actors)], env=env, check=True)
     n, r = _rate(in_actors, args.skip)
     out["ray_2_workers_envs_on_workers"] = {"episodes": n, "episodes_per_s": r}
+    pooled = work / "ray2_2_envs_each"  # 4 episodes in flight on the 2 workers
+    if not (pooled / "summary.json").is_file():
+        subprocess.run([*amc, *common, "--episodes", str(2 * args.real_episodes),
+                        "--workers", "2", "--envs-per-worker", "2", "--force", "--out",
+                        str(pooled)], env=env, check=True)
+    n, r = _rate(pooled, args.skip)
+    out["ray_2_workers_2_envs_each"] = {"episodes": n, "episodes_per_s": r}
     dirs = [work / f"solo{i}" for i in range(2)]
     if not all((d / "summary.json").is_file() for d in dirs):
         procs = [subprocess.Popen([*amc, *common, "--episodes", str(args.real_episodes),
@@ -214,6 +223,8 @@ def real_runs(args, work: Path) -> dict:
                             "episodes_per_s": sum(r for _, r in rates)}
     out["ray_over_processes"] = (out["ray_2_workers"]["episodes_per_s"]
                                  / out["two_processes"]["episodes_per_s"])
+    out["ray_2_envs_each_over_processes"] = (out["ray_2_workers_2_envs_each"]["episodes_per_s"]
+                                             / out["two_processes"]["episodes_per_s"])
     out["ray_envs_on_workers_over_processes"] = (
         out["ray_2_workers_envs_on_workers"]["episodes_per_s"]
         / out["two_processes"]["episodes_per_s"])

@@ -105,3 +105,50 @@ def test_deferred_job_runs_only_during_the_last_step_and_raises_there():
         env.step(np.zeros((1, 1), np.float32))
     with pytest.raises(ValueError, match="update failed"):
         env.step(np.zeros((1, 1), np.float32))
+
+
+class _Final(gym.Env):
+    """Episodes of 2 steps; the last one waits for ``gate`` (None: returns at once) and then
+    records that it ended."""
+
+    observation_space, action_space = OBS, ACT
+
+    def __init__(self, gate: threading.Event | None, ended: list[str], name: str):
+        self.gate, self.ended, self.name, self.t = gate, ended, name, 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(3, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        if self.t == 2:
+            if self.gate is not None:
+                assert self.gate.wait(10)
+            else:
+                time.sleep(0.05)  # a short evaluation, still running when the job is handed over
+            self.ended.append(self.name)
+        return np.zeros(3, np.float32), 0.0, self.t == 2, False, {}
+
+
+def test_deferred_job_starts_once_the_first_env_has_finished_its_last_step():
+    """The job runs on the core the first finished worker leaves idle: after the short
+    evaluation has ended, while the long one (released only by the job) still runs."""
+    from amc.agents.pooled_vec_env import PooledVecEnv
+
+    gate, ended, seen = threading.Event(), [], []
+    env = OverlapUpdates(PooledVecEnv([lambda: _Final(gate, ended, "long"),
+                                       lambda: _Final(None, ended, "short")]), episode_length=2)
+    env.reset()
+
+    def job():
+        seen.append(list(ended))
+        gate.set()
+
+    env.defer(job)
+    env.step(np.zeros((2, 1), np.float32))
+    assert seen == []
+    env.step(np.zeros((2, 1), np.float32))
+    assert seen == [["short"]] and ended == ["short", "long"]
+    env.close()
