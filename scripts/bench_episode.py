@@ -64,6 +64,11 @@ from amc.utils.io import write_json
 from amc.utils.provenance import cpu_model, git_commit, now, versions
 
 OLD_RECAL, OLD_BATCH = 512, 128
+PLAIN = {"reconstruct": False}
+"""Every scorer and search here prunes plainly (no least-squares refit): the benchmark compares
+the scorer's mechanics (folding, recalibration size, racing, bf16) on the scores they had when
+it was made; reconstruction, the default since 2026-12-03, changes every score
+(``scripts/bench_reconstruct.py``)."""
 HELDOUT_DRAW = 1000
 """Calibration draw of the held-out re-scoring (no search uses it: searches use their seed)."""
 
@@ -129,7 +134,7 @@ def bench_paths(args, model: str, matmul: float, matmul_bf16: float) -> dict:
     ones, and ``fast_same`` and ``fast`` again with the scores in bf16."""
     ckpt = str(Path(args.models_dir) / f"{model}-cifar10.th")
     kw = dict(model=model, checkpoint=ckpt, data="cifar10", data_dir=args.data_dir,
-              val_limit=args.val_limit, units="internal", bn_recalib=True, calib_size=2000)
+              val_limit=args.val_limit, units="internal", bn_recalib=True, calib_size=2000, **PLAIN)
     same = build_scorer(**kw, recal_size=OLD_RECAL)
     same.recal_batch = OLD_BATCH  # the old batching: the same statistics, so the same top-1
     fast = build_scorer(**kw, recal_size=args.recal_size)
@@ -197,11 +202,13 @@ def bench_ceiling(args, model: str, matmul: float, matmul_bf16: float, reps: int
     policy of this model can have), best of ``reps``: the efficiency ceiling of the scorer on
     this model, split into recalibration (BatchNorm in training mode, not foldable) and the
     folded evaluation; and single 3x3 convolutions of the model's stage shapes (batch 64,
-    channels-last), the kernel's own ceiling."""
+    channels-last), the kernel's own ceiling, each also with about half its output channels
+    (``pruned_conv``: its share of the matmul rate, and its time over the unpruned conv's: a
+    kernel that computes output channels a vector at a time gains little from odd widths)."""
     ckpt = str(Path(args.models_dir) / f"{model}-cifar10.th")
     s = build_scorer(model=model, checkpoint=ckpt, data="cifar10", data_dir=args.data_dir,
                      val_limit=args.val_limit, units="internal", bn_recalib=True,
-                     calib_size=2000, recal_size=args.recal_size)
+                     calib_size=2000, recal_size=args.recal_size, **PLAIN)
     macs = s.pm.cost([0.0] * len(s.pm.units))[0]
     dense = [0.0] * len(s.pm.units)
 
@@ -213,13 +220,21 @@ def bench_ceiling(args, model: str, matmul: float, matmul_bf16: float, reps: int
     recal_flops, eval_flops = 2 * macs * best.recal_images, 2 * macs * best.images
     fns, flops = {}, {}
     for c, hw in ((16, 32), (32, 16), (64, 8)):
-        conv = torch.nn.Conv2d(c, c, 3, padding=1).eval().to(memory_format=torch.channels_last)
         x = torch.randn(64, c, hw, hw).contiguous(memory_format=torch.channels_last)
-        fns[f"{c}ch_{hw}px"] = partial(conv, x)
-        flops[f"{c}ch_{hw}px"] = 2 * 64 * c * c * 9 * hw * hw
+        # the stage's conv, and the same with about half its outputs (a pruned unit's conv)
+        for out, key in ((c, f"{c}ch_{hw}px"), (c // 2 + 1, f"{c}to{c // 2 + 1}ch_{hw}px")):
+            conv = torch.nn.Conv2d(c, out, 3, padding=1).eval().to(
+                memory_format=torch.channels_last)
+            fns[key] = partial(conv, x)
+            flops[key] = 2 * 64 * c * out * 9 * hw * hw
     with torch.inference_mode():
         times = interleaved(fns, runs=20, rounds=2)
-    convs = {k: flops[k] / (t["min_ms"] / 1e3) / 1e9 / matmul for k, t in times.items()}
+    rates = {k: flops[k] / (t["min_ms"] / 1e3) / 1e9 / matmul for k, t in times.items()}
+    convs = {k: v for k, v in rates.items() if "to" not in k}
+    pruned = {k: {"fraction_of_matmul": v,
+                  "seconds_vs_unpruned": times[k]["min_ms"]
+                  / times[k.split("to")[0] + "ch_" + k.split("_")[1]]["min_ms"]}
+              for k, v in rates.items() if "to" in k}
     return {"dense_macs_per_image": macs, "recal_images": best.recal_images,
             "images": best.images, "repair_s": best.repair_s, "eval_s": best.eval_s,
             "recal_fraction_of_matmul": recal_flops / best.repair_s / 1e9 / matmul,
@@ -227,6 +242,7 @@ def bench_ceiling(args, model: str, matmul: float, matmul_bf16: float, reps: int
             "fraction_of_matmul": (recal_flops + eval_flops)
             / (best.repair_s + best.eval_s) / 1e9 / matmul,
             "single_conv_fraction_of_matmul": convs,
+            "pruned_conv": pruned,
             "matmul_gflops": matmul, "matmul_bf16_gflops": matmul_bf16,
             "bf16": {"repair_s": low.repair_s, "eval_s": low.eval_s,
                      "fraction_of_matmul": (recal_flops + eval_flops)
@@ -239,7 +255,7 @@ def bench_recal(args, model: str) -> dict:
     """Spearman of scores after recalibration on few images vs on 2,000."""
     ckpt = str(Path(args.models_dir) / f"{model}-cifar10.th")
     kw = dict(model=model, checkpoint=ckpt, data="cifar10", data_dir=args.data_dir,
-              val_limit=args.val_limit, units="internal", bn_recalib=True, calib_size=2000)
+              val_limit=args.val_limit, units="internal", bn_recalib=True, calib_size=2000, **PLAIN)
     scorers = {n: build_scorer(**kw, recal_size=n) for n in (*args.recal_sizes, 2000)}
     policies = random_policies(scorers[2000], Budget.parse(args.budget), args.recal_policies,
                                seed=2)
@@ -263,7 +279,8 @@ def bench_amp(args, model: str, recal: dict) -> dict:
     ckpt = str(Path(args.models_dir) / f"{model}-cifar10.th")
     s = build_scorer(model=model, checkpoint=ckpt, data="cifar10", data_dir=args.data_dir,
                      val_limit=args.val_limit, units="internal", bn_recalib=True,
-                     calib_size=2000, recal_size=args.recal_size, amp="bf16")
+                     calib_size=2000, recal_size=args.recal_size, amp="bf16",
+                     **PLAIN)
     policies = random_policies(s, Budget.parse(args.budget), args.recal_policies, seed=2)
     bf16 = []
     for i, r in enumerate(policies):
@@ -329,10 +346,11 @@ def bench_search(args, work: Path, seed: int) -> dict:
     base = dict(model="resnet56", checkpoint=ckpt, data="cifar10", data_dir=args.data_dir,
                 val_limit=args.val_limit, units="internal", budget=args.budget,
                 bn_recalib=True, episodes=args.search_episodes,
-                warmup_episodes=args.search_episodes // 4, seed=seed, threads=1)
+                warmup_episodes=args.search_episodes // 4, seed=seed, threads=1, **PLAIN)
     ref = build_scorer(model="resnet56", checkpoint=ckpt, data="cifar10",
                        data_dir=args.data_dir, val_limit=args.val_limit, units="internal",
-                       bn_recalib=True, calib_size=2000, recal_size=OLD_RECAL) if todo else None
+                       bn_recalib=True, calib_size=2000, recal_size=OLD_RECAL,
+                       **PLAIN) if todo else None
     for name in todo:
         v = {"recal_size": args.recal_size, **VARIANTS[name]}
         run = work / (f"search_{name}" + (f"_s{seed}" if seed else ""))
@@ -372,7 +390,7 @@ def heldout_scorer(args, ckpt: str) -> Scorer:
     ``--val-limit`` (never seen by a search), with calibration draw ``HELDOUT_DRAW``."""
     s = build_scorer(model="resnet56", checkpoint=ckpt, data="cifar10", data_dir=args.data_dir,
                      val_limit=None, units="internal", bn_recalib=True, calib_size=2000,
-                     seed=HELDOUT_DRAW, recal_size=OLD_RECAL)
+                     seed=HELDOUT_DRAW, recal_size=OLD_RECAL, **PLAIN)
     return replace(s, x=s.x[args.val_limit:], y=s.y[args.val_limit:])
 
 

@@ -16,7 +16,8 @@
    the envs in the actors, and with 2 episodes in flight per worker, ``--envs-per-worker 2``)
    against 2 independent single-process searches run at the same time (the hardware's own
    ceiling on 2 cores), episodes/s measured over each run's episodes after the first
-   ``--skip`` (start-up excluded).
+   ``--skip`` (start-up excluded); ``--real-repeats`` times, interleaved, the ratios' mean ±
+   std over the repeats.
 
 Writes ``results/bench_ray_scaling.json`` and ``results/bench_ray_scaling.png``.
 
@@ -182,7 +183,17 @@ def _rate(run: Path, skip: int) -> tuple[int, float]:
     return len(t) - 1, (len(t) - 1) / (t[-1] - t[0])
 
 
-def real_runs(args, work: Path) -> dict:
+REAL = {"ray_2_workers": ["--workers", "2"],
+        "ray_2_workers_envs_on_workers": ["--workers", "2", "--envs-on", "workers"],
+        "ray_2_workers_2_envs_each": ["--workers", "2", "--envs-per-worker", "2"]}
+"""The 2-worker searches of a repeat (2 x ``--real-episodes`` episodes each): the default
+(envs on the driver, one episode in flight per worker), each env in its own actor, and 2
+episodes in flight per worker."""
+
+
+def real_repeat(args, work: Path) -> dict:
+    """One repeat: the three 2-worker searches, then the 2 independent searches together
+    (each run's directory is kept: a rerun reuses the runs it finds finished)."""
     ckpt = str(Path(args.models_dir) / "resnet20-cifar10.th")
     common = ["--model", "resnet20", "--checkpoint", ckpt, "--data", "cifar10", "--data-dir",
               args.data_dir, "--units", "internal", "--budget", "flops:0.5", "--val-limit",
@@ -190,26 +201,13 @@ def real_runs(args, work: Path) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     amc = [sys.executable, "-m", "amc.cli", "search"]
     out = {}
-    ray_dir = work / "ray2"
-    if not (ray_dir / "summary.json").is_file():
-        subprocess.run([*amc, *common, "--episodes", str(2 * args.real_episodes),
-                        "--workers", "2", "--force", "--out", str(ray_dir)], env=env, check=True)
-    n, r = _rate(ray_dir, args.skip)
-    out["ray_2_workers"] = {"episodes": n, "episodes_per_s": r}
-    in_actors = work / "ray2_envs_on_workers"  # each env in its own actor (--envs-on workers)
-    if not (in_actors / "summary.json").is_file():
-        subprocess.run([*amc, *common, "--episodes", str(2 * args.real_episodes),
-                        "--workers", "2", "--envs-on", "workers", "--force", "--out",
-                        str(in_actors)], env=env, check=True)
-    n, r = _rate(in_actors, args.skip)
-    out["ray_2_workers_envs_on_workers"] = {"episodes": n, "episodes_per_s": r}
-    pooled = work / "ray2_2_envs_each"  # 4 episodes in flight on the 2 workers
-    if not (pooled / "summary.json").is_file():
-        subprocess.run([*amc, *common, "--episodes", str(2 * args.real_episodes),
-                        "--workers", "2", "--envs-per-worker", "2", "--force", "--out",
-                        str(pooled)], env=env, check=True)
-    n, r = _rate(pooled, args.skip)
-    out["ray_2_workers_2_envs_each"] = {"episodes": n, "episodes_per_s": r}
+    for name, flags in REAL.items():
+        run = work / name
+        if not (run / "summary.json").is_file():
+            subprocess.run([*amc, *common, "--episodes", str(2 * args.real_episodes), *flags,
+                            "--force", "--out", str(run)], env=env, check=True)
+        n, r = _rate(run, args.skip)
+        out[name] = {"episodes": n, "episodes_per_s": r}
     dirs = [work / f"solo{i}" for i in range(2)]
     if not all((d / "summary.json").is_file() for d in dirs):
         procs = [subprocess.Popen([*amc, *common, "--episodes", str(args.real_episodes),
@@ -221,13 +219,21 @@ def real_runs(args, work: Path) -> dict:
     rates = [_rate(d, args.skip) for d in dirs]
     out["two_processes"] = {"episodes": sum(n for n, _ in rates),
                             "episodes_per_s": sum(r for _, r in rates)}
-    out["ray_over_processes"] = (out["ray_2_workers"]["episodes_per_s"]
-                                 / out["two_processes"]["episodes_per_s"])
-    out["ray_2_envs_each_over_processes"] = (out["ray_2_workers_2_envs_each"]["episodes_per_s"]
-                                             / out["two_processes"]["episodes_per_s"])
-    out["ray_envs_on_workers_over_processes"] = (
-        out["ray_2_workers_envs_on_workers"]["episodes_per_s"]
-        / out["two_processes"]["episodes_per_s"])
+    for name in REAL:
+        out[f"{name}_over_processes"] = (out[name]["episodes_per_s"]
+                                         / out["two_processes"]["episodes_per_s"])
+    return out
+
+
+def real_runs(args, work: Path) -> dict:
+    """``--real-repeats`` repeats (interleaved: each repeat runs every search once), and the
+    mean ± std over them of each 2-worker search's rate over the independent searches'."""
+    reps = [real_repeat(args, work / f"rep{k}") for k in range(args.real_repeats)]
+    out: dict = {"repeats": reps}
+    for name in REAL:
+        v = [r[f"{name}_over_processes"] for r in reps]
+        out[f"{name}_over_processes"] = {"mean": float(np.mean(v)), "std": float(np.std(v)),
+                                         "values": v}
     return out
 
 
@@ -320,6 +326,8 @@ def main() -> None:
     p.add_argument("--step-ms", type=float, default=1.0,
                    help="CPU per step but the last (the ResNet-56 env's budget clipping)")
     p.add_argument("--real-episodes", type=int, default=80, help="per process / worker")
+    p.add_argument("--real-repeats", type=int, default=3,
+                   help="repeats of the real runs (the ratios' mean ± std)")
     p.add_argument("--skip", type=int, default=10, help="episodes left out at the start")
     p.add_argument("--models-dir", default="../shared/models")
     p.add_argument("--data-dir", default="../shared/data")
