@@ -9,15 +9,18 @@ recalibration, 1,000 ``val`` images, one thread) it writes ``results/bench_episo
   its top-1 must match ``old``), ``fast`` (a search's defaults in fp32: recalibration on
   ``recal_size`` images in one batch, racing against the best full score so far), and
   ``fast_same_bf16`` / ``fast_bf16``: the same two with the scores in bf16
-  (``--score-amp bf16``, what ``auto`` picks on a CPU with native bf16). Per policy and
-  path: seconds split into prune / repair / evaluate, top-1, images recalibrated and
-  evaluated.
+  (``--score-amp bf16``, what ``auto`` picks on a CPU with native bf16), and ``default``
+  (what ``amc search`` scores with by default: ``fast`` with ``--score-amp auto`` and the
+  least-squares reconstruction, its top-1 higher by design). All but ``default`` prune
+  plainly (``PLAIN``). Per policy and path: seconds split into prune / repair / evaluate,
+  top-1, images recalibrated and evaluated.
 * ``summary``: mean seconds per episode per path, the speed-up over ``old``, the floor
   (multiply-adds of recalibration + evaluation / the fp32 matmul rate measured in the same
   run with the same thread count), and the work done in GFLOP/s as a fraction of that rate
   (bf16 paths: also of the bf16 matmul rate).
 * ``ceiling``: the fast scorer on the dense network and single convolutions of the
-  model's shapes, as fractions of the matmul rate: what any policy's episode can reach.
+  model's shapes, as fractions of the matmul rate: what any policy's episode can reach;
+  ``pruned_conv``: the same convolutions with about half their output channels.
 * ``recal``: the Spearman rank correlation between 50 random policies' scores after BN
   recalibration on 64 ... 512 images and after recalibration on 2,000 images.
 * ``amp``: the same 50 policies scored in bf16: Spearman and differences against fp32.
@@ -69,6 +72,8 @@ PLAIN = {"reconstruct": False}
 the scorer's mechanics (folding, recalibration size, racing, bf16) on the scores they had when
 it was made; reconstruction, the default since 2026-12-03, changes every score
 (``scripts/bench_reconstruct.py``)."""
+DEFAULT = {"reconstruct": True, "amp": "auto"}
+"""What ``amc search`` scores with by default beyond ``fast`` (the ``default`` path)."""
 HELDOUT_DRAW = 1000
 """Calibration draw of the held-out re-scoring (no search uses it: searches use their seed)."""
 
@@ -130,8 +135,11 @@ BF16_PATHS = ("fast_same_bf16", "fast_bf16")
 
 
 def bench_paths(args, model: str, matmul: float, matmul_bf16: float) -> dict:
-    """The 20 policies through the five paths, interleaved policy by policy: the three fp32
-    ones, and ``fast_same`` and ``fast`` again with the scores in bf16."""
+    """The 20 policies through the six paths, interleaved policy by policy: the three fp32
+    ones, ``fast_same`` and ``fast`` again with the scores in bf16, and ``default``: what
+    ``amc search`` scores with by default (``fast`` with ``--score-amp auto`` and the
+    least-squares reconstruction fused into the recalibration; its top-1 differs by design,
+    and its work counts the recalibration and evaluation only, not the fits)."""
     ckpt = str(Path(args.models_dir) / f"{model}-cifar10.th")
     kw = dict(model=model, checkpoint=ckpt, data="cifar10", data_dir=args.data_dir,
               val_limit=args.val_limit, units="internal", bn_recalib=True, calib_size=2000, **PLAIN)
@@ -140,8 +148,9 @@ def bench_paths(args, model: str, matmul: float, matmul_bf16: float) -> dict:
     fast = build_scorer(**kw, recal_size=args.recal_size)
     same_bf16 = replace(same, amp="bf16")
     fast_bf16 = replace(fast, amp="bf16")
+    default = build_scorer(**{**kw, **DEFAULT}, recal_size=args.recal_size)
     budget = Budget.parse(args.budget)
-    rows, best = [], {"fast": None, "fast_bf16": None}
+    rows, best = [], {"fast": None, "fast_bf16": None, "default": None}
 
     def raced(scorer: Scorer, name: str, r: list[float]) -> dict:
         bar = best[name]
@@ -158,13 +167,14 @@ def bench_paths(args, model: str, matmul: float, matmul_bf16: float) -> dict:
         rows.append({"policy": i, "ratios": r, "macs_per_image": macs, "old": o,
                      "fast_same": f_same, "fast": f,
                      "fast_same_bf16": as_row(same_bf16.score(r)),
-                     "fast_bf16": raced(fast_bf16, "fast_bf16", r)})
+                     "fast_bf16": raced(fast_bf16, "fast_bf16", r),
+                     "default": raced(default, "default", r)})
         print(f"{model} policy {i}: old {sum(o[k] for k in ('prune_s', 'repair_s', 'eval_s')):.2f}"
               f" s, fast {sum(f[k] for k in ('prune_s', 'repair_s', 'eval_s')):.2f} s "
               f"({f['images']} images), top-1 {o['top1']:.1f}/{f_same['top1']:.1f}/{f['top1']:.1f}",
               flush=True)
     summary = {}
-    for path in ("old", "fast_same", "fast", *BF16_PATHS):
+    for path in ("old", "fast_same", "fast", *BF16_PATHS, "default"):
         sec = [sum(row[path][k] for k in ("prune_s", "repair_s", "eval_s")) for row in rows]
         work = [2 * row["macs_per_image"] * (row[path]["images"] + row[path]["recal_images"])
                 for row in rows]
@@ -183,18 +193,47 @@ def bench_paths(args, model: str, matmul: float, matmul_bf16: float) -> dict:
         if path in BF16_PATHS:
             summary[path]["fraction_of_bf16_matmul"] = float(sum(work) / sum(busy) / 1e9
                                                              / matmul_bf16)
-    for path in ("fast_same", "fast", *BF16_PATHS):
+    for path in ("fast_same", "fast", *BF16_PATHS, "default"):
         summary[path]["speedup_vs_old"] = (summary["old"]["seconds_per_episode"]
                                            / summary[path]["seconds_per_episode"])
     summary["max_abs_top1_diff_old_vs_fast_same"] = float(max(
         abs(row["old"]["top1"] - row["fast_same"]["top1"]) for row in rows))
     summary["max_abs_top1_diff_fast_same_vs_bf16"] = float(max(
         abs(row["fast_same_bf16"]["top1"] - row["fast_same"]["top1"]) for row in rows))
-    for path in ("fast", "fast_bf16"):
+    for path in ("fast", "fast_bf16", "default"):
         full = [row for row in rows if row[path]["images"] == args.val_limit]
         summary[f"{path}_policies_scored_on_all_val"] = len(full)
     return {"rows": rows, "summary": summary, "matmul_gflops": matmul,
             "matmul_bf16_gflops": matmul_bf16}
+
+
+def lane_padded(args, model: str, paths: dict) -> None:
+    """Count each policy's work as the CPU's convolution kernels do it: every conv's output
+    channels rounded up to the fp32 vector width (16 with AVX-512, else 8; ``ceiling``'s
+    ``pruned_conv`` shows a conv with half its outputs taking as long as the whole one).
+    Adds ``padded_macs_per_image`` to each row and ``fraction_of_matmul_lane_padded`` to each
+    path's summary (computed from the rows' ratios and times: no timing of its own)."""
+    from amc.cost.macs import layer_costs
+
+    width = 16 if "AVX512" in torch.backends.cpu.get_cpu_capability() else 8
+    ckpt = str(Path(args.models_dir) / f"{model}-cifar10.th")
+    s = build_scorer(model=model, checkpoint=ckpt, data="cifar10", data_dir=args.data_dir,
+                     val_limit=16, units="internal", bn_recalib=False, **PLAIN)
+    for row in paths["rows"]:
+        costs = layer_costs(s.pm.prune(row["ratios"]), (3, 32, 32))
+        real = sum(c.macs for c in costs)
+        padded = sum(c.macs * (-(-c.out_channels // width) * width) / c.out_channels
+                     if c.type.startswith("Conv") else c.macs for c in costs)
+        row["padded_macs_per_image"] = row["macs_per_image"] * padded / real
+    rows = paths["rows"]
+    for path, summ in paths["summary"].items():
+        if not isinstance(summ, dict):
+            continue
+        work = sum(2 * r["padded_macs_per_image"] * (r[path]["images"] + r[path]["recal_images"])
+                   for r in rows)
+        busy = sum(r[path]["repair_s"] + r[path]["eval_s"] for r in rows)
+        summ["fraction_of_matmul_lane_padded"] = work / busy / 1e9 / paths["matmul_gflops"]
+    paths["vector_width"] = width
 
 
 def bench_ceiling(args, model: str, matmul: float, matmul_bf16: float, reps: int = 3) -> dict:
@@ -472,6 +511,7 @@ def main() -> None:
                                                                              mb)),
             "recal": cached(work / f"{model}_recal.json",
                             lambda model=model: bench_recal(args, model))}
+        lane_padded(args, model, d["paths"])
         # the rates the cached stages' fractions were computed with (measured when they ran)
         d["matmul_gflops_at_paths"] = d["paths"]["matmul_gflops"]
         d["matmul_bf16_gflops_at_paths"] = d["paths"]["matmul_bf16_gflops"]
