@@ -107,19 +107,13 @@ def test_deferred_job_runs_only_during_the_last_step_and_raises_there():
         env.step(np.zeros((1, 1), np.float32))
 
 
-class _Final(gym.Env):
-    """Episodes of 2 steps; the last one waits for ``gate`` (None: returns at once) and then
+class _Final(_Slow):
+    """Episodes of 2 steps; the last one waits for ``gate`` (None: sleeps briefly) and then
     records that it ended."""
 
-    observation_space, action_space = OBS, ACT
-
     def __init__(self, gate: threading.Event | None, ended: list[str], name: str):
-        self.gate, self.ended, self.name, self.t = gate, ended, name, 0
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self.t = 0
-        return np.zeros(3, np.float32), {}
+        super().__init__()
+        self.gate, self.ended, self.name = gate, ended, name
 
     def step(self, action):
         self.t += 1
