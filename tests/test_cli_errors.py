@@ -135,6 +135,8 @@ IN_PROCESS_CASES: dict[str, tuple[list[str], list[str]]] = {
                                    ["unknown --score-amp 'half'"]),
     "demo-episodes-0": (["demo", "--episodes", "0", "--out", "{tmp}/new/d"],
                         ["--episodes must be at least 1"]),
+    "demo-bad-budget": (["demo", "--budget", "flops:2", "--out", "{tmp}/new/d"],
+                        ["bad budget 'flops:2'", "0 < fraction <= 1"]),
     "profile-input-size-0": (["profile", "--model", "digits_cnn", "--input-size", "0", "8",
                               "8"], ["--input-size must be at least 1, got 0 8 8"]),
     "profile-wrong-input-size": (["profile", "--model", "digits_cnn", "--input-size", "3", "8",

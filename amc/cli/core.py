@@ -42,6 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/demo", help="run directory")
     p.add_argument("--episodes", type=int, default=100, help="AMC search episodes")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--budget", default="flops:0.5",
+                   help="the search's budget (e.g. flops:0.2: tighter, where policies differ)")
     p.set_defaults(func=cmd_demo)
 
 
@@ -110,6 +112,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from amc.cli.demo import run_demo
 
     t = time.perf_counter()
-    run_demo(Path(args.out), episodes=args.episodes, seed=args.seed)
+    run_demo(Path(args.out), episodes=args.episodes, seed=args.seed, budget=args.budget)
     print(f"demo finished in {time.perf_counter() - t:.0f} s")
     return 0
