@@ -6,8 +6,10 @@ temporary cache), then 20 random policies (ratios uniform in [0, 0.8] per unit, 
 uniform in [0.5, 0.9], ``default_rng(1)``: where ``latency:0.5`` budgets land) are pruned and
 timed whole, side by side with the dense model, with the one timer
 (:func:`amc.cost.timing.interleaved`). Per policy: predicted and measured ms, the
-prediction without the calibration fit (constant rest, scale 1), and the predicted vs measured
-fraction of dense (what a ``latency:`` budget compares). Summary, for the 20 random policies
+prediction without the calibration fit (constant rest, scale 1), the prediction of the same
+measurements counting every width linearly (``linear``: no whole vectors, the tables before
+METHOD 6, refitted on the same calibration timings), and the predicted vs measured fraction of
+dense (what a ``latency:`` budget compares). Summary, for the 20 random policies
 and for the aggressive ones apart: mean/max absolute relative error and the Spearman rank
 correlation.
 
@@ -52,11 +54,13 @@ def bench(name: str, spec: LatencySpec, pm: PrunableModel, policies: list[list[f
     build_s = time.perf_counter() - t0
     t = time_models({"dense": pm.model, **pruned}, pm.input_size, spec, runs=whole_runs)
     rest0 = table.measured["dense_rest_ms"]
+    linear = table.with_lanes(1)  # the same measurements, every width counted linearly
     rows = []
     for i, r in enumerate(policies):
         s = table.layer_sum(r)
         rows.append({"policy": i, "set": "random" if i < n_random else "aggressive",
                      "predicted_ms": table.predict(r), "uncalibrated_ms": s + rest0,
+                     "linear_predicted_ms": linear.predict(r),
                      "measured_ms": t[str(i)], "predicted_fraction": table.fraction(r),
                      "measured_fraction": t[str(i)] / t["dense"]})
     rand, aggr = rows[:n_random], rows[n_random:]
@@ -66,10 +70,12 @@ def bench(name: str, spec: LatencySpec, pm: PrunableModel, policies: list[list[f
         "runs_per_layer": spec.runs, "runs_whole": whole_runs, "calib_policies": spec.calib,
         "table_build_s": round(build_s, 1),
         "table": {"dense_predicted_ms": table.dense_ms, "scale": table.scale,
-                  "rest_ms": table.rest_ms, "calibration": table.measured},
+                  "rest_ms": table.rest_ms, "lanes": table.lanes,
+                  "calibration": table.measured},
         "dense_measured_ms": t["dense"],
         "calibrated": _errors([r["predicted_ms"] for r in rand], meas),
         "uncalibrated": _errors([r["uncalibrated_ms"] for r in rand], meas),
+        "linear": _errors([r["linear_predicted_ms"] for r in rand], meas),
         "fraction": _errors([r["predicted_fraction"] for r in rand],
                             [r["measured_fraction"] for r in rand]),
         "aggressive": {"calibrated": _errors([r["predicted_ms"] for r in aggr],
@@ -81,7 +87,8 @@ def bench(name: str, spec: LatencySpec, pm: PrunableModel, policies: list[list[f
     print(f"{name} {spec.backend} b{spec.batch} t{spec.threads}: build {build_s:.0f}s, dense "
           f"{t['dense']:.1f} ms (pred {table.dense_ms:.1f}); err mean {c['mean_abs_rel_err']:.3f}"
           f" max {c['max_abs_rel_err']:.3f} rho {c['spearman']:.3f} | uncalibrated mean "
-          f"{u['mean_abs_rel_err']:.3f} max {u['max_abs_rel_err']:.3f} | aggressive fraction "
+          f"{u['mean_abs_rel_err']:.3f} max {u['max_abs_rel_err']:.3f} | linear rho "
+          f"{out['linear']['spearman']:.3f} | aggressive fraction "
           f"err mean {a['mean_abs_rel_err']:.3f} max {a['max_abs_rel_err']:.3f}; "
           f"load {os.getloadavg()}",
           flush=True)

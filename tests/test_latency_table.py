@@ -12,9 +12,11 @@ from amc.prune.budget import Budget, meets, resource_fn, uniform_ratio
 from amc.prune.latency_table import (
     FRACTIONS,
     LatencySpec,
+    LatencyTable,
     _fit,
     _signature,
     _varying,
+    lanes,
     latency_table,
     time_models,
 )
@@ -157,6 +159,25 @@ def test_env_and_search_config_measure_where_the_config_says(pm, isolated_cache)
     assert str(env.budget) == "latency:0.8" and Budget.parse("flops:0.5", quick).latency is None
 
 
+def test_conv_outputs_are_counted_in_whole_vectors(pm):
+    """A conv's kept outputs cost what their next multiple of the vector width costs (the
+    oneDNN kernels compute 16 fp32 outputs together on AVX-512): 33 of 64 as much as 48,
+    more than 32; counted linearly (lanes 1) 33 is cheaper than 48."""
+    dims = [int(o) + int(i) for o, i in _varying(pm)]
+    conv = [L.name for L in pm.layers].index("features.3")  # 64 outputs, unit 1's
+    points = [[(f ** d if i == conv else 0.0) for f in FRACTIONS] if d else [0.0]
+              for i, d in enumerate(dims)]
+
+    def cost(kept: int, width: int) -> float:
+        table = LatencyTable(points, dims, 0.0, 1.0, pm=pm, lanes=width)
+        return table.predict([0.0, 1 - kept / 64, 0.0, 0.0])
+
+    assert cost(33, 16) == pytest.approx(cost(48, 16)) and cost(32, 16) < cost(33, 16)
+    assert cost(33, 8) == pytest.approx(cost(40, 8)) and cost(40, 8) < cost(48, 8)
+    assert cost(33, 1) < cost(48, 1) and cost(64, 16) == pytest.approx(cost(64, 1))
+    assert lanes("ort") == 1 and lanes("torch") in (1, 8, 16)
+
+
 def test_table_credits_pruning_down_to_one_sixteenth(pm, isolated_cache, monkeypatch):
     """With layer times exactly linear in the kept fraction (a stand-in timer), the table
     predicts any policy exactly, also past a ratio of 0.75; a table timed only down to 1/4
@@ -187,6 +208,7 @@ def test_table_credits_pruning_down_to_one_sixteenth(pm, isolated_cache, monkeyp
         return out
 
     monkeypatch.setattr(lt, "interleaved", timer)
+    monkeypatch.setattr(lt, "lanes", lambda backend: 1)  # the stand-in is linear in width
     n = len(pm.units)
     rng = np.random.default_rng(0)
     policies = [[r] * n for r in (0.8, 0.85, 0.9)] + [rng.uniform(0, 0.9, n).tolist()

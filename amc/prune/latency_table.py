@@ -14,10 +14,15 @@ zero there, as the ONNX export folds them into the convolutions.
 
 The network's latency at per-unit ratios is predicted as ``scale * S + rest_ms``, where ``S``
 is the sum of the layers' times interpolated at their exact kept fractions
-(:meth:`PrunableModel.layer_keep`). ``scale`` and ``rest_ms`` are fitted by least squares to
-whole-model timings of the dense network and ``calib`` pruned calibration policies (uniform
-and seeded random ratios, timed side by side); with ``calib=0`` the scale is 1 and the rest is
-the dense model's time minus the layer sum (everything that is not a counted layer).
+(:meth:`PrunableModel.layer_keep`), a conv's kept output channels counted in whole vectors of
+the CPU (:func:`lanes`: on AVX-512 a conv keeping 33 of 64 outputs costs what one keeping 48
+does; with the linear interpolation alone the 20 validation policies of
+``scripts/bench_latency_table.py`` ranked at Spearman 0.89-0.92 against their whole-model
+timings on this project's AMX Xeon, with the vectors 0.96-0.97). ``scale`` and ``rest_ms``
+are fitted by least squares to whole-model timings of the dense network and ``calib`` pruned
+calibration policies (uniform and seeded random ratios, timed side by side); with ``calib=0``
+the scale is 1 and the rest is the dense model's time minus the layer sum (everything that is
+not a counted layer).
 
 Tables are cached on disk under the amc cache dir (``latency/``), keyed by the layer shapes,
 backend, batch, threads, calibration, library versions, CPU and allocator state
@@ -32,7 +37,7 @@ import json
 import os
 import platform
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -54,7 +59,8 @@ stopped at 1/4 and held every layer pruned past 0.75 at its 1/4 time: for ResNet
 threads they predicted 0.728 of the dense latency for every uniform policy from 0.75 to 0.9,
 where 0.555-0.586 was measured); below 1/16 a layer keeps its 1/16 time (narrower is not
 slower)."""
-METHOD = 5  # bumps the cache key when the measuring method changes (5: FRACTIONS from 1/16)
+METHOD = 6  # bumps the cache key when the measuring method changes (5: FRACTIONS from 1/16;
+# 6: output channels counted in whole vectors, :func:`lanes`)
 _MEMO: dict[str, dict] = {}  # cache file -> its contents, read once per process
 
 
@@ -115,6 +121,7 @@ class LatencyTable:
             dense model first), and ``dense_rest_ms`` (the rest of the uncalibrated table).
         spec: What the table was measured on.
         pm: The network the table belongs to.
+        lanes: Output channels the backend computes together (:func:`lanes`; 1: none).
     """
 
     points: list[list[float]]
@@ -125,14 +132,21 @@ class LatencyTable:
     measured: dict = field(default_factory=dict)
     spec: LatencySpec = field(default_factory=LatencySpec)
     pm: PrunableModel | None = None
+    lanes: int = 1
 
     def layer_sum(self, ratios: Sequence[float]) -> float:
-        """Sum of the interpolated layer times (ms) at per-unit ``ratios``."""
+        """Sum of the interpolated layer times (ms) at per-unit ``ratios``; a conv's or
+        linear layer's kept output channels are first rounded up to whole vectors
+        (:attr:`lanes`)."""
         total = 0.0
-        for pts, d, (ko, ki) in zip(self.points, self.dims, self.pm.layer_keep(ratios)):
+        for L, pts, d, (ko, ki) in zip(self.pm.layers, self.points, self.dims,
+                                       self.pm.layer_keep(ratios)):
             if d == 0:
                 total += pts[-1]
                 continue
+            if self.lanes > 1 and not L.channelwise and ko < 1:
+                kept = max(1, round(ko * L.n_out))
+                ko = min(1.0, -(-kept // self.lanes) * self.lanes / L.n_out)
             p = min(ko, ki) if d == 1 else ko * ki
             total += float(np.interp(p, [f ** d for f in FRACTIONS], pts))
         return total
@@ -144,6 +158,27 @@ class LatencyTable:
     def fraction(self, ratios: Sequence[float]) -> float:
         """Predicted latency at ``ratios`` as a fraction of the predicted dense latency."""
         return self.predict(ratios) / self.dense_ms
+
+    def with_lanes(self, lanes: int) -> LatencyTable:
+        """The same measurements predicting with ``lanes`` (1: linear in every width), the
+        scale and rest fitted again on the table's own calibration timings."""
+        t = replace(self, lanes=lanes)
+        policies = [[0.0] * len(self.pm.units)] + calibration_policies(self.pm, self.spec.calib)
+        sums = [t.layer_sum(r) for r in policies]
+        scale, rest = _fit(sums, self.measured["measured_ms"])
+        return replace(t, scale=scale, rest_ms=rest, dense_ms=scale * sums[0] + rest)
+
+
+def lanes(backend: str) -> int:
+    """Output channels a backend's CPU convolution computes together (the fp32 vector width:
+    16 with AVX-512, 8 with AVX2; 1: no rounding, for ``ort`` and other CPUs). Measured with
+    PyTorch's oneDNN kernels (``results/bench_episode_amx.json``, ``ceiling.pruned_conv``): a
+    conv keeping 9 of 16 or 17 of 32 output channels takes as long as the whole one, so a
+    pruned width costs what its next multiple of the width costs."""
+    if backend != "torch":
+        return 1
+    cap = torch.backends.cpu.get_cpu_capability()
+    return 16 if "AVX512" in cap else 8 if "AVX2" in cap else 1
 
 
 def _layer_at(m: nn.Module, ko: float, ki: float) -> tuple[nn.Module, int]:
@@ -229,7 +264,7 @@ def _signature(pm: PrunableModel, spec: LatencySpec, var: list[tuple[bool, bool]
                       for L, d in zip(pm.layers, var)]
                      + [list(pm.input_size), pm.round_to, pm.mode, METHOD, spec.backend,
                         spec.batch, spec.threads, spec.calib, versions, cpu,
-                        allocator.state()])
+                        torch.backends.cpu.get_cpu_capability(), allocator.state()])
     return hashlib.sha256(sig.encode()).hexdigest()[:16]
 
 
@@ -323,7 +358,7 @@ def latency_table(pm: PrunableModel, batch: int = 64, threads: int = 2, backend:
             tmp.write_text(json.dumps(d))
     _MEMO[str(path)] = d
     return LatencyTable(d["points"], d["dims"], d["rest_ms"], d["dense_ms"], d["scale"],
-                        d["measured"], spec, pm)
+                        d["measured"], spec, pm, d["lanes"])
 
 
 def _measure(pm: PrunableModel, spec: LatencySpec, var: list[tuple[bool, bool]]) -> dict:
@@ -343,11 +378,12 @@ def _measure(pm: PrunableModel, spec: LatencySpec, var: list[tuple[bool, bool]])
     finally:
         torch.set_num_threads(old)
     points = _points(pm, keys, t)
-    table = LatencyTable(points, dims, 0.0, 1.0, pm=pm, spec=spec)
+    table = LatencyTable(points, dims, 0.0, 1.0, pm=pm, spec=spec, lanes=lanes(spec.backend))
     measured = [t[f"model:{i}"]["q1_ms"] for i in range(len(policies))]
     sums = [table.layer_sum(r) for r in policies]
     scale, rest = _fit(sums, measured)
     return {"points": points, "dims": dims, "rest_ms": rest, "scale": scale,
+            "lanes": table.lanes,
             "dense_ms": scale * sums[0] + rest,
             "measured": {"layer_sum_ms": sums, "measured_ms": measured,
                          "dense_rest_ms": max(0.0, measured[0] - sums[0]),
