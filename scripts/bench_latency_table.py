@@ -11,7 +11,8 @@ measurements counting every width linearly (``linear``: no whole vectors, the ta
 METHOD 6, refitted on the same calibration timings), and the predicted vs measured fraction of
 dense (what a ``latency:`` budget compares). Summary, for the 20 random policies
 and for the aggressive ones apart: mean/max absolute relative error and the Spearman rank
-correlation.
+correlation. Every target is measured ``--repeats`` times (3), table included, interleaved;
+``summary`` gives per target the mean ± std over the repeats, whole vectors against linear.
 
     nice -n 10 .venv/bin/python scripts/bench_latency_table.py [--models resnet56,resnet20]
 """
@@ -104,8 +105,9 @@ def main() -> None:
     ap.add_argument("--calib", type=int, default=4, help="calibration policies of the table")
     ap.add_argument("--targets", default=TARGETS, help="backend:batch:threads,...")
     ap.add_argument("--out", default="results/latency_table.json")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="times every target is measured, table included (interleaved)")
     args = ap.parse_args()
-    os.environ["AMC_CACHE_DIR"] = tempfile.mkdtemp(prefix="amc-latency-")  # measure afresh
     start = time.time()
     results: list[dict] = []
     for name in args.models.split(","):
@@ -115,12 +117,15 @@ def main() -> None:
         policies = [rng.uniform(0.0, 0.8, len(pm.units)).tolist() for _ in range(args.policies)]
         policies += aggressive(len(pm.units))
         pruned = {str(i): pm.prune(r) for i, r in enumerate(policies)}
-        for target in args.targets.split(","):
-            backend, batch, threads = target.split(":")
-            spec = LatencySpec(backend, int(batch), int(threads), args.runs, args.calib)
-            results.append(bench(name, spec, pm, policies, pruned, args.whole_runs,
-                                 args.policies))
-            _write(args, start, results)  # after every target: a partial run still counts
+        for rep in range(args.repeats):
+            # a fresh cache per repeat: each measures its own table
+            os.environ["AMC_CACHE_DIR"] = tempfile.mkdtemp(prefix="amc-latency-")
+            for target in args.targets.split(","):
+                backend, batch, threads = target.split(":")
+                spec = LatencySpec(backend, int(batch), int(threads), args.runs, args.calib)
+                results.append({"repeat": rep, **bench(name, spec, pm, policies, pruned,
+                                                       args.whole_runs, args.policies)})
+                _write(args, start, results)  # after every target: a partial run counts
     print(f"wrote {args.out} in {time.time() - start:.0f} s")
 
 
@@ -129,6 +134,28 @@ def aggressive(units: int) -> list[list[float]]:
     rng = np.random.default_rng(1)
     return ([[r] * units for r in (0.75, 0.8, 0.85, 0.9)]
             + [rng.uniform(0.5, 0.9, units).tolist() for _ in range(6)])
+
+
+def summary(results: list[dict]) -> list[dict]:
+    """Per model and target, over the repeats: mean ± std of the random policies' Spearman
+    and mean relative error, calibrated with whole vectors and ``linear``, and their paired
+    Spearman difference."""
+    out = []
+    for key in dict.fromkeys((r["model"], r["backend"], r["batch"], r["threads"])
+                             for r in results):
+        rs = [r for r in results if (r["model"], r["backend"], r["batch"], r["threads"]) == key]
+        row = dict(zip(("model", "backend", "batch", "threads"), key), repeats=len(rs),
+                   lanes=rs[0]["table"]["lanes"])
+        for name in ("calibrated", "linear"):
+            for stat in ("spearman", "mean_abs_rel_err"):
+                v = [r[name][stat] for r in rs]
+                row[f"{name}_{stat}"] = {"mean": float(np.mean(v)), "std": float(np.std(v)),
+                                         "values": v}
+        d = [r["calibrated"]["spearman"] - r["linear"]["spearman"] for r in rs]
+        row["spearman_gain"] = {"mean": float(np.mean(d)), "std": float(np.std(d)),
+                                "values": d}
+        out.append(row)
+    return out
 
 
 def _write(args: argparse.Namespace, start: float, results: list[dict]) -> None:
@@ -142,7 +169,7 @@ def _write(args: argparse.Namespace, start: float, results: list[dict]) -> None:
            "policy_draw": f"numpy default_rng(0).uniform(0, 0.8, units) x {args.policies}",
            "aggressive_draw": "uniform 0.75, 0.8, 0.85, 0.9; numpy default_rng(1)"
                               ".uniform(0.5, 0.9, units) x 6",
-           "results": results}
+           "results": results, "summary": summary(results)}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
 
