@@ -135,16 +135,17 @@ class LatencyTable:
     lanes: int = 1
 
     def layer_sum(self, ratios: Sequence[float]) -> float:
-        """Sum of the interpolated layer times (ms) at per-unit ``ratios``; a conv's or
-        linear layer's kept output channels are first rounded up to whole vectors
-        (:attr:`lanes`)."""
+        """Sum of the interpolated layer times (ms) at per-unit ``ratios``; a (not
+        depthwise) conv's kept output channels are first rounded up to whole vectors
+        (:attr:`lanes`; linear layers are not: their kernels were not measured so)."""
         total = 0.0
         for L, pts, d, (ko, ki) in zip(self.pm.layers, self.points, self.dims,
                                        self.pm.layer_keep(ratios)):
             if d == 0:
                 total += pts[-1]
                 continue
-            if self.lanes > 1 and not L.channelwise and ko < 1:
+            if self.lanes > 1 and ko < 1 and not L.channelwise and L.row is not None \
+                    and L.row.type.startswith("Conv"):
                 kept = max(1, round(ko * L.n_out))
                 ko = min(1.0, -(-kept // self.lanes) * self.lanes / L.n_out)
             p = min(ko, ki) if d == 1 else ko * ki
