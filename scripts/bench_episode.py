@@ -209,20 +209,23 @@ def bench_paths(args, model: str, matmul: float, matmul_bf16: float) -> dict:
 
 def lane_padded(args, model: str, paths: dict) -> None:
     """Count each policy's work as the CPU's convolution kernels do it: every conv's output
-    channels rounded up to the fp32 vector width (16 with AVX-512, else 8; ``ceiling``'s
+    channels rounded up to the fp32 vector width (:func:`~amc.prune.latency_table.lanes`;
+    ``ceiling``'s
     ``pruned_conv`` shows a conv with half its outputs taking as long as the whole one).
     Adds ``padded_macs_per_image`` to each row and ``fraction_of_matmul_lane_padded`` to each
     path's summary (computed from the rows' ratios and times: no timing of its own)."""
     from amc.cost.macs import layer_costs
+    from amc.models.registry import create_model
+    from amc.prune.latency_table import lanes, whole_vectors
+    from amc.prune.units import PrunableModel
 
-    width = 16 if "AVX512" in torch.backends.cpu.get_cpu_capability() else 8
-    ckpt = str(Path(args.models_dir) / f"{model}-cifar10.th")
-    s = build_scorer(model=model, checkpoint=ckpt, data="cifar10", data_dir=args.data_dir,
-                     val_limit=16, units="internal", bn_recalib=False, **PLAIN)
+    width = lanes("torch")
+    # channel counts depend on the ratios only: the architecture, without weights or data
+    pm = PrunableModel(create_model(model), (3, 32, 32), mode="internal")
     for row in paths["rows"]:
-        costs = layer_costs(s.pm.prune(row["ratios"]), (3, 32, 32))
+        costs = layer_costs(pm.prune(row["ratios"]), (3, 32, 32))
         real = sum(c.macs for c in costs)
-        padded = sum(c.macs * (-(-c.out_channels // width) * width) / c.out_channels
+        padded = sum(c.macs * whole_vectors(c.out_channels, width) / c.out_channels
                      if c.type.startswith("Conv") else c.macs for c in costs)
         row["padded_macs_per_image"] = row["macs_per_image"] * padded / real
     rows = paths["rows"]

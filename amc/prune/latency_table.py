@@ -133,21 +133,28 @@ class LatencyTable:
     spec: LatencySpec = field(default_factory=LatencySpec)
     pm: PrunableModel | None = None
     lanes: int = 1
+    _vector_out: list[int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # per layer, the outputs counted in whole vectors (0: linearly), decided once: the
+        # budget clipping calls layer_sum at every step
+        self._vector_out = [
+            L.n_out if self.lanes > 1 and not L.channelwise and L.row is not None
+            and L.row.type.startswith("Conv") else 0
+            for L in (self.pm.layers if self.pm is not None else [])]
 
     def layer_sum(self, ratios: Sequence[float]) -> float:
         """Sum of the interpolated layer times (ms) at per-unit ``ratios``; a (not
         depthwise) conv's kept output channels are first rounded up to whole vectors
         (:attr:`lanes`; linear layers are not: their kernels were not measured so)."""
         total = 0.0
-        for L, pts, d, (ko, ki) in zip(self.pm.layers, self.points, self.dims,
-                                       self.pm.layer_keep(ratios)):
+        for n_out, pts, d, (ko, ki) in zip(self._vector_out, self.points, self.dims,
+                                           self.pm.layer_keep(ratios)):
             if d == 0:
                 total += pts[-1]
                 continue
-            if self.lanes > 1 and ko < 1 and not L.channelwise and L.row is not None \
-                    and L.row.type.startswith("Conv"):
-                kept = max(1, round(ko * L.n_out))
-                ko = min(1.0, -(-kept // self.lanes) * self.lanes / L.n_out)
+            if n_out and ko < 1:
+                ko = min(1.0, whole_vectors(max(1, round(ko * n_out)), self.lanes) / n_out)
             p = min(ko, ki) if d == 1 else ko * ki
             total += float(np.interp(p, [f ** d for f in FRACTIONS], pts))
         return total
@@ -180,6 +187,12 @@ def lanes(backend: str) -> int:
         return 1
     cap = torch.backends.cpu.get_cpu_capability()
     return 16 if "AVX512" in cap else 8 if "AVX2" in cap else 1
+
+
+def whole_vectors(channels: int, lanes: int) -> int:
+    """``channels`` rounded up to a multiple of ``lanes`` (what a kernel computing ``lanes``
+    outputs together spends)."""
+    return -(-channels // lanes) * lanes
 
 
 def _layer_at(m: nn.Module, ko: float, ki: float) -> tuple[nn.Module, int]:
