@@ -227,6 +227,14 @@ def test_units_auto_chooses_by_residual_adds():
                                                  "all").units)
 
 
+def test_units_all_on_an_option_a_resnet_is_refused_in_one_line():
+    """The CIFAR ResNets' zero-padding shortcut couples layers of different widths: pruning
+    across it cannot be exact, so ``--units all`` is refused, naming the mode that works."""
+    with pytest.raises(AmcError, match="zero-padding shortcut.*use --units internal") as e:
+        PrunableModel(create_model("resnet20"), (3, 32, 32), "all")
+    assert "\n" not in str(e.value)
+
+
 @pytest.mark.parametrize("name", list(SMALL))
 def test_canonical_ratios_keep_the_same_channels_through_float32(pms, name):
     pm = pms[name]
