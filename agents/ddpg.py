@@ -3,13 +3,16 @@
 Actor and critic have two hidden layers of 300 units; the critic learns ten times faster
 than the actor (1e-3 vs 1e-4). SB3 gives both optimisers one learning rate, so the critic's
 optimiser is an Adam whose steps use ``lr × lr_scale`` — set through a policy subclass
-(SB3's documented custom-policy hook), with SB3's internals untouched.
+(SB3's documented custom-policy hook), with SB3's internals untouched. The same subclass
+hands the exploration noise the action SB3 has just predicted for the same observations
+instead of running the actor a second time (:meth:`AMCPolicy.predict`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from stable_baselines3 import DDPG
 from stable_baselines3.common.vec_env import VecEnv
@@ -40,11 +43,45 @@ class ScaledAdam(torch.optim.Adam):
 
 
 class AMCPolicy(TD3Policy):
-    """TD3/DDPG policy whose critic learns ``critic_lr_scale`` times faster than the actor."""
+    """TD3/DDPG policy whose critic learns ``critic_lr_scale`` times faster than the actor.
+
+    Its :meth:`predict` remembers the rollout's last prediction for one call: SB3 samples an
+    action by predicting the actor's action μ(s) and then calling the action noise, which
+    needs the same μ(s) as its centre (:func:`attach_noise`); the noise's deterministic
+    prediction for the same observations is that answer (a TD3/DDPG actor is deterministic
+    either way), so the actor runs once per step instead of twice.
+    """
 
     def __init__(self, *args: Any, critic_lr_scale: float = 10.0, **kwargs: Any):
         self.critic_lr_scale = critic_lr_scale
+        self._last: tuple[np.ndarray, np.ndarray] | None = None
         super().__init__(*args, **kwargs)
+
+    def predict(self, observation: Any, state: Any = None, episode_start: Any = None,
+                deterministic: bool = False) -> tuple[np.ndarray, Any]:
+        """SB3's ``predict``; a deterministic call for exactly the observations of the
+        previous, exploring call (SB3's rollout) returns that call's actions without running
+        the actor again. The remembered answer serves one call only and is forgotten when the
+        policy enters training mode (SB3's ``train``; the warm start's fit) or loads weights.
+        """
+        last, self._last = self._last, None
+        if (deterministic and last is not None and isinstance(observation, np.ndarray)
+                and last[0].shape == observation.shape
+                and np.array_equal(last[0], observation)):
+            return last[1].copy(), state
+        actions, state = super().predict(observation, state, episode_start, deterministic)
+        if not deterministic and isinstance(observation, np.ndarray):
+            self._last = (observation.copy(), np.array(actions, copy=True))
+        return actions, state
+
+    def set_training_mode(self, mode: bool) -> None:
+        if mode:
+            self._last = None
+        super().set_training_mode(mode)
+
+    def load_state_dict(self, *args: Any, **kwargs: Any) -> Any:
+        self._last = None
+        return super().load_state_dict(*args, **kwargs)
 
     def _build(self, lr_schedule) -> None:
         super()._build(lr_schedule)

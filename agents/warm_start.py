@@ -140,6 +140,7 @@ class WarmStart(BaseCallback):
         it to the target actor; returns the final mean squared error in SB3's [-1, 1]
         action scale."""
         actor, target = self.model.actor, self.model.actor_target
+        self.model.policy.set_training_mode(True)  # weights change: no remembered prediction
         x = torch.as_tensor(self.observations(ratios), dtype=torch.float32)
         a = np.clip(np.asarray(ratios, dtype=np.float64) / self.max_ratio, 0.0, 1.0)
         y = torch.as_tensor(np.clip(2.0 * a - 1.0, -0.98, 0.98), dtype=torch.float32)[:, None]

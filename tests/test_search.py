@@ -155,6 +155,54 @@ def test_noise_schedule_and_truncation():
     assert seen and np.all(seen[-1] == 0.25)  # centred on the actor's action for that obs
 
 
+def test_noise_reuses_the_action_sb3_just_predicted_and_never_a_stale_one():
+    """SB3 predicts μ(s), then calls the noise, which needs μ(s) for the same observations:
+    the actor runs once per step (twice before), the noise's centre is exactly SB3's action,
+    and after a weights change or for other observations the actor runs again."""
+    import gymnasium as gym
+    from stable_baselines3 import DDPG
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from amc.agents.ddpg import AMCPolicy, attach_noise
+    from amc.agents.noise import TruncatedNormalNoise
+
+    class SameStart(gym.Wrapper):  # every episode starts alike, as the pruning env's do
+        def reset(self, *, seed=None, options=None):
+            return self.env.reset(seed=0)
+
+    venv = DummyVecEnv([lambda: SameStart(gym.make("Pendulum-v1"))])
+    noise = TruncatedNormalNoise(n_envs=1, sigma0=0.2, warmup_episodes=0, seed=0)
+    model = DDPG(AMCPolicy, venv, learning_starts=0, gradient_steps=0, seed=0, device="cpu",
+                 policy_kwargs={"net_arch": [8, 8]})
+    follow = attach_noise(model, noise)
+    rollout_calls = []
+    model.actor.register_forward_hook(lambda m, i, o: rollout_calls.append(len(i[0])))
+    centres = []
+    actor = noise.actor
+    noise.actor = lambda obs: centres.append(actor(obs)) or centres[-1]
+    model.learn(30, callback=follow)
+    assert len(centres) == 30 and rollout_calls == [1] * 30  # 60 when the noise re-ran it
+
+    obs = venv.reset()
+    rollout_calls.clear()
+    a, _ = model.predict(obs)  # SB3's rollout call
+    mu, _ = model.predict(obs, deterministic=True)  # the noise's, same observations
+    assert np.array_equal(a, mu) and len(rollout_calls) == 1
+    again, _ = model.predict(obs, deterministic=True)  # served once only
+    assert np.array_equal(again, mu) and len(rollout_calls) == 2
+    model.predict(obs)
+    model.policy.set_training_mode(True)  # SB3's train() (and the warm start's fit)
+    with torch.no_grad():
+        for p in model.actor.parameters():
+            p.add_(0.5)
+    changed, _ = model.predict(obs, deterministic=True)
+    assert len(rollout_calls) == 4 and not np.array_equal(changed, mu)
+    model.predict(obs)
+    other = obs + 0.1
+    model.predict(other, deterministic=True)
+    assert len(rollout_calls) == 6
+
+
 def test_noise_floor_keeps_late_exploration():
     from amc.agents.noise import TruncatedNormalNoise
 
