@@ -24,8 +24,8 @@ one timer of the latency table (:func:`amc.prune.latency_table.time_models`, fir
 * ``staircase`` (``torch`` targets): single 3x3 convs of the three stages' shapes (the
   target's batch and threads, contiguous tensors as the latency table times its layers)
   keeping 1..all of their output channels, and 1..all of their input channels, each time over
-  the whole conv's: how the CPU's kernels charge a pruned width
-  (:class:`amc.prune.latency_table.LatencyTable` counts it so).
+  the whole conv's: how the CPU's kernels charge a pruned width (the latency table counts
+  kept outputs so: :func:`amc.prune.latency_table.lanes`).
 
 Writes ``results/latency_frontier.json`` (per target and network: widths, MACs ratio and
 speed-up over dense, mean ± std over ``--repeats``; per family the largest MACs ratio measured
