@@ -8,6 +8,7 @@ from functools import cache
 
 import numpy as np
 import pytest
+import torch
 
 from amc.cost.macs import model_cost
 from amc.models.registry import create_model
@@ -212,6 +213,35 @@ def test_global_ranking_cuts_one_threshold_at_the_budget(pms, name, frac):
     assert not _is_global_cut(pm, uniform(scorer, b, 0.8), 0.8)
 
 
+class _IdentityResNet(torch.nn.Module):
+    """One residual block with an identity shortcut: its residual channels can be pruned."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.conv1 = torch.nn.Conv2d(8, 8, 3, padding=1)
+        self.conv2 = torch.nn.Conv2d(8, 8, 3, padding=1)
+        self.fc = torch.nn.Linear(8, 4)
+
+    def forward(self, x):
+        x = torch.relu(self.stem(x))
+        x = torch.relu(self.conv2(torch.relu(self.conv1(x))) + x)
+        return self.fc(x.mean((2, 3)))
+
+
+def test_unreachable_budget_suggests_units_all_only_where_it_is_accepted():
+    """The one-line refusal of an unreachable budget may point to ``--units all`` only for a
+    network that mode accepts: not for an option-A CIFAR ResNet (refused there)."""
+    torch.manual_seed(0)
+    option_a = PrunableModel(create_model("resnet20"), (3, 32, 32), "internal")
+    with pytest.raises(AmcError, match="unreachable budget") as e:
+        uniform_ratio(option_a, Budget.parse("flops:0.05"))
+    assert "--units all" not in str(e.value) and "loosen the budget" in str(e.value)
+    identity = PrunableModel(_IdentityResNet(), (3, 8, 8), "internal")
+    with pytest.raises(AmcError, match="unreachable budget.*or use --units all"):
+        uniform_ratio(identity, Budget.parse("flops:0.05"))
+
+
 def test_units_auto_chooses_by_residual_adds():
     import torch
 
@@ -221,6 +251,11 @@ def test_units_auto_chooses_by_residual_adds():
     internal = PrunableModel(create_model("resnet20"), (3, 32, 32), "internal")
     assert [u.name for u in res.units] == [u.name for u in internal.units]
     assert "--units auto chose 'internal'" in res.notice and "\n" not in res.notice
+    # option-A shortcuts: --units all is refused, so the notice must not suggest it
+    assert "--units all" not in res.notice and "zero-padding shortcuts" in res.notice
+    identity = PrunableModel(_IdentityResNet(), (3, 8, 8), "auto")
+    assert identity.mode == "internal" and "pass --units all" in identity.notice
+    assert len(PrunableModel(_IdentityResNet(), (3, 8, 8), "all").units) > len(identity.units)
     plain = PrunableModel(create_model("digits_cnn"), (1, 8, 8), "auto")
     assert plain.mode == "all" and plain.notice is None
     assert len(plain.units) == len(PrunableModel(create_model("digits_cnn"), (1, 8, 8),

@@ -92,7 +92,8 @@ def uniform_ratio(pm: PrunableModel, budget: Budget, max_ratio: float = MAX_RATI
     if f([max_ratio] * n) > budget.fraction + 1e-9:
         left = f"; {len(pm.left_out)} unit(s) are left out as not prunable exactly" \
             if getattr(pm, "left_out", None) else ""
-        hint = " or use --units all" if pm.mode == "internal" else ""
+        hint = (" or use --units all" if pm.mode == "internal"
+                and not getattr(pm, "pad_shortcuts", False) else "")
         raise AmcError(f"unreachable budget: {budget} cannot be met even pruning every unit by "
                        f"{max_ratio:g} ({f([max_ratio] * n):.3f} of dense remains{left}); "
                        f"loosen the budget{hint}")

@@ -158,6 +158,8 @@ class PrunableModel:
     Attributes:
         units: The units that can be pruned exactly, in forward order.
         left_out: (root layer, reason) of the groups that cannot.
+        pad_shortcuts: Whether the network has option-A zero-padding shortcuts (its
+            residual channels cannot be pruned exactly; ``all`` mode is refused).
         layers: Cost records of the counted layers (:class:`CountedLayer`).
         rankings: Per unit, its channels from least to most important.
         importance: Per unit, the importance of its channel positions in ascending order
@@ -180,6 +182,7 @@ class PrunableModel:
             raise AmcError("the taylor criterion needs training batches; pass data")
         self.model = model.eval()
         self.input_size = tuple(input_size)
+        self.pad_shortcuts = any(_is_pad_module(m) for m in model.modules())
         self.mode, self.criterion, self.round_to = mode, criterion, round_to
         self._steps: dict[tuple, list[float]] = {}  # ratio_steps, computed once
         self._names = {id(m): n for n, m in model.named_modules()}
@@ -232,7 +235,7 @@ class PrunableModel:
             with torch.enable_grad():
                 nn.functional.cross_entropy(model(x), y).backward()
         clf = classifier(model)
-        pads = any(_is_pad_module(m) for m in model.modules())
+        pads = self.pad_shortcuts
         internals, tied, imp = linear_internals(self.DG), _tied(model), self._importance()
         found, self.left_out = [], []
         residual: list[nn.Module] = []
@@ -297,12 +300,14 @@ class PrunableModel:
                 self.notice = (
                     f"amc: note: --units auto chose 'internal' for {type(model).__name__}: "
                     f"{len(residual)} group(s) whose channels meet a residual add stay whole "
-                    "(AMC's residual-net mode); pass --units all to prune them too")
+                    "(AMC's residual-net mode); " + (
+                        "its zero-padding shortcuts keep them whole in every mode"
+                        if self.pad_shortcuts else "pass --units all to prune them too"))
                 _note(self.notice)
         if not found:
             first = f": {self.left_out[0][0]}: {self.left_out[0][1]}" if self.left_out else ""
             more = f" (and {len(self.left_out) - 1} more)" if len(self.left_out) > 1 else ""
-            hint = "; try --units all" if residual else ""
+            hint = "; try --units all" if residual and not self.pad_shortcuts else ""
             raise AmcError(f"no unit of {type(model).__name__} can be pruned exactly in "
                            f"{self.mode!r} mode{first}{more}{hint}")
         found.sort(key=lambda f: self._order[f[0]])
