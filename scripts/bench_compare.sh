@@ -17,6 +17,7 @@
 #   bash scripts/bench_compare.sh amx-recon-reward-full  # -> results/compare_resnet56_amx_recon_reward_full/
 #   bash scripts/bench_compare.sh amx-fused  # -> results/compare_resnet56_amx_fused/
 #   bash scripts/bench_compare.sh native     # -> results/compare_resnet56_native/ (~50 min)
+#   bash scripts/bench_compare.sh native-vectors  # -> results/compare_resnet56_native_vectors/
 #
 # `retime-sweep`: the comparison's sensitivity sweep run again (same adapted model, images and
 # command, in a scratch folder), to time it on the same machine right after AMC's searches
@@ -116,6 +117,12 @@
 # included, gets the sweep's seconds measured in this same run (`amc search --time-limit`);
 # everything made in the one run (the adapted dense model too, no weights being on a new
 # machine) -> results/compare_resnet56_native/ (~50 min).
+#
+# `native-vectors`: native's latency:0.65 comparison again with the sixteenth session's latency
+# table (conv outputs counted in whole vectors, `METHOD` 6; native's searches saw the linear
+# table of `METHOD` 5), on native's adapted dense model (copied: the same dense network, val
+# images and seeds), its own sweep for --sweep-time-limit
+# -> results/compare_resnet56_native_vectors/ (~35 min).
 #
 # Resumable: every stage's artifact is cached in the output folder (weights in models/ are
 # git-ignored; once a model's scores are in eval/, a rerun rebuilds the tables).
@@ -256,6 +263,12 @@ fi
 if [[ $WHICH == native ]]; then
   EXTRA=(--max-ratio 0.9 --reconstruct --sweep-time-limit)
   resnet56 results/compare_resnet56_native auto flops:0.5 flops:0.3 latency:0.65
+fi
+if [[ $WHICH == native-vectors ]]; then
+  OUT=results/compare_resnet56_native_vectors
+  copy_dense results/compare_resnet56_native $OUT
+  EXTRA=(--max-ratio 0.9 --reconstruct --sweep-time-limit)
+  resnet56 $OUT auto latency:0.65
 fi
 if [[ $WHICH == bf16 ]]; then
   resnet56 results/compare_resnet56_bf16 bf16 flops:0.5
