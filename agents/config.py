@@ -109,6 +109,12 @@ class SearchConfig(ScoringConfig, ClusterConfig, OutputConfig):
     out: str = "runs/search"
     verbose: bool = False
 
+    def __post_init__(self) -> None:
+        from amc.prune.latency_table import method_for
+
+        self.latency_table_method = method_for(self.budget.startswith("latency")
+                                               or self.reward == "latency")
+
     def env_kwargs(self) -> dict:
         from amc.prune.latency_table import LatencySpec
 

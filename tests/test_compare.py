@@ -272,6 +272,39 @@ def test_folder_made_with_other_settings_is_refused_untouched(digits_ckpt, tmp_p
     Comparison(replace(cfg, budgets=("flops:0.5", "flops:0.7"), seeds=2, threads=2))
 
 
+def test_latency_budgets_measured_with_an_older_latency_table_are_refused(tmp_path,
+                                                                         monkeypatch):
+    """A folder whose latency budgets were searched and scaled with an older latency table
+    (or before the table's method was recorded) is refused in one line; a FLOPs-only folder
+    made before stays reusable and may gain a latency budget (its jobs are new)."""
+    from dataclasses import asdict
+
+    import amc.prune.latency_table as lt
+    from amc.report.compare import check_cached
+    from amc.utils.errors import AmcError
+    from amc.utils.io import write_json
+
+    cfg = CompareConfig(budgets=("flops:0.5", "latency:0.7"), out=str(tmp_path))
+    write_json(tmp_path / "config.json", asdict(cfg))
+    check_cached(cfg)  # made with today's table
+    old = asdict(cfg)
+    del old["latency_table_method"]  # made before the method was recorded
+    write_json(tmp_path / "config.json", old)
+    with pytest.raises(AmcError, match="older latency table.*--out") as e:
+        check_cached(cfg)
+    assert "\n" not in str(e.value)
+    flops = CompareConfig(budgets=("flops:0.5",), out=str(tmp_path))
+    old = asdict(flops)
+    del old["latency_table_method"]
+    write_json(tmp_path / "config.json", old)
+    check_cached(flops)
+    check_cached(cfg)  # a latency budget added to a FLOPs-only folder: new jobs
+    write_json(tmp_path / "config.json", asdict(cfg))
+    monkeypatch.setattr(lt, "METHOD", lt.METHOD + 1)  # an amc with another table
+    with pytest.raises(AmcError, match="older latency table"):
+        check_cached(CompareConfig(budgets=cfg.budgets, out=str(tmp_path)))
+
+
 def test_random_in_a_comparison_picks_on_all_of_val(digits_ckpt, tmp_path):
     """--rescore-top reaches the random strategy: its policy is random_search's pick with the
     rest of val (for a seed whose pick on all of val is another one than the first val

@@ -533,6 +533,38 @@ def test_a_search_made_before_score_amp_scored_in_fp32_and_resumes_so(tmp_path):
     assert load_run_config(SearchConfig, tmp_path, "search").score_amp == "off"
 
 
+def test_a_latency_search_cached_with_another_latency_table_is_not_reused(tmp_path,
+                                                                        monkeypatch):
+    """A search that measured latency records the latency table's method; one cached before
+    that (or with another method) counts as changed, so callers that cache searches search
+    again; a FLOPs search never used the table and stays reusable. No option sets it."""
+    import amc.prune.latency_table as lt
+    from amc.cli import build_parser
+
+    cfg = SearchConfig(model="digits_cnn", out=str(tmp_path), budget="latency:0.7")
+    assert cfg.latency_table_method == lt.METHOD
+    assert replace(cfg, latency_table_method=None).latency_table_method == lt.METHOD  # derived
+    write_json(tmp_path / "config.json", replace(cfg, force=False).as_dict())
+    assert changed_settings(cfg, tmp_path) == []
+    monkeypatch.setattr(lt, "METHOD", lt.METHOD + 1)  # the table's method changes
+    assert changed_settings(SearchConfig(**{**cfg.as_dict(), "latency_table_method": None}),
+                            tmp_path) == ["latency_table_method"]
+    old = replace(cfg, force=False).as_dict()
+    del old["latency_table_method"]  # made before the table's method was recorded
+    write_json(tmp_path / "config.json", old)
+    assert changed_settings(cfg, tmp_path) == ["latency_table_method"]
+    flops = replace(cfg, budget="flops:0.5")
+    assert flops.latency_table_method is None
+    old = replace(flops, force=False).as_dict()
+    del old["latency_table_method"]
+    write_json(tmp_path / "config.json", old)
+    assert changed_settings(flops, tmp_path) == []
+    assert changed_settings(replace(flops, reward="latency"), tmp_path) == [
+        "latency_table_method", "reward"]
+    with pytest.raises(SystemExit):  # recorded, not an option
+        build_parser().parse_args(["search", "--latency-table-method", "3"])
+
+
 def test_a_search_made_before_envs_per_worker_is_the_same_search(tmp_path):
     """Runs made before --envs-per-worker and --envs-on ran one env per worker, in the
     worker: the defaults (1, driver: the same episodes) are no change for the cache, while 2

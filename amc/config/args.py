@@ -93,7 +93,7 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[s
     hints = typing.get_type_hints(cls)
     defaults = defaults or {}
     for f in _ordered_fields(cls):
-        if f.name in skip or f.name.startswith("_"):
+        if f.name in skip or f.name.startswith("_") or f.metadata.get("cli") is False:
             continue
         tp, _ = _base_type(hints[f.name])
         flag = "--" + prefix + f.name.replace("_", "-")
@@ -235,12 +235,14 @@ def as_made(stored: dict[str, Any]) -> dict[str, Any]:
 ADDED_AS_BEFORE: dict[str, object] = {"time_limit": None, "score_amp": "off",
                                       "envs_per_worker": 1, "envs_on": "workers",
                                       "reconstruct_delivered": True,
-                                      "sweep_time_limit": False}
+                                      "sweep_time_limit": False,
+                                      "latency_table_method": None}
 """Settings added after runs were cached whose value here reproduces what every earlier run
 did (no time limit: all episodes ran; scores in fp32; one env per Ray worker, in the
 worker; reconstruction, when on, also in the delivered networks; no search limited to the
-sweep's time): a cached run that
-predates one of them counts as made with that value."""
+sweep's time; no latency table recorded, so that a latency run made before counts as made
+with another table than today's): a cached run that predates one of them counts as made with
+that value."""
 
 
 def changed_settings(cfg: object, run_dir: str | Path, ignore: tuple[str, ...] = ("force",)

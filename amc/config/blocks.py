@@ -19,11 +19,14 @@ a docstring entry (e.g. ``out: str = "runs/search"``); its text stays the block'
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 MAX_RATIO = 0.8
 """The largest channel-pruning ratio of one unit (AMC's 0.8): the default of every command,
 config and function that takes ``max_ratio``."""
+
+RECORDED = {"cli": False}
+"""Metadata of a field that a run records but no option sets (derived from the others)."""
 
 NOISE_MIN = 0.05
 """Floor of AMC's decaying exploration σ (action units): the default of ``amc search`` and
@@ -113,6 +116,11 @@ class PruneConfig:
         latency_batch: Batch size latency is measured at (64: a served batch, where pruned
             channels pay off; 1: single-request latency).
         latency_threads: Intra-op threads of the latency backend (as deployed).
+        latency_table_method: Recorded, not an option: how the latency lookup table is
+            measured and counted (:data:`amc.prune.latency_table.METHOD`) when a latency
+            budget or reward is used (None otherwise; the commands' configs set it with
+            :func:`amc.prune.latency_table.method_for`), so that
+            a run cached with an older table is not reused as if made with this one.
     """
 
     units: str = "auto"
@@ -122,6 +130,7 @@ class PruneConfig:
     latency_backend: str = "torch"
     latency_batch: int = 64
     latency_threads: int = 2
+    latency_table_method: int | None = field(default=None, metadata=RECORDED)
 
 
 @dataclass(kw_only=True)

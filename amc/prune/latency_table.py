@@ -177,6 +177,12 @@ class LatencyTable:
         return replace(t, scale=scale, rest_ms=rest, dense_ms=scale * sums[0] + rest)
 
 
+def method_for(uses_latency: bool) -> int | None:
+    """What a run records as its latency table's method (:data:`METHOD`; None for a run that
+    measures no latency, which any table reproduces)."""
+    return METHOD if uses_latency else None
+
+
 def lanes(backend: str) -> int:
     """Output channels a backend's CPU convolution computes together (the fp32 vector width:
     16 with AVX-512, 8 with AVX2; 1: no rounding, for ``ort`` and other CPUs). Measured with

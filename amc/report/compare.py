@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from amc.config.args import changed_settings, check_counts
+from amc.config.args import as_made, changed_settings, check_counts
 from amc.config.blocks import NOISE_MIN, OptimConfig, ScoringConfig
 from amc.cost.macs import model_cost
 from amc.cost.timing import torch_latencies
@@ -37,7 +37,7 @@ from amc.models.evaluate import top1
 from amc.models.registry import create_model
 from amc.prune.baselines import SWEEP, MapFn, run_strategy, sensitivity_sweep
 from amc.prune.budget import Budget
-from amc.prune.latency_table import LatencySpec
+from amc.prune.latency_table import LatencySpec, method_for
 from amc.prune.policy import load_policy, make_policy
 from amc.prune.rescore import rest_of_val
 from amc.prune.scoring import Scorer, build_scorer
@@ -127,6 +127,10 @@ class CompareConfig(ScoringConfig, OptimConfig):
     reconstruct_delivered: bool = True
     out: str = "runs/compare"
 
+    def __post_init__(self) -> None:
+        self.latency_table_method = method_for(any(b.startswith("latency")
+                                                   for b in self.budgets))
+
     def validate(self) -> None:
         check_counts(self)
         for s in self.strategies:
@@ -209,12 +213,20 @@ def check_cached(cfg: CompareConfig) -> None:
     other settings (or by an amc that predates one): they would be reused as if made with
     ``cfg``'s, and its ``config.json`` overwritten."""
     out = Path(cfg.out)
-    if (out / "config.json").is_file() and (
-            changed := changed_settings(cfg, out, ignore=JOB_SETTINGS)):
+    if not (out / "config.json").is_file():
+        return
+    changed = changed_settings(cfg, out, ignore=(*JOB_SETTINGS, "latency_table_method"))
+    if changed:
         raise AmcError(f"{out} holds a comparison made with other settings "
                        f"({', '.join(changed)}); rerun with its config.json's values, or "
                        "choose another --out (its artifacts would be reused as if made "
                        "with these)")
+    stored = as_made(json.loads((out / "config.json").read_text()))
+    if (any(str(b).startswith("latency") for b in stored.get("budgets", ()))
+            and stored["latency_table_method"] != method_for(True)):
+        raise AmcError(f"{out} holds latency budgets measured with an older latency table "
+                       "than this amc's; choose another --out (its searches and policies "
+                       "would be reused as if made with today's table)")
 
 
 class Comparison:
