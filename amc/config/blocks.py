@@ -118,9 +118,9 @@ class PruneConfig:
         latency_threads: Intra-op threads of the latency backend (as deployed).
         latency_table_method: Recorded, not an option: how the latency lookup table is
             measured and counted (:data:`amc.prune.latency_table.METHOD`) when a latency
-            budget or reward is used (None otherwise; the commands' configs set it with
-            :func:`amc.prune.latency_table.method_for`), so that
-            a run cached with an older table is not reused as if made with this one.
+            budget or reward is used, None otherwise (the commands' configs set it with
+            :func:`amc.prune.latency_table.method_for`), so that a run cached with an older
+            table is not reused as if made with this one.
     """
 
     units: str = "auto"
