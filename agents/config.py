@@ -112,8 +112,7 @@ class SearchConfig(ScoringConfig, ClusterConfig, OutputConfig):
     def __post_init__(self) -> None:
         from amc.prune.latency_table import method_for
 
-        self.latency_table_method = method_for(self.budget.startswith("latency")
-                                               or self.reward == "latency")
+        self.latency_table_method = method_for([self.budget], self.reward)
 
     def env_kwargs(self) -> dict:
         from amc.prune.latency_table import LatencySpec

@@ -170,17 +170,16 @@ class LatencyTable:
     def with_lanes(self, lanes: int) -> LatencyTable:
         """The same measurements predicting with ``lanes`` (1: linear in every width), the
         scale and rest fitted again on the table's own calibration timings."""
-        t = replace(self, lanes=lanes)
         policies = [[0.0] * len(self.pm.units)] + calibration_policies(self.pm, self.spec.calib)
-        sums = [t.layer_sum(r) for r in policies]
-        scale, rest = _fit(sums, self.measured["measured_ms"])
-        return replace(t, scale=scale, rest_ms=rest, dense_ms=scale * sums[0] + rest)
+        return _calibrated(replace(self, lanes=lanes), policies,
+                           self.measured["measured_ms"])[0]
 
 
-def method_for(uses_latency: bool) -> int | None:
-    """What a run records as its latency table's method (:data:`METHOD`; None for a run that
-    measures no latency, which any table reproduces)."""
-    return METHOD if uses_latency else None
+def method_for(budgets: Sequence[str], reward: str | None = None) -> int | None:
+    """What a run with these budgets and reward records as its latency table's method
+    (:data:`METHOD`; None for a run that measures no latency, which any table reproduces)."""
+    uses = reward == "latency" or any(str(b).startswith("latency") for b in budgets)
+    return METHOD if uses else None
 
 
 def lanes(backend: str) -> int:
@@ -337,6 +336,15 @@ def calibration_policies(pm: PrunableModel, n: int, max_ratio: float = 0.8) -> l
     return uni + rand
 
 
+def _calibrated(table: LatencyTable, policies: list[list[float]], measured: list[float]
+                ) -> tuple[LatencyTable, list[float]]:
+    """``table`` with its scale and rest fitted to the whole-model times ``measured`` of
+    ``policies`` (the dense one first), and its layer sums at them."""
+    sums = [table.layer_sum(r) for r in policies]
+    scale, rest = _fit(sums, measured)
+    return replace(table, scale=scale, rest_ms=rest, dense_ms=scale * sums[0] + rest), sums
+
+
 def _fit(sums: list[float], measured: list[float]) -> tuple[float, float]:
     """(scale, rest) of ``measured ~ scale * sums + rest`` by least squares, rest >= 0 and
     scale > 0; with one point the scale is 1."""
@@ -398,13 +406,11 @@ def _measure(pm: PrunableModel, spec: LatencySpec, var: list[tuple[bool, bool]])
     finally:
         torch.set_num_threads(old)
     points = _points(pm, keys, t)
-    table = LatencyTable(points, dims, 0.0, 1.0, pm=pm, spec=spec, lanes=lanes(spec.backend))
     measured = [t[f"model:{i}"]["q1_ms"] for i in range(len(policies))]
-    sums = [table.layer_sum(r) for r in policies]
-    scale, rest = _fit(sums, measured)
-    return {"points": points, "dims": dims, "rest_ms": rest, "scale": scale,
-            "lanes": table.lanes,
-            "dense_ms": scale * sums[0] + rest,
+    table, sums = _calibrated(LatencyTable(points, dims, 0.0, 1.0, pm=pm, spec=spec,
+                                           lanes=lanes(spec.backend)), policies, measured)
+    return {"points": points, "dims": dims, "rest_ms": table.rest_ms, "scale": table.scale,
+            "lanes": table.lanes, "dense_ms": table.dense_ms,
             "measured": {"layer_sum_ms": sums, "measured_ms": measured,
                          "dense_rest_ms": max(0.0, measured[0] - sums[0]),
                          "allocator": allocator.state()}}

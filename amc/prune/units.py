@@ -235,7 +235,6 @@ class PrunableModel:
             with torch.enable_grad():
                 nn.functional.cross_entropy(model(x), y).backward()
         clf = classifier(model)
-        pads = self.pad_shortcuts
         internals, tied, imp = linear_internals(self.DG), _tied(model), self._importance()
         found, self.left_out = [], []
         residual: list[nn.Module] = []
@@ -248,7 +247,7 @@ class PrunableModel:
                 residual.append(m)
                 return _RESIDUAL
             problem = group_problem(items, names, internals, tied)
-            if problem and pads and self.mode == "all" and "ConstantPadNd" in problem:
+            if problem and self.pad_shortcuts and self.mode == "all" and "ConstantPadNd" in problem:
                 raise AmcError(
                     "DepGraph cannot trace the option-A zero-padding shortcut of this CIFAR "
                     "ResNet in 'all' mode (it couples layers of different widths); use "

@@ -128,8 +128,7 @@ class CompareConfig(ScoringConfig, OptimConfig):
     out: str = "runs/compare"
 
     def __post_init__(self) -> None:
-        self.latency_table_method = method_for(any(b.startswith("latency")
-                                                   for b in self.budgets))
+        self.latency_table_method = method_for(self.budgets)
 
     def validate(self) -> None:
         check_counts(self)
@@ -222,8 +221,7 @@ def check_cached(cfg: CompareConfig) -> None:
                        "choose another --out (its artifacts would be reused as if made "
                        "with these)")
     stored = as_made(json.loads((out / "config.json").read_text()))
-    if (any(str(b).startswith("latency") for b in stored.get("budgets", ()))
-            and stored["latency_table_method"] != method_for(True)):
+    if (now := method_for(stored.get("budgets", ()))) and stored["latency_table_method"] != now:
         raise AmcError(f"{out} holds latency budgets measured with an older latency table "
                        "than this amc's; choose another --out (its searches and policies "
                        "would be reused as if made with today's table)")
