@@ -129,11 +129,11 @@ def largest_macs_at(rows: list[dict], family: str, speedup: float) -> float | No
     return max(ok) if ok else None
 
 
-def bench_target(target: str, nets: dict[str, dict], repeats: int, runs: int) -> dict:
+def bench_target(target: str, nets: dict[str, dict], models: dict[str, nn.Module],
+                 repeats: int, runs: int) -> dict:
+    """``models`` (built once from ``nets``, with :func:`check_pair`) timed on ``target``."""
     backend, batch, threads = target.split(":")
     spec = LatencySpec(backend=backend, batch=int(batch), threads=int(threads), runs=runs)
-    models = {k: narrowed(v["residual"], v["internal"]) for k, v in nets.items()}
-    models.update(check_pair())
     dense_macs = model_cost(models["dense"], INPUT)[0]
     load = [os.getloadavg()[0]]
     ms: dict[str, list[float]] = {k: [] for k in models}
@@ -228,7 +228,10 @@ def main() -> None:
     torch.manual_seed(0)
     width = lanes("torch")
     nets = networks(width)
-    targets = [bench_target(t, nets, args.repeats, args.runs) for t in args.targets.split(",")]
+    models = {k: narrowed(v["residual"], v["internal"]) for k, v in nets.items()}
+    models.update(check_pair())
+    targets = [bench_target(t, nets, models, args.repeats, args.runs)
+               for t in args.targets.split(",")]
     doc = {"command": "python scripts/bench_latency_frontier.py", "date": now(),
            "git_commit": git_commit(), "versions": versions(),
            "machine": {"cpus": os.cpu_count(), "cpu": cpu_model(),
