@@ -42,6 +42,11 @@ stages and searches (what does not depend on this run's timing).
 
 ``fast_norace`` and ``fast_bf16`` run for seeds 0-2 only (``SEEDS_OF``); cached seeds are
 reused as they are.
+
+On a CPU without native bf16 (no AVX512-BF16 or AMX: bf16 is emulated there, ~40x slower
+than fp32, and ``--score-amp auto`` scores in fp32) ``--bf16 auto`` leaves out every bf16
+stage (the two bf16 paths, the ceiling's ``bf16``, ``amp``, the ``fast_bf16`` searches);
+``--bf16 on`` measures them anyway.
 """
 
 from __future__ import annotations
@@ -64,6 +69,7 @@ from amc.prune.budget import Budget
 from amc.prune.repair import recalibrate_bn
 from amc.prune.scoring import Scorer, build_scorer
 from amc.utils.io import write_json
+from amc.utils.precision import cpu_bf16_native
 from amc.utils.provenance import cpu_model, git_commit, now, versions
 
 OLD_RECAL, OLD_BATCH = 512, 128
@@ -148,6 +154,7 @@ def bench_paths(args, model: str, matmul: float, matmul_bf16: float) -> dict:
     fast = build_scorer(**kw, recal_size=args.recal_size)
     same_bf16 = replace(same, amp="bf16")
     fast_bf16 = replace(fast, amp="bf16")
+    low = BF16_PATHS if args.bf16 else ()
     default = build_scorer(**{**kw, **DEFAULT}, recal_size=args.recal_size)
     budget = Budget.parse(args.budget)
     rows, best = [], {"fast": None, "fast_bf16": None, "default": None}
@@ -164,17 +171,18 @@ def bench_paths(args, model: str, matmul: float, matmul_bf16: float) -> dict:
         f_same = as_row(same.score(r))
         f = raced(fast, "fast", r)
         macs = same.pm.cost(r)[0]
-        rows.append({"policy": i, "ratios": r, "macs_per_image": macs, "old": o,
-                     "fast_same": f_same, "fast": f,
-                     "fast_same_bf16": as_row(same_bf16.score(r)),
-                     "fast_bf16": raced(fast_bf16, "fast_bf16", r),
-                     "default": raced(default, "default", r)})
+        row = {"policy": i, "ratios": r, "macs_per_image": macs, "old": o,
+               "fast_same": f_same, "fast": f}
+        if args.bf16:
+            row |= {"fast_same_bf16": as_row(same_bf16.score(r)),
+                    "fast_bf16": raced(fast_bf16, "fast_bf16", r)}
+        rows.append(row | {"default": raced(default, "default", r)})
         print(f"{model} policy {i}: old {sum(o[k] for k in ('prune_s', 'repair_s', 'eval_s')):.2f}"
               f" s, fast {sum(f[k] for k in ('prune_s', 'repair_s', 'eval_s')):.2f} s "
               f"({f['images']} images), top-1 {o['top1']:.1f}/{f_same['top1']:.1f}/{f['top1']:.1f}",
               flush=True)
     summary = {}
-    for path in ("old", "fast_same", "fast", *BF16_PATHS, "default"):
+    for path in ("old", "fast_same", "fast", *low, "default"):
         sec = [sum(row[path][k] for k in ("prune_s", "repair_s", "eval_s")) for row in rows]
         work = [2 * row["macs_per_image"] * (row[path]["images"] + row[path]["recal_images"])
                 for row in rows]
@@ -193,14 +201,15 @@ def bench_paths(args, model: str, matmul: float, matmul_bf16: float) -> dict:
         if path in BF16_PATHS:
             summary[path]["fraction_of_bf16_matmul"] = float(sum(work) / sum(busy) / 1e9
                                                              / matmul_bf16)
-    for path in ("fast_same", "fast", *BF16_PATHS, "default"):
+    for path in ("fast_same", "fast", *low, "default"):
         summary[path]["speedup_vs_old"] = (summary["old"]["seconds_per_episode"]
                                            / summary[path]["seconds_per_episode"])
     summary["max_abs_top1_diff_old_vs_fast_same"] = float(max(
         abs(row["old"]["top1"] - row["fast_same"]["top1"]) for row in rows))
-    summary["max_abs_top1_diff_fast_same_vs_bf16"] = float(max(
-        abs(row["fast_same_bf16"]["top1"] - row["fast_same"]["top1"]) for row in rows))
-    for path in ("fast", "fast_bf16", "default"):
+    if args.bf16:
+        summary["max_abs_top1_diff_fast_same_vs_bf16"] = float(max(
+            abs(row["fast_same_bf16"]["top1"] - row["fast_same"]["top1"]) for row in rows))
+    for path in ("fast", *low[1:], "default"):
         full = [row for row in rows if row[path]["images"] == args.val_limit]
         summary[f"{path}_policies_scored_on_all_val"] = len(full)
     return {"rows": rows, "summary": summary, "matmul_gflops": matmul,
@@ -258,7 +267,8 @@ def bench_ceiling(args, model: str, matmul: float, matmul_bf16: float, reps: int
         return min((scorer.score(dense) for _ in range(reps)),
                    key=lambda sc: sc.repair_s + sc.eval_s)
 
-    best, low = best_of(s), best_of(replace(s, amp="bf16"))
+    best = best_of(s)
+    low = best_of(replace(s, amp="bf16")) if args.bf16 else None
     recal_flops, eval_flops = 2 * macs * best.recal_images, 2 * macs * best.images
     fns, flops = {}, {}
     for c, hw in ((16, 32), (32, 16), (64, 8)):
@@ -286,7 +296,7 @@ def bench_ceiling(args, model: str, matmul: float, matmul_bf16: float, reps: int
             "single_conv_fraction_of_matmul": convs,
             "pruned_conv": pruned,
             "matmul_gflops": matmul, "matmul_bf16_gflops": matmul_bf16,
-            "bf16": {"repair_s": low.repair_s, "eval_s": low.eval_s,
+            "bf16": None if low is None else {"repair_s": low.repair_s, "eval_s": low.eval_s,
                      "fraction_of_matmul": (recal_flops + eval_flops)
                      / (low.repair_s + low.eval_s) / 1e9 / matmul,
                      "fraction_of_bf16_matmul": (recal_flops + eval_flops)
@@ -482,11 +492,16 @@ def main() -> None:
     p.add_argument("--reuse", default=None,
                    help="a committed bench_episode.json whose recal stages and searches fill "
                         "the cache where it lacks them (paths and ceiling are measured again)")
+    p.add_argument("--bf16", choices=("auto", "on", "off"), default="auto",
+                   help="the bf16 paths, ceiling and amp stage (auto: where the CPU computes "
+                        "bf16 natively; elsewhere bf16 runs emulated, ~40x slower than fp32, "
+                        "and no default scores in it)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--work", default="runs/bench_episode")
     p.add_argument("--out", default="results/bench_episode.json")
     p.add_argument("--fresh", action="store_true")
     args = p.parse_args()
+    args.bf16 = args.bf16 == "on" or (args.bf16 == "auto" and cpu_bf16_native())
     torch.set_num_threads(args.threads)
     work = Path(args.work)
     if args.fresh and work.exists():
@@ -497,13 +512,16 @@ def main() -> None:
         print("reused from", args.reuse, restore_cache(Path(args.reuse), work), flush=True)
     load0 = os.getloadavg()[0]
     matmul = [matmul_gflops()]
-    matmul_bf16 = [matmul_gflops(dtype=torch.bfloat16)]
+    bf16_rate = partial(matmul_gflops, dtype=torch.bfloat16) if args.bf16 else lambda: None
+    if not args.bf16:  # its searches score in bf16 too
+        args.search_variants = [v for v in args.search_variants if v != "fast_bf16"]
+    matmul_bf16 = [bf16_rate()]
     doc = {"command": "python scripts/bench_episode.py", "date": now(), "git_commit": git_commit(),
            "versions": versions(), "threads": args.threads, "budget": args.budget,
            "val_images": args.val_limit, "units": "internal", "recal_size": args.recal_size,
            "models": {}}
     for model in args.models:
-        m, mb = matmul_gflops(), matmul_gflops(dtype=torch.bfloat16)
+        m, mb = matmul_gflops(), bf16_rate()
         matmul.append(m)
         matmul_bf16.append(mb)
         d = doc["models"][model] = {
@@ -518,8 +536,9 @@ def main() -> None:
         # the rates the cached stages' fractions were computed with (measured when they ran)
         d["matmul_gflops_at_paths"] = d["paths"]["matmul_gflops"]
         d["matmul_bf16_gflops_at_paths"] = d["paths"]["matmul_bf16_gflops"]
-        d["amp"] = cached(work / f"{model}_amp.json",
-                          lambda model=model, r=d["recal"]: bench_amp(args, model, r))
+        if args.bf16:
+            d["amp"] = cached(work / f"{model}_amp.json",
+                              lambda model=model, r=d["recal"]: bench_amp(args, model, r))
     if "resnet56" in args.models and args.search_episodes > 0:
         # seed 0 keeps the cache name of the single-seed benchmark
         runs = {str(k): bench_search(args, work, k) for k in range(args.search_seeds)}
@@ -535,7 +554,12 @@ def main() -> None:
               f"{s['fast']['seconds_per_episode']:.2f} s ({s['fast']['speedup_vs_old']:.2f}x), "
               f"efficiency {s['fast_same']['fraction_of_matmul']:.2f} of matmul (dense: "
               f"{d['ceiling']['fraction_of_matmul']:.2f}); recal "
-              f"Spearman {d['recal']['spearman_vs_2000']}; bf16 "
+              f"Spearman {d['recal']['spearman_vs_2000']}; default "
+              f"{s['default']['seconds_per_episode']:.2f} s "
+              f"({s['default']['speedup_vs_old']:.2f}x)")
+        if "fast_bf16" not in s:
+            continue
+        print(f"{model}: bf16 "
               f"{s['fast_bf16']['seconds_per_episode']:.2f} s "
               f"({s['fast_bf16']['speedup_vs_old']:.2f}x), efficiency "
               f"{s['fast_same_bf16']['fraction_of_matmul']:.2f} of the fp32 matmul, "
