@@ -519,7 +519,7 @@ def main() -> None:
     doc = {"command": "python scripts/bench_episode.py", "date": now(), "git_commit": git_commit(),
            "versions": versions(), "threads": args.threads, "budget": args.budget,
            "val_images": args.val_limit, "units": "internal", "recal_size": args.recal_size,
-           "models": {}}
+           "bf16_stages": args.bf16, "models": {}}
     for model in args.models:
         m, mb = matmul_gflops(), bf16_rate()
         matmul.append(m)
