@@ -138,7 +138,8 @@ def test_seeds_give_mean_and_std_over_calibration_draws(digits_ckpt, tmp_path):
         vals = [m["val_before"] for m in mine]
         assert float(agg[s]["val_before"]) == pytest.approx(np.mean(vals))
         assert float(agg[s]["val_before_std"]) == pytest.approx(np.std(vals, ddof=1))
-    assert any(float(agg[s]["val_before_std"]) > 0 for s in agg)
+    # another draw moves some score (val has 143 images: on some CPUs only test's 360 move)
+    assert any(float(agg[s][f"{split}_before_std"]) > 0 for s in agg for split in ("val", "test"))
     # only the first run was fine-tuned: its after-scores stand alone, and say so
     assert [r["test_after"] is None for r in rows] == [False, False, True, True]
     assert all(agg[s]["test_after_n"] == "1" for s in agg)
