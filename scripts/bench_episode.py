@@ -152,9 +152,9 @@ def bench_paths(args, model: str, matmul: float, matmul_bf16: float) -> dict:
     same = build_scorer(**kw, recal_size=OLD_RECAL)
     same.recal_batch = OLD_BATCH  # the old batching: the same statistics, so the same top-1
     fast = build_scorer(**kw, recal_size=args.recal_size)
-    same_bf16 = replace(same, amp="bf16")
-    fast_bf16 = replace(fast, amp="bf16")
     low = BF16_PATHS if args.bf16 else ()
+    if args.bf16:  # each copy moves val and the calibration images again
+        same_bf16, fast_bf16 = replace(same, amp="bf16"), replace(fast, amp="bf16")
     default = build_scorer(**{**kw, **DEFAULT}, recal_size=args.recal_size)
     budget = Budget.parse(args.budget)
     rows, best = [], {"fast": None, "fast_bf16": None, "default": None}
