@@ -269,37 +269,49 @@ def _critic_updates(run: Path) -> int:
 
 
 @pytest.mark.ray
-@pytest.mark.parametrize("warm_start", ["random", "cheap"])
-def test_updates_per_transition_do_not_depend_on_workers(digits_ckpt, tmp_path, warm_start):
-    """One update per stored transition (after the random warm-up; from the first
-    demonstration with a cheap warm start) with 1 env, 2 Ray workers, 2 workers whose
-    updates overlap their evaluations, and 2 such workers scoring 4 envs (was 1 update per 2
-    transitions with SB3's schedule)."""
-    import pickle
+class TestUpdatesPerTransition:
+    """The Ray searches of both warm starts share one local Ray instance (starting one and
+    its workers' torch imports cost ~10 s each on two cores)."""
 
-    from amc.prune.units import PrunableModel
+    @pytest.fixture(scope="class")
+    def local_ray(self):
+        from amc.agents.ray_runtime import ray_session
 
-    units = len(PrunableModel(__import__("amc").create_model("digits_cnn"), (1, 8, 8)).units)
-    made = {}
-    for w, overlap, per in ((1, False, 1), (2, False, 1), (2, True, 1), (2, True, 2)):
-        run = tmp_path / f"w{w}{overlap}{per}"
-        s = run_search(_cfg(digits_ckpt, run, workers=w, episodes=16, warmup_episodes=4,
-                            race=False, warm_start=warm_start, overlap_updates=overlap,
-                            envs_per_worker=per))
-        with open(run / "ckpt" / "replay.pkl", "rb") as f:
-            stored = pickle.load(f).committed
-        owed = json.loads((run / "ckpt" / "state.json").read_text())["updates"]["owed"]
-        learning = stored - (4 * units if warm_start == "random" else 0)
-        made[(w, overlap, per)] = (_critic_updates(run), learning - owed,
-                                   s["update_rounds_overlapped"])
-        assert s["agent_updates_this_run"] == made[(w, overlap, per)][0]
-    for updates, expected, _ in made.values():
-        assert updates == expected, made
-    # overlapped: every round's updates but the last round's ran during the next evaluation
-    learning_episodes = 16 - (4 if warm_start == "random" else 0)
-    assert made[(2, True, 1)][2] == learning_episodes // 2 - 1, made
-    assert made[(2, True, 2)][2] == learning_episodes // 4 - 1, made
-    assert made[(2, False, 1)][2] == 0, made
+        with ray_session(num_cpus=2):
+            yield
+
+    @pytest.mark.parametrize("warm_start", ["random", "cheap"])
+    def test_updates_per_transition_do_not_depend_on_workers(self, digits_ckpt, tmp_path,
+                                                             warm_start, local_ray):
+        """One update per stored transition (after the random warm-up; from the first
+        demonstration with a cheap warm start) with 1 env, 2 Ray workers, 2 workers whose
+        updates overlap their evaluations, and 2 such workers scoring 4 envs (was 1 update
+        per 2 transitions with SB3's schedule)."""
+        import pickle
+
+        from amc.prune.units import PrunableModel
+
+        units = len(PrunableModel(__import__("amc").create_model("digits_cnn"), (1, 8, 8)).units)
+        made = {}
+        for w, overlap, per in ((1, False, 1), (2, False, 1), (2, True, 1), (2, True, 2)):
+            run = tmp_path / f"w{w}{overlap}{per}"
+            s = run_search(_cfg(digits_ckpt, run, workers=w, episodes=16, warmup_episodes=4,
+                                race=False, warm_start=warm_start, overlap_updates=overlap,
+                                envs_per_worker=per))
+            with open(run / "ckpt" / "replay.pkl", "rb") as f:
+                stored = pickle.load(f).committed
+            owed = json.loads((run / "ckpt" / "state.json").read_text())["updates"]["owed"]
+            learning = stored - (4 * units if warm_start == "random" else 0)
+            made[(w, overlap, per)] = (_critic_updates(run), learning - owed,
+                                       s["update_rounds_overlapped"])
+            assert s["agent_updates_this_run"] == made[(w, overlap, per)][0]
+        for updates, expected, _ in made.values():
+            assert updates == expected, made
+        # overlapped: every round's updates but the last round's ran during the next evaluation
+        learning_episodes = 16 - (4 if warm_start == "random" else 0)
+        assert made[(2, True, 1)][2] == learning_episodes // 2 - 1, made
+        assert made[(2, True, 2)][2] == learning_episodes // 4 - 1, made
+        assert made[(2, False, 1)][2] == 0, made
 
 
 class _Killed(Exception):
