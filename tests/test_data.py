@@ -34,6 +34,22 @@ def test_digits_loads_without_files(fresh_memory, isolated_cache):
     assert not isolated_cache.exists()  # digits never writes the on-disk cache
 
 
+def test_digits_read_directly_equal_scikit_learns_loader(monkeypatch):
+    """The digits read from scikit-learn's CSV (no scikit-learn import) are its own loader's,
+    pixel for pixel; without that file the loader itself is used."""
+    from sklearn.datasets import load_digits
+
+    from amc.data.datasets import digits_arrays
+
+    ref = load_digits()
+    images, target = digits_arrays()
+    assert images.shape == (1797, 8, 8) and np.array_equal(images, ref.images)
+    assert np.array_equal(target, ref.target)
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
+    fallback = digits_arrays()
+    assert np.array_equal(fallback[0], ref.images) and np.array_equal(fallback[1], ref.target)
+
+
 def test_val_is_a_disjoint_part_of_train(fresh_memory):
     images, labels, _ = amc.data.datasets._load_digits()
     ds = load_dataset("digits", seed=0)

@@ -189,12 +189,30 @@ def default_data_dir() -> Path | None:
 # ----------------------------------------------------------------------------- sources
 
 
-def _load_digits() -> tuple[dict, dict, list[str]]:
-    from sklearn.datasets import load_digits
+def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 8x8 digits: images (1797, 8, 8) in 0..16 and labels, read from the
+    ``digits.csv.gz`` scikit-learn ships, without importing scikit-learn (1.4 s: it imports
+    SciPy); :func:`sklearn.datasets.load_digits` where that file is not found."""
+    import gzip
+    import importlib.util
 
-    d = load_digits()
-    x = np.rint(d.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
-    y = d.target.astype(np.int64)
+    spec = importlib.util.find_spec("sklearn")
+    csv = (Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz"
+           if spec is not None and spec.origin else None)
+    if csv is None or not csv.is_file():
+        from sklearn.datasets import load_digits
+
+        d = load_digits()
+        return d.images, d.target
+    with gzip.open(csv, "rt") as f:
+        data = np.loadtxt(f, delimiter=",")
+    return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(int)
+
+
+def _load_digits() -> tuple[dict, dict, list[str]]:
+    images, target = digits_arrays()
+    x = np.rint(images * (255.0 / 16.0)).astype(np.uint8)[..., None]
+    y = target.astype(np.int64)
     perm = np.random.default_rng(12345).permutation(len(y))
     n_test = 360
     test, train = perm[:n_test], perm[n_test:]
