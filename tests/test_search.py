@@ -84,7 +84,7 @@ def test_run_directory_contents(digits_ckpt, tmp_path):
 @pytest.mark.cli
 def test_kill_9_then_resume(digits_ckpt, tmp_path):
     run = tmp_path / "k"
-    episodes = 60
+    episodes = 30
     cmd = [sys.executable, "-m", "amc.cli", "search", "--checkpoint", digits_ckpt,
            "--episodes", str(episodes), "--warmup-episodes", "10", "--checkpoint-every", "5",
            "--val-limit", "64", "--hidden", "64", "--batch-size", "16", "--out", str(run)]
