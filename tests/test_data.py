@@ -45,8 +45,18 @@ def test_digits_read_directly_equal_scikit_learns_loader(monkeypatch):
     images, target = digits_arrays()
     assert images.shape == (1797, 8, 8) and np.array_equal(images, ref.images)
     assert np.array_equal(target, ref.target)
+    calls = []
+
+    def loader():
+        calls.append(1)
+        return ref
+
+    monkeypatch.setattr("sklearn.datasets.load_digits", loader)
+    digits_arrays()
+    assert calls == []  # read directly
     monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
     fallback = digits_arrays()
+    assert calls == [1]
     assert np.array_equal(fallback[0], ref.images) and np.array_equal(fallback[1], ref.target)
 
 
