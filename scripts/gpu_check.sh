@@ -85,7 +85,7 @@ from pathlib import Path
 
 import torch
 
-from amc.train.accel import precision
+from amc.utils.precision import precision
 from amc.utils.device import resolve_device
 from amc.utils.io import write_json
 from amc.utils.provenance import git_commit, now, versions

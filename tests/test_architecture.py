@@ -15,6 +15,7 @@ Every module's imports (also those inside functions) are read with ``ast``; the 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -170,6 +171,51 @@ def test_relative_imports_resolve():
     assert "amc.agents.config" in got and "amc.agents.noise" in got
     got = [t for t, _ in imports_of(src, "amc.agents", is_pkg=True)]
     assert "amc.agents.config" in got
+
+
+def shell_python(path: Path) -> list[tuple[str, str]]:
+    """(tag, program) for the Python a shell script runs: here-documents (``<<'EOF'`` ...
+    ``EOF``, tagged by their delimiter) and ``python -c "..."`` (tagged ``-c`` and the line)."""
+    text = path.read_text()
+    docs = re.findall(r"<<'?(\w+)'?\n(.*?)\n\1\n", text, flags=re.S)
+    inline = [(f"-c:{text[:m.start()].count(chr(10)) + 1}", m.group(1))
+              for m in re.finditer(r'(?:python3?|PY\}?)"? -c "([^"]*)"', text)]
+    return docs + inline
+
+
+def missing_names(source: str) -> list[str]:
+    """``amc`` modules and names that ``source`` imports and that do not exist."""
+    import importlib
+
+    bad = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "amc":
+            try:
+                mod = importlib.import_module(node.module)
+            except ImportError:
+                bad.append(node.module)
+                continue
+            bad += [f"{node.module}.{a.name}" for a in node.names if not hasattr(mod, a.name)]
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.split(".")[0] == "amc":
+                    try:
+                        importlib.import_module(a.name)
+                    except ImportError:
+                        bad.append(a.name)
+    return bad
+
+
+def test_shell_scripts_python_imports_exist():
+    """The Python inside scripts/*.sh imports what exists (a moved module broke the GPU
+    check's summary, which only runs on a GPU machine)."""
+    programs = {f"{p.name}:{tag}": body for p in sorted((ROOT / "scripts").glob("*.sh"))
+                for tag, body in shell_python(p)}
+    assert {"gpu_check.sh:EOF", "gpu_check.sh:-c:35"} <= set(programs), set(programs)
+    assert {k: missing_names(v) for k, v in programs.items() if missing_names(v)} == {}
+    assert missing_names("from amc.train.accel import precision\n") == ["amc.train.accel"]
+    assert missing_names("from amc.utils.precision import nope\n") == [
+        "amc.utils.precision.nope"]
 
 
 def test_no_private_reach_ins():
