@@ -1,9 +1,11 @@
-"""The README's Python example runs as written."""
+"""The README's Python example runs as written; every command the docs quote parses."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -35,3 +37,103 @@ def test_readme_python_example_runs(tmp_path):
     assert m and float(m.group(1)) > 80 and float(m.group(2)) > 50, r.stdout
     assert (tmp_path / "runs/api/search/best_policy.json").is_file()
     assert (tmp_path / "runs/api/pruned.onnx").stat().st_size > 0
+
+
+# ----------------------------------------------------------------- the commands the docs name
+
+DOCS = ("README.md", "results/README.md")
+PLACEHOLDER = re.compile(r"[A-Z]+|<.*>|\.\.\.|…")
+FRAGMENT = ("the following arguments are required", "expected one argument")
+"""Parse errors a command quoted as a fragment (``amc apply --policy``) may give."""
+
+
+class _Parsed(Exception):
+    """Raised by the patched ``parse_args`` once the arguments parsed: nothing runs."""
+
+
+def doc_commands(text: str) -> list[tuple[str, list[str]]]:
+    """(program, arguments) of every ``python scripts/NAME.py ...`` and ``amc COMMAND ...``
+    in ``text``'s inline code and code blocks (shell comments, redirections and pipes cut)."""
+    lines = re.findall(r"`([^`\n]+)`", text) + [
+        ln for block in re.findall(r"```[a-z]*\n(.*?)```", text, flags=re.S)
+        for ln in block.replace("\\\n", " ").splitlines()]
+    out = []
+    for line in lines:
+        line = line.split(" #")[0]
+        if m := re.search(r"(?:^|\s)(?:\.venv/bin/)?python3? (scripts/\w+\.py)([^|&>;]*)", line):
+            out.append((m.group(1), shlex.split(m.group(2))))
+        elif m := re.search(r"(?:^|\s|/)amc ([a-z]+[^|&>;]*)", line):
+            out.append(("amc", shlex.split(m.group(1))))
+    return out
+
+
+def parse_error(program: str, argv: list[str]) -> str | None:
+    """How ``program``'s own parser rejects ``argv`` (None: accepted; fragments' missing
+    required arguments are accepted). Nothing runs: parsing stops the program."""
+    import argparse
+    import inspect
+    import runpy
+
+    if program == "amc":
+        from amc.cli import build_parser
+
+        def run() -> None:
+            build_parser().parse_args(argv)
+    else:
+        main = runpy.run_path(str(ROOT / program), run_name=Path(program).stem)["main"]
+
+        def run() -> None:
+            if "argv" in inspect.signature(main).parameters:
+                main(argv)
+            else:
+                old, sys.argv = sys.argv, [program, *argv]
+                try:
+                    main()
+                finally:
+                    sys.argv = old
+
+    errors: list[str] = []
+
+    def parse_args(self, args=None, namespace=None):
+        _, extra = self.parse_known_args(args, namespace)
+        if extra:
+            errors.append(f"unrecognized arguments: {' '.join(extra)}")
+        raise _Parsed
+
+    def error(self, message):
+        errors.append(message)
+        raise _Parsed
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(argparse.ArgumentParser, "parse_args", parse_args)
+        mp.setattr(argparse.ArgumentParser, "error", error)
+        if program == "amc":
+            from amc.cli import OneLineParser
+
+            mp.setattr(OneLineParser, "error", error)
+        with contextlib.suppress(_Parsed):
+            run()
+    return next((e for e in errors if not any(f in e for f in FRAGMENT)), None)
+
+
+def test_every_command_the_docs_name_parses():
+    """Each script and ``amc`` command quoted in README.md and results/README.md exists and
+    takes the options quoted with it (placeholders such as ``N`` skipped)."""
+    cmds = {(prog, tuple(argv)) for doc in DOCS for prog, argv in doc_commands(
+        (ROOT / doc).read_text()) if not any(PLACEHOLDER.fullmatch(a) for a in argv)}
+    assert len(cmds) > 50 and any(p.startswith("scripts/") for p, _ in cmds)
+    bad = {f"{p} {' '.join(a)}": why for p, a in sorted(cmds)
+           if (why := (parse_error(p, list(a)) if p == "amc" or (ROOT / p).is_file()
+                       else "no such script"))}
+    assert bad == {}
+
+
+def test_a_stale_command_is_caught():
+    assert parse_error("amc", ["search", "--no-such-option"]) is not None
+    assert "invalid int value" in parse_error("amc", ["search", "--episodes", "many"])
+    assert "invalid choice" in parse_error("scripts/bench_episode.py", ["--bf16", "maybe"])
+    assert parse_error("amc", ["apply", "--policy"]) is None  # a fragment
+    text = ("run `python scripts/bench_episode.py --bf16 off > log` then\n```\n"
+            "amc search --model x \\\n  --episodes 3  # note\n```\n")
+    assert doc_commands(text) == [("scripts/bench_episode.py", ["--bf16", "off"]),
+                                  ("amc", ["search", "--model", "x", "--episodes", "3"])]
