@@ -86,3 +86,27 @@ def tv_resnet18() -> torch.nn.Module:
     from amc.models.registry import create_model
 
     return create_model("tv:resnet18")
+
+
+def _run_script(path: Path, argv: list[str]) -> None:
+    """Load ``path`` (a script of ``scripts/``) and call its ``main`` with ``argv``: as its
+    argument where ``main`` takes one, and as ``sys.argv`` (which names the program)."""
+    import inspect
+    import runpy
+    import sys
+
+    main = runpy.run_path(str(path), run_name=path.stem)["main"]
+    old, sys.argv = sys.argv, [path.name, *argv]
+    try:
+        if "argv" in inspect.signature(main).parameters:
+            main(argv)
+        else:
+            main()
+    finally:
+        sys.argv = old
+
+
+@pytest.fixture(scope="session")
+def run_script():
+    """:func:`_run_script`: a script's ``main`` called in-process with the given arguments."""
+    return _run_script

@@ -241,8 +241,6 @@ def test_shell_scripts_python_imports_exist():
 
 def test_no_private_reach_ins():
     """No ``obj._name`` of the private attributes that other modules used to reach into."""
-    import re
-
     pat = re.compile(r"[A-Za-z_\])]\.(_layers|_plans|_pm|_bisect|_tensors)\b")
     hits = []
     for top in (*TREES, "scripts", "tests"):

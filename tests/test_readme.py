@@ -67,30 +67,19 @@ def doc_commands(text: str) -> list[tuple[str, list[str]]]:
     return out
 
 
-def parse_error(program: str, argv: list[str]) -> str | None:
+def parse_error(program: str, argv: list[str], run_script) -> str | None:
     """How ``program``'s own parser rejects ``argv`` (None: accepted; fragments' missing
-    required arguments are accepted). Nothing runs: parsing stops the program."""
+    required arguments are accepted). Nothing runs: parsing stops the program.
+    ``run_script``: the conftest fixture that calls a script's ``main``."""
     import argparse
-    import inspect
-    import runpy
 
-    if program == "amc":
-        from amc.cli import build_parser
+    def run() -> None:
+        if program == "amc":
+            from amc.cli import build_parser
 
-        def run() -> None:
             build_parser().parse_args(argv)
-    else:
-        main = runpy.run_path(str(ROOT / program), run_name=Path(program).stem)["main"]
-
-        def run() -> None:
-            if "argv" in inspect.signature(main).parameters:
-                main(argv)
-            else:
-                old, sys.argv = sys.argv, [program, *argv]
-                try:
-                    main()
-                finally:
-                    sys.argv = old
+        else:
+            run_script(ROOT / program, argv)
 
     errors: list[str] = []
 
@@ -116,23 +105,26 @@ def parse_error(program: str, argv: list[str]) -> str | None:
     return next((e for e in errors if not any(f in e for f in FRAGMENT)), None)
 
 
-def test_every_command_the_docs_name_parses():
+def test_every_command_the_docs_name_parses(run_script):
     """Each script and ``amc`` command quoted in README.md and results/README.md exists and
     takes the options quoted with it (placeholders such as ``N`` skipped)."""
     cmds = {(prog, tuple(argv)) for doc in DOCS for prog, argv in doc_commands(
         (ROOT / doc).read_text()) if not any(PLACEHOLDER.fullmatch(a) for a in argv)}
     assert len(cmds) > 50 and any(p.startswith("scripts/") for p, _ in cmds)
     bad = {f"{p} {' '.join(a)}": why for p, a in sorted(cmds)
-           if (why := (parse_error(p, list(a)) if p == "amc" or (ROOT / p).is_file()
+           if (why := (parse_error(p, list(a), run_script) if p == "amc" or (ROOT / p).is_file()
                        else "no such script"))}
     assert bad == {}
 
 
-def test_a_stale_command_is_caught():
-    assert parse_error("amc", ["search", "--no-such-option"]) is not None
-    assert "invalid int value" in parse_error("amc", ["search", "--episodes", "many"])
-    assert "invalid choice" in parse_error("scripts/bench_episode.py", ["--bf16", "maybe"])
-    assert parse_error("amc", ["apply", "--policy"]) is None  # a fragment
+def test_a_stale_command_is_caught(run_script):
+    def error(program: str, *argv: str) -> str | None:
+        return parse_error(program, list(argv), run_script)
+
+    assert error("amc", "search", "--no-such-option") is not None
+    assert "invalid int value" in error("amc", "search", "--episodes", "many")
+    assert "invalid choice" in error("scripts/bench_episode.py", "--bf16", "maybe")
+    assert error("amc", "apply", "--policy") is None  # a fragment
     text = ("run `python scripts/bench_episode.py --bf16 off > log` then\n```\n"
             "amc search --model x \\\n  --episodes 3  # note\n```\n")
     assert doc_commands(text) == [("scripts/bench_episode.py", ["--bf16", "off"]),

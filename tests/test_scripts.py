@@ -4,9 +4,6 @@ benchmark (or on a GPU machine)."""
 
 from __future__ import annotations
 
-import inspect
-import runpy
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,15 +16,9 @@ def test_there_are_scripts():
 
 
 @pytest.mark.parametrize("path", SCRIPTS, ids=lambda p: p.stem)
-def test_script_loads_and_prints_its_help(path, monkeypatch, capsys):
-    names = runpy.run_path(str(path), run_name=path.stem)  # imports and constants
-    monkeypatch.setattr(sys, "argv", [path.name, "--help"])
-    main = names["main"]
+def test_script_loads_and_prints_its_help(path, run_script, capsys):
     with pytest.raises(SystemExit) as e:
-        if "argv" in inspect.signature(main).parameters:
-            main(["--help"])
-        else:
-            main()  # reads sys.argv
+        run_script(path, ["--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith(f"usage: {path.name}") and "--help" in out
