@@ -67,6 +67,29 @@ def doc_commands(text: str) -> list[tuple[str, list[str]]]:
     return out
 
 
+SHELL_VALUE = "1"
+"""What a shell expansion (``"$OUT"``, ``"${DEV[@]}"``) stands for in a script's ``amc``
+command: a valid number, path and name; left over as a positional, it is ignored."""
+
+
+def shell_amc_commands(text: str) -> list[tuple[int, list[str]]]:
+    """(line, arguments) of every ``$AMC ...`` / ``"${AMC[@]}" ...`` command of a shell
+    script, continuation lines joined, every token holding a ``$`` expansion replaced by
+    ``SHELL_VALUE``."""
+    out: list[tuple[int, list[str]]] = []
+    lines: list[tuple[int, str]] = []  # (first source line, the line joined)
+    for i, part in enumerate(text.splitlines(), 1):
+        if lines and lines[-1][1].endswith("\\"):
+            lines[-1] = (lines[-1][0], lines[-1][1][:-1] + " " + part)
+        else:
+            lines.append((i, part))
+    for i, line in lines:
+        for m in re.finditer(r'(?:\$AMC|"\$\{AMC\[@\]\}") ([a-z][^|&>;#]*)', line):
+            argv = [SHELL_VALUE if "$" in t else t for t in shlex.split(m.group(1))]
+            out.append((i, argv))
+    return out
+
+
 def parse_error(program: str, argv: list[str], run_script) -> str | None:
     """How ``program``'s own parser rejects ``argv`` (None: accepted; fragments' missing
     required arguments are accepted). Nothing runs: parsing stops the program.
@@ -85,6 +108,7 @@ def parse_error(program: str, argv: list[str], run_script) -> str | None:
 
     def parse_args(self, args=None, namespace=None):
         _, extra = self.parse_known_args(args, namespace)
+        extra = [a for a in extra if a != SHELL_VALUE]
         if extra:
             errors.append(f"unrecognized arguments: {' '.join(extra)}")
         raise _Parsed
@@ -117,6 +141,17 @@ def test_every_command_the_docs_name_parses(run_script):
     assert bad == {}
 
 
+def test_every_amc_command_of_the_shell_scripts_parses(run_script):
+    """The ``amc`` commands that scripts/*.sh run (the comparisons, the report, the GPU check)
+    take the options they pass: a renamed option would otherwise fail hours into a benchmark
+    or on a GPU machine."""
+    cmds = {f"{p.name}:{line}": argv for p in sorted((ROOT / "scripts").glob("*.sh"))
+            for line, argv in shell_amc_commands(p.read_text())}
+    assert len(cmds) >= 15 and any(k.startswith("gpu_check.sh") for k in cmds)
+    bad = {k: why for k, argv in cmds.items() if (why := parse_error("amc", argv, run_script))}
+    assert bad == {}
+
+
 def test_a_stale_command_is_caught(run_script):
     def error(program: str, *argv: str) -> str | None:
         return parse_error(program, list(argv), run_script)
@@ -127,5 +162,12 @@ def test_a_stale_command_is_caught(run_script):
     assert error("amc", "apply", "--policy") is None  # a fragment
     text = ("run `python scripts/bench_episode.py --bf16 off > log` then\n```\n"
             "amc search --model x \\\n  --episodes 3  # note\n```\n")
+    script = ('$AMC compare --model x \\\n    --episodes "$N" "${B[@]}" --out "$O"  # c\n'
+              'step s "${AMC[@]}" search --frobnicate 3 > log\n')
+    assert shell_amc_commands(script) == [
+        (1, ["compare", "--model", "x", "--episodes", "1", "1", "--out", "1"]),
+        (3, ["search", "--frobnicate", "3"])]
+    assert error("amc", *shell_amc_commands(script)[0][1]) is None
+    assert "--frobnicate" in error("amc", *shell_amc_commands(script)[1][1])
     assert doc_commands(text) == [("scripts/bench_episode.py", ["--bf16", "off"]),
                                   ("amc", ["search", "--model", "x", "--episodes", "3"])]
