@@ -48,7 +48,14 @@ def test_every_family_has_a_model_here():
     assert all(family(n) == f for f, n in MODELS.items())
 
 
-@pytest.mark.parametrize("fam", list(MODELS))
+SLOW = {"vgg"}
+"""Families whose smallest model takes the CI 20-40 s here (VGG-11 at 32 px keeps its 103M-weight
+classifier; AlexNet covers the same pooled flatten into a linear layer in a few seconds):
+``slow`` (run by ``scripts/bench_zoo.py``, which checks every torchvision classifier)."""
+
+
+@pytest.mark.parametrize("fam", [pytest.param(f, marks=pytest.mark.slow) if f in SLOW else f
+                                 for f in MODELS])
 def test_family_prunes_exactly_or_is_refused_in_one_line(fam):
     model, size, _ = build_small(MODELS[fam], num_classes=10)
     diversify(model, 0)
