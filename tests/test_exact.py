@@ -20,13 +20,7 @@ from torch import nn
 from amc.cost.macs import FUNCTIONAL, layer_costs, model_cost
 from amc.prune.budget import Budget, uniform_ratio
 from amc.prune.conformance import check_uniform, conformance, diversify
-from amc.prune.masks import (
-    ChannelPruner,
-    apply_masks,
-    channel_masks,
-    index_mask,
-    product_indices,
-)
+from amc.prune.masks import ChannelPruner, apply_masks, channel_masks
 from amc.prune.units import PrunableModel
 from amc.utils.errors import AmcError
 from amc.utils.tolerance import RTOL, relative_diff
@@ -296,34 +290,6 @@ def test_masks_zero_what_pruning_removes_also_through_cat_and_groups():
         assert kept + removed == sum(m.numel() for m in masks.values())
         if cls is LayerScale:
             assert "gamma" in masks
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_index_mask_marks_exactly_the_indices_kept(dtype):
-    """Products of kept positions (what channel pruning leaves: read per dimension) and any
-    other selection (scattered) both give the mask of exactly the indices present."""
-    gen = torch.Generator().manual_seed(0)
-    shape = torch.Size((6, 5, 3, 3))
-    ids = torch.arange(shape.numel(), dtype=dtype).view(shape)
-
-    def reference(q):
-        m = torch.zeros(shape.numel())
-        m[q.reshape(-1).long()] = 1.0
-        return m.view(shape)
-
-    rows = torch.randperm(6, generator=gen)[:4].sort().values
-    cols = torch.tensor([0, 3, 4])
-    q = ids[rows][:, cols]
-    along = product_indices(q, shape)
-    assert [a.tolist() for a in along] == [rows.tolist(), cols.tolist(), [0, 1, 2], [0, 1, 2]]
-    assert torch.equal(index_mask(q, shape), reference(q)) and index_mask(q, shape).sum() == 108
-    bent = q.clone()
-    bent[1, 2] = ids[5, 1]  # not a product any more: must not be read per dimension
-    assert product_indices(bent, shape) is None
-    assert torch.equal(index_mask(bent, shape), reference(bent))
-    assert not torch.equal(index_mask(bent, shape), index_mask(q, shape))
-    flat = ids.reshape(-1)[torch.tensor([2, 7, 40])]  # another rank
-    assert torch.equal(index_mask(flat, shape), reference(flat))
 
 
 def test_channel_pruner_masks_equal_physical_pruning_on_grouped_net():

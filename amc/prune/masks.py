@@ -18,7 +18,6 @@ product gives the same forward pass and the same exact sparsity.
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Sequence
 
 import torch
@@ -218,47 +217,10 @@ def channel_masks(pm: PrunableModel, ratios: Sequence[float],
         q = pruned.get(name)
         if q is None or q.shape == shape:
             continue
-        out[name] = index_mask(q.detach(), shape)
-    return out
-
-
-def product_indices(q: torch.Tensor, shape: torch.Size) -> list[torch.Tensor] | None:
-    """The positions kept along each dimension when ``q``, a selection from
-    ``arange(numel).view(shape)``, is their product (what channel pruning leaves); else None.
-
-    Each dimension's positions are read off ``q``'s line along it; the product is then checked
-    against ``q`` exactly."""
-    if q.dim() != len(shape) or not q.numel():
-        return None
-    strides = [math.prod(shape[d + 1:]) for d in range(len(shape))]
-    along = [q[tuple(slice(None) if e == d else 0 for e in range(q.dim()))].long()
-             .div(strides[d], rounding_mode="floor") % shape[d] for d in range(len(shape))]
-    rebuilt = sum(a.to(q.dtype).view(_axis(d, len(shape))) * strides[d]
-                  for d, a in enumerate(along))
-    return along if torch.equal(rebuilt.expand(q.shape), q) else None
-
-
-def _axis(d: int, ndim: int) -> list[int]:
-    """The view shape that lays a vector along dimension ``d`` of ``ndim``."""
-    return [-1 if e == d else 1 for e in range(ndim)]
-
-
-def index_mask(q: torch.Tensor, shape: torch.Size) -> torch.Tensor:
-    """The 0/1 mask of ``shape`` whose ones are the element indices ``q`` holds (``q``: a
-    pruned copy of ``arange(numel).view(shape)``): built by broadcasting from
-    :func:`product_indices` where ``q`` is a product (1.3-1.7x faster than scattering every
-    index on a 103M-weight VGG classifier layer, 1 thread), else scattered."""
-    along = product_indices(q, shape)
-    if along is None:
         keep = torch.zeros(shape.numel())
-        keep[q.reshape(-1).long()] = 1.0
-        return keep.view(shape)
-    mask = torch.ones(())
-    for d, a in enumerate(along):
-        m = torch.zeros(shape[d])
-        m[a] = 1.0
-        mask = mask * m.view(_axis(d, len(shape)))
-    return mask.expand(shape).contiguous()
+        keep[q.detach().reshape(-1).long()] = 1.0
+        out[name] = keep.view(shape)
+    return out
 
 
 class ChannelPruner:
