@@ -51,12 +51,24 @@ class _Parsed(Exception):
     """Raised by the patched ``parse_args`` once the arguments parsed: nothing runs."""
 
 
+def joined_lines(text: str) -> list[tuple[int, str]]:
+    """``text``'s lines with shell continuations (a trailing backslash) joined, each with the
+    number of its first source line."""
+    lines: list[tuple[int, str]] = []
+    for i, part in enumerate(text.splitlines(), 1):
+        if lines and lines[-1][1].endswith("\\"):
+            lines[-1] = (lines[-1][0], lines[-1][1][:-1] + " " + part)
+        else:
+            lines.append((i, part))
+    return lines
+
+
 def doc_commands(text: str) -> list[tuple[str, list[str]]]:
     """(program, arguments) of every ``python scripts/NAME.py ...`` and ``amc COMMAND ...``
     in ``text``'s inline code and code blocks (shell comments, redirections and pipes cut)."""
     lines = re.findall(r"`([^`\n]+)`", text) + [
         ln for block in re.findall(r"```[a-z]*\n(.*?)```", text, flags=re.S)
-        for ln in block.replace("\\\n", " ").splitlines()]
+        for _, ln in joined_lines(block)]
     out = []
     for line in lines:
         line = line.split(" #")[0]
@@ -77,13 +89,7 @@ def shell_amc_commands(text: str) -> list[tuple[int, list[str]]]:
     script, continuation lines joined, every token holding a ``$`` expansion replaced by
     ``SHELL_VALUE``."""
     out: list[tuple[int, list[str]]] = []
-    lines: list[tuple[int, str]] = []  # (first source line, the line joined)
-    for i, part in enumerate(text.splitlines(), 1):
-        if lines and lines[-1][1].endswith("\\"):
-            lines[-1] = (lines[-1][0], lines[-1][1][:-1] + " " + part)
-        else:
-            lines.append((i, part))
-    for i, line in lines:
+    for i, line in joined_lines(text):
         for m in re.finditer(r'(?:\$AMC|"\$\{AMC\[@\]\}") ([a-z][^|&>;#]*)', line):
             argv = [SHELL_VALUE if "$" in t else t for t in shlex.split(m.group(1))]
             out.append((i, argv))
