@@ -14,5 +14,8 @@ def test_verdict_counts_images_and_explains_a_tie_at_the_ceiling():
     assert loss.startswith("AMC does NOT beat") and "-1.40 points" in loss
     ceiling = verdict(100 * 142 / n, 100 * 142 / n, 100 * 142 / n, n)
     assert ceiling.startswith("AMC ties uniform") and "nothing to win" in ceiling
+    assert "both keep the dense" in ceiling
+    above = verdict(100 * 142 / n, 100 * 142 / n, 100 * 141 / n, n)  # pruning lost nothing
+    assert "both score above the dense network's 98.60%" in above and "nothing to win" in above
     below = verdict(100 * 130 / n, 100 * 130 / n, 100 * 142 / n, n)
     assert below.startswith("AMC ties uniform") and "nothing to win" not in below

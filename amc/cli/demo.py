@@ -25,7 +25,8 @@ def verdict(amc: float, uniform: float, dense: float, images: int) -> str:
     if a < u:
         return f"AMC does NOT beat uniform on val: {amc - uniform:+.2f} points ({counts})"
     if amc >= dense - 1e-9:
-        return (f"AMC ties uniform on val ({counts}): both keep the dense network's "
+        level = "keep" if round(dense * images / 100) == a else "score above"
+        return (f"AMC ties uniform on val ({counts}): both {level} the dense network's "
                 f"{dense:.2f}%, so at this budget there is nothing to win; a tighter one "
                 "(--budget) separates policies")
     return f"AMC ties uniform on val ({counts})"
