@@ -32,13 +32,17 @@ recalibration, 1,000 ``val`` images, one thread) it writes ``results/bench_episo
   images no search saw, BN recalibrated the old way on another calibration draw); the
   summary gives mean ± std over the seeds and of the paired differences (one pair is not
   enough: a search's best policy varies by seed more than the 0.3-point target); seeds 0-2
-  also with bf16 scores (``fast_bf16``, paired with ``fast`` as well).
+  also with bf16 scores (``fast_bf16``, paired with ``fast`` as well); ``fast_time``: the
+  fast scorer given the old path's time (200 episodes: the same seed, the same wall time).
 
 Each stage is cached under ``--work`` (a killed run resumes); ``--fresh`` starts over;
 ``--reuse results/bench_episode.json`` fills the cache with the committed file's ``recal``
 stages and searches (what does not depend on this run's timing).
 
-    .venv/bin/python scripts/bench_episode.py    # ~3 h on 2 cores (searches ~2.5 h)
+    .venv/bin/python scripts/bench_episode.py    # ~3.5 h on 2 cores (searches ~3 h)
+
+``--models`` with no name runs the searches only (e.g. with ``--reuse`` and
+``--search-variants fast_time`` to add a variant to committed searches).
 
 ``fast_norace`` and ``fast_bf16`` run for seeds 0-2 only (``SEEDS_OF``); cached seeds are
 reused as they are.
@@ -352,11 +356,16 @@ def bench_amp(args, model: str, recal: dict) -> dict:
 VARIANTS = {"old": dict(fast_eval=False, recal_size=OLD_RECAL, race=False, score_amp="off"),
             "fast": dict(fast_eval=True, race=True, score_amp="off"),
             "fast_norace": dict(fast_eval=True, race=False, score_amp="off"),
-            "fast_bf16": dict(fast_eval=True, race=True, score_amp="bf16")}
+            "fast_bf16": dict(fast_eval=True, race=True, score_amp="bf16"),
+            "fast_time": dict(fast_eval=True, race=True, score_amp="off")}
 """The search variants: the old path; the fast scorer with racing (a search's defaults
 before ``--score-amp``); the fast scorer without racing (separates racing's effect from the
 recalibration size's); the fast scorer with racing and bf16 scores (today's defaults on a
-CPU with native bf16)."""
+CPU with native bf16); ``fast`` given the old path's time (``EPISODES_X`` times the
+episodes: its episodes take about half as long in fp32)."""
+EPISODES_X = {"fast_time": 2}
+"""Variants searched for a multiple of ``--search-episodes`` (warm-up a quarter of them, as
+for the others)."""
 
 
 SEEDS_OF = {"fast_norace": 3, "fast_bf16": 3}
@@ -406,12 +415,14 @@ def bench_search(args, work: Path, seed: int) -> dict:
     for name in todo:
         v = {"recal_size": args.recal_size, **VARIANTS[name]}
         run = work / (f"search_{name}" + (f"_s{seed}" if seed else ""))
-        cfg = SearchConfig(**base, **v, out=str(run))
+        episodes = args.search_episodes * EPISODES_X.get(name, 1)
+        cfg = SearchConfig(**{**base, "episodes": episodes, "warmup_episodes": episodes // 4},
+                           **v, out=str(run))
         t = time.perf_counter()
         s = run_or_resume(cfg)
         wall = time.perf_counter() - t
         ratios = best_ratios(run, ref)
-        out[name] = {"best_val_top1_in_search": s["best_val_top1"],
+        out[name] = {"episodes": episodes, "best_val_top1_in_search": s["best_val_top1"],
                      "best_episode": s["best_episode"],
                      "best_rescored_by_old_path": old_path(ref, ratios)["top1"],
                      "seconds_per_episode": s["seconds_per_episode"], "wall_seconds": wall,
@@ -461,7 +472,8 @@ def search_summary(runs: dict[str, dict]) -> dict:
         have = [r for r in runs.values() if n in r]
         out[n] = {"best_rescored": stats([r[n]["best_rescored_by_old_path"] for r in have]),
                   "best_heldout_val": stats([r[n]["best_heldout_val"] for r in have]),
-                  "seconds_per_episode": stats([r[n]["seconds_per_episode"] for r in have])}
+                  "seconds_per_episode": stats([r[n]["seconds_per_episode"] for r in have]),
+                  "wall_seconds": stats([r[n]["wall_seconds"] for r in have])}
         for base in ("old", "fast") if n == "fast_bf16" else ("old",):
             pairs = [r for r in have if base in r]
             if n == base or not pairs:
@@ -474,7 +486,8 @@ def search_summary(runs: dict[str, dict]) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", nargs="+", default=["resnet20", "resnet56"])
+    p.add_argument("--models", nargs="*", default=["resnet20", "resnet56"],
+                   help="models of the per-episode stages (none: the ResNet-56 searches only)")
     p.add_argument("--models-dir", default="../shared/models")
     p.add_argument("--data-dir", default="../shared/data")
     p.add_argument("--budget", default="flops:0.5")
@@ -539,7 +552,7 @@ def main() -> None:
         if args.bf16:
             d["amp"] = cached(work / f"{model}_amp.json",
                               lambda model=model, r=d["recal"]: bench_amp(args, model, r))
-    if "resnet56" in args.models and args.search_episodes > 0:
+    if ("resnet56" in args.models or not args.models) and args.search_episodes > 0:
         # seed 0 keeps the cache name of the single-seed benchmark
         runs = {str(k): bench_search(args, work, k) for k in range(args.search_seeds)}
         doc["search_resnet56"] = {"seeds": runs, "summary": search_summary(runs)}

@@ -229,17 +229,44 @@ class _IdentityResNet(torch.nn.Module):
         return self.fc(x.mean((2, 3)))
 
 
+class PadShortcut(torch.nn.Module):
+    """Another library's option-A shortcut (named as amc's, but not amc's class: ``all``
+    mode cannot convert it, so it refuses)."""
+
+    def forward(self, x):
+        return torch.nn.functional.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, 4, 4))
+
+
+class _ForeignOptionA(torch.nn.Module):
+    """One downsampling residual block with a foreign zero-padding shortcut."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.conv1 = torch.nn.Conv2d(8, 16, 3, 2, 1)
+        self.conv2 = torch.nn.Conv2d(16, 16, 3, padding=1)
+        self.short = PadShortcut()
+        self.fc = torch.nn.Linear(16, 4)
+
+    def forward(self, x):
+        x = torch.relu(self.stem(x))
+        x = torch.relu(self.conv2(torch.relu(self.conv1(x))) + self.short(x))
+        return self.fc(x.mean((2, 3)))
+
+
 def test_unreachable_budget_suggests_units_all_only_where_it_is_accepted():
     """The one-line refusal of an unreachable budget may point to ``--units all`` only for a
-    network that mode accepts: not for an option-A CIFAR ResNet (refused there)."""
+    network that mode accepts: amc's option-A CIFAR ResNets and identity shortcuts, not a
+    foreign zero-padding shortcut (refused there)."""
     torch.manual_seed(0)
-    option_a = PrunableModel(create_model("resnet20"), (3, 32, 32), "internal")
+    foreign = PrunableModel(_ForeignOptionA(), (3, 8, 8), "internal")
     with pytest.raises(AmcError, match="unreachable budget") as e:
-        uniform_ratio(option_a, Budget.parse("flops:0.05"))
+        uniform_ratio(foreign, Budget.parse("flops:0.05"))
     assert "--units all" not in str(e.value) and "loosen the budget" in str(e.value)
-    identity = PrunableModel(_IdentityResNet(), (3, 8, 8), "internal")
-    with pytest.raises(AmcError, match="unreachable budget.*or use --units all"):
-        uniform_ratio(identity, Budget.parse("flops:0.05"))
+    for net, size in ((_IdentityResNet(), (3, 8, 8)), (create_model("resnet20"), (3, 32, 32))):
+        pm = PrunableModel(net, size, "internal")
+        with pytest.raises(AmcError, match="unreachable budget.*or use --units all"):
+            uniform_ratio(pm, Budget.parse("flops:0.05"))
 
 
 def test_units_auto_chooses_by_residual_adds():
@@ -251,8 +278,9 @@ def test_units_auto_chooses_by_residual_adds():
     internal = PrunableModel(create_model("resnet20"), (3, 32, 32), "internal")
     assert [u.name for u in res.units] == [u.name for u in internal.units]
     assert "--units auto chose 'internal'" in res.notice and "\n" not in res.notice
-    # option-A shortcuts: --units all is refused, so the notice must not suggest it
-    assert "--units all" not in res.notice and "zero-padding shortcuts" in res.notice
+    # option-A shortcuts: --units all prunes them as selection convs, so the notice says so
+    assert "pass --units all" in res.notice
+    assert "pass --units all" not in PrunableModel(_ForeignOptionA(), (3, 8, 8), "auto").notice
     identity = PrunableModel(_IdentityResNet(), (3, 8, 8), "auto")
     assert identity.mode == "internal" and "pass --units all" in identity.notice
     assert len(PrunableModel(_IdentityResNet(), (3, 8, 8), "all").units) > len(identity.units)
@@ -262,11 +290,11 @@ def test_units_auto_chooses_by_residual_adds():
                                                  "all").units)
 
 
-def test_units_all_on_an_option_a_resnet_is_refused_in_one_line():
-    """The CIFAR ResNets' zero-padding shortcut couples layers of different widths: pruning
+def test_units_all_on_a_foreign_zero_padding_shortcut_is_refused_in_one_line():
+    """A zero-padding shortcut amc cannot convert couples layers of different widths: pruning
     across it cannot be exact, so ``--units all`` is refused, naming the mode that works."""
     with pytest.raises(AmcError, match="zero-padding shortcut.*use --units internal") as e:
-        PrunableModel(create_model("resnet20"), (3, 32, 32), "all")
+        PrunableModel(_ForeignOptionA(), (3, 8, 8), "all")
     assert "\n" not in str(e.value)
 
 

@@ -11,6 +11,7 @@ nothing is left, refused in one line before any pruning.
 
 from __future__ import annotations
 
+import copy
 import logging
 
 import pytest
@@ -390,3 +391,61 @@ def test_tied_weights_are_left_out_not_untied():
     assert all("shares its parameters with" in why for _, why in pm.left_out)
     c = conformance(pm, [0.5], _x())
     assert c.exact and c.claimed_params == c.measured_params < 1
+
+
+def test_units_all_prunes_an_option_a_resnet_exactly_through_selection_convs():
+    """``all`` mode on a CIFAR ResNet: its option-A shortcuts become 1x1 convs selecting the
+    same channels (the same output bit for bit; a selection one channel off differs), the
+    residual stream becomes one unit per stage, and pruning it is exact, claimed cost
+    included, for the one-shot path and for the masks of iterative pruning."""
+    from amc.models.cifar import PadShortcut, conv_shortcuts
+    from amc.models.registry import create_model
+
+    torch.manual_seed(0)
+    dense = diversify(create_model("resnet20"))
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    conv, names = conv_shortcuts(dense, (3, 32, 32))
+    assert names == ["layer2.0.shortcut", "layer3.0.shortcut"]
+    assert isinstance(dense.layer2[0].shortcut, PadShortcut)  # the user's network untouched
+    with torch.no_grad():
+        ref = dense.eval()(x)
+        assert torch.equal(conv.eval()(x), ref)
+        off = conv_shortcuts(dense, (3, 32, 32))[0].eval()
+        off.layer2[0].shortcut.weight.copy_(off.layer2[0].shortcut.weight.roll(1, dims=0))
+        assert relative_diff(ref, off(x)) > 100 * RTOL
+    pm = PrunableModel(dense, (3, 32, 32), "all")
+    internal = PrunableModel(dense, (3, 32, 32), "internal")
+    assert pm.converted == names and len(pm.units) == len(internal.units) + 3
+    ratios = [0.1 + 0.7 * i / len(pm.units) for i in range(len(pm.units))]
+    c = conformance(pm, ratios, x)
+    assert c.claimed_macs == c.measured_macs and c.claimed_params == c.measured_params
+    assert c.rel_diff <= RTOL and c.dense_diff > 100 * RTOL
+    small = pm.prune(ratios)
+    assert small.layer1[0].conv2.out_channels < 16 and small.layer3[0].shortcut.out_channels < 64
+    # iterative pruning masks the converted network as the physical pruning cuts it
+    pruner = ChannelPruner(ratios, (3, 32, 32), "all", "l1")
+    model = pm.model
+    masks = pruner.masks(model, 1.0)
+    assert {"layer2.0.shortcut.weight", "layer3.0.shortcut.weight"} <= set(masks)
+    assert conv_shortcuts(model, (3, 32, 32))[0] is model  # nothing left to convert
+    masked = copy.deepcopy(model)
+    apply_masks(masked, masks)
+    with torch.no_grad():
+        assert relative_diff(masked(x), pruner.physical(model)(x)) <= RTOL
+
+
+def test_an_option_a_resnet_pruned_in_all_mode_reloads_from_its_file(tmp_path):
+    """The pruned file stores the selection convs' weights; loading it into the registry's
+    dense architecture puts such convs in place of the zero-padding shortcuts."""
+    from amc.models.checkpoint import save_model
+    from amc.models.registry import create_model
+
+    torch.manual_seed(0)
+    pm = PrunableModel(diversify(create_model("resnet20")), (3, 32, 32), "all")
+    small = pm.prune([0.5] * len(pm.units)).eval()
+    back = create_model("resnet20", checkpoint=str(save_model(small, tmp_path / "p.pt",
+                                                               "resnet20"))).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(back(x), small(x))
+    assert isinstance(back.layer2[0].shortcut, nn.Conv2d)

@@ -287,3 +287,24 @@ def test_failed_start_leaves_no_folder(tmp_path: Path) -> None:
     with pytest.raises(AmcError, match="--num-classes 10"):
         run_finetune(cfg(None, out, num_classes=5, epochs=1))
     assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("schedule", ["iterative", "lottery"])
+def test_option_a_resnet_with_units_all_prunes_its_residual_stream(tmp_path: Path,
+                                                                    schedule: str) -> None:
+    """Iterative masks and the lottery reset on a CIFAR ResNet with ``--units all``: both act
+    on the network with selection-conv shortcuts, and the file they write reloads."""
+    from amc.data.synthetic import write_synthetic_imagefolder
+
+    root = tmp_path / "synth"
+    write_synthetic_imagefolder(root, 64, 16, classes=4, min_size=32, max_size=32)
+    c = FinetuneConfig(model="resnet20", num_classes=4, data=f"imagefolder:{root}",
+                       train_limit=64, batch_size=32, lr=0.05, epochs=2,
+                       test_every_epoch=False, units="all", schedule=schedule,
+                       target="flops:0.5", rounds=2, round_epochs=0.5, lottery_init="seed:0",
+                       out=str(tmp_path / "ft"))
+    s = run_finetune(c)
+    assert s["final"]["macs_ratio"] <= 0.5 + 1e-6
+    model = create_model("resnet20", num_classes=4, checkpoint=tmp_path / "ft" / "model.pt")
+    assert isinstance(model.layer2[0].shortcut, torch.nn.Conv2d)
+    assert model.layer1[0].conv2.out_channels < 16 and model.layer3[2].conv2.out_channels < 64

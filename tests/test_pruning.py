@@ -114,9 +114,15 @@ def test_flops_fall_monotonically_with_uniform_ratio(prunables, name):
 # --------------------------------------------------------------------------- unit modes
 
 
-def test_resnet20_all_mode_refused():
-    with pytest.raises(AmcError, match="internal"):
-        PrunableModel(create_model("resnet20"), (3, 32, 32), "all")
+def test_resnet20_all_mode_adds_one_residual_unit_per_stage():
+    """Units ``all`` on an option-A ResNet: the internal convs and, per stage, the residual
+    stream (rooted at the stem conv, then at each stage's selection shortcut)."""
+    pm = PrunableModel(create_model("resnet20"), (3, 32, 32), "all")
+    internal = [f"layer{s}.{b}.conv1" for s in (1, 2, 3) for b in range(3)]
+    residual = ["conv1", "layer2.0.shortcut", "layer3.0.shortcut"]
+    assert sorted(u.name for u in pm.units) == sorted(internal + residual)
+    assert {u.name: u.n for u in pm.units if u.name in residual} == {
+        "conv1": 16, "layer2.0.shortcut": 32, "layer3.0.shortcut": 64}
 
 
 def test_resnet20_internal_units():

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from amc.models.cifar import PadShortcut
 from amc.utils.errors import AmcError
 from amc.utils.io import atomic_write
 
@@ -122,6 +123,20 @@ def _resize_layer(module: nn.Module, name: str, shape: torch.Size) -> None:
         module.out_features, module.in_features = shape[0], shape[1]
 
 
+def _as_selection_convs(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Replace the option-A shortcuts whose weights a pruned checkpoint holds (``--units all``
+    pruned them as 1x1 selection convs: :func:`~amc.models.cifar.conv_shortcuts`) by such
+    convs of the stored shape, in place."""
+    modules = dict(model.named_modules())
+    for key, value in state.items():
+        name, _, attr = key.rpartition(".")
+        m = modules.get(name)
+        if isinstance(m, PadShortcut) and attr == "weight" and value.dim() == 4:
+            parent, _, leaf = name.rpartition(".")
+            setattr(modules[parent], leaf,
+                    nn.Conv2d(value.shape[1], value.shape[0], 1, m.stride, bias=False))
+
+
 def load_state_dict_resizing(model: nn.Module, state: dict[str, torch.Tensor],
                              resize: bool, path: str | Path = "checkpoint") -> None:
     """Copy ``state`` into ``model``; with ``resize`` adopt differing (pruned) shapes.
@@ -129,6 +144,8 @@ def load_state_dict_resizing(model: nn.Module, state: dict[str, torch.Tensor],
     Raises:
         AmcError: on missing/unexpected keys or, without ``resize``, the first shape mismatch.
     """
+    if resize:
+        _as_selection_convs(model, state)
     own = model.state_dict()
     missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state if k not in own]

@@ -3,10 +3,14 @@
 * :class:`CifarResNet`: ResNets of He et al. (2016) with option-A shortcuts, state-dict
   compatible with the public checkpoints in ``../shared/models`` (``shortcut=False``: plain);
 * :class:`VGGCifar`: VGG-16 with BatchNorm;
-* :class:`DigitsCNN`: a small CNN for the 8x8 ``digits`` dataset.
+* :class:`DigitsCNN`: a small CNN for the 8x8 ``digits`` dataset;
+* :func:`conv_shortcuts`: option-A shortcuts as equivalent 1x1 selection convs (what
+  ``--units all`` prunes).
 """
 
 from __future__ import annotations
+
+import copy
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +32,50 @@ class PadShortcut(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x[:, :, :: self.stride, :: self.stride]
         return F.pad(x, (0, 0, 0, 0, self.pad, self.pad))
+
+
+def conv_shortcuts(model: nn.Module, input_size: tuple[int, ...]) -> tuple[nn.Module, list[str]]:
+    """``model`` with every :class:`PadShortcut` replaced by the 1x1 convolution (stride the
+    shortcut's, no bias) whose 0/1 weights select the same channels into the same places:
+    the same output exactly (each output sums one input times 1 and zeros), and a shortcut
+    Torch-Pruning can trace, so the residual channels of an option-A ResNet can be pruned
+    (its in- and out-channels are separate, as for any conv). A copy when there is something
+    to replace (the names replaced are returned), else ``model`` itself.
+
+    Args:
+        model: The network.
+        input_size: (C, H, W) of one input (traced once to find each shortcut's input width).
+    """
+    pads = {name: m for name, m in model.named_modules() if isinstance(m, PadShortcut)}
+    if not pads:
+        return model, []
+    model = copy.deepcopy(model)
+    pads = {name: model.get_submodule(name) for name in pads}
+    widths: dict[str, int] = {}
+
+    def record(name: str):
+        def hook(m: nn.Module, args: tuple) -> None:
+            widths[name] = int(args[0].shape[1])
+        return hook
+
+    hooks = [m.register_forward_pre_hook(record(name)) for name, m in pads.items()]
+    p = next(model.parameters(), None)
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, *input_size, device=p.device if p is not None else "cpu"))
+    finally:
+        for h in hooks:
+            h.remove()
+    for name, m in pads.items():
+        c = widths[name]
+        conv = nn.Conv2d(c, c + 2 * m.pad, 1, m.stride, bias=False).to(
+            p.device if p is not None else "cpu")
+        with torch.no_grad():
+            conv.weight.zero_()
+            conv.weight[torch.arange(c) + m.pad, torch.arange(c), 0, 0] = 1.0
+        parent, _, leaf = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, leaf, conv)
+    return model, list(pads)
 
 
 class BasicBlock(nn.Module):

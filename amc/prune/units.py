@@ -37,6 +37,7 @@ from torch import nn
 from torch_pruning.ops import OPTYPE
 
 from amc.cost.macs import count_params, layer_costs
+from amc.models.cifar import PadShortcut, conv_shortcuts
 from amc.prune.costmodel import CostModel, CountedLayer, Dim, layer_keys, layer_keys_from
 from amc.prune.exact import channel_groups, group_problem, linear_internals, reachable
 from amc.prune.graph import all_groups, build_graph, classifier, op_name, unwrapped_parameters
@@ -158,8 +159,13 @@ class PrunableModel:
     Attributes:
         units: The units that can be pruned exactly, in forward order.
         left_out: (root layer, reason) of the groups that cannot.
-        pad_shortcuts: Whether the network has option-A zero-padding shortcuts (its
-            residual channels cannot be pruned exactly; ``all`` mode is refused).
+        pad_shortcuts: Whether the network has zero-padding shortcuts other than
+            :class:`~amc.models.cifar.PadShortcut` (its residual channels cannot be pruned
+            exactly; ``all`` mode is refused).
+        converted: The :class:`~amc.models.cifar.PadShortcut` modules that ``all`` mode
+            replaced by equivalent 1x1 selection convs (:func:`~amc.models.cifar.conv_shortcuts`):
+            :attr:`model` is then that converted copy, the same function with prunable
+            residual channels.
         layers: Cost records of the counted layers (:class:`CountedLayer`).
         rankings: Per unit, its channels from least to most important.
         importance: Per unit, the importance of its channel positions in ascending order
@@ -180,9 +186,13 @@ class PrunableModel:
             raise AmcError(f"unknown criterion {criterion!r}; use one of {', '.join(CRITERIA)}")
         if criterion == "taylor" and calib is None:
             raise AmcError("the taylor criterion needs training batches; pass data")
-        self.model = model.eval()
         self.input_size = tuple(input_size)
-        self.pad_shortcuts = any(_is_pad_module(m) for m in model.modules())
+        self.converted: list[str] = []
+        if mode == "all":
+            model, self.converted = conv_shortcuts(model, self.input_size)
+        self.model = model.eval()
+        self.pad_shortcuts = any(_is_pad_module(m) and not isinstance(m, PadShortcut)
+                                 for m in model.modules())
         self.mode, self.criterion, self.round_to = mode, criterion, round_to
         self._steps: dict[tuple, list[float]] = {}  # ratio_steps, computed once
         self._names = {id(m): n for n, m in model.named_modules()}
@@ -193,6 +203,12 @@ class PrunableModel:
             self._rows.setdefault(c.name, c)
         self._order = {name: i for i, name in enumerate(self._rows)}
         self.dense_macs = sum(c.macs for c in costs)
+        if self.converted:
+            extra = sum(self._rows[n].macs for n in self.converted if n in self._rows)
+            _note(f"amc: note: --units all prunes the {len(self.converted)} option-A shortcuts "
+                  f"of {type(model).__name__} as 1x1 selection convs (the same output; "
+                  f"{100 * extra / max(1, self.dense_macs - extra):.2f} % more MACs than "
+                  "zero padding)")
         self.dense_params = count_params(model)
         unwrapped = {self._names[id(p)] for p, _ in unwrapped_parameters(model)}
         self.DG = build_graph(model, self.input_size)
@@ -249,8 +265,8 @@ class PrunableModel:
             problem = group_problem(items, names, internals, tied)
             if problem and self.pad_shortcuts and self.mode == "all" and "ConstantPadNd" in problem:
                 raise AmcError(
-                    "DepGraph cannot trace the option-A zero-padding shortcut of this CIFAR "
-                    "ResNet in 'all' mode (it couples layers of different widths); use "
+                    "DepGraph cannot trace the option-A zero-padding shortcut of this network "
+                    "in 'all' mode (it couples layers of different widths); use "
                     "--units internal")
             return problem
 
@@ -415,6 +431,9 @@ class PrunableModel:
             raise AmcError(f"{len(ratios)} ratios given for {len(self.units)} units")
         if inplace and model is None:
             raise AmcError("prune(inplace=True) needs a model other than the dense network")
+        if model is not None and self.mode == "all":  # as the dense network was converted
+            model, done = conv_shortcuts(model, self.input_size)
+            inplace = inplace and not done  # a converted copy is pruned and returned
         net = model if inplace else copy.deepcopy(model if model is not None else self.model)
         todo: dict = {}
         for u, plan, rank, r in zip(self.units, self.plans, self.rankings, ratios):

@@ -102,6 +102,8 @@ class Runner:
                                    self.session.world)
         self.pruner = build_pruner(cfg, self.dense, self.data.input_size,
                                    self.data.calibration(256, cfg.seed))
+        if isinstance(self.pruner, StructuredPruner) and self.pruner.pm_dense.converted:
+            self.dense = self.pruner.pm_dense.model  # option-A shortcuts as selection convs
         self.teacher = bake(self.dense) if cfg.kd_weight > 0 else None
 
     # ------------------------------------------------------------------ state
