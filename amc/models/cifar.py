@@ -60,22 +60,22 @@ def conv_shortcuts(model: nn.Module, input_size: tuple[int, ...]) -> tuple[nn.Mo
 
     hooks = [m.register_forward_pre_hook(record(name)) for name, m in pads.items()]
     p = next(model.parameters(), None)
+    device, dtype = (p.device, p.dtype) if p is not None else ("cpu", torch.float32)
     try:
         with torch.no_grad():
-            model.eval()(torch.zeros(1, *input_size, device=p.device if p is not None else "cpu"))
+            model.eval()(torch.zeros(1, *input_size, device=device, dtype=dtype))
     finally:
         for h in hooks:
             h.remove()
-    for name, m in pads.items():
-        c = widths[name]
-        conv = nn.Conv2d(c, c + 2 * m.pad, 1, m.stride, bias=False).to(
-            p.device if p is not None else "cpu")
+    for name in widths:  # the shortcuts the forward pass runs
+        m, c = pads[name], widths[name]
+        conv = nn.Conv2d(c, c + 2 * m.pad, 1, m.stride, bias=False).to(device, dtype)
         with torch.no_grad():
             conv.weight.zero_()
             conv.weight[torch.arange(c) + m.pad, torch.arange(c), 0, 0] = 1.0
         parent, _, leaf = name.rpartition(".")
         setattr(model.get_submodule(parent) if parent else model, leaf, conv)
-    return model, list(pads)
+    return model, list(widths)
 
 
 class BasicBlock(nn.Module):
