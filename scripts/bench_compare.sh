@@ -18,6 +18,7 @@
 #   bash scripts/bench_compare.sh amx-fused  # -> results/compare_resnet56_amx_fused/
 #   bash scripts/bench_compare.sh native     # -> results/compare_resnet56_native/ (~50 min)
 #   bash scripts/bench_compare.sh native-vectors  # -> results/compare_resnet56_native_vectors/
+#   bash scripts/bench_compare.sh native-all  # -> results/compare_resnet56_native_all/ (~30 min)
 #
 # `retime-sweep`: the comparison's sensitivity sweep run again (same adapted model, images and
 # command, in a scratch folder), to time it on the same machine right after AMC's searches
@@ -124,6 +125,11 @@
 # images and seeds), its own sweep for --sweep-time-limit
 # -> results/compare_resnet56_native_vectors/ (~35 min).
 #
+# `native-all`: native's flops:0.5 comparison with units `all` (UNITS=all): the residual
+# stream of each stage is a unit too (the option-A shortcuts pruned as 1x1 selection convs,
+# the same function), 30 units instead of 27, every strategy on them; its own adapted dense
+# model and sweep -> results/compare_resnet56_native_all/ (~30 min).
+#
 # Resumable: every stage's artifact is cached in the output folder (weights in models/ are
 # git-ignored; once a model's scores are in eval/, a rerun rebuilds the tables).
 # AMC_BIN selects the amc executable (default .venv/bin/amc).
@@ -135,12 +141,13 @@ SHARED=${AMC_SHARED:-../shared}
 WHICH=${1:-resnet56}
 
 EXTRA=()  # more amc compare options (the pooled mode's)
+UNITS=internal  # the units every strategy prunes
 resnet56() {  # resnet56 OUT SCORE_AMP BUDGET...: the ResNet-56 comparison's settings
   local out=$1 amp=$2 budgets=()
   shift 2
   for b in "$@"; do budgets+=(--budget "$b"); done
   $AMC compare --model resnet56 --checkpoint "$SHARED/models/resnet56-cifar10.th" \
-      --data cifar10 --data-dir "$SHARED/data" --units internal --val-limit 1000 --score-amp "$amp" \
+      --data cifar10 --data-dir "$SHARED/data" --units "$UNITS" --val-limit 1000 --score-amp "$amp" \
       --workers 2 --threads 2 --seed 0 --seeds 3 --finetune-runs 3 --search-on adapted \
       --strategies amc,global,sensitivity,uniform,random --n-random 30 \
       --episodes 300 --warmup-episodes 20 --warm-start cheap --noise-min 0.05 \
@@ -269,6 +276,11 @@ if [[ $WHICH == native-vectors ]]; then
   copy_dense results/compare_resnet56_native $OUT
   EXTRA=(--max-ratio 0.9 --reconstruct --sweep-time-limit)
   resnet56 $OUT auto latency:0.65
+fi
+if [[ $WHICH == native-all ]]; then
+  UNITS=all
+  EXTRA=(--max-ratio 0.9 --reconstruct --sweep-time-limit)
+  resnet56 results/compare_resnet56_native_all auto flops:0.5
 fi
 if [[ $WHICH == bf16 ]]; then
   resnet56 results/compare_resnet56_bf16 bf16 flops:0.5
