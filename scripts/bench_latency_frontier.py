@@ -79,7 +79,7 @@ def narrowed(residual: tuple[int, int, int], internal: tuple[int, int, int],
             if isinstance(blk.shortcut, PadShortcut):
                 if (r - c) % 2 or r < c:
                     raise ValueError(f"option-A shortcut cannot pad {c} to {r} channels")
-                blk.shortcut = PadShortcut(stride, (r - c) // 2)
+                blk.shortcut = PadShortcut(stride, (r - c) // 2, c)
             c = r
     net.linear = nn.Linear(c, 10)
     return net.eval()

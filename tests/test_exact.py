@@ -404,13 +404,13 @@ def test_units_all_prunes_an_option_a_resnet_exactly_through_selection_convs():
     torch.manual_seed(0)
     dense = diversify(create_model("resnet20"))
     x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(3))
-    conv, names = conv_shortcuts(dense, (3, 32, 32))
+    conv, names = conv_shortcuts(dense)
     assert names == ["layer2.0.shortcut", "layer3.0.shortcut"]
     assert isinstance(dense.layer2[0].shortcut, PadShortcut)  # the user's network untouched
     with torch.no_grad():
         ref = dense.eval()(x)
         assert torch.equal(conv.eval()(x), ref)
-        off = conv_shortcuts(dense, (3, 32, 32))[0].eval()
+        off = conv_shortcuts(dense)[0].eval()
         off.layer2[0].shortcut.weight.copy_(off.layer2[0].shortcut.weight.roll(1, dims=0))
         assert relative_diff(ref, off(x)) > 100 * RTOL
     pm = PrunableModel(dense, (3, 32, 32), "all")
@@ -427,7 +427,7 @@ def test_units_all_prunes_an_option_a_resnet_exactly_through_selection_convs():
     model = pm.model
     masks = pruner.masks(model, 1.0)
     assert {"layer2.0.shortcut.weight", "layer3.0.shortcut.weight"} <= set(masks)
-    assert conv_shortcuts(model, (3, 32, 32))[0] is model  # nothing left to convert
+    assert conv_shortcuts(model)[0] is model  # nothing left to convert
     masked = copy.deepcopy(model)
     apply_masks(masked, masks)
     with torch.no_grad():

@@ -132,9 +132,8 @@ def _as_selection_convs(model: nn.Module, state: dict[str, torch.Tensor]) -> Non
         name, _, attr = key.rpartition(".")
         m = modules.get(name)
         if isinstance(m, PadShortcut) and attr == "weight" and value.dim() == 4:
-            parent, _, leaf = name.rpartition(".")
-            setattr(modules[parent], leaf,
-                    nn.Conv2d(value.shape[1], value.shape[0], 1, m.stride, bias=False))
+            model.set_submodule(name, nn.Conv2d(value.shape[1], value.shape[0], 1, m.stride,
+                                                bias=False))
 
 
 def load_state_dict_resizing(model: nn.Module, state: dict[str, torch.Tensor],

@@ -22,60 +22,46 @@ from amc.utils.errors import AmcError
 
 
 class PadShortcut(nn.Module):
-    """Option-A shortcut: subsample by the stride and zero-pad the missing channels."""
+    """Option-A shortcut: subsample by the stride and zero-pad the missing channels
+    (``in_channels`` in, ``in_channels + 2 * pad`` out)."""
 
-    def __init__(self, stride: int, pad: int):
+    def __init__(self, stride: int, pad: int, in_channels: int):
         super().__init__()
         self.stride = stride
         self.pad = pad
+        self.in_channels = in_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x[:, :, :: self.stride, :: self.stride]
         return F.pad(x, (0, 0, 0, 0, self.pad, self.pad))
 
-
-def conv_shortcuts(model: nn.Module, input_size: tuple[int, ...]) -> tuple[nn.Module, list[str]]:
-    """``model`` with every :class:`PadShortcut` replaced by the 1x1 convolution (stride the
-    shortcut's, no bias) whose 0/1 weights select the same channels into the same places:
-    the same output exactly (each output sums one input times 1 and zeros), and a shortcut
-    Torch-Pruning can trace, so the residual channels of an option-A ResNet can be pruned
-    (its in- and out-channels are separate, as for any conv). A copy when there is something
-    to replace (the names replaced are returned), else ``model`` itself.
-
-    Args:
-        model: The network.
-        input_size: (C, H, W) of one input (traced once to find each shortcut's input width).
-    """
-    pads = {name: m for name, m in model.named_modules() if isinstance(m, PadShortcut)}
-    if not pads:
-        return model, []
-    model = copy.deepcopy(model)
-    pads = {name: model.get_submodule(name) for name in pads}
-    widths: dict[str, int] = {}
-
-    def record(name: str):
-        def hook(m: nn.Module, args: tuple) -> None:
-            widths[name] = int(args[0].shape[1])
-        return hook
-
-    hooks = [m.register_forward_pre_hook(record(name)) for name, m in pads.items()]
-    p = next(model.parameters(), None)
-    device, dtype = (p.device, p.dtype) if p is not None else ("cpu", torch.float32)
-    try:
-        with torch.no_grad():
-            model.eval()(torch.zeros(1, *input_size, device=device, dtype=dtype))
-    finally:
-        for h in hooks:
-            h.remove()
-    for name in widths:  # the shortcuts the forward pass runs
-        m, c = pads[name], widths[name]
-        conv = nn.Conv2d(c, c + 2 * m.pad, 1, m.stride, bias=False).to(device, dtype)
+    def as_conv(self) -> nn.Conv2d:
+        """The 1x1 convolution (this stride, no bias) whose 0/1 weights select the same
+        channels into the same places: the same output exactly (each output sums one input
+        times 1 and zeros)."""
+        c = self.in_channels
+        conv = nn.Conv2d(c, c + 2 * self.pad, 1, self.stride, bias=False)
         with torch.no_grad():
             conv.weight.zero_()
-            conv.weight[torch.arange(c) + m.pad, torch.arange(c), 0, 0] = 1.0
-        parent, _, leaf = name.rpartition(".")
-        setattr(model.get_submodule(parent) if parent else model, leaf, conv)
-    return model, list(widths)
+            conv.weight[torch.arange(c) + self.pad, torch.arange(c), 0, 0] = 1.0
+        return conv
+
+
+def conv_shortcuts(model: nn.Module) -> tuple[nn.Module, list[str]]:
+    """``model`` with every :class:`PadShortcut` replaced by its :meth:`~PadShortcut.as_conv`:
+    the same function, and a shortcut Torch-Pruning can trace, so the residual channels of an
+    option-A ResNet can be pruned (its in- and out-channels are separate, as for any conv).
+    A copy when there is something to replace (the names replaced are returned), else
+    ``model`` itself."""
+    names = [name for name, m in model.named_modules() if isinstance(m, PadShortcut)]
+    if not names:
+        return model, []
+    model = copy.deepcopy(model)
+    p = next(model.parameters(), None)
+    for name in names:
+        conv = model.get_submodule(name).as_conv()
+        model.set_submodule(name, conv.to(p.device, p.dtype) if p is not None else conv)
+    return model, names
 
 
 class BasicBlock(nn.Module):
@@ -91,7 +77,8 @@ class BasicBlock(nn.Module):
         self.relu2 = nn.ReLU(inplace=True)
         self.use_shortcut = shortcut
         if shortcut and (stride != 1 or in_planes != planes):
-            self.shortcut: nn.Module = PadShortcut(stride, (planes - in_planes) // 2)
+            self.shortcut: nn.Module = PadShortcut(stride, (planes - in_planes) // 2,
+                                                   in_planes)
         else:
             self.shortcut = nn.Identity()
 

@@ -189,7 +189,7 @@ class PrunableModel:
         self.input_size = tuple(input_size)
         self.converted: list[str] = []
         if mode == "all":
-            model, self.converted = conv_shortcuts(model, self.input_size)
+            model, self.converted = conv_shortcuts(model)
         self.model = model.eval()
         self.pad_shortcuts = any(_is_pad_module(m) and not isinstance(m, PadShortcut)
                                  for m in model.modules())
@@ -432,7 +432,7 @@ class PrunableModel:
         if inplace and model is None:
             raise AmcError("prune(inplace=True) needs a model other than the dense network")
         if model is not None and self.mode == "all":  # as the dense network was converted
-            model, done = conv_shortcuts(model, self.input_size)
+            model, done = conv_shortcuts(model)
             inplace = inplace and not done  # a converted copy is pruned and returned
         net = model if inplace else copy.deepcopy(model if model is not None else self.model)
         todo: dict = {}
