@@ -16,7 +16,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import torch
 from torch import nn
+from torch_pruning.ops import OPTYPE
 
 from amc.cost.macs import COUNTED, LayerCost
 
@@ -71,6 +73,43 @@ def _param_keys(m: nn.Module, name: str, pname: str) -> tuple[Key | None, Key | 
     if isinstance(m, nn.modules.batchnorm._BatchNorm | nn.PReLU):
         return (name, "ch"), None
     return None, None
+
+
+def _channels(m: nn.Module, kind: str) -> int:
+    """Dense size of a layer's ``out`` / ``in`` / ``ch`` (channelwise) dimension."""
+    if isinstance(m, nn.modules.batchnorm._BatchNorm):
+        return int(m.num_features)
+    if isinstance(m, nn.PReLU):
+        return int(m.num_parameters)
+    if isinstance(m, nn.Linear):
+        return int(m.in_features if kind == "in" else m.out_features)
+    return int(m.in_channels if kind == "in" else m.out_channels)
+
+
+def group_dim(it, names: dict[int, str]) -> tuple[Key, int] | None:
+    """(dim, dense size) a Torch-Pruning group item removes entries from (None: nothing with
+    parameters)."""
+    node = it.dep.target
+    name = names.get(id(node.module))
+    if name is None or (isinstance(node.module, nn.PReLU) and node.module.num_parameters == 1):
+        return None
+    if node.type == OPTYPE.PARAMETER:
+        return (name, "ch"), int(node.module.shape[node.pruning_dim])
+    out, inp, cw = layer_keys(node.module, name)
+    key = out if cw or it.dep.handler.__name__ != "prune_in_channels" else inp
+    return key, _channels(node.module, key[1])
+
+
+def add_unit_dims(dims: dict[Key, Dim], unit: int, entries, rank: torch.Tensor, n: int,
+                  g: int) -> None:
+    """Record, in each dim a unit reaches, the entries it removes after pruning its first k
+    channel positions in ``rank`` order (``entries``: ((dim, size), group item) pairs)."""
+    s, pos = n // g, rank[::g] % (n // g)
+    for (key, size), it in entries:
+        per_root = torch.bincount(torch.as_tensor(it.root_idxs, dtype=torch.long), minlength=n)
+        per_pos = per_root.reshape(g, s).sum(0)[pos]
+        cum = [0] + torch.cumsum(per_pos, 0).tolist()
+        dims.setdefault(key, Dim(size)).parts.append((unit, cum))
 
 
 def _scaled(value: int, a: int, na: int, b: int, nb: int) -> int:

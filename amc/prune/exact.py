@@ -100,6 +100,18 @@ def reachable(DG, module: nn.Module, fn) -> list[tuple[object, object]]:
     return order
 
 
+def tied_modules(model: nn.Module) -> dict[int, str]:
+    """id(module) -> name of another module holding one of its parameters (tied weights)."""
+    owner: dict[int, tuple[str, nn.Module]] = {}
+    out: dict[int, str] = {}
+    for name, m in model.named_modules(remove_duplicate=False):
+        for p in m.parameters(recurse=False):
+            other, om = owner.setdefault(id(p), (name, m))
+            if om is not m:  # another module (a module registered twice is no tie)
+                out[id(m)], out[id(om)] = other, name
+    return out
+
+
 def _layer_problem(node, name: str, tied: dict[int, str]) -> str | None:
     mod, t = node.module, node.type
     if t in _NORMS:

@@ -32,15 +32,15 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
 import torch
-import torch_pruning as tp
 from torch import nn
 from torch_pruning.ops import OPTYPE
 
 from amc.cost.macs import count_params, layer_costs
 from amc.models.cifar import PadShortcut, conv_shortcuts
-from amc.prune.costmodel import CostModel, CountedLayer, Dim, layer_keys, layer_keys_from
-from amc.prune.exact import channel_groups, group_problem, linear_internals, reachable
+from amc.prune.costmodel import CostModel, CountedLayer, add_unit_dims, group_dim, layer_keys_from
+from amc.prune.exact import channel_groups, group_problem, linear_internals, reachable, tied_modules
 from amc.prune.graph import all_groups, build_graph, classifier, op_name, unwrapped_parameters
+from amc.prune.importance import make_importance, rank_channels
 from amc.utils.errors import AmcError
 
 __all__ = ["CRITERIA", "MODES", "CountedLayer", "PrunableModel", "PrunePlan", "Unit"]
@@ -94,46 +94,6 @@ class PrunePlan:
     root: nn.Module
     fn: object
     items: list[tuple[str, object]] = field(default_factory=list)
-
-
-def _is_pad_module(m: nn.Module) -> bool:
-    return type(m).__name__ == "PadShortcut"
-
-
-def _tied(model: nn.Module) -> dict[int, str]:
-    """id(module) -> name of another module holding one of its parameters."""
-    owner: dict[int, tuple[str, nn.Module]] = {}
-    out: dict[int, str] = {}
-    for name, m in model.named_modules(remove_duplicate=False):
-        for p in m.parameters(recurse=False):
-            other, om = owner.setdefault(id(p), (name, m))
-            if om is not m:  # another module (a module registered twice is no tie)
-                out[id(m)], out[id(om)] = other, name
-    return out
-
-
-def _channels(m: nn.Module, kind: str) -> int:
-    """Dense size of a layer's ``out`` / ``in`` / ``ch`` (channelwise) dimension."""
-    if isinstance(m, nn.modules.batchnorm._BatchNorm):
-        return int(m.num_features)
-    if isinstance(m, nn.PReLU):
-        return int(m.num_parameters)
-    if isinstance(m, nn.Linear):
-        return int(m.in_features if kind == "in" else m.out_features)
-    return int(m.in_channels if kind == "in" else m.out_channels)
-
-
-def _target_key(it, names: dict[int, str]) -> tuple[tuple[str, str], int] | None:
-    """(cost-model dim, dense size) of a group item (None: nothing with parameters)."""
-    node = it.dep.target
-    name = names.get(id(node.module))
-    if name is None or (isinstance(node.module, nn.PReLU) and node.module.num_parameters == 1):
-        return None
-    if node.type == OPTYPE.PARAMETER:
-        return (name, "ch"), int(node.module.shape[node.pruning_dim])
-    out, inp, cw = layer_keys(node.module, name)
-    key = out if cw or it.dep.handler.__name__ != "prune_in_channels" else inp
-    return key, _channels(node.module, key[1])
 
 
 def _note(text: str) -> None:
@@ -191,8 +151,8 @@ class PrunableModel:
         if mode == "all":
             model, self.converted = conv_shortcuts(model)
         self.model = model.eval()
-        self.pad_shortcuts = any(_is_pad_module(m) and not isinstance(m, PadShortcut)
-                                 for m in model.modules())
+        self.pad_shortcuts = any(type(m).__name__ == "PadShortcut"  # another class's
+                                 and not isinstance(m, PadShortcut) for m in model.modules())
         self.mode, self.criterion, self.round_to = mode, criterion, round_to
         self._steps: dict[tuple, list[float]] = {}  # ratio_steps, computed once
         self._names = {id(m): n for n, m in model.named_modules()}
@@ -224,25 +184,6 @@ class PrunableModel:
             _note(note)
 
     # ------------------------------------------------------------------ discovery
-    def _importance(self):
-        if self.criterion == "taylor":
-            return tp.importance.GroupTaylorImportance()
-        if self.criterion == "bn_scale":
-            return tp.importance.BNScaleImportance()
-        return tp.importance.GroupMagnitudeImportance(p=1 if self.criterion == "l1" else 2)
-
-    def _rank(self, imp, group, n: int, g: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Channels of a unit from least to most important (grouped units rank positions by
-        their mean score over the groups and list the channels of each position together),
-        and the positions' scores in that order."""
-        scores = imp(group)
-        if scores is None:  # e.g. bn_scale on a group without BatchNorm: fall back to L1
-            scores = tp.importance.GroupMagnitudeImportance(p=1)(group)
-        s = n // g
-        pos = scores.detach().float().cpu().reshape(g, s).mean(0)
-        order = torch.argsort(pos, stable=True)
-        return (order[:, None] + s * torch.arange(g)[None, :]).reshape(-1), pos[order]
-
     def _discover(self, calib) -> dict:
         model, names = self.model, self._names
         if self.criterion == "taylor":
@@ -251,7 +192,8 @@ class PrunableModel:
             with torch.enable_grad():
                 nn.functional.cross_entropy(model(x), y).backward()
         clf = classifier(model)
-        internals, tied, imp = linear_internals(self.DG), _tied(model), self._importance()
+        internals, tied = linear_internals(self.DG), tied_modules(model)
+        imp = make_importance(self.criterion)
         found, self.left_out = [], []
         residual: list[nn.Module] = []
         claimed: dict[tuple[str, str], set[int]] = {}
@@ -289,14 +231,14 @@ class PrunableModel:
                 widths) > 1 else None
             g, gproblem = channel_groups(group, n, names) if not problem else (1, None)
             entries = [] if problem or gproblem else [
-                (k, it) for it in group if (k := _target_key(it, names)) is not None]
+                (k, it) for it in group if (k := group_dim(it, names)) is not None]
             overlap = next((k[0][0] for k, it in entries if claimed.get(k[0], set()) &
                             set(it.idxs)), None)
             reason = problem or gproblem or (overlap and f"{overlap} is also pruned by another "
                                              "unit")
             if not reason:
                 try:
-                    rank, score = self._rank(imp, group, n, g)
+                    rank, score = rank_channels(imp, group, n, g)
                 except Exception as e:  # noqa: BLE001 - any failure of the scorer
                     reason = f"Torch-Pruning cannot score them ({type(e).__name__}: {e})"[:160]
             if reason:
@@ -341,13 +283,7 @@ class PrunableModel:
                                                    for _, it in entries]))
             self.rankings.append(rank)
             self.importance.append(score)
-            s, pos = n // g, rank[::g] % (n // g)
-            for (key, size), it in entries:
-                per_root = torch.bincount(torch.as_tensor(it.root_idxs, dtype=torch.long),
-                                          minlength=n)
-                per_pos = per_root.reshape(g, s).sum(0)[pos]
-                cum = [0] + torch.cumsum(per_pos, 0).tolist()
-                dims.setdefault(key, Dim(size)).parts.append((i, cum))
+            add_unit_dims(dims, i, entries, rank, n, g)
         return dims
 
     def _single_units(self) -> None:
