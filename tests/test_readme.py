@@ -41,7 +41,7 @@ def test_readme_python_example_runs(tmp_path):
 
 # ----------------------------------------------------------------- the commands the docs name
 
-DOCS = ("README.md", "results/README.md")
+DOCS = ("README.md", "results/README.md", "results/FINDINGS.md")
 PLACEHOLDER = re.compile(r"[A-Z]+|<.*>|\.\.\.|…")
 FRAGMENT = ("the following arguments are required", "expected one argument")
 """Parse errors a command quoted as a fragment (``amc apply --policy``) may give."""
