@@ -37,11 +37,6 @@ def conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
     return pairs
 
 
-def _set(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent, _, attr = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, attr, module)
-
-
 def fold_bn(model: nn.Module, pairs: list[tuple[str, str]]) -> nn.Module:
     """Fold every pair of ``pairs`` into its conv, in place; ``model`` must be in eval mode
     (its BatchNorm running statistics are what gets folded). Returns ``model``."""
@@ -49,6 +44,6 @@ def fold_bn(model: nn.Module, pairs: list[tuple[str, str]]) -> nn.Module:
         raise ValueError("fold_bn needs a model in eval mode")
     for conv_name, bn_name in pairs:
         conv, bn = model.get_submodule(conv_name), model.get_submodule(bn_name)
-        _set(model, conv_name, fuse_conv_bn_eval(conv, bn))
-        _set(model, bn_name, nn.Identity())
+        model.set_submodule(conv_name, fuse_conv_bn_eval(conv, bn))
+        model.set_submodule(bn_name, nn.Identity())
     return model
