@@ -7,8 +7,7 @@ recalibration, 1,000 ``val`` images, one thread) it writes ``results/bench_episo
   ``old`` (the code before: plain evaluation, BN recalibration on 512 images in batches of
   128), ``fast_same`` (the fast scorer with the same 512 recalibration images, no racing:
   its top-1 must match ``old``), ``fast`` (a search's defaults in fp32: recalibration on
-  ``recal_size`` images, in batches of ``CPU_RECAL_BATCH`` since the twenty-first session and
-  in one batch before, racing against the best full score so far), and
+  ``recal_size`` images in one batch, racing against the best full score so far), and
   ``fast_same_bf16`` / ``fast_bf16``: the same two with the scores in bf16
   (``--score-amp bf16``, what ``auto`` picks on a CPU with native bf16), and ``default``
   (what ``amc search`` scores with by default: ``fast`` with ``--score-amp auto`` and the
@@ -24,9 +23,6 @@ recalibration, 1,000 ``val`` images, one thread) it writes ``results/bench_episo
   ``pruned_conv``: the same convolutions with about half their output channels.
 * ``recal``: the Spearman rank correlation between 50 random policies' scores after BN
   recalibration on 64 ... 512 images and after recalibration on 2,000 images.
-* ``recal_chunks``: the same policies recalibrated on ``recal_size`` images in batches of
-  ``CPU_RECAL_BATCH`` against one batch: Spearman of each against the 2,000-image scores, and
-  the recalibration's seconds of both batchings timed interleaved.
 * ``amp``: the same 50 policies scored in bf16: Spearman and differences against fp32.
 * ``search_resnet56``: for each seed 0..``--search-seeds``-1, 100-episode ResNet-56 searches
   with that seed on the old path, on the fast scorer with racing and on the fast scorer
@@ -75,7 +71,7 @@ from amc.models.evaluate import top1
 from amc.prune.baselines import scale_to_budget
 from amc.prune.budget import Budget
 from amc.prune.repair import recalibrate_bn
-from amc.prune.scoring import CPU_RECAL_BATCH, Scorer, build_scorer
+from amc.prune.scoring import Scorer, build_scorer
 from amc.utils.io import write_json
 from amc.utils.precision import cpu_bf16_native
 from amc.utils.provenance import cpu_model, git_commit, now, versions
@@ -332,39 +328,6 @@ def bench_recal(args, model: str) -> dict:
                                       for n in args.recal_sizes}}
 
 
-def bench_recal_chunks(args, model: str, recal: dict, timed: int = 20) -> dict:
-    """The recalibration in batches of ``CPU_RECAL_BATCH`` (the CPU default since the
-    twenty-first session) against one batch of ``--recal-size`` (before): the ranking of the
-    recal stage's policies against their 2,000-image scores, and the seconds of the
-    recalibration alone on the first ``timed`` of them, both batchings interleaved."""
-    ckpt = str(Path(args.models_dir) / f"{model}-cifar10.th")
-    s = build_scorer(model=model, checkpoint=ckpt, data="cifar10", data_dir=args.data_dir,
-                     val_limit=args.val_limit, units="internal", bn_recalib=True,
-                     calib_size=2000, recal_size=args.recal_size, **PLAIN)
-    policies = random_policies(s, Budget.parse(args.budget), args.recal_policies, seed=2)
-    chunked = [s(r) for r in policies]
-    ref, one = recal["scores"]["2000"], recal["scores"][str(args.recal_size)]
-    x = s.calib[:args.recal_size].contiguous(memory_format=torch.channels_last)
-    secs: dict[str, float] = {"one_batch": 0.0, "chunks": 0.0}
-    for r in policies[:timed]:
-        net = s.pm.prune(r)
-        t = interleaved({"one_batch": lambda net=net: recalibrate_bn(net, [x]),
-                         "chunks": lambda net=net: recalibrate_bn(net, x.split(CPU_RECAL_BATCH))},
-                        runs=2, rounds=2)
-        for k in secs:
-            secs[k] += t[k]["median_ms"] / 1e3 / timed
-    print(f"{model} recal in batches of {CPU_RECAL_BATCH}: {secs}", flush=True)
-    return {"policies": len(policies), "batch": CPU_RECAL_BATCH, "recal_size": args.recal_size,
-            "scores_chunks": chunked,
-            "spearman_vs_2000": {"one_batch": spearman(one, ref),
-                                 "chunks": spearman(chunked, ref)},
-            "mean_abs_diff_vs_2000": {"one_batch": float(np.mean(np.abs(np.subtract(one, ref)))),
-                                      "chunks": float(np.mean(np.abs(np.subtract(chunked, ref))))},
-            "max_abs_diff_chunks_vs_one_batch": float(np.max(np.abs(np.subtract(chunked, one)))),
-            "recal_seconds_per_policy": secs, "timed_policies": timed,
-            "speedup": secs["one_batch"] / secs["chunks"]}
-
-
 def bench_amp(args, model: str, recal: dict) -> dict:
     """The ``recal`` stage's 50 policies scored in bf16 (recalibration on ``--recal-size``
     images): Spearman and mean |difference| against the same scorer in fp32 and against fp32
@@ -582,9 +545,6 @@ def main() -> None:
                                                                              mb)),
             "recal": cached(work / f"{model}_recal.json",
                             lambda model=model: bench_recal(args, model))}
-        d["recal_chunks"] = cached(work / f"{model}_recal_chunks.json",
-                                   lambda model=model, r=d["recal"]: bench_recal_chunks(
-                                       args, model, r))
         lane_padded(args, model, d["paths"])
         # the rates the cached stages' fractions were computed with (measured when they ran)
         d["matmul_gflops_at_paths"] = d["paths"]["matmul_gflops"]

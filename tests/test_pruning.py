@@ -401,34 +401,3 @@ def test_scorer_reconstructs_in_the_recalibration_pass_when_it_can():
             assert (err < 1e-4) == close, (recal_batch, err)
             if not close:
                 assert float((got - other).abs().max()) < 1e-4 * float(other.abs().max())
-
-
-def test_cpu_scorer_recalibrates_in_batches_of_cpu_recal_batch_unless_fused():
-    """Without reconstruction a CPU scorer recalibrates in batches of ``CPU_RECAL_BATCH``
-    (faster than one large batch on the CPUs measured): its network equals
-    ``recalibrate_bn`` on those batches and differs from one batch (the cumulative statistics
-    depend on the batching); with reconstruction sharing the pass it stays one batch."""
-    from amc.prune.repair import recalibrate_bn, reconstruct
-    from amc.prune.scoring import CPU_RECAL_BATCH, Scorer
-
-    torch.manual_seed(0)
-    dense = create_model("resnet20")
-    size = (3, 8, 8)
-    g = torch.Generator().manual_seed(5)
-    n = 2 * CPU_RECAL_BATCH
-    calib = torch.randn(n, *size, generator=g) * torch.linspace(0.5, 2.0, n)[:, None, None, None]
-    recalibrate_bn(dense, [torch.randn(64, *size, generator=g)])
-    pm = PrunableModel(dense, size, "internal")
-    x, y = torch.randn(32, *size, generator=g), torch.randint(0, 10, (32,), generator=g)
-    ratios = [0.5] * len(pm.units)
-    with torch.no_grad():
-        chunks = recalibrate_bn(pm.prune(ratios), calib.split(CPU_RECAL_BATCH))(x)
-        one = recalibrate_bn(pm.prune(ratios), [calib])(x)
-        got = Scorer(pm, x, y, calib=calib, bn_recalib=True).pruned(ratios)(x)
-        fused = Scorer(pm, x, y, calib=calib, bn_recalib=True, reconstruct=True,
-                       recal_size=CPU_RECAL_BATCH * 2).pruned(ratios)(x)
-        want_fused = reconstruct(pm, pm.prune(ratios), ratios, calib, recalibrate=True)(x)
-    scale = float(chunks.abs().max())
-    assert float((got - chunks).abs().max()) < 1e-4 * scale
-    assert float((got - one).abs().max()) > 1e-3 * scale  # the batching shows
-    assert float((fused - want_fused).abs().max()) < 1e-4 * float(want_fused.abs().max())

@@ -65,13 +65,6 @@ CPU_EVAL_BATCH = 64
 batches of 500 (``scripts/bench_episode.py``)."""
 
 
-CPU_RECAL_BATCH = 128
-"""Largest BatchNorm recalibration batch on a CPU (when reconstruction does not share the
-pass): 256 images of a ResNet-56 pruned to 50 % FLOPs, 1 thread, recalibrated in 0.74 s in
-batches of 128 and 0.90 s in one batch (AVX-512 and AVX2 alike;
-``scripts/bench_episode.py``, ``recal_chunks``), ranking 50 policies as well."""
-
-
 @dataclass
 class Scorer:
     """Evaluates per-unit ratios on held-out data.
@@ -93,10 +86,9 @@ class Scorer:
         device: Where pruned networks are repaired and evaluated.
         fast: Fold BatchNorm and use channels-last tensors for evaluation (False: the plain
             path, kept as the reference).
-        recal_batch: Batch size of the BN recalibration (None: with the fast path one batch
-            when reconstruction shares the pass, else up to :data:`CPU_RECAL_BATCH` images on
-            a CPU and one batch up to the evaluation batch's pixels on a GPU; 128 with the
-            plain one; the cumulative statistics depend slightly on it).
+        recal_batch: Batch size of the BN recalibration (None: one batch with the fast path,
+            up to the evaluation batch's pixels, 128 with the plain one; the cumulative
+            statistics depend slightly on it).
         amp: Mixed precision of a score's recalibration and evaluation: ``auto``, ``bf16``,
             ``fp16`` or ``off`` (:func:`amc.utils.precision.precision` with
             ``inference=True``); reconstruction's targets and solves, :meth:`pruned` and
@@ -141,7 +133,7 @@ class Scorer:
         # recalibrated as one batch (fixed per scorer: the dense targets' cache follows it)
         self._dev["fused"] = (self.reconstruct and self.bn_recalib and "recal" in self._dev
                               and self._dev["recon"] is self._dev["recal"]
-                              and self._batch_up_to_pixels() >= len(self._dev["recal"]))
+                              and self._recal_batch() >= len(self._dev["recal"]))
 
     @property
     def precision(self) -> Precision:
@@ -168,18 +160,10 @@ class Scorer:
             with prec.autocast(self.device):
                 recalibrate_bn(net, self._dev["recal"].split(self._recal_batch()))
 
-    def _batch_up_to_pixels(self) -> int:
+    def _recal_batch(self) -> int:
         recal = self._dev["recal"]
         return self.recal_batch or (eval_batch_size(recal.shape, cap=len(recal))
                                     if self.fast else 128)
-
-    def _recal_batch(self) -> int:
-        """The recalibration's batch: :attr:`recal_batch`, else up to the evaluation batch's
-        pixels, at most :data:`CPU_RECAL_BATCH` images on a CPU (a fused pass: one batch)."""
-        batch = self._batch_up_to_pixels()
-        if self.recal_batch or not self.fast or self.device.type != "cpu" or self._fused():
-            return batch
-        return min(batch, CPU_RECAL_BATCH)
 
     def _fused(self) -> bool:
         """Whether reconstruction and recalibration share one forward pass (decided once,
