@@ -72,6 +72,7 @@ from amc.prune.baselines import scale_to_budget
 from amc.prune.budget import Budget
 from amc.prune.repair import recalibrate_bn
 from amc.prune.scoring import Scorer, build_scorer
+from amc.utils import allocator
 from amc.utils.io import write_json
 from amc.utils.precision import cpu_bf16_native
 from amc.utils.provenance import cpu_model, git_commit, now, versions
@@ -516,6 +517,9 @@ def main() -> None:
     args = p.parse_args()
     args.bf16 = args.bf16 == "on" or (args.bf16 == "auto" and cpu_bf16_native())
     torch.set_num_threads(args.threads)
+    # as the amc CLI and Ray actors run (and before any stage: the ceiling's timer would
+    # settle it midway, leaving the first model's paths timed with glibc's defaults)
+    allocator.settle()
     work = Path(args.work)
     if args.fresh and work.exists():
         import shutil
