@@ -223,14 +223,14 @@ def bench_paths(args, model: str, matmul: float, matmul_bf16: float) -> dict:
 
 def lane_padded(args, model: str, paths: dict) -> None:
     """Count each policy's work as the CPU's convolution kernels do it: every conv's output
-    channels rounded up to the fp32 vector width (:func:`~amc.prune.latency_table.lanes`;
+    channels rounded up to the fp32 vector width (:func:`~amc.prune.latency_timing.lanes`;
     ``ceiling``'s
     ``pruned_conv`` shows a conv with half its outputs taking as long as the whole one).
     Adds ``padded_macs_per_image`` to each row and ``fraction_of_matmul_lane_padded`` to each
     path's summary (computed from the rows' ratios and times: no timing of its own)."""
     from amc.cost.macs import layer_costs
     from amc.models.registry import create_model
-    from amc.prune.latency_table import lanes, whole_vectors
+    from amc.prune.latency_timing import lanes, whole_vectors
     from amc.prune.units import PrunableModel
 
     width = lanes("torch")

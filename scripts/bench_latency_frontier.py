@@ -7,7 +7,7 @@ channels) that budget is refused as unreachable on this machine. This benchmark 
 where the limit lies, without weights or data (latency depends on the shapes only): ResNet-56
 networks of given widths, timed side by side with the dense one on each target
 (``backend:batch:threads``, as ``--latency-backend/--latency-batch/--latency-threads``) by the
-one timer of the latency table (:func:`amc.prune.latency_table.time_models`, first quartile):
+one timer of the latency table (:func:`amc.prune.latency_timing.time_models`, first quartile):
 
 * ``internal``: every block's first conv keeping a fraction ``k`` of its channels, the
   residual stream whole (what ``--units internal`` can reach; ``k`` = 0.1 is ``max_ratio``
@@ -17,7 +17,7 @@ one timer of the latency table (:func:`amc.prune.latency_table.time_models`, fir
   wider than the previous one by an even count, so the widths are rounded to that);
 * ``residual``: the residual stream narrowed to ``k``, the internal convs whole;
 * ``lanes``: ``all`` with every width a multiple of the CPU's fp32 vector
-  (:func:`amc.prune.latency_table.lanes`; 16 on AVX-512);
+  (:func:`amc.prune.latency_timing.lanes`; 16 on AVX-512);
 * ``check``: the real ``PrunableModel.prune`` of ResNet-56 at uniform ratio 0.5
   (``internal``) next to the same widths built here: their times must agree (the builder
   stands for pruned networks);
@@ -25,7 +25,7 @@ one timer of the latency table (:func:`amc.prune.latency_table.time_models`, fir
   target's batch and threads, contiguous tensors as the latency table times its layers)
   keeping 1..all of their output channels, and 1..all of their input channels, each time over
   the whole conv's: how the CPU's kernels charge a pruned width (the latency table counts
-  kept outputs so: :func:`amc.prune.latency_table.lanes`).
+  kept outputs so: :func:`amc.prune.latency_timing.lanes`).
 
 Writes ``results/latency_frontier.json`` (per target and network: widths, MACs ratio and
 speed-up over dense, mean ± std over ``--repeats``; per family the largest MACs ratio measured
@@ -48,7 +48,8 @@ from torch import nn
 from amc.cost.macs import model_cost
 from amc.cost.timing import interleaved
 from amc.models.cifar import CifarResNet, PadShortcut
-from amc.prune.latency_table import LatencySpec, lanes, time_models, whole_vectors
+from amc.prune.latency_table import LatencySpec
+from amc.prune.latency_timing import lanes, time_models, whole_vectors
 from amc.prune.units import PrunableModel
 from amc.utils.io import write_json
 from amc.utils.provenance import cpu_model, git_commit, now, versions

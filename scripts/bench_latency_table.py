@@ -35,7 +35,8 @@ import torch
 from scipy.stats import spearmanr
 
 from amc.models.registry import create_model
-from amc.prune.latency_table import LatencySpec, latency_table, time_models
+from amc.prune.latency_table import LatencySpec, latency_table
+from amc.prune.latency_timing import time_models
 from amc.prune.units import PrunableModel
 
 TARGETS = "torch:64:2,torch:64:1,ort:64:2"

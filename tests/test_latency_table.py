@@ -16,10 +16,9 @@ from amc.prune.latency_table import (
     _fit,
     _signature,
     _varying,
-    lanes,
     latency_table,
-    time_models,
 )
+from amc.prune.latency_timing import lanes, time_models
 from amc.prune.units import PrunableModel
 from amc.utils.errors import AmcError
 

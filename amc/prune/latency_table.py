@@ -15,8 +15,8 @@ zero there, as the ONNX export folds them into the convolutions.
 The network's latency at per-unit ratios is predicted as ``scale * S + rest_ms``, where ``S``
 is the sum of the layers' times interpolated at their exact kept fractions
 (:meth:`PrunableModel.layer_keep`), a conv's kept output channels counted in whole vectors of
-the CPU (:func:`lanes`: on AVX-512 a conv keeping 33 of 64 outputs costs what one keeping 48
-does; with the linear interpolation alone the 20 validation policies of
+the CPU (:func:`~amc.prune.latency_timing.lanes`: on AVX-512 a conv keeping 33 of 64 outputs
+costs what one keeping 48 does; with the linear interpolation alone the 20 validation policies of
 ``scripts/bench_latency_table.py`` ranked at Spearman 0.89-0.92 against their whole-model
 timings on this project's AMX Xeon, with the vectors 0.96-0.97). ``scale`` and ``rest_ms``
 are fitted by least squares to whole-model timings of the dense network and ``calib`` pruned
@@ -32,7 +32,6 @@ backend, batch, threads, calibration, library versions, CPU and allocator state
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import platform
@@ -45,11 +44,11 @@ from torch import nn
 
 from amc.cost.timing import interleaved
 from amc.data.datasets import cache_dir
+from amc.prune.latency_timing import lanes, runner, whole_vectors
 from amc.prune.units import PrunableModel
 from amc.utils import allocator
-from amc.utils.errors import AmcError, one_line
+from amc.utils.errors import AmcError
 from amc.utils.io import atomic_write
-from amc.utils.onnxrt import ort_session
 
 BACKENDS = ("torch", "ort")
 FRACTIONS = (0.0625, 0.125, 0.25, 0.5, 0.75, 1.0)
@@ -182,24 +181,6 @@ def method_for(budgets: Sequence[str], reward: str | None = None) -> int | None:
     return METHOD if uses else None
 
 
-def lanes(backend: str) -> int:
-    """Output channels a backend's CPU convolution computes together (the fp32 vector width:
-    16 with AVX-512, 8 with AVX2; 1: no rounding, for ``ort`` and other CPUs). Measured with
-    PyTorch's oneDNN kernels (``results/bench_episode_amx.json``, ``ceiling.pruned_conv``): a
-    conv keeping 9 of 16 or 17 of 32 output channels takes as long as the whole one, so a
-    pruned width costs what its next multiple of the width costs."""
-    if backend != "torch":
-        return 1
-    cap = torch.backends.cpu.get_cpu_capability()
-    return 16 if "AVX512" in cap else 8 if "AVX2" in cap else 1
-
-
-def whole_vectors(channels: int, lanes: int) -> int:
-    """``channels`` rounded up to a multiple of ``lanes`` (what a kernel computing ``lanes``
-    outputs together spends)."""
-    return -(-channels // lanes) * lanes
-
-
 def _layer_at(m: nn.Module, ko: float, ki: float) -> tuple[nn.Module, int]:
     """A fresh copy of layer ``m`` keeping fractions ``ko`` / ``ki`` of its out/in channels,
     and its input channel count."""
@@ -224,51 +205,6 @@ def _varying(pm: PrunableModel) -> list[tuple[bool, bool]]:
     keep = pm.layer_keep([0.5] * len(pm.units))
     return [(min(ko, ki) < 1, False) if L.channelwise else (ko < 1, ki < 1)
             for L, (ko, ki) in zip(pm.layers, keep)]
-
-
-def _onnx_session(model: nn.Module, x: torch.Tensor, threads: int, spin: bool = True):
-    """An ONNX Runtime session of ``model`` exported in memory (legacy exporter: fast, and
-    BatchNorm folded as in :func:`amc.deploy.export.export_onnx`); ``spin=False`` stops its
-    idle worker threads from spinning (they would slow down the next session timed)."""
-    from amc.deploy.verify import quiet
-
-    buf = io.BytesIO()
-    try:
-        with quiet():
-            torch.onnx.export(model.eval(), (x[:2],), buf, dynamo=False, input_names=["input"],
-                              dynamic_axes={"input": {0: "batch"}})
-    except Exception as e:
-        raise AmcError(f"cannot export {type(model).__name__} to ONNX for latency timing: "
-                       f"{one_line(e)}") from e
-    return ort_session(buf.getvalue(), threads, spin)
-
-
-def runner(model: nn.Module, x: torch.Tensor, spec: LatencySpec,
-           spin: bool = True) -> Callable[[], object]:
-    """A no-argument function running ``model`` on ``x`` with ``spec``'s backend (for ``ort``
-    the model is exported to ONNX in memory first; ``spin``: see :func:`_onnx_session`)."""
-    if spec.backend == "ort":
-        sess = _onnx_session(model, x, spec.threads, spin)
-        name, xn = sess.get_inputs()[0].name, x.numpy()
-        return lambda: sess.run(None, {name: xn})
-    model.eval()
-    return lambda: model(x)
-
-
-def time_models(models: dict[str, nn.Module], input_size: Sequence[int], spec: LatencySpec,
-                runs: int | None = None) -> dict[str, float]:
-    """Whole-model latency (ms, first quartile) of several models timed side by side with
-    :func:`interleaved` on ``spec``'s backend, batch and threads."""
-    x = torch.randn(spec.batch, *input_size, generator=torch.Generator().manual_seed(0))
-    old = torch.get_num_threads()
-    torch.set_num_threads(spec.threads)
-    try:
-        with torch.no_grad():
-            fns = {k: runner(m, x, spec) for k, m in models.items()}
-            t = interleaved(fns, runs or spec.runs, rounds=3, warmup=2)
-    finally:
-        torch.set_num_threads(old)
-    return {k: v["q1_ms"] for k, v in t.items()}
 
 
 def _signature(pm: PrunableModel, spec: LatencySpec, var: list[tuple[bool, bool]]) -> str:

@@ -1,0 +1,83 @@
+"""Running a network on a latency target's backend: the fp32 vector width a backend's CPU
+convolutions compute together (:func:`lanes`), and the one whole-model timer the lookup table
+(:mod:`amc.prune.latency_table`) and the benchmarks share (:func:`time_models`), on PyTorch CPU
+eager or ONNX Runtime (exported in memory)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from amc.cost.timing import interleaved
+from amc.utils.errors import AmcError, one_line
+from amc.utils.onnxrt import ort_session
+
+if TYPE_CHECKING:
+    from amc.prune.latency_table import LatencySpec
+
+
+def lanes(backend: str) -> int:
+    """Output channels a backend's CPU convolution computes together (the fp32 vector width:
+    16 with AVX-512, 8 with AVX2; 1: no rounding, for ``ort`` and other CPUs). Measured with
+    PyTorch's oneDNN kernels (``results/bench_episode_amx.json``, ``ceiling.pruned_conv``): a
+    conv keeping 9 of 16 or 17 of 32 output channels takes as long as the whole one, so a
+    pruned width costs what its next multiple of the width costs."""
+    if backend != "torch":
+        return 1
+    cap = torch.backends.cpu.get_cpu_capability()
+    return 16 if "AVX512" in cap else 8 if "AVX2" in cap else 1
+
+
+def whole_vectors(channels: int, lanes: int) -> int:
+    """``channels`` rounded up to a multiple of ``lanes`` (what a kernel computing ``lanes``
+    outputs together spends)."""
+    return -(-channels // lanes) * lanes
+
+
+def onnx_session(model: nn.Module, x: torch.Tensor, threads: int, spin: bool = True):
+    """An ONNX Runtime session of ``model`` exported in memory (legacy exporter: fast, and
+    BatchNorm folded as in :func:`amc.deploy.export.export_onnx`); ``spin=False`` stops its
+    idle worker threads from spinning (they would slow down the next session timed)."""
+    from amc.deploy.verify import quiet
+
+    buf = io.BytesIO()
+    try:
+        with quiet():
+            torch.onnx.export(model.eval(), (x[:2],), buf, dynamo=False, input_names=["input"],
+                              dynamic_axes={"input": {0: "batch"}})
+    except Exception as e:
+        raise AmcError(f"cannot export {type(model).__name__} to ONNX for latency timing: "
+                       f"{one_line(e)}") from e
+    return ort_session(buf.getvalue(), threads, spin)
+
+
+def runner(model: nn.Module, x: torch.Tensor, spec: LatencySpec,
+           spin: bool = True) -> Callable[[], object]:
+    """A no-argument function running ``model`` on ``x`` with ``spec``'s backend (for ``ort``
+    the model is exported to ONNX in memory first; ``spin``: see :func:`onnx_session`)."""
+    if spec.backend == "ort":
+        sess = onnx_session(model, x, spec.threads, spin)
+        name, xn = sess.get_inputs()[0].name, x.numpy()
+        return lambda: sess.run(None, {name: xn})
+    model.eval()
+    return lambda: model(x)
+
+
+def time_models(models: dict[str, nn.Module], input_size: Sequence[int], spec: LatencySpec,
+                runs: int | None = None) -> dict[str, float]:
+    """Whole-model latency (ms, first quartile) of several models timed side by side with
+    :func:`interleaved` on ``spec``'s backend, batch and threads."""
+    x = torch.randn(spec.batch, *input_size, generator=torch.Generator().manual_seed(0))
+    old = torch.get_num_threads()
+    torch.set_num_threads(spec.threads)
+    try:
+        with torch.no_grad():
+            fns = {k: runner(m, x, spec) for k, m in models.items()}
+            t = interleaved(fns, runs or spec.runs, rounds=3, warmup=2)
+    finally:
+        torch.set_num_threads(old)
+    return {k: v["q1_ms"] for k, v in t.items()}
