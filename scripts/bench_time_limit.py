@@ -47,7 +47,8 @@ from amc.agents.time_limit import RescoreEstimate, out_of_time
 from amc.config.args import load_run_config, stored_fields
 from amc.prune.policy import make_policy
 from amc.prune.units import PrunableModel
-from amc.report.compare import CompareConfig, Comparison
+from amc.report.compare import Comparison
+from amc.report.compare_config import CompareConfig
 from amc.utils.io import write_json
 
 KEPT = ("uniform", "sensitivity")

@@ -18,7 +18,7 @@ import subprocess
 from pathlib import Path
 
 from amc.config.blocks import MAX_RATIO
-from amc.report.compare import search_wall_seconds
+from amc.report.compare_config import search_wall_seconds
 from amc.report.compare_table import standard_error
 from amc.utils.provenance import git_commit, now
 

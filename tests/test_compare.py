@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from amc.report.compare import CompareConfig, Comparison
+from amc.report.compare import Comparison
+from amc.report.compare_config import CompareConfig
 from amc.utils import allocator
 
 
@@ -281,7 +282,7 @@ def test_latency_budgets_measured_with_an_older_latency_table_are_refused(tmp_pa
     from dataclasses import asdict
 
     import amc.prune.latency_table as lt
-    from amc.report.compare import check_cached
+    from amc.report.compare_config import check_cached
     from amc.utils.errors import AmcError
     from amc.utils.io import write_json
 
@@ -375,7 +376,7 @@ def test_latency_is_timed_again_when_a_model_changed(digits_ckpt, tmp_path):
 def test_search_wall_seconds_counts_every_env_of_a_search(tmp_path):
     """A resumed search's seconds are its episodes' env seconds per env: 4 envs on 2 workers
     (--envs-per-worker 2) ran 400 env-seconds in 100 s, not 200."""
-    from amc.report.compare import search_wall_seconds
+    from amc.report.compare_config import search_wall_seconds
     from amc.utils.io import write_json
 
     write_json(tmp_path / "summary.json", {"workers": 2, "wall_seconds_this_run": 60.0,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 def register(sub: argparse._SubParsersAction) -> None:
     from amc.config.args import add_dataclass_args
-    from amc.report.compare import CompareConfig
+    from amc.report.compare_config import CompareConfig
 
     p = sub.add_parser("compare", help="AMC vs uniform, global, sensitivity and random, before "
                        "and after fine-tuning, over --seeds runs: table.md/csv (mean ± std), "
@@ -54,7 +54,8 @@ def ray_pool(workers: int):
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from amc.config.args import from_args
-    from amc.report.compare import CompareConfig, Comparison
+    from amc.report.compare import Comparison
+    from amc.report.compare_config import CompareConfig
 
     cfg = from_args(CompareConfig, args, budgets=tuple(args.budgets or ["flops:0.5"]),
                     strategies=tuple(s.strip() for s in args.strategies.split(",") if s))

@@ -21,14 +21,12 @@ import copy
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from amc.config.args import as_made, changed_settings, check_counts
-from amc.config.blocks import NOISE_MIN, OptimConfig, ScoringConfig
 from amc.cost.macs import model_cost
 from amc.cost.timing import torch_latencies
 from amc.data.datasets import Dataset, load_dataset
@@ -37,18 +35,17 @@ from amc.models.evaluate import top1
 from amc.models.registry import create_model
 from amc.prune.baselines import SWEEP, MapFn, run_strategy, sensitivity_sweep
 from amc.prune.budget import Budget
-from amc.prune.latency_table import LatencySpec, method_for
+from amc.prune.latency_table import LatencySpec
 from amc.prune.policy import load_policy, make_policy
 from amc.prune.rescore import rest_of_val
 from amc.prune.scoring import Scorer, build_scorer
+from amc.report.compare_config import CompareConfig, check_cached, search_wall_seconds
 from amc.report.compare_table import plot_pareto, plot_ratios, write_table
 from amc.train.loop import TrainConfig, train
 from amc.utils import allocator
 from amc.utils.errors import AmcError
 from amc.utils.io import write_json
 
-STRATEGIES = ("amc", "uniform", "global", "sensitivity", "random")
-SEARCH_ON = ("pretrained", "adapted")
 AmcFn = Callable[["CompareConfig", str, Path], Path]
 #: ``pool(scorer, fn)`` runs ``fn(map_fn)`` with a parallel map over policies (or ``None``).
 PoolFn = Callable[[Scorer, Callable[[MapFn | None], object]], object]
@@ -56,99 +53,6 @@ PoolFn = Callable[[Scorer, Callable[[MapFn | None], object]], object]
 
 def _no_pool(scorer: Scorer, fn: Callable[[MapFn | None], object]) -> object:
     return fn(None)
-
-
-@dataclass(kw_only=True)
-class CompareConfig(ScoringConfig, OptimConfig):
-    """The comparison to run.
-
-    Attributes:
-        budgets: Budgets to compare, e.g. flops:0.5.
-        strategies: Strategies: amc, uniform, global, sensitivity, random.
-        seeds: Runs per strategy: AMC searches with seeds seed, seed+1, ...; every baseline
-            with as many calibration draws; each fine-tuned with that seed. The table shows
-            mean ± std.
-        search_on: pretrained: prune the given checkpoint; adapted: prune the dense model
-            after the comparison's own fine-tuning on this data (the dense_ft model).
-        finetune_runs: Runs fine-tuned per strategy and budget (None: all of --seeds); the
-            others are scored before fine-tuning only.
-        episodes: AMC search episodes.
-        warmup_episodes: AMC warm-up episodes.
-        warm_start: AMC warm start: cheap (replay uniform and global first) or random
-            (the paper's).
-        sweep_warm_start: With a cheap warm start, AMC's warm-up also replays the allocation
-            of the comparison's sensitivity sweep (computed first); AMC's search seconds then
-            include the sweep's.
-        noise_min: Floor of AMC's decaying exploration σ (``amc search --noise-min``).
-        rescore_top: AMC and random keep the best on all of val among their this many best
-            policies (scored again on the val images past --val-limit; ``amc search
-            --rescore-top``); 0 or 1: the best on the first --val-limit images.
-        time_limit: Each AMC search's wall seconds, its rescoring included (``amc search
-            --time-limit``; None: all --episodes).
-        sweep_time_limit: Each AMC search gets the comparison's sensitivity sweep's wall
-            seconds as its --time-limit (the sweep runs first): AMC then searches for no
-            longer than the sweep took.
-        envs_on: Where AMC's envs step with Ray workers (``amc search --envs-on``).
-        envs_per_worker: AMC's episodes in flight per Ray worker (``amc search
-            --envs-per-worker``).
-        n_random: Policies tried by the random strategy.
-        finetune_epochs: Epochs of fine-tuning for the dense and every pruned model.
-        train_limit: Train on the first N (shuffled) training images only (None: all).
-        workers: Ray workers for the AMC search and the baselines (0: in-process).
-        latency_runs: Timed runs per latency measurement.
-        reconstruct_delivered: With --reconstruct, the networks delivered (scored on test and
-            fine-tuned) are reconstructed too; --no-reconstruct-delivered: reconstruction
-            only ranks the policies (every strategy's scores on val), and each delivered
-            network is plainly pruned and BN-recalibrated.
-        out: Output folder (every stage's artifact is cached here).
-    """
-
-    budgets: tuple[str, ...] = ("flops:0.5",)
-    strategies: tuple[str, ...] = STRATEGIES
-    seeds: int = 1
-    search_on: str = "pretrained"
-    finetune_runs: int | None = None
-    episodes: int = 300
-    warmup_episodes: int = 100
-    warm_start: str = "cheap"
-    sweep_warm_start: bool = False
-    noise_min: float = NOISE_MIN
-    rescore_top: int = 5
-    time_limit: float | None = None
-    sweep_time_limit: bool = False
-    envs_on: str = "driver"
-    envs_per_worker: int = 1
-    n_random: int = 50
-    finetune_epochs: float = 5.0
-    train_limit: int | None = None
-    workers: int = 0
-    threads: int | None = 2
-    latency_runs: int = 20
-    reconstruct_delivered: bool = True
-    out: str = "runs/compare"
-
-    def __post_init__(self) -> None:
-        self.latency_table_method = method_for(self.budgets)
-
-    def validate(self) -> None:
-        check_counts(self)
-        for s in self.strategies:
-            if s not in STRATEGIES:
-                raise AmcError(f"unknown strategy {s!r}; use {','.join(STRATEGIES)}")
-        for b in self.budgets:
-            Budget.parse(b)
-        if self.search_on not in SEARCH_ON:
-            raise AmcError(f"unknown --search-on {self.search_on!r}; use pretrained or adapted")
-        if self.warm_start not in ("cheap", "random"):
-            raise AmcError(f"unknown --warm-start {self.warm_start!r}; use cheap or random")
-        if self.sweep_time_limit and self.time_limit is not None:
-            raise AmcError("--sweep-time-limit and --time-limit both set the searches' time; "
-                           "drop one")
-        if not self.reconstruct_delivered and not self.reconstruct:
-            raise AmcError("--no-reconstruct-delivered applies only with --reconstruct; add "
-                           "--reconstruct or drop it")
-        if not self.budgets or not self.strategies:
-            raise AmcError("give at least one --budget and one strategy")
 
 
 def _tag(budget: str) -> str:
@@ -168,23 +72,6 @@ def _cached_json(path: Path, make: Callable[[], dict]) -> dict:
     return d
 
 
-def search_wall_seconds(run_dir: Path) -> float | None:
-    """Wall-clock seconds of an AMC search: its session's wall time, or for a resumed search
-    the episodes' env seconds per env (the summary's ``search_seconds`` sums them over the
-    envs: workers x ``envs_per_worker``), plus the re-scoring of its best policies; None
-    without a summary."""
-    f = run_dir / "summary.json"
-    if not f.is_file():
-        return None
-    s = json.loads(f.read_text())
-    cfg = run_dir / "config.json"
-    per = (json.loads(cfg.read_text()).get("envs_per_worker") or 1) if cfg.is_file() else 1
-    envs = max(1, s.get("workers") or 1) * per
-    # a resumed search's last session is only part of it: then the env seconds per env
-    return max(s.get("wall_seconds_this_run") or 0.0, s["search_seconds"] / envs) + (
-        s.get("rescore_seconds") or 0.0)
-
-
 def _lat(lat: dict, name: str) -> dict:
     """Median latencies of one model from ``latency.json``: at the configured threads, and
     batch 64 at 1 thread."""
@@ -199,32 +86,6 @@ def _train_view(ds: Dataset, limit: int | None, seed: int) -> Dataset:
         return ds
     idx = np.random.default_rng(seed).permutation(len(ds.labels["train"]))[:limit]
     return ds.select(train=idx)
-
-
-JOB_SETTINGS = ("out", "budgets", "strategies", "seeds", "finetune_runs", "workers",
-                "threads", "device", "loader_workers", "envs_on")
-"""Settings a comparison can be rerun with in the same folder: they add jobs (whose artifacts
-are made then) or change how it runs, not what its cached artifacts hold."""
-
-
-def check_cached(cfg: CompareConfig) -> None:
-    """Refuse, before anything is written, a folder whose cached artifacts were made with
-    other settings (or by an amc that predates one): they would be reused as if made with
-    ``cfg``'s, and its ``config.json`` overwritten."""
-    out = Path(cfg.out)
-    if not (out / "config.json").is_file():
-        return
-    changed = changed_settings(cfg, out, ignore=(*JOB_SETTINGS, "latency_table_method"))
-    if changed:
-        raise AmcError(f"{out} holds a comparison made with other settings "
-                       f"({', '.join(changed)}); rerun with its config.json's values, or "
-                       "choose another --out (its artifacts would be reused as if made "
-                       "with these)")
-    stored = as_made(json.loads((out / "config.json").read_text()))
-    if (now := method_for(stored.get("budgets", ()))) and stored["latency_table_method"] != now:
-        raise AmcError(f"{out} holds latency budgets measured with an older latency table "
-                       "than this amc's; choose another --out (its searches and policies "
-                       "would be reused as if made with today's table)")
 
 
 class Comparison:
