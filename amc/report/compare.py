@@ -81,7 +81,9 @@ def _lat(lat: dict, name: str) -> dict:
             "latency_b64_1thread_ms": lat["t1"]["b64"][name]["median_ms"]}
 
 
-def _train_view(ds: Dataset, limit: int | None, seed: int) -> Dataset:
+def train_view(ds: Dataset, limit: int | None, seed: int) -> Dataset:
+    """``ds`` with a seeded random ``limit`` of its training images (all: ``ds`` itself), the
+    training set of every fine-tuning in a comparison."""
     if not limit or limit >= len(ds.labels["train"]):
         return ds
     idx = np.random.default_rng(seed).permutation(len(ds.labels["train"]))[:limit]
@@ -102,7 +104,7 @@ class Comparison:
         self.threads = cfg.threads or torch.get_num_threads()
         torch.set_num_threads(self.threads)
         self.data = load_dataset(cfg.data, **cfg.dataset_kwargs(cfg.model))
-        self.train_data = _train_view(self.data, cfg.train_limit, cfg.seed)
+        self.train_data = train_view(self.data, cfg.train_limit, cfg.seed)
         self.pretrained = create_model(cfg.model, num_classes=cfg.num_classes,
                                        checkpoint=cfg.checkpoint, unsafe_load=cfg.unsafe_load)
         self.dense = self.pretrained  # what the strategies prune (see _adapt)

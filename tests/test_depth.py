@@ -1,0 +1,79 @@
+"""Dropping whole residual blocks (amc.prune.depth): exact against the dense network with the
+blocks' inner channels masked."""
+
+import pytest
+import torch
+from torch import nn
+
+from amc.models.cifar import CifarResNet
+from amc.prune.depth import (
+    DroppedBlock,
+    drop_blocks,
+    droppable_blocks,
+    masked_equivalent,
+)
+from amc.utils.tolerance import RTOL, relative_diff
+
+
+def _randomised(net: nn.Module, seed: int = 0) -> nn.Module:
+    """``net`` in eval mode with BatchNorm statistics and affine parameters drawn away from
+    their defaults (default BN would make every dropped block's shift zero)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.5)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.5)
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def cifar_net() -> nn.Module:
+    torch.manual_seed(0)
+    return _randomised(CifarResNet(14))  # two blocks per stage, downsampling ones included
+
+
+def test_droppable_blocks_are_the_residual_blocks(cifar_net):
+    assert droppable_blocks(cifar_net) == [f"layer{s}.{i}" for s in (1, 2, 3) for i in (0, 1)]
+    assert droppable_blocks(CifarResNet(14, shortcut=False)) == []  # no path to keep
+
+
+@pytest.mark.parametrize("names", [["layer1.1"], ["layer2.0"], ["layer1.0", "layer2.0",
+                                                                 "layer3.1"]])
+def test_dropped_blocks_compute_the_masked_dense_network(cifar_net, names):
+    x = torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = masked_equivalent(cifar_net, names)(x)
+        got = drop_blocks(cifar_net, names)(x)
+        dense = cifar_net(x)
+    assert relative_diff(ref, got) < RTOL
+    assert relative_diff(dense, ref) > 1e-2  # the blocks mattered: the check can fail
+
+
+def test_a_dropped_block_without_its_shift_is_not_exact(cifar_net):
+    names = ["layer2.1"]
+    x = torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    net = drop_blocks(cifar_net, names)
+    with torch.no_grad():
+        net.get_submodule(names[0]).shift.zero_()
+        assert relative_diff(masked_equivalent(cifar_net, names)(x), net(x)) > 1e-2
+
+
+def test_torchvision_blocks_drop_exactly():
+    from torchvision.models import resnet18
+
+    torch.manual_seed(0)
+    net = _randomised(resnet18(num_classes=10))
+    names = ["layer1.1", "layer2.0", "layer4.0"]  # layer2.0 / layer4.0: conv downsample
+    assert {"layer1.0", "layer2.0", "layer4.1"} <= set(droppable_blocks(net))
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert relative_diff(masked_equivalent(net, names)(x),
+                             drop_blocks(net, names)(x)) < RTOL
+
+
+def test_only_droppable_blocks_are_dropped(cifar_net):
+    with pytest.raises(ValueError, match="not a droppable"):
+        DroppedBlock.of(cifar_net.layer1[0].conv1)
