@@ -34,7 +34,6 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from amc.cost.macs import model_cost
@@ -54,8 +53,10 @@ from amc.train.loop import TrainConfig, train
 from amc.utils import allocator
 from amc.utils.io import write_json
 from amc.utils.provenance import cpu_model, git_commit, now, versions
+from amc.utils.stats import mean_std
 
 MODEL = "resnet56"
+INPUT = (3, 32, 32)
 
 
 def finetune(net: torch.nn.Module, data, args, seed: int) -> torch.nn.Module:
@@ -88,10 +89,10 @@ def greedy_order(args, dense: torch.nn.Module, s: Scorer, work: Path, floor: flo
     path = work / "order.json"
     st = json.loads(path.read_text()) if path.is_file() else {"steps": []}
     names = droppable_blocks(dense)
-    dense_macs = model_cost(dense, s.input_size)[0]
+    dense_macs = model_cost(dense, INPUT)[0]
     calib = s.calib[:args.recal_size]
     order = [step["block"] for step in st["steps"]]
-    while model_cost(drop_blocks(dense, order), s.input_size)[0] / dense_macs > floor:
+    while model_cost(drop_blocks(dense, order), INPUT)[0] / dense_macs > floor:
         best = None
         for b in (n for n in names if n not in order):
             net = recalibrate_bn(drop_blocks(dense, [*order, b]), [calib]).eval()
@@ -99,7 +100,7 @@ def greedy_order(args, dense: torch.nn.Module, s: Scorer, work: Path, floor: flo
             if best is None or v > best[1]:
                 best = (b, v)
         order.append(best[0])
-        macs = model_cost(drop_blocks(dense, order), s.input_size)[0] / dense_macs
+        macs = model_cost(drop_blocks(dense, order), INPUT)[0] / dense_macs
         st["steps"].append({"block": best[0], "val_top1_recalibrated": best[1],
                             "macs_ratio": macs})
         write_json(path, st)
@@ -113,11 +114,6 @@ def prefix_under(st: dict, target: float) -> list[str]:
         if step["macs_ratio"] <= target + 1e-9:
             return [x["block"] for x in st["steps"][:k + 1]]
     raise SystemExit(f"the greedy order does not reach {target}; lower --floor")
-
-
-def stats(xs: list[float]) -> dict:
-    return {"mean": float(np.mean(xs)), "std": float(np.std(xs, ddof=1)) if len(xs) > 1
-            else None, "values": xs}
 
 
 def main() -> None:
@@ -150,7 +146,7 @@ def main() -> None:
                                net=copy.deepcopy(dense)) for k in range(args.seeds)}
     s0 = scorers[0]
     st = greedy_order(args, dense, s0, work, args.floor)
-    dense_macs = model_cost(dense, s0.input_size)[0]
+    dense_macs = model_cost(dense, INPUT)[0]
     nets: dict[str, dict] = {}
 
     def network(name: str, make) -> None:
@@ -160,18 +156,18 @@ def main() -> None:
             if str(k) in r["runs"]:
                 continue
             net = make(k)
-            before = evaluate(net, ds, s0.input_size)
-            after = evaluate(finetune(net, train_data, args, k), ds, s0.input_size)
+            before = evaluate(net, ds, INPUT)
+            after = evaluate(finetune(net, train_data, args, k), ds, INPUT)
             r["runs"][str(k)] = {"before": before, "after": after}
             write_json(path, r)
             print(name, k, before["test_top1"], "->", after["test_top1"], flush=True)
         runs = [r["runs"][str(k)] for k in range(args.seeds)]
         nets[name] = {**{k: v for k, v in r.items() if k != "runs"},
                       "macs_ratio": runs[0]["before"]["macs"] / dense_macs,
-                      "test_before": stats([x["before"]["test_top1"] for x in runs]),
-                      "test_after": stats([x["after"]["test_top1"] for x in runs]),
-                      "val_before": stats([x["before"]["val_top1"] for x in runs]),
-                      "val_after": stats([x["after"]["val_top1"] for x in runs]), "runs": runs}
+                      "test_before": mean_std([x["before"]["test_top1"] for x in runs]),
+                      "test_after": mean_std([x["after"]["test_top1"] for x in runs]),
+                      "val_before": mean_std([x["before"]["val_top1"] for x in runs]),
+                      "val_after": mean_std([x["after"]["val_top1"] for x in runs]), "runs": runs}
 
     models = {"dense": dense}
     for t in args.targets:
@@ -197,15 +193,19 @@ def main() -> None:
 
             network(uname, uniform_net)
             models[uname] = uniform_net(0)
-    lat = {f"t{t}": torch_latencies(models, s0.input_size, t, args.runs)
-           for t in dict.fromkeys((args.threads, 1))}
+    lat_path = work / "latency.json"  # all networks timed side by side, once
+    lat = json.loads(lat_path.read_text()) if lat_path.is_file() else {}
+    if not lat or set(next(iter(lat.values()))["b64"]) != set(models):
+        lat = {f"t{t}": torch_latencies(models, INPUT, t, args.runs)
+               for t in dict.fromkeys((args.threads, 1))}
+        write_json(lat_path, lat)
     for name, d in nets.items():
         for t, v in lat.items():
             b64 = v["b64"]
             d[f"speedup_b64_{t}"] = b64["dense"]["median_ms"] / b64[name]["median_ms"]
     doc = {"command": "python scripts/bench_block_drop.py", "date": now(),
            "git_commit": git_commit(), "versions": versions(), "model": MODEL,
-           "dense_ft": evaluate(dense, ds, s0.input_size), "greedy": st["steps"],
+           "dense_ft": evaluate(dense, ds, INPUT), "greedy": st["steps"],
            "networks": nets, "latency": lat, "settings": vars(args),
            "machine": {"cpus": os.cpu_count(), "cpu": cpu_model(), "load_avg_start": load0,
                        "load_avg_end": os.getloadavg()[0]}}

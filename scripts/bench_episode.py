@@ -76,6 +76,7 @@ from amc.utils import allocator
 from amc.utils.io import write_json
 from amc.utils.precision import cpu_bf16_native
 from amc.utils.provenance import cpu_model, git_commit, now, versions
+from amc.utils.stats import mean_std
 
 OLD_RECAL, OLD_BATCH = 512, 128
 PLAIN = {"reconstruct": False}
@@ -464,24 +465,20 @@ def search_summary(runs: dict[str, dict]) -> dict:
     every variant from ``old``."""
     names = sorted({k for r in runs.values() for k, v in r.items() if isinstance(v, dict)})
 
-    def stats(xs: list[float]) -> dict:
-        return {"mean": float(np.mean(xs)), "std": float(np.std(xs, ddof=1)) if len(xs) > 1
-                else None, "n": len(xs), "values": xs}
-
     out: dict = {}
     for n in names:
         have = [r for r in runs.values() if n in r]
-        out[n] = {"best_rescored": stats([r[n]["best_rescored_by_old_path"] for r in have]),
-                  "best_heldout_val": stats([r[n]["best_heldout_val"] for r in have]),
-                  "seconds_per_episode": stats([r[n]["seconds_per_episode"] for r in have]),
-                  "wall_seconds": stats([r[n]["wall_seconds"] for r in have])}
+        out[n] = {"best_rescored": mean_std([r[n]["best_rescored_by_old_path"] for r in have]),
+                  "best_heldout_val": mean_std([r[n]["best_heldout_val"] for r in have]),
+                  "seconds_per_episode": mean_std([r[n]["seconds_per_episode"] for r in have]),
+                  "wall_seconds": mean_std([r[n]["wall_seconds"] for r in have])}
         for base in ("old", "fast") if n == "fast_bf16" else ("old",):
             pairs = [r for r in have if base in r]
             if n == base or not pairs:
                 continue
             for key, metric in ((f"minus_{base}", "best_rescored_by_old_path"),
                                 (f"minus_{base}_heldout", "best_heldout_val")):
-                out[n][key] = stats([r[n][metric] - r[base][metric] for r in pairs])
+                out[n][key] = mean_std([r[n][metric] - r[base][metric] for r in pairs])
     return out
 
 
