@@ -16,14 +16,15 @@ the same MACs (what ``amc compare`` delivers: least-squares reconstruction and B
 recalibration), plus uniform ``flops:0.5`` (issue 15's reference), are scored on ``val`` and
 ``test`` before and after the same fine-tuning (1 epoch over the same 5,000 images, seeds 0 ..
 ``--seeds``-1, each with its own calibration draw), then timed side by side with the dense
-network (batch 1 and 64, ``--threads`` and 1 thread).
+network (batch 1 and 64, ``--threads`` and 1 thread), ``--repeats`` times.
 
 Writes ``results/block_drop.json`` (the greedy order with each step's ``val`` top-1; per
 network: MACs ratio, test/val before and after fine-tuning, mean ± std over the seeds,
-speed-ups at batch 64). Stages are cached under ``--work`` (weights stay there, never in
-results/); a killed run resumes.
+speed-ups at batch 64, mean ± std over the repeats) and its table ``results/block_drop.md``.
+Stages are cached under ``--work`` (weights stay there, never in results/); a killed run
+resumes.
 
-    .venv/bin/python scripts/bench_block_drop.py    # ~40 min on 2 cores
+    .venv/bin/python scripts/bench_block_drop.py    # ~55 min on 2 cores
 """
 
 from __future__ import annotations
@@ -116,11 +117,29 @@ def prefix_under(st: dict, target: float) -> list[str]:
     raise SystemExit(f"the greedy order does not reach {target}; lower --floor")
 
 
+def table(doc: dict) -> str:
+    """The networks as a markdown table (mean ± std over the seeds and the repeats)."""
+    ts = list(doc["latency"][0])
+
+    def ms(d: dict) -> str:
+        return f"{d['mean']:.2f} ± {d['std']:.2f}" if d["std"] is not None else f"{d['mean']:.2f}"
+
+    head = ("| network | MACs ratio | test before ft | test after ft | "
+            + " | ".join(f"speed-up b64, {t[1:]} thread{'s' if t != 't1' else ''}" for t in ts)
+            + " |")
+    rows = [head, "|" + "---|" * (4 + len(ts))]
+    for name, d in sorted(doc["networks"].items(), key=lambda kv: -kv[1]["macs_ratio"]):
+        rows.append(f"| {name} | {d['macs_ratio']:.3f} | {ms(d['test_before'])} | "
+                    f"{ms(d['test_after'])} | "
+                    + " | ".join(ms(d[f"speedup_b64_{t}"]) for t in ts) + " |")
+    return "\n".join(rows) + "\n"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models-dir", default="../shared/models")
     p.add_argument("--data-dir", default="../shared/data")
-    p.add_argument("--targets", type=float, nargs="+", default=[0.5, 0.6, 0.7],
+    p.add_argument("--targets", type=float, nargs="+", default=[0.5, 0.55, 0.6, 0.7],
                    help="MACs fractions of the block-dropped networks")
     p.add_argument("--floor", type=float, default=0.48, help="greedy order's last MACs ratio")
     p.add_argument("--seeds", type=int, default=2)
@@ -130,6 +149,7 @@ def main() -> None:
     p.add_argument("--finetune-epochs", type=float, default=1.0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--runs", type=int, default=20, help="timed runs per model and batch")
+    p.add_argument("--repeats", type=int, default=3, help="side-by-side timings of them all")
     p.add_argument("--work", default="runs/bench_block_drop")
     p.add_argument("--out", default="results/block_drop.json")
     args = p.parse_args()
@@ -193,27 +213,33 @@ def main() -> None:
 
             network(uname, uniform_net)
             models[uname] = uniform_net(0)
-    lat_path = work / "latency.json"  # all networks timed side by side, once
-    lat = json.loads(lat_path.read_text()) if lat_path.is_file() else {}
-    if not lat or set(next(iter(lat.values()))["b64"]) != set(models):
-        lat = {f"t{t}": torch_latencies(models, INPUT, t, args.runs)
-               for t in dict.fromkeys((args.threads, 1))}
+    # all networks timed side by side, --repeats times (2-thread timings here move by ~10 %
+    # from one run to the next); cached per repeat
+    lat_path = work / "latency.json"
+    lat = json.loads(lat_path.read_text()) if lat_path.is_file() else []
+    lat = [r for r in lat if set(next(iter(r.values()))["b64"]) == set(models)]
+    while len(lat) < args.repeats:
+        lat.append({f"t{t}": torch_latencies(models, INPUT, t, args.runs)
+                    for t in dict.fromkeys((args.threads, 1))})
         write_json(lat_path, lat)
     for name, d in nets.items():
-        for t, v in lat.items():
-            b64 = v["b64"]
-            d[f"speedup_b64_{t}"] = b64["dense"]["median_ms"] / b64[name]["median_ms"]
+        for t in lat[0]:
+            d[f"speedup_b64_{t}"] = mean_std([
+                r[t]["b64"]["dense"]["median_ms"] / r[t]["b64"][name]["median_ms"]
+                for r in lat[:args.repeats]])
     doc = {"command": "python scripts/bench_block_drop.py", "date": now(),
            "git_commit": git_commit(), "versions": versions(), "model": MODEL,
            "dense_ft": evaluate(dense, ds, INPUT), "greedy": st["steps"],
-           "networks": nets, "latency": lat, "settings": vars(args),
+           "networks": nets, "latency": lat[:args.repeats], "settings": vars(args),
            "machine": {"cpus": os.cpu_count(), "cpu": cpu_model(), "load_avg_start": load0,
                        "load_avg_end": os.getloadavg()[0]}}
     write_json(args.out, doc)
+    Path(args.out).with_suffix(".md").write_text(table(doc))
     for name, d in nets.items():
         print(f"{name}: MACs {d['macs_ratio']:.3f}, test {d['test_before']['mean']:.2f} -> "
               f"{d['test_after']['mean']:.2f}, speed-up b64 "
-              + ", ".join(f"{t} {d[f'speedup_b64_{t}']:.2f}x" for t in lat))
+              + ", ".join(f"{t} {d[f'speedup_b64_{t}']['mean']:.2f} ± "
+                          f"{d[f'speedup_b64_{t}']['std'] or 0:.2f}x" for t in lat[0]))
 
 
 if __name__ == "__main__":
