@@ -77,3 +77,20 @@ def test_torchvision_blocks_drop_exactly():
 def test_only_droppable_blocks_are_dropped(cifar_net):
     with pytest.raises(ValueError, match="not a droppable"):
         DroppedBlock.of(cifar_net.layer1[0].conv1)
+
+
+def test_a_block_dropped_network_exports_to_onnx_exactly(cifar_net, tmp_path):
+    """What a delivered network goes through: the ONNX file (checked by the exporter), run
+    again in onnxruntime here against PyTorch, relative to the output's scale."""
+    from amc.deploy.export import export_onnx
+    from amc.utils.onnxrt import ort_session
+
+    net = drop_blocks(cifar_net, ["layer1.1", "layer2.0"])
+    path = tmp_path / "dropped.onnx"
+    export_onnx(net, path, (3, 8, 8))
+    sess = ort_session(path.read_bytes(), 1)
+    x = torch.randn(3, 3, 8, 8, generator=torch.Generator().manual_seed(4))
+    got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+    with torch.no_grad():
+        assert relative_diff(net(x), got) < RTOL
+        assert relative_diff(cifar_net(x), got) > 1e-2  # the dropped blocks mattered
