@@ -15,6 +15,8 @@ from .monitor import complete_rows, read_rows
 
 
 def plot_curve(run_dir: Path, uniform_reward: float | None, title: str) -> Path:
+    """``learning_curve.png``: each episode's reward, its moving average and the best so far,
+    against the uniform baseline's reward."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -68,6 +70,8 @@ def best_fields(run_dir: Path) -> dict[str, Any]:
 def summarize(cfg: SearchConfig, run_dir: Path, lines: dict[str, dict], seconds: float,
               worker_restarts: int = 0, extra: dict[str, Any] | None = None
               ) -> dict[str, Any]:
+    """Write the search's ``summary.json`` (and its learning curve) from ``episodes.csv``,
+    the cheap policies' ``lines`` and this session's wall ``seconds``; returns it."""
     rows = read_rows(run_dir / "episodes.csv")
     rewards = [float(r["reward"]) for r in rows]
     uni = lines["uniform"]
