@@ -15,7 +15,9 @@ network (the shortest greedy prefix under it, BN recalibrated) and uniform chann
 the same MACs (what ``amc compare`` delivers: least-squares reconstruction and BN
 recalibration), plus uniform ``flops:0.5`` (issue 15's reference), are scored on ``val`` and
 ``test`` before and after the same fine-tuning (1 epoch over the same 5,000 images, seeds 0 ..
-``--seeds``-1, each with its own calibration draw), then timed side by side with the dense
+``--seeds``-1, each with its own calibration draw), and hybrids (the first
+``--hybrid-blocks`` greedy blocks dropped and the remaining third-stage blocks' inner widths cut
+by ``--hybrid-ratio``: 64 -> 48, whole 16-lane vectors), then timed side by side with the dense
 network (batch 1 and 64, ``--threads`` and 1 thread), ``--repeats`` times.
 
 Writes ``results/block_drop.json`` (the greedy order with each step's ``val`` top-1; per
@@ -141,6 +143,12 @@ def main() -> None:
     p.add_argument("--data-dir", default="../shared/data")
     p.add_argument("--targets", type=float, nargs="+", default=[0.5, 0.55, 0.6, 0.7],
                    help="MACs fractions of the block-dropped networks")
+    p.add_argument("--hybrid-blocks", type=int, nargs="*", default=[10, 11],
+                   help="hybrids: the first N greedy blocks dropped and every third-stage "
+                        "inner unit pruned at --hybrid-ratio")
+    p.add_argument("--hybrid-ratio", type=float, default=0.25,
+                   help="third-stage inner ratio of the hybrids (0.25: 64 -> 48 channels, "
+                        "three whole 16-lane vectors)")
     p.add_argument("--floor", type=float, default=0.48, help="greedy order's last MACs ratio")
     p.add_argument("--seeds", type=int, default=2)
     p.add_argument("--val-limit", type=int, default=1000)
@@ -213,6 +221,20 @@ def main() -> None:
 
             network(uname, uniform_net)
             models[uname] = uniform_net(0)
+    for n in args.hybrid_blocks:  # blocks dropped + third-stage widths in whole vectors
+        order = [x["block"] for x in st["steps"][:n]]
+        name = f"blocks{n}+layer3_{args.hybrid_ratio:g}"
+
+        def hybrid_net(k: int, order=order) -> torch.nn.Module:
+            s = scorers[k]
+            r = [args.hybrid_ratio if u.name.startswith("layer3.") else 0.0
+                 for u in s.pm.units]
+            net = drop_blocks(s.pruned(r), order, copy_model=False)
+            return recalibrate_bn(net, [s.calib[:args.recal_size]]).eval()
+
+        network(name, hybrid_net)
+        nets[name]["dropped"] = order
+        models[name] = hybrid_net(0)
     # all networks timed side by side, --repeats times (2-thread timings here move by ~10 %
     # from one run to the next); cached per repeat
     lat_path = work / "latency.json"
