@@ -71,12 +71,14 @@ def finetune(net: torch.nn.Module, data, args, seed: int) -> torch.nn.Module:
 
 
 def evaluate(net: torch.nn.Module, ds, input_size) -> dict:
+    """Top-1 on all of ``val`` and ``test``, and the network's MACs."""
     net.eval()
     return {"val_top1": top1(net, *ds.tensors("val")), "test_top1": top1(net, *ds.tensors("test")),
             "macs": model_cost(net, input_size)[0]}
 
 
 def dense_ft(args, ds, train_data, work: Path) -> torch.nn.Module:
+    """The pretrained checkpoint fine-tuned once on ``train_data`` (cached in ``work``)."""
     path = work / "dense_ft.pt"
     if path.is_file():
         return create_model(MODEL, checkpoint=path).eval()
@@ -116,7 +118,8 @@ def prefix_under(st: dict, target: float) -> list[str]:
     for k, step in enumerate(st["steps"]):
         if step["macs_ratio"] <= target + 1e-9:
             return [x["block"] for x in st["steps"][:k + 1]]
-    raise SystemExit(f"the greedy order does not reach {target}; lower --floor")
+    raise SystemExit(f"bench_block_drop: error: the greedy order stops above {target} of the "
+                     "MACs; lower --floor to at most the smallest --targets")
 
 
 def table(doc: dict) -> str:
