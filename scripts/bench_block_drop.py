@@ -77,7 +77,7 @@ def evaluate(net: torch.nn.Module, ds, input_size) -> dict:
             "macs": model_cost(net, input_size)[0]}
 
 
-def dense_ft(args, ds, train_data, work: Path) -> torch.nn.Module:
+def dense_ft(args, train_data, work: Path) -> torch.nn.Module:
     """The pretrained checkpoint fine-tuned once on ``train_data`` (cached in ``work``)."""
     path = work / "dense_ft.pt"
     if path.is_file():
@@ -171,7 +171,7 @@ def main() -> None:
     load0 = os.getloadavg()[0]
     ds = load_dataset("cifar10", data_dir=args.data_dir)
     train_data = train_view(ds, args.train_limit, 0)
-    dense = dense_ft(args, ds, train_data, work)
+    dense = dense_ft(args, train_data, work)
     scorers = {k: build_scorer(MODEL, data="cifar10", data_dir=args.data_dir,
                                val_limit=args.val_limit, recal_size=args.recal_size, seed=k,
                                net=copy.deepcopy(dense)) for k in range(args.seeds)}
