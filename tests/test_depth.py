@@ -3,6 +3,7 @@ blocks' inner channels masked."""
 
 import pytest
 import torch
+from helpers import randomise_bn
 from torch import nn
 
 from amc.models.cifar import CifarResNet
@@ -15,24 +16,12 @@ from amc.prune.depth import (
 from amc.utils.tolerance import RTOL, relative_diff
 
 
-def _randomised(net: nn.Module, seed: int = 0) -> nn.Module:
-    """``net`` in eval mode with BatchNorm statistics and affine parameters drawn away from
-    their defaults (default BN would make every dropped block's shift zero)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.5)
-                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.5)
-    return net.eval()
-
-
 @pytest.fixture(scope="module")
 def cifar_net() -> nn.Module:
     torch.manual_seed(0)
-    return _randomised(CifarResNet(14))  # two blocks per stage, downsampling ones included
+    # two blocks per stage, downsampling ones included; BN away from its defaults (default
+    # BN would make every dropped block's shift zero)
+    return randomise_bn(CifarResNet(14), torch.Generator().manual_seed(0), 0.5).eval()
 
 
 def test_droppable_blocks_are_the_residual_blocks(cifar_net):
@@ -65,7 +54,7 @@ def test_torchvision_blocks_drop_exactly():
     from torchvision.models import resnet18
 
     torch.manual_seed(0)
-    net = _randomised(resnet18(num_classes=10))
+    net = randomise_bn(resnet18(num_classes=10), torch.Generator().manual_seed(0), 0.5).eval()
     names = ["layer1.1", "layer2.0", "layer4.0"]  # layer2.0 / layer4.0: conv downsample
     assert {"layer1.0", "layer2.0", "layer4.1"} <= set(droppable_blocks(net))
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))

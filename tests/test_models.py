@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch_pruning as tp
+from helpers import randomise_bn
 
 from amc.cost.macs import model_cost
 from amc.models.checkpoint import load_into, read_file, save_model
@@ -100,20 +101,11 @@ def test_shared_checkpoints_load_strictly(depth, needs_shared):
         assert torch.equal(loaded[k], v), k
 
 
-def _randomise_bn(model: torch.nn.Module, gen: torch.Generator) -> None:
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-            m.bias.data.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
-
-
 def test_pruned_checkpoint_round_trip(tmp_path: Path):
     gen = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
     model = create_model("digits_cnn")
-    _randomise_bn(model, gen)
+    randomise_bn(model, gen)
     f = model.features  # conv0 bn1 relu2 conv3 bn4 relu5 pool6 conv7 bn8 relu9 conv10 bn11
     dense_macs, dense_params = model_cost(model, (1, 8, 8))
     drop = [0, 3, 5, 8, 9]
