@@ -50,9 +50,9 @@ from amc.prune.budget import Budget
 from amc.prune.depth import drop_blocks, droppable_blocks
 from amc.prune.repair import recalibrate_bn
 from amc.prune.scoring import Scorer, build_scorer
-from amc.report.compare import train_view
+from amc.report.compare import evaluate_splits, train_view
 from amc.report.compare_config import CompareConfig
-from amc.train.loop import TrainConfig, train
+from amc.train.loop import train
 from amc.utils import allocator
 from amc.utils.io import write_json
 from amc.utils.provenance import cpu_model, git_commit, now, versions
@@ -63,18 +63,10 @@ INPUT = (3, 32, 32)
 
 
 def finetune(net: torch.nn.Module, data, args, seed: int) -> torch.nn.Module:
-    """``amc compare``'s fine-tuning recipe (its default optimiser, ``--finetune-epochs``)."""
-    tc = TrainConfig(**CompareConfig().optim_fields(), epochs=args.finetune_epochs, seed=seed,
-                     eval_splits=(), threads=args.threads)
-    train(net, data, tc)
+    """``amc compare``'s fine-tuning recipe (:meth:`CompareConfig.finetune_config`)."""
+    cfg = CompareConfig(finetune_epochs=args.finetune_epochs)
+    train(net, data, cfg.finetune_config(seed, args.threads))
     return net.eval()
-
-
-def evaluate(net: torch.nn.Module, ds, input_size) -> dict:
-    """Top-1 on all of ``val`` and ``test``, and the network's MACs."""
-    net.eval()
-    return {"val_top1": top1(net, *ds.tensors("val")), "test_top1": top1(net, *ds.tensors("test")),
-            "macs": model_cost(net, input_size)[0]}
 
 
 def dense_ft(args, train_data, work: Path) -> torch.nn.Module:
@@ -97,7 +89,8 @@ def greedy_order(args, dense: torch.nn.Module, s: Scorer, work: Path, floor: flo
     dense_macs = model_cost(dense, INPUT)[0]
     calib = s.calib[:args.recal_size]
     order = [step["block"] for step in st["steps"]]
-    while model_cost(drop_blocks(dense, order), INPUT)[0] / dense_macs > floor:
+    macs = model_cost(drop_blocks(dense, order), INPUT)[0] / dense_macs
+    while macs > floor:
         best = None
         for b in (n for n in names if n not in order):
             net = recalibrate_bn(drop_blocks(dense, [*order, b]), [calib]).eval()
@@ -187,14 +180,13 @@ def main() -> None:
             if str(k) in r["runs"]:
                 continue
             net = make(k)
-            before = evaluate(net, ds, INPUT)
-            after = evaluate(finetune(net, train_data, args, k), ds, INPUT)
+            before = evaluate_splits(net, ds, INPUT)
+            after = evaluate_splits(finetune(net, train_data, args, k), ds, INPUT)
             r["runs"][str(k)] = {"before": before, "after": after}
             write_json(path, r)
             print(name, k, before["test_top1"], "->", after["test_top1"], flush=True)
         runs = [r["runs"][str(k)] for k in range(args.seeds)]
-        nets[name] = {**{k: v for k, v in r.items() if k != "runs"},
-                      "macs_ratio": runs[0]["before"]["macs"] / dense_macs,
+        nets[name] = {"macs_ratio": runs[0]["before"]["macs"] / dense_macs,
                       "test_before": mean_std([x["before"]["test_top1"] for x in runs]),
                       "test_after": mean_std([x["after"]["test_top1"] for x in runs]),
                       "val_before": mean_std([x["before"]["val_top1"] for x in runs]),
@@ -254,7 +246,7 @@ def main() -> None:
                 for r in lat[:args.repeats]])
     doc = {"command": "python scripts/bench_block_drop.py", "date": now(),
            "git_commit": git_commit(), "versions": versions(), "model": MODEL,
-           "dense_ft": evaluate(dense, ds, INPUT), "greedy": st["steps"],
+           "dense_ft": evaluate_splits(dense, ds, INPUT), "greedy": st["steps"],
            "networks": nets, "latency": lat[:args.repeats], "settings": vars(args),
            "machine": {"cpus": os.cpu_count(), "cpu": cpu_model(), "load_avg_start": load0,
                        "load_avg_end": os.getloadavg()[0]}}

@@ -41,7 +41,7 @@ from amc.prune.rescore import rest_of_val
 from amc.prune.scoring import Scorer, build_scorer
 from amc.report.compare_config import CompareConfig, check_cached, search_wall_seconds
 from amc.report.compare_table import plot_pareto, plot_ratios, write_table
-from amc.train.loop import TrainConfig, train
+from amc.train.loop import train
 from amc.utils import allocator
 from amc.utils.errors import AmcError
 from amc.utils.io import write_json
@@ -90,6 +90,14 @@ def train_view(ds: Dataset, limit: int | None, seed: int) -> Dataset:
     return ds.select(train=idx)
 
 
+def evaluate_splits(model: torch.nn.Module, data: Dataset, input_size: tuple[int, ...]) -> dict:
+    """Top-1 on all of ``val`` and ``test``, MACs and parameters: what a comparison records of
+    every network before and after fine-tuning."""
+    macs, params = model_cost(model, input_size)
+    return {"val_top1": top1(model, *data.tensors("val")),
+            "test_top1": top1(model, *data.tensors("test")), "macs": macs, "params": params}
+
+
 class Comparison:
     """The pipeline; call :meth:`run`."""
 
@@ -120,9 +128,7 @@ class Comparison:
         path = self.dir / "models" / f"{name}.pt"
         if path.is_file():
             return create_model(self.cfg.model, checkpoint=path)
-        tc = TrainConfig(**self.cfg.optim_fields(), epochs=self.cfg.finetune_epochs,
-                         seed=self.cfg.seed + run, eval_splits=(), threads=self.threads,
-                         device=self.cfg.device)
+        tc = self.cfg.finetune_config(self.cfg.seed + run, self.threads)
         t = time.perf_counter()
         hist = train(model, self.train_data, tc,
                      teacher=self.pretrained if self.cfg.kd_weight > 0 else None,
@@ -133,10 +139,7 @@ class Comparison:
         return model
 
     def _evaluate(self, model: torch.nn.Module) -> dict:
-        v = top1(model, *self.data.tensors("val"))
-        t = top1(model, *self.data.tensors("test"))
-        macs, params = model_cost(model, self.input_size)
-        return {"val_top1": v, "test_top1": t, "macs": macs, "params": params}
+        return evaluate_splits(model, self.data, self.input_size)
 
     def _dense_ft(self) -> dict:
         """The dense model fine-tuned with the recipe (the fair baseline)."""

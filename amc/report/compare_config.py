@@ -7,12 +7,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from amc.config.args import as_made, changed_settings, check_counts
 from amc.config.blocks import NOISE_MIN, OptimConfig, ScoringConfig
 from amc.prune.budget import Budget
 from amc.prune.latency_table import method_for
 from amc.utils.errors import AmcError
+
+if TYPE_CHECKING:
+    from amc.train.loop import TrainConfig
 
 STRATEGIES = ("amc", "uniform", "global", "sensitivity", "random")
 SEARCH_ON = ("pretrained", "adapted")
@@ -88,6 +92,14 @@ class CompareConfig(ScoringConfig, OptimConfig):
 
     def __post_init__(self) -> None:
         self.latency_table_method = method_for(self.budgets)
+
+    def finetune_config(self, seed: int, threads: int | None = None) -> TrainConfig:
+        """The one fine-tuning recipe of a comparison (the dense model and every pruned one):
+        its optimiser fields, ``finetune_epochs``, no per-epoch evaluation."""
+        from amc.train.loop import TrainConfig
+
+        return TrainConfig(**self.optim_fields(), epochs=self.finetune_epochs, seed=seed,
+                           eval_splits=(), threads=threads, device=self.device)
 
     def validate(self) -> None:
         check_counts(self)
