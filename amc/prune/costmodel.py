@@ -196,6 +196,31 @@ class CostModel:
             totals.append(total)
         return totals[0], totals[1]
 
+    def channelwise_cost(self, layers: Sequence[tuple[LayerCost, Key]],
+                         positions: Sequence[int]) -> tuple[int, int]:
+        """(MACs, params) of the given BatchNorm layers (row, dim) at ``positions``: one MAC
+        per output element and a scale and a shift per kept channel."""
+        kept = self.kept(positions) if any(k in self.dims for _, k in layers) else {}
+        macs = params = 0
+        for row, key in layers:
+            k, c = kept.get(key, (row.out_channels, row.out_channels))
+            macs, params = macs + row.macs * k // c, params + 2 * k
+        return macs, params
+
+    def assign_units(self, units: Sequence) -> None:
+        """Fill the per-layer and per-unit summaries: each unit's MACs and params (``units``
+        are :class:`~amc.prune.units.Unit`) and each layer's one-to-one out/in unit."""
+        parts = {k: d.parts for k, d in self.dims.items()}
+        for L in self.layers:
+            ko, ki, _ = layer_keys_from(L)
+            for key, attr in ((ko, "out_unit"), (ki, "in_unit")):
+                p = parts.get(key, [])
+                if len(p) == 1 and p[0][1][-1] == self.dims[key].size == units[p[0][0]].n:
+                    setattr(L, attr, p[0][0])
+            for u in {p[0] for key in {ko, ki} for p in parts.get(key, [])}:
+                units[u].macs += L.macs
+                units[u].params += L.w_params + L.b_params
+
     def layer_keep(self, positions: Sequence[int]) -> list[tuple[float, float]]:
         """Kept fraction of (output, input) channels of every layer in :attr:`layers`."""
         kept = self.kept(positions)

@@ -21,6 +21,10 @@ from torch import nn
 
 from amc.models.cifar import BasicBlock
 
+DROP = 1.0
+"""The ratio that drops a droppable unit's block whole (every other ratio is at most the
+``max_ratio`` of channel pruning, below 1)."""
+
 
 def droppable(module: nn.Module) -> bool:
     """Whether ``module`` is a basic residual block this module can drop exactly (CIFAR or
@@ -84,4 +88,23 @@ def masked_equivalent(model: nn.Module, names: Iterable[str]) -> nn.Module:
     with torch.no_grad():
         for name in names:
             out.get_submodule(name).conv2.weight.zero_()
+    return out
+
+
+def unit_blocks(model: nn.Module, units: Iterable) -> dict[int, str]:
+    """Per unit (by index) that is exactly a droppable block's inner width, the block's name.
+
+    Such a unit's layers are the block's ``conv1`` (outputs), ``bn1`` and ``conv2``
+    (inputs) and nothing else; at ratio 1 (:data:`DROP`) :meth:`PrunableModel.prune`
+    replaces the block by :class:`DroppedBlock`.
+    """
+    out = {}
+    for name in droppable_blocks(model):
+        block = model.get_submodule(name)
+        if block.conv2.bias is not None:  # the branch would not be bn2's shift alone
+            continue
+        inner = {f"{name}.conv1", f"{name}.bn1", f"{name}.conv2"}
+        for u in units:
+            if set(u.layers) == inner:
+                out[u.index] = name
     return out

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from amc.prune.depth import DROP
 from amc.prune.units import PrunableModel
 from amc.utils.bisection import bracket
 from amc.utils.errors import AmcError
@@ -197,7 +198,9 @@ def channel_masks(pm: PrunableModel, ratios: Sequence[float],
 
     Every parameter of a copy of the network is replaced by its element indices and the copy
     is pruned with :meth:`PrunableModel.prune` (the one pruning implementation); the indices
-    missing afterwards are the masked entries.
+    missing afterwards are the masked entries. A dropped block (ratio
+    :data:`~amc.prune.depth.DROP`) is masked whole: its ``conv1``, ``bn1`` and ``conv2``
+    parameters are zero, so its branch is ``bn2``'s shift, as :class:`DroppedBlock` computes.
 
     Args:
         pm: The prunable model.
@@ -211,9 +214,15 @@ def channel_masks(pm: PrunableModel, ratios: Sequence[float],
         ids[id(p)] = nn.Parameter(torch.arange(p.numel(), dtype=dtype).view(p.shape))
     net = copy.deepcopy(model, ids).cpu().eval()
     shapes = {name: p.shape for name, p in net.named_parameters()}
-    pruned = dict(pm.prune(ratios, model=net, inplace=True).named_parameters())
+    dropped = [pm.blocks[u] for u, r in enumerate(ratios) if u in pm.blocks and r >= DROP]
+    kept = [0.0 if u in pm.blocks and r >= DROP else r for u, r in enumerate(ratios)]
+    pruned = dict(pm.prune(kept, model=net, inplace=True).named_parameters())
     out: Masks = {}
+    whole = tuple(f"{b}.{layer}." for b in dropped for layer in ("conv1", "bn1", "conv2"))
     for name, shape in shapes.items():
+        if name.startswith(whole):
+            out[name] = torch.zeros(shape)
+            continue
         q = pruned.get(name)
         if q is None or q.shape == shape:
             continue
@@ -235,21 +244,23 @@ class ChannelPruner:
     Args:
         ratios: Final per-unit ratios (in the order of the units of ``mode``).
         input_size: (C, H, W).
-        mode, criterion, round_to: As for :class:`PrunableModel`.
+        mode, criterion, round_to, drop_blocks: As for :class:`PrunableModel`.
         calib: Training batch (needed by the taylor criterion).
     """
 
     def __init__(self, ratios: Sequence[float], input_size: tuple[int, int, int], mode: str,
                  criterion: str, round_to: int | None = None,
-                 calib: tuple[torch.Tensor, torch.Tensor] | None = None):
+                 calib: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 drop_blocks: bool = False):
         self.ratios = [float(r) for r in ratios]
+        self.drop_blocks = drop_blocks
         self.input_size, self.mode, self.criterion = tuple(input_size), mode, criterion
         self.round_to, self.calib = round_to, calib
         self.applied: list[float] = [0.0] * len(self.ratios)
 
     def pm(self, model: nn.Module) -> PrunableModel:
         return PrunableModel(bake(model), self.input_size, self.mode, self.criterion,
-                             self.round_to, self.calib)
+                             self.round_to, self.calib, self.drop_blocks)
 
     def at(self, level: float) -> list[float]:
         return [r * float(level) for r in self.ratios]

@@ -149,7 +149,8 @@ class StructuredPruner(ChannelPruner):
     final = 1.0
 
     def __init__(self, pm: PrunableModel, ratios: Sequence[float], **kw):
-        super().__init__(ratios, pm.input_size, pm.mode, pm.criterion, pm.round_to, **kw)
+        super().__init__(ratios, pm.input_size, pm.mode, pm.criterion, pm.round_to,
+                         drop_blocks=bool(pm.blocks), **kw)
         self.pm_dense = pm
         """The :class:`PrunableModel` of the dense network the ratios refer to."""
 

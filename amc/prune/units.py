@@ -29,7 +29,6 @@ import copy
 import logging
 import math
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
@@ -37,10 +36,12 @@ from torch_pruning.ops import OPTYPE
 
 from amc.cost.macs import count_params, layer_costs
 from amc.models.cifar import PadShortcut, conv_shortcuts
-from amc.prune.costmodel import CostModel, CountedLayer, add_unit_dims, group_dim, layer_keys_from
+from amc.prune.costmodel import CostModel, CountedLayer, add_unit_dims, group_dim
+from amc.prune.depth import DROP, drop_blocks, unit_blocks
 from amc.prune.exact import channel_groups, group_problem, linear_internals, reachable, tied_modules
 from amc.prune.graph import all_groups, build_graph, classifier, op_name, unwrapped_parameters
 from amc.prune.importance import make_importance, rank_channels
+from amc.prune.unit import PrunePlan, Unit
 from amc.utils.errors import AmcError
 
 __all__ = ["CRITERIA", "MODES", "CountedLayer", "PrunableModel", "PrunePlan", "Unit"]
@@ -50,50 +51,6 @@ CRITERIA = ("l1", "l2", "bn_scale", "taylor")
 log = logging.getLogger("amc")
 _RESIDUAL = "their channels meet a residual add"  # skipped in internal mode
 _NOTED: set[str] = set()
-
-
-@dataclass
-class Unit:
-    """One prunable dependency group.
-
-    Attributes:
-        index: Position in forward order.
-        name: Qualified name of the group's leading (root) module.
-        layers: Names of the modules whose channels the group removes.
-        n: Output channels of the root (the channels being pruned).
-        c: Input channels of the root.
-        h: Input height of the root.
-        w: Input width of the root.
-        stride: Root stride.
-        k: Root kernel size.
-        macs: MACs of every layer the unit touches (dense, all calls).
-        params: Parameters of every layer the unit touches (dense).
-        groups: Channel groups: channels are removed ``groups`` at a time, the same
-            position in every group (1 unless a grouped conv is among the layers).
-    """
-
-    index: int
-    name: str
-    layers: list[str]
-    n: int
-    c: int
-    h: int
-    w: int
-    stride: int
-    k: int
-    macs: int
-    params: int
-    groups: int = 1
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
-class PrunePlan:
-    root: nn.Module
-    fn: object
-    items: list[tuple[str, object]] = field(default_factory=list)
 
 
 def _note(text: str) -> None:
@@ -115,6 +72,9 @@ class PrunableModel:
         criterion: ``l1``, ``l2``, ``bn_scale`` or ``taylor``.
         round_to: Keep channel counts at multiples of this (None: no rounding).
         calib: (x, y) training batch, needed by the ``taylor`` criterion.
+        drop_blocks: Let a unit that is exactly a basic residual block's inner width take
+            ratio 1 (:data:`~amc.prune.depth.DROP`): the block is then replaced by its
+            shortcut plus a constant (:mod:`amc.prune.depth`), exactly, with its time.
 
     Attributes:
         units: The units that can be pruned exactly, in forward order.
@@ -127,6 +87,8 @@ class PrunableModel:
             :attr:`model` is then that converted copy, the same function with prunable
             residual channels.
         layers: Cost records of the counted layers (:class:`CountedLayer`).
+        blocks: Per droppable unit (index), its block's name (empty without
+            ``drop_blocks``).
         rankings: Per unit, its channels from least to most important.
         importance: Per unit, the importance of its channel positions in ascending order
             (Torch-Pruning's group score, normalised by the group's mean, as its global
@@ -139,7 +101,8 @@ class PrunableModel:
 
     def __init__(self, model: nn.Module, input_size: tuple[int, int, int], mode: str = "all",
                  criterion: str = "l1", round_to: int | None = None,
-                 calib: tuple[torch.Tensor, torch.Tensor] | None = None):
+                 calib: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 drop_blocks: bool = False):
         if mode not in MODES:
             raise AmcError(f"unknown unit mode {mode!r}; use auto, all or internal")
         if criterion not in CRITERIA:
@@ -175,7 +138,10 @@ class PrunableModel:
         dims = self._discover(calib)
         self._costs = CostModel(model, costs, dims, unwrapped)
         self.layers: list[CountedLayer] = self._costs.layers
-        self._single_units()
+        self._costs.assign_units(self.units)
+        self.blocks = unit_blocks(model, self.units) if drop_blocks else {}
+        self._bn2 = {u: (self._rows[f"{b}.bn2"], (f"{b}.bn2", "ch"))
+                     for u, b in self.blocks.items()}
         if self.left_out:
             shown = "; ".join(f"{n}: {r}" for n, r in self.left_out[:4])
             more = f"; and {len(self.left_out) - 4} more" if len(self.left_out) > 4 else ""
@@ -286,24 +252,12 @@ class PrunableModel:
             add_unit_dims(dims, i, entries, rank, n, g)
         return dims
 
-    def _single_units(self) -> None:
-        """Fill the per-layer summaries: unit MACs/params and one-to-one out/in units."""
-        parts = {k: d.parts for k, d in self._costs.dims.items()}
-        for L in self.layers:
-            ko, ki, _ = layer_keys_from(L)
-            for key, attr in ((ko, "out_unit"), (ki, "in_unit")):
-                p = parts.get(key, [])
-                if len(p) == 1 and p[0][1][-1] == self._costs.dims[key].size == \
-                        self.units[p[0][0]].n:
-                    setattr(L, attr, p[0][0])
-            for u in {p[0] for key in {ko, ki} for p in parts.get(key, [])}:
-                self.units[u].macs += L.macs
-                self.units[u].params += L.w_params + L.b_params
-
     # ------------------------------------------------------------------ cost model
     def kept(self, unit: int, ratio: float) -> int:
         """Channels the unit keeps at ``ratio`` (the same rule :meth:`prune` applies)."""
         n, g = self.units[unit].n, self.units[unit].groups
+        if ratio >= DROP and unit in self.blocks:
+            return 0
         s = n // g
         keep = s - int(s * float(ratio) + 1e-9)
         if self.round_to and self.round_to > 1:
@@ -311,10 +265,16 @@ class PrunableModel:
             keep = min(s, -(-keep // step) * step)
         return max(1, keep) * g
 
+    def top_ratio(self, unit: int, max_ratio: float) -> float:
+        """The largest ratio of the unit: :data:`~amc.prune.depth.DROP` for a droppable
+        unit, else ``max_ratio``."""
+        return DROP if unit in self.blocks else max_ratio
+
     def ratio_steps(self, unit: int, max_ratio: float) -> list[float]:
         """The ratios in ``[0, max_ratio]`` at which the unit's kept channels change, rising
         from 0: each is the smallest ratio that keeps its count (``k / s``), and every ratio
-        up to the next one prunes the same channels (so costs are step functions of them)."""
+        up to the next one prunes the same channels (so costs are step functions of them);
+        a droppable unit ends with :data:`~amc.prune.depth.DROP`."""
         key = (unit, float(max_ratio), self.round_to)
         if key not in self._steps:
             s = self.units[unit].n // self.units[unit].groups
@@ -324,7 +284,7 @@ class PrunableModel:
                 if kept != last:
                     steps.append(k / s)
                     last = kept
-            self._steps[key] = steps
+            self._steps[key] = steps + ([DROP] if unit in self.blocks else [])
         return self._steps[key]
 
     def canonical(self, ratios: Iterable[float]) -> list[float]:
@@ -339,8 +299,18 @@ class PrunableModel:
                 for i, (u, r) in enumerate(zip(self.units, ratios))]
 
     def cost(self, ratios: Iterable[float]) -> tuple[int, int]:
-        """Exact (MACs, params) of the network pruned at per-unit ``ratios``."""
-        return self._costs.cost(self._positions(ratios))
+        """Exact (MACs, params) of the network pruned at per-unit ``ratios``.
+
+        A dropped block's layers count nothing by their kept channels; its ``bn2`` (one MAC
+        per output element, a scale and a shift per channel) becomes the shift alone."""
+        ratios = list(ratios)
+        positions = self._positions(ratios)
+        macs, params = self._costs.cost(positions)
+        dropped = [self._bn2[u] for u in self.blocks if ratios[u] >= DROP]
+        if dropped:
+            m, p = self._costs.channelwise_cost(dropped, positions)
+            macs, params = macs - m, params - p // 2
+        return macs, params
 
     def cost_fraction(self, ratios: Iterable[float]) -> tuple[float, float]:
         """(MACs, params) as fractions of the dense network."""
@@ -374,7 +344,7 @@ class PrunableModel:
         todo: dict = {}
         for u, plan, rank, r in zip(self.units, self.plans, self.rankings, ratios):
             n_prune = u.n - self.kept(u.index, r)
-            if n_prune <= 0:
+            if n_prune <= 0 or n_prune == u.n:  # nothing, or a dropped block (below)
                 continue
             group = self.DG.get_pruning_group(plan.root, plan.fn, sorted(rank[:n_prune].tolist()))
             for it in group:
@@ -390,6 +360,8 @@ class PrunableModel:
                 setattr(owner, leaf, handler(getattr(owner, leaf), sorted(idxs)))
             else:
                 handler(net.get_submodule(name), sorted(idxs))
+        drop_blocks(net, [self.blocks[u] for u, r in enumerate(ratios)
+                          if u in self.blocks and r >= DROP], copy_model=False)
         return net.eval()
 
     def features(self) -> list[dict]:
