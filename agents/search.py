@@ -18,7 +18,7 @@ from stable_baselines3.common.callbacks import CallbackList, StopTrainingOnMaxEp
 from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 
 from amc.config.args import changed_settings, check_counts
-from amc.envs import AMCPruningEnv, Outcome, reward_fn
+from amc.envs import ActionMap, AMCPruningEnv, Outcome, reward_fn
 from amc.prune.budget import Budget, resource_fn
 from amc.prune.policy import load_policy, make_policy
 from amc.prune.rescore import RewardAt
@@ -121,8 +121,8 @@ def observations_of(scorer: Scorer, cfg: SearchConfig):
 
     def obs(ratios: list[float]) -> np.ndarray:
         rows = [env.reset()[0]]
-        for r in ratios[:-1]:  # the last step would score the network
-            rows.append(env.step(np.array([r / cfg.max_ratio + 1e-6], np.float32))[0])
+        for a in env.actions.replay(ratios)[:-1]:  # the last step would score the network
+            rows.append(env.step(np.array([a], np.float32))[0])
         return np.stack(rows)
 
     return obs
@@ -303,7 +303,8 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
     demos = None
     if cfg.warm_start == "cheap":  # best first
         ranked = dict(sorted(lines.items(), key=lambda kv: -kv[1][1]["reward"]))
-        demos = demo_actions({k: v[0] for k, v in ranked.items()}, cfg.max_ratio)
+        demos = demo_actions({k: v[0] for k, v in ranked.items()},
+                             ActionMap.of(scorer.pm, cfg.max_ratio))
 
     # VecMonitor (raw rewards: rollout/ep_rew_mean in TensorBoard) under the baseline; Ray
     # workers evaluate while the driver updates the agent
@@ -340,7 +341,8 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
         best_known = None
         if best is not None and (run_dir / "best_policy.json").is_file():
             best_known = (float(best), load_policy(run_dir / "best_policy.json").ratios)
-        callbacks.append(WarmStart(noise, observations_of(scorer, cfg), cfg.max_ratio,
+        callbacks.append(WarmStart(noise, observations_of(scorer, cfg),
+                                   ActionMap.of(scorer.pm, cfg.max_ratio),
                                    best_known, anchor_every=cfg.anchor_every,
                                    defer=overlap.defer if overlap else None,
                                    record=lambda d: write_json(run_dir / "warm_start.json", d)))

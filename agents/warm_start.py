@@ -30,6 +30,7 @@ import torch
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.utils import polyak_update
 
+from amc.envs import ActionMap
 from amc.prune.baselines import allocate_by_sensitivity, global_ranking, uniform
 from amc.prune.budget import Budget
 from amc.prune.scoring import Scorer
@@ -72,9 +73,9 @@ def cheap_policies(scorer: Scorer, budget: Budget, max_ratio: float,
     return {k: scorer.pm.canonical(v) for k, v in out.items()}
 
 
-def demo_actions(policies: dict[str, list[float]], max_ratio: float) -> list[list[float]]:
+def demo_actions(policies: dict[str, list[float]], actions: ActionMap) -> list[list[float]]:
     """Per-unit actions in [0, 1] that replay ``policies`` (best first)."""
-    return [[r / max_ratio for r in ratios] for ratios in policies.values()]
+    return [actions.actions(ratios) for ratios in policies.values()]
 
 
 class WarmStart(BaseCallback):
@@ -84,7 +85,7 @@ class WarmStart(BaseCallback):
         noise: The search's noise (it knows when the warm-up ends).
         observations: Maps a policy's ratios to the observations the env shows for it
             (one row per unit).
-        max_ratio: Largest ratio (actions are ratio / max_ratio).
+        actions: How ratios map to actions (:class:`~amc.envs.actions.ActionMap`).
         best: (reward, ratios) of the best complete episode before a resume, if any.
         steps: Most Adam steps of the fit (it stops once the mean squared error, in SB3's
             [-1, 1] action scale, is below ``tol``; 300 steps had left 0.02-0.05 on
@@ -99,13 +100,13 @@ class WarmStart(BaseCallback):
     """
 
     def __init__(self, noise: TruncatedNormalNoise,
-                 observations: Callable[[Sequence[float]], np.ndarray], max_ratio: float,
+                 observations: Callable[[Sequence[float]], np.ndarray], actions: ActionMap,
                  best: tuple[float, list[float]] | None = None, steps: int = 3000,
                  tol: float = 1e-4, anchor_every: int = 0,
                  defer: Callable[[Callable[[], object]], None] | None = None,
                  lr: float = 1e-3, record: Callable[[dict], None] | None = None):
         super().__init__(verbose=0)
-        self.noise, self.observations, self.max_ratio = noise, observations, max_ratio
+        self.noise, self.observations, self.actions = noise, observations, actions
         self.best, self.steps, self.lr, self.record = best, steps, lr, record
         self.tol, self.anchor_every, self.defer = tol, anchor_every, defer
         self.fits = 0
@@ -142,7 +143,7 @@ class WarmStart(BaseCallback):
         actor, target = self.model.actor, self.model.actor_target
         self.model.policy.set_training_mode(True)  # weights change: no remembered prediction
         x = torch.as_tensor(self.observations(ratios), dtype=torch.float32)
-        a = np.clip(np.asarray(ratios, dtype=np.float64) / self.max_ratio, 0.0, 1.0)
+        a = np.asarray(self.actions.actions(ratios), dtype=np.float64)
         y = torch.as_tensor(np.clip(2.0 * a - 1.0, -0.98, 0.98), dtype=torch.float32)[:, None]
         opt = torch.optim.Adam(actor.parameters(), lr=self.lr, fused=True)  # as the agent's
         steps = 0

@@ -6,6 +6,7 @@ Importing this package registers ``amc/ChannelPruning-v0`` with Gymnasium, so th
 
 from gymnasium.envs.registration import register, registry
 
+from .actions import DROP_AT, ActionMap
 from .pruning_env import FEATURES, AMCPruningEnv
 from .rewards import REWARDS, Outcome, reward_fn
 
@@ -14,4 +15,5 @@ ENV_ID = "amc/ChannelPruning-v0"
 if ENV_ID not in registry:
     register(id=ENV_ID, entry_point="amc.envs.pruning_env:AMCPruningEnv")
 
-__all__ = ["AMCPruningEnv", "ENV_ID", "FEATURES", "Outcome", "REWARDS", "reward_fn"]
+__all__ = ["AMCPruningEnv", "ActionMap", "DROP_AT", "ENV_ID", "FEATURES", "Outcome", "REWARDS",
+           "reward_fn"]

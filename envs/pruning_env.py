@@ -2,7 +2,8 @@
 
 One step = one prunable unit, in forward order. The observation holds AMC's 11 features of
 the current unit, min-max normalised to [0, 1]; the action in [0, 1] maps to a ratio in
-[0, max_ratio] and is clipped by the budget rule so that every episode meets the budget.
+[0, max_ratio] (or drops a droppable unit's block, :mod:`.actions`) and is clipped by the
+budget rule so that every episode meets the budget.
 At the last unit the policy is applied to a copy of the network and scored on ``val``.
 """
 
@@ -19,6 +20,7 @@ from amc.prune.budget import MAX_RATIO, Budget, clip_range, resource_fn
 from amc.prune.latency_table import LatencySpec
 from amc.prune.scoring import Scorer, build_scorer
 
+from .actions import ActionMap
 from .rewards import Outcome, reward_fn
 
 FEATURES = ("index", "n", "c", "h", "w", "stride", "k", "macs", "reduced", "rest", "prev_action")
@@ -63,6 +65,8 @@ class AMCPruningEnv(gym.Env):
         self._latency = None
         if reward == "latency":
             self._latency = (latency or LatencySpec()).table(self.pm)
+        self.actions = ActionMap.of(self.pm, self.max_ratio)
+        """How actions map to this env's ratios (:class:`~.actions.ActionMap`)."""
         self.n_units = len(self.pm.units)
         self._static = self._static_features()
         self.observation_space = spaces.Box(0.0, 1.0, (len(FEATURES),), np.float32)
@@ -100,7 +104,7 @@ class AMCPruningEnv(gym.Env):
 
     def clip(self, action: float) -> tuple[float, float]:
         """(raw ratio, applied ratio) for the current unit."""
-        raw = float(np.clip(action, 0.0, 1.0)) * self.max_ratio
+        raw = self.actions.ratio(self._t, action)
         lo, hi = clip_range(self.pm, self.budget, self._ratios, self._t, self.max_ratio,
                             self._resource)
         return raw, float(min(max(raw, lo), hi))
@@ -109,7 +113,7 @@ class AMCPruningEnv(gym.Env):
         a = float(np.asarray(action, dtype=np.float64).reshape(-1)[0])
         raw, applied = self.clip(a)
         self._ratios.append(applied)
-        self._prev = applied / self.max_ratio
+        self._prev = self.actions.action(self._t, applied)
         info: dict[str, Any] = {"unit": self.pm.units[self._t].name, "raw_ratio": raw,
                                 "ratio": applied}
         self._t += 1

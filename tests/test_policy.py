@@ -121,7 +121,11 @@ BAD = {  # case -> (how to spoil a good policy document, what the message must s
     "missing_unit": (lambda d: d["units"].pop(), "no ratio for unit"),
     "ratio_1.2": (lambda d: d["units"][0].update(ratio=1.2), "ratio 1.2"),
     "missing_field": (lambda d: d.pop("criterion"), "'criterion'"),
-    "wrong_version": (lambda d: d.update(version=2), "version 2"),
+    "wrong_version": (lambda d: d.update(version=3), "version 3"),
+    "drop_without_drop_blocks": (lambda d: d["units"][0].update(ratio=1.0), "ratio 1.0"),
+    "drop_undroppable": (lambda d: (d.update(drop_blocks=True), d["units"][0].update(ratio=1.0)),
+                         "not the inner width of a droppable basic block"),
+    "drop_blocks_not_bool": (lambda d: d.update(drop_blocks="yes"), "drop_blocks 'yes'"),
     "not_json": (None, "not valid JSON"),
 }
 STRATEGIES = ("uniform", "global", "sensitivity", "random")

@@ -108,9 +108,17 @@ def test_unknown_warm_start_is_refused_before_any_write(digits_ckpt, tmp_path):
 
 def test_demonstrations_are_actions_of_the_policies():
     from amc.agents.warm_start import demo_actions
+    from amc.envs import DROP_AT, ActionMap
 
-    acts = demo_actions({"a": [0.4, 0.8, 0.0]}, 0.8)
+    acts = demo_actions({"a": [0.4, 0.8, 0.0]}, ActionMap(0.8))
     assert np.allclose(acts, [[0.5, 1.0, 0.0]])
+    # a droppable unit (1) keeps its channel range below DROP_AT and drops at 1
+    m = ActionMap(0.8, frozenset({1}))
+    acts = demo_actions({"a": [0.4, 0.4, 0.0], "b": [0.8, 1.0, 0.8]}, m)
+    assert np.allclose(acts, [[0.5, 0.5 * DROP_AT, 0.0], [1.0, 1.0, 1.0]])
+    assert [m.ratio(u, a) for u, a in enumerate(acts[0])] == pytest.approx([0.4, 0.4, 0.0])
+    assert [m.ratio(u, a) for u, a in enumerate(acts[1])] == pytest.approx([0.8, 1.0, 0.8])
+    assert m.ratio(1, DROP_AT - 1e-3) < 0.8 and m.ratio(0, DROP_AT) < 0.8
 
 
 def test_summary_counts_only_the_search_s_own_episodes_as_beating(runs):

@@ -111,6 +111,10 @@ class PruneConfig:
         criterion: Channel importance: l1, l2, bn_scale or taylor.
         round_to: Keep channel counts at multiples of this (None: any count).
         max_ratio: Largest channel-pruning ratio of any unit.
+        drop_blocks: Let a unit that is a basic residual block's inner width also be dropped
+            whole (ratio 1: the block becomes its shortcut plus a constant, exactly): a
+            dropped block takes its whole time with it, where a pruned width is paid in whole
+            CPU vectors (results/block_drop.md).
         latency_backend: Where latency budgets and rewards are measured: torch (PyTorch CPU
             eager) or ort (ONNX Runtime CPU, the exported model).
         latency_batch: Batch size latency is measured at (64: a served batch, where pruned
@@ -127,6 +131,7 @@ class PruneConfig:
     criterion: str = "l1"
     round_to: int | None = None
     max_ratio: float = MAX_RATIO
+    drop_blocks: bool = False
     latency_backend: str = "torch"
     latency_batch: int = 64
     latency_threads: int = 2
@@ -274,6 +279,7 @@ class ScoringConfig(ModelConfig, DataConfig, PruneConfig, RepairConfig, RunConfi
                 "data_dir": self.data_dir, "val_size": self.val_size,
                 "split_seed": self.split_seed, "val_limit": self.val_limit,
                 "units": self.units, "criterion": self.criterion, "round_to": self.round_to,
+                "drop_blocks": self.drop_blocks,
                 "bn_recalib": self.bn_recalib, "reconstruct": self.reconstruct,
                 "calib_size": self.calib_size, "seed": self.seed,
                 "unsafe_load": self.unsafe_load, "num_classes": self.num_classes,

@@ -39,10 +39,14 @@ def conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
 
 def fold_bn(model: nn.Module, pairs: list[tuple[str, str]]) -> nn.Module:
     """Fold every pair of ``pairs`` into its conv, in place; ``model`` must be in eval mode
-    (its BatchNorm running statistics are what gets folded). Returns ``model``."""
+    (its BatchNorm running statistics are what gets folded); a pair the model no longer has
+    (a dropped block's, :mod:`amc.prune.depth`) is skipped. Returns ``model``."""
     if model.training:
         raise ValueError("fold_bn needs a model in eval mode")
+    names = {n for n, _ in model.named_modules()}
     for conv_name, bn_name in pairs:
+        if conv_name not in names or bn_name not in names:
+            continue
         conv, bn = model.get_submodule(conv_name), model.get_submodule(bn_name)
         model.set_submodule(conv_name, fuse_conv_bn_eval(conv, bn))
         model.set_submodule(bn_name, nn.Identity())

@@ -106,8 +106,10 @@ def clip_range(pm: PrunableModel, budget: Budget, chosen: Sequence[float], t: in
     """AMC's rule: the ratios for unit ``t`` that still let the budget be met.
 
     The units before ``t`` keep their ``chosen`` ratios and the units after ``t`` are assumed
-    to be pruned by ``max_ratio`` (the most they may be); the lower end is the smallest ratio
-    for unit ``t`` under which the budget is still reachable.
+    to be pruned by ``max_ratio``, the most they may be (a droppable unit of a
+    :class:`PrunableModel` with ``drop_blocks``: dropped, :meth:`PrunableModel.top_ratio`);
+    the lower end is the smallest ratio for unit ``t`` under which the budget is still
+    reachable.
 
     ``fn`` (the budget's resource function, see :func:`resource_fn`) saves rebuilding it;
     otherwise ``latency`` says where a latency budget is measured.
@@ -118,14 +120,16 @@ def clip_range(pm: PrunableModel, budget: Budget, chosen: Sequence[float], t: in
     f = fn or resource_fn(pm, budget, latency)
     n = len(pm.units)
     head = list(chosen[:t])
-    tail = [max_ratio] * (n - t - 1)
+    tail = [pm.top_ratio(u, max_ratio) for u in range(t + 1, n)]
+    top = pm.top_ratio(t, max_ratio)
     # every resource is a step function of the unit's kept channels: search its steps (the
-    # last keeps what max_ratio keeps)
+    # last keeps what the top ratio keeps)
     steps = pm.ratio_steps(t, max_ratio)
     i = first_true(lambda i: f(head + [steps[i]] + tail) <= budget.fraction, len(steps))
     if i < len(steps):
-        return steps[i], max_ratio
-    if f(head + [max_ratio] + tail) > budget.fraction + 1e-9:
-        raise AmcError(f"budget {budget} is out of reach with max ratio {max_ratio:g}; raise "
-                       "--max-ratio or loosen the budget")
-    return max_ratio, max_ratio
+        return steps[i], top
+    if f(head + [top] + tail) > budget.fraction + 1e-9:
+        drop = "; dropping every droppable block" if pm.blocks else ""
+        raise AmcError(f"budget {budget} is out of reach with max ratio {max_ratio:g}{drop}; "
+                       "raise --max-ratio or loosen the budget")
+    return top, top

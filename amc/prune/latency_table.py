@@ -152,6 +152,8 @@ class LatencyTable:
             if d == 0:
                 total += pts[-1]
                 continue
+            if min(ko, ki) <= 0:  # a dropped block's layer (amc.prune.depth): gone
+                continue
             if n_out and ko < 1:
                 ko = min(1.0, whole_vectors(max(1, round(ko * n_out)), self.lanes) / n_out)
             p = min(ko, ki) if d == 1 else ko * ki

@@ -18,13 +18,17 @@ import torch
 from torch import nn
 
 from amc.prune.budget import MAX_RATIO
+from amc.prune.depth import DROP
 from amc.prune.units import CRITERIA, MODES, PrunableModel
 from amc.utils.errors import AmcError
 from amc.utils.io import write_json
 from amc.utils.provenance import amc_version, git_commit, now
 
 FORMAT = "amc-policy"
-VERSION = 1
+VERSION = 2
+"""2: ``drop_blocks`` and ratio :data:`~amc.prune.depth.DROP` (a dropped block); version 1
+documents are read as policies without dropped blocks."""
+READS = (1, 2)
 REQUIRED = ("format", "version", "model", "mode", "criterion", "units", "budget")
 
 
@@ -40,7 +44,9 @@ class Policy:
         budget: The budget, e.g. ``flops:0.5``.
         input_size: (C, H, W) the costs refer to.
         round_to: Channel rounding used when pruning.
-        max_ratio: Largest ratio allowed for a unit.
+        max_ratio: Largest channel-pruning ratio allowed for a unit.
+        drop_blocks: Whether units that are a basic block's inner width may take ratio
+            :data:`~amc.prune.depth.DROP` (the block dropped whole).
         achieved: Achieved ``macs_ratio``/``params_ratio`` and absolute values.
         metrics: Measured accuracies (e.g. ``val_top1``).
         provenance: Strategy, seed, package version, git commit, time.
@@ -54,6 +60,7 @@ class Policy:
     input_size: list[int] = field(default_factory=list)
     round_to: int | None = None
     max_ratio: float = MAX_RATIO
+    drop_blocks: bool = False
     achieved: dict[str, float] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
@@ -98,6 +105,7 @@ def make_policy(pm: PrunableModel, ratios: Sequence[float], model_name: str, bud
     return Policy(
         model=model_name, mode=pm.mode, criterion=pm.criterion, units=units, budget=budget,
         input_size=list(pm.input_size), round_to=pm.round_to, max_ratio=max_ratio,
+        drop_blocks=bool(pm.blocks),
         achieved={"macs_ratio": macs / pm.dense_macs, "params_ratio": params / pm.dense_params,
                   "macs": macs, "params": params},
         metrics=dict(metrics or {}),
@@ -115,9 +123,9 @@ def policy_from_dict(d: Any, where: str = "policy") -> Policy:
             raise AmcError(f"{where} lacks the field {key!r}; pass a complete amc policy")
     if d["format"] != FORMAT:
         raise AmcError(f"{where} has format {d['format']!r}, expected {FORMAT!r}")
-    if d["version"] != VERSION:
-        raise AmcError(f"{where} is policy version {d['version']!r}; this amc reads version "
-                       f"{VERSION}: re-export it with this amc")
+    if d["version"] not in READS:
+        raise AmcError(f"{where} is policy version {d['version']!r}; this amc reads versions "
+                       f"{', '.join(map(str, READS))}: re-export it with this amc")
     if d["mode"] not in MODES:
         raise AmcError(f"{where} has unknown mode {d['mode']!r}; use auto, all or internal")
     if d["criterion"] not in CRITERIA:
@@ -125,6 +133,9 @@ def policy_from_dict(d: Any, where: str = "policy") -> Policy:
     max_ratio = float(d.get("max_ratio", MAX_RATIO))
     if not 0 < max_ratio < 1:
         raise AmcError(f"{where} has max_ratio {max_ratio}; it must lie in (0, 1)")
+    drop = d.get("drop_blocks", False)
+    if not isinstance(drop, bool):
+        raise AmcError(f"{where} has drop_blocks {drop!r}; it must be true or false")
     units = d["units"]
     if not isinstance(units, list) or not units:
         raise AmcError(f"{where} has no units; pass a policy with one entry per unit")
@@ -132,9 +143,11 @@ def policy_from_dict(d: Any, where: str = "policy") -> Policy:
         if not isinstance(u, dict) or "name" not in u or "ratio" not in u:
             raise AmcError(f"{where}: unit {i} lacks 'name' or 'ratio'")
         r = u["ratio"]
-        if not isinstance(r, int | float) or isinstance(r, bool) or not 0 <= r <= max_ratio:
+        if not isinstance(r, int | float) or isinstance(r, bool) or not (
+                0 <= r <= max_ratio or (drop and r == DROP)):
+            dropped = f" or {DROP:g} (a dropped block)" if drop else ""
             raise AmcError(f"{where}: unit {u['name']!r} has ratio {r!r}, outside "
-                           f"[0, {max_ratio:g}]; fix the ratio")
+                           f"[0, {max_ratio:g}]{dropped}; fix the ratio")
     known = {f.name for f in Policy.__dataclass_fields__.values()}
     return Policy(**{k: v for k, v in d.items() if k in known})
 
@@ -163,7 +176,11 @@ def check_policy(policy: Policy, pm: PrunableModel, model_name: str | None = Non
     if unknown:
         raise AmcError(f"the policy names unit {unknown[0]!r}, which {policy.model} does not "
                        f"have in {policy.mode!r} mode; pass a policy made for this model")
-    policy.ratios_for(names)  # refuses a unit without a ratio
+    ratios = policy.ratios_for(names)  # refuses a unit without a ratio
+    wrong = [u.name for u, r in zip(pm.units, ratios) if r >= DROP and u.index not in pm.blocks]
+    if wrong:
+        raise AmcError(f"the policy drops unit {wrong[0]!r}, which is not the inner width of a "
+                       "droppable basic block; pass a policy made for this model")
 
 
 def prunable_for(policy: Policy, model: nn.Module,
@@ -174,7 +191,8 @@ def prunable_for(policy: Policy, model: nn.Module,
         from amc.models.registry import model_spec
 
         size = model_spec(policy.model).input_size
-    return PrunableModel(model, size, policy.mode, policy.criterion, policy.round_to, calib)
+    return PrunableModel(model, size, policy.mode, policy.criterion, policy.round_to, calib,
+                         policy.drop_blocks)
 
 
 def apply_policy(model: nn.Module, policy: Policy, model_name: str | None = None,

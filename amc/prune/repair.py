@@ -114,7 +114,7 @@ def reconstruct(pm: PrunableModel, pruned: nn.Module, ratios: Sequence[float],
             in eval mode).
     """
     todo = [L for L in pm.layers if L.in_unit is not None and ratios[L.in_unit] > 0
-            and not L.channelwise]
+            and not L.channelwise and pm.kept(L.in_unit, ratios[L.in_unit]) > 0]
     todo = [L for L in todo if isinstance(m := pruned.get_submodule(L.name), nn.Conv2d)
             and m.groups == 1 and m.padding_mode == "zeros" and not isinstance(m.padding, str)]
     if not todo:

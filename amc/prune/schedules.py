@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from amc.prune.budget import KINDS, Budget, resource_fn
+from amc.prune.depth import DROP
 from amc.prune.masks import ChannelPruner, Masks, magnitude_masks, nm_masks, prunable_weights
 from amc.prune.units import PrunableModel
 from amc.utils.bisection import bisect
@@ -209,7 +210,8 @@ def build_pruner(cfg, model: nn.Module, input_size: tuple[int, int, int],
             raise AmcError(f"--target {cfg.target} is a resource budget, which channel pruning "
                            "meets; use sparsity:S for unstructured pruning")
         if policy is not None:  # the policy's unit ratios become layer sparsities
-            pm = PrunableModel(model, input_size, policy.mode, policy.criterion)
+            pm = PrunableModel(model, input_size, policy.mode, policy.criterion,
+                               drop_blocks=policy.drop_blocks)
             check_policy(policy, pm, cfg.model)
             per = {f"{u['name']}.weight": float(u["ratio"]) for u in policy.units}
             return MagnitudePruner(model, 1.0, caps=caps, per_layer=per)
@@ -219,10 +221,11 @@ def build_pruner(cfg, model: nn.Module, input_size: tuple[int, int, int],
                        "(flops:F, params:F, latency:F) or a --policy")
     if policy is not None:
         pm = PrunableModel(model, input_size, policy.mode, policy.criterion, policy.round_to,
-                           calib)
+                           calib, policy.drop_blocks)
         check_policy(policy, pm, cfg.model)
         caps = unit_caps(len(pm.units), cfg.max_ratio, cfg.first_last_max)
-        ratios = [min(r, c) for r, c in zip(policy.ratios_for(u.name for u in pm.units), caps)]
+        ratios = [r if r >= DROP else min(r, c)  # a dropped block stays dropped
+                  for r, c in zip(policy.ratios_for(u.name for u in pm.units), caps)]
     else:
         pm = PrunableModel(model, input_size, cfg.units, cfg.criterion, cfg.round_to, calib)
         caps = unit_caps(len(pm.units), cfg.max_ratio, cfg.first_last_max)

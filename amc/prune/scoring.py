@@ -237,7 +237,8 @@ def build_scorer(model: str, checkpoint: str | None = None, data: str = "digits"
                  unsafe_load: bool = False, num_classes: int | None = None,
                  recal_size: int | None = 256, device: str = "cpu", fast_eval: bool = True,
                  input_size: tuple[int, ...] | None = None, loader_workers: int | None = None,
-                 net: nn.Module | None = None, amp: str = "off") -> Scorer:
+                 net: nn.Module | None = None, amp: str = "off",
+                 drop_blocks: bool = False) -> Scorer:
     """Build a :class:`Scorer` from names and paths (what the CLI and the env share).
 
     Only ``val`` and the calibration draw are decoded (an image folder's training split is
@@ -246,7 +247,8 @@ def build_scorer(model: str, checkpoint: str | None = None, data: str = "digits"
 
     ``net``: the already-loaded dense model, to avoid reading the checkpoint again;
     ``device``: ``auto``, ``cpu`` or ``cuda`` (where pruned networks are scored); ``amp``:
-    the scores' mixed precision (:attr:`Scorer.amp`).
+    the scores' mixed precision (:attr:`Scorer.amp`); ``drop_blocks``: as for
+    :class:`PrunableModel`.
     """
     from amc.data.datasets import load_dataset
     from amc.models.registry import create_model, input_size_of
@@ -259,7 +261,7 @@ def build_scorer(model: str, checkpoint: str | None = None, data: str = "digits"
     check_model_data(net, ds, model)
     calib = ds.calibration(calib_size, seed)
     pm = PrunableModel(net, ds.input_size, units, criterion, round_to,
-                       calib if criterion == "taylor" else None)
+                       calib if criterion == "taylor" else None, drop_blocks)
     x, y = ds.tensors("val", val_limit)
     return Scorer(pm, x, y, calib=calib[0], bn_recalib=bn_recalib, reconstruct=reconstruct,
                   calib_y=calib[1], recal_size=recal_size, device=resolve_device(device),
@@ -287,6 +289,7 @@ class ScorerParts:
         device: Where the scorer runs (``auto`` resolves on the worker).
         fast: Folded, channels-last evaluation.
         amp: Mixed precision of the scores (``auto`` resolves on the worker).
+        drop_blocks: Whether droppable units may drop their blocks.
     """
 
     model: nn.Module
@@ -304,18 +307,19 @@ class ScorerParts:
     device: str = "cpu"
     fast: bool = True
     amp: str = "off"
+    drop_blocks: bool = False
 
     @classmethod
     def of(cls, s: Scorer) -> ScorerParts:
         pm = s.pm
         return cls(pm.model, pm.input_size, pm.mode, pm.criterion, pm.round_to, s.x, s.y,
                    s.calib, s.calib_y, s.bn_recalib, s.reconstruct, s.recal_size,
-                   str(s.device.type), s.fast, s.amp)
+                   str(s.device.type), s.fast, s.amp, bool(pm.blocks))
 
     def build(self) -> Scorer:
         calib = (self.calib, self.calib_y) if self.criterion == "taylor" else None
         pm = PrunableModel(self.model, self.input_size, self.mode, self.criterion,
-                           self.round_to, calib)
+                           self.round_to, calib, self.drop_blocks)
         return Scorer(pm, self.x, self.y, self.calib, self.bn_recalib, self.reconstruct,
                       calib_y=self.calib_y, recal_size=self.recal_size,
                       device=resolve_device(self.device), fast=self.fast, amp=self.amp)
