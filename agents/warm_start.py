@@ -31,8 +31,13 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.utils import polyak_update
 
 from amc.envs import ActionMap
-from amc.prune.baselines import allocate_by_sensitivity, global_ranking, uniform
-from amc.prune.budget import Budget
+from amc.prune.baselines import (
+    allocate_by_sensitivity,
+    blocks_then_uniform,
+    global_ranking,
+    uniform,
+)
+from amc.prune.budget import Budget, unreachable
 from amc.prune.scoring import Scorer
 from amc.utils.errors import AmcError
 
@@ -61,14 +66,23 @@ def load_sweep(path: str | Path, unit_names: Sequence[str]) -> tuple[float, np.n
 
 def cheap_policies(scorer: Scorer, budget: Budget, max_ratio: float,
                    sweep: str | Path | None = None) -> dict[str, list[float]]:
-    """The allocations a user gets without a search: uniform, global and (given a cached
-    sweep) sensitivity; each meets the budget."""
-    out = {"uniform": uniform(scorer, budget, max_ratio),
-           "global": global_ranking(scorer, budget, max_ratio)}
+    """The allocations a user gets without a search: uniform, global, (given a cached
+    sweep) sensitivity and (with droppable blocks) blocks; each meets the budget, and one that
+    cannot reach it is left out (AMC may, dropping blocks)."""
+    makers = {"uniform": uniform, "global": global_ranking}
     if sweep:
         dense, acc, ratios = load_sweep(sweep, [u.name for u in scorer.pm.units])
-        out["sensitivity"] = allocate_by_sensitivity(scorer, budget, dense, acc, ratios,
-                                                     max_ratio)
+        makers["sensitivity"] = lambda s, b, m: allocate_by_sensitivity(s, b, dense, acc,
+                                                                         ratios, m)
+    if scorer.pm.blocks:
+        makers["blocks"] = blocks_then_uniform
+    out = {}
+    for name, make in makers.items():
+        try:
+            out[name] = make(scorer, budget, max_ratio)
+        except AmcError as e:
+            if not unreachable(e):
+                raise
     # as exact fractions, so that the episodes replaying them remove the same channels
     return {k: scorer.pm.canonical(v) for k, v in out.items()}
 

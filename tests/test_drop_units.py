@@ -173,3 +173,27 @@ def test_latency_table_counts_a_dropped_block_s_layers_as_gone(pm):
     gone = sum(p[-1] for L, p in zip(pm.layers, points)
                if L.name in (f"{block}.conv1", f"{block}.bn1", f"{block}.conv2"))
     assert table.layer_sum(dense) - table.layer_sum(dropped) == pytest.approx(gone)
+
+
+def test_blocks_strategy_drops_the_fewest_blocks_that_reach_the_budget(net, pm):
+    from amc.prune.baselines import blocks_then_uniform, run_strategy
+    from amc.prune.budget import resource_fn
+
+    g = torch.Generator().manual_seed(7)
+    x, y = torch.randn(32, *SIZE, generator=g), torch.randint(0, 10, (32,), generator=g)
+    scorer = Scorer(pm, x, y)
+    budget = Budget("flops", 0.2)
+    ratios = blocks_then_uniform(scorer, budget)
+    f = resource_fn(pm, budget)
+    gone = [u for u, r in enumerate(ratios) if r >= DROP]
+    assert gone and f(ratios) <= 0.2 + 1e-9 and f(ratios) > 0.2 - 0.05
+    alone = {u: scorer([DROP if i == u else 0.0 for i in range(len(pm.units))])
+             for u in pm.blocks}
+    order = sorted(gone, key=lambda u: (-alone[u], u))
+    fewer = [DROP if u in order[:-1] else 0.8 for u in range(len(pm.units))]
+    assert f(fewer) > 0.2  # one block fewer cannot reach the budget
+    kept_best = max(alone[u] for u in pm.blocks if u not in gone)
+    assert kept_best <= min(alone[u] for u in gone) or len(gone) == len(pm.blocks)
+    assert run_strategy("blocks", scorer, budget)[0] == ratios
+    with pytest.raises(AmcError, match="--drop-blocks"):
+        blocks_then_uniform(Scorer(PrunableModel(net, SIZE, "internal"), x, y), budget)

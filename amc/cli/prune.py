@@ -23,7 +23,8 @@ def scorer_from_args(args: argparse.Namespace):
     scorer = build_scorer(args.model, args.checkpoint, args.data, args.data_dir, args.val_size,
                           args.split_seed, args.val_limit, args.units, args.criterion,
                           args.round_to, args.bn_recalib, args.reconstruct, args.calib_size,
-                          args.seed, args.unsafe_load, args.num_classes, net=model)
+                          args.seed, args.unsafe_load, args.num_classes, net=model,
+                          drop_blocks=getattr(args, "drop_blocks", False))
     return model, data, scorer
 
 

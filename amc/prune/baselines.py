@@ -8,6 +8,10 @@
 * ``sensitivity``: prune each unit alone at 0.1..0.9, measure the ``val`` accuracy drop,
   give each unit the largest ratio whose drop stays under a common threshold, choose the
   threshold by bisection so the budget is met, then scale to the budget exactly.
+* ``blocks`` (with ``drop_blocks``): drop the fewest whole blocks, least sensitive first
+  (``val`` top-1 with each block alone dropped), that let uniform channel pruning of the
+  other units meet the budget, then the smallest such uniform ratio: the cheap allocation
+  that reaches the latency budgets channel pruning alone cannot (``results/block_drop.md``).
 * ``random``: N random policies that meet the budget exactly; keep the best on ``val``
   (with ``rescore_top`` K and the rest of ``val``: the best on all of ``val`` among the K best,
   as an AMC search picks its own: :mod:`amc.prune.rescore`).
@@ -27,6 +31,7 @@ import numpy as np
 import torch
 
 from amc.prune.budget import MAX_RATIO, Budget, resource_fn, uniform_ratio
+from amc.prune.depth import DROP
 from amc.prune.rescore import rescore, top_distinct
 from amc.prune.scoring import Scorer
 from amc.utils.bisection import bisect
@@ -34,7 +39,7 @@ from amc.utils.errors import AmcError
 from amc.utils.progress import progress_iter
 
 SWEEP = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-STRATEGIES = ("uniform", "global", "sensitivity", "random")
+STRATEGIES = ("uniform", "global", "sensitivity", "random", "blocks")
 MapFn = Callable[[Callable[[Sequence[float]], float], list[list[float]]], list[float]]
 
 
@@ -167,6 +172,37 @@ def allocate_by_sensitivity(scorer: Scorer, budget: Budget, dense: float, acc: n
     return scale_to_budget(scorer, budget, at(th), max_ratio)
 
 
+def blocks_then_uniform(scorer: Scorer, budget: Budget, max_ratio: float = MAX_RATIO,
+                        map_fn: MapFn | None = None) -> list[float]:
+    """The ``blocks`` strategy (see the module docstring).
+
+    Raises:
+        AmcError: the network has no droppable unit (no ``drop_blocks``, or no residual
+            basic block), or even every block dropped cannot meet the budget.
+    """
+    pm = scorer.pm
+    if not pm.blocks:
+        raise AmcError("the blocks strategy drops basic residual blocks: pass --drop-blocks "
+                       "with a network that has them")
+    n = len(pm.units)
+    f = resource_fn(pm, budget)
+    droppable = sorted(pm.blocks)
+    alone = (map_fn or local_map)(scorer, [[DROP if i == u else 0.0 for i in range(n)]
+                                           for u in droppable])
+    order = [u for _, u in sorted(zip(alone, droppable), key=lambda p: (-p[0], p[1]))]
+
+    def at(k: int, r: float) -> list[float]:
+        gone = set(order[:k])
+        return [DROP if i in gone else r for i in range(n)]
+
+    k = next((k for k in range(len(order) + 1)
+              if f(at(k, max_ratio)) <= budget.fraction + 1e-9), None)
+    if k is None:
+        raise AmcError(f"budget {budget} is out of reach even dropping every droppable block "
+                       f"and pruning the other units by {max_ratio:g}; loosen the budget")
+    return at(k, bisect(lambda r: f(at(k, r)) <= budget.fraction, 0.0, max_ratio))
+
+
 def random_search(scorer: Scorer, budget: Budget, n: int = 50, seed: int = 0,
                   max_ratio: float = MAX_RATIO, map_fn: MapFn | None = None,
                   rescore_top: int = 0, rest: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -205,6 +241,8 @@ def run_strategy(strategy: str, scorer: Scorer, budget: Budget, max_ratio: float
     elif strategy == "sensitivity":
         dense, acc = sweep or sensitivity_sweep(scorer, map_fn=map_fn)
         ratios = allocate_by_sensitivity(scorer, budget, dense, acc, max_ratio=max_ratio)
+    elif strategy == "blocks":
+        ratios = blocks_then_uniform(scorer, budget, max_ratio, map_fn)
     elif strategy == "random":
         ratios, _, _ = random_search(scorer, budget, n_random, seed, max_ratio, map_fn,
                                      rescore_top, rest)

@@ -57,6 +57,13 @@ class Budget:
         return f"{self.kind}:{self.fraction:g}"
 
 
+def unreachable(error: Exception) -> bool:
+    """Whether ``error`` is the refusal of a budget that a strategy cannot reach (as opposed
+    to a bad input)."""
+    return isinstance(error, AmcError) and ("out of reach" in str(error)
+                                            or "unreachable budget" in str(error))
+
+
 def resource_fn(pm: PrunableModel, budget: Budget, latency: LatencySpec | None = None
                 ) -> Callable[[Sequence[float]], float]:
     """Function from per-unit ratios to the budgeted resource as a fraction of dense.

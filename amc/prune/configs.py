@@ -25,7 +25,9 @@ class BaselineConfig(SensitivityConfig):
     """A cheap policy: uniform, global, sensitivity or random (``out`` is the policy JSON).
 
     Attributes:
-        strategy: uniform, global (Torch-Pruning's global ranking), sensitivity or random.
+        strategy: uniform, global (Torch-Pruning's global ranking), sensitivity, random or
+            blocks (with --drop-blocks: the fewest least-sensitive blocks dropped, then
+            uniform).
         budget: Resource budget, e.g. flops:0.5, params:0.4, latency:0.6.
         n_random: Policies tried by the random strategy.
         rescore_top: Random keeps the best on all of val among its this many best (scored

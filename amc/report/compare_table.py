@@ -159,9 +159,10 @@ def plot_ratios(out: Path, budgets: Sequence[str], strategies: Sequence[str],
                                                       3.2 * len(budgets)), squeeze=False)
     for ax, b in zip(axes[:, 0], budgets):
         for s in strategies:
-            if s == "random":
+            path = out / "policies" / f"{s}_{b.replace(':', '')}.json"
+            if s == "random" or not path.is_file():  # random's are noise; unreachable: none
                 continue
-            pol = load_policy(out / "policies" / f"{s}_{b.replace(':', '')}.json")
+            pol = load_policy(path)
             ax.plot(range(len(units)), [1 - r for r in pol.ratios_for(units)], "o-", ms=3,
                     label=s)
         ax.set_title(f"kept channel ratio per unit at {b}")
