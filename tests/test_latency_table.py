@@ -103,12 +103,19 @@ def test_spec_from_config_and_flops_ignore_spec(pm):
 
 def test_fit_recovers_scale_and_rest():
     sums = [10.0, 6.0, 3.0, 8.0]
-    scale, rest = _fit(sums, [0.8 * s + 2.0 for s in sums])
-    assert scale == pytest.approx(0.8) and rest == pytest.approx(2.0)
+    scale, rest, drop = _fit(sums, [0.8 * s + 2.0 for s in sums])
+    assert scale == pytest.approx(0.8) and rest == pytest.approx(2.0) and drop == 0.0
     # a negative intercept is not a time: the fit goes through the origin instead
-    scale, rest = _fit(sums, [1.5 * s - 3.0 for s in sums])
+    scale, rest, _ = _fit(sums, [1.5 * s - 3.0 for s in sums])
     assert rest == 0.0 and scale > 0
-    assert _fit([10.0], [12.5]) == (1.0, 2.5)  # dense only: the rest of the dense model
+    assert _fit([10.0], [12.5]) == (1.0, 2.5, 0.0)  # dense only: the rest of the dense model
+    # dropped blocks take elementwise time beyond their layers: recovered from the policies
+    # that drop some (elements per policy), which a fit without it would put in the scale
+    gone = [0, 0, 4, 2, 6]
+    sums = [10.0, 6.0, 3.0, 8.0, 5.0]
+    measured = [0.8 * s + 2.0 - 0.25 * e for s, e in zip(sums, gone)]
+    assert _fit(sums, measured, gone) == pytest.approx((0.8, 2.0, 0.25))
+    assert _fit(sums, measured)[0] != pytest.approx(0.8)
 
 
 @pytest.mark.parametrize("kw, match", [

@@ -44,6 +44,7 @@ from torch import nn
 
 from amc.cost.timing import interleaved
 from amc.data.datasets import cache_dir
+from amc.prune.depth import DROP
 from amc.prune.latency_timing import lanes, runner, whole_vectors
 from amc.prune.units import PrunableModel
 from amc.utils import allocator
@@ -121,6 +122,9 @@ class LatencyTable:
         spec: What the table was measured on.
         pm: The network the table belongs to.
         lanes: Output channels the backend computes together (:func:`lanes`; 1: none).
+        drop_ms: Fitted time per output element (per image) of a dropped block
+            (:meth:`PrunableModel.dropped_elements`): the uncounted elementwise work (ReLUs,
+            the residual add) a dropped block takes with it; 0 without droppable units.
     """
 
     points: list[list[float]]
@@ -132,6 +136,7 @@ class LatencyTable:
     spec: LatencySpec = field(default_factory=LatencySpec)
     pm: PrunableModel | None = None
     lanes: int = 1
+    drop_ms: float = 0.0
     _vector_out: list[int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -162,7 +167,8 @@ class LatencyTable:
 
     def predict(self, ratios: Sequence[float]) -> float:
         """Predicted latency (ms) at per-unit ``ratios``."""
-        return self.scale * self.layer_sum(ratios) + self.rest_ms
+        gone = self.drop_ms * self.pm.dropped_elements(ratios) if self.drop_ms else 0.0
+        return self.scale * self.layer_sum(ratios) + self.rest_ms - gone
 
     def fraction(self, ratios: Sequence[float]) -> float:
         """Predicted latency at ``ratios`` as a fraction of the predicted dense latency."""
@@ -221,7 +227,8 @@ def _signature(pm: PrunableModel, spec: LatencySpec, var: list[tuple[bool, bool]
                       for L, d in zip(pm.layers, var)]
                      + [list(pm.input_size), pm.round_to, pm.mode, METHOD, spec.backend,
                         spec.batch, spec.threads, spec.calib, versions, cpu,
-                        torch.backends.cpu.get_cpu_capability(), allocator.state()])
+                        torch.backends.cpu.get_cpu_capability(), allocator.state()]
+                     + ([["drop_blocks", sorted(pm.blocks)]] if pm.blocks else []))
     return hashlib.sha256(sig.encode()).hexdigest()[:16]
 
 
@@ -266,12 +273,22 @@ def _points(pm: PrunableModel, keys: list[str | None], t: dict) -> list[list[flo
 
 def calibration_policies(pm: PrunableModel, n: int, max_ratio: float = 0.8) -> list[list[float]]:
     """``n`` calibration policies: uniform ratios spread over (0, max_ratio], then seeded
-    random ones (a generator of its own, so that they differ from any user's draws)."""
+    random ones (a generator of its own, so that they differ from any user's draws); with
+    droppable units (``drop_blocks``) ``n`` more, each dropping a random fifth to four fifths
+    of the blocks and pruning the other units at random ratios."""
     k = len(pm.units)
     uni = [[max_ratio * (i + 1) / ((n + 1) // 2)] * k for i in range((n + 1) // 2)]
     rng = np.random.default_rng(20_181_004)
     rand = [rng.uniform(0.0, max_ratio, k).tolist() for _ in range(n - len(uni))]
-    return uni + rand
+    drops = []
+    for i in range(n if pm.blocks else 0):
+        r = rng.uniform(0.0, max_ratio, k)
+        share = 0.2 + 0.6 * i / max(1, n - 1)
+        for u in pm.blocks:
+            if rng.random() < share:
+                r[u] = DROP
+        drops.append(r.tolist())
+    return uni + rand + drops
 
 
 def _calibrated(table: LatencyTable, policies: list[list[float]], measured: list[float]
@@ -279,20 +296,29 @@ def _calibrated(table: LatencyTable, policies: list[list[float]], measured: list
     """``table`` with its scale and rest fitted to the whole-model times ``measured`` of
     ``policies`` (the dense one first), and its layer sums at them."""
     sums = [table.layer_sum(r) for r in policies]
-    scale, rest = _fit(sums, measured)
-    return replace(table, scale=scale, rest_ms=rest, dense_ms=scale * sums[0] + rest), sums
+    gone = [table.pm.dropped_elements(r) for r in policies]
+    scale, rest, drop = _fit(sums, measured, gone)
+    return replace(table, scale=scale, rest_ms=rest, drop_ms=drop,
+                   dense_ms=scale * sums[0] + rest), sums
 
 
-def _fit(sums: list[float], measured: list[float]) -> tuple[float, float]:
-    """(scale, rest) of ``measured ~ scale * sums + rest`` by least squares, rest >= 0 and
-    scale > 0; with one point the scale is 1."""
+def _fit(sums: list[float], measured: list[float], gone: list[int] | None = None
+         ) -> tuple[float, float, float]:
+    """(scale, rest, drop) of ``measured ~ scale * sums + rest - drop * gone`` by least
+    squares (``gone``: dropped block elements per policy; drop 0 when none are), rest >= 0,
+    scale > 0 and drop >= 0; with one point the scale is 1."""
     s, y = np.asarray(sums), np.asarray(measured)
     if len(s) < 2 or np.ptp(s) < 1e-9:
-        return 1.0, max(0.0, float(y[0] - s[0]))
+        return 1.0, max(0.0, float(y[0] - s[0])), 0.0
+    e = np.asarray(gone if gone is not None else [0] * len(s), dtype=float)
+    if np.ptp(e) > 0 and len(s) >= 4:
+        a, b, c = np.linalg.lstsq(np.stack([s, np.ones_like(s), -e], 1), y, rcond=None)[0]
+        if a > 0 and b >= 0 and c >= 0:
+            return float(a), float(b), float(c)
     a, b = np.polyfit(s, y, 1)
     if b < 0 or a <= 0:
         a, b = float(s @ y / (s @ s)), 0.0
-    return float(a), float(b)
+    return float(a), float(b), 0.0
 
 
 def latency_table(pm: PrunableModel, batch: int = 64, threads: int = 2, backend: str = "torch",
@@ -324,7 +350,7 @@ def latency_table(pm: PrunableModel, batch: int = 64, threads: int = 2, backend:
             tmp.write_text(json.dumps(d))
     _MEMO[str(path)] = d
     return LatencyTable(d["points"], d["dims"], d["rest_ms"], d["dense_ms"], d["scale"],
-                        d["measured"], spec, pm, d["lanes"])
+                        d["measured"], spec, pm, d["lanes"], d.get("drop_ms", 0.0))
 
 
 def _measure(pm: PrunableModel, spec: LatencySpec, var: list[tuple[bool, bool]]) -> dict:
@@ -348,7 +374,7 @@ def _measure(pm: PrunableModel, spec: LatencySpec, var: list[tuple[bool, bool]])
     table, sums = _calibrated(LatencyTable(points, dims, 0.0, 1.0, pm=pm, spec=spec,
                                            lanes=lanes(spec.backend)), policies, measured)
     return {"points": points, "dims": dims, "rest_ms": table.rest_ms, "scale": table.scale,
-            "lanes": table.lanes, "dense_ms": table.dense_ms,
+            "lanes": table.lanes, "dense_ms": table.dense_ms, "drop_ms": table.drop_ms,
             "measured": {"layer_sum_ms": sums, "measured_ms": measured,
                          "dense_rest_ms": max(0.0, measured[0] - sums[0]),
                          "allocator": allocator.state()}}

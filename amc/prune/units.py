@@ -28,7 +28,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
@@ -264,6 +264,12 @@ class PrunableModel:
             step = self.round_to // math.gcd(self.round_to, g)
             keep = min(s, -(-keep // step) * step)
         return max(1, keep) * g
+
+    def dropped_elements(self, ratios: Sequence[float]) -> int:
+        """Output elements (per image) of the blocks ``ratios`` drop: the elementwise work
+        (ReLUs, the residual add) that leaves with them, beyond their counted layers."""
+        return sum(self._bn2[u][0].out_channels * math.prod(self._bn2[u][0].out_hw)
+                   for u in self.blocks if ratios[u] >= DROP)
 
     def top_ratio(self, unit: int, max_ratio: float) -> float:
         """The largest ratio of the unit: :data:`~amc.prune.depth.DROP` for a droppable
