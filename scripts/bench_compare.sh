@@ -19,6 +19,7 @@
 #   bash scripts/bench_compare.sh native     # -> results/compare_resnet56_native/ (~50 min)
 #   bash scripts/bench_compare.sh native-vectors  # -> results/compare_resnet56_native_vectors/
 #   bash scripts/bench_compare.sh native-all  # -> results/compare_resnet56_native_all/ (~30 min)
+#   bash scripts/bench_compare.sh drop       # -> results/compare_resnet56_drop/ (~40 min)
 #
 # `retime-sweep`: the comparison's sensitivity sweep run again (same adapted model, images and
 # command, in a scratch folder), to time it on the same machine right after AMC's searches
@@ -129,6 +130,13 @@
 # stream of each stage is a unit too (the option-A shortcuts pruned as 1x1 selection convs,
 # the same function), 30 units instead of 27, every strategy on them; its own adapted dense
 # model and sweep -> results/compare_resnet56_native_all/ (~30 min).
+#
+# `drop`: native's settings with --drop-blocks (a unit that is a block's inner width may drop
+# its block whole: amc.prune.depth), at latency:0.5 (refused without it) and flops:0.5;
+# strategies amc, blocks (the fewest least-sensitive blocks dropped, then uniform) and uniform
+# (left out at latency:0.5, which it cannot reach); sized for the session that made it: 2
+# runs each (AMC seeds 0/1, calibration draws 0/1), both fine-tuned, each AMC search limited
+# to 200 s (--time-limit; no sweep is run) -> results/compare_resnet56_drop/ (~40 min).
 #
 # Resumable: every stage's artifact is cached in the output folder (weights in models/ are
 # git-ignored; once a model's scores are in eval/, a rerun rebuilds the tables).
@@ -281,6 +289,15 @@ if [[ $WHICH == native-all ]]; then
   UNITS=all
   EXTRA=(--max-ratio 0.9 --reconstruct --sweep-time-limit)
   resnet56 results/compare_resnet56_native_all auto flops:0.5
+fi
+if [[ $WHICH == drop ]]; then
+  $AMC compare --model resnet56 --checkpoint "$SHARED/models/resnet56-cifar10.th" \
+      --data cifar10 --data-dir "$SHARED/data" --units internal --val-limit 1000 --score-amp auto \
+      --workers 2 --threads 2 --seed 0 --seeds 2 --finetune-runs 2 --search-on adapted \
+      --strategies amc,blocks,uniform --max-ratio 0.9 --reconstruct --drop-blocks \
+      --episodes 300 --warmup-episodes 20 --warm-start cheap --noise-min 0.05 --time-limit 200 \
+      --finetune-epochs 1 --train-limit 5000 --lr 0.01 --batch-size 128 \
+      --budget latency:0.5 --budget flops:0.5 --out results/compare_resnet56_drop
 fi
 if [[ $WHICH == bf16 ]]; then
   resnet56 results/compare_resnet56_bf16 bf16 flops:0.5

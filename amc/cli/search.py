@@ -36,9 +36,11 @@ def cmd_search(args: argparse.Namespace) -> int:
         cfg = from_args(_config_cls(), args)
         resume = False
     s = run_search(cfg, resume=resume)
+    lines = ", ".join(f"{n} {m['val_top1']:.2f}%" for n, m in s["cheap"].items())
     print(f"AMC search on {cfg.model} ({cfg.budget}, reward {cfg.reward}): {s['episodes']} "
           f"episodes, best val top-1 {s['best_val_top1']:.2f}% (episode {s['best_episode']}) vs "
-          f"uniform {s['uniform_val_top1']:.2f}%; {s['seconds_per_episode']:.2f} s/episode")
+          f"{lines or 'no cheap policy within the budget'}; {s['seconds_per_episode']:.2f} "
+          "s/episode")
     if r := s.get("rescore"):
         print(f"best picked on all {r['images']} val images among the search's "
               f"{r['candidates']} best: episode {r['chosen_episode']} "
