@@ -175,25 +175,81 @@ def test_latency_table_counts_a_dropped_block_s_layers_as_gone(pm):
     assert table.layer_sum(dense) - table.layer_sum(dropped) == pytest.approx(gone)
 
 
-def test_blocks_strategy_drops_the_fewest_blocks_that_reach_the_budget(net, pm):
+def test_blocks_strategy_drops_the_least_sensitive_blocks_that_score_best(net, pm):
     from amc.prune.baselines import blocks_then_uniform, run_strategy
     from amc.prune.budget import resource_fn
 
     g = torch.Generator().manual_seed(7)
     x, y = torch.randn(32, *SIZE, generator=g), torch.randint(0, 10, (32,), generator=g)
     scorer = Scorer(pm, x, y)
-    budget = Budget("flops", 0.2)
+    budget = Budget("flops", 0.2)  # pruning every unit by 0.8 keeps 0.24
     ratios = blocks_then_uniform(scorer, budget)
     f = resource_fn(pm, budget)
+    n = len(pm.units)
     gone = [u for u, r in enumerate(ratios) if r >= DROP]
-    assert gone and f(ratios) <= 0.2 + 1e-9 and f(ratios) > 0.2 - 0.05
-    alone = {u: scorer([DROP if i == u else 0.0 for i in range(len(pm.units))])
-             for u in pm.blocks}
-    order = sorted(gone, key=lambda u: (-alone[u], u))
-    fewer = [DROP if u in order[:-1] else 0.8 for u in range(len(pm.units))]
-    assert f(fewer) > 0.2  # one block fewer cannot reach the budget
-    kept_best = max(alone[u] for u in pm.blocks if u not in gone)
-    assert kept_best <= min(alone[u] for u in gone) or len(gone) == len(pm.blocks)
+    assert gone and f(ratios) <= 0.2 + 1e-9
+    alone = {u: scorer([DROP if i == u else 0.0 for i in range(n)]) for u in pm.blocks}
+    order = sorted(pm.blocks, key=lambda u: (-alone[u], u))
+    assert sorted(gone) == sorted(order[:len(gone)])  # the least sensitive ones
+    # no other count of dropped blocks (uniform on the rest, to the budget) scores better
+    best = scorer(ratios)
+    for k in range(1, n + 1):
+        if f([DROP if u in order[:k] else 0.8 for u in range(n)]) <= 0.2:
+            r = uniform_ratio_for(pm, budget, order[:k])
+            assert scorer([DROP if u in order[:k] else r for u in range(n)]) <= best + 1e-9
     assert run_strategy("blocks", scorer, budget)[0] == ratios
     with pytest.raises(AmcError, match="--drop-blocks"):
         blocks_then_uniform(Scorer(PrunableModel(net, SIZE, "internal"), x, y), budget)
+
+
+def uniform_ratio_for(pm: PrunableModel, budget: Budget, dropped: list[int]) -> float:
+    """The smallest uniform ratio of the other units that meets ``budget`` (linear scan)."""
+    from amc.prune.budget import resource_fn
+
+    f = resource_fn(pm, budget)
+    grid = np.linspace(0.0, 0.8, 801)
+    return next(float(r) for r in grid if f([DROP if u in dropped else r
+                                              for u in range(len(pm.units))]) <= 0.2 + 1e-9)
+
+
+@pytest.mark.parametrize("arch", ["cifar", "torchvision"])
+def test_a_checkpoint_with_dropped_blocks_loads_into_the_dense_architecture(
+        net, pm, tv_resnet18, arch, tmp_path):
+    from torchvision.models import resnet18
+
+    from amc.models.checkpoint import load_into, save_model
+
+    if arch == "cifar":
+        p, fresh, size, ratios = pm, CifarResNet(14), SIZE, [0.5, DROP, 0.25, DROP, 0.0, 0.5]
+    else:
+        size = (3, 32, 32)
+        p = PrunableModel(diversify(copy.deepcopy(tv_resnet18)), size, "internal",
+                          drop_blocks=True)
+        fresh = resnet18()
+        ratios = [DROP if u in (1, 2) else 0.5 for u in range(len(p.units))]  # 2: layer2.0
+    pruned = p.prune(ratios)
+    save_model(pruned, tmp_path / "m.pt", arch)
+    x = torch.randn(2, *size, generator=torch.Generator().manual_seed(8))
+    with torch.no_grad():
+        before = relative_diff(pruned(x), fresh.eval()(x))
+        load_into(fresh, tmp_path / "m.pt")
+        assert relative_diff(pruned(x), fresh.eval()(x)) < RTOL < before
+    assert sum(isinstance(m, DroppedBlock) for m in fresh.modules()) == 2
+
+
+def test_channel_masks_at_the_final_level_compute_the_dropped_network(net):
+    from amc.prune.masks import ChannelPruner, apply_masks
+
+    ratios = [0.5, DROP, 0.25, DROP, 0.0, 0.5]
+    cp = ChannelPruner(ratios, SIZE, "internal", "l1", drop_blocks=True)
+    x = torch.randn(4, *SIZE, generator=torch.Generator().manual_seed(9))
+    half = copy.deepcopy(net)
+    apply_masks(half, cp.masks(half, 0.5))  # on the way: the blocks' channels half pruned
+    assert not any(isinstance(m, DroppedBlock) for m in cp.physical(half).modules())
+    model = copy.deepcopy(net)
+    apply_masks(model, cp.masks(model, 1.0))
+    phys = cp.physical(model)
+    assert sum(isinstance(m, DroppedBlock) for m in phys.modules()) == 2
+    with torch.no_grad():
+        assert relative_diff(model(x), phys(x)) < RTOL
+        assert relative_diff(net(x), phys(x)) > 1e-2

@@ -2,8 +2,8 @@
 
 Files are read with ``torch.load(weights_only=True)`` unless the user opts out. A pruned
 model is saved as a plain state dict plus metadata; loading it into the dense architecture
-resizes each conv, BatchNorm and linear layer to the saved shapes, so no pickled code is
-needed to restore the pruned architecture.
+resizes each conv, BatchNorm and linear layer to the saved shapes (and drops the blocks it
+holds dropped), so no pickled code is needed to restore the pruned architecture.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from amc.models.cifar import PadShortcut
+from amc.models.dropped import DroppedBlock, droppable_blocks
 from amc.utils.errors import AmcError
 from amc.utils.io import atomic_write
 
@@ -123,6 +124,14 @@ def _resize_layer(module: nn.Module, name: str, shape: torch.Size) -> None:
         module.out_features, module.in_features = shape[0], shape[1]
 
 
+def _as_dropped_blocks(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Replace the blocks that a pruned checkpoint holds dropped (a ``shift`` in place of
+    their layers: :class:`~amc.models.dropped.DroppedBlock`) by dropped blocks, in place."""
+    for name in droppable_blocks(model):
+        if f"{name}.shift" in state:
+            model.set_submodule(name, DroppedBlock.of(model.get_submodule(name)))
+
+
 def _as_selection_convs(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
     """Replace the option-A shortcuts whose weights a pruned checkpoint holds (``--units all``
     pruned them as 1x1 selection convs: :func:`~amc.models.cifar.conv_shortcuts`) by such
@@ -144,6 +153,7 @@ def load_state_dict_resizing(model: nn.Module, state: dict[str, torch.Tensor],
         AmcError: on missing/unexpected keys or, without ``resize``, the first shape mismatch.
     """
     if resize:
+        _as_dropped_blocks(model, state)
         _as_selection_convs(model, state)
     own = model.state_dict()
     missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]

@@ -8,10 +8,11 @@
 * ``sensitivity``: prune each unit alone at 0.1..0.9, measure the ``val`` accuracy drop,
   give each unit the largest ratio whose drop stays under a common threshold, choose the
   threshold by bisection so the budget is met, then scale to the budget exactly.
-* ``blocks`` (with ``drop_blocks``): drop the fewest whole blocks, least sensitive first
-  (``val`` top-1 with each block alone dropped), that let uniform channel pruning of the
-  other units meet the budget, then the smallest such uniform ratio: the cheap allocation
-  that reaches the latency budgets channel pruning alone cannot (``results/block_drop.md``).
+* ``blocks`` (with ``drop_blocks``): rank the blocks by ``val`` top-1 with each alone
+  dropped; for every k, drop the k least sensitive and prune the other units uniformly to
+  the budget; keep the k whose network scores best on ``val``: the cheap allocation that
+  trades depth for width (``results/block_drop.md``), and reaches latency budgets channel
+  pruning alone cannot.
 * ``random``: N random policies that meet the budget exactly; keep the best on ``val``
   (with ``rescore_top`` K and the rest of ``val``: the best on all of ``val`` among the K best,
   as an AMC search picks its own: :mod:`amc.prune.rescore`).
@@ -174,7 +175,7 @@ def allocate_by_sensitivity(scorer: Scorer, budget: Budget, dense: float, acc: n
 
 def blocks_then_uniform(scorer: Scorer, budget: Budget, max_ratio: float = MAX_RATIO,
                         map_fn: MapFn | None = None) -> list[float]:
-    """The ``blocks`` strategy (see the module docstring).
+    """The ``blocks`` strategy (see the module docstring): at most 2 x blocks + 1 scores.
 
     Raises:
         AmcError: the network has no droppable unit (no ``drop_blocks``, or no residual
@@ -195,12 +196,20 @@ def blocks_then_uniform(scorer: Scorer, budget: Budget, max_ratio: float = MAX_R
         gone = set(order[:k])
         return [DROP if i in gone else r for i in range(n)]
 
-    k = next((k for k in range(len(order) + 1)
-              if f(at(k, max_ratio)) <= budget.fraction + 1e-9), None)
-    if k is None:
+    cands = []
+    for k in range(len(order) + 1):
+        if f(at(k, max_ratio)) > budget.fraction + 1e-9:
+            continue  # too few blocks dropped to reach the budget
+        r = 0.0 if f(at(k, 0.0)) <= budget.fraction else bisect(
+            lambda r, k=k: f(at(k, r)) <= budget.fraction, 0.0, max_ratio)
+        cands.append(at(k, r))
+        if r == 0.0:
+            break  # the other units are dense: dropping more only loses
+    if not cands:
         raise AmcError(f"budget {budget} is out of reach even dropping every droppable block "
                        f"and pruning the other units by {max_ratio:g}; loosen the budget")
-    return at(k, bisect(lambda r: f(at(k, r)) <= budget.fraction, 0.0, max_ratio))
+    scores = (map_fn or local_map)(scorer, cands)
+    return cands[int(np.argmax(scores))]
 
 
 def random_search(scorer: Scorer, budget: Budget, n: int = 50, seed: int = 0,
