@@ -136,7 +136,7 @@
 # strategies amc, blocks (the fewest least-sensitive blocks dropped, then uniform) and uniform
 # (left out at latency:0.5, which it cannot reach); sized for the session that made it: 2
 # runs each (AMC seeds 0/1, calibration draws 0/1), both fine-tuned, each AMC search limited
-# to 200 s (--time-limit; no sweep is run) -> results/compare_resnet56_drop/ (~40 min).
+# to 300 s (--time-limit; no sweep is run) -> results/compare_resnet56_drop/ (~40 min).
 #
 # Resumable: every stage's artifact is cached in the output folder (weights in models/ are
 # git-ignored; once a model's scores are in eval/, a rerun rebuilds the tables).
@@ -295,7 +295,7 @@ if [[ $WHICH == drop ]]; then
       --data cifar10 --data-dir "$SHARED/data" --units internal --val-limit 1000 --score-amp auto \
       --workers 2 --threads 2 --seed 0 --seeds 2 --finetune-runs 2 --search-on adapted \
       --strategies amc,blocks,uniform --max-ratio 0.9 --reconstruct --drop-blocks \
-      --episodes 300 --warmup-episodes 20 --warm-start cheap --noise-min 0.05 --time-limit 200 \
+      --episodes 300 --warmup-episodes 20 --warm-start cheap --noise-min 0.05 --time-limit 300 \
       --finetune-epochs 1 --train-limit 5000 --lr 0.01 --batch-size 128 \
       --budget latency:0.5 --budget flops:0.5 --out results/compare_resnet56_drop
 fi
