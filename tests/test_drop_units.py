@@ -253,3 +253,23 @@ def test_channel_masks_at_the_final_level_compute_the_dropped_network(net):
     with torch.no_grad():
         assert relative_diff(model(x), phys(x)) < RTOL
         assert relative_diff(net(x), phys(x)) > 1e-2
+
+
+def test_the_budget_rule_forces_drops_only_where_channel_pruning_cannot_reach(pm):
+    from amc.envs import AMCPruningEnv
+
+    x, y = torch.zeros(2, *SIZE), torch.zeros(2, dtype=torch.long)
+
+    class Constant(Scorer):
+        def score(self, ratios, can_beat=None) -> Score:
+            return Score(50.0, 2, 2)
+
+    for budget, forced in (("flops:0.3", False), ("flops:0.2", True)):  # 0.8: 0.24 left
+        env = AMCPruningEnv(Constant(pm, x, y), budget=budget)
+        env.reset(seed=0)
+        done = False
+        while not done:  # the agent asks for nothing: the rule prunes what the budget needs
+            _, _, done, _, info = env.step(np.zeros(1, np.float32))
+        res = info["episode_result"]
+        assert res["macs_ratio"] <= float(budget[6:]) + 1e-9
+        assert any(r >= DROP for r in res["ratios"]) == forced, res["ratios"]

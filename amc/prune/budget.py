@@ -113,10 +113,13 @@ def clip_range(pm: PrunableModel, budget: Budget, chosen: Sequence[float], t: in
     """AMC's rule: the ratios for unit ``t`` that still let the budget be met.
 
     The units before ``t`` keep their ``chosen`` ratios and the units after ``t`` are assumed
-    to be pruned by ``max_ratio``, the most they may be (a droppable unit of a
-    :class:`PrunableModel` with ``drop_blocks``: dropped, :meth:`PrunableModel.top_ratio`);
-    the lower end is the smallest ratio for unit ``t`` under which the budget is still
-    reachable.
+    to be pruned by ``max_ratio``, the most channel pruning may take; the lower end is the
+    smallest ratio for unit ``t`` under which the budget is still reachable. With droppable
+    units (a :class:`PrunableModel` with ``drop_blocks``) unit ``t`` may also be dropped
+    (:meth:`PrunableModel.top_ratio`), and only where channel pruning of the later units
+    cannot reach the budget are they assumed dropped: a drop is then forced as early as the
+    budget needs, never piled on the last units (which the first searches with dropped blocks
+    did, dropping the third stage's blocks, the most sensitive, whatever the agent chose).
 
     ``fn`` (the budget's resource function, see :func:`resource_fn`) saves rebuilding it;
     otherwise ``latency`` says where a latency budget is measured.
@@ -127,12 +130,15 @@ def clip_range(pm: PrunableModel, budget: Budget, chosen: Sequence[float], t: in
     f = fn or resource_fn(pm, budget, latency)
     n = len(pm.units)
     head = list(chosen[:t])
-    tail = [pm.top_ratio(u, max_ratio) for u in range(t + 1, n)]
+    tail = [max_ratio] * (n - t - 1)
     top = pm.top_ratio(t, max_ratio)
     # every resource is a step function of the unit's kept channels: search its steps (the
     # last keeps what the top ratio keeps)
     steps = pm.ratio_steps(t, max_ratio)
     i = first_true(lambda i: f(head + [steps[i]] + tail) <= budget.fraction, len(steps))
+    if i == len(steps) and pm.blocks:  # only if the later units drop too
+        tail = [pm.top_ratio(u, max_ratio) for u in range(t + 1, n)]
+        i = first_true(lambda i: f(head + [steps[i]] + tail) <= budget.fraction, len(steps))
     if i < len(steps):
         return steps[i], top
     if f(head + [top] + tail) > budget.fraction + 1e-9:
