@@ -219,10 +219,12 @@ def markdown(s: dict) -> str:
                 + (" and every delivered network" if c.get("reconstruct_delivered", True)
                    else " (the delivered networks plainly pruned and BN-recalibrated)")
                 if c.get("reconstruct") else "")
-             + f", pruning ratios capped at {c.get('max_ratio', MAX_RATIO):g}, random: best of "
-             f"{c['n_random']}"
-             + (f" picked among its top {c['rescore_top']} on all of val"
-                if c.get("rescore_top", 0) > 1 else " on the val images") + ", fine-tuning "
+             + f", pruning ratios capped at {c.get('max_ratio', MAX_RATIO):g}"
+             + (", whole blocks droppable (--drop-blocks)" if c.get("drop_blocks") else "")
+             + ((f", random: best of {c['n_random']}"
+                 + (f" picked among its top {c['rescore_top']} on all of val"
+                    if c.get("rescore_top", 0) > 1 else " on the val images"))
+                if "random" in c.get("strategies", ["random"]) else "") + ", fine-tuning "
              f"{c['finetune_epochs']:g} epoch(s) over {c['train_limit']} train images "
              f"({c['finetune_runs'] or c['seeds']} of the {c['seeds']} runs fine-tuned).", "",
              f"Dense (adapted): test {d['dense_before']['test_top1']:.2f} %.", "",
