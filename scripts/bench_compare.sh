@@ -134,9 +134,10 @@
 # `drop`: native's settings with --drop-blocks (a unit that is a block's inner width may drop
 # its block whole: amc.prune.depth), at latency:0.5 (refused without it) and flops:0.5;
 # strategies amc, blocks (the fewest least-sensitive blocks dropped, then uniform) and uniform
-# (left out at latency:0.5, which it cannot reach); sized for the session that made it: 2
-# runs each (AMC seeds 0/1, calibration draws 0/1), both fine-tuned, each AMC search limited
-# to 300 s (--time-limit; no sweep is run) -> results/compare_resnet56_drop/ (~40 min).
+# (left out at a budget it cannot reach); 3 runs each (AMC seeds 0/1/2, calibration draws
+# 0/1/2), all fine-tuned, each AMC search limited to 300 s (--time-limit; no sweep is run)
+# -> results/compare_resnet56_drop/ (~75 min; the first committed table had 2 runs,
+# --seeds 2 --finetune-runs 2, the third added by rerunning in the same folder).
 #
 # Resumable: every stage's artifact is cached in the output folder (weights in models/ are
 # git-ignored; once a model's scores are in eval/, a rerun rebuilds the tables).
@@ -293,7 +294,7 @@ fi
 if [[ $WHICH == drop ]]; then
   $AMC compare --model resnet56 --checkpoint "$SHARED/models/resnet56-cifar10.th" \
       --data cifar10 --data-dir "$SHARED/data" --units internal --val-limit 1000 --score-amp auto \
-      --workers 2 --threads 2 --seed 0 --seeds 2 --finetune-runs 2 --search-on adapted \
+      --workers 2 --threads 2 --seed 0 --seeds 3 --finetune-runs 3 --search-on adapted \
       --strategies amc,blocks,uniform --max-ratio 0.9 --reconstruct --drop-blocks \
       --episodes 300 --warmup-episodes 20 --warm-start cheap --noise-min 0.05 --time-limit 300 \
       --finetune-epochs 1 --train-limit 5000 --lr 0.01 --batch-size 128 \
