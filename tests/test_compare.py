@@ -418,3 +418,15 @@ def test_reconstruction_can_rank_policies_without_refitting_the_delivered_networ
     with pytest.raises(AmcError, match="only with --reconstruct"):
         _cfg(digits_ckpt, tmp_path / "x", reconstruct=False,
              reconstruct_delivered=False).validate()
+
+
+def test_a_strategy_that_cannot_reach_a_budget_is_left_out_with_a_note(digits_ckpt, tmp_path):
+    out = tmp_path / "u"
+    rows = Comparison(_cfg(digits_ckpt, out, strategies=("uniform", "global"), finetune_runs=0,
+                           budgets=("flops:0.4", "flops:0.01"))).run()
+    assert {(r["strategy"], r["budget"]) for r in rows} == {("uniform", "flops:0.4"),
+                                                            ("global", "flops:0.4")}
+    table = (out / "table.md").read_text()
+    assert "uniform at flops:0.01: left out (unreachable budget" in table
+    assert "global at flops:0.01: left out (budget flops:0.01 is out of reach" in table
+    assert not list(out.glob("policies/*flops0.01*"))
