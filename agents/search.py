@@ -42,8 +42,8 @@ from .rescore import pick_best, rest_images
 from .summary import best_fields, summarize
 from .time_limit import RescoreEstimate, StopAtWallTime
 from .updates import EpisodeUpdates, OverlapUpdates
+from .warm_start import CHEAP, WarmStart, cheap_policies, demo_actions
 from .warm_start import MODES as WARM_MODES
-from .warm_start import WarmStart, cheap_policies, demo_actions
 from .wrappers import RewardBaseline
 
 if TYPE_CHECKING:
@@ -100,12 +100,14 @@ def cheap_lines(scorer: Scorer, cfg: SearchConfig, run_dir: Path
     """
     pm = scorer.pm
     out = {}
+    made = {n: load_policy(run_dir / f"{n}_policy.json") for n in CHEAP
+            if (run_dir / f"{n}_policy.json").is_file()}
     for name, ratios in cheap_policies(scorer, cfg.parsed_budget(), cfg.max_ratio,
-                                       cfg.sensitivity).items():
+                                       cfg.sensitivity,
+                                       {k: p.ratios for k, p in made.items()}).items():
         path = run_dir / f"{name}_policy.json"
-        if path.is_file():
-            pol = load_policy(path)
-            out[name] = (pol.ratios, pol.metrics)
+        if name in made:
+            out[name] = (made[name].ratios, made[name].metrics)
             continue
         o = outcome(scorer, cfg, ratios)
         metrics = {"val_top1": o["val_top1"], "reward": o["reward"]}

@@ -64,11 +64,19 @@ def load_sweep(path: str | Path, unit_names: Sequence[str]) -> tuple[float, np.n
     return dense, acc, ratios
 
 
+CHEAP = ("uniform", "global", "sensitivity", "blocks")
+"""The names :func:`cheap_policies` may return."""
+
+
 def cheap_policies(scorer: Scorer, budget: Budget, max_ratio: float,
-                   sweep: str | Path | None = None) -> dict[str, list[float]]:
+                   sweep: str | Path | None = None,
+                   known: dict[str, list[float]] | None = None) -> dict[str, list[float]]:
     """The allocations a user gets without a search: uniform, global, (given a cached
     sweep) sensitivity and (with droppable blocks) blocks; each meets the budget, and one that
-    cannot reach it is left out (AMC may, dropping blocks)."""
+    cannot reach it is left out (AMC may, dropping blocks). ``known``: policies already made
+    (a resumed search's), returned as they are instead of made again (blocks scores up to
+    2 x blocks + 1 networks)."""
+    known = known or {}
     makers = {"uniform": uniform, "global": global_ranking}
     if sweep:
         dense, acc, ratios = load_sweep(sweep, [u.name for u in scorer.pm.units])
@@ -78,6 +86,9 @@ def cheap_policies(scorer: Scorer, budget: Budget, max_ratio: float,
         makers["blocks"] = blocks_then_uniform
     out = {}
     for name, make in makers.items():
+        if name in known:
+            out[name] = known[name]
+            continue
         try:
             out[name] = make(scorer, budget, max_ratio)
         except AmcError as e:

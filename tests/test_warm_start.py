@@ -145,3 +145,21 @@ def test_actor_is_anchored_to_the_best_episode_so_far(digits_ckpt, tmp_path, one
     assert ws["episodes"] == 13 and ws["mse"] < 1e-4
     best = max(_rows(run)[:13], key=lambda r: float(r["reward"]))
     assert ws["fitted_to"] == pytest.approx(_ratios(best), abs=1e-5)
+
+
+def test_cheap_policies_already_made_are_not_made_again(digits_ckpt, monkeypatch):
+    """A resumed search passes the policies it has: they come back unchanged, unmade."""
+    import amc.agents.warm_start as ws
+    from amc.prune.budget import Budget
+    from amc.prune.scoring import build_scorer
+
+    scorer = build_scorer("digits_cnn", digits_ckpt, "digits", val_limit=8)
+    fresh = ws.cheap_policies(scorer, Budget("flops", 0.5), 0.8)
+    made = [0.5] * len(scorer.pm.units)
+
+    def refuse(*a, **k):
+        raise AssertionError("made again")
+
+    monkeypatch.setattr(ws, "uniform", refuse)
+    again = ws.cheap_policies(scorer, Budget("flops", 0.5), 0.8, known={"uniform": made})
+    assert again["uniform"] == made and again["global"] == fresh["global"]

@@ -26,8 +26,8 @@ class BaselineConfig(SensitivityConfig):
 
     Attributes:
         strategy: uniform, global (Torch-Pruning's global ranking), sensitivity, random or
-            blocks (with --drop-blocks: the fewest least-sensitive blocks dropped, then
-            uniform).
+            blocks (with --drop-blocks: the k least sensitive blocks dropped, the rest
+            uniform to the budget, k best on val).
         budget: Resource budget, e.g. flops:0.5, params:0.4, latency:0.6.
         n_random: Policies tried by the random strategy.
         rescore_top: Random keeps the best on all of val among its this many best (scored

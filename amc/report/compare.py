@@ -34,8 +34,7 @@ from amc.models.checkpoint import save_model
 from amc.models.evaluate import top1
 from amc.models.registry import create_model
 from amc.prune.baselines import SWEEP, MapFn, run_strategy, sensitivity_sweep
-from amc.prune.budget import Budget
-from amc.prune.budget import unreachable as out_of_reach
+from amc.prune.budget import Budget, unreachable
 from amc.prune.latency_table import LatencySpec
 from amc.prune.policy import load_policy, make_policy
 from amc.prune.rescore import rest_of_val
@@ -271,19 +270,19 @@ class Comparison:
                 for s in cfg.strategies]
         before = {"dense": _cached_json(self.dir / "eval" / "dense_before.json",
                                         lambda: self._evaluate(self.dense))}
-        unreachable: dict[tuple[str, str], str] = {}
+        left_out: dict[tuple[str, str], str] = {}
         for job in list(jobs):
-            if job[:2] in unreachable:
+            if job[:2] in left_out:
                 jobs.remove(job)
                 continue
             try:
                 self._policy(*job)
             except AmcError as e:  # a strategy that cannot meet a budget: left out, noted
-                if not out_of_reach(e):
+                if not unreachable(e):
                     raise
-                unreachable[job[:2]] = str(e).split(";")[0]
+                left_out[job[:2]] = str(e).split(";")[0]
                 jobs.remove(job)
-                print(f"amc: note: {job[0]} at {job[1]} left out: {unreachable[job[:2]]}")
+                print(f"amc: note: {job[0]} at {job[1]} left out: {left_out[job[:2]]}")
         for job in jobs:
             name = _name(*job)
             ratios = self._ratios(self._policy(*job))
@@ -310,7 +309,7 @@ class Comparison:
                  f"BN recalibration on {cfg.recal_size} of {cfg.calib_size} calibration "
                  f"images{' (off)' if not cfg.bn_recalib else ''}; val: "
                  f"{cfg.val_limit or 'all'} images."]
-        notes += [f"{s} at {b}: left out ({why})." for (s, b), why in unreachable.items()]
+        notes += [f"{s} at {b}: left out ({why})." for (s, b), why in left_out.items()]
         if cfg.reconstruct:
             notes.append("Least-squares reconstruction before the recalibration in every score"
                          + ("; the delivered networks are reconstructed too."

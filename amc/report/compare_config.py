@@ -28,7 +28,8 @@ class CompareConfig(ScoringConfig, OptimConfig):
     Attributes:
         budgets: Budgets to compare, e.g. flops:0.5.
         strategies: Strategies: amc, uniform, global, sensitivity, random, blocks (with
-            --drop-blocks: the fewest least-sensitive blocks dropped, then uniform). A
+            --drop-blocks: the k least sensitive blocks dropped, the rest uniform, k best
+            on val). A
             strategy that cannot reach a budget is left out of that budget's table with a
             note.
         seeds: Runs per strategy: AMC searches with seeds seed, seed+1, ...; every baseline
