@@ -21,8 +21,8 @@ class SearchConfig(ScoringConfig, ClusterConfig, OutputConfig):
         warmup_episodes: Warm-up episodes: demonstrations of the cheap policies (warm start
             cheap) or uniformly random actions (random) before the agent's own.
         warm_start: cheap: the warm-up replays uniform, global (and, with --sensitivity,
-            sensitivity) allocations, exactly and perturbed, and the actor starts at the
-            best of them; random: the paper's random warm-up.
+            sensitivity; with --drop-blocks, blocks) allocations, exactly and perturbed, and
+            the actor starts at the best of them; random: the paper's random warm-up.
         warm_start_sigma: With a cheap warm start: σ of the perturbed demonstrations and the
             initial σ of the exploration noise (in [0, 1] units).
         anchor_every: With a cheap warm start: every this many episodes after the warm-up,
@@ -30,6 +30,10 @@ class SearchConfig(ScoringConfig, ClusterConfig, OutputConfig):
             exploration stays around the best policy found; 0: only at the warm-up's end.
         sensitivity: A cached sensitivity sweep (sensitivity.json of amc compare) whose
             allocation joins the warm start's demonstrations.
+        blocks_policy: The blocks policy (``amc baseline --strategy blocks``, same model,
+            budget and calibration draw) to use among the cheap policies instead of making
+            it again (``amc compare`` hands its own over; making one scores up to
+            2 x blocks + 1 networks).
         noise_sigma: Initial σ of the truncated-normal exploration noise (in [0, 1] units).
         noise_decay: σ is multiplied by this every episode after the warm-up.
         noise_min: Floor of the decaying σ (in [0, 1] units): with a floor, late episodes
@@ -39,11 +43,12 @@ class SearchConfig(ScoringConfig, ClusterConfig, OutputConfig):
             on the rest of val (the images past --val-limit, which the search never saw) and
             keep the best on all of val: the highest of hundreds of noisy scores is biased
             upward, so it is often not the best policy (0 or 1: keep the search's best).
-        time_limit: Wall seconds of this session's search, its rescoring included (None:
-            run all --episodes): the episodes stop at the end of a round of episodes once
-            the next round (timed as the longest so far) and the rescoring (estimated from
-            the episodes' scoring times) would not end within it. A search stopped by it is
-            finished: resume it (--resume) to run the remaining episodes.
+        time_limit: Wall seconds of this session's search, the making of its cheap policies
+            and its rescoring included (None: run all --episodes): the episodes stop at the
+            end of a round of episodes once the next round (timed as the longest so far) and
+            the rescoring (estimated from the episodes' scoring times) would not end within
+            it. A search stopped by it is finished: resume it (--resume) to run the remaining
+            episodes.
         hidden: Width of the two hidden layers of actor and critic.
         lr_actor: Actor learning rate.
         lr_critic: Critic learning rate.
@@ -86,6 +91,7 @@ class SearchConfig(ScoringConfig, ClusterConfig, OutputConfig):
     warm_start_sigma: float = 0.15
     anchor_every: int = 10
     sensitivity: str | None = None
+    blocks_policy: str | None = None
     noise_sigma: float = 0.5
     noise_decay: float = 0.95
     noise_min: float = NOISE_MIN

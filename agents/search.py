@@ -49,8 +49,8 @@ from .wrappers import RewardBaseline
 if TYPE_CHECKING:
     from .parallel import ActorScorer  # imports Ray: only where workers are asked for
 
-RUN_FILES = ("config.json", "run.json", "episodes.csv", "best_policy.json", "uniform_policy.json",
-             "global_policy.json", "sensitivity_policy.json", "warm_start.json",
+RUN_FILES = ("config.json", "run.json", "episodes.csv", "best_policy.json",
+             *(f"{name}_policy.json" for name in CHEAP), "warm_start.json",
              "summary.json", "learning_curve.png", "ckpt", "ckpt.old", "ckpt.tmp", "tb",
              "ray_logs", "search_best_policy.json", "rescore.json")
 """What a search writes into its run directory (anything else there is not amc's)."""
@@ -92,8 +92,10 @@ def _reward_at(scorer: Scorer, cfg: SearchConfig) -> RewardAt:
 
 def cheap_lines(scorer: Scorer, cfg: SearchConfig, run_dir: Path
                 ) -> dict[str, tuple[list[float], dict[str, float]]]:
-    """The cheap policies (uniform, global, sensitivity given a sweep) scored once and kept
-    as ``<name>_policy.json``: the lines to beat and the warm start's demonstrations.
+    """The cheap policies (uniform, global, sensitivity given a sweep, blocks) scored once and
+    kept as ``<name>_policy.json``: the lines to beat and the warm start's demonstrations.
+    One already in ``run_dir`` (a resumed search's) or handed over (``blocks_policy``) is
+    not made again.
 
     Returns:
         name -> (ratios, {"val_top1", "reward"}).
@@ -102,9 +104,11 @@ def cheap_lines(scorer: Scorer, cfg: SearchConfig, run_dir: Path
     out = {}
     made = {n: load_policy(run_dir / f"{n}_policy.json") for n in CHEAP
             if (run_dir / f"{n}_policy.json").is_file()}
+    known = {k: p.ratios for k, p in made.items()}
+    if cfg.blocks_policy and "blocks" not in made:
+        known["blocks"] = handed_over(cfg, [u.name for u in pm.units])
     for name, ratios in cheap_policies(scorer, cfg.parsed_budget(), cfg.max_ratio,
-                                       cfg.sensitivity,
-                                       {k: p.ratios for k, p in made.items()}).items():
+                                       cfg.sensitivity, known).items():
         path = run_dir / f"{name}_policy.json"
         if name in made:
             out[name] = (made[name].ratios, made[name].metrics)
@@ -115,6 +119,21 @@ def cheap_lines(scorer: Scorer, cfg: SearchConfig, run_dir: Path
                     metrics).save(path)
         out[name] = (ratios, metrics)
     return out
+
+
+def handed_over(cfg: SearchConfig, units: list[str]) -> list[float]:
+    """The ratios of ``cfg.blocks_policy`` for ``units``, checked to be a blocks policy of
+    the search's model and budget.
+
+    Raises:
+        AmcError: It is not (one line, naming the fix).
+    """
+    p = load_policy(cfg.blocks_policy)
+    if (p.model, p.budget, p.provenance.get("strategy")) != (cfg.model, cfg.budget, "blocks"):
+        raise AmcError(f"--blocks-policy {cfg.blocks_policy} is a {p.provenance.get('strategy')} "
+                       f"policy of {p.model} at {p.budget}; pass the blocks policy of "
+                       f"{cfg.model} at {cfg.budget} (or none)")
+    return p.ratios_for(units)
 
 
 def observations_of(scorer: Scorer, cfg: SearchConfig):
@@ -203,6 +222,9 @@ def run_search(cfg: SearchConfig, resume: bool = False) -> dict[str, Any]:
     if cfg.sensitivity and not Path(cfg.sensitivity).is_file():
         raise AmcError(f"--sensitivity {cfg.sensitivity} does not exist; pass the "
                        "sensitivity.json that amc compare wrote")
+    if cfg.blocks_policy and not Path(cfg.blocks_policy).is_file():
+        raise AmcError(f"--blocks-policy {cfg.blocks_policy} does not exist; pass a policy "
+                       "file of amc baseline --strategy blocks")
     run_dir = Path(cfg.out)
     check_writable(run_dir)
     if not resume:
@@ -301,7 +323,9 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
         write_json(run_dir / "config.json", replace(cfg, force=False).as_dict())
         write_json(run_dir / "run.json", {"seed": cfg.seed, "git_commit": git_commit(),
                                           "versions": versions(), "started": now()})
+    t_cheap = time.perf_counter()
     lines = cheap_lines(scorer, cfg, run_dir)
+    cheap_s = time.perf_counter() - t_cheap  # within --time-limit: part of the session
     demos = None
     if cfg.warm_start == "cheap":  # best first
         ranked = dict(sorted(lines.items(), key=lambda kv: -kv[1][1]["reward"]))
@@ -356,7 +380,8 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
     reserve = (RescoreEstimate(cfg.rescore_top, rest_images(cfg),
                                remote.workers if remote is not None else 1)
                if cfg.time_limit is not None else None)
-    timer = StopAtWallTime(cfg.time_limit, reserve)
+    timer = StopAtWallTime(cfg.time_limit - cheap_s if cfg.time_limit is not None else None,
+                           reserve)
     if remaining > 0:
         # stop by episode count (SB3's callback; the monitor records exactly `remaining`)
         stop = StopTrainingOnMaxEpisodes(max_episodes=-(-remaining // venv.num_envs))
@@ -371,7 +396,7 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
     finally:
         venv.close()
     return summarize(cfg, run_dir, {k: v[1] for k, v in lines.items()}, seconds, restarts,
-                     {"agent_updates_this_run": updates.made,
+                     {"agent_updates_this_run": updates.made, "cheap_seconds": cheap_s,
                       "stopped_by_time_limit": timer.stopped,
                       "update_rounds_overlapped": overlap.overlapped if overlap else 0,
                       "score_precision": scorer.precision.name, **picked})

@@ -21,8 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_compare)
 
 
-def amc_policy(cfg, budget: str, run_dir: Path) -> Path:
-    """Run (or resume) the AMC search for one budget; returns its best policy file."""
+def amc_policy(cfg, budget: str, run_dir: Path, blocks: Path | None = None) -> Path:
+    """Run (or resume) the AMC search for one budget (``blocks``: its blocks policy, already
+    made); returns its best policy file."""
     from amc.agents import SearchConfig, run_or_resume
 
     sweep = Path(cfg.out) / "sensitivity.json"
@@ -34,7 +35,7 @@ def amc_policy(cfg, budget: str, run_dir: Path) -> Path:
                       envs_per_worker=cfg.envs_per_worker,
                       out=str(run_dir),
                       sensitivity=str(sweep) if cfg.sweep_warm_start and sweep.is_file()
-                      else None)
+                      else None, blocks_policy=str(blocks) if blocks else None)
     run_or_resume(sc)  # a search made with other settings (or defaults) is done again
     return run_dir / "best_policy.json"
 

@@ -46,7 +46,7 @@ from amc.utils import allocator
 from amc.utils.errors import AmcError
 from amc.utils.io import write_json
 
-AmcFn = Callable[["CompareConfig", str, Path], Path]
+AmcFn = Callable[["CompareConfig", str, Path, Path | None], Path]
 #: ``pool(scorer, fn)`` runs ``fn(map_fn)`` with a parallel map over policies (or ``None``).
 PoolFn = Callable[[Scorer, Callable[[MapFn | None], object]], object]
 
@@ -221,15 +221,20 @@ class Comparison:
             limit = self.cfg.time_limit
             if self.cfg.sweep_time_limit:  # AMC gets the time the sweep took
                 limit = float(_cached_json(self.dir / "sensitivity.json", self._sweep)["seconds"])
+            blocks, blocks_s = self._blocks_for_search(budget, run)
+            if limit is not None:  # the blocks policy's making is part of AMC's time
+                limit = max(0.0, limit - blocks_s)
             best = self.amc_fn(replace(self.search_cfg, seed=self.cfg.seed + run,
-                                       time_limit=limit), budget, run_dir)
+                                       time_limit=limit), budget, run_dir, blocks)
             path.parent.mkdir(parents=True, exist_ok=True)
             pol = load_policy(best)
             search_s = search_wall_seconds(run_dir)
-            pol.provenance["search_seconds"] = (search_s + sweep_s if search_s is not None
-                                                else None)
+            pol.provenance["search_seconds"] = (search_s + sweep_s + blocks_s
+                                                if search_s is not None else None)
             if sweep_s:
                 pol.provenance["sweep_seconds"] = sweep_s
+            if blocks_s:
+                pol.provenance["blocks_seconds"] = blocks_s
             pol.save(path)
             return path
         scorer = self._scorer_for(run)
@@ -254,6 +259,22 @@ class Comparison:
                           {"val_top1": info["val_top1"]},
                           search_seconds=info["seconds"] + sweep_s)
         return pol.save(path)
+
+    def _blocks_for_search(self, budget: str, run: int) -> tuple[Path | None, float]:
+        """With the ``blocks`` strategy in the comparison and a cheap warm start, run
+        ``run``'s blocks policy, made first, for AMC's search ``run`` to warm-start from
+        (it would make the same policy, same calibration draw, again). Returns (its file or
+        None, the seconds its making took: part of AMC's search time)."""
+        if ("blocks" not in self.cfg.strategies or self.cfg.warm_start != "cheap"
+                or not self.scorer.pm.blocks):
+            return None, 0.0
+        try:
+            path = self._policy("blocks", budget, run)
+        except AmcError as e:
+            if not unreachable(e):
+                raise
+            return None, 0.0  # the search leaves it out of its warm start too
+        return path, float(load_policy(path).provenance.get("search_seconds") or 0.0)
 
     def _ratios(self, policy_path: Path) -> list[float]:
         return load_policy(policy_path).ratios_for(u.name for u in self.scorer.pm.units)

@@ -1,0 +1,158 @@
+"""The ``blocks`` policy made once: a search warm-starts from a handed-over one
+(``--blocks-policy``) instead of making it again, and ``amc compare`` hands its own over,
+counting its seconds in AMC's search time."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from amc.agents import SearchConfig, run_search
+from amc.prune.policy import load_policy
+from amc.utils.errors import AmcError
+
+SIZE = (3, 8, 8)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> str:
+    from amc.data.synthetic import write_synthetic_imagefolder
+
+    root = tmp_path_factory.mktemp("synth")
+    write_synthetic_imagefolder(root, 96, 16, classes=4, min_size=8, max_size=8)
+    return f"imagefolder:{root}"
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> str:
+    """Fixed random weights (a search builds its network from a checkpoint)."""
+    import torch
+
+    from amc.models.checkpoint import save_model
+    from amc.models.registry import create_model
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "resnet20.pt"
+    save_model(create_model("resnet20", num_classes=4), path, "resnet20", {})
+    return str(path)
+
+
+def _search(data: str, ckpt: str, out: Path, **kw) -> SearchConfig:
+    base = dict(model="resnet20", num_classes=4, checkpoint=ckpt, data=data, input_size=SIZE,
+                units="internal", max_ratio=0.3,
+                drop_blocks=True, calib_size=16, recal_size=16, val_size=16, episodes=5,
+                warmup_episodes=4, hidden=16, batch_size=8, race=False, budget="flops:0.6",
+                threads=1, loader_workers=0, out=str(out))
+    return SearchConfig(**{**base, **kw})
+
+
+class _Seen(Exception):
+    """The stand-in search saw what it was given."""
+
+
+def _refuse(*args, **kwargs):
+    raise AssertionError("the blocks policy was made again")
+
+
+def test_a_handed_over_blocks_policy_is_not_made_again(folder, ckpt, tmp_path, monkeypatch,
+                                                       one_thread):
+    import amc.agents.warm_start as ws
+
+    run_search(_search(folder, ckpt, tmp_path / "made"))
+    made = load_policy(tmp_path / "made" / "blocks_policy.json")
+    assert any(r == 1.0 for r in made.ratios)  # flops:0.6 needs drops at --max-ratio 0.3
+    given = tmp_path / "given.json"
+    shutil.copy(tmp_path / "made" / "blocks_policy.json", given)
+    monkeypatch.setattr(ws, "blocks_then_uniform", _refuse)
+    with pytest.raises(AssertionError, match="made again"):  # the patch bites without it
+        run_search(_search(folder, ckpt, tmp_path / "again"))
+    run_search(_search(folder, ckpt, tmp_path / "handed", blocks_policy=str(given)))
+    used = load_policy(tmp_path / "handed" / "blocks_policy.json")
+    assert used.ratios == made.ratios and "reward" in used.metrics  # scored by the search
+
+
+@pytest.mark.parametrize("what", ["uniform", "budget"])
+def test_a_blocks_policy_of_another_kind_is_refused(folder, ckpt, tmp_path, what, one_thread):
+    from amc.prune.scoring import build_scorer
+
+    cfg = _search(folder, ckpt, tmp_path / "x")
+    scorer = build_scorer(**cfg.scorer_kwargs())
+    from amc.prune.policy import make_policy
+
+    budget = "flops:0.7" if what == "budget" else cfg.budget
+    strategy = "blocks" if what == "budget" else "uniform"
+    p = make_policy(scorer.pm, [0.3] * len(scorer.pm.units), "resnet20", budget, strategy, 0,
+                    0.3, {}).save(tmp_path / "p.json")
+    with pytest.raises(AmcError, match="--blocks-policy .* pass the blocks policy of "
+                                       "resnet20 at flops:0.6"):
+        run_search(_search(folder, ckpt, tmp_path / "x", blocks_policy=str(p)))
+    with pytest.raises(AmcError, match="does not exist"):
+        run_search(_search(folder, ckpt, tmp_path / "y", blocks_policy=str(tmp_path / "no.json")))
+    assert not (tmp_path / "y").exists()
+
+
+def test_compare_hands_its_blocks_policy_to_amc_and_counts_its_seconds(folder, ckpt, tmp_path,
+                                                                      one_thread):
+    from amc.report.compare import Comparison
+    from amc.report.compare_config import CompareConfig
+
+    seen = {}
+
+    def fake_amc(cfg, budget, run_dir, blocks):
+        """Stands in for the search: records what it was given, 'finds' the blocks policy
+        in 10 s."""
+        seen.update(time_limit=cfg.time_limit, blocks=blocks)
+        if blocks is None:
+            raise _Seen
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "summary.json").write_text(json.dumps(
+            {"wall_seconds_this_run": 10.0, "search_seconds": 10.0, "cheap_seconds": 1.0}))
+        p = load_policy(blocks)
+        p.provenance["strategy"] = "amc"
+        return p.save(run_dir / "best_policy.json")
+
+    cfg = CompareConfig(model="resnet20", num_classes=4, checkpoint=ckpt, data=folder,
+                        input_size=SIZE, max_ratio=0.3,
+                        units="internal", drop_blocks=True, calib_size=16, recal_size=16,
+                        val_size=16, strategies=("amc", "blocks"), budgets=("flops:0.6",),
+                        finetune_runs=0, latency_runs=1, threads=1, loader_workers=0,
+                        time_limit=100.0, out=str(tmp_path / "cmp"))
+    Comparison(cfg, fake_amc).run()
+    blocks = tmp_path / "cmp" / "policies" / "blocks_flops0.6.json"
+    assert seen["blocks"] == blocks
+    blocks_s = load_policy(blocks).provenance["search_seconds"]
+    assert blocks_s > 0 and seen["time_limit"] == pytest.approx(100.0 - blocks_s)
+    amc = load_policy(tmp_path / "cmp" / "policies" / "amc_flops0.6.json")
+    assert amc.provenance["search_seconds"] == pytest.approx(10.0 + 1.0 + blocks_s)
+    # without the blocks strategy nothing is handed over and the limit stands
+    seen.clear()
+    with pytest.raises(_Seen):
+        Comparison(CompareConfig(**{**cfg.__dict__, "strategies": ("amc",),
+                                    "out": str(tmp_path / "alone")}), fake_amc).run()
+    assert seen == {"time_limit": 100.0, "blocks": None}
+
+
+def test_the_time_limit_counts_the_making_of_the_cheap_policies(folder, ckpt, tmp_path, monkeypatch,
+                                                                one_thread):
+    """Cheap policies that take longer than --time-limit leave time for one round of
+    episodes only; the same limit with them made fast runs them all."""
+    import time
+
+    import amc.agents.warm_start as ws
+
+    run_search(_search(folder, ckpt, tmp_path / "fast", time_limit=6.0, rescore_top=0))
+    fast = json.loads((tmp_path / "fast" / "summary.json").read_text())
+    assert fast["episodes"] == 5 and fast["cheap_seconds"] < 1.0
+    slow_blocks = ws.blocks_then_uniform
+
+    def slow(*args, **kwargs):
+        time.sleep(6.5)
+        return slow_blocks(*args, **kwargs)
+
+    monkeypatch.setattr(ws, "blocks_then_uniform", slow)
+    run_search(_search(folder, ckpt, tmp_path / "slow", time_limit=6.0, rescore_top=0))
+    s = json.loads((tmp_path / "slow" / "summary.json").read_text())
+    assert s["episodes"] == 1 and s["cheap_seconds"] > 6.0 and s["stopped_by_time_limit"]
