@@ -120,13 +120,15 @@ def test_compare_hands_its_blocks_policy_to_amc_and_counts_its_seconds(folder, c
                         val_size=16, strategies=("amc", "blocks"), budgets=("flops:0.6",),
                         finetune_runs=0, latency_runs=1, threads=1, loader_workers=0,
                         time_limit=100.0, out=str(tmp_path / "cmp"))
-    Comparison(cfg, fake_amc).run()
+    rows = Comparison(cfg, fake_amc).run()
     blocks = tmp_path / "cmp" / "policies" / "blocks_flops0.6.json"
     assert seen["blocks"] == blocks
     blocks_s = load_policy(blocks).provenance["search_seconds"]
     assert blocks_s > 0 and seen["time_limit"] == pytest.approx(100.0 - blocks_s)
     amc = load_policy(tmp_path / "cmp" / "policies" / "amc_flops0.6.json")
     assert amc.provenance["search_seconds"] == pytest.approx(10.0 + 1.0 + blocks_s)
+    row = next(r for r in rows if r["strategy"] == "amc")
+    assert row["search_seconds"] == pytest.approx(10.0 + 1.0 + blocks_s)  # the table's too
     # without the blocks strategy nothing is handed over and the limit stands
     seen.clear()
     with pytest.raises(_Seen):

@@ -345,11 +345,13 @@ class Comparison:
         return rows
 
     def _search_seconds(self, strategy: str, name: str, pol) -> float:
-        """A strategy's search wall seconds (AMC: its search's, plus the sweep it replayed)."""
+        """A strategy's search wall seconds (AMC: its search's, plus the sweep it replayed
+        and the blocks policy handed to it)."""
         if strategy == "amc":
             s = search_wall_seconds(self.dir / "search" / name.removeprefix("amc_"))
             if s is not None:
-                return s + float(pol.provenance.get("sweep_seconds", 0.0))
+                return s + sum(float(pol.provenance.get(k, 0.0))
+                               for k in ("sweep_seconds", "blocks_seconds"))
         return float(pol.provenance.get("search_seconds") or 0.0)
 
     def _row(self, strategy: str, budget: str, run: int, pol, before: dict,
