@@ -21,6 +21,7 @@
 #   bash scripts/bench_compare.sh native-all  # -> results/compare_resnet56_native_all/ (~30 min)
 #   bash scripts/bench_compare.sh drop       # -> results/compare_resnet56_drop/ (~75 min)
 #   bash scripts/bench_compare.sh drop55     # -> results/compare_resnet56_drop55/ (~65 min)
+#   bash scripts/bench_compare.sh drop55-ft  # -> results/compare_resnet56_drop55/finetune_15k.* (~15 min)
 #
 # `retime-sweep`: the comparison's sensitivity sweep run again (same adapted model, images and
 # command, in a scratch folder), to time it on the same machine right after AMC's searches
@@ -144,6 +145,12 @@
 # `drop55`: drop's settings at latency:0.55 (the ~1.8x point: latency:0.5 measured ~2x) and
 # flops:0.5, with the comparison's blocks policy handed to each AMC search (its seconds count
 # in AMC's 300 s and search time) -> results/compare_resnet56_drop55/ (~65 min).
+#
+# `drop55-ft`: a longer fine-tune of drop55's networks at ~1.8x (amc and blocks at
+# latency:0.55) and of uniform flops:0.5, each run's policy applied to the folder's adapted
+# dense model by `amc finetune` (one-shot: no reconstruction or BN recalibration first) and
+# fine-tuned 1 epoch over 15,000 training images (3x the comparison's), seed = run; weights in
+# runs/drop55_ft/ -> results/compare_resnet56_drop55/finetune_15k.json/.md (~15 min).
 #
 # Resumable: every stage's artifact is cached in the output folder (weights in models/ are
 # git-ignored; once a model's scores are in eval/, a rerun rebuilds the tables).
@@ -314,6 +321,21 @@ if [[ $WHICH == drop ]]; then
 fi
 if [[ $WHICH == drop55 ]]; then
   drop results/compare_resnet56_drop55 latency:0.55 flops:0.5
+fi
+if [[ $WHICH == drop55-ft ]]; then
+  D=results/compare_resnet56_drop55
+  for name in amc_latency0.55 blocks_latency0.55 uniform_flops0.5; do
+    for run in 0 1 2; do
+      tag=$name$([[ $run == 0 ]] || echo "_s$run")
+      [[ -f runs/drop55_ft/$tag/summary.json ]] && continue
+      $AMC finetune --model resnet56 --checkpoint "$D/models/dense_ft.pt" --data cifar10 \
+          --data-dir "$SHARED/data" --policy "$D/policies/$tag.json" --epochs 1 \
+          --train-limit 15000 --lr 0.01 --batch-size 128 --seed "$run" --threads 2 \
+          --out "runs/drop55_ft/$tag" --force
+    done
+  done
+  ${PYTHON:-.venv/bin/python} scripts/finetune_summary.py --runs runs/drop55_ft \
+      --out "$D/finetune_15k"
 fi
 if [[ $WHICH == bf16 ]]; then
   resnet56 results/compare_resnet56_bf16 bf16 flops:0.5

@@ -1,0 +1,67 @@
+"""Mean ± std of ``amc finetune`` runs grouped by name: test and val top-1 after fine-tuning.
+
+Each run folder under ``--runs`` is named ``<name>`` or ``<name>_s<k>`` (run k of the same
+policy family, as ``amc compare`` names its policies); its ``summary.json`` (written by
+``amc finetune``) gives the final top-1 and cost. Writes ``<out>.json`` (per run and per
+name) and ``<out>.md`` (the table).
+
+    .venv/bin/python scripts/finetune_summary.py --runs runs/drop55_ft \\
+        --out results/compare_resnet56_drop55/finetune_15k
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+from amc.utils.io import write_json
+from amc.utils.provenance import git_commit, now
+from amc.utils.stats import mean_std
+
+METRICS = ("test_top1", "val_top1", "macs_ratio")
+
+
+def collect(runs: Path) -> dict[str, list[dict]]:
+    """name -> one row per finished run (``summary.json`` present), in folder order."""
+    groups: dict[str, list[dict]] = {}
+    for d in sorted(p for p in runs.iterdir() if (p / "summary.json").is_file()):
+        s = json.loads((d / "summary.json").read_text())
+        name = re.sub(r"_s\d+$", "", d.name)
+        groups.setdefault(name, []).append(
+            {"run": d.name, **{m: float(s["final"][m]) for m in METRICS},
+             "train_images": s.get("train_images"), "epochs": s["config"]["epochs"],
+             "seed": s["config"]["seed"], "policy": s["config"]["policy"]})
+    return groups
+
+
+def _pm(x: dict) -> str:
+    return f"{x['mean']:.2f}" + (f" ± {x['std']:.2f}" if x["std"] is not None else "")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", required=True, help="folder of amc finetune run folders")
+    ap.add_argument("--out", required=True, help="output path without extension")
+    args = ap.parse_args()
+    groups = collect(Path(args.runs))
+    if not groups:
+        raise SystemExit(f"finetune_summary: error: no run with a summary.json under "
+                         f"{args.runs}; run amc finetune first")
+    doc = {"command": f"python scripts/finetune_summary.py --runs {args.runs} --out {args.out}",
+           "date": now(), "git_commit": git_commit(),
+           "names": {n: {m: mean_std([r[m] for r in rows]) for m in METRICS}
+                     for n, rows in groups.items()},
+           "runs": groups}
+    write_json(Path(args.out + ".json"), doc)
+    lines = ["| network | n | test after ft | val after ft | MACs ratio |", "|---|---|---|---|---|"]
+    for n, agg in doc["names"].items():
+        lines.append(f"| {n} | {agg['test_top1']['n']} | {_pm(agg['test_top1'])} | "
+                     f"{_pm(agg['val_top1'])} | {agg['macs_ratio']['mean']:.3f} |")
+    Path(args.out + ".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
