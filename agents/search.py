@@ -42,7 +42,7 @@ from .rescore import pick_best, rest_images
 from .summary import best_fields, summarize
 from .time_limit import RescoreEstimate, StopAtWallTime
 from .updates import EpisodeUpdates, OverlapUpdates
-from .warm_start import CHEAP, WarmStart, cheap_policies, demo_actions
+from .warm_start import CHEAP, WarmStart, cheap_policies, demo_actions, handed_over
 from .warm_start import MODES as WARM_MODES
 from .wrappers import RewardBaseline
 
@@ -106,7 +106,8 @@ def cheap_lines(scorer: Scorer, cfg: SearchConfig, run_dir: Path
             if (run_dir / f"{n}_policy.json").is_file()}
     known = {k: p.ratios for k, p in made.items()}
     if cfg.blocks_policy and "blocks" not in made:
-        known["blocks"] = handed_over(cfg, [u.name for u in pm.units])
+        known["blocks"] = handed_over(cfg.blocks_policy, cfg.model, cfg.budget,
+                                      [u.name for u in pm.units])
     for name, ratios in cheap_policies(scorer, cfg.parsed_budget(), cfg.max_ratio,
                                        cfg.sensitivity, known).items():
         path = run_dir / f"{name}_policy.json"
@@ -119,21 +120,6 @@ def cheap_lines(scorer: Scorer, cfg: SearchConfig, run_dir: Path
                     metrics).save(path)
         out[name] = (ratios, metrics)
     return out
-
-
-def handed_over(cfg: SearchConfig, units: list[str]) -> list[float]:
-    """The ratios of ``cfg.blocks_policy`` for ``units``, checked to be a blocks policy of
-    the search's model and budget.
-
-    Raises:
-        AmcError: It is not (one line, naming the fix).
-    """
-    p = load_policy(cfg.blocks_policy)
-    if (p.model, p.budget, p.provenance.get("strategy")) != (cfg.model, cfg.budget, "blocks"):
-        raise AmcError(f"--blocks-policy {cfg.blocks_policy} is a {p.provenance.get('strategy')} "
-                       f"policy of {p.model} at {p.budget}; pass the blocks policy of "
-                       f"{cfg.model} at {cfg.budget} (or none)")
-    return p.ratios_for(units)
 
 
 def observations_of(scorer: Scorer, cfg: SearchConfig):

@@ -38,6 +38,7 @@ from amc.prune.baselines import (
     uniform,
 )
 from amc.prune.budget import Budget, unreachable
+from amc.prune.policy import load_policy
 from amc.prune.scoring import Scorer
 from amc.utils.errors import AmcError
 
@@ -96,6 +97,21 @@ def cheap_policies(scorer: Scorer, budget: Budget, max_ratio: float,
                 raise
     # as exact fractions, so that the episodes replaying them remove the same channels
     return {k: scorer.pm.canonical(v) for k, v in out.items()}
+
+
+def handed_over(path: str | Path, model: str, budget: str, units: list[str]) -> list[float]:
+    """The ratios, for ``units``, of the blocks policy at ``path`` (``--blocks-policy``),
+    checked to be one of ``model`` at ``budget``.
+
+    Raises:
+        AmcError: It is not (one line, naming the fix).
+    """
+    p = load_policy(path)
+    strategy = p.provenance.get("strategy")
+    if (p.model, p.budget, strategy) != (model, budget, "blocks"):
+        raise AmcError(f"--blocks-policy {path} is a {strategy} policy of {p.model} at "
+                       f"{p.budget}; pass the blocks policy of {model} at {budget} (or none)")
+    return p.ratios_for(units)
 
 
 def demo_actions(policies: dict[str, list[float]], actions: ActionMap) -> list[list[float]]:
