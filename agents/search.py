@@ -90,12 +90,13 @@ def _reward_at(scorer: Scorer, cfg: SearchConfig) -> RewardAt:
     return lambda ratios: partial(_reward, fn, _outcome(scorer, cfg, ratios, 0.0))
 
 
-def cheap_lines(scorer: Scorer, cfg: SearchConfig, run_dir: Path
+def cheap_lines(scorer: Scorer, cfg: SearchConfig, run_dir: Path,
+                given: dict[str, list[float]] | None = None
                 ) -> dict[str, tuple[list[float], dict[str, float]]]:
     """The cheap policies (uniform, global, sensitivity given a sweep, blocks) scored once and
     kept as ``<name>_policy.json``: the lines to beat and the warm start's demonstrations.
-    One already in ``run_dir`` (a resumed search's) or handed over (``blocks_policy``) is
-    not made again.
+    One already in ``run_dir`` (a resumed search's) or ``given`` (ratios by name: the
+    ``--blocks-policy`` handed over) is not made again.
 
     Returns:
         name -> (ratios, {"val_top1", "reward"}).
@@ -104,10 +105,7 @@ def cheap_lines(scorer: Scorer, cfg: SearchConfig, run_dir: Path
     out = {}
     made = {n: load_policy(run_dir / f"{n}_policy.json") for n in CHEAP
             if (run_dir / f"{n}_policy.json").is_file()}
-    known = {k: p.ratios for k, p in made.items()}
-    if cfg.blocks_policy and "blocks" not in made:
-        known["blocks"] = handed_over(cfg.blocks_policy, cfg.model, cfg.budget,
-                                      [u.name for u in pm.units])
+    known = {**(given or {}), **{k: p.ratios for k, p in made.items()}}
     for name, ratios in cheap_policies(scorer, cfg.parsed_budget(), cfg.max_ratio,
                                        cfg.sensitivity, known).items():
         path = run_dir / f"{name}_policy.json"
@@ -303,6 +301,9 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
     scorer = build_scorer(**cfg.scorer_kwargs())
     pm = scorer.pm
     n_units = len(pm.units)
+    given = ({"blocks": handed_over(cfg.blocks_policy, cfg.model, cfg.budget,
+                                    [u.name for u in pm.units])}
+             if cfg.blocks_policy else None)  # checked before a search is cleared
     if not resume:  # the inputs are good: clear a search replaced by --force (or a failed
         # start's leftovers; ray_logs is this session's) and start
         remove_entries(run_dir, [n for n in RUN_FILES if n != "ray_logs"])
@@ -310,7 +311,7 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
         write_json(run_dir / "run.json", {"seed": cfg.seed, "git_commit": git_commit(),
                                           "versions": versions(), "started": now()})
     t_cheap = time.perf_counter()
-    lines = cheap_lines(scorer, cfg, run_dir)
+    lines = cheap_lines(scorer, cfg, run_dir, given)
     cheap_s = time.perf_counter() - t_cheap  # within --time-limit: part of the session
     demos = None
     if cfg.warm_start == "cheap":  # best first

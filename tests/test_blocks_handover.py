@@ -89,6 +89,13 @@ def test_a_blocks_policy_of_another_kind_is_refused(folder, ckpt, tmp_path, what
     with pytest.raises(AmcError, match="--blocks-policy .* pass the blocks policy of "
                                        "resnet20 at flops:0.6"):
         run_search(_search(folder, ckpt, tmp_path / "x", blocks_policy=str(p)))
+    if what == "budget":  # --force over a finished search: refused before it is cleared
+        run_search(_search(folder, ckpt, tmp_path / "done"))
+        kept = (tmp_path / "done" / "episodes.csv").read_text()
+        with pytest.raises(AmcError, match="--blocks-policy"):
+            run_search(_search(folder, ckpt, tmp_path / "done", blocks_policy=str(p),
+                               force=True))
+        assert (tmp_path / "done" / "episodes.csv").read_text() == kept
     with pytest.raises(AmcError, match="does not exist"):
         run_search(_search(folder, ckpt, tmp_path / "y", blocks_policy=str(tmp_path / "no.json")))
     assert not (tmp_path / "y").exists()
