@@ -120,6 +120,9 @@ class Comparison:
         self.scorer: Scorer = build_scorer(**cfg.scorer_kwargs(),
                                            net=copy.deepcopy(self.dense))
         self._scorers: dict[int, Scorer] = {0: self.scorer}
+        # (strategy, budget) -> why it cannot reach the budget (a matter of cost, not of the
+        # calibration draw: found once, not again for each run or for AMC's hand-over)
+        self._unreachable: dict[tuple[str, str], AmcError] = {}
         self.input_size = self.data.input_size
         write_json(self.dir / "config.json", asdict(cfg))
 
@@ -253,7 +256,14 @@ class Comparison:
                                 self.cfg.seed + run, self.cfg.n_random, map_fn=map_fn,
                                 sweep=sweep, rescore_top=self.cfg.rescore_top, rest=rest)
 
-        ratios, info = self.pool(scorer, run_it) if strategy == "random" else run_it(None)
+        if (strategy, budget) in self._unreachable:
+            raise self._unreachable[strategy, budget]
+        try:
+            ratios, info = self.pool(scorer, run_it) if strategy == "random" else run_it(None)
+        except AmcError as e:
+            if unreachable(e):
+                self._unreachable[strategy, budget] = e
+            raise
         pol = make_policy(scorer.pm, ratios, self.cfg.model, budget, strategy,
                           self.cfg.seed + run, self.cfg.max_ratio,
                           {"val_top1": info["val_top1"]},
