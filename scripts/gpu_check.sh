@@ -14,10 +14,15 @@
 #   stream      tv:resnet18 pruned to flops:0.5 and fine-tuned on a streamed folder of
 #               mixed-size JPEGs at 224 px (loader workers, pinned memory, AMP)
 #   compile     the same fine-tune with --compile (torch.compile)
+#   search56    where SHARED holds the pretrained CIFAR ResNet-56 and CIFAR-10: a ResNet-56
+#               search at flops:0.5 (internal units, 1,000 val images, cheap warm start,
+#               --device, --score-amp $AMP) for SEARCH56_EPISODES episodes or
+#               SEARCH56_SECONDS seconds: seconds per episode on the device (else skipped)
 #   ddp         amc finetune --workers 2 --gpus-per-worker 1 (Ray Train, nccl): only with 2+
 #               GPUs, else recorded as skipped
 # Environment: DEVICE (cuda), AMP (auto: bf16 where supported, else fp16 with a scaler),
 # TRAIN (2000 training JPEGs in the folder), SIZE (224), COMPILE (1: run the compile step),
+# SHARED (../shared), SEARCH56_EPISODES (300), SEARCH56_SECONDS (180),
 # PY (.venv/bin/python), WORK (runs/gpu_check), OUT (results/gpu_check.json).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +34,9 @@ SIZE=${SIZE:-224}
 COMPILE=${COMPILE:-1}
 WORK=${WORK:-runs/gpu_check}
 OUT=${OUT:-results/gpu_check.json}
+SHARED=${SHARED:-../shared}
+SEARCH56_EPISODES=${SEARCH56_EPISODES:-300}
+SEARCH56_SECONDS=${SEARCH56_SECONDS:-180}
 AMC=("$PY" -m amc.cli)
 export AMC_QUIET=1 AMC_CACHE_DIR=${AMC_CACHE_DIR:-$WORK/cache}
 
@@ -69,6 +77,15 @@ if [ "$COMPILE" = 1 ]; then
   step compile "${AMC[@]}" finetune "${STREAM[@]}" "${DEV[@]}" --compile --out "$WORK/compile"
 else
   printf 'compile\tskipped\t0\tCOMPILE=0\n' >> "$STEPS"
+fi
+if [ -f "$SHARED/models/resnet56-cifar10.th" ] && [ -d "$SHARED/data" ]; then
+  step search56 "${AMC[@]}" search --model resnet56 --checkpoint "$SHARED/models/resnet56-cifar10.th" \
+    --data cifar10 --data-dir "$SHARED/data" --units internal --val-limit 1000 --budget flops:0.5 \
+    --episodes "$SEARCH56_EPISODES" --warmup-episodes 20 --warm-start cheap \
+    --time-limit "$SEARCH56_SECONDS" --device "$DEVICE" --score-amp "$AMP" --force \
+    --out "$WORK/search56"
+else
+  printf 'search56\tskipped\t0\tno %s/models/resnet56-cifar10.th\n' "$SHARED" >> "$STEPS"
 fi
 NGPU=$("$PY" -c "import torch; print(torch.cuda.device_count())")
 if [ "$NGPU" -ge 2 ] && [ "$DEVICE" != cpu ]; then
@@ -115,7 +132,8 @@ for line in Path(steps_file).read_text().splitlines():
                              epochs_trained=s["epochs_trained"])
             else:  # a search
                 entry.update({k: s[k] for k in ("episodes", "best_val_top1", "uniform_val_top1",
-                                                "seconds_per_episode") if k in s})
+                                                "seconds_per_episode", "cheap_seconds",
+                                                "wall_seconds_this_run") if k in s})
     res["steps"][name] = entry
 res["ok"] = all(e["rc"] in (0, "skipped") for e in res["steps"].values())
 write_json(out, res)
