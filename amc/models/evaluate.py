@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from amc.utils.device import placed
 from amc.utils.errors import AmcError
 from amc.utils.progress import progress_iter
 
@@ -57,13 +58,14 @@ def eval_batch_size(image_shape: tuple[int, ...] | torch.Size, cap: int = 500) -
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int | None = None,
             device: str | torch.device = "cpu", show_progress: bool = False,
             channels_last: bool = False) -> torch.Tensor:
-    """Logits of ``model`` on ``x`` (float32, NCHW, already normalised), in inference mode."""
+    """Logits of ``model`` on ``x`` (float32, NCHW, already normalised), in inference mode, on
+    ``device`` (a model elsewhere is moved there for the call and back after it)."""
     batch_size = batch_size or eval_batch_size(x.shape)
     model.eval()
     outs = []
     starts = range(0, len(x), batch_size)
     it = progress_iter(starts, total=len(starts), desc="eval") if show_progress else starts
-    with torch.inference_mode():
+    with placed(model, device), torch.inference_mode():
         for s in it:
             xb = x[s:s + batch_size].to(device, non_blocking=True)
             if channels_last:
@@ -119,7 +121,7 @@ def evaluate_split(model: nn.Module, data: Dataset, split: str,
         batches = progress_iter(batches, total=len(plan), desc="eval")
     outs, ys = [], []
     model.eval()
-    with torch.inference_mode():
+    with placed(model, device), torch.inference_mode():
         for xb, yb in batches:
             outs.append(model(data.to_input(xb, device)).float().cpu())
             ys.append(yb)

@@ -7,6 +7,9 @@ the user's word here once and passes the resulting ``torch.device`` on; nothing 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 
 from amc.utils.errors import AmcError
@@ -21,3 +24,25 @@ def resolve_device(device: str) -> torch.device:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise AmcError("--device cuda asked for but no CUDA device is present; use --device auto")
     return torch.device(device)
+
+
+@contextmanager
+def placed(model: torch.nn.Module, device: str | torch.device) -> Iterator[torch.nn.Module]:
+    """``model`` on ``device`` for the ``with`` block, back where it was after it.
+
+    Networks between stages live on the CPU (the training loop moves its model to the
+    device and back); an evaluation on the device moves such a network there and back in
+    place (its parameters stay the same objects), and leaves one already there as it is.
+    """
+    dev = torch.device(device)
+    first = next(iter(model.parameters()), None)
+    home = first.device if first is not None else dev
+    same = home.type == dev.type and (dev.index is None or home.index == dev.index)
+    if same:
+        yield model
+        return
+    model.to(dev)
+    try:
+        yield model
+    finally:
+        model.to(home)
