@@ -39,6 +39,10 @@ class SearchConfig(ScoringConfig, ClusterConfig, OutputConfig):
         noise_min: Floor of the decaying σ (in [0, 1] units): with a floor, late episodes
             keep exploring around the re-anchored actor instead of replaying it; 0: AMC's
             schedule, σ decays towards 0.
+        drop_swap: With droppable blocks (--drop-blocks): the probability that an episode
+            after the warm-up swaps a block the actor dropped in its previous episode with
+            one it kept (the noise around the actor's actions alone rarely moves a block
+            across the drop threshold); 0: never.
         rescore_top: At the end, score the search's this many best distinct policies again
             on the rest of val (the images past --val-limit, which the search never saw) and
             keep the best on all of val: the highest of hundreds of noisy scores is biased
@@ -95,6 +99,7 @@ class SearchConfig(ScoringConfig, ClusterConfig, OutputConfig):
     noise_sigma: float = 0.5
     noise_decay: float = 0.95
     noise_min: float = NOISE_MIN
+    drop_swap: float = 0.0
     rescore_top: int = 5
     time_limit: float | None = None
     hidden: int = 300

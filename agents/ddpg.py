@@ -18,6 +18,9 @@ from stable_baselines3 import DDPG
 from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.td3.policies import TD3Policy
 
+from amc.envs import ActionMap
+from amc.envs.actions import DROP_AT
+
 from .config import SearchConfig
 from .episode_buffer import EpisodeReplayBuffer
 from .noise import FollowObservations, TruncatedNormalNoise
@@ -95,19 +98,23 @@ class AMCPolicy(TD3Policy):
         return data
 
 
-def make_noise(cfg: SearchConfig, n_envs: int, demos: list[list[float]] | None = None
-               ) -> TruncatedNormalNoise:
+def make_noise(cfg: SearchConfig, n_envs: int, demos: list[list[float]] | None = None,
+               actions: ActionMap | None = None) -> TruncatedNormalNoise:
     """The exploration noise: AMC's, or, with warm-up ``demos``, one that replays them and
-    then explores from ``cfg.warm_start_sigma``."""
+    then explores from ``cfg.warm_start_sigma``; ``actions`` names the droppable units that
+    ``cfg.drop_swap`` swaps."""
     return TruncatedNormalNoise(n_envs, cfg.warm_start_sigma if demos else cfg.noise_sigma,
                                 cfg.noise_decay, cfg.warmup_episodes, seed=cfg.seed,
                                 demos=demos, demo_sigma=cfg.warm_start_sigma,
-                                sigma_min=cfg.noise_min)
+                                sigma_min=cfg.noise_min,
+                                droppable=sorted(actions.droppable) if actions else (),
+                                drop_at=actions.drop_at if actions else DROP_AT,
+                                swap=cfg.drop_swap)
 
 
 def build_agent(cfg: SearchConfig, venv: VecEnv, n_units: int,
-                tensorboard_log: str | None = None, demos: list[list[float]] | None = None
-                ) -> tuple[DDPG, TruncatedNormalNoise]:
+                tensorboard_log: str | None = None, demos: list[list[float]] | None = None,
+                actions: ActionMap | None = None) -> tuple[DDPG, TruncatedNormalNoise]:
     """A DDPG agent set up as in AMC, and its exploration noise (``demos``: the warm-up's
     demonstrations; the agent then learns from the first step, since SB3 would otherwise
     take random actions until ``learning_starts``).
@@ -115,7 +122,7 @@ def build_agent(cfg: SearchConfig, venv: VecEnv, n_units: int,
     Its replay buffer stores whole episodes with their returns and SB3's own training is off:
     pass :class:`~amc.agents.updates.EpisodeUpdates` to ``learn`` (one update per stored
     transition)."""
-    noise = make_noise(cfg, venv.num_envs, demos)
+    noise = make_noise(cfg, venv.num_envs, demos, actions)
     model = DDPG(
         AMCPolicy, venv,
         learning_rate=cfg.lr_actor,

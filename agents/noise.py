@@ -10,6 +10,13 @@ instead: during the warm-up each episode replays one cheap policy (first each ex
 perturbed by a normal of σ ``demo_sigma``), the noise being the difference between that
 action and μ(s); SB3 then stores the demonstrated actions in its replay buffer as its own.
 
+With ``swap`` > 0 and droppable units, an episode after the warm-up swaps, with that
+probability, which blocks are dropped: one unit the actor dropped in the env's previous episode
+(μ at or above ``drop_at``) is kept, at the mean action of the droppable units it kept, and one
+it kept is dropped (action 1). The noise around μ alone rarely does this: an action must cross
+``drop_at`` and the budget rule then squeezes the later units, so such an episode scores badly,
+and the anchored actor keeps the drops of the best cheap policy it started from.
+
 SB3 calls an ``ActionNoise`` without arguments, so the noise learns the observations the
 next actions are taken for from :class:`FollowObservations`, a callback that reads them from
 the rollout's own ``new_obs`` (SB3's public callback locals).
@@ -17,7 +24,7 @@ the rollout's own ``new_obs`` (SB3's public callback locals).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
@@ -42,13 +49,19 @@ class TruncatedNormalNoise(VectorizedActionNoise):
             list per policy (None: the paper's random warm-up).
         demo_sigma: σ of the perturbation of demonstrations after each was played once.
         sigma_min: Floor of the decaying σ (0: the paper's schedule).
+        droppable: Indices of the units whose block an action at or above ``drop_at``
+            drops (:class:`~amc.envs.actions.ActionMap`).
+        drop_at: The action at which a droppable unit is dropped.
+        swap: Probability that an episode after the warm-up swaps a dropped and a kept
+            block of the actor's previous episode (0: never; the generator is not drawn).
     """
 
     def __init__(self, n_envs: int = 1, sigma0: float = 0.5, decay: float = 0.95,
                  warmup_episodes: int = 100, seed: int = 0,
                  actor: Callable[[np.ndarray], np.ndarray] | None = None,
                  demos: list[list[float]] | None = None, demo_sigma: float = 0.1,
-                 sigma_min: float = 0.0):
+                 sigma_min: float = 0.0, droppable: Sequence[int] = (),
+                 drop_at: float = 0.75, swap: float = 0.0):
         self.n_envs = n_envs
         self.sigma0, self.decay, self.warmup = sigma0, decay, warmup_episodes
         self.sigma_min = sigma_min
@@ -61,6 +74,12 @@ class TruncatedNormalNoise(VectorizedActionNoise):
         self.demos_started = 0
         self._t = np.zeros(n_envs, dtype=int)  # step of each env in its episode
         self._target: list[np.ndarray] = [np.zeros(0)] * n_envs
+        self.droppable, self.drop_at, self.swap = sorted(droppable), drop_at, swap
+        self.swaps = 0
+        """Episodes that swapped a dropped and a kept block."""
+        self._mu: list[dict[int, float]] = [{} for _ in range(n_envs)]  # this episode's μ
+        self._mu_last: list[dict[int, float]] = [{} for _ in range(n_envs)]
+        self._plan: list[dict[int, float]] = [{} for _ in range(n_envs)]
 
     @property
     def demonstrating(self) -> bool:
@@ -99,6 +118,7 @@ class TruncatedNormalNoise(VectorizedActionNoise):
             self._t += 1
             mu = np.asarray(self.actor(self.obs), dtype=np.float64).reshape(self.n_envs)
             return (2.0 * target - 1.0 - mu).reshape(self.n_envs, 1).astype(np.float32)
+        steps = self._t.copy()
         self._t += 1
         if self.episodes < self.warmup or self.actor is None or self.obs is None:
             return np.zeros((self.n_envs, 1), dtype=np.float32)
@@ -107,8 +127,30 @@ class TruncatedNormalNoise(VectorizedActionNoise):
 
         sd = max(self.sigma, 1e-6)
         a, b = (0.0 - mu) / sd, (1.0 - mu) / sd
-        sample = truncnorm.rvs(a, b, loc=mu, scale=sd, random_state=self.rng)
+        sample = np.array(truncnorm.rvs(a, b, loc=mu, scale=sd, random_state=self.rng),
+                          dtype=np.float64).reshape(mu.shape)
+        if self.swap > 0 and self.droppable:
+            for i, t in enumerate(steps.tolist()):
+                if t == 0:
+                    self._plan[i] = self._swap_plan(self._mu_last[i])
+                self._mu[i][t] = float(mu.reshape(self.n_envs)[i])
+                if t in self._plan[i]:
+                    sample.reshape(self.n_envs)[i] = self._plan[i][t]
         return (2.0 * (sample - mu)).astype(np.float32)
+
+    def _swap_plan(self, last_mu: dict[int, float]) -> dict[int, float]:
+        """The actions that swap a dropped and a kept block of the episode whose μ per unit
+        is ``last_mu`` (with probability ``swap``; empty where it has no both)."""
+        if not last_mu or self.rng.random() >= self.swap:
+            return {}
+        units = [u for u in self.droppable if u in last_mu]
+        dropped = [u for u in units if last_mu[u] >= self.drop_at]
+        kept = [u for u in units if last_mu[u] < self.drop_at]
+        if not dropped or not kept:
+            return {}
+        self.swaps += 1
+        keep_at = min(float(np.mean([last_mu[u] for u in kept])), self.drop_at - 0.05)
+        return {int(self.rng.choice(dropped)): keep_at, int(self.rng.choice(kept)): 1.0}
 
     def reset(self, indices: Iterable[int] | None = None) -> None:
         """SB3 calls this when episodes end and also at the start of every ``learn``, so it
@@ -119,15 +161,20 @@ class TruncatedNormalNoise(VectorizedActionNoise):
         idx = list(indices)
         self.episodes += len(idx)
         self._t[idx] = 0
+        for i in idx:
+            if self._mu[i]:
+                self._mu_last[i], self._mu[i] = self._mu[i], {}
+            self._plan[i] = {}
 
     def state(self) -> dict:
         return {"episodes": self.episodes, "rng": self.rng.bit_generator.state,
-                "demos_started": self.demos_started}
+                "demos_started": self.demos_started, "swaps": self.swaps}
 
     def load_state(self, state: dict) -> None:
         self.episodes = int(state["episodes"])
         self.rng.bit_generator.state = state["rng"]
         self.demos_started = int(state.get("demos_started", 0))
+        self.swaps = int(state.get("swaps", 0))
         self._t[:] = 0  # a resumed search starts its envs at the first unit
 
     def __repr__(self) -> str:

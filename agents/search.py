@@ -314,10 +314,10 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
     lines = cheap_lines(scorer, cfg, run_dir, given)
     cheap_s = time.perf_counter() - t_cheap  # within --time-limit: part of the session
     demos = None
+    amap = ActionMap.of(scorer.pm, cfg.max_ratio)
     if cfg.warm_start == "cheap":  # best first
         ranked = dict(sorted(lines.items(), key=lambda kv: -kv[1][1]["reward"]))
-        demos = demo_actions({k: v[0] for k, v in ranked.items()},
-                             ActionMap.of(scorer.pm, cfg.max_ratio))
+        demos = demo_actions({k: v[0] for k, v in ranked.items()}, amap)
 
     # VecMonitor (raw rewards: rollout/ep_rew_mean in TensorBoard) under the baseline; Ray
     # workers evaluate while the driver updates the agent
@@ -337,7 +337,7 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
         model.load_replay_buffer(ckpt / "replay.pkl")
         model.replay_buffer.drop_pending()  # the envs restart at the first unit
         updates.load_state(state.get("updates", {}))
-        noise = make_noise(cfg, venv.num_envs, demos)
+        noise = make_noise(cfg, venv.num_envs, demos, amap)
         noise.load_state(state["noise"])
         venv.load_state(state["baseline"])
         rows = read_rows(run_dir / "episodes.csv")[:done]
@@ -347,15 +347,15 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
         if resume:
             for f in ("episodes.csv", "best_policy.json"):
                 (run_dir / f).unlink(missing_ok=True)
-        model, noise = build_agent(cfg, venv, n_units, tensorboard_log=tb, demos=demos)
+        model, noise = build_agent(cfg, venv, n_units, tensorboard_log=tb, demos=demos,
+                                   actions=amap)
     follow = attach_noise(model, noise)
     callbacks = [follow, updates]
     if demos:
         best_known = None
         if best is not None and (run_dir / "best_policy.json").is_file():
             best_known = (float(best), load_policy(run_dir / "best_policy.json").ratios)
-        callbacks.append(WarmStart(noise, observations_of(scorer, cfg),
-                                   ActionMap.of(scorer.pm, cfg.max_ratio),
+        callbacks.append(WarmStart(noise, observations_of(scorer, cfg), amap,
                                    best_known, anchor_every=cfg.anchor_every,
                                    defer=overlap.defer if overlap else None,
                                    record=lambda d: write_json(run_dir / "warm_start.json", d)))

@@ -30,6 +30,7 @@ def amc_policy(cfg, budget: str, run_dir: Path, blocks: Path | None = None) -> P
     sc = SearchConfig(**{**cfg.scoring_fields(), "threads": 1 if cfg.workers > 1 else cfg.threads},
                       budget=budget, episodes=cfg.episodes, warmup_episodes=cfg.warmup_episodes,
                       warm_start=cfg.warm_start, noise_min=cfg.noise_min,
+                      drop_swap=cfg.drop_swap,
                       rescore_top=cfg.rescore_top, time_limit=cfg.time_limit,
                       workers=cfg.workers, envs_on=cfg.envs_on,
                       envs_per_worker=cfg.envs_per_worker,

@@ -151,8 +151,8 @@ same thing in every config, so one table serves them all."""
 POSITIVE = ("epochs", "finetune_epochs", "lr", "time_limit")
 """Fields that must be above zero."""
 
-UNIT_INTERVAL = ("noise_min",)
-"""Fields that must lie in [0, 1] (σ in action units)."""
+UNIT_INTERVAL = ("noise_min", "drop_swap")
+"""Fields that must lie in [0, 1] (a σ in action units, a probability)."""
 
 ONE_OF: dict[str, tuple[str, ...]] = {"amp": AMP_MODES, "score_amp": AMP_MODES,
                                       "envs_on": ("driver", "workers")}
@@ -183,7 +183,7 @@ def check_counts(cfg: object) -> None:
     for name in UNIT_INTERVAL:
         v = getattr(cfg, name, None)
         if v is not None and not 0.0 <= v <= 1.0:
-            raise AmcError(f"{flag(name)} must be in [0, 1] (action units), got {v}")
+            raise AmcError(f"{flag(name)} must be in [0, 1], got {v}")
     for name, words in ONE_OF.items():
         v = getattr(cfg, name, None)
         if v is not None and v not in words:
@@ -236,13 +236,13 @@ ADDED_AS_BEFORE: dict[str, object] = {"time_limit": None, "score_amp": "off",
                                       "envs_per_worker": 1, "envs_on": "workers",
                                       "reconstruct_delivered": True,
                                       "sweep_time_limit": False,
-                                      "latency_table_method": None}
+                                      "latency_table_method": None, "drop_swap": 0.0}
 """Settings added after runs were cached whose value here reproduces what every earlier run
 did (no time limit: all episodes ran; scores in fp32; one env per Ray worker, in the
 worker; reconstruction, when on, also in the delivered networks; no search limited to the
 sweep's time; no latency table recorded, so that a latency run made before counts as made
-with another table than today's): a cached run that predates one of them counts as made with
-that value."""
+with another table than today's; no episode swapping dropped blocks): a cached run that
+predates one of them counts as made with that value."""
 
 
 def changed_settings(cfg: object, run_dir: str | Path, ignore: tuple[str, ...] = ("force",)

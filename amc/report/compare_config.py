@@ -47,6 +47,8 @@ class CompareConfig(ScoringConfig, OptimConfig):
             of the comparison's sensitivity sweep (computed first); AMC's search seconds then
             include the sweep's.
         noise_min: Floor of AMC's decaying exploration σ (``amc search --noise-min``).
+        drop_swap: Probability that an AMC episode swaps a dropped and a kept block
+            (``amc search --drop-swap``).
         rescore_top: AMC and random keep the best on all of val among their this many best
             policies (scored again on the val images past --val-limit; ``amc search
             --rescore-top``); 0 or 1: the best on the first --val-limit images.
@@ -80,6 +82,7 @@ class CompareConfig(ScoringConfig, OptimConfig):
     warm_start: str = "cheap"
     sweep_warm_start: bool = False
     noise_min: float = NOISE_MIN
+    drop_swap: float = 0.0
     rescore_top: int = 5
     time_limit: float | None = None
     sweep_time_limit: bool = False
