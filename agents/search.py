@@ -384,6 +384,6 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
         venv.close()
     return summarize(cfg, run_dir, {k: v[1] for k, v in lines.items()}, seconds, restarts,
                      {"agent_updates_this_run": updates.made, "cheap_seconds": cheap_s,
-                      "stopped_by_time_limit": timer.stopped,
+                      "stopped_by_time_limit": timer.stopped, "drop_swaps": noise.swaps,
                       "update_rounds_overlapped": overlap.overlapped if overlap else 0,
                       "score_precision": scorer.precision.name, **picked})

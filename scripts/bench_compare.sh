@@ -22,6 +22,8 @@
 #   bash scripts/bench_compare.sh drop       # -> results/compare_resnet56_drop/ (~75 min)
 #   bash scripts/bench_compare.sh drop55     # -> results/compare_resnet56_drop55/ (~65 min)
 #   bash scripts/bench_compare.sh drop55-ft  # -> results/compare_resnet56_drop55/finetune_15k.* (~15 min)
+#   bash scripts/bench_compare.sh drop55-swap  # -> results/compare_resnet56_drop55_swap/ (~35 min)
+#   bash scripts/bench_compare.sh drop55-swap-ft  # -> results/compare_resnet56_drop55_swap/finetune_15k.* (~12 min)
 #
 # `retime-sweep`: the comparison's sensitivity sweep run again (same adapted model, images and
 # command, in a scratch folder), to time it on the same machine right after AMC's searches
@@ -151,6 +153,11 @@
 # dense model by `amc finetune` (one-shot: no reconstruction or BN recalibration first) and
 # fine-tuned 1 epoch over 15,000 training images (3x the comparison's), seed = run; weights in
 # runs/drop55_ft/ -> results/compare_resnet56_drop55/finetune_15k.json/.md (~15 min).
+#
+# `drop55-swap`: drop55's AMC searches at latency:0.55 again with --drop-swap 0.3 (a share of
+# the episodes swaps a dropped and a kept block); blocks and uniform are drop55's own (their
+# policies, scores and fine-tunes copied: the same calibration draws and recipe), the adapted
+# dense model is made again (bit for bit) -> results/compare_resnet56_drop55_swap/ (~35 min).
 #
 # Resumable: every stage's artifact is cached in the output folder (weights in models/ are
 # git-ignored; once a model's scores are in eval/, a rerun rebuilds the tables).
@@ -314,27 +321,55 @@ drop() {  # drop() OUT BUDGET...: the drop comparison at the given budgets
       --strategies amc,blocks,uniform --max-ratio 0.9 --reconstruct --drop-blocks \
       --episodes 300 --warmup-episodes 20 --warm-start cheap --noise-min 0.05 --time-limit 300 \
       --finetune-epochs 1 --train-limit 5000 --lr 0.01 --batch-size 128 \
-      "${budgets[@]}" --out "$out"
+      "${budgets[@]}" ${DROP_EXTRA[@]+"${DROP_EXTRA[@]}"} --out "$out"
 }
+DROP_EXTRA=()  # more amc compare options of drop()
 if [[ $WHICH == drop ]]; then
   drop results/compare_resnet56_drop latency:0.5 flops:0.5
 fi
 if [[ $WHICH == drop55 ]]; then
   drop results/compare_resnet56_drop55 latency:0.55 flops:0.5
 fi
-if [[ $WHICH == drop55-ft ]]; then
-  D=results/compare_resnet56_drop55
-  for name in amc_latency0.55 blocks_latency0.55 uniform_flops0.5; do
+if [[ $WHICH == drop55-swap ]]; then
+  S=results/compare_resnet56_drop55
+  D=results/compare_resnet56_drop55_swap
+  if [[ ! -f $D/config.json ]]; then  # drop55's blocks and uniform at latency:0.55, nothing else
+    mkdir -p "$D"/{policies,eval,finetune}
+    for d in policies eval finetune; do
+      for f in "$S/$d"/{blocks,uniform}_latency0.55*; do cp "$f" "$D/$d/"; done
+    done
+    cp "$S/eval/dense_before.json" "$D/eval/"
+    ${PYTHON:-.venv/bin/python} -c "import json, sys; c = json.load(open(sys.argv[1])); \
+c.update(drop_swap=0.3, budgets=['latency:0.55']); json.dump(c, open(sys.argv[2], 'w'), indent=1)" \
+        "$S/config.json" "$D/config.json"
+  fi
+  DROP_EXTRA=(--drop-swap 0.3)
+  drop "$D" latency:0.55
+fi
+ft15k() {  # ft15k FOLDER RUNS NAME...: FOLDER's policies NAME (runs 0-2) fine-tuned on 15,000
+  local d=$1 runs=$2 name run tag  # images from FOLDER's adapted dense model -> RUNS/
+  shift 2
+  for name in "$@"; do
     for run in 0 1 2; do
       tag=$name$([[ $run == 0 ]] || echo "_s$run")
-      [[ -f runs/drop55_ft/$tag/summary.json ]] && continue
-      $AMC finetune --model resnet56 --checkpoint "$D/models/dense_ft.pt" --data cifar10 \
-          --data-dir "$SHARED/data" --policy "$D/policies/$tag.json" --epochs 1 \
+      [[ -f $runs/$tag/summary.json ]] && continue
+      $AMC finetune --model resnet56 --checkpoint "$d/models/dense_ft.pt" --data cifar10 \
+          --data-dir "$SHARED/data" --policy "$d/policies/$tag.json" --epochs 1 \
           --train-limit 15000 --lr 0.01 --batch-size 128 --seed "$run" --threads 2 \
-          --out "runs/drop55_ft/$tag" --force
+          --out "$runs/$tag" --force
     done
   done
+}
+if [[ $WHICH == drop55-ft ]]; then
+  D=results/compare_resnet56_drop55
+  ft15k "$D" runs/drop55_ft amc_latency0.55 blocks_latency0.55 uniform_flops0.5
   ${PYTHON:-.venv/bin/python} scripts/finetune_summary.py --runs runs/drop55_ft \
+      --out "$D/finetune_15k"
+fi
+if [[ $WHICH == drop55-swap-ft ]]; then  # drop55-swap's AMC networks, as drop55-ft's
+  D=results/compare_resnet56_drop55_swap
+  ft15k "$D" runs/drop55_swap_ft amc_latency0.55
+  ${PYTHON:-.venv/bin/python} scripts/finetune_summary.py --runs runs/drop55_swap_ft \
       --out "$D/finetune_15k"
 fi
 if [[ $WHICH == bf16 ]]; then

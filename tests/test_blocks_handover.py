@@ -165,3 +165,14 @@ def test_the_time_limit_counts_the_making_of_the_cheap_policies(folder, ckpt, tm
     run_search(_search(folder, ckpt, tmp_path / "slow", time_limit=6.0, rescore_top=0))
     s = json.loads((tmp_path / "slow" / "summary.json").read_text())
     assert s["episodes"] == 1 and s["cheap_seconds"] > 6.0 and s["stopped_by_time_limit"]
+
+
+def test_a_search_records_its_drop_swaps(folder, ckpt, tmp_path):
+    """--drop-swap 1: every episode after the warm-up whose previous one both dropped and kept
+    a block swaps two of them, and the summary counts them; without it, none."""
+    swapped = run_search(_search(folder, ckpt, tmp_path / "swap", episodes=8, drop_swap=1.0))
+    plain = run_search(_search(folder, ckpt, tmp_path / "plain", episodes=8))
+    assert plain["drop_swaps"] == 0
+    assert 1 <= swapped["drop_swaps"] <= 3  # episodes 6-8 may swap (5 has no previous μ)
+    rows = (tmp_path / "swap" / "episodes.csv").read_text().splitlines()
+    assert len(rows) == 9

@@ -93,3 +93,4 @@ def test_the_search_config_reaches_the_noise():
 
     noise = make_noise(SearchConfig(drop_swap=0.25), 1, actions=ActionMap(0.8, frozenset({4, 2})))
     assert (noise.swap, noise.droppable, noise.drop_at) == (0.25, [2, 4], 0.75)
+
