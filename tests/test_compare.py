@@ -116,10 +116,15 @@ def test_distillation_uses_the_dense_checkpoint_as_teacher(digits_ckpt, tmp_path
         return real_train(model, data, cfg, teacher=teacher, **kw)
 
     monkeypatch.setattr(compare, "train", spy)
-    c = Comparison(_cfg(digits_ckpt, tmp_path / "kd", strategies=("uniform",), kd_weight=0.5))
+    c = Comparison(_cfg(digits_ckpt, tmp_path / "kd", strategies=("uniform",), kd_weight=0.5,
+                        channels_last=True))
     c.run()
     assert len(seen) == 2  # the dense model and the uniform one, both distilled
     assert all(w == 0.5 and t is c.dense for w, t in seen)
+    # the teacher is the dense model the strategies prune: training moved it to the device (in
+    # channels-last here) and back, as it found it
+    convs = [q for q in c.dense.parameters() if q.dim() == 4 and q.shape[1] > 1]
+    assert convs and all(q.is_contiguous() for q in convs)
 
 
 def test_seeds_give_mean_and_std_over_calibration_draws(digits_ckpt, tmp_path):

@@ -4,6 +4,7 @@ search, ``amc jobs wait``, the results found, the head stopped. About a minute."
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -95,6 +96,10 @@ def test_submit_search_to_a_local_head(ray_head, tmp_path, digits_ckpt):
     assert str(out) in w.stdout  # tells the user where the results are
     assert (out / "best_policy.json").is_file()
     assert len((out / "episodes.csv").read_text().strip().splitlines()) == 13
+    # the job's copy of the code has no .git: its run records the submitted checkout's commit
+    from amc.utils.provenance import git_commit
+
+    assert json.loads((out / "run.json").read_text())["git_commit"] == git_commit()
 
 
 def test_local_session_ignores_a_running_cluster(ray_head):

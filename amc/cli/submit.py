@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from amc.utils.errors import AmcError
+from amc.utils.provenance import GIT_COMMIT_ENV, git_commit
 
 EXCLUDES = [".venv", ".git", "runs", "results", "logs", "*.pt", "*.pth", "*.th", "*.onnx",
             "*.onnx.data", "__pycache__", ".pytest_cache", ".ruff_cache"]
@@ -88,6 +89,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
             raise AmcError(f"working dir {wd} does not exist; pass --working-dir or "
                            "--no-working-dir")
         runtime_env = {"working_dir": str(wd.resolve()), "excludes": EXCLUDES}
+        commit = git_commit(wd)  # the package leaves .git out: the job's runs record this
+        if commit:
+            runtime_env["env_vars"] = {GIT_COMMIT_ENV: commit}
     out = out_dir_of(entry)
     job_id = submit(client(args.address), args.address, entrypoint=entry,
                     runtime_env=runtime_env, submission_id=args.job_id)

@@ -92,7 +92,8 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, teacher: nn.Module 
     prec = precision(cfg.amp, dev)
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model.to(dev, memory_format=fmt)
-    if teacher is not None:
+    if teacher is not None:  # shared with the caller (e.g. the dense model): moved back below
+        teacher_home = next(teacher.parameters()).device
         teacher.to(dev, memory_format=fmt).eval()
     n = len(data.labels["train"])
     steps_per_epoch = spe_of(n, cfg.batch_size, session.world)
@@ -167,6 +168,8 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, teacher: nn.Module 
                 on_epoch({**row, "optimizer": opt.state_dict()})
             t_epoch, seen, loss_sum = time.perf_counter(), 0, 0.0
     model.to("cpu", memory_format=torch.contiguous_format).eval()
+    if teacher is not None:
+        teacher.to(teacher_home, memory_format=torch.contiguous_format)
     return history
 
 

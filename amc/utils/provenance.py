@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import platform
 import subprocess
 from importlib import metadata
@@ -12,8 +13,17 @@ PACKAGES = ("amc", "torch", "torchvision", "torch-pruning", "stable-baselines3",
             "ray", "onnx", "onnxruntime", "numpy")
 
 
+GIT_COMMIT_ENV = "AMC_GIT_COMMIT"
+"""Names the commit of a copy of the code that has no git metadata (a Ray Job's working dir:
+``amc submit`` sets it from the checkout it packages)."""
+
+
 def git_commit(path: str | Path | None = None) -> str | None:
-    """The commit of the checkout that holds this package (``-dirty`` if modified)."""
+    """The commit of the checkout that holds this package (``-dirty`` if modified), or
+    :data:`GIT_COMMIT_ENV`'s value where that is set (a copy without ``.git``); of the
+    checkout at ``path`` when given."""
+    if path is None and os.environ.get(GIT_COMMIT_ENV):
+        return os.environ[GIT_COMMIT_ENV]
     root = Path(path) if path else Path(__file__).resolve().parent.parent
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
