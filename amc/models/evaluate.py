@@ -132,13 +132,17 @@ def evaluate_split(model: nn.Module, data: Dataset, split: str,
 
 def top1(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
          batch_size: int | None = None) -> float:
-    """Top-1 accuracy in percent (the hot path of the search: no per-class work)."""
+    """Top-1 accuracy in percent (the hot path of the search: no per-class work), computed
+    where the model is (batches of ``x`` and ``y`` kept elsewhere are moved there)."""
     batch_size = batch_size or eval_batch_size(x.shape)
     model.eval()
+    first = next(iter(model.parameters()), None)
+    dev = first.device if first is not None else x.device
     correct = 0
     with torch.inference_mode():
         for s in range(0, len(x), batch_size):
-            correct += int((model(x[s:s + batch_size]).argmax(1) == y[s:s + batch_size]).sum())
+            pred = model(x[s:s + batch_size].to(dev, non_blocking=True)).argmax(1)
+            correct += int((pred == y[s:s + batch_size].to(dev, non_blocking=True)).sum())
     return 100.0 * correct / max(1, len(y))
 
 
