@@ -19,6 +19,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from amc.utils.device import device_of
+
 COUNTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d,
            nn.BatchNorm3d)
 FUNCTIONAL = "(functional)"  # name of the row of products run outside counted modules
@@ -131,8 +133,7 @@ def layer_costs(model: nn.Module, input_size: tuple[int, ...]) -> list[LayerCost
     was_training = model.training
     model.eval()
     try:
-        p = next(model.parameters(), None)
-        dev = p.device if p is not None else torch.device("cpu")
+        dev = device_of(model)
         with torch.inference_mode(), counter:
             model(torch.zeros(1, *input_size, device=dev))
     finally:

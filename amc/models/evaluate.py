@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from amc.utils.device import placed
+from amc.utils.device import device_of, placed
 from amc.utils.errors import AmcError
 from amc.utils.progress import progress_iter
 
@@ -136,8 +136,7 @@ def top1(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     where the model is (batches of ``x`` and ``y`` kept elsewhere are moved there)."""
     batch_size = batch_size or eval_batch_size(x.shape)
     model.eval()
-    first = next(iter(model.parameters()), None)
-    dev = first.device if first is not None else x.device
+    dev = device_of(model, x.device)
     correct = 0
     with torch.inference_mode():
         for s in range(0, len(x), batch_size):

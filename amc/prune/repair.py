@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from amc.prune.units import PrunableModel
+from amc.utils.device import device_of
 
 
 def _capture_all(model: nn.Module, names: list[str], x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -122,7 +123,7 @@ def reconstruct(pm: PrunableModel, pruned: nn.Module, ratios: Sequence[float],
     cache = dense_cache if dense_cache is not None else {}
     missing = [L.name for L in todo if L.name not in cache]
     if missing:
-        dev = next(pm.model.parameters()).device
+        dev = device_of(pm.model)
         with torch.autocast(dev.type, enabled=False):  # the targets are fp32 in any caller
             outs = _capture_all(pm.model, missing, x.to(dev))
         for name in missing:

@@ -51,6 +51,7 @@ from amc.train.finetune_config import FinetuneConfig, check_config, plan_stages
 from amc.train.loop import TrainConfig, train
 from amc.train.runlog import NoLog, RunLog
 from amc.train.session import Session
+from amc.utils.device import device_of
 from amc.utils.errors import AmcError
 from amc.utils.io import (
     atomic_write,
@@ -210,7 +211,7 @@ class Runner:
                 step <= c["t0"] + c["n"] * c["dt"]:
             self.prune_event(model, step)
         elif self.st["masks"]:
-            dev = next(model.parameters()).device
+            dev = device_of(model)
             if not self._dev_masks:
                 self._dev_masks = {k: v.to(dev) for k, v in self.st["masks"].items()}
             apply_masks(model, self._dev_masks)

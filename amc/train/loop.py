@@ -28,6 +28,7 @@ from amc.data.loader import BatchPlan
 from amc.data.loader import steps_per_epoch as spe_of
 from amc.models.evaluate import evaluate_split
 from amc.train.session import Session
+from amc.utils.device import device_of
 from amc.utils.errors import AmcError
 from amc.utils.precision import precision
 
@@ -93,7 +94,7 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, teacher: nn.Module 
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model.to(dev, memory_format=fmt)
     if teacher is not None:  # shared with the caller (e.g. the dense model): moved back below
-        teacher_home = next(teacher.parameters()).device
+        teacher_home = device_of(teacher)
         teacher.to(dev, memory_format=fmt).eval()
     n = len(data.labels["train"])
     steps_per_epoch = spe_of(n, cfg.batch_size, session.world)

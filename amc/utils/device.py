@@ -26,6 +26,12 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def device_of(model: torch.nn.Module, default: str | torch.device = "cpu") -> torch.device:
+    """Where ``model``'s parameters are (``default`` for a model without any)."""
+    first = next(iter(model.parameters()), None)
+    return first.device if first is not None else torch.device(default)
+
+
 @contextmanager
 def placed(model: torch.nn.Module, device: str | torch.device) -> Iterator[torch.nn.Module]:
     """``model`` on ``device`` for the ``with`` block, back where it was after it.
@@ -35,8 +41,7 @@ def placed(model: torch.nn.Module, device: str | torch.device) -> Iterator[torch
     place (its parameters stay the same objects), and leaves one already there as it is.
     """
     dev = torch.device(device)
-    first = next(iter(model.parameters()), None)
-    home = first.device if first is not None else dev
+    home = device_of(model, dev)
     same = home.type == dev.type and (dev.index is None or home.index == dev.index)
     if same:
         yield model
