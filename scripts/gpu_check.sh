@@ -11,6 +11,10 @@
 #   search      a short AMC search (--device: pruned networks scored on the GPU, in the
 #               mixed precision of --score-amp $AMP: bf16 autocast on a recent GPU)
 #   iterative   the winning policy feeds iterative fine-tuning (AMP, channels-last)
+#   compare     amc compare on the digits CNN (amc, global, uniform) with --device, --amp,
+#               --channels-last and distillation (--kd-weight 0.5): delivered networks scored
+#               where the scorer put them, the teacher (the dense model) back on the CPU for
+#               pruning and CPU latency
 #   stream      tv:resnet18 pruned to flops:0.5 and fine-tuned on a streamed folder of
 #               mixed-size JPEGs at 224 px (loader workers, pinned memory, AMP)
 #   compile     the same fine-tune with --compile (torch.compile)
@@ -67,6 +71,11 @@ step search "${AMC[@]}" search --checkpoint "$WORK/dense/model.pt" --episodes 30
 step iterative "${AMC[@]}" finetune --checkpoint "$WORK/dense/model.pt" \
   --policy "$WORK/search/best_policy.json" --schedule iterative --rounds 2 --epochs 4 \
   --lr 0.02 "${DEV[@]}" --out "$WORK/iterative"
+rm -rf "$WORK/compare"  # a comparison caches its stages: this one runs them
+step compare "${AMC[@]}" compare --checkpoint "$WORK/dense/model.pt" \
+  --strategies amc,global,uniform --episodes 20 --warmup-episodes 5 --finetune-epochs 1 \
+  --kd-weight 0.5 --latency-runs 3 --device "$DEVICE" --amp "$AMP" --channels-last \
+  --out "$WORK/compare"
 step folder "$PY" scripts/make_synthetic_imagefolder.py --out "$WORK/folder" \
   --train "$TRAIN" --test $((TRAIN / 10))
 STREAM=(--model tv:resnet18 --num-classes 10 --data "imagefolder:$WORK/folder"
