@@ -105,6 +105,7 @@ else
 fi
 
 "$PY" - "$STEPS" "$WORK" "$OUT" "$DEVICE" "$AMP" <<'EOF'
+import csv
 import json
 import sys
 from pathlib import Path
@@ -139,10 +140,15 @@ for line in Path(steps_file).read_text().splitlines():
             if "final" in s:  # a fine-tune
                 entry.update(final=s["final"], speed=s["speed"],
                              epochs_trained=s["epochs_trained"])
-            else:  # a search
+            else:  # a search, and where its episodes' seconds went (scoring vs the rest)
                 entry.update({k: s[k] for k in ("episodes", "best_val_top1", "uniform_val_top1",
                                                 "seconds_per_episode", "cheap_seconds",
                                                 "wall_seconds_this_run") if k in s})
+                with open(Path(work) / name / "episodes.csv") as f:
+                    rows = list(csv.DictReader(f))
+                entry["mean_episode_split_s"] = {
+                    k: sum(float(r[k]) for r in rows) / len(rows)
+                    for k in ("prune_s", "repair_s", "eval_s", "seconds") if rows}
     res["steps"][name] = entry
 res["ok"] = all(e["rc"] in (0, "skipped") for e in res["steps"].values())
 write_json(out, res)
