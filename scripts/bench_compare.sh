@@ -24,6 +24,7 @@
 #   bash scripts/bench_compare.sh drop55-ft  # -> results/compare_resnet56_drop55/finetune_15k.* (~15 min)
 #   bash scripts/bench_compare.sh drop55-swap  # -> results/compare_resnet56_drop55_swap/ (~35 min)
 #   bash scripts/bench_compare.sh drop55-swap-ft  # -> results/compare_resnet56_drop55_swap/finetune_15k.* (~12 min)
+#   bash scripts/bench_compare.sh drop55-kd  # -> results/compare_resnet56_drop55_swap/finetune_kd.* (~25 min)
 #
 # `retime-sweep`: the comparison's sensitivity sweep run again (same adapted model, images and
 # command, in a scratch folder), to time it on the same machine right after AMC's searches
@@ -158,6 +159,12 @@
 # the episodes swaps a dropped and a kept block); blocks and uniform are drop55's own (their
 # policies, scores and fine-tunes copied: the same calibration draws and recipe), the adapted
 # dense model is made again (bit for bit) -> results/compare_resnet56_drop55_swap/ (~35 min).
+#
+# `drop55-kd`: the comparison's fine-tune (1 epoch, 5,000 images; `amc finetune` one-shot
+# from the policy) with and without distillation from the adapted dense model (--kd-weight
+# 0.5), for drop55-swap's AMC networks at latency:0.55 and drop55's uniform flops:0.5, seed =
+# run; weights in runs/drop55_kd/ -> results/compare_resnet56_drop55_swap/finetune_kd.* (run
+# drop55-swap first: its adapted dense model is git-ignored).
 #
 # Resumable: every stage's artifact is cached in the output folder (weights in models/ are
 # git-ignored; once a model's scores are in eval/, a rerun rebuilds the tables).
@@ -360,6 +367,29 @@ ft15k() {  # ft15k FOLDER RUNS NAME...: FOLDER's policies NAME (runs 0-2) fine-t
     done
   done
 }
+ftkd() {  # ftkd DENSE_FOLDER POLICY_FOLDER RUNS KD NAME...: POLICY_FOLDER's policies NAME (runs
+  local d=$1 p=$2 runs=$3 kd=$4 name run sfx  # 0-2) fine-tuned as the comparison does (1 epoch,
+  shift 4  # 5,000 images) with --kd-weight KD, from DENSE_FOLDER's adapted dense model
+  for name in "$@"; do
+    for run in 0 1 2; do
+      sfx=$([[ $run == 0 ]] || echo "_s$run")
+      [[ -f $runs/${name}_kd$kd$sfx/summary.json ]] && continue
+      $AMC finetune --model resnet56 --checkpoint "$d/models/dense_ft.pt" --data cifar10 \
+          --data-dir "$SHARED/data" --policy "$p/policies/$name$sfx.json" --epochs 1 \
+          --train-limit 5000 --lr 0.01 --batch-size 128 --seed "$run" --threads 2 \
+          --kd-weight "$kd" --out "$runs/${name}_kd$kd$sfx" --force
+    done
+  done
+}
+if [[ $WHICH == drop55-kd ]]; then  # needs drop55-swap's adapted dense model (models/, ignored)
+  D=results/compare_resnet56_drop55_swap
+  for kd in 0 0.5; do
+    ftkd "$D" "$D" runs/drop55_kd "$kd" amc_latency0.55
+    ftkd "$D" results/compare_resnet56_drop55 runs/drop55_kd "$kd" uniform_flops0.5
+  done
+  ${PYTHON:-.venv/bin/python} scripts/finetune_summary.py --runs runs/drop55_kd \
+      --out "$D/finetune_kd"
+fi
 if [[ $WHICH == drop55-ft ]]; then
   D=results/compare_resnet56_drop55
   ft15k "$D" runs/drop55_ft amc_latency0.55 blocks_latency0.55 uniform_flops0.5
