@@ -66,8 +66,9 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int | None = None,
     starts = range(0, len(x), batch_size)
     it = progress_iter(starts, total=len(starts), desc="eval") if show_progress else starts
     with placed(model, device), torch.inference_mode():
+        dev = device_of(model, device)  # cuda:N where ``device`` says cuda
         for s in it:
-            xb = x[s:s + batch_size].to(device, non_blocking=True)
+            xb = x[s:s + batch_size].to(dev, non_blocking=True)
             if channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
             outs.append(model(xb).float().cpu())
@@ -122,8 +123,9 @@ def evaluate_split(model: nn.Module, data: Dataset, split: str,
     outs, ys = [], []
     model.eval()
     with placed(model, device), torch.inference_mode():
+        dev = device_of(model, device)
         for xb, yb in batches:
-            outs.append(model(data.to_input(xb, device)).float().cpu())
+            outs.append(model(data.to_input(xb, dev)).float().cpu())
             ys.append(yb)
     logits, y = torch.cat(outs), torch.cat(ys)
     top1_, top5, per_class = accuracy_from_logits(logits, y, data.num_classes)
