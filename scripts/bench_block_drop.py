@@ -56,7 +56,7 @@ from amc.train.loop import train
 from amc.utils import allocator
 from amc.utils.io import write_json
 from amc.utils.provenance import cpu_model, git_commit, now, versions
-from amc.utils.stats import mean_std
+from amc.utils.stats import format_mean_std, mean_std
 
 MODEL = "resnet56"
 INPUT = (3, 32, 32)
@@ -119,17 +119,14 @@ def table(doc: dict) -> str:
     """The networks as a markdown table (mean ± std over the seeds and the repeats)."""
     ts = list(doc["latency"][0])
 
-    def ms(d: dict) -> str:
-        return f"{d['mean']:.2f} ± {d['std']:.2f}" if d["std"] is not None else f"{d['mean']:.2f}"
-
     head = ("| network | MACs ratio | test before ft | test after ft | "
             + " | ".join(f"speed-up b64, {t[1:]} thread{'s' if t != 't1' else ''}" for t in ts)
             + " |")
     rows = [head, "|" + "---|" * (4 + len(ts))]
     for name, d in sorted(doc["networks"].items(), key=lambda kv: -kv[1]["macs_ratio"]):
-        rows.append(f"| {name} | {d['macs_ratio']:.3f} | {ms(d['test_before'])} | "
-                    f"{ms(d['test_after'])} | "
-                    + " | ".join(ms(d[f"speedup_b64_{t}"]) for t in ts) + " |")
+        rows.append(f"| {name} | {d['macs_ratio']:.3f} | {format_mean_std(d['test_before'])} | "
+                    f"{format_mean_std(d['test_after'])} | "
+                    + " | ".join(format_mean_std(d[f"speedup_b64_{t}"]) for t in ts) + " |")
     return "\n".join(rows) + "\n"
 
 

@@ -20,7 +20,6 @@ Writes ``--out`` (per network: both scores; paired differences, mean ± std).
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 
 import torch
@@ -32,6 +31,7 @@ from amc.prune.depth import DROP
 from amc.prune.policy import load_policy
 from amc.prune.scoring import build_scorer
 from amc.prune.units import PrunableModel
+from amc.report.compare import split_run
 from amc.utils.io import write_json
 from amc.utils.provenance import cpu_model, git_commit, now, versions
 from amc.utils.stats import mean_std
@@ -92,8 +92,7 @@ def main() -> None:
             pol = load_policy(f)
             if not any(r >= DROP for r in pol.ratios):
                 continue
-            m = re.search(r"_s(\d+)$", f.stem)
-            run = int(m.group(1)) if m else 0
+            run = split_run(f.stem)[1]
             if run not in scorers:  # amc compare's run k: calibration draw k
                 scorers[run] = build_scorer("resnet56", args.dense, "cifar10", args.data_dir,
                                             val_limit=1000, units="internal",

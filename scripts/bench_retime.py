@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import os
-import re
 from pathlib import Path
 
 import numpy as np
@@ -30,11 +29,12 @@ import torch
 
 from amc.cost.timing import torch_latencies
 from amc.models.registry import create_model
-from amc.prune.policy import apply_policy, load_policy, prunable_for
+from amc.prune.policy import check_policy, load_policy, prunable_for
+from amc.report.compare import split_run
 from amc.utils import allocator
 from amc.utils.io import write_json
 from amc.utils.provenance import git_commit, now, versions
-from amc.utils.stats import mean_std
+from amc.utils.stats import format_mean_std, mean_std
 
 
 def networks(folders: list[Path], patterns: list[str], model: str, checkpoint: str
@@ -52,20 +52,16 @@ def networks(folders: list[Path], patterns: list[str], model: str, checkpoint: s
             name = f"{folder.name}/{path.stem}"
             policy = load_policy(path)
             pm = prunable_for(policy, dense)
-            key = tuple(pm.kept(i, r) for i, r in
-                        enumerate(policy.ratios_for(u.name for u in pm.units)))
+            check_policy(policy, pm, model)
+            ratios = policy.ratios_for(u.name for u in pm.units)
+            key = tuple(pm.kept(i, r) for i, r in enumerate(ratios))
             if key in seen:
                 same[seen[key]].append(name)
                 continue
             seen[key] = name
             same[name] = [name]
-            nets[name] = apply_policy(dense, policy, model)
+            nets[name] = pm.prune(ratios)
     return nets, same
-
-
-def group_of(name: str) -> str:
-    """``folder/amc_latency0.55_s1`` -> ``folder/amc_latency0.55`` (the runs of one row)."""
-    return re.sub(r"_s\d+$", "", name)
 
 
 def main() -> None:
@@ -105,7 +101,7 @@ def main() -> None:
                     for timed, names in same.items() for n in names}
         groups: dict[str, list[float]] = {}
         for n, v in per_name.items():  # a row: its runs' speed-ups, each the mean over rounds
-            groups.setdefault(group_of(n), []).append(float(np.mean(v)))
+            groups.setdefault(split_run(n)[0], []).append(float(np.mean(v)))
         summary[f"t{t}"] = {
             "per_network": {n: mean_std(v) for n, v in per_name.items()},
             "per_row": {g: mean_std(v) for g, v in groups.items()},
@@ -122,9 +118,8 @@ def main() -> None:
              + " |", "|---|---|" + "---|" * len(args.threads)]
     for g in summary[f"t{args.threads[0]}"]["per_row"]:
         cells = [summary[f"t{t}"]["per_row"][g] for t in args.threads]
-        lines.append(f"| {g} | {cells[0]['n']} | " + " | ".join(
-            f"{c['mean']:.2f}" + (f" ± {c['std']:.2f}" if c["std"] is not None else "")
-            for c in cells) + " |")
+        lines.append(f"| {g} | {cells[0]['n']} | "
+                     + " | ".join(format_mean_std(c) for c in cells) + " |")
     out.with_suffix(".md").write_text(
         f"Speed-up over dense at batch 64, mean ± std over each row's runs (each run's figure "
         f"the mean of {args.rounds} side-by-side timings); made by `scripts/bench_retime.py` "

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 
+from amc.report.compare import split_run
 from amc.utils.io import write_json
 from amc.utils.provenance import git_commit, now
-from amc.utils.stats import mean_std
+from amc.utils.stats import format_mean_std, mean_std
 
 METRICS = ("test_top1", "val_top1", "macs_ratio")
 
@@ -28,16 +28,12 @@ def collect(runs: Path) -> dict[str, list[dict]]:
     groups: dict[str, list[dict]] = {}
     for d in sorted(p for p in runs.iterdir() if (p / "summary.json").is_file()):
         s = json.loads((d / "summary.json").read_text())
-        name = re.sub(r"_s\d+$", "", d.name)
+        name = split_run(d.name)[0]
         groups.setdefault(name, []).append(
             {"run": d.name, **{m: float(s["final"][m]) for m in METRICS},
              "train_images": s.get("train_images"), "epochs": s["config"]["epochs"],
              "seed": s["config"]["seed"], "policy": s["config"]["policy"]})
     return groups
-
-
-def _pm(x: dict) -> str:
-    return f"{x['mean']:.2f}" + (f" ± {x['std']:.2f}" if x["std"] is not None else "")
 
 
 def main() -> None:
@@ -57,8 +53,8 @@ def main() -> None:
     write_json(Path(args.out + ".json"), doc)
     lines = ["| network | n | test after ft | val after ft | MACs ratio |", "|---|---|---|---|---|"]
     for n, agg in doc["names"].items():
-        lines.append(f"| {n} | {agg['test_top1']['n']} | {_pm(agg['test_top1'])} | "
-                     f"{_pm(agg['val_top1'])} | {agg['macs_ratio']['mean']:.3f} |")
+        lines.append(f"| {n} | {agg['test_top1']['n']} | {format_mean_std(agg['test_top1'])} | "
+                     f"{format_mean_std(agg['val_top1'])} | {agg['macs_ratio']['mean']:.3f} |")
     Path(args.out + ".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -43,3 +43,14 @@ def test_finetune_summary_groups_runs_by_name(run_script, tmp_path):
     assert doc["names"]["amc_x"]["test_top1"]["std"] == pytest.approx(2 ** 0.5)
     assert doc["names"]["uni_y"]["test_top1"]["n"] == 1
     assert "| amc_x | 2 | 81.00 ± 1.41 |" in (tmp_path / "s.md").read_text()
+
+
+def test_a_runs_name_splits_back_and_a_mean_std_formats():
+    from amc.report.compare import _name, split_run
+    from amc.utils.stats import format_mean_std, mean_std
+
+    assert split_run(_name("amc", "latency:0.55", 2)) == ("amc_latency0.55", 2)
+    assert split_run(_name("uniform", "flops:0.5")) == ("uniform_flops0.5", 0)
+    assert split_run("blocks_s1x") == ("blocks_s1x", 0)  # not a run suffix
+    assert format_mean_std(mean_std([1.0, 3.0])) == "2.00 ± 1.41"
+    assert format_mean_std(mean_std([1.234])) == "1.23"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, replace
@@ -62,6 +63,12 @@ def _tag(budget: str) -> str:
 def _name(strategy: str, budget: str, run: int = 0) -> str:
     """A run's artifact name (the first run keeps the name of single-run comparisons)."""
     return f"{strategy}_{_tag(budget)}" + (f"_s{run}" if run else "")
+
+
+def split_run(name: str) -> tuple[str, int]:
+    """``amc_latency0.55_s2`` -> (``amc_latency0.55``, 2): a run's name and its number."""
+    m = re.fullmatch(r"(.*)_s(\d+)", name)
+    return (m.group(1), int(m.group(2))) if m else (name, 0)
 
 
 def _cached_json(path: Path, make: Callable[[], dict]) -> dict:

@@ -13,3 +13,9 @@ def mean_std(xs: Sequence[float]) -> dict:
     return {"mean": float(np.mean(values)),
             "std": float(np.std(values, ddof=1)) if len(values) > 1 else None,
             "n": len(values), "values": values}
+
+
+def format_mean_std(d: dict, digits: int = 2) -> str:
+    """``"m ± s"`` of a :func:`mean_std` result (``"m"`` alone for one value)."""
+    m = f"{d['mean']:.{digits}f}"
+    return m if d["std"] is None else f"{m} ± {d['std']:.{digits}f}"
