@@ -353,52 +353,39 @@ c.update(drop_swap=0.3, budgets=['latency:0.55']); json.dump(c, open(sys.argv[2]
   DROP_EXTRA=(--drop-swap 0.3)
   drop "$D" latency:0.55
 fi
-ft15k() {  # ft15k FOLDER RUNS NAME...: FOLDER's policies NAME (runs 0-2) fine-tuned on 15,000
-  local d=$1 runs=$2 name run tag  # images from FOLDER's adapted dense model -> RUNS/
-  shift 2
-  for name in "$@"; do
-    for run in 0 1 2; do
-      tag=$name$([[ $run == 0 ]] || echo "_s$run")
-      [[ -f $runs/$tag/summary.json ]] && continue
-      $AMC finetune --model resnet56 --checkpoint "$d/models/dense_ft.pt" --data cifar10 \
-          --data-dir "$SHARED/data" --policy "$d/policies/$tag.json" --epochs 1 \
-          --train-limit 15000 --lr 0.01 --batch-size 128 --seed "$run" --threads 2 \
-          --out "$runs/$tag" --force
-    done
-  done
-}
-ftkd() {  # ftkd DENSE_FOLDER POLICY_FOLDER RUNS KD NAME...: POLICY_FOLDER's policies NAME (runs
-  local d=$1 p=$2 runs=$3 kd=$4 name run sfx  # 0-2) fine-tuned as the comparison does (1 epoch,
-  shift 4  # 5,000 images) with --kd-weight KD, from DENSE_FOLDER's adapted dense model
-  for name in "$@"; do
+ftruns() {  # ftruns DENSE_FOLDER POLICY_FOLDER RUNS IMAGES KD NAME...: POLICY_FOLDER's
+  local d=$1 p=$2 runs=$3 images=$4 kd=$5 name run sfx tag  # policies NAME (runs 0-2)
+  shift 5  # fine-tuned 1 epoch over IMAGES training images from DENSE_FOLDER's adapted dense
+  for name in "$@"; do  # model (one-shot), seed = run; KD non-empty: with --kd-weight KD
     for run in 0 1 2; do
       sfx=$([[ $run == 0 ]] || echo "_s$run")
-      [[ -f $runs/${name}_kd$kd$sfx/summary.json ]] && continue
+      tag=$name${kd:+_kd$kd}$sfx
+      [[ -f $runs/$tag/summary.json ]] && continue
       $AMC finetune --model resnet56 --checkpoint "$d/models/dense_ft.pt" --data cifar10 \
           --data-dir "$SHARED/data" --policy "$p/policies/$name$sfx.json" --epochs 1 \
-          --train-limit 5000 --lr 0.01 --batch-size 128 --seed "$run" --threads 2 \
-          --kd-weight "$kd" --out "$runs/${name}_kd$kd$sfx" --force
+          --train-limit "$images" --lr 0.01 --batch-size 128 --seed "$run" --threads 2 \
+          ${kd:+--kd-weight "$kd"} --out "$runs/$tag" --force
     done
   done
 }
 if [[ $WHICH == drop55-kd ]]; then  # needs drop55-swap's adapted dense model (models/, ignored)
   D=results/compare_resnet56_drop55_swap
   for kd in 0 0.5; do
-    ftkd "$D" "$D" runs/drop55_kd "$kd" amc_latency0.55
-    ftkd "$D" results/compare_resnet56_drop55 runs/drop55_kd "$kd" uniform_flops0.5
+    ftruns "$D" "$D" runs/drop55_kd 5000 "$kd" amc_latency0.55
+    ftruns "$D" results/compare_resnet56_drop55 runs/drop55_kd 5000 "$kd" uniform_flops0.5
   done
   ${PYTHON:-.venv/bin/python} scripts/finetune_summary.py --runs runs/drop55_kd \
       --out "$D/finetune_kd"
 fi
 if [[ $WHICH == drop55-ft ]]; then
   D=results/compare_resnet56_drop55
-  ft15k "$D" runs/drop55_ft amc_latency0.55 blocks_latency0.55 uniform_flops0.5
+  ftruns "$D" "$D" runs/drop55_ft 15000 "" amc_latency0.55 blocks_latency0.55 uniform_flops0.5
   ${PYTHON:-.venv/bin/python} scripts/finetune_summary.py --runs runs/drop55_ft \
       --out "$D/finetune_15k"
 fi
 if [[ $WHICH == drop55-swap-ft ]]; then  # drop55-swap's AMC networks, as drop55-ft's
   D=results/compare_resnet56_drop55_swap
-  ft15k "$D" runs/drop55_swap_ft amc_latency0.55
+  ftruns "$D" "$D" runs/drop55_swap_ft 15000 "" amc_latency0.55
   ${PYTHON:-.venv/bin/python} scripts/finetune_summary.py --runs runs/drop55_swap_ft \
       --out "$D/finetune_15k"
 fi
