@@ -64,9 +64,11 @@ class SearchConfig(ScoringConfig, ClusterConfig, OutputConfig):
             instead of bootstrapping it back one unit at a time.
         buffer_episodes: Replay buffer size in episodes (x units transitions).
         baseline_alpha: Moving-average factor of the reward baseline.
-        overlap_updates: With Ray workers, make the agent's updates for finished episodes
-            while the workers evaluate the next ones (the policy then acts one round of
-            episodes behind its updates); False: between the rounds, as in-process.
+        overlap_updates: Make the agent's updates for finished episodes while the envs
+            score the next ones (the policy then acts one round of episodes behind its
+            updates): with Ray workers, and in one process when the scoring leaves a core
+            free (on a GPU, or on fewer threads than the machine's cores); False: between
+            the rounds.
         envs_on: Where the envs of a search with Ray workers step. driver: on the driver, in
             threads, sending only their last step (the scoring) to the workers: one remote
             call per episode, and the rescoring on the workers too; the driver's share

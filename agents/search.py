@@ -41,7 +41,7 @@ from .monitor import (
 from .rescore import pick_best, rest_images
 from .summary import best_fields, summarize
 from .time_limit import RescoreEstimate, StopAtWallTime
-from .updates import EpisodeUpdates, OverlapUpdates
+from .updates import EpisodeUpdates, OverlapUpdates, overlaps
 from .warm_start import CHEAP, WarmStart, cheap_policies, demo_actions, handed_over
 from .warm_start import MODES as WARM_MODES
 from .wrappers import RewardBaseline
@@ -320,10 +320,10 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
         demos = demo_actions({k: v[0] for k, v in ranked.items()}, amap)
 
     # VecMonitor (raw rewards: rollout/ep_rew_mean in TensorBoard) under the baseline; Ray
-    # workers evaluate while the driver updates the agent
+    # workers (or the in-process env, given a core or a GPU) score while the agent updates
     envs = make_venv(cfg, scorer)
-    overlap = (OverlapUpdates(envs, n_units) if cfg.workers and cfg.workers > 1
-               and cfg.overlap_updates else None)
+    overlap = (OverlapUpdates(envs, n_units)
+               if overlaps(cfg.overlap_updates, cfg.workers, scorer.device) else None)
     venv = RewardBaseline(VecMonitor(overlap or envs), cfg.baseline_alpha)
     updates = EpisodeUpdates(overlap)
     tb = str(run_dir / "tb")

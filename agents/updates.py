@@ -14,18 +14,45 @@ callback) makes the updates owed for the transitions an
   compute the next episodes' last step (the expensive one: pruning, repair, evaluation),
   joined before that step returns. The policy then acts one round of episodes behind its
   updates; the count of updates, the data they sample and their order do not change, and
-  nothing else runs on the driver meanwhile, so a seed still fixes the search.
+  nothing else runs on the driver meanwhile, so a seed still fixes the search;
+* an in-process env whose scoring leaves the process a core (on a GPU, or on fewer torch
+  threads than the machine has cores: ``amc search``'s one thread): the same, the updates
+  in a thread while the env scores (:func:`overlaps`). The scorer draws from its own
+  generators only, never from the global ones the updates sample with.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
 
 import numpy as np
+import torch
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
+
+
+def free_cores() -> int:
+    """Cores this process may run on (its CPU affinity) beyond torch's intra-op threads."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return cores - torch.get_num_threads()
+
+
+def overlaps(overlap_updates: bool, workers: int | None, device: torch.device) -> bool:
+    """Whether a search's updates run while its envs score (:class:`OverlapUpdates`):
+    asked for (``overlap_updates``) and either Ray workers score (``workers`` > 1) or the
+    in-process scorer, on ``device``, leaves the driver's thread a core: a GPU does the
+    scoring's arithmetic, or the scoring's torch threads leave a core free."""
+    if not overlap_updates:
+        return False
+    if workers and workers > 1:
+        return True
+    return torch.device(device).type != "cpu" or free_cores() > 0
 
 
 class OverlapUpdates(VecEnvWrapper):

@@ -428,7 +428,11 @@ def bench_search(args, work: Path, seed: int) -> dict:
                      "best_episode": s["best_episode"],
                      "best_rescored_by_old_path": old_path(ref, ratios)["top1"],
                      "seconds_per_episode": s["seconds_per_episode"], "wall_seconds": wall,
-                     "settings": v}
+                     "settings": v, "agent": {"warm_start": cfg.warm_start,
+                                              "warmup_episodes": cfg.warmup_episodes,
+                                              "noise_min": cfg.noise_min,
+                                              "update_rounds_overlapped":
+                                                  s.get("update_rounds_overlapped", 0)}}
         if "old" in out and "fast" in out:
             out["fast_minus_old_rescored"] = (out["fast"]["best_rescored_by_old_path"]
                                               - out["old"]["best_rescored_by_old_path"])
@@ -498,6 +502,9 @@ def main() -> None:
     p.add_argument("--search-episodes", type=int, default=100)
     p.add_argument("--search-seeds", type=int, default=6,
                    help="seeds 0..N-1 of the same-seed search pair (mean ± std over them)")
+    p.add_argument("--search-seeds-from", type=int, default=0,
+                   help="first seed searched here (two processes can split the seeds over one "
+                        "--work; a last run without it collects them all from the cache)")
     p.add_argument("--search-variants", nargs="+", default=sorted(VARIANTS),
                    choices=sorted(VARIANTS))
     p.add_argument("--reuse", default=None,
@@ -555,7 +562,8 @@ def main() -> None:
                               lambda model=model, r=d["recal"]: bench_amp(args, model, r))
     if ("resnet56" in args.models or not args.models) and args.search_episodes > 0:
         # seed 0 keeps the cache name of the single-seed benchmark
-        runs = {str(k): bench_search(args, work, k) for k in range(args.search_seeds)}
+        runs = {str(k): bench_search(args, work, k)
+                for k in range(args.search_seeds_from, args.search_seeds)}
         doc["search_resnet56"] = {"seeds": runs, "summary": search_summary(runs)}
     doc["matmul_gflops"] = matmul
     doc["matmul_bf16_gflops"] = matmul_bf16

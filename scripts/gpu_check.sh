@@ -21,12 +21,15 @@
 #   search56    where SHARED holds the pretrained CIFAR ResNet-56 and CIFAR-10: a ResNet-56
 #               search at flops:0.5 (internal units, 1,000 val images, cheap warm start,
 #               --device, --score-amp $AMP) for SEARCH56_EPISODES episodes or
-#               SEARCH56_SECONDS seconds: seconds per episode on the device (else skipped)
+#               SEARCH56_SECONDS seconds: seconds per episode on the device (else skipped);
+#               the agent's updates run while the GPU scores (the default)
+#   search56_serial  the same with --no-overlap-updates (updates between the episodes): what
+#               the overlap saves per episode
 #   ddp         amc finetune --workers 2 --gpus-per-worker 1 (Ray Train, nccl): only with 2+
 #               GPUs, else recorded as skipped
 # Environment: DEVICE (cuda), AMP (auto: bf16 where supported, else fp16 with a scaler),
 # TRAIN (2000 training JPEGs in the folder), SIZE (224), COMPILE (1: run the compile step),
-# SHARED (../shared), SEARCH56_EPISODES (300), SEARCH56_SECONDS (180),
+# SHARED (../shared), SEARCH56_EPISODES (300), SEARCH56_SECONDS (150),
 # PY (.venv/bin/python), WORK (runs/gpu_check), OUT (results/gpu_check.json).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -40,7 +43,7 @@ WORK=${WORK:-runs/gpu_check}
 OUT=${OUT:-results/gpu_check.json}
 SHARED=${SHARED:-../shared}
 SEARCH56_EPISODES=${SEARCH56_EPISODES:-300}
-SEARCH56_SECONDS=${SEARCH56_SECONDS:-180}
+SEARCH56_SECONDS=${SEARCH56_SECONDS:-150}
 AMC=("$PY" -m amc.cli)
 export AMC_QUIET=1 AMC_CACHE_DIR=${AMC_CACHE_DIR:-$WORK/cache}
 
@@ -88,13 +91,16 @@ else
   printf 'compile\tskipped\t0\tCOMPILE=0\n' >> "$STEPS"
 fi
 if [ -f "$SHARED/models/resnet56-cifar10.th" ] && [ -d "$SHARED/data" ]; then
-  step search56 "${AMC[@]}" search --model resnet56 --checkpoint "$SHARED/models/resnet56-cifar10.th" \
-    --data cifar10 --data-dir "$SHARED/data" --units internal --val-limit 1000 --budget flops:0.5 \
-    --episodes "$SEARCH56_EPISODES" --warmup-episodes 20 --warm-start cheap \
-    --time-limit "$SEARCH56_SECONDS" --device "$DEVICE" --score-amp "$AMP" --force \
-    --out "$WORK/search56"
+  S56=(search --model resnet56 --checkpoint "$SHARED/models/resnet56-cifar10.th"
+    --data cifar10 --data-dir "$SHARED/data" --units internal --val-limit 1000 --budget flops:0.5
+    --episodes "$SEARCH56_EPISODES" --warmup-episodes 20 --warm-start cheap
+    --time-limit "$SEARCH56_SECONDS" --device "$DEVICE" --score-amp "$AMP" --force)
+  step search56 "${AMC[@]}" "${S56[@]}" --out "$WORK/search56"
+  step search56_serial "${AMC[@]}" "${S56[@]}" --no-overlap-updates --out "$WORK/search56_serial"
 else
-  printf 'search56\tskipped\t0\tno %s/models/resnet56-cifar10.th\n' "$SHARED" >> "$STEPS"
+  for s in search56 search56_serial; do
+    printf '%s\tskipped\t0\tno %s/models/resnet56-cifar10.th\n' "$s" "$SHARED" >> "$STEPS"
+  done
 fi
 NGPU=$("$PY" -c "import torch; print(torch.cuda.device_count())")
 if [ "$NGPU" -ge 2 ] && [ "$DEVICE" != cpu ]; then
@@ -143,7 +149,8 @@ for line in Path(steps_file).read_text().splitlines():
             else:  # a search, and where its episodes' seconds went (scoring vs the rest)
                 entry.update({k: s[k] for k in ("episodes", "best_val_top1", "uniform_val_top1",
                                                 "seconds_per_episode", "cheap_seconds",
-                                                "wall_seconds_this_run") if k in s})
+                                                "wall_seconds_this_run",
+                                                "update_rounds_overlapped") if k in s})
                 with open(Path(work) / name / "episodes.csv") as f:
                     rows = list(csv.DictReader(f))
                 entry["mean_episode_split_s"] = {

@@ -9,6 +9,7 @@ import time
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from amc.agents.episode_buffer import EpisodeReplayBuffer
@@ -146,3 +147,82 @@ def test_deferred_job_starts_once_the_first_env_has_finished_its_last_step():
     env.step(np.zeros((2, 1), np.float32))
     assert seen == [["short"]] and ended == ["short", "long"]
     env.close()
+
+
+def test_overlap_needs_ray_workers_a_gpu_or_a_free_core(monkeypatch):
+    import amc.agents.updates as updates
+
+    monkeypatch.setattr(updates, "free_cores", lambda: 0)
+    assert not updates.overlaps(True, 1, torch.device("cpu"))  # the scoring holds every core
+    assert updates.overlaps(True, 2, torch.device("cpu"))  # Ray workers score elsewhere
+    assert updates.overlaps(True, None, torch.device("cuda"))  # a GPU does the arithmetic
+    assert not updates.overlaps(False, 2, torch.device("cuda"))  # asked not to
+    monkeypatch.setattr(updates, "free_cores", lambda: 1)
+    assert updates.overlaps(True, 1, torch.device("cpu"))
+    assert not updates.overlaps(False, 1, torch.device("cpu"))
+
+
+def test_free_cores_counts_torch_threads():
+    from amc.agents.updates import free_cores
+
+    n = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = free_cores()
+        torch.set_num_threads(2)
+        assert free_cores() == one - 1
+    finally:
+        torch.set_num_threads(n)
+
+
+def test_in_process_search_overlaps_its_updates_and_keeps_a_seed_reproducible(
+        digits_ckpt, tmp_path, monkeypatch):
+    """Given a free core, an in-process search makes the same number of updates as without
+    the overlap, during its scoring, in a thread; the same seed gives the same episodes."""
+    import csv
+    import json
+    import pickle
+
+    import amc
+    import amc.agents.updates as updates
+    from amc.agents import SearchConfig, run_search
+    from amc.prune.units import PrunableModel
+
+    units = len(PrunableModel(amc.create_model("digits_cnn"), (1, 8, 8)).units)
+    monkeypatch.setattr(updates, "free_cores", lambda: 1)
+    threads: set[bool] = set()
+    update = updates.EpisodeUpdates.update
+
+    def spy(self):
+        if self.owed:
+            threads.add(threading.current_thread() is threading.main_thread())
+        update(self)
+
+    monkeypatch.setattr(updates.EpisodeUpdates, "update", spy)
+
+    def search(name: str, **kw) -> tuple[dict, list[dict]]:
+        run = tmp_path / name
+        s = run_search(SearchConfig(checkpoint=digits_ckpt, episodes=12, warmup_episodes=4,
+                                    out=str(run), val_limit=64, hidden=64, batch_size=16,
+                                    reconstruct=False, race=False, warm_start="random",
+                                    **kw))
+        with open(run / "ckpt" / "replay.pkl", "rb") as f:
+            stored = pickle.load(f).committed
+        owed = json.loads((run / "ckpt" / "state.json").read_text())["updates"]["owed"]
+        # one update per transition after the 4 random warm-up episodes
+        assert s["agent_updates_this_run"] == stored - 4 * units - owed
+        timing = ("seconds", "prune_s", "repair_s", "eval_s", "run_seconds")
+        with open(run / "episodes.csv", newline="") as f:
+            rows = [{k: v for k, v in r.items() if k not in timing} for r in csv.DictReader(f)]
+        return s, rows
+
+    (a, ra), (b, rb) = search("a"), search("b")
+    assert b["best_reward"] == a["best_reward"]
+    assert a["update_rounds_overlapped"] == 12 - 4 - 1  # every learning episode's but the last
+    assert threads == {False}  # the updates ran beside the scoring, never on the main thread
+    assert ra == rb
+    threads.clear()
+    c, rc = search("c", overlap_updates=False)
+    assert c["update_rounds_overlapped"] == 0 and threads == {True}
+    assert c["agent_updates_this_run"] == a["agent_updates_this_run"]
+    assert rc != ra  # the overlap changes when the policy learns, so what it tries
