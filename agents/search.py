@@ -383,7 +383,8 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
     finally:
         venv.close()
     return summarize(cfg, run_dir, {k: v[1] for k, v in lines.items()}, seconds, restarts,
-                     {"agent_updates_this_run": updates.made, "cheap_seconds": cheap_s,
+                     {"agent_updates_this_run": updates.made,
+                      "agent_update_seconds": updates.seconds, "cheap_seconds": cheap_s,
                       "stopped_by_time_limit": timer.stopped, "drop_swaps": noise.swaps,
                       "update_rounds_overlapped": overlap.overlapped if overlap else 0,
                       "score_precision": scorer.precision.name, **picked})
