@@ -34,6 +34,9 @@ recalibration, 1,000 ``val`` images, one thread) it writes ``results/bench_episo
   enough: a search's best policy varies by seed more than the 0.3-point target); seeds 0-2
   also with bf16 scores (``fast_bf16``, paired with ``fast`` as well); ``fast_time``: the
   fast scorer given the old path's time (200 episodes: the same seed, the same wall time).
+  A search with ``--rescore-top`` (``SearchConfig``'s default: 5) picks its best
+  among its best few on all of ``val``, the held-out images included; ``pick`` re-scores
+  the search's own pick before that (``search_best_policy.json``) both ways, blind to them.
 
 Each stage is cached under ``--work`` (a killed run resumes); ``--fresh`` starts over;
 ``--reuse results/bench_episode.json`` fills the cache with the committed file's ``recal``
@@ -410,10 +413,7 @@ def bench_search(args, work: Path, seed: int) -> dict:
                 val_limit=args.val_limit, units="internal", budget=args.budget,
                 bn_recalib=True, episodes=args.search_episodes,
                 warmup_episodes=args.search_episodes // 4, seed=seed, threads=1, **PLAIN)
-    ref = build_scorer(model="resnet56", checkpoint=ckpt, data="cifar10",
-                       data_dir=args.data_dir, val_limit=args.val_limit, units="internal",
-                       bn_recalib=True, calib_size=2000, recal_size=OLD_RECAL,
-                       **PLAIN) if todo else None
+    ref = ref_scorer(args, ckpt) if todo else None
     for name in todo:
         v = {"recal_size": args.recal_size, **VARIANTS[name]}
         run = work / (f"search_{name}" + (f"_s{seed}" if seed else ""))
@@ -444,14 +444,42 @@ def bench_search(args, work: Path, seed: int) -> dict:
         run = work / (f"search_{name}" + (f"_s{seed}" if seed else ""))
         out[name]["best_heldout_val"] = old_path(held, best_ratios(run, held))["top1"]
         write_json(path, out)
+    for name in [n for n, v in out.items() if isinstance(v, dict) and "pick" not in v]:
+        run = work / (f"search_{name}" + (f"_s{seed}" if seed else ""))
+        if not (run / PICK).is_file():  # a search without --rescore-top: its best is its pick
+            out[name]["pick"] = {k: out[name][k] for k in ("best_rescored_by_old_path",
+                                                           "best_heldout_val")}
+        else:
+            if ref is None:
+                ref = ref_scorer(args, ckpt)
+            if held is None:
+                held = heldout_scorer(args, ckpt)
+            out[name]["pick"] = {
+                "best_rescored_by_old_path": old_path(ref, best_ratios(run, ref, PICK))["top1"],
+                "best_heldout_val": old_path(held, best_ratios(run, held, PICK))["top1"]}
+        write_json(path, out)
     return out
 
 
-def best_ratios(run: Path, s: Scorer) -> list[float]:
-    """The ratios of the search ``run``'s best policy, in the order of ``s``'s units."""
+PICK = "search_best_policy.json"
+"""The search's own best policy, before ``--rescore-top`` re-ranks its best few on all of
+``val`` (the held-out images included): the measure blind to the held-out images."""
+
+
+def best_ratios(run: Path, s: Scorer, name: str = "best_policy.json") -> list[float]:
+    """The ratios of the search ``run``'s best policy (``name``), in the order of ``s``'s
+    units."""
     from amc.prune.policy import load_policy
 
-    return load_policy(run / "best_policy.json").ratios_for(u.name for u in s.pm.units)
+    return load_policy(run / name).ratios_for(u.name for u in s.pm.units)
+
+
+def ref_scorer(args, ckpt: str) -> Scorer:
+    """The old path's scorer on the searches' ``val`` images (recalibration on 512 of 2,000
+    calibration images): what every search's best policy is re-scored by."""
+    return build_scorer(model="resnet56", checkpoint=ckpt, data="cifar10",
+                        data_dir=args.data_dir, val_limit=args.val_limit, units="internal",
+                        bn_recalib=True, calib_size=2000, recal_size=OLD_RECAL, **PLAIN)
 
 
 def heldout_scorer(args, ckpt: str) -> Scorer:
@@ -476,6 +504,9 @@ def search_summary(runs: dict[str, dict]) -> dict:
                   "best_heldout_val": mean_std([r[n]["best_heldout_val"] for r in have]),
                   "seconds_per_episode": mean_std([r[n]["seconds_per_episode"] for r in have]),
                   "wall_seconds": mean_std([r[n]["wall_seconds"] for r in have])}
+        if all("pick" in r[n] for r in have):  # the searches' own picks (before rescoring)
+            out[n]["pick"] = {k: mean_std([r[n]["pick"][k] for r in have])
+                              for k in ("best_rescored_by_old_path", "best_heldout_val")}
         for base in ("old", "fast") if n == "fast_bf16" else ("old",):
             pairs = [r for r in have if base in r]
             if n == base or not pairs:
@@ -483,6 +514,9 @@ def search_summary(runs: dict[str, dict]) -> dict:
             for key, metric in ((f"minus_{base}", "best_rescored_by_old_path"),
                                 (f"minus_{base}_heldout", "best_heldout_val")):
                 out[n][key] = mean_std([r[n][metric] - r[base][metric] for r in pairs])
+                if all("pick" in r[n] and "pick" in r[base] for r in pairs):
+                    out[n][f"pick_{key}"] = mean_std([r[n]["pick"][metric]
+                                                      - r[base]["pick"][metric] for r in pairs])
     return out
 
 
