@@ -458,6 +458,16 @@ def bench_search(args, work: Path, seed: int) -> dict:
                 "best_rescored_by_old_path": old_path(ref, best_ratios(run, ref, PICK))["top1"],
                 "best_heldout_val": old_path(held, best_ratios(run, held, PICK))["top1"]}
         write_json(path, out)
+    test = None
+    for name in [n for n, v in out.items() if isinstance(v, dict) and "best_test" not in v]:
+        run = work / (f"search_{name}" + (f"_s{seed}" if seed else ""))
+        if test is None:
+            test = test_scorer(args, ckpt)
+        out[name]["best_test"] = old_path(test, best_ratios(run, test))["top1"]
+        out[name]["pick"]["best_test"] = (
+            old_path(test, best_ratios(run, test, PICK))["top1"] if (run / PICK).is_file()
+            else out[name]["best_test"])
+        write_json(path, out)
     return out
 
 
@@ -482,6 +492,15 @@ def ref_scorer(args, ckpt: str) -> Scorer:
                         bn_recalib=True, calib_size=2000, recal_size=OLD_RECAL, **PLAIN)
 
 
+def test_scorer(args, ckpt: str) -> Scorer:
+    """The held-out scorer on the 10,000 ``test`` images instead (no search or re-ranking
+    sees them)."""
+    from amc.data.datasets import load_dataset
+
+    x, y = load_dataset("cifar10", data_dir=args.data_dir).tensors("test")
+    return replace(heldout_scorer(args, ckpt), x=x, y=y)
+
+
 def heldout_scorer(args, ckpt: str) -> Scorer:
     """The old path's scorer on the ``val`` images after the searches' first
     ``--val-limit`` (never seen by a search), with calibration draw ``HELDOUT_DRAW``."""
@@ -502,19 +521,26 @@ def search_summary(runs: dict[str, dict]) -> dict:
         have = [r for r in runs.values() if n in r]
         out[n] = {"best_rescored": mean_std([r[n]["best_rescored_by_old_path"] for r in have]),
                   "best_heldout_val": mean_std([r[n]["best_heldout_val"] for r in have]),
+                  **({"best_test": mean_std([r[n]["best_test"] for r in have])}
+                     if all("best_test" in r[n] for r in have) else {}),
                   "seconds_per_episode": mean_std([r[n]["seconds_per_episode"] for r in have]),
                   "wall_seconds": mean_std([r[n]["wall_seconds"] for r in have])}
         if all("pick" in r[n] for r in have):  # the searches' own picks (before rescoring)
             out[n]["pick"] = {k: mean_std([r[n]["pick"][k] for r in have])
-                              for k in ("best_rescored_by_old_path", "best_heldout_val")}
+                              for k in ("best_rescored_by_old_path", "best_heldout_val",
+                                        "best_test") if all(k in r[n]["pick"] for r in have)}
         for base in ("old", "fast") if n == "fast_bf16" else ("old",):
             pairs = [r for r in have if base in r]
             if n == base or not pairs:
                 continue
             for key, metric in ((f"minus_{base}", "best_rescored_by_old_path"),
-                                (f"minus_{base}_heldout", "best_heldout_val")):
+                                (f"minus_{base}_heldout", "best_heldout_val"),
+                                (f"minus_{base}_test", "best_test")):
+                if not all(metric in r[n] and metric in r[base] for r in pairs):
+                    continue
                 out[n][key] = mean_std([r[n][metric] - r[base][metric] for r in pairs])
-                if all("pick" in r[n] and "pick" in r[base] for r in pairs):
+                if all(metric in r[n].get("pick", {}) and metric in r[base].get("pick", {})
+                       for r in pairs):
                     out[n][f"pick_{key}"] = mean_std([r[n]["pick"][metric]
                                                       - r[base]["pick"][metric] for r in pairs])
     return out
