@@ -1,5 +1,5 @@
 """When the agent learns: one gradient update per stored transition, made when its episode
-ends, and with remote envs while they evaluate.
+ends, and while the envs evaluate the next episodes where that leaves a core (or a GPU).
 
 AMC updates its agent once per transition after each episode. With SB3's own schedule
 (``gradient_steps=-1``) the updates run between env steps, so with N Ray workers the driver
@@ -9,7 +9,8 @@ Here SB3's own training is off (``gradient_steps=0``) and :class:`EpisodeUpdates
 callback) makes the updates owed for the transitions an
 :class:`~amc.agents.episode_buffer.EpisodeReplayBuffer` stored:
 
-* in-process envs: at once, after the episodes end (AMC's schedule);
+* in-process envs whose scoring holds every core (or ``--no-overlap-updates``): at once,
+  after the episodes end (AMC's schedule);
 * remote envs, wrapped in :class:`OverlapUpdates`: in a driver thread while the workers
   compute the next episodes' last step (the expensive one: pruning, repair, evaluation),
   joined before that step returns. The policy then acts one round of episodes behind its
