@@ -29,7 +29,7 @@
 #               GPUs, else recorded as skipped
 # Environment: DEVICE (cuda), AMP (auto: bf16 where supported, else fp16 with a scaler),
 # TRAIN (2000 training JPEGs in the folder), SIZE (224), COMPILE (1: run the compile step),
-# SHARED (../shared), SEARCH56_EPISODES (300), SEARCH56_SECONDS (150),
+# SHARED (../shared), SEARCH56_EPISODES (300), SEARCH56_SECONDS (100),
 # PY (.venv/bin/python), WORK (runs/gpu_check), OUT (results/gpu_check.json).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -43,7 +43,7 @@ WORK=${WORK:-runs/gpu_check}
 OUT=${OUT:-results/gpu_check.json}
 SHARED=${SHARED:-../shared}
 SEARCH56_EPISODES=${SEARCH56_EPISODES:-300}
-SEARCH56_SECONDS=${SEARCH56_SECONDS:-150}
+SEARCH56_SECONDS=${SEARCH56_SECONDS:-100}
 AMC=("$PY" -m amc.cli)
 export AMC_QUIET=1 AMC_CACHE_DIR=${AMC_CACHE_DIR:-$WORK/cache}
 
