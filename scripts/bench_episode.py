@@ -416,7 +416,7 @@ def bench_search(args, work: Path, seed: int) -> dict:
     ref = ref_scorer(args, ckpt) if todo else None
     for name in todo:
         v = {"recal_size": args.recal_size, **VARIANTS[name]}
-        run = work / (f"search_{name}" + (f"_s{seed}" if seed else ""))
+        run = search_dir(work, name, seed)
         episodes = args.search_episodes * EPISODES_X.get(name, 1)
         cfg = SearchConfig(**{**base, "episodes": episodes, "warmup_episodes": episodes // 4},
                            **v, out=str(run))
@@ -441,12 +441,12 @@ def bench_search(args, work: Path, seed: int) -> dict:
     for name in [n for n, v in out.items() if isinstance(v, dict) and "best_heldout_val" not in v]:
         if held is None:
             held = heldout_scorer(args, ckpt)
-        run = work / (f"search_{name}" + (f"_s{seed}" if seed else ""))
+        run = search_dir(work, name, seed)
         out[name]["best_heldout_val"] = old_path(held, best_ratios(run, held))["top1"]
         write_json(path, out)
     for name in [n for n, v in out.items() if isinstance(v, dict) and "pick" not in v]:
-        run = work / (f"search_{name}" + (f"_s{seed}" if seed else ""))
-        if not (run / PICK).is_file():  # a search without --rescore-top: its best is its pick
+        run = search_dir(work, name, seed)
+        if not own_pick_differs(run):  # the re-ranking kept the search's pick (or none ran)
             out[name]["pick"] = {k: out[name][k] for k in ("best_rescored_by_old_path",
                                                            "best_heldout_val")}
         else:
@@ -460,12 +460,12 @@ def bench_search(args, work: Path, seed: int) -> dict:
         write_json(path, out)
     test = None
     for name in [n for n, v in out.items() if isinstance(v, dict) and "best_test" not in v]:
-        run = work / (f"search_{name}" + (f"_s{seed}" if seed else ""))
+        run = search_dir(work, name, seed)
         if test is None:
             test = test_scorer(args, ckpt)
         out[name]["best_test"] = old_path(test, best_ratios(run, test))["top1"]
         out[name]["pick"]["best_test"] = (
-            old_path(test, best_ratios(run, test, PICK))["top1"] if (run / PICK).is_file()
+            old_path(test, best_ratios(run, test, PICK))["top1"] if own_pick_differs(run)
             else out[name]["best_test"])
         write_json(path, out)
     return out
@@ -474,6 +474,21 @@ def bench_search(args, work: Path, seed: int) -> dict:
 PICK = "search_best_policy.json"
 """The search's own best policy, before ``--rescore-top`` re-ranks its best few on all of
 ``val`` (the held-out images included): the measure blind to the held-out images."""
+
+
+def search_dir(work: Path, name: str, seed: int) -> Path:
+    """The run folder of variant ``name``'s search with ``seed`` (seed 0 keeps the
+    single-seed name)."""
+    return work / (f"search_{name}" + (f"_s{seed}" if seed else ""))
+
+
+def own_pick_differs(run: Path) -> bool:
+    """Whether the search ``run``'s re-ranking replaced its own pick (:data:`PICK`) with
+    another policy (False without a re-ranking): only then is the pick scored separately."""
+    from amc.prune.policy import load_policy
+
+    return ((run / PICK).is_file()
+            and load_policy(run / PICK).ratios != load_policy(run / "best_policy.json").ratios)
 
 
 def best_ratios(run: Path, s: Scorer, name: str = "best_policy.json") -> list[float]:
