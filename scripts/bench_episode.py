@@ -36,7 +36,10 @@ recalibration, 1,000 ``val`` images, one thread) it writes ``results/bench_episo
   fast scorer given the old path's time (200 episodes: the same seed, the same wall time).
   A search with ``--rescore-top`` (``SearchConfig``'s default: 5) picks its best
   among its best few on all of ``val``, the held-out images included; ``pick`` re-scores
-  the search's own pick before that (``search_best_policy.json``) both ways, blind to them.
+  the search's own pick before that (``search_best_policy.json``) both ways, blind to them;
+  ``optimism`` splits how far the pick's score in the search lies above its held-out one
+  into the luck of the search's ``val`` images and of its recalibration
+  (:func:`pick_optimism`).
 
 Each stage is cached under ``--work`` (a killed run resumes); ``--fresh`` starts over;
 ``--reuse results/bench_episode.json`` fills the cache with the committed file's ``recal``
@@ -468,7 +471,26 @@ def bench_search(args, work: Path, seed: int) -> dict:
             old_path(test, best_ratios(run, test, PICK))["top1"] if own_pick_differs(run)
             else out[name]["best_test"])
         write_json(path, out)
+    for name in [n for n, v in out.items() if isinstance(v, dict) and "optimism" not in v]:
+        out[name]["optimism"] = pick_optimism(search_dir(work, name, seed),
+                                              out[name]["pick"]["best_heldout_val"])
+        write_json(path, out)
     return out
+
+
+def pick_optimism(run: Path, heldout: float) -> dict | None:
+    """How far the search ``run``'s own pick scored above what it is worth, in two parts
+    (None without a re-ranking that scored it on all the held-out images):
+    ``val_sample``: its score in the search minus its score on the held-out images with the
+    same recalibrated network (the luck of the search's ``val`` images); ``recalibration``:
+    that held-out score minus the old path's with another calibration draw (``heldout``,
+    the luck of the search's recalibration)."""
+    f = run / "rescore.json"
+    rows = json.loads(f.read_text())["rows"] if f.is_file() else []
+    if not rows or rows[0]["val_top1_all"] is None:  # not scored on all of them
+        return None
+    return {"val_sample": rows[0]["search_val_top1"] - rows[0]["rest_val_top1"],
+            "recalibration": rows[0]["rest_val_top1"] - heldout}
 
 
 PICK = "search_best_policy.json"
@@ -544,6 +566,10 @@ def search_summary(runs: dict[str, dict]) -> dict:
             out[n]["pick"] = {k: mean_std([r[n]["pick"][k] for r in have])
                               for k in ("best_rescored_by_old_path", "best_heldout_val",
                                         "best_test") if all(k in r[n]["pick"] for r in have)}
+        parts = [r[n].get("optimism") for r in have]
+        if parts and all(parts):  # the pick's optimism, split into its two sources
+            out[n]["pick_optimism"] = {k: mean_std([o[k] for o in parts])
+                                       for k in ("val_sample", "recalibration")}
         for base in ("old", "fast") if n == "fast_bf16" else ("old",):
             pairs = [r for r in have if base in r]
             if n == base or not pairs:
