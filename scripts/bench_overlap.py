@@ -20,13 +20,13 @@ differ a little; the rest is what the overlap changes.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 from pathlib import Path
 
 import torch
 
 from amc.agents import SearchConfig, run_search
+from amc.agents.monitor import read_rows
 from amc.utils import allocator
 from amc.utils.io import write_json
 from amc.utils.provenance import cpu_model, git_commit, now, versions
@@ -43,8 +43,7 @@ def one_search(args, model: str, overlap: bool, out: Path) -> dict:
                        warmup_episodes=args.warmup, seed=args.seed, threads=1,
                        overlap_updates=overlap, rescore_top=0, out=str(out), force=True)
     s = run_search(cfg)
-    with open(out / "episodes.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_rows(out / "episodes.csv")
     scoring = sum(float(r[k]) for r in rows for k in SCORING) / len(rows)
     per = float(rows[-1]["run_seconds"]) / len(rows)  # the episodes' wall time
     return {"model": model, "overlap": overlap, "episodes": s["episodes"],
