@@ -127,6 +127,33 @@ def test_distillation_uses_the_dense_checkpoint_as_teacher(digits_ckpt, tmp_path
     assert convs and all(q.is_contiguous() for q in convs)
 
 
+def test_distillation_after_adapting_teaches_with_the_adapted_model(digits_ckpt, tmp_path,
+                                                                   monkeypatch):
+    """With --search-on adapted the strategies prune the fine-tuned dense model, so their
+    fine-tunes distil from it, not from the public checkpoint (which scores lower on the
+    user's data); the dense fine-tune itself distils from the checkpoint it starts from."""
+    import amc.report.compare as compare
+
+    seen = []
+    real_train = compare.train
+
+    def spy(model, data, cfg, teacher=None, **kw):
+        seen.append({k: v.clone() for k, v in teacher.state_dict().items()})
+        return real_train(model, data, cfg, teacher=teacher, **kw)
+
+    monkeypatch.setattr(compare, "train", spy)
+    c = Comparison(_cfg(digits_ckpt, tmp_path / "kda", strategies=("uniform",), kd_weight=0.5,
+                        search_on="adapted"))
+    c.run()
+    assert len(seen) == 2  # the dense fine-tune, then the uniform network's
+
+    def same(sd, model):
+        return all(torch.equal(v, sd[k]) for k, v in model.state_dict().items())
+
+    assert same(seen[0], c.pretrained) and not same(seen[0], c.dense)
+    assert same(seen[1], c.dense) and not same(seen[1], c.pretrained)
+
+
 def test_seeds_give_mean_and_std_over_calibration_draws(digits_ckpt, tmp_path):
     out = tmp_path / "s"
     rows = Comparison(_cfg(digits_ckpt, out, strategies=("uniform", "global"), seeds=2,

@@ -141,7 +141,7 @@ class Comparison:
         tc = self.cfg.finetune_config(self.cfg.seed + run, self.threads)
         t = time.perf_counter()
         hist = train(model, self.train_data, tc,
-                     teacher=self.pretrained if self.cfg.kd_weight > 0 else None,
+                     teacher=self.dense if self.cfg.kd_weight > 0 else None,
                      log_csv=self.dir / "finetune" / f"{name}.csv")
         save_model(model, path, self.cfg.model, {"seconds": time.perf_counter() - t,
                                                  "epochs": self.cfg.finetune_epochs,
