@@ -25,6 +25,7 @@
 #   bash scripts/bench_compare.sh drop55-swap  # -> results/compare_resnet56_drop55_swap/ (~35 min)
 #   bash scripts/bench_compare.sh drop55-swap-ft  # -> results/compare_resnet56_drop55_swap/finetune_15k.* (~12 min)
 #   bash scripts/bench_compare.sh drop55-kd  # -> results/compare_resnet56_drop55_swap/finetune_kd.* (~25 min)
+#   bash scripts/bench_compare.sh drop55-kd-time  # -> .../finetune_kd_time.* (~35 min)
 #
 # `retime-sweep`: the comparison's sensitivity sweep run again (same adapted model, images and
 # command, in a scratch folder), to time it on the same machine right after AMC's searches
@@ -376,6 +377,26 @@ if [[ $WHICH == drop55-kd ]]; then  # needs drop55-swap's adapted dense model (m
   done
   ${PYTHON:-.venv/bin/python} scripts/finetune_summary.py --runs runs/drop55_kd \
       --out "$D/finetune_kd"
+fi
+if [[ $WHICH == drop55-kd-time ]]; then  # as drop55-kd, 5 arms per network and run, in turn
+  D=results/compare_resnet56_drop55_swap  # (images, KD): 5,000 / 7,000 (the time distillation
+  for run in 0 1 2; do  # took in drop55-kd: 1.35-1.50x) / 15,000 without; 5,000 / 15,000 with
+    for np in "amc_latency0.55 $D" "uniform_flops0.5 results/compare_resnet56_drop55"; do
+      read -r name p <<<"$np"
+      sfx=$([[ $run == 0 ]] || echo "_s$run")
+      for arm in "5000 0" "5000 0.5" "7000 0" "15000 0" "15000 0.5"; do
+        read -r images kd <<<"$arm"
+        tag=${name}_${images}_kd$kd$sfx
+        [[ -f runs/drop55_kd_time/$tag/summary.json ]] && continue
+        $AMC finetune --model resnet56 --checkpoint "$D/models/dense_ft.pt" --data cifar10 \
+            --data-dir "$SHARED/data" --policy "$p/policies/$name$sfx.json" --epochs 1 \
+            --train-limit "$images" --lr 0.01 --batch-size 128 --seed "$run" --threads 2 \
+            --kd-weight "$kd" --out "runs/drop55_kd_time/$tag" --force
+      done
+    done
+  done
+  ${PYTHON:-.venv/bin/python} scripts/finetune_summary.py --runs runs/drop55_kd_time \
+      --out "$D/finetune_kd_time"
 fi
 if [[ $WHICH == drop55-ft ]]; then
   D=results/compare_resnet56_drop55

@@ -2,7 +2,7 @@
 
 Each run folder under ``--runs`` is named ``<name>`` or ``<name>_s<k>`` (run k of the same
 policy family, as ``amc compare`` names its policies); its ``summary.json`` (written by
-``amc finetune``) gives the final top-1 and cost. Writes ``<out>.json`` (per run and per
+``amc finetune``) gives the final top-1, cost and training seconds. Writes ``<out>.json`` (per run and per
 name) and ``<out>.md`` (the table).
 
     .venv/bin/python scripts/finetune_summary.py --runs runs/drop55_ft \\
@@ -20,7 +20,13 @@ from amc.utils.io import write_json
 from amc.utils.provenance import git_commit, now
 from amc.utils.stats import format_mean_std, mean_std
 
-METRICS = ("test_top1", "val_top1", "macs_ratio")
+METRICS = ("test_top1", "val_top1", "macs_ratio", "train_seconds")
+
+
+def train_seconds(summary: dict) -> float:
+    """Seconds the run spent training (every stage's epochs, evaluation excluded)."""
+    return sum(v["seconds_per_epoch"] * v["epochs_measured"]
+               for v in summary.get("speed", {}).values())
 
 
 def collect(runs: Path) -> dict[str, list[dict]]:
@@ -30,7 +36,8 @@ def collect(runs: Path) -> dict[str, list[dict]]:
         s = json.loads((d / "summary.json").read_text())
         name = split_run(d.name)[0]
         groups.setdefault(name, []).append(
-            {"run": d.name, **{m: float(s["final"][m]) for m in METRICS},
+            {"run": d.name, **{m: float(s["final"][m]) for m in METRICS[:3]},
+             "train_seconds": train_seconds(s),
              "train_images": s.get("train_images"), "epochs": s["config"]["epochs"],
              "seed": s["config"]["seed"], "policy": s["config"]["policy"]})
     return groups
@@ -51,10 +58,12 @@ def main() -> None:
                      for n, rows in groups.items()},
            "runs": groups}
     write_json(Path(args.out + ".json"), doc)
-    lines = ["| network | n | test after ft | val after ft | MACs ratio |", "|---|---|---|---|---|"]
+    lines = ["| network | n | test after ft | val after ft | MACs ratio | train s |",
+             "|---|---|---|---|---|---|"]
     for n, agg in doc["names"].items():
         lines.append(f"| {n} | {agg['test_top1']['n']} | {format_mean_std(agg['test_top1'])} | "
-                     f"{format_mean_std(agg['val_top1'])} | {agg['macs_ratio']['mean']:.3f} |")
+                     f"{format_mean_std(agg['val_top1'])} | {agg['macs_ratio']['mean']:.3f} | "
+                     f"{agg['train_seconds']['mean']:.0f} |")
     Path(args.out + ".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -26,14 +26,17 @@ def test_script_loads_and_prints_its_help(path, run_script, capsys):
 
 def test_finetune_summary_groups_runs_by_name(run_script, tmp_path):
     """Runs named <name> and <name>_s<k> are one group: mean and sample std of their final
-    top-1; a folder without a summary is not a run."""
+    top-1 and of their training seconds (every stage's epochs); a folder without a summary is
+    not a run."""
     import json
 
     runs = tmp_path / "runs"
-    for name, test in (("amc_x", 80.0), ("amc_x_s1", 82.0), ("uni_y", 70.0)):
+    for name, test, sec in (("amc_x", 80.0, 10.0), ("amc_x_s1", 82.0, 7.0), ("uni_y", 70.0, 1.0)):
         (runs / name).mkdir(parents=True)
         (runs / name / "summary.json").write_text(json.dumps({
             "final": {"test_top1": test, "val_top1": test + 1, "macs_ratio": 0.5},
+            "speed": {"a": {"seconds_per_epoch": sec, "epochs_measured": 1},
+                      "b": {"seconds_per_epoch": sec, "epochs_measured": 2}},
             "config": {"epochs": 1, "seed": 0, "policy": "p.json"}, "train_images": 10}))
     (runs / "amc_x_s2").mkdir()  # unfinished: no summary
     run_script(SCRIPTS[0].parent / "finetune_summary.py", ["--runs", str(runs),
@@ -42,7 +45,9 @@ def test_finetune_summary_groups_runs_by_name(run_script, tmp_path):
     assert doc["names"]["amc_x"]["test_top1"]["mean"] == 81.0
     assert doc["names"]["amc_x"]["test_top1"]["std"] == pytest.approx(2 ** 0.5)
     assert doc["names"]["uni_y"]["test_top1"]["n"] == 1
-    assert "| amc_x | 2 | 81.00 ± 1.41 |" in (tmp_path / "s.md").read_text()
+    assert doc["names"]["amc_x"]["train_seconds"]["mean"] == 25.5  # (30 + 21) / 2
+    assert "| amc_x | 2 | 81.00 ± 1.41 | 82.00 ± 1.41 | 0.500 | 26 |" in (
+        tmp_path / "s.md").read_text()
 
 
 def test_a_runs_name_splits_back_and_a_mean_std_formats():
