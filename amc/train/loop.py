@@ -28,7 +28,7 @@ from amc.data.loader import BatchPlan
 from amc.data.loader import steps_per_epoch as spe_of
 from amc.models.evaluate import evaluate_split
 from amc.train.session import Session
-from amc.utils.device import device_of
+from amc.train.teacher import Teacher
 from amc.utils.errors import AmcError
 from amc.utils.precision import precision
 
@@ -68,7 +68,9 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, teacher: nn.Module 
         model: The model to train.
         data: Dataset with its splits (in memory or streamed).
         cfg: The recipe.
-        teacher: Dense model for knowledge distillation (used when ``cfg.kd_weight`` > 0).
+        teacher: Dense model for knowledge distillation (used when ``cfg.kd_weight`` > 0;
+            its logits come from a folded copy, :class:`amc.train.teacher.Teacher`, and the
+            model itself is left as it is).
         log_csv: Where to append per-epoch metrics.
         on_step: Called as ``on_step(model, step, total_steps)`` after each optimiser step
             (pruning schedules hook in here).
@@ -93,9 +95,8 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, teacher: nn.Module 
     prec = precision(cfg.amp, dev)
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model.to(dev, memory_format=fmt)
-    if teacher is not None:  # shared with the caller (e.g. the dense model): moved back below
-        teacher_home = device_of(teacher)
-        teacher.to(dev, memory_format=fmt).eval()
+    distil = (Teacher(teacher, dev, cfg.channels_last, cfg.amp)
+              if teacher is not None and cfg.kd_weight > 0 else None)
     n = len(data.labels["train"])
     steps_per_epoch = spe_of(n, cfg.batch_size, session.world)
     total = max(1, int(round(cfg.epochs * steps_per_epoch)))
@@ -135,12 +136,10 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, teacher: nn.Module 
             with prec.autocast(dev):
                 out = net(xb)
                 loss = F.cross_entropy(out, yb, label_smoothing=cfg.label_smoothing)
-                if teacher is not None and cfg.kd_weight > 0:
-                    with torch.no_grad():
-                        t_out = teacher(xb)
+                if distil is not None:
                     t = cfg.kd_temperature
                     kd = F.kl_div(F.log_softmax(out.float() / t, 1),
-                                  F.softmax(t_out.float() / t, 1),
+                                  F.softmax(distil(xb) / t, 1),
                                   reduction="batchmean") * t * t
                     loss = (1 - cfg.kd_weight) * loss + cfg.kd_weight * kd
             opt.zero_grad(set_to_none=True)
@@ -169,8 +168,6 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, teacher: nn.Module 
                 on_epoch({**row, "optimizer": opt.state_dict()})
             t_epoch, seen, loss_sum = time.perf_counter(), 0, 0.0
     model.to("cpu", memory_format=torch.contiguous_format).eval()
-    if teacher is not None:
-        teacher.to(teacher_home, memory_format=torch.contiguous_format)
     return history
 
 
