@@ -25,7 +25,8 @@
 #   bash scripts/bench_compare.sh drop55-swap  # -> results/compare_resnet56_drop55_swap/ (~35 min)
 #   bash scripts/bench_compare.sh drop55-swap-ft  # -> results/compare_resnet56_drop55_swap/finetune_15k.* (~12 min)
 #   bash scripts/bench_compare.sh drop55-kd  # -> results/compare_resnet56_drop55_swap/finetune_kd.* (~25 min)
-#   bash scripts/bench_compare.sh drop55-kd-time  # -> .../finetune_kd_time.* (~35 min)
+#   bash scripts/bench_compare.sh drop55-kd-time  # -> .../drop55_kd_time.* (~35 min)
+#   bash scripts/bench_compare.sh drop55-kd-teacher  # -> .../drop55_kd_teacher.* (~12 min)
 #
 # `retime-sweep`: the comparison's sensitivity sweep run again (same adapted model, images and
 # command, in a scratch folder), to time it on the same machine right after AMC's searches
@@ -43,6 +44,8 @@
 #     unit by 0.9 measures 0.552 of the dense latency, the table predicting 0.576:
 #     results/latency_table.json); `internal` units (what
 #     --units auto picks for ResNets; option-A CIFAR ResNets cannot prune across the adds);
+#   - no distillation in the fine-tunes (--kd-weight 0): every committed folder was made
+#     before distillation became the default (the drop55-kd* modes measure it);
 #   - --search-on adapted: the public checkpoint is first fine-tuned on our data (the JPEG
 #     copy it was not trained on), and every strategy prunes that model;
 #   - 3 runs per strategy (--seeds 3): AMC with seeds 0/1/2, every baseline with calibration
@@ -183,7 +186,7 @@ resnet56() {  # resnet56 OUT SCORE_AMP BUDGET...: the ResNet-56 comparison's set
   local out=$1 amp=$2 budgets=()
   shift 2
   for b in "$@"; do budgets+=(--budget "$b"); done
-  $AMC compare --model resnet56 --checkpoint "$SHARED/models/resnet56-cifar10.th" \
+  $AMC compare --kd-weight 0 --model resnet56 --checkpoint "$SHARED/models/resnet56-cifar10.th" \
       --data cifar10 --data-dir "$SHARED/data" --units "$UNITS" --val-limit 1000 --score-amp "$amp" \
       --workers 2 --threads 2 --seed 0 --seeds 3 --finetune-runs 3 --search-on adapted \
       --strategies amc,global,sensitivity,uniform,random --n-random 30 \
@@ -204,7 +207,7 @@ retime() {  # retime SRC SCORE_AMP: SRC's sensitivity sweep again -> SRC/sensiti
   local src=$1 amp=$2 tmp
   tmp=$(mktemp -d)
   copy_dense "$src" "$tmp"
-  $AMC compare --model resnet56 --checkpoint "$SHARED/models/resnet56-cifar10.th" \
+  $AMC compare --kd-weight 0 --model resnet56 --checkpoint "$SHARED/models/resnet56-cifar10.th" \
       --data cifar10 --data-dir "$SHARED/data" --units internal --val-limit 1000 --score-amp "$amp" \
       --workers 2 --threads 2 --seed 0 --seeds 1 --finetune-runs 0 --search-on adapted \
       --strategies sensitivity --finetune-epochs 1 --train-limit 5000 --lr 0.01 \
@@ -239,7 +242,7 @@ if [[ $WHICH == sweep ]]; then
   mkdir -p $OUT
   [[ -f $OUT/sensitivity.json || ! -f results/compare_resnet56/sensitivity.json ]] || \
       cp results/compare_resnet56/sensitivity.json $OUT/
-  $AMC compare --model resnet56 --checkpoint "$SHARED/models/resnet56-cifar10.th" \
+  $AMC compare --kd-weight 0 --model resnet56 --checkpoint "$SHARED/models/resnet56-cifar10.th" \
       --data cifar10 --data-dir "$SHARED/data" --units internal --val-limit 1000 --score-amp off \
       --workers 2 --threads 2 --seed 0 --seeds 1 --finetune-runs 0 --search-on adapted \
       --strategies sensitivity,amc,uniform,global --episodes 120 --warmup-episodes 20 \
@@ -284,7 +287,7 @@ fi
 if [[ $WHICH == amx-recon-fast ]]; then
   OUT=results/compare_resnet56_amx_recon_fast
   copy_dense results/compare_resnet56_amx $OUT
-  $AMC compare --model resnet56 --checkpoint "$SHARED/models/resnet56-cifar10.th" \
+  $AMC compare --kd-weight 0 --model resnet56 --checkpoint "$SHARED/models/resnet56-cifar10.th" \
       --data cifar10 --data-dir "$SHARED/data" --units internal --val-limit 1000 --score-amp auto \
       --workers 2 --threads 2 --seed 0 --seeds 1 --finetune-runs 0 --search-on adapted \
       --strategies amc,sensitivity,uniform --episodes 300 --warmup-episodes 20 \
@@ -323,7 +326,7 @@ drop() {  # drop() OUT BUDGET...: the drop comparison at the given budgets
   local out=$1; shift
   local budgets=()
   for b in "$@"; do budgets+=(--budget "$b"); done
-  $AMC compare --model resnet56 --checkpoint "$SHARED/models/resnet56-cifar10.th" \
+  $AMC compare --kd-weight 0 --model resnet56 --checkpoint "$SHARED/models/resnet56-cifar10.th" \
       --data cifar10 --data-dir "$SHARED/data" --units internal --val-limit 1000 --score-amp auto \
       --workers 2 --threads 2 --seed 0 --seeds 3 --finetune-runs 3 --search-on adapted \
       --strategies amc,blocks,uniform --max-ratio 0.9 --reconstruct --drop-blocks \
@@ -357,7 +360,7 @@ fi
 ftruns() {  # ftruns DENSE_FOLDER POLICY_FOLDER RUNS IMAGES KD NAME...: POLICY_FOLDER's
   local d=$1 p=$2 runs=$3 images=$4 kd=$5 name run sfx tag  # policies NAME (runs 0-2)
   shift 5  # fine-tuned 1 epoch over IMAGES training images from DENSE_FOLDER's adapted dense
-  for name in "$@"; do  # model (one-shot), seed = run; KD non-empty: with --kd-weight KD
+  for name in "$@"; do  # model (one-shot), seed = run; KD empty: --kd-weight 0
     for run in 0 1 2; do
       sfx=$([[ $run == 0 ]] || echo "_s$run")
       tag=$name${kd:+_kd$kd}$sfx
@@ -365,7 +368,7 @@ ftruns() {  # ftruns DENSE_FOLDER POLICY_FOLDER RUNS IMAGES KD NAME...: POLICY_F
       $AMC finetune --model resnet56 --checkpoint "$d/models/dense_ft.pt" --data cifar10 \
           --data-dir "$SHARED/data" --policy "$p/policies/$name$sfx.json" --epochs 1 \
           --train-limit "$images" --lr 0.01 --batch-size 128 --seed "$run" --threads 2 \
-          ${kd:+--kd-weight "$kd"} --out "$runs/$tag" --force
+          --kd-weight "${kd:-0}" --out "$runs/$tag" --force
     done
   done
 }
@@ -378,25 +381,32 @@ if [[ $WHICH == drop55-kd ]]; then  # needs drop55-swap's adapted dense model (m
   ${PYTHON:-.venv/bin/python} scripts/finetune_summary.py --runs runs/drop55_kd \
       --out "$D/finetune_kd"
 fi
-if [[ $WHICH == drop55-kd-time ]]; then  # as drop55-kd, 5 arms per network and run, in turn
-  D=results/compare_resnet56_drop55_swap  # (images, KD): 5,000 / 7,000 (the time distillation
-  for run in 0 1 2; do  # took in drop55-kd: 1.35-1.50x) / 15,000 without; 5,000 / 15,000 with
+kdarms() {  # kdarms RUNS "IMAGES KD"...: drop55-swap's AMC latency:0.55 networks and drop55's
+  local D=results/compare_resnet56_drop55_swap runs=$1 run np name p sfx arm images kd tag
+  shift  # uniform flops:0.5 ones fine-tuned as drop55-kd's, one run per arm, the arms in turn
+  for run in 0 1 2; do  # per network and run
     for np in "amc_latency0.55 $D" "uniform_flops0.5 results/compare_resnet56_drop55"; do
       read -r name p <<<"$np"
       sfx=$([[ $run == 0 ]] || echo "_s$run")
-      for arm in "5000 0" "5000 0.5" "7000 0" "15000 0" "15000 0.5"; do
+      for arm in "$@"; do
         read -r images kd <<<"$arm"
         tag=${name}_${images}_kd$kd$sfx
-        [[ -f runs/drop55_kd_time/$tag/summary.json ]] && continue
+        [[ -f $runs/$tag/summary.json ]] && continue
         $AMC finetune --model resnet56 --checkpoint "$D/models/dense_ft.pt" --data cifar10 \
             --data-dir "$SHARED/data" --policy "$p/policies/$name$sfx.json" --epochs 1 \
             --train-limit "$images" --lr 0.01 --batch-size 128 --seed "$run" --threads 2 \
-            --kd-weight "$kd" --out "runs/drop55_kd_time/$tag" --force
+            --kd-weight "$kd" --out "$runs/$tag" --force
       done
     done
   done
-  ${PYTHON:-.venv/bin/python} scripts/finetune_summary.py --runs runs/drop55_kd_time \
-      --out "$D/finetune_kd_time"
+  ${PYTHON:-.venv/bin/python} scripts/finetune_summary.py --runs "$runs" --out "$D/$(basename "$runs")"
+}
+if [[ $WHICH == drop55-kd-time ]]; then  # 5,000 / 7,000 (the time distillation took in
+  # drop55-kd: 1.35-1.50x) / 15,000 images without distillation, 5,000 / 15,000 with
+  kdarms runs/drop55_kd_time "5000 0" "5000 0.5" "7000 0" "15000 0" "15000 0.5"
+fi
+if [[ $WHICH == drop55-kd-teacher ]]; then  # drop55-kd-time's distilled arms again with the
+  kdarms runs/drop55_kd_teacher "5000 0" "5000 0.5" "15000 0.5"  # folded bf16 teacher
 fi
 if [[ $WHICH == drop55-ft ]]; then
   D=results/compare_resnet56_drop55
@@ -414,7 +424,7 @@ if [[ $WHICH == bf16 ]]; then
   resnet56 results/compare_resnet56_bf16 bf16 flops:0.5
 fi
 if [[ $WHICH == resnet20 ]]; then
-  $AMC compare --model resnet20 --checkpoint "$SHARED/models/resnet20-cifar10.th" \
+  $AMC compare --kd-weight 0 --model resnet20 --checkpoint "$SHARED/models/resnet20-cifar10.th" \
       --data cifar10 --data-dir "$SHARED/data" --units internal --val-limit 1000 --score-amp off \
       --n-random 50 --workers 2 --threads 2 --finetune-epochs 5 --lr 0.01 --batch-size 128 \
       --seed 0 --strategies amc,uniform,global,sensitivity,random --warm-start random --no-race \

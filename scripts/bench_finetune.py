@@ -158,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
                              val_limit=args.val_limit, test_limit=args.test_limit,
                              epochs=args.epochs, lr=args.lr,
                              batch_size=args.batch_size, seed=args.seed, threads=args.threads,
-                             test_every_epoch=False, out=str(runs / name), **over)
+                             test_every_epoch=False, out=str(runs / name),
+                             **{"kd_weight": 0.0, **over})  # the committed arms: no teacher
         run = runs / name
         if (run / "summary.json").is_file():
             print(f"[{name}] done before: {run}/summary.json", flush=True)

@@ -308,3 +308,17 @@ def test_option_a_resnet_with_units_all_prunes_its_residual_stream(tmp_path: Pat
     model = create_model("resnet20", num_classes=4, checkpoint=tmp_path / "ft" / "model.pt")
     assert isinstance(model.layer2[0].shortcut, torch.nn.Conv2d)
     assert model.layer1[0].conv2.out_channels < 16 and model.layer3[2].conv2.out_channels < 64
+
+
+def test_distillation_by_default_teaches_pruned_networks_only(ckpt: str, tmp_path: Path
+                                                              ) -> None:
+    """kd_weight defaults to 0.5: a run that prunes distils from the dense model (its
+    teacher's weights are the checkpoint's); a dense fine-tune, with nothing to recover, has
+    no teacher; --kd-weight 0 turns it off."""
+    dense = create_model("digits_cnn", checkpoint=ckpt).state_dict()
+    pruning = ft.Runner(cfg(ckpt, tmp_path / "p", target="flops:0.5"))
+    assert pruning.cfg.kd_weight == 0.5 and pruning.teacher is not None
+    assert all(torch.equal(v, dense[k]) for k, v in pruning.teacher.state_dict().items())
+    assert ft.Runner(cfg(ckpt, tmp_path / "d")).teacher is None
+    assert ft.Runner(cfg(ckpt, tmp_path / "o", target="flops:0.5", kd_weight=0.0)
+                     ).teacher is None

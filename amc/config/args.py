@@ -148,11 +148,11 @@ AT_LEAST: dict[str, int] = {
 """The smallest value of each count and size, by field (and option) name: a name means the
 same thing in every config, so one table serves them all."""
 
-POSITIVE = ("epochs", "finetune_epochs", "lr", "time_limit")
+POSITIVE = ("epochs", "finetune_epochs", "lr", "time_limit", "kd_temperature")
 """Fields that must be above zero."""
 
-UNIT_INTERVAL = ("noise_min", "drop_swap")
-"""Fields that must lie in [0, 1] (a σ in action units, a probability)."""
+UNIT_INTERVAL = ("noise_min", "drop_swap", "kd_weight")
+"""Fields that must lie in [0, 1] (a σ in action units, a probability, a loss weight)."""
 
 ONE_OF: dict[str, tuple[str, ...]] = {"amp": AMP_MODES, "score_amp": AMP_MODES,
                                       "envs_on": ("driver", "workers")}

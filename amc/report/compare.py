@@ -134,14 +134,17 @@ class Comparison:
         write_json(self.dir / "config.json", asdict(cfg))
 
     # ---------------------------------------------------------------- stages
-    def _finetune(self, model: torch.nn.Module, name: str, run: int = 0) -> torch.nn.Module:
+    def _finetune(self, model: torch.nn.Module, name: str, run: int = 0,
+                  distil: bool = True) -> torch.nn.Module:
+        """Fine-tune ``model`` with the recipe, distilling from the dense model the strategies
+        prune when ``kd_weight`` > 0 and ``distil`` (False: the dense fine-tune itself)."""
         path = self.dir / "models" / f"{name}.pt"
         if path.is_file():
             return create_model(self.cfg.model, checkpoint=path)
         tc = self.cfg.finetune_config(self.cfg.seed + run, self.threads)
         t = time.perf_counter()
         hist = train(model, self.train_data, tc,
-                     teacher=self.dense if self.cfg.kd_weight > 0 else None,
+                     teacher=self.dense if distil and self.cfg.kd_weight > 0 else None,
                      log_csv=self.dir / "finetune" / f"{name}.csv")
         save_model(model, path, self.cfg.model, {"seconds": time.perf_counter() - t,
                                                  "epochs": self.cfg.finetune_epochs,
@@ -152,11 +155,12 @@ class Comparison:
         return evaluate_splits(model, self.data, self.input_size)
 
     def _dense_ft(self) -> dict:
-        """The dense model fine-tuned with the recipe (the fair baseline)."""
+        """The dense model fine-tuned with the recipe (the fair baseline), without a teacher
+        (distillation is from the dense model, for the pruned networks)."""
         return _cached_json(self.dir / "eval" / "dense_ft.json",
                             lambda: self._evaluate(self._finetune(create_model(
                                 self.cfg.model, checkpoint=self.cfg.checkpoint,
-                                unsafe_load=self.cfg.unsafe_load), "dense_ft")))
+                                unsafe_load=self.cfg.unsafe_load), "dense_ft", distil=False)))
 
     def _adapt(self) -> None:
         """``search_on="adapted"``: prune the dense model fine-tuned on this data."""

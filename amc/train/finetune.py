@@ -105,7 +105,9 @@ class Runner:
                                    self.data.calibration(256, cfg.seed))
         if isinstance(self.pruner, StructuredPruner) and self.pruner.pm_dense.converted:
             self.dense = self.pruner.pm_dense.model  # option-A shortcuts as selection convs
-        self.teacher = bake(self.dense) if cfg.kd_weight > 0 else None
+        # distillation teaches pruned networks only: a dense fine-tune has no teacher
+        self.teacher = (bake(self.dense) if cfg.kd_weight > 0 and self.pruner is not None
+                        else None)
 
     # ------------------------------------------------------------------ state
     def fresh_state(self) -> dict:
