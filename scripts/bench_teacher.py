@@ -108,7 +108,7 @@ def main() -> None:
             net.train()
             opt = torch.optim.SGD(net.parameters(), lr=1e-4, momentum=0.9)
 
-            def step():
+            def step(net=net, opt=opt):
                 loss = F.cross_entropy(net(xb), yb)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

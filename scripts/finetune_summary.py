@@ -2,8 +2,8 @@
 
 Each run folder under ``--runs`` is named ``<name>`` or ``<name>_s<k>`` (run k of the same
 policy family, as ``amc compare`` names its policies); its ``summary.json`` (written by
-``amc finetune``) gives the final top-1, cost and training seconds. Writes ``<out>.json`` (per run and per
-name) and ``<out>.md`` (the table).
+``amc finetune``) gives the final top-1, cost and training seconds. Writes ``<out>.json``
+(per run and per name) and ``<out>.md`` (the table).
 
     .venv/bin/python scripts/finetune_summary.py --runs runs/drop55_ft \\
         --out results/compare_resnet56_drop55/finetune_15k
