@@ -10,13 +10,14 @@
 #   eval        amc eval on the device
 #   search      a short AMC search (--device: pruned networks scored on the GPU, in the
 #               mixed precision of --score-amp $AMP: bf16 autocast on a recent GPU)
-#   iterative   the winning policy feeds iterative fine-tuning (AMP, channels-last)
+#   iterative   the winning policy feeds iterative fine-tuning (AMP, channels-last, distilled
+#               from the dense model: the default, the teacher a folded copy in bf16)
 #   compare     amc compare on the digits CNN (amc, global, uniform) with --device, --amp,
 #               --channels-last and distillation (--kd-weight 0.5): delivered networks scored
-#               where the scorer put them, the teacher (the dense model) back on the CPU for
-#               pruning and CPU latency
+#               where the scorer put them, the teacher a folded copy on the device (the
+#               dense model itself stays on the CPU for pruning and CPU latency)
 #   stream      tv:resnet18 pruned to flops:0.5 and fine-tuned on a streamed folder of
-#               mixed-size JPEGs at 224 px (loader workers, pinned memory, AMP)
+#               mixed-size JPEGs at 224 px (loader workers, pinned memory, AMP, distilled)
 #   compile     the same fine-tune with --compile (torch.compile)
 #   search56    where SHARED holds the pretrained CIFAR ResNet-56 and CIFAR-10: a ResNet-56
 #               search at flops:0.5 (internal units, 1,000 val images, cheap warm start,
