@@ -357,18 +357,20 @@ c.update(drop_swap=0.3, budgets=['latency:0.55']); json.dump(c, open(sys.argv[2]
   DROP_EXTRA=(--drop-swap 0.3)
   drop "$D" latency:0.55
 fi
+ftone() {  # ftone DENSE_FOLDER POLICY OUT IMAGES KD RUN: POLICY applied to DENSE_FOLDER's
+  [[ -f $3/summary.json ]] && return 0  # adapted dense model (one-shot), fine-tuned 1 epoch
+  $AMC finetune --model resnet56 --checkpoint "$1/models/dense_ft.pt" --data cifar10 \
+      --data-dir "$SHARED/data" --policy "$2" --epochs 1 --train-limit "$4" --lr 0.01 \
+      --batch-size 128 --seed "$6" --threads 2 --kd-weight "$5" --out "$3" --force
+}  # over IMAGES training images, seed RUN, --kd-weight KD
 ftruns() {  # ftruns DENSE_FOLDER POLICY_FOLDER RUNS IMAGES KD NAME...: POLICY_FOLDER's
-  local d=$1 p=$2 runs=$3 images=$4 kd=$5 name run sfx tag  # policies NAME (runs 0-2)
-  shift 5  # fine-tuned 1 epoch over IMAGES training images from DENSE_FOLDER's adapted dense
-  for name in "$@"; do  # model (one-shot), seed = run; KD empty: --kd-weight 0
+  local d=$1 p=$2 runs=$3 images=$4 kd=$5 name run sfx  # policies NAME (runs 0-2) through
+  shift 5  # ftone, seed = run; KD empty: --kd-weight 0
+  for name in "$@"; do
     for run in 0 1 2; do
       sfx=$([[ $run == 0 ]] || echo "_s$run")
-      tag=$name${kd:+_kd$kd}$sfx
-      [[ -f $runs/$tag/summary.json ]] && continue
-      $AMC finetune --model resnet56 --checkpoint "$d/models/dense_ft.pt" --data cifar10 \
-          --data-dir "$SHARED/data" --policy "$p/policies/$name$sfx.json" --epochs 1 \
-          --train-limit "$images" --lr 0.01 --batch-size 128 --seed "$run" --threads 2 \
-          --kd-weight "${kd:-0}" --out "$runs/$tag" --force
+      ftone "$d" "$p/policies/$name$sfx.json" "$runs/$name${kd:+_kd$kd}$sfx" "$images" \
+          "${kd:-0}" "$run"
     done
   done
 }
@@ -382,7 +384,7 @@ if [[ $WHICH == drop55-kd ]]; then  # needs drop55-swap's adapted dense model (m
       --out "$D/finetune_kd"
 fi
 kdarms() {  # kdarms RUNS "IMAGES KD"...: drop55-swap's AMC latency:0.55 networks and drop55's
-  local D=results/compare_resnet56_drop55_swap runs=$1 run np name p sfx arm images kd tag
+  local D=results/compare_resnet56_drop55_swap runs=$1 run np name p sfx arm images kd
   shift  # uniform flops:0.5 ones fine-tuned as drop55-kd's, one run per arm, the arms in turn
   for run in 0 1 2; do  # per network and run
     for np in "amc_latency0.55 $D" "uniform_flops0.5 results/compare_resnet56_drop55"; do
@@ -390,12 +392,8 @@ kdarms() {  # kdarms RUNS "IMAGES KD"...: drop55-swap's AMC latency:0.55 network
       sfx=$([[ $run == 0 ]] || echo "_s$run")
       for arm in "$@"; do
         read -r images kd <<<"$arm"
-        tag=${name}_${images}_kd$kd$sfx
-        [[ -f $runs/$tag/summary.json ]] && continue
-        $AMC finetune --model resnet56 --checkpoint "$D/models/dense_ft.pt" --data cifar10 \
-            --data-dir "$SHARED/data" --policy "$p/policies/$name$sfx.json" --epochs 1 \
-            --train-limit "$images" --lr 0.01 --batch-size 128 --seed "$run" --threads 2 \
-            --kd-weight "$kd" --out "$runs/$tag" --force
+        ftone "$D" "$p/policies/$name$sfx.json" "$runs/${name}_${images}_kd$kd$sfx" \
+            "$images" "$kd" "$run"
       done
     done
   done
