@@ -63,8 +63,9 @@ INPUT = (3, 32, 32)
 
 
 def finetune(net: torch.nn.Module, data, args, seed: int) -> torch.nn.Module:
-    """``amc compare``'s fine-tuning recipe (:meth:`CompareConfig.finetune_config`)."""
-    cfg = CompareConfig(finetune_epochs=args.finetune_epochs)
+    """``amc compare``'s fine-tuning recipe (:meth:`CompareConfig.finetune_config`) without
+    distillation (the committed figures predate it as the default)."""
+    cfg = CompareConfig(finetune_epochs=args.finetune_epochs, kd_weight=0.0)
     train(net, data, cfg.finetune_config(seed, args.threads))
     return net.eval()
 
