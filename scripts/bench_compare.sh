@@ -27,6 +27,7 @@
 #   bash scripts/bench_compare.sh drop55-kd  # -> results/compare_resnet56_drop55_swap/finetune_kd.* (~25 min)
 #   bash scripts/bench_compare.sh drop55-kd-time  # -> .../drop55_kd_time.* (~35 min)
 #   bash scripts/bench_compare.sh drop55-kd-teacher  # -> .../drop55_kd_teacher.* (~12 min)
+#   bash scripts/bench_compare.sh flops03-kd-time  # -> .../flops03_kd_time.* (~8 min)
 #
 # `retime-sweep`: the comparison's sensitivity sweep run again (same adapted model, images and
 # command, in a scratch folder), to time it on the same machine right after AMC's searches
@@ -383,12 +384,12 @@ if [[ $WHICH == drop55-kd ]]; then  # needs drop55-swap's adapted dense model (m
   ${PYTHON:-.venv/bin/python} scripts/finetune_summary.py --runs runs/drop55_kd \
       --out "$D/finetune_kd"
 fi
-kdarms() {  # kdarms RUNS "IMAGES KD"...: drop55-swap's AMC latency:0.55 networks and drop55's
-  local D=results/compare_resnet56_drop55_swap runs=$1 run np name p sfx arm images kd
-  shift  # uniform flops:0.5 ones fine-tuned as drop55-kd's, one run per arm, the arms in turn
-  for run in 0 1 2; do  # per network and run
-    for np in "amc_latency0.55 $D" "uniform_flops0.5 results/compare_resnet56_drop55"; do
-      read -r name p <<<"$np"
+kdarms() {  # kdarms RUNS NETS "IMAGES KD"...: the networks NETS ("NAME=POLICY_FOLDER ...",
+  local D=results/compare_resnet56_drop55_swap runs=$1 nets=$2 run np name p sfx arm images kd
+  shift 2  # runs 0-2 of each) fine-tuned from drop55-swap's adapted dense model as
+  for run in 0 1 2; do  # drop55-kd's, one run per arm, the arms in turn per network and run
+    for np in $nets; do
+      name=${np%%=*} p=${np#*=}
       sfx=$([[ $run == 0 ]] || echo "_s$run")
       for arm in "$@"; do
         read -r images kd <<<"$arm"
@@ -399,13 +400,19 @@ kdarms() {  # kdarms RUNS "IMAGES KD"...: drop55-swap's AMC latency:0.55 network
   done
   ${PYTHON:-.venv/bin/python} scripts/finetune_summary.py --runs "$runs" --out "$D/$(basename "$runs")"
 }
+KDNETS="amc_latency0.55=results/compare_resnet56_drop55_swap \
+uniform_flops0.5=results/compare_resnet56_drop55"  # drop55-swap's AMC ~1.8x, drop55's uniform
 if [[ $WHICH == drop55-kd-time ]]; then  # 5,000 / 7,000 (the time distillation took in
   # drop55-kd: 1.35-1.50x) / 15,000 images without distillation, 5,000 / 15,000 with
-  kdarms runs/drop55_kd_time "5000 0" "5000 0.5" "7000 0" "15000 0" "15000 0.5"
+  kdarms runs/drop55_kd_time "$KDNETS" "5000 0" "5000 0.5" "7000 0" "15000 0" "15000 0.5"
 fi
 if [[ $WHICH == drop55-kd-teacher ]]; then  # drop55-kd-time's distilled arms again with the
-  kdarms runs/drop55_kd_teacher "5000 0" "5000 0.5" "15000 0.5"  # folded bf16 teacher
+  kdarms runs/drop55_kd_teacher "$KDNETS" "5000 0" "5000 0.5" "15000 0.5"  # folded bf16 teacher
 fi
+if [[ $WHICH == flops03-kd-time ]]; then  # at flops:0.3: compare_resnet56_native's AMC and
+  kdarms runs/flops03_kd_time "amc_flops0.3=results/compare_resnet56_native \
+uniform_flops0.3=results/compare_resnet56_native" "5000 0" "5000 0.5" "7000 0"  # uniform
+fi  # policies (searched on that folder's adapted model) applied to drop55-swap's
 if [[ $WHICH == drop55-ft ]]; then
   D=results/compare_resnet56_drop55
   ftruns "$D" "$D" runs/drop55_ft 15000 "" amc_latency0.55 blocks_latency0.55 uniform_flops0.5
