@@ -322,3 +322,21 @@ def test_distillation_by_default_teaches_pruned_networks_only(ckpt: str, tmp_pat
     assert ft.Runner(cfg(ckpt, tmp_path / "d")).teacher is None
     assert ft.Runner(cfg(ckpt, tmp_path / "o", target="flops:0.5", kd_weight=0.0)
                      ).teacher is None
+
+
+def test_a_policy_is_fine_tuned_as_made(ckpt: str, tmp_path: Path) -> None:
+    """--policy prunes exactly the policy's ratios, as amc apply does: a policy made with
+    --max-ratio 0.9 is not capped again by the fine-tune's --max-ratio (0.8 by default)."""
+    from amc.prune.policy import apply_policy, load_policy, make_policy
+    from amc.prune.units import PrunableModel
+
+    dense = create_model("digits_cnn", checkpoint=ckpt)
+    pm = PrunableModel(dense, (1, 8, 8), "all")
+    ratios = [0.9] + [0.3] * (len(pm.units) - 1)
+    path = make_policy(pm, ratios, "digits_cnn", "flops:0.5", "random",
+                       max_ratio=0.9).save(tmp_path / "p.json")
+    runner = ft.Runner(cfg(ckpt, tmp_path / "r", policy=str(path), kd_weight=0.0))
+    assert runner.cfg.max_ratio == 0.8 and runner.pruner.ratios == ratios
+    applied = apply_policy(dense, load_policy(path), "digits_cnn")
+    final = runner.pruner.pm_dense.prune(runner.pruner.ratios)
+    assert [p.shape for p in final.parameters()] == [p.shape for p in applied.parameters()]

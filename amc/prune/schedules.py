@@ -22,7 +22,6 @@ import torch
 from torch import nn
 
 from amc.prune.budget import KINDS, Budget, resource_fn
-from amc.prune.depth import DROP
 from amc.prune.masks import ChannelPruner, Masks, magnitude_masks, nm_masks, prunable_weights
 from amc.prune.units import PrunableModel
 from amc.utils.bisection import bisect
@@ -223,9 +222,9 @@ def build_pruner(cfg, model: nn.Module, input_size: tuple[int, int, int],
         pm = PrunableModel(model, input_size, policy.mode, policy.criterion, policy.round_to,
                            calib, policy.drop_blocks)
         check_policy(policy, pm, cfg.model)
-        caps = unit_caps(len(pm.units), cfg.max_ratio, cfg.first_last_max)
-        ratios = [r if r >= DROP else min(r, c)  # a dropped block stays dropped
-                  for r, c in zip(policy.ratios_for(u.name for u in pm.units), caps)]
+        # exactly the policy's network, as amc apply and amc compare build it (its ratios were
+        # limited by the max_ratio it was made with, recorded in it: not capped again here)
+        ratios = policy.ratios_for(u.name for u in pm.units)
     else:
         pm = PrunableModel(model, input_size, cfg.units, cfg.criterion, cfg.round_to, calib)
         caps = unit_caps(len(pm.units), cfg.max_ratio, cfg.first_last_max)

@@ -34,8 +34,9 @@ class FinetuneConfig(ModelConfig, DataConfig, PruneConfig, OptimConfig, RunConfi
             fine-tuning).
         target: sparsity:S (unstructured), flops:F / params:F / latency:F (channel pruning to
             a uniform ratio under the per-unit limits) or N:M such as 2:4.
-        policy: Ratio policy JSON (channel pruning to its ratios; with --structure unstructured
-            its ratios become per-layer weight sparsities).
+        policy: Ratio policy JSON (channel pruning to exactly its ratios, as amc apply does:
+            --max-ratio and --first-last-max limit --target only; with --structure
+            unstructured its ratios become per-layer weight sparsities).
         structure: channel or unstructured (default: from the target; channel for a policy).
         scope: Unstructured magnitude ranking: global (one threshold) or layer (same
             sparsity per layer).
