@@ -6,9 +6,11 @@ under the inference precision of ``--amp`` (bf16 on a CPU that computes it nativ
 each pruned network of the named policies this times, interleaved, ``--rounds`` times: one
 training step of the student without distillation (forward, loss, backward, SGD step, batch
 ``--batch-size``), the plain teacher's forward and the :class:`Teacher`'s forward on the same
-batch; the overhead of distillation is the teacher's seconds over the student's step. The
-teachers' logits are compared on ``val`` images (largest difference relative to the logits'
-scale, and top-1 agreement).
+batch, each the best of ``--reps`` calls by the project's latency timer
+(:func:`amc.cost.timing.interleaved`, which settles the allocator); the overhead of
+distillation is the teacher's seconds over the student's step. The teachers' logits are
+compared on ``val`` images (largest difference relative to the logits' scale, and top-1
+agreement).
 
     .venv/bin/python scripts/bench_teacher.py --out results/bench_teacher.json
 """
@@ -18,17 +20,16 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import os
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from amc.cost.timing import interleaved
 from amc.data.datasets import load_dataset
 from amc.models.registry import create_model
 from amc.prune.policy import apply_policy, load_policy
 from amc.train.teacher import Teacher
-from amc.utils import allocator
 from amc.utils.io import write_json
 from amc.utils.provenance import git_commit, now, versions
 from amc.utils.stats import mean_std
@@ -44,17 +45,6 @@ def students(folders: list[Path], patterns: list[str], dense: torch.nn.Module
                 out[f"{folder.name}/{path.stem}"] = apply_policy(dense, load_policy(path),
                                                                  "resnet56")
     return out
-
-
-def seconds(fn, reps: int) -> float:
-    """Best of ``reps`` calls of ``fn`` (after one untimed call)."""
-    fn()
-    best = float("inf")
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 def main() -> None:
@@ -75,7 +65,6 @@ def main() -> None:
     ap.add_argument("--out", default="results/bench_teacher.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    allocator.settle()
     dev = torch.device("cpu")
     dense = create_model("resnet56", num_classes=10, checkpoint=args.checkpoint).eval()
     nets = students([Path(f) for f in args.folders], args.names, dense)
@@ -116,9 +105,10 @@ def main() -> None:
 
             row = rows.setdefault(name, {"student_step_s": [], "plain_teacher_s": [],
                                          "teacher_s": []})
-            row["student_step_s"].append(seconds(step, args.reps))
-            row["plain_teacher_s"].append(seconds(plain_teacher, args.reps))
-            row["teacher_s"].append(seconds(folded_teacher, args.reps))
+            ms = interleaved({"student_step_s": step, "plain_teacher_s": plain_teacher,
+                              "teacher_s": folded_teacher}, runs=args.reps, rounds=1)
+            for key, t in ms.items():  # the best of the round's calls
+                row[key].append(t["min_ms"] / 1e3)
             print(f"round {r} {name}: step {row['student_step_s'][-1]:.3f} s, teacher plain "
                   f"{row['plain_teacher_s'][-1]:.3f} s, folded {row['teacher_s'][-1]:.3f} s",
                   flush=True)
