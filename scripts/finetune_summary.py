@@ -20,7 +20,9 @@ from amc.utils.io import write_json
 from amc.utils.provenance import git_commit, now
 from amc.utils.stats import format_mean_std, mean_std
 
-METRICS = ("test_top1", "val_top1", "macs_ratio", "train_seconds")
+FINAL = ("test_top1", "val_top1", "macs_ratio")
+"""What the summary's ``final`` block gives."""
+METRICS = (*FINAL, "train_seconds")
 
 
 def train_seconds(summary: dict) -> float:
@@ -36,7 +38,7 @@ def collect(runs: Path) -> dict[str, list[dict]]:
         s = json.loads((d / "summary.json").read_text())
         name = split_run(d.name)[0]
         groups.setdefault(name, []).append(
-            {"run": d.name, **{m: float(s["final"][m]) for m in METRICS[:3]},
+            {"run": d.name, **{m: float(s["final"][m]) for m in FINAL},
              "train_seconds": train_seconds(s),
              "train_images": s.get("train_images"), "epochs": s["config"]["epochs"],
              "seed": s["config"]["seed"], "policy": s["config"]["policy"]})
