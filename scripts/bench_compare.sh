@@ -19,6 +19,7 @@
 #   bash scripts/bench_compare.sh native     # -> results/compare_resnet56_native/ (~50 min)
 #   bash scripts/bench_compare.sh native-vectors  # -> results/compare_resnet56_native_vectors/
 #   bash scripts/bench_compare.sh native-all  # -> results/compare_resnet56_native_all/ (~30 min)
+#   bash scripts/bench_compare.sh native-kd  # -> results/compare_resnet56_native_kd/ (~45 min)
 #   bash scripts/bench_compare.sh drop       # -> results/compare_resnet56_drop/ (~75 min)
 #   bash scripts/bench_compare.sh drop55     # -> results/compare_resnet56_drop55/ (~65 min)
 #   bash scripts/bench_compare.sh drop55-ft  # -> results/compare_resnet56_drop55/finetune_15k.* (~15 min)
@@ -141,6 +142,13 @@
 # the same function), 30 units instead of 27, every strategy on them; its own adapted dense
 # model and sweep -> results/compare_resnet56_native_all/ (~30 min).
 #
+# `native-kd`: the README headline's comparison with today's default fine-tune (distillation
+# from the adapted dense model, --kd-weight 0.5): native's flops:0.5 / flops:0.3 policies and
+# native-vectors' latency:0.65 ones (made with today's latency table, METHOD 6; native's own
+# predate it), their searches' records and native's sweep copied; the adapted dense model (no
+# teacher: bit for bit native's), every score before fine-tuning, the latencies and the 45
+# distilled fine-tunes made again -> results/compare_resnet56_native_kd/ (~45 min).
+#
 # `drop`: native's settings with --drop-blocks (a unit that is a block's inner width may drop
 # its block whole: amc.prune.depth), at latency:0.5 (refused without it) and flops:0.5;
 # strategies amc, blocks (the k least-sensitive blocks dropped, then uniform; k chosen on val)
@@ -183,11 +191,12 @@ WHICH=${1:-resnet56}
 
 EXTRA=()  # more amc compare options (the pooled mode's)
 UNITS=internal  # the units every strategy prunes
+KD=0  # resnet56()'s --kd-weight (every committed folder but native-kd's: 0)
 resnet56() {  # resnet56 OUT SCORE_AMP BUDGET...: the ResNet-56 comparison's settings
   local out=$1 amp=$2 budgets=()
   shift 2
   for b in "$@"; do budgets+=(--budget "$b"); done
-  $AMC compare --kd-weight 0 --model resnet56 --checkpoint "$SHARED/models/resnet56-cifar10.th" \
+  $AMC compare --kd-weight "$KD" --model resnet56 --checkpoint "$SHARED/models/resnet56-cifar10.th" \
       --data cifar10 --data-dir "$SHARED/data" --units "$UNITS" --val-limit 1000 --score-amp "$amp" \
       --workers 2 --threads 2 --seed 0 --seeds 3 --finetune-runs 3 --search-on adapted \
       --strategies amc,global,sensitivity,uniform,random --n-random 30 \
@@ -322,6 +331,23 @@ if [[ $WHICH == native-all ]]; then
   UNITS=all
   EXTRA=(--max-ratio 0.9 --reconstruct --sweep-time-limit)
   resnet56 results/compare_resnet56_native_all auto flops:0.5
+fi
+if [[ $WHICH == native-kd ]]; then  # native's 45 networks fine-tuned with distillation
+  D=results/compare_resnet56_native_kd
+  if [[ ! -f $D/config.json ]]; then  # the policies: native's flops ones, native-vectors'
+    mkdir -p "$D"/{policies,search}  # latency:0.65 ones (the current latency table, METHOD 6)
+    for d in policies search; do
+      cp -r results/compare_resnet56_native/$d/*flops* "$D/$d/"
+      cp -r results/compare_resnet56_native_vectors/$d/*latency0.65* "$D/$d/"
+    done
+    cp results/compare_resnet56_native/sensitivity.json "$D/"
+    ${PYTHON:-.venv/bin/python} -c "import json, sys; c = json.load(open(sys.argv[1])); \
+c.update(kd_weight=0.5, latency_table_method=6); json.dump(c, open(sys.argv[2], 'w'), indent=1)" \
+        results/compare_resnet56_native/config.json "$D/config.json"
+  fi
+  KD=0.5
+  EXTRA=(--max-ratio 0.9 --reconstruct --sweep-time-limit)
+  resnet56 "$D" auto flops:0.5 flops:0.3 latency:0.65
 fi
 drop() {  # drop() OUT BUDGET...: the drop comparison at the given budgets
   local out=$1; shift

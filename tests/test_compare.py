@@ -338,6 +338,24 @@ def test_latency_budgets_measured_with_an_older_latency_table_are_refused(tmp_pa
         check_cached(CompareConfig(budgets=cfg.budgets, out=str(tmp_path)))
 
 
+def test_a_folder_made_before_block_dropping_existed_is_reused(tmp_path):
+    """A comparison cached before ``drop_blocks`` was a setting ran without dropping blocks:
+    it reruns with ``drop_blocks`` off (the default) and is refused with it on."""
+    from dataclasses import asdict
+
+    from amc.report.compare_config import check_cached
+    from amc.utils.errors import AmcError
+    from amc.utils.io import write_json
+
+    cfg = CompareConfig(budgets=("flops:0.5",), out=str(tmp_path))
+    old = asdict(cfg)
+    del old["drop_blocks"]
+    write_json(tmp_path / "config.json", old)
+    check_cached(cfg)
+    with pytest.raises(AmcError, match="other settings \\(drop_blocks\\)"):
+        check_cached(replace(cfg, drop_blocks=True))
+
+
 def test_random_in_a_comparison_picks_on_all_of_val(digits_ckpt, tmp_path):
     """--rescore-top reaches the random strategy: its policy is random_search's pick with the
     rest of val (for a seed whose pick on all of val is another one than the first val
