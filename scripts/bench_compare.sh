@@ -29,6 +29,7 @@
 #   bash scripts/bench_compare.sh drop55-kd-time  # -> .../drop55_kd_time.* (~35 min)
 #   bash scripts/bench_compare.sh drop55-kd-teacher  # -> .../drop55_kd_teacher.* (~12 min)
 #   bash scripts/bench_compare.sh flops03-kd-time  # -> .../flops03_kd_time.* (~8 min)
+#   bash scripts/bench_compare.sh drop55-kd-compare  # -> results/compare_resnet56_drop55_kd/ (~20 min)
 #
 # `retime-sweep`: the comparison's sensitivity sweep run again (same adapted model, images and
 # command, in a scratch folder), to time it on the same machine right after AMC's searches
@@ -178,6 +179,13 @@
 # 0.5), for drop55-swap's AMC networks at latency:0.55 and drop55's uniform flops:0.5, seed =
 # run; weights in runs/drop55_kd/ -> results/compare_resnet56_drop55_swap/finetune_kd.* (run
 # drop55-swap first: its adapted dense model is git-ignored).
+#
+# `drop55-kd-compare`: the ~1.8x comparison again with today's default fine-tune (distillation
+# from the adapted dense model, --kd-weight 0.5) inside `amc compare` (each network reconstructed
+# and BN-recalibrated first, as delivered): drop55-swap's latency:0.55 policies (amc, blocks,
+# uniform) and drop55's flops:0.5 ones (amc and blocks searched there, without --drop-swap)
+# with their searches' records; the adapted dense model, the scores, the latencies (all 18
+# networks side by side) and the 18 fine-tunes made again -> results/compare_resnet56_drop55_kd/.
 #
 # Resumable: every stage's artifact is cached in the output folder (weights in models/ are
 # git-ignored; once a model's scores are in eval/, a rerun rebuilds the tables).
@@ -353,7 +361,7 @@ drop() {  # drop() OUT BUDGET...: the drop comparison at the given budgets
   local out=$1; shift
   local budgets=()
   for b in "$@"; do budgets+=(--budget "$b"); done
-  $AMC compare --kd-weight 0 --model resnet56 --checkpoint "$SHARED/models/resnet56-cifar10.th" \
+  $AMC compare --kd-weight "$KD" --model resnet56 --checkpoint "$SHARED/models/resnet56-cifar10.th" \
       --data cifar10 --data-dir "$SHARED/data" --units internal --val-limit 1000 --score-amp auto \
       --workers 2 --threads 2 --seed 0 --seeds 3 --finetune-runs 3 --search-on adapted \
       --strategies amc,blocks,uniform --max-ratio 0.9 --reconstruct --drop-blocks \
@@ -383,6 +391,23 @@ c.update(drop_swap=0.3, budgets=['latency:0.55']); json.dump(c, open(sys.argv[2]
   fi
   DROP_EXTRA=(--drop-swap 0.3)
   drop "$D" latency:0.55
+fi
+if [[ $WHICH == drop55-kd-compare ]]; then  # the ~1.8x comparison, distilled fine-tunes
+  D=results/compare_resnet56_drop55_kd
+  if [[ ! -f $D/config.json ]]; then  # drop55-swap's latency:0.55 policies, drop55's flops:0.5
+    mkdir -p "$D"/{policies,search}
+    for d in policies search; do
+      cp -r results/compare_resnet56_drop55_swap/$d/*latency0.55* "$D/$d/"
+      cp -r results/compare_resnet56_drop55/$d/*flops0.5* "$D/$d/"
+    done
+    ${PYTHON:-.venv/bin/python} -c "import json, sys; c = json.load(open(sys.argv[1])); \
+c.update(kd_weight=0.5, budgets=['latency:0.55', 'flops:0.5']); \
+json.dump(c, open(sys.argv[2], 'w'), indent=1)" \
+        results/compare_resnet56_drop55_swap/config.json "$D/config.json"
+  fi
+  KD=0.5
+  DROP_EXTRA=(--drop-swap 0.3)
+  drop "$D" latency:0.55 flops:0.5
 fi
 ftone() {  # ftone DENSE_FOLDER POLICY OUT IMAGES KD RUN: POLICY applied to DENSE_FOLDER's
   [[ -f $3/summary.json ]] && return 0  # adapted dense model (one-shot), fine-tuned 1 epoch
