@@ -19,7 +19,8 @@
 #   bash scripts/bench_compare.sh native     # -> results/compare_resnet56_native/ (~50 min)
 #   bash scripts/bench_compare.sh native-vectors  # -> results/compare_resnet56_native_vectors/
 #   bash scripts/bench_compare.sh native-all  # -> results/compare_resnet56_native_all/ (~30 min)
-#   bash scripts/bench_compare.sh native-kd  # -> results/compare_resnet56_native_kd/ (~45 min)
+#   bash scripts/bench_compare.sh native-kd  # -> results/compare_resnet56_native_kd/ (~50 min)
+#   bash scripts/bench_compare.sh native-kd-plain  # -> results/compare_resnet56_native_kd_plain/ (~20 min)
 #   bash scripts/bench_compare.sh drop       # -> results/compare_resnet56_drop/ (~75 min)
 #   bash scripts/bench_compare.sh drop55     # -> results/compare_resnet56_drop55/ (~65 min)
 #   bash scripts/bench_compare.sh drop55-ft  # -> results/compare_resnet56_drop55/finetune_15k.* (~15 min)
@@ -30,6 +31,7 @@
 #   bash scripts/bench_compare.sh drop55-kd-teacher  # -> .../drop55_kd_teacher.* (~12 min)
 #   bash scripts/bench_compare.sh flops03-kd-time  # -> .../flops03_kd_time.* (~8 min)
 #   bash scripts/bench_compare.sh drop55-kd-compare  # -> results/compare_resnet56_drop55_kd/ (~20 min)
+#   bash scripts/bench_compare.sh drop55-kd-plain  # -> results/compare_resnet56_drop55_kd_plain/ (~20 min)
 #
 # `retime-sweep`: the comparison's sensitivity sweep run again (same adapted model, images and
 # command, in a scratch folder), to time it on the same machine right after AMC's searches
@@ -49,6 +51,9 @@
 #     --units auto picks for ResNets; option-A CIFAR ResNets cannot prune across the adds);
 #   - no distillation in the fine-tunes (--kd-weight 0): every committed folder was made
 #     before distillation became the default (the drop55-kd* modes measure it);
+#   - every fine-tune starts from the network scored before fine-tuning (--finetune-from
+#     delivered: reconstructed with --reconstruct): every committed folder was made before the
+#     default became the plainly pruned network (the *-kd-plain modes measure it);
 #   - --search-on adapted: the public checkpoint is first fine-tuned on our data (the JPEG
 #     copy it was not trained on), and every strategy prunes that model;
 #   - 3 runs per strategy (--seeds 3): AMC with seeds 0/1/2, every baseline with calibration
@@ -147,8 +152,16 @@
 # from the adapted dense model, --kd-weight 0.5): native's flops:0.5 / flops:0.3 policies and
 # native-vectors' latency:0.65 ones (made with today's latency table, METHOD 6; native's own
 # predate it), their searches' records and native's sweep copied; the adapted dense model (no
-# teacher: bit for bit native's), every score before fine-tuning, the latencies and the 45
-# distilled fine-tunes made again -> results/compare_resnet56_native_kd/ (~45 min).
+# teacher; today's code makes drop55-swap's, test 86.77 %, native's was 86.74 %), every score
+# before fine-tuning, the latencies and the 45 distilled fine-tunes made again
+# -> results/compare_resnet56_native_kd/ (~50 min).
+#
+# `native-kd-plain`: native-kd's flops:0.3 runs with the networks delivered plainly pruned and
+# BN-recalibrated (--no-reconstruct-delivered: reconstruction in the scores only) before the
+# same distilled fine-tunes -> results/compare_resnet56_native_kd_plain/ (~20 min).
+#
+# `drop55-kd-plain`: drop55-kd-compare's networks delivered so (its policies, searches' records
+# and latencies copied) -> results/compare_resnet56_drop55_kd_plain/ (~20 min).
 #
 # `drop`: native's settings with --drop-blocks (a unit that is a block's inner width may drop
 # its block whole: amc.prune.depth), at latency:0.5 (refused without it) and flops:0.5;
@@ -204,7 +217,7 @@ resnet56() {  # resnet56 OUT SCORE_AMP BUDGET...: the ResNet-56 comparison's set
   local out=$1 amp=$2 budgets=()
   shift 2
   for b in "$@"; do budgets+=(--budget "$b"); done
-  $AMC compare --kd-weight "$KD" --model resnet56 --checkpoint "$SHARED/models/resnet56-cifar10.th" \
+  $AMC compare --kd-weight "$KD" --finetune-from delivered --model resnet56 --checkpoint "$SHARED/models/resnet56-cifar10.th" \
       --data cifar10 --data-dir "$SHARED/data" --units "$UNITS" --val-limit 1000 --score-amp "$amp" \
       --workers 2 --threads 2 --seed 0 --seeds 3 --finetune-runs 3 --search-on adapted \
       --strategies amc,global,sensitivity,uniform,random --n-random 30 \
@@ -225,7 +238,7 @@ retime() {  # retime SRC SCORE_AMP: SRC's sensitivity sweep again -> SRC/sensiti
   local src=$1 amp=$2 tmp
   tmp=$(mktemp -d)
   copy_dense "$src" "$tmp"
-  $AMC compare --kd-weight 0 --model resnet56 --checkpoint "$SHARED/models/resnet56-cifar10.th" \
+  $AMC compare --kd-weight 0 --finetune-from delivered --model resnet56 --checkpoint "$SHARED/models/resnet56-cifar10.th" \
       --data cifar10 --data-dir "$SHARED/data" --units internal --val-limit 1000 --score-amp "$amp" \
       --workers 2 --threads 2 --seed 0 --seeds 1 --finetune-runs 0 --search-on adapted \
       --strategies sensitivity --finetune-epochs 1 --train-limit 5000 --lr 0.01 \
@@ -260,7 +273,7 @@ if [[ $WHICH == sweep ]]; then
   mkdir -p $OUT
   [[ -f $OUT/sensitivity.json || ! -f results/compare_resnet56/sensitivity.json ]] || \
       cp results/compare_resnet56/sensitivity.json $OUT/
-  $AMC compare --kd-weight 0 --model resnet56 --checkpoint "$SHARED/models/resnet56-cifar10.th" \
+  $AMC compare --kd-weight 0 --finetune-from delivered --model resnet56 --checkpoint "$SHARED/models/resnet56-cifar10.th" \
       --data cifar10 --data-dir "$SHARED/data" --units internal --val-limit 1000 --score-amp off \
       --workers 2 --threads 2 --seed 0 --seeds 1 --finetune-runs 0 --search-on adapted \
       --strategies sensitivity,amc,uniform,global --episodes 120 --warmup-episodes 20 \
@@ -305,7 +318,7 @@ fi
 if [[ $WHICH == amx-recon-fast ]]; then
   OUT=results/compare_resnet56_amx_recon_fast
   copy_dense results/compare_resnet56_amx $OUT
-  $AMC compare --kd-weight 0 --model resnet56 --checkpoint "$SHARED/models/resnet56-cifar10.th" \
+  $AMC compare --kd-weight 0 --finetune-from delivered --model resnet56 --checkpoint "$SHARED/models/resnet56-cifar10.th" \
       --data cifar10 --data-dir "$SHARED/data" --units internal --val-limit 1000 --score-amp auto \
       --workers 2 --threads 2 --seed 0 --seeds 1 --finetune-runs 0 --search-on adapted \
       --strategies amc,sensitivity,uniform --episodes 300 --warmup-episodes 20 \
@@ -357,11 +370,26 @@ c.update(kd_weight=0.5, latency_table_method=6); json.dump(c, open(sys.argv[2], 
   EXTRA=(--max-ratio 0.9 --reconstruct --sweep-time-limit)
   resnet56 "$D" auto flops:0.5 flops:0.3 latency:0.65
 fi
+if [[ $WHICH == native-kd-plain ]]; then  # native-kd's flops:0.3 networks delivered without
+  S=results/compare_resnet56_native_kd  # reconstruction (plainly pruned, BN recalibrated)
+  D=results/compare_resnet56_native_kd_plain  # before the same distilled fine-tunes
+  if [[ ! -f $D/config.json ]]; then  # its policies, searches' records and sweep copied
+    mkdir -p "$D"/{policies,search}
+    for d in policies search; do cp -r "$S/$d/"*flops0.3* "$D/$d/"; done
+    cp "$S/sensitivity.json" "$D/"
+    ${PYTHON:-.venv/bin/python} -c "import json, sys; c = json.load(open(sys.argv[1])); \
+c.update(reconstruct_delivered=False, budgets=['flops:0.3']); \
+json.dump(c, open(sys.argv[2], 'w'), indent=1)" "$S/config.json" "$D/config.json"
+  fi
+  KD=0.5
+  EXTRA=(--max-ratio 0.9 --reconstruct --sweep-time-limit --no-reconstruct-delivered)
+  resnet56 "$D" auto flops:0.3
+fi
 drop() {  # drop() OUT BUDGET...: the drop comparison at the given budgets
   local out=$1; shift
   local budgets=()
   for b in "$@"; do budgets+=(--budget "$b"); done
-  $AMC compare --kd-weight "$KD" --model resnet56 --checkpoint "$SHARED/models/resnet56-cifar10.th" \
+  $AMC compare --kd-weight "$KD" --finetune-from delivered --model resnet56 --checkpoint "$SHARED/models/resnet56-cifar10.th" \
       --data cifar10 --data-dir "$SHARED/data" --units internal --val-limit 1000 --score-amp auto \
       --workers 2 --threads 2 --seed 0 --seeds 3 --finetune-runs 3 --search-on adapted \
       --strategies amc,blocks,uniform --max-ratio 0.9 --reconstruct --drop-blocks \
@@ -407,6 +435,20 @@ json.dump(c, open(sys.argv[2], 'w'), indent=1)" \
   fi
   KD=0.5
   DROP_EXTRA=(--drop-swap 0.3)
+  drop "$D" latency:0.55 flops:0.5
+fi
+if [[ $WHICH == drop55-kd-plain ]]; then  # drop55-kd-compare's networks delivered without
+  S=results/compare_resnet56_drop55_kd  # reconstruction (plainly pruned, BN recalibrated)
+  D=results/compare_resnet56_drop55_kd_plain  # before the same distilled fine-tunes
+  if [[ ! -f $D/config.json ]]; then  # its policies, searches' records and latencies copied
+    mkdir -p "$D"
+    cp -r "$S/policies" "$S/search" "$S/latency.json" "$D/"
+    ${PYTHON:-.venv/bin/python} -c "import json, sys; c = json.load(open(sys.argv[1])); \
+c.update(reconstruct_delivered=False); json.dump(c, open(sys.argv[2], 'w'), indent=1)" \
+        "$S/config.json" "$D/config.json"
+  fi
+  KD=0.5
+  DROP_EXTRA=(--drop-swap 0.3 --no-reconstruct-delivered)
   drop "$D" latency:0.55 flops:0.5
 fi
 ftone() {  # ftone DENSE_FOLDER POLICY OUT IMAGES KD RUN: POLICY applied to DENSE_FOLDER's
@@ -480,7 +522,7 @@ if [[ $WHICH == bf16 ]]; then
   resnet56 results/compare_resnet56_bf16 bf16 flops:0.5
 fi
 if [[ $WHICH == resnet20 ]]; then
-  $AMC compare --kd-weight 0 --model resnet20 --checkpoint "$SHARED/models/resnet20-cifar10.th" \
+  $AMC compare --kd-weight 0 --finetune-from delivered --model resnet20 --checkpoint "$SHARED/models/resnet20-cifar10.th" \
       --data cifar10 --data-dir "$SHARED/data" --units internal --val-limit 1000 --score-amp off \
       --n-random 50 --workers 2 --threads 2 --finetune-epochs 5 --lr 0.01 --batch-size 128 \
       --seed 0 --strategies amc,uniform,global,sensitivity,random --warm-start random --no-race \

@@ -469,6 +469,49 @@ def test_reconstruction_can_rank_policies_without_refitting_the_delivered_networ
              reconstruct_delivered=False).validate()
 
 
+def test_fine_tunes_start_from_the_plainly_pruned_network_by_default(digits_ckpt, tmp_path,
+                                                                    monkeypatch):
+    """With --reconstruct the network scored before fine-tuning is the reconstructed one, and
+    its fine-tune starts from the plainly pruned, BN-recalibrated one (``finetune_from``
+    pruned, the default); ``finetune_from`` delivered starts from the reconstructed one."""
+    import amc.report.compare as compare_mod
+    from amc.prune.policy import load_policy
+    from amc.utils.errors import AmcError
+
+    started: list[torch.Tensor] = []
+    x = torch.randn(32, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+
+    def fake_train(model, data, cfg, teacher=None, log_csv=None):  # records where it started
+        with torch.no_grad():
+            started.append(model.eval()(x))
+        return []
+
+    monkeypatch.setattr(compare_mod, "train", fake_train)
+    kw = dict(strategies=("uniform",), reconstruct=True, finetune_runs=1, kd_weight=0.0)
+    logits = {}
+    for mode in ("pruned", "delivered"):
+        c = Comparison(_cfg(digits_ckpt, tmp_path / mode, finetune_from=mode, **kw))
+        c.run()
+        logits[mode] = started[-1]  # the last fine-tune: uniform's (the dense one comes first)
+    s = c.scorer
+    ratios = load_policy(c.dir / "policies" / "uniform_flops0.5.json").ratios_for(
+        u.name for u in s.pm.units)
+    with torch.no_grad():
+        plain = replace(s, reconstruct=False).pruned(ratios).eval()(x)
+        refit = s.pruned(ratios).eval()(x)
+    tol = 1e-5 * float(plain.abs().max())
+    assert float((refit - plain).abs().max()) > 100 * tol  # the two starts differ
+    assert float((logits["pruned"] - plain).abs().max()) <= tol
+    assert float((logits["delivered"] - refit).abs().max()) <= tol
+    before = json.loads((tmp_path / "pruned" / "eval" / "uniform_flops0.5_before.json")
+                        .read_text())["test_top1"]
+    assert before == json.loads((tmp_path / "delivered" / "eval" /
+                                 "uniform_flops0.5_before.json").read_text())["test_top1"]
+    assert "Fine-tuned from the plainly pruned" in (tmp_path / "pruned" / "table.md").read_text()
+    with pytest.raises(AmcError, match="unknown --finetune-from 'x'; use pruned or delivered"):
+        _cfg(digits_ckpt, tmp_path / "x", finetune_from="x").validate()
+
+
 def test_a_strategy_that_cannot_reach_a_budget_is_left_out_with_a_note(digits_ckpt, tmp_path):
     out = tmp_path / "u"
     rows = Comparison(_cfg(digits_ckpt, out, strategies=("uniform", "global"), finetune_runs=0,

@@ -237,13 +237,14 @@ ADDED_AS_BEFORE: dict[str, object] = {"time_limit": None, "score_amp": "off",
                                       "reconstruct_delivered": True,
                                       "sweep_time_limit": False,
                                       "latency_table_method": None, "drop_swap": 0.0,
-                                      "drop_blocks": False}
+                                      "drop_blocks": False, "finetune_from": "delivered"}
 """Settings added after runs were cached whose value here reproduces what every earlier run
 did (no time limit: all episodes ran; scores in fp32; one env per Ray worker, in the
 worker; reconstruction, when on, also in the delivered networks; no search limited to the
 sweep's time; no latency table recorded, so that a latency run made before counts as made
-with another table than today's; no episode swapping dropped blocks; no block dropped): a
-cached run that predates one of them counts as made with that value."""
+with another table than today's; no episode swapping dropped blocks; no block dropped; the
+fine-tunes started from the delivered networks): a cached run that predates one of them
+counts as made with that value."""
 
 
 def changed_settings(cfg: object, run_dir: str | Path, ignore: tuple[str, ...] = ("force",)

@@ -190,6 +190,14 @@ class Comparison:
             scorer = replace(scorer, reconstruct=False)
         return scorer.pruned(ratios)
 
+    def _start(self, ratios: list[float], run: int) -> torch.nn.Module:
+        """The network run ``run``'s fine-tune starts from for ``ratios`` (see
+        ``finetune_from``)."""
+        scorer = self._scorer_for(run)
+        if self.cfg.finetune_from == "pruned" and scorer.reconstruct:
+            return replace(scorer, reconstruct=False).pruned(ratios)
+        return self._delivered(ratios, run)
+
     def _latency(self, jobs: list[tuple[str, str, int]]) -> dict:
         """CPU latency of the dense model and every pruned architecture (weights do not
         change it), all timed side by side in one stage so that load drifts hit each alike;
@@ -342,7 +350,7 @@ class Comparison:
                 after = _cached_json(
                     self.dir / "eval" / f"{name}_after.json",
                     lambda r=self._ratios(path), n=name, k=job[2]: self._evaluate(
-                        self._finetune(self._delivered(r, k), n, k)))
+                        self._finetune(self._start(r, k), n, k)))
             rows.append(self._row(*job, load_policy(path), before[name], after, dense_eval,
                                   lat))
         what = ("pretrained checkpoint" if cfg.search_on == "pretrained" else
@@ -357,7 +365,10 @@ class Comparison:
                          + ("; the delivered networks are reconstructed too."
                             if cfg.reconstruct_delivered else
                             "; the delivered networks are not (plainly pruned and "
-                            "BN-recalibrated)."))
+                            "BN-recalibrated).")
+                         + (" Fine-tuned from the plainly pruned, BN-recalibrated networks."
+                            if cfg.finetune_from == "pruned" and cfg.finetune_runs != 0
+                            and cfg.reconstruct_delivered else ""))
         agg = write_table(self.dir, rows, {**dense_eval, **_lat(lat, "dense")},
                           before["dense"], n_test=len(self.data.labels["test"]), notes=notes)
         plot_pareto(self.dir, agg, dense_eval)
