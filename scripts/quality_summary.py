@@ -218,6 +218,9 @@ def markdown(s: dict) -> str:
              + (", least-squares reconstruction before the recalibration in every score"
                 + (" and every delivered network" if c.get("reconstruct_delivered", True)
                    else " (the delivered networks plainly pruned and BN-recalibrated)")
+                + (", each fine-tune started from the plainly pruned, BN-recalibrated network"
+                   if c.get("reconstruct_delivered", True)
+                   and c.get("finetune_from", "delivered") == "pruned" else "")
                 if c.get("reconstruct") else "")
              + f", pruning ratios capped at {c.get('max_ratio', MAX_RATIO):g}"
              + (", whole blocks droppable (--drop-blocks)" if c.get("drop_blocks") else "")
