@@ -226,6 +226,10 @@ resnet56() {  # resnet56 OUT SCORE_AMP BUDGET...: the ResNet-56 comparison's set
       "${budgets[@]}" ${EXTRA[@]+"${EXTRA[@]}"} --out "$out"
 }
 
+derive_config() {  # derive_config SRC DST "k=v, ...": the comparison settings SRC (a
+  ${PYTHON:-.venv/bin/python} -c "import json, sys; c = json.load(open(sys.argv[1])); \
+c.update(dict($3)); json.dump(c, open(sys.argv[2], 'w'), indent=1)" "$1" "$2"
+}  # config.json) with those changed, written to DST: a folder made from another's artifacts
 copy_dense() {  # copy_dense SRC OUT: SRC's adapted dense model and its evaluations (not made again)
   local src=$1 out=$2 f
   mkdir -p "$out/models" "$out/eval" "$out/finetune"
@@ -362,9 +366,8 @@ if [[ $WHICH == native-kd ]]; then  # native's 45 networks fine-tuned with disti
       cp -r results/compare_resnet56_native_vectors/$d/*latency0.65* "$D/$d/"
     done
     cp results/compare_resnet56_native/sensitivity.json "$D/"
-    ${PYTHON:-.venv/bin/python} -c "import json, sys; c = json.load(open(sys.argv[1])); \
-c.update(kd_weight=0.5, latency_table_method=6); json.dump(c, open(sys.argv[2], 'w'), indent=1)" \
-        results/compare_resnet56_native/config.json "$D/config.json"
+    derive_config results/compare_resnet56_native/config.json "$D/config.json" \
+        "kd_weight=0.5, latency_table_method=6"
   fi
   KD=0.5
   EXTRA=(--max-ratio 0.9 --reconstruct --sweep-time-limit)
@@ -377,9 +380,8 @@ if [[ $WHICH == native-kd-plain ]]; then  # native-kd's flops:0.3 networks deliv
     mkdir -p "$D"/{policies,search}
     for d in policies search; do cp -r "$S/$d/"*flops0.3* "$D/$d/"; done
     cp "$S/sensitivity.json" "$D/"
-    ${PYTHON:-.venv/bin/python} -c "import json, sys; c = json.load(open(sys.argv[1])); \
-c.update(reconstruct_delivered=False, budgets=['flops:0.3']); \
-json.dump(c, open(sys.argv[2], 'w'), indent=1)" "$S/config.json" "$D/config.json"
+    derive_config "$S/config.json" "$D/config.json" \
+        "reconstruct_delivered=False, budgets=['flops:0.3']"
   fi
   KD=0.5
   EXTRA=(--max-ratio 0.9 --reconstruct --sweep-time-limit --no-reconstruct-delivered)
@@ -413,9 +415,7 @@ if [[ $WHICH == drop55-swap ]]; then
       for f in "$S/$d"/{blocks,uniform}_latency0.55*; do cp "$f" "$D/$d/"; done
     done
     cp "$S/eval/dense_before.json" "$D/eval/"
-    ${PYTHON:-.venv/bin/python} -c "import json, sys; c = json.load(open(sys.argv[1])); \
-c.update(drop_swap=0.3, budgets=['latency:0.55']); json.dump(c, open(sys.argv[2], 'w'), indent=1)" \
-        "$S/config.json" "$D/config.json"
+    derive_config "$S/config.json" "$D/config.json" "drop_swap=0.3, budgets=['latency:0.55']"
   fi
   DROP_EXTRA=(--drop-swap 0.3)
   drop "$D" latency:0.55
@@ -428,10 +428,8 @@ if [[ $WHICH == drop55-kd-compare ]]; then  # the ~1.8x comparison, distilled fi
       cp -r results/compare_resnet56_drop55_swap/$d/*latency0.55* "$D/$d/"
       cp -r results/compare_resnet56_drop55/$d/*flops0.5* "$D/$d/"
     done
-    ${PYTHON:-.venv/bin/python} -c "import json, sys; c = json.load(open(sys.argv[1])); \
-c.update(kd_weight=0.5, budgets=['latency:0.55', 'flops:0.5']); \
-json.dump(c, open(sys.argv[2], 'w'), indent=1)" \
-        results/compare_resnet56_drop55_swap/config.json "$D/config.json"
+    derive_config results/compare_resnet56_drop55_swap/config.json "$D/config.json" \
+        "kd_weight=0.5, budgets=['latency:0.55', 'flops:0.5']"
   fi
   KD=0.5
   DROP_EXTRA=(--drop-swap 0.3)
@@ -443,9 +441,7 @@ if [[ $WHICH == drop55-kd-plain ]]; then  # drop55-kd-compare's networks deliver
   if [[ ! -f $D/config.json ]]; then  # its policies, searches' records and latencies copied
     mkdir -p "$D"
     cp -r "$S/policies" "$S/search" "$S/latency.json" "$D/"
-    ${PYTHON:-.venv/bin/python} -c "import json, sys; c = json.load(open(sys.argv[1])); \
-c.update(reconstruct_delivered=False); json.dump(c, open(sys.argv[2], 'w'), indent=1)" \
-        "$S/config.json" "$D/config.json"
+    derive_config "$S/config.json" "$D/config.json" "reconstruct_delivered=False"
   fi
   KD=0.5
   DROP_EXTRA=(--drop-swap 0.3 --no-reconstruct-delivered)
