@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from amc.config.args import as_made, changed_settings, check_counts
-from amc.config.blocks import NOISE_MIN, OptimConfig, ScoringConfig
+from amc.config.blocks import NOISE_MIN, PrunedOptimConfig, ScoringConfig
 from amc.prune.budget import Budget
 from amc.prune.latency_table import method_for
 from amc.utils.errors import AmcError
@@ -23,7 +23,7 @@ SEARCH_ON = ("pretrained", "adapted")
 FINETUNE_FROM = ("pruned", "delivered")
 
 @dataclass(kw_only=True)
-class CompareConfig(ScoringConfig, OptimConfig):
+class CompareConfig(ScoringConfig, PrunedOptimConfig):
     """The comparison to run.
 
     Attributes:
@@ -79,11 +79,6 @@ class CompareConfig(ScoringConfig, OptimConfig):
             half the MACs (16 of 18 runs) and level at 30 % of the MACs (+0.11 ± 1.25; the
             reconstructed starts scored 6-18 points higher before fine-tuning:
             results/compare_resnet56_drop55_kd_plain/, compare_resnet56_native_kd_plain/).
-        kd_weight: Weight of distillation from the dense model in the fine-tunes of pruned
-            networks (0: off; a dense fine-tune has no teacher). 0.5 by default: on CIFAR
-            ResNet-56 pruned to 1.8x / half the MACs it scored 1.7-1.9 points higher than
-            fine-tuning without it for about as long, and 2.2 higher at equal images
-            (results/compare_resnet56_drop55_swap/drop55_kd_time.md).
         out: Output folder (every stage's artifact is cached here).
     """
 
@@ -111,7 +106,6 @@ class CompareConfig(ScoringConfig, OptimConfig):
     latency_runs: int = 20
     reconstruct_delivered: bool = True
     finetune_from: str = "pruned"
-    kd_weight: float = 0.5
     out: str = "runs/compare"
 
     def __post_init__(self) -> None:

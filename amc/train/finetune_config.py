@@ -11,9 +11,9 @@ from amc.config.blocks import (
     ClusterConfig,
     DataConfig,
     ModelConfig,
-    OptimConfig,
     OutputConfig,
     PruneConfig,
+    PrunedOptimConfig,
     RunConfig,
 )
 from amc.prune.schedules import SCHEDULES, STRUCTURES, Target, round_levels
@@ -21,7 +21,7 @@ from amc.utils.errors import AmcError
 
 
 @dataclass(kw_only=True)
-class FinetuneConfig(ModelConfig, DataConfig, PruneConfig, OptimConfig, RunConfig,
+class FinetuneConfig(ModelConfig, DataConfig, PruneConfig, PrunedOptimConfig, RunConfig,
                      ClusterConfig, OutputConfig):
     """Everything that shapes a fine-tuning run (with ``workers`` > 1: on Ray Train, data
     parallel, ``batch_size`` being the global batch of all workers together).
@@ -66,11 +66,6 @@ class FinetuneConfig(ModelConfig, DataConfig, PruneConfig, OptimConfig, RunConfi
         test_every_epoch: Evaluate test after every epoch (else only at the end).
         max_failures: Times Ray Train restarts the workers from the last checkpoint after a
             worker fails (with workers > 1).
-        kd_weight: Weight of distillation from the dense model in the fine-tunes of pruned
-            networks (0: off; a dense fine-tune has no teacher). 0.5 by default: on CIFAR
-            ResNet-56 pruned to 1.8x / half the MACs it scored 1.7-1.9 points higher than
-            fine-tuning without it for about as long, and 2.2 higher at equal images
-            (results/compare_resnet56_drop55_swap/drop55_kd_time.md).
     """
 
     train_limit: int | None = None
@@ -98,7 +93,6 @@ class FinetuneConfig(ModelConfig, DataConfig, PruneConfig, OptimConfig, RunConfi
     max_retries: int = 2
     test_every_epoch: bool = True
     max_failures: int = 3
-    kd_weight: float = 0.5
     out: str = "runs/finetune"
 
     @property
