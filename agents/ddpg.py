@@ -10,6 +10,7 @@ instead of running the actor a second time (:meth:`AMCPolicy.predict`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -99,22 +100,25 @@ class AMCPolicy(TD3Policy):
 
 
 def make_noise(cfg: SearchConfig, n_envs: int, demos: list[list[float]] | None = None,
-               actions: ActionMap | None = None) -> TruncatedNormalNoise:
+               actions: ActionMap | None = None, twins: Sequence[Sequence[int]] = ()
+               ) -> TruncatedNormalNoise:
     """The exploration noise: AMC's, or, with warm-up ``demos``, one that replays them and
     then explores from ``cfg.warm_start_sigma``; ``actions`` names the droppable units that
-    ``cfg.drop_swap`` swaps."""
+    ``cfg.drop_swap`` swaps, ``twins`` the groups of equal-cost units that ``cfg.pair_moves``
+    trades within."""
     return TruncatedNormalNoise(n_envs, cfg.warm_start_sigma if demos else cfg.noise_sigma,
                                 cfg.noise_decay, cfg.warmup_episodes, seed=cfg.seed,
                                 demos=demos, demo_sigma=cfg.warm_start_sigma,
                                 sigma_min=cfg.noise_min,
                                 droppable=sorted(actions.droppable) if actions else (),
                                 drop_at=actions.drop_at if actions else DROP_AT,
-                                swap=cfg.drop_swap)
+                                swap=cfg.drop_swap, twins=twins, pairs=cfg.pair_moves)
 
 
 def build_agent(cfg: SearchConfig, venv: VecEnv, n_units: int,
                 tensorboard_log: str | None = None, demos: list[list[float]] | None = None,
-                actions: ActionMap | None = None) -> tuple[DDPG, TruncatedNormalNoise]:
+                actions: ActionMap | None = None, twins: Sequence[Sequence[int]] = ()
+                ) -> tuple[DDPG, TruncatedNormalNoise]:
     """A DDPG agent set up as in AMC, and its exploration noise (``demos``: the warm-up's
     demonstrations; the agent then learns from the first step, since SB3 would otherwise
     take random actions until ``learning_starts``).
@@ -122,7 +126,7 @@ def build_agent(cfg: SearchConfig, venv: VecEnv, n_units: int,
     Its replay buffer stores whole episodes with their returns and SB3's own training is off:
     pass :class:`~amc.agents.updates.EpisodeUpdates` to ``learn`` (one update per stored
     transition)."""
-    noise = make_noise(cfg, venv.num_envs, demos, actions)
+    noise = make_noise(cfg, venv.num_envs, demos, actions, twins)
     model = DDPG(
         AMCPolicy, venv,
         learning_rate=cfg.lr_actor,

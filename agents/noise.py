@@ -17,6 +17,17 @@ it kept is dropped (action 1). The noise around μ alone rarely does this: an ac
 ``drop_at`` and the budget rule then squeezes the later units, so such an episode scores badly,
 and the anchored actor keeps the drops of the best cheap policy it started from.
 
+With ``pairs`` > 0, an episode after the warm-up (that swaps no blocks) is, with that
+probability, a *pair move*: the best policy so far (:attr:`TruncatedNormalNoise.incumbent`;
+the actor's own actions where none is set), without noise, except one or two pairs of
+kept units of the same cost (``twins``: same shapes, e.g. the blocks of one ResNet stage), one
+of each pair pruning δ more and the other δ less. Such an episode spends the budget the actor's
+policy spends, where the noise on every unit does not: units that keep more make the budget
+rule squeeze the last units, units that keep less waste budget, so at a tight budget most noisy
+episodes score far below the policy they explore around. Around the incumbent, not μ: at
+``latency:0.55`` on ResNet-56 the DDPG updates of ten episodes moved the actor re-fitted to the
+best policy by 0.21 per unit on average (0.81 at most: blocks dropped that the best keeps).
+
 SB3 calls an ``ActionNoise`` without arguments, so the noise learns the observations the
 next actions are taken for from :class:`FollowObservations`, a callback that reads them from
 the rollout's own ``new_obs`` (SB3's public callback locals).
@@ -54,6 +65,10 @@ class TruncatedNormalNoise(VectorizedActionNoise):
         drop_at: The action at which a droppable unit is dropped.
         swap: Probability that an episode after the warm-up swaps a dropped and a kept
             block of the actor's previous episode (0: never; the generator is not drawn).
+        twins: Groups of units whose pruning costs the same (pair moves trade within one).
+        pairs: Probability that an episode after the warm-up that swaps no blocks is a pair
+            move (0: never; the generator is not drawn).
+        pair_step: Largest δ of a pair move (in [0, 1] action units).
     """
 
     def __init__(self, n_envs: int = 1, sigma0: float = 0.5, decay: float = 0.95,
@@ -61,7 +76,9 @@ class TruncatedNormalNoise(VectorizedActionNoise):
                  actor: Callable[[np.ndarray], np.ndarray] | None = None,
                  demos: list[list[float]] | None = None, demo_sigma: float = 0.1,
                  sigma_min: float = 0.0, droppable: Sequence[int] = (),
-                 drop_at: float = 0.75, swap: float = 0.0):
+                 drop_at: float = 0.75, swap: float = 0.0,
+                 twins: Sequence[Sequence[int]] = (), pairs: float = 0.0,
+                 pair_step: float = 0.2):
         self.n_envs = n_envs
         self.sigma0, self.decay, self.warmup = sigma0, decay, warmup_episodes
         self.sigma_min = sigma_min
@@ -80,6 +97,16 @@ class TruncatedNormalNoise(VectorizedActionNoise):
         self._mu: list[dict[int, float]] = [{} for _ in range(n_envs)]  # this episode's μ
         self._mu_last: list[dict[int, float]] = [{} for _ in range(n_envs)]
         self._plan: list[dict[int, float]] = [{} for _ in range(n_envs)]
+        self.twins = [sorted(int(u) for u in g) for g in twins if len(g) >= 2]
+        self.pairs, self.pair_step = pairs, pair_step
+        self.pair_moves = 0
+        """Episodes that were pair moves."""
+        self.incumbent: list[float] | None = None
+        """The actions in [0, 1] that replay the best complete episode so far (set by the
+        warm start, :class:`~amc.agents.warm_start.WarmStart`): pair moves trade around it
+        (around the actor's μ while it is None)."""
+        self._shift: list[dict[int, float]] = [{} for _ in range(n_envs)]
+        self._base: list[dict[int, float]] = [{} for _ in range(n_envs)]
 
     @property
     def demonstrating(self) -> bool:
@@ -129,14 +156,52 @@ class TruncatedNormalNoise(VectorizedActionNoise):
         a, b = (0.0 - mu) / sd, (1.0 - mu) / sd
         sample = np.array(truncnorm.rvs(a, b, loc=mu, scale=sd, random_state=self.rng),
                           dtype=np.float64).reshape(mu.shape)
-        if self.swap > 0 and self.droppable:
+        swapping = self.swap > 0 and bool(self.droppable)
+        if swapping or (self.pairs > 0 and self.twins):
             for i, t in enumerate(steps.tolist()):
+                m = float(mu.reshape(self.n_envs)[i])
                 if t == 0:
-                    self._plan[i] = self._swap_plan(self._mu_last[i])
-                self._mu[i][t] = float(mu.reshape(self.n_envs)[i])
+                    self._plan[i] = self._swap_plan(self._mu_last[i]) if swapping else {}
+                    self._base[i] = (dict(enumerate(self.incumbent))
+                                     if self.incumbent is not None else self._mu_last[i])
+                    self._shift[i] = (self._pair_plan(self._base[i])
+                                      if not self._plan[i] and self.pairs > 0 else {})
+                self._mu[i][t] = m
                 if t in self._plan[i]:
                     sample.reshape(self.n_envs)[i] = self._plan[i][t]
+                elif self._shift[i]:  # a pair move: the base, shifted at its pairs' units
+                    base = self._base[i].get(t, m)
+                    sample.reshape(self.n_envs)[i] = (
+                        float(np.clip(base + self._shift[i][t], 0.0, self._top(t)))
+                        if t in self._shift[i] else base)
         return (2.0 * (sample - mu)).astype(np.float32)
+
+    def _top(self, unit: int) -> float:
+        """The largest action that keeps ``unit`` (a droppable one below ``drop_at``)."""
+        return self.drop_at - 0.01 if unit in self.droppable else 1.0
+
+    def _pair_plan(self, base: dict[int, float]) -> dict[int, float]:
+        """The shifts of a pair move around the actions ``base`` per unit (the incumbent's, or
+        the previous episode's μ), with probability ``pairs`` (empty where no twins are both
+        kept with room to move): one or two pairs of kept twins, each trading a δ drawn up to
+        ``pair_step``."""
+        if not base or self.rng.random() >= self.pairs:
+            return {}
+        kept = [[u for u in g if u in base and base[u] <= self._top(u)]
+                for g in self.twins]
+        kept = [g for g in kept if len(g) >= 2]
+        shift: dict[int, float] = {}
+        for _ in range(int(self.rng.integers(1, 3)) if kept else 0):
+            free = [u for u in kept[int(self.rng.integers(len(kept)))] if u not in shift]
+            if len(free) < 2:
+                continue
+            more, less = (int(u) for u in self.rng.choice(free, 2, replace=False))
+            room = min(self._top(more) - base[more], base[less], self.pair_step)
+            if room >= 0.01:
+                d = float(self.rng.uniform(0.01, room))
+                shift[more], shift[less] = d, -d
+        self.pair_moves += bool(shift)
+        return shift
 
     def _swap_plan(self, last_mu: dict[int, float]) -> dict[int, float]:
         """The actions that swap a dropped and a kept block of the episode whose μ per unit
@@ -164,17 +229,19 @@ class TruncatedNormalNoise(VectorizedActionNoise):
         for i in idx:
             if self._mu[i]:
                 self._mu_last[i], self._mu[i] = self._mu[i], {}
-            self._plan[i] = {}
+            self._plan[i], self._shift[i], self._base[i] = {}, {}, {}
 
     def state(self) -> dict:
         return {"episodes": self.episodes, "rng": self.rng.bit_generator.state,
-                "demos_started": self.demos_started, "swaps": self.swaps}
+                "demos_started": self.demos_started, "swaps": self.swaps,
+                "pair_moves": self.pair_moves}
 
     def load_state(self, state: dict) -> None:
         self.episodes = int(state["episodes"])
         self.rng.bit_generator.state = state["rng"]
         self.demos_started = int(state.get("demos_started", 0))
         self.swaps = int(state.get("swaps", 0))
+        self.pair_moves = int(state.get("pair_moves", 0))
         self._t[:] = 0  # a resumed search starts its envs at the first unit
 
     def __repr__(self) -> str:

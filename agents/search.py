@@ -337,7 +337,7 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
         model.load_replay_buffer(ckpt / "replay.pkl")
         model.replay_buffer.drop_pending()  # the envs restart at the first unit
         updates.load_state(state.get("updates", {}))
-        noise = make_noise(cfg, venv.num_envs, demos, amap)
+        noise = make_noise(cfg, venv.num_envs, demos, amap, pm.twins())
         noise.load_state(state["noise"])
         venv.load_state(state["baseline"])
         rows = read_rows(run_dir / "episodes.csv")[:done]
@@ -348,7 +348,7 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
             for f in ("episodes.csv", "best_policy.json"):
                 (run_dir / f).unlink(missing_ok=True)
         model, noise = build_agent(cfg, venv, n_units, tensorboard_log=tb, demos=demos,
-                                   actions=amap)
+                                   actions=amap, twins=pm.twins())
     follow = attach_noise(model, noise)
     callbacks = [follow, updates]
     if demos:
@@ -386,5 +386,6 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
                      {"agent_updates_this_run": updates.made,
                       "agent_update_seconds": updates.seconds, "cheap_seconds": cheap_s,
                       "stopped_by_time_limit": timer.stopped, "drop_swaps": noise.swaps,
+                      "pair_moves": noise.pair_moves,
                       "update_rounds_overlapped": overlap.overlapped if overlap else 0,
                       "score_precision": scorer.precision.name, **picked})

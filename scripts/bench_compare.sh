@@ -32,6 +32,7 @@
 #   bash scripts/bench_compare.sh flops03-kd-time  # -> .../flops03_kd_time.* (~8 min)
 #   bash scripts/bench_compare.sh drop55-kd-compare  # -> results/compare_resnet56_drop55_kd/ (~20 min)
 #   bash scripts/bench_compare.sh drop55-kd-plain  # -> results/compare_resnet56_drop55_kd_plain/ (~20 min)
+#   bash scripts/bench_compare.sh drop55-pairs  # -> results/compare_resnet56_drop55_pairs/ (~25 min)
 #
 # `retime-sweep`: the comparison's sensitivity sweep run again (same adapted model, images and
 # command, in a scratch folder), to time it on the same machine right after AMC's searches
@@ -162,6 +163,14 @@
 #
 # `drop55-kd-plain`: drop55-kd-compare's networks delivered so (its policies, searches' records
 # and latencies copied) -> results/compare_resnet56_drop55_kd_plain/ (~20 min).
+#
+# `drop55-pairs`: drop55-kd-plain's latency:0.55 comparison with AMC's searches made again with
+# --pair-moves 0.5 (half the episodes after the warm-up that swap no block replay the best
+# policy so far with two kept units of the same cost trading pruning) and --anchor-every 1
+# (the actor fitted again to the best policy after every episode: ten episodes of DDPG updates
+# had moved it 0.21 per unit on average away from it); blocks and uniform (policies,
+# scores, fine-tunes) and the adapted dense model copied; its uniform flops:0.5 is
+# drop55-kd-plain's -> results/compare_resnet56_drop55_pairs/ (~25 min).
 #
 # `drop`: native's settings with --drop-blocks (a unit that is a block's inner width may drop
 # its block whole: amc.prune.depth), at latency:0.5 (refused without it) and flops:0.5;
@@ -446,6 +455,22 @@ if [[ $WHICH == drop55-kd-plain ]]; then  # drop55-kd-compare's networks deliver
   KD=0.5
   DROP_EXTRA=(--drop-swap 0.3 --no-reconstruct-delivered)
   drop "$D" latency:0.55 flops:0.5
+fi
+if [[ $WHICH == drop55-pairs ]]; then  # drop55-kd-plain's latency:0.55 comparison with
+  S=results/compare_resnet56_drop55_kd_plain  # --pair-moves 0.5 in AMC's searches (searched
+  D=results/compare_resnet56_drop55_pairs  # again); blocks and uniform copied with their
+  if [[ ! -f $D/config.json ]]; then  # scores, fine-tunes and adapted dense model
+    copy_dense "$S" "$D"
+    mkdir -p "$D/policies"
+    for d in policies eval finetune models; do
+      for f in "$S/$d"/{blocks,uniform}_latency0.55*; do cp "$f" "$D/$d/"; done
+    done
+    derive_config "$S/config.json" "$D/config.json" \
+        "pair_moves=0.5, anchor_every=1, budgets=['latency:0.55'], out='$D'"
+  fi
+  KD=0.5
+  DROP_EXTRA=(--drop-swap 0.3 --no-reconstruct-delivered --pair-moves 0.5 --anchor-every 1)
+  drop "$D" latency:0.55
 fi
 ftone() {  # ftone DENSE_FOLDER POLICY OUT IMAGES KD RUN: POLICY applied to DENSE_FOLDER's
   [[ -f $3/summary.json ]] && return 0  # adapted dense model (one-shot), fine-tuned 1 epoch

@@ -239,13 +239,15 @@ def test_sweep_warm_start_replays_the_sensitivity_allocation(digits_ckpt, tmp_pa
     assert rows["amc"]["search_seconds"] > sweep_s  # the table counts the sweep too
     plain = tmp_path / "p"  # without the option the sweep is not replayed
     Comparison(_cfg(digits_ckpt, plain, strategies=("sensitivity", "amc"),
-                    finetune_epochs=0.1, noise_min=0.07, drop_swap=0.2), amc_policy).run()
+                    finetune_epochs=0.1, noise_min=0.07, drop_swap=0.2, pair_moves=0.3,
+                    anchor_every=2), amc_policy).run()
     assert not (plain / "search" / "flops0.5" / "sensitivity_policy.json").exists()
     # the comparison's search races as `amc search` does (the baselines have no use for it)
     searched = json.loads((plain / "search" / "flops0.5" / "config.json").read_text())
     assert searched["race"]
     assert searched["noise_min"] == 0.07  # the comparison's --noise-min reaches its searches
     assert searched["drop_swap"] == 0.2  # and its --drop-swap
+    assert (searched["pair_moves"], searched["anchor_every"]) == (0.3, 2)  # and these
 
 
 def test_sweep_time_limit_gives_each_search_the_sweeps_seconds(digits_ckpt, tmp_path):
@@ -273,7 +275,8 @@ def test_sweep_time_limit_gives_each_search_the_sweeps_seconds(digits_ckpt, tmp_
 @pytest.mark.parametrize("field, value, match", [
     ("search_on", "finetuned", "--search-on"), ("warm_start", "smart", "--warm-start"),
     ("strategies", ("amc", "magic"), "magic"), ("noise_min", 1.5, "--noise-min"),
-    ("drop_swap", -0.1, "--drop-swap")])
+    ("drop_swap", -0.1, "--drop-swap"), ("pair_moves", 1.5, "--pair-moves"),
+    ("anchor_every", -1, "--anchor-every")])
 def test_bad_compare_settings_refused_in_one_line(tmp_path, field, value, match):
     from amc.utils.errors import AmcError
 

@@ -151,7 +151,7 @@ same thing in every config, so one table serves them all."""
 POSITIVE = ("epochs", "finetune_epochs", "lr", "time_limit", "kd_temperature")
 """Fields that must be above zero."""
 
-UNIT_INTERVAL = ("noise_min", "drop_swap", "kd_weight")
+UNIT_INTERVAL = ("noise_min", "drop_swap", "pair_moves", "kd_weight")
 """Fields that must lie in [0, 1] (a σ in action units, a probability, a loss weight)."""
 
 ONE_OF: dict[str, tuple[str, ...]] = {"amp": AMP_MODES, "score_amp": AMP_MODES,
@@ -237,13 +237,15 @@ ADDED_AS_BEFORE: dict[str, object] = {"time_limit": None, "score_amp": "off",
                                       "reconstruct_delivered": True,
                                       "sweep_time_limit": False,
                                       "latency_table_method": None, "drop_swap": 0.0,
-                                      "drop_blocks": False, "finetune_from": "delivered"}
+                                      "drop_blocks": False, "finetune_from": "delivered",
+                                      "pair_moves": 0.0, "anchor_every": 10}
 """Settings added after runs were cached whose value here reproduces what every earlier run
 did (no time limit: all episodes ran; scores in fp32; one env per Ray worker, in the
 worker; reconstruction, when on, also in the delivered networks; no search limited to the
 sweep's time; no latency table recorded, so that a latency run made before counts as made
 with another table than today's; no episode swapping dropped blocks; no block dropped; the
-fine-tunes started from the delivered networks): a cached run that predates one of them
+fine-tunes started from the delivered networks; no pair moves; the actor re-fitted every 10
+episodes): a cached run that predates one of them
 counts as made with that value."""
 
 

@@ -318,6 +318,16 @@ class PrunableModel:
             macs, params = macs - m, params - p // 2
         return macs, params
 
+    def twins(self) -> list[list[int]]:
+        """Groups of two or more units whose pruning costs the same (the same shapes, MACs
+        and parameters, e.g. the non-downsampling blocks of one ResNet stage): moving
+        channels from one to its twin leaves the cost of the network unchanged."""
+        groups: dict[tuple, list[int]] = {}
+        for u in self.units:
+            groups.setdefault((u.n, u.c, u.h, u.w, u.stride, u.k, u.macs, u.params, u.groups),
+                              []).append(u.index)
+        return [g for g in groups.values() if len(g) >= 2]
+
     def cost_fraction(self, ratios: Iterable[float]) -> tuple[float, float]:
         """(MACs, params) as fractions of the dense network."""
         m, p = self.cost(ratios)

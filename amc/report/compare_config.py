@@ -50,6 +50,11 @@ class CompareConfig(ScoringConfig, PrunedOptimConfig):
         noise_min: Floor of AMC's decaying exploration σ (``amc search --noise-min``).
         drop_swap: Probability that an AMC episode swaps a dropped and a kept block
             (``amc search --drop-swap``).
+        anchor_every: Every this many AMC episodes after the warm-up, fit the actor again to
+            the best episode so far (``amc search --anchor-every``).
+        pair_moves: Probability that an AMC episode is a pair move: the actor's policy
+            with two kept units of the same cost trading pruning (``amc search
+            --pair-moves``).
         rescore_top: AMC and random keep the best on all of val among their this many best
             policies (scored again on the val images past --val-limit; ``amc search
             --rescore-top``); 0 or 1: the best on the first --val-limit images.
@@ -93,6 +98,8 @@ class CompareConfig(ScoringConfig, PrunedOptimConfig):
     sweep_warm_start: bool = False
     noise_min: float = NOISE_MIN
     drop_swap: float = 0.0
+    anchor_every: int = 10
+    pair_moves: float = 0.0
     rescore_top: int = 5
     time_limit: float | None = None
     sweep_time_limit: bool = False

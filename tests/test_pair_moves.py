@@ -1,0 +1,146 @@
+"""``--pair-moves``: episodes after the warm-up that replay the actor's policy with two kept
+units of the same cost trading pruning (the budget the policy spends stays the same)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from amc.agents.noise import TruncatedNormalNoise
+
+MU = [0.5, 0.9, 0.4, 0.3, 0.6, 0.2]
+"""The actor's actions in [0, 1] per unit: unit 1 dropped (droppable, at or above 0.75)."""
+TWINS = [[0, 3], [1, 2, 4], [5]]
+"""Equal-cost groups: 0/3, and 1/2/4 of which 1 is dropped (so only 2 and 4 may trade)."""
+DROPPABLE = (1, 2, 4)
+
+
+def episodes(noise: TruncatedNormalNoise, n: int) -> np.ndarray:
+    """The actions in [0, 1] (μ + noise) of ``n`` episodes, one row each."""
+    step = {"t": 0}
+
+    def actor(obs):
+        return np.array([[2.0 * MU[step["t"] % len(MU)] - 1.0]])
+
+    noise.actor = actor
+    noise.observe(np.zeros((1, 11), np.float32))
+    rows = []
+    for _ in range(n):
+        row = []
+        for _ in MU:
+            row.append(MU[step["t"] % len(MU)] + float(noise()[0, 0]) / 2.0)
+            step["t"] += 1
+        noise.episodes_ended([0])
+        rows.append(row)
+    return np.array(rows)
+
+
+def make(pairs: float, twins=TWINS, swap: float = 0.0) -> TruncatedNormalNoise:
+    return TruncatedNormalNoise(n_envs=1, sigma0=0.05, decay=1.0, warmup_episodes=0, seed=3,
+                                droppable=DROPPABLE, swap=swap, twins=twins, pairs=pairs)
+
+
+def test_every_pair_move_trades_a_delta_between_two_kept_twins_and_leaves_the_rest():
+    noise = make(1.0)
+    acts = episodes(noise, 40)
+    assert not np.allclose(acts[0], MU, atol=1e-3)  # no μ seen yet: the plain noise
+    moved_units = set()
+    for row in acts[1:]:
+        diff = row - np.asarray(MU)
+        moved = np.flatnonzero(np.abs(diff) > 1e-6)
+        assert len(moved) in (2, 4)  # one or two pairs, every other unit exactly μ
+        groups = [next(g for g in TWINS if u in g) for u in moved]
+        assert all(len(g) > 1 for g in groups)
+        assert diff[moved].sum() == pytest.approx(0.0, abs=1e-6)  # δ more, δ less
+        for g in map(tuple, TWINS):  # within each group of twins too
+            assert diff[list(g)].sum() == pytest.approx(0.0, abs=1e-6)
+        assert 1 not in moved  # the dropped block stays dropped, the kept ones kept
+        assert np.all(row[[2, 4]] < 0.75)
+        assert np.all(np.abs(diff) <= 0.2 + 1e-6)
+        moved_units |= set(moved.tolist())
+    assert moved_units == {0, 2, 3, 4}
+    assert noise.pair_moves == 39
+
+
+def test_without_pair_moves_the_draws_are_unchanged():
+    plain = TruncatedNormalNoise(n_envs=1, sigma0=0.05, decay=1.0, warmup_episodes=0, seed=3,
+                                 droppable=DROPPABLE)
+    off = make(0.0)
+    assert np.array_equal(episodes(plain, 20), episodes(off, 20))
+    assert off.pair_moves == 0
+    lone = make(1.0, twins=[[0], [5]])  # no two units of the same cost: nothing to trade
+    acts = episodes(lone, 10)
+    assert lone.pair_moves == 0 and not np.allclose(acts[5], MU, atol=1e-3)
+
+
+def test_a_share_of_episodes_moves_a_pair_and_a_swap_takes_precedence():
+    some = make(0.3)
+    episodes(some, 201)
+    assert 40 <= some.pair_moves <= 80  # 0.3 of 200, binomial sd 6.5
+    both = make(1.0, swap=1.0, twins=[[1, 2, 4], [0, 3]])
+    episodes(both, 20)
+    assert both.swaps == 19 and both.pair_moves == 0  # every episode could swap: no pair moves
+
+
+def test_pair_moves_resume_with_the_noise_state():
+    a = make(0.5)
+    episodes(a, 10)
+    b = make(0.5)
+    b.load_state(a.state())
+    assert b.pair_moves == a.pair_moves > 0
+
+
+def test_twins_are_the_units_whose_pruning_costs_the_same():
+    from amc.agents import SearchConfig
+    from amc.agents.ddpg import make_noise
+    from amc.models.registry import create_model
+    from amc.prune.units import PrunableModel
+
+    pm = PrunableModel(create_model("resnet20"), (3, 32, 32), "internal")
+    twins = pm.twins()
+    assert twins == [[0, 1, 2], [4, 5], [7, 8]]  # each stage's blocks but the downsampling one
+
+    def cost(unit: int) -> tuple[int, int]:
+        ratios = [0.0] * len(pm.units)
+        ratios[unit] = 0.5
+        return pm.cost(ratios)
+
+    for g in twins:
+        assert len({cost(u) for u in g}) == 1
+    assert cost(3) != cost(4) and cost(0) != cost(4)  # not twins: other costs
+    noise = make_noise(SearchConfig(pair_moves=0.25), 1, twins=twins)
+    assert (noise.pairs, noise.twins) == (0.25, twins)
+
+
+def test_pair_moves_trade_around_the_incumbent_when_one_is_set():
+    """With the best policy so far handed over, a pair move replays it (not the actor's μ,
+    which the agent's updates move) except at its pairs."""
+    noise = make(1.0)
+    best = [0.1, 1.0, 0.7, 0.05, 0.2, 0.45]  # drops unit 1 too; other kept actions than μ
+    noise.incumbent = best
+    acts = episodes(noise, 30)
+    for row in acts:  # the first episode too: no μ needed
+        diff = row - np.asarray(best)
+        moved = np.flatnonzero(np.abs(diff) > 1e-6)
+        assert len(moved) in (2, 4) and diff[moved].sum() == pytest.approx(0.0, abs=1e-6)
+        assert np.all(row[[2, 4]] < 0.75)
+    assert noise.pair_moves == 30
+
+
+def test_the_warm_start_hands_the_best_episode_to_the_noise():
+    from types import SimpleNamespace
+
+    from amc.agents.warm_start import WarmStart
+    from amc.envs import ActionMap
+
+    noise = make(0.5)
+    amap = ActionMap(0.8, frozenset(DROPPABLE))
+    ws = WarmStart(noise, lambda r: np.zeros((len(r), 11)), amap, best=(-0.5, [0.4] * 6))
+    assert noise.incumbent == amap.replay([0.4] * 6)
+    better = [0.2, 1.0, 0.4, 0.1, 0.3, 0.5]
+    noise.warmup = 10  # still warming up: no fit of the actor
+    ws.init_callback(SimpleNamespace(num_timesteps=0))
+    ws.update_locals({"infos": [{"episode_result": {"reward": -0.3, "ratios": better}},
+                                {"episode_result": {"reward": -0.9, "ratios": [0.0] * 6}}]})
+    ws.on_step()
+    assert noise.incumbent == amap.replay(better)  # the better one, not the later worse one
