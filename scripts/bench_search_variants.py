@@ -5,7 +5,8 @@ Each arm reruns the searches of an ``amc compare`` folder (``--folder``, its
 changed, on the dense model ``--checkpoint`` (the folder's own when its weights are still
 there); the arms run in turn for each seed, so they share the machine's state. Per arm and
 seed: the picked policy's val top-1 on all of ``val`` (``best_val_top1_all``, the search's
-own rescoring), episodes run, wall seconds and the pair moves / drop swaps made.
+own rescoring; on the first ``--val-limit`` images where ``val`` has no more), episodes run,
+wall seconds and the pair moves / drop swaps made.
 
     .venv/bin/python scripts/bench_search_variants.py --folder results/compare_resnet56_native \\
         --budget flops0.3 --checkpoint results/compare_resnet56_native_kd/models/dense_ft.pt \\
@@ -73,13 +74,16 @@ def main(argv: list[str] | None = None) -> None:
             if not (run / "summary.json").is_file():
                 run_or_resume(replace(base, **over, out=str(run), force=True))
             s = json.loads((run / "summary.json").read_text())
+            all_val = s.get("best_val_top1_all")  # None: no val images past --val-limit
             rows.append({"arm": name, "seed": seed, "settings": over,
+                         "val_top1": s["best_val_top1"] if all_val is None else all_val,
+                         "on_all_val": all_val is not None,
                          **{k: s.get(k) for k in FIELDS}})
     arms_out = {}
     for name, over in arms:
         mine = [r for r in rows if r["arm"] == name]
-        arms_out[name] = {"settings": over, "best_val_top1_all": mean_std(
-            [r["best_val_top1_all"] for r in mine]), "episodes": mean_std(
+        arms_out[name] = {"settings": over, "val_top1": mean_std(
+            [r["val_top1"] for r in mine]), "episodes": mean_std(
             [r["episodes"] for r in mine])}
     res = {"command": "python scripts/bench_search_variants.py " + " ".join(argv),
            "folder": args.folder, "budget": args.budget, "checkpoint": args.checkpoint,
@@ -95,8 +99,8 @@ def main(argv: list[str] | None = None) -> None:
     for name, over in arms:
         mine = [r for r in rows if r["arm"] == name]
         lines.append(f"| {name} | {over or 'as searched'} | "
-                     + " | ".join(f"{r['best_val_top1_all']:.2f}" for r in mine)
-                     + f" | {format_mean_std(arms_out[name]['best_val_top1_all'])}"
+                     + " | ".join(f"{r['val_top1']:.2f}" for r in mine)
+                     + f" | {format_mean_std(arms_out[name]['val_top1'])}"
                      + f" | {format_mean_std(arms_out[name]['episodes'], 0)} |")
     write_text(f"{args.out}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import noise_episodes
 
 from amc.agents.noise import TruncatedNormalNoise
 
@@ -16,24 +17,7 @@ DROPPABLE = (1, 2, 3, 4)
 
 def episodes(noise: TruncatedNormalNoise, n: int) -> np.ndarray:
     """The actions in [0, 1] (μ + noise) of ``n`` episodes, one row each."""
-    step = {"t": 0}
-
-    def actor(obs):
-        mu = MU[step["t"] % len(MU)]
-        return np.array([[2.0 * mu - 1.0]])
-
-    noise.actor = actor
-    noise.observe(np.zeros((1, 11), np.float32))
-    rows = []
-    for _ in range(n):
-        row = []
-        for _ in MU:
-            mu = MU[step["t"] % len(MU)]
-            row.append(mu + float(noise()[0, 0]) / 2.0)
-            step["t"] += 1
-        noise.episodes_ended([0])
-        rows.append(row)
-    return np.array(rows)
+    return noise_episodes(noise, MU, n)
 
 
 def make(swap: float, droppable=DROPPABLE) -> TruncatedNormalNoise:
@@ -76,14 +60,6 @@ def test_a_share_of_episodes_swaps_and_none_without_droppable_units():
     none = make(1.0, droppable=())
     acts = episodes(none, 10)
     assert none.swaps == 0 and np.all(acts[:, [1, 3]] >= 0.75)
-
-
-def test_swaps_resume_with_the_noise_state():
-    a = make(0.5)
-    episodes(a, 10)
-    b = make(0.5)
-    b.load_state(a.state())
-    assert b.swaps == a.swaps > 0
 
 
 def test_the_search_config_reaches_the_noise():

@@ -3,8 +3,11 @@ units of the same cost trading pruning (the budget the policy spends stays the s
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+from helpers import noise_episodes
 
 from amc.agents.noise import TruncatedNormalNoise
 
@@ -17,22 +20,7 @@ DROPPABLE = (1, 2, 4)
 
 def episodes(noise: TruncatedNormalNoise, n: int) -> np.ndarray:
     """The actions in [0, 1] (μ + noise) of ``n`` episodes, one row each."""
-    step = {"t": 0}
-
-    def actor(obs):
-        return np.array([[2.0 * MU[step["t"] % len(MU)] - 1.0]])
-
-    noise.actor = actor
-    noise.observe(np.zeros((1, 11), np.float32))
-    rows = []
-    for _ in range(n):
-        row = []
-        for _ in MU:
-            row.append(MU[step["t"] % len(MU)] + float(noise()[0, 0]) / 2.0)
-            step["t"] += 1
-        noise.episodes_ended([0])
-        rows.append(row)
-    return np.array(rows)
+    return noise_episodes(noise, MU, n)
 
 
 def make(pairs: float, twins=TWINS, swap: float = 0.0) -> TruncatedNormalNoise:
@@ -82,12 +70,13 @@ def test_a_share_of_episodes_moves_a_pair_and_a_swap_takes_precedence():
     assert both.swaps == 19 and both.pair_moves == 0  # every episode could swap: no pair moves
 
 
-def test_pair_moves_resume_with_the_noise_state():
-    a = make(0.5)
+@pytest.mark.parametrize("pairs, swap, count", [(0.5, 0.0, "pair_moves"), (0.0, 0.5, "swaps")])
+def test_swaps_and_pair_moves_resume_with_the_noise_state(pairs, swap, count):
+    a = make(pairs, swap=swap)
     episodes(a, 10)
-    b = make(0.5)
+    b = make(pairs, swap=swap)
     b.load_state(a.state())
-    assert b.pair_moves == a.pair_moves > 0
+    assert getattr(b, count) == getattr(a, count) > 0
 
 
 def test_twins_are_the_units_whose_pruning_costs_the_same():
@@ -144,3 +133,36 @@ def test_the_warm_start_hands_the_best_episode_to_the_noise():
                                 {"episode_result": {"reward": -0.9, "ratios": [0.0] * 6}}]})
     ws.on_step()
     assert noise.incumbent == amap.replay(better)  # the better one, not the later worse one
+
+
+def test_search_variants_rerun_a_comparisons_searches_with_each_arms_settings(
+        digits_ckpt, tmp_path, run_script):
+    """scripts/bench_search_variants.py: the arm without changes reproduces the comparison's
+    own search (same seed, same picked policy); an arm's settings reach its search."""
+    import json
+
+    from amc.cli.compare import amc_policy
+    from amc.report.compare import Comparison
+    from amc.report.compare_config import CompareConfig
+
+    out = tmp_path / "cmp"
+    Comparison(CompareConfig(checkpoint=digits_ckpt, strategies=("amc",), finetune_runs=0,
+                             episodes=12, warmup_episodes=4, latency_runs=2, val_limit=64,
+                             threads=1, out=str(out)), amc_policy).run()
+    run_script(Path(__file__).parents[1] / "scripts" / "bench_search_variants.py",
+               ["--folder", str(out), "--budget", "flops0.5", "--seeds", "1",
+                "--arm", "base:", "--arm", "pairs:pair_moves=1.0,anchor_every=2",
+                "--work", str(tmp_path / "w"), "--out", str(tmp_path / "r")])
+    res = json.loads((tmp_path / "r.json").read_text())
+    own = json.loads((out / "search" / "flops0.5" / "summary.json").read_text())
+    base, pairs = res["runs"]
+    assert base["arm"] == "base" and base["val_top1"] == own["best_val_top1"]
+    assert base["best_val_top1_all"] == own["best_val_top1_all"]
+    made = json.loads((tmp_path / "w" / "base" / "config.json").read_text())
+    searched = json.loads((out / "search" / "flops0.5" / "config.json").read_text())
+    assert {k: v for k, v in made.items() if k != "out"} == \
+        {k: v for k, v in searched.items() if k != "out"}
+    cfg = json.loads((tmp_path / "w" / "pairs" / "config.json").read_text())
+    assert (cfg["pair_moves"], cfg["anchor_every"]) == (1.0, 2)
+    assert res["arms"]["pairs"]["settings"] == {"pair_moves": 1.0, "anchor_every": 2}
+    assert "| pairs |" in (tmp_path / "r.md").read_text()
