@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import pickle
 import time
 from collections.abc import Callable
@@ -45,6 +46,8 @@ from .updates import EpisodeUpdates, OverlapUpdates, overlaps
 from .warm_start import CHEAP, WarmStart, cheap_policies, demo_actions, handed_over
 from .warm_start import MODES as WARM_MODES
 from .wrappers import RewardBaseline
+
+log = logging.getLogger("amc")
 
 if TYPE_CHECKING:
     from .parallel import ActorScorer  # imports Ray: only where workers are asked for
@@ -315,6 +318,13 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
     cheap_s = time.perf_counter() - t_cheap  # within --time-limit: part of the session
     demos = None
     amap = ActionMap.of(scorer.pm, cfg.max_ratio)
+    twins = pm.twins()
+    if cfg.pair_moves > 0 and not twins:
+        log.warning("amc: note: no two of these units have the same shape, so --pair-moves "
+                    "makes no pair moves")
+    if cfg.drop_swap > 0 and not amap.droppable:
+        log.warning("amc: note: no unit here may drop its block (--drop-blocks), so "
+                    "--drop-swap swaps none")
     if cfg.warm_start == "cheap":  # best first
         ranked = dict(sorted(lines.items(), key=lambda kv: -kv[1][1]["reward"]))
         demos = demo_actions({k: v[0] for k, v in ranked.items()}, amap)
@@ -337,7 +347,7 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
         model.load_replay_buffer(ckpt / "replay.pkl")
         model.replay_buffer.drop_pending()  # the envs restart at the first unit
         updates.load_state(state.get("updates", {}))
-        noise = make_noise(cfg, venv.num_envs, demos, amap, pm.twins())
+        noise = make_noise(cfg, venv.num_envs, demos, amap, twins)
         noise.load_state(state["noise"])
         venv.load_state(state["baseline"])
         rows = read_rows(run_dir / "episodes.csv")[:done]
@@ -348,7 +358,7 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
             for f in ("episodes.csv", "best_policy.json"):
                 (run_dir / f).unlink(missing_ok=True)
         model, noise = build_agent(cfg, venv, n_units, tensorboard_log=tb, demos=demos,
-                                   actions=amap, twins=pm.twins())
+                                   actions=amap, twins=twins)
     follow = attach_noise(model, noise)
     callbacks = [follow, updates]
     if demos:

@@ -3,6 +3,7 @@ units of the same cost trading pruning (the budget the policy spends stays the s
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -166,3 +167,25 @@ def test_search_variants_rerun_a_comparisons_searches_with_each_arms_settings(
     assert (cfg["pair_moves"], cfg["anchor_every"]) == (1.0, 2)
     assert res["arms"]["pairs"]["settings"] == {"pair_moves": 1.0, "anchor_every": 2}
     assert "| pairs |" in (tmp_path / "r.md").read_text()
+
+
+def test_a_search_says_when_its_units_leave_nothing_to_move_or_swap(digits_ckpt, tmp_path,
+                                                                   caplog):
+    """The digits CNN has no two units of one shape and no droppable block: --pair-moves and
+    --drop-swap then change nothing, and the search says so in one line each."""
+    from amc.agents import SearchConfig, run_search
+
+    cfg = SearchConfig(checkpoint=digits_ckpt, episodes=6, warmup_episodes=3, val_limit=64,
+                       hidden=16, batch_size=8, reconstruct=False, pair_moves=1.0,
+                       drop_swap=1.0, out=str(tmp_path / "s"))
+    with caplog.at_level("WARNING", logger="amc"):
+        summary = run_search(cfg)
+    notes = [r.getMessage() for r in caplog.records if r.name == "amc"]
+    assert any("--pair-moves makes no pair moves" in n for n in notes)
+    assert any("--drop-swap swaps none" in n for n in notes)
+    assert summary["pair_moves"] == summary["drop_swaps"] == 0
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="amc"):
+        run_search(replace(cfg, pair_moves=0.0, drop_swap=0.0, out=str(tmp_path / "q")))
+    assert not [r for r in caplog.records if "--pair-moves" in r.getMessage()
+                or "--drop-swap" in r.getMessage()]
