@@ -59,6 +59,7 @@ from amc.prune.scoring import Scorer, build_scorer
 from amc.train.loop import TrainConfig, train
 from amc.utils.io import write_json
 from amc.utils.provenance import git_commit, now, versions
+from amc.utils.stats import bootstrap_spearman
 
 MAX_RATIO = 0.8
 #: Proxies that can be scored at the main budget (``--proxies``; the default leaves
@@ -217,21 +218,6 @@ def choose_recipe(args, s: Scorer, pol: dict, data: Dataset, evaluator: Evaluato
 def rank(a: np.ndarray) -> np.ndarray:
     """Average ranks (ties share their mean rank)."""
     return stats.rankdata(a)
-
-
-def bootstrap_spearman(a: np.ndarray, b: np.ndarray, reps: int, seed: int) -> dict:
-    """Spearman of ``a`` and ``b`` over ``reps`` resamples of the policies (with
-    replacement): mean, std and the 5 / 95 % quantiles."""
-    rng = np.random.default_rng(seed)
-    n, vals = len(a), []
-    for _ in range(reps):
-        i = rng.integers(0, n, n)
-        ra, rb = rank(a[i]), rank(b[i])
-        if ra.std() > 0 and rb.std() > 0:
-            vals.append(float(np.corrcoef(ra, rb)[0, 1]))
-    v = np.asarray(vals)
-    return {"mean": float(v.mean()), "std": float(v.std()), "q05": float(np.quantile(v, 0.05)),
-            "q95": float(np.quantile(v, 0.95)), "reps": len(v)}
 
 
 def analyse(rows: list[dict], proxies: tuple[str, ...], reps: int, seed: int) -> dict:

@@ -189,3 +189,35 @@ def test_a_search_says_when_its_units_leave_nothing_to_move_or_swap(digits_ckpt,
         run_search(replace(cfg, pair_moves=0.0, drop_swap=0.0, out=str(tmp_path / "q")))
     assert not [r for r in caplog.records if "--pair-moves" in r.getMessage()
                 or "--drop-swap" in r.getMessage()]
+
+
+def test_reward_rank_scores_a_comparisons_policies_before_and_after_its_fine_tune(
+        digits_ckpt, tmp_path, run_script):
+    """scripts/bench_reward_rank.py on a tiny comparison: the folder's own policies and
+    distinct searched ones after the warm-up, each scored plain and reconstructed before the
+    fine-tune; each score's pick is its best-scored policy."""
+    import json
+
+    from amc.cli.compare import amc_policy
+    from amc.report.compare import Comparison
+    from amc.report.compare_config import CompareConfig
+
+    out = tmp_path / "cmp"
+    Comparison(CompareConfig(checkpoint=digits_ckpt, strategies=("amc", "uniform"),
+                             search_on="adapted", finetune_runs=0, finetune_epochs=0.1,
+                             episodes=12, warmup_episodes=4, latency_runs=2, val_limit=64,
+                             threads=1, reconstruct=True, out=str(out)), amc_policy).run()
+    run_script(Path(__file__).parents[1] / "scripts" / "bench_reward_rank.py",
+               ["--folder", str(out), "--budget", "flops0.5", "--strategies", "amc,uniform",
+                "--per-search", "3", "--bootstrap", "50", "--work", str(tmp_path / "w"),
+                "--out", str(tmp_path / "r")])
+    res = json.loads((tmp_path / "r.json").read_text())
+    rows = res["rows"]
+    names = [r["name"] for r in rows]
+    assert names[:2] == ["amc_flops0.5", "uniform_flops0.5"]
+    searched = names[2:]
+    assert 1 <= len(searched) <= 3 and all(int(n.split("_ep")[1]) > 4 for n in searched)
+    assert len({tuple(r["ratios"]) for r in rows[2:]}) == len(searched)  # distinct
+    for s in ("plain", "recon"):
+        best = max(rows, key=lambda r: r[s])
+        assert res["result"][s]["pick_test_after"] == best["test_after"]
