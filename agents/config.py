@@ -44,11 +44,12 @@ class SearchConfig(ScoringConfig, ClusterConfig, OutputConfig):
             one it kept (the noise around the actor's actions alone rarely moves a block
             across the drop threshold); 0: never.
         pair_moves: The probability that an episode after the warm-up (one that swaps no
-            blocks) is a pair move: the actor's actions without noise, except one or two
-            pairs of kept units of the same cost (same shapes) where one prunes up to 0.2
-            (in [0, 1] action units) more and the other as much less, so the episode spends
-            the budget of the policy it explores around (the noise on every unit shifts it,
-            and the budget rule then squeezes the last units); 0: never.
+            blocks) is a pair move: the best policy so far (with a cheap warm start; else
+            the actor's previous actions) without noise, except one or two pairs of kept
+            units of the same cost (same shapes) where one prunes up to 0.2 (in [0, 1]
+            action units) more and the other as much less, so the episode spends the budget
+            of the policy it explores around (the noise on every unit shifts it, and the
+            budget rule then squeezes the last units); 0: never.
         rescore_top: At the end, score the search's this many best distinct policies again
             on the rest of val (the images past --val-limit, which the search never saw) and
             keep the best on all of val: the highest of hundreds of noisy scores is biased

@@ -52,8 +52,8 @@ class CompareConfig(ScoringConfig, PrunedOptimConfig):
             (``amc search --drop-swap``).
         anchor_every: Every this many AMC episodes after the warm-up, fit the actor again to
             the best episode so far (``amc search --anchor-every``).
-        pair_moves: Probability that an AMC episode is a pair move: the actor's policy
-            with two kept units of the same cost trading pruning (``amc search
+        pair_moves: Probability that an AMC episode is a pair move: the best policy so
+            far with two kept units of the same cost trading pruning (``amc search
             --pair-moves``).
         rescore_top: AMC and random keep the best on all of val among their this many best
             policies (scored again on the val images past --val-limit; ``amc search
