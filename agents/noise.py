@@ -162,10 +162,10 @@ class TruncatedNormalNoise(VectorizedActionNoise):
                 m = float(mu.reshape(self.n_envs)[i])
                 if t == 0:
                     self._plan[i] = self._swap_plan(self._mu_last[i]) if swapping else {}
-                    self._base[i] = (dict(enumerate(self.incumbent))
-                                     if self.incumbent is not None else self._mu_last[i])
-                    self._shift[i] = (self._pair_plan(self._base[i])
-                                      if not self._plan[i] and self.pairs > 0 else {})
+                    if not self._plan[i] and self.pairs > 0:
+                        self._base[i] = (dict(enumerate(self.incumbent))
+                                         if self.incumbent is not None else self._mu_last[i])
+                        self._shift[i] = self._pair_plan(self._base[i])
                 self._mu[i][t] = m
                 if t in self._plan[i]:
                     sample.reshape(self.n_envs)[i] = self._plan[i][t]

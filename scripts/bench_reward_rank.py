@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import csv
 import json
 import os
 import sys
@@ -44,6 +43,7 @@ import numpy as np
 import torch
 from scipy import stats
 
+from amc.agents.monitor import read_rows
 from amc.config.args import load_run_config
 from amc.data.datasets import load_dataset
 from amc.models.registry import create_model
@@ -65,8 +65,7 @@ def episode_policies(run: Path, units: list[str], per_search: int, warmup: int
                      ) -> list[tuple[str, list[float]]]:
     """``per_search`` distinct policies of the search in ``run`` after its warm-up, spread
     evenly over their val scores (lowest to highest)."""
-    with open(run / "episodes.csv", newline="") as f:
-        rows = list(csv.DictReader(f))[warmup:]
+    rows = read_rows(run / "episodes.csv")[warmup:]
     seen, distinct = set(), []
     for r in sorted(rows, key=lambda r: float(r["val_top1"])):
         ratios = [float(r[f"ratio:{u}"]) for u in units]
