@@ -54,6 +54,15 @@ class SearchConfig(ScoringConfig, ClusterConfig, OutputConfig):
             on the rest of val (the images past --val-limit, which the search never saw) and
             keep the best on all of val: the highest of hundreds of noisy scores is biased
             upward, so it is often not the best policy (0 or 1: keep the search's best).
+        finalists: At the very end, fine-tune this many of the search's best policies
+            briefly (distilled from the dense model: --finalist-images training images for
+            --finalist-epochs) and keep the one best on all of val after it: no score before
+            fine-tuning orders the good policies as fine-tuning does. The finalists are the
+            best policy of each distinct set of dropped blocks (with --drop-blocks, the blocks
+            strategy's candidates join the search's episodes), then the next best distinct
+            ones. Not within --time-limit; its seconds are in the summary (0 or 1: off).
+        finalist_images: Training images of each finalist's fine-tune (a seeded draw).
+        finalist_epochs: Epochs of each finalist's fine-tune.
         time_limit: Wall seconds of this session's search, the making of its cheap policies
             and its rescoring included (None: run all --episodes): the episodes stop at the
             end of a round of episodes once the next round (timed as the longest so far) and
@@ -111,6 +120,9 @@ class SearchConfig(ScoringConfig, ClusterConfig, OutputConfig):
     drop_swap: float = 0.0
     pair_moves: float = 0.0
     rescore_top: int = 5
+    finalists: int = 0
+    finalist_images: int = 5000
+    finalist_epochs: float = 1.0
     time_limit: float | None = None
     hidden: int = 300
     lr_actor: float = 1e-4

@@ -31,6 +31,7 @@ from amc.utils.provenance import git_commit, now, versions
 from .config import SearchConfig
 from .ddpg import attach_noise, build_agent, make_noise
 from .episode_buffer import EpisodeReplayBuffer
+from .finalists import pick_by_finetune
 from .monitor import (
     SearchMonitor,
     episode_columns,
@@ -55,7 +56,7 @@ if TYPE_CHECKING:
 RUN_FILES = ("config.json", "run.json", "episodes.csv", "best_policy.json",
              *(f"{name}_policy.json" for name in CHEAP), "warm_start.json",
              "summary.json", "learning_curve.png", "ckpt", "ckpt.old", "ckpt.tmp", "tb",
-             "ray_logs", "search_best_policy.json", "rescore.json")
+             "ray_logs", "search_best_policy.json", "rescore.json", "finalists.json")
 """What a search writes into its run directory (anything else there is not amc's)."""
 
 
@@ -234,7 +235,7 @@ RUNTIME_SETTINGS = ("force", "out", "workers", "address", "cpus_per_worker", "gp
 """Settings that change how a search runs, not what it finds: a search made with other
 values of these is resumed as it is."""
 
-FINAL_SETTINGS = ("rescore_top",)
+FINAL_SETTINGS = ("rescore_top", "finalists", "finalist_images", "finalist_epochs")
 """Settings applied after the episodes (how the best policy is picked): a finished search
 made with other values of these is finished again, its episodes kept."""
 
@@ -273,15 +274,17 @@ def refinish(cfg: SearchConfig) -> dict[str, Any]:
     torch.set_num_threads(cfg.threads or 1)
     scorer = build_scorer(**cfg.scorer_kwargs())
     summary = json.loads((run_dir / "summary.json").read_text())
+    reward_at = _reward_at(scorer, cfg)
     if cfg.workers and cfg.workers > 1:
         with search_ray(cfg):
             actors = actor_scorer(cfg, scorer)
             try:
-                picked = pick_best(cfg, scorer, run_dir, _reward_at(scorer, cfg), actors)
+                picked = pick_best(cfg, scorer, run_dir, reward_at, actors)
             finally:
                 actors.close()
     else:
-        picked = pick_best(cfg, scorer, run_dir, _reward_at(scorer, cfg))
+        picked = pick_best(cfg, scorer, run_dir, reward_at)
+    picked.update(pick_by_finetune(cfg, scorer, run_dir, reward_at))
     summary.update(picked, **best_fields(run_dir))
     write_json(run_dir / "summary.json", summary)
     stored = json.loads((run_dir / "config.json").read_text())
@@ -388,10 +391,12 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
         monitor.save_checkpoint()
     restarts = getattr(envs, "restarts", 0)
     seconds = time.perf_counter() - t0
+    reward_at = _reward_at(scorer, cfg)
     try:  # the rescoring runs on the search's Ray actors, if any, before they go
-        picked = pick_best(cfg, scorer, run_dir, _reward_at(scorer, cfg), remote)
+        picked = pick_best(cfg, scorer, run_dir, reward_at, remote)
     finally:
         venv.close()
+    picked.update(pick_by_finetune(cfg, scorer, run_dir, reward_at))  # on the freed cores
     return summarize(cfg, run_dir, {k: v[1] for k, v in lines.items()}, seconds, restarts,
                      {"agent_updates_this_run": updates.made,
                       "agent_update_seconds": updates.seconds, "cheap_seconds": cheap_s,

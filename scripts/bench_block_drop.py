@@ -41,7 +41,7 @@ import torch
 
 from amc.cost.macs import model_cost
 from amc.cost.timing import torch_latencies
-from amc.data.datasets import load_dataset
+from amc.data.datasets import load_dataset, train_view
 from amc.models.checkpoint import save_model
 from amc.models.evaluate import top1
 from amc.models.registry import create_model
@@ -50,7 +50,7 @@ from amc.prune.budget import Budget
 from amc.prune.depth import drop_blocks, droppable_blocks
 from amc.prune.repair import recalibrate_bn
 from amc.prune.scoring import Scorer, build_scorer
-from amc.report.compare import evaluate_splits, train_view
+from amc.report.compare import evaluate_splits
 from amc.report.compare_config import CompareConfig
 from amc.train.loop import train
 from amc.utils import allocator

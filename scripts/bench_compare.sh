@@ -33,6 +33,7 @@
 #   bash scripts/bench_compare.sh drop55-kd-compare  # -> results/compare_resnet56_drop55_kd/ (~20 min)
 #   bash scripts/bench_compare.sh drop55-kd-plain  # -> results/compare_resnet56_drop55_kd_plain/ (~20 min)
 #   bash scripts/bench_compare.sh drop55-pairs  # -> results/compare_resnet56_drop55_pairs/ (~25 min)
+#   bash scripts/bench_compare.sh drop55-finalists  # -> results/compare_resnet56_drop55_finalists/
 #
 # `retime-sweep`: the comparison's sensitivity sweep run again (same adapted model, images and
 # command, in a scratch folder), to time it on the same machine right after AMC's searches
@@ -171,6 +172,13 @@
 # had moved it 0.21 per unit on average away from it); blocks and uniform (policies,
 # scores, fine-tunes) and the adapted dense model copied; its uniform flops:0.5 is
 # drop55-kd-plain's -> results/compare_resnet56_drop55_pairs/ (~25 min).
+#
+# `drop55-finalists`: drop55-pairs with --finalists 4: each finished search picks again (its
+# episodes kept): its pick and 3 other policies (one per other set of dropped blocks first; the
+# blocks strategy's candidates for each number of dropped blocks join the episodes), each
+# fine-tuned as the comparison does (1 epoch over 5,000 images, distilled), the best on all
+# of val after it kept; blocks, uniform and the adapted dense model copied; its uniform
+# flops:0.5 is drop55-kd-plain's -> results/compare_resnet56_drop55_finalists/ (~25 min).
 #
 # `drop`: native's settings with --drop-blocks (a unit that is a block's inner width may drop
 # its block whole: amc.prune.depth), at latency:0.5 (refused without it) and flops:0.5;
@@ -470,6 +478,28 @@ if [[ $WHICH == drop55-pairs ]]; then  # drop55-kd-plain's latency:0.55 comparis
   fi
   KD=0.5
   DROP_EXTRA=(--drop-swap 0.3 --no-reconstruct-delivered --pair-moves 0.5 --anchor-every 1)
+  drop "$D" latency:0.55
+fi
+if [[ $WHICH == drop55-finalists ]]; then  # drop55-pairs with --finalists 4: its searches'
+  S=results/compare_resnet56_drop55_pairs  # episodes kept (picked again: a finished search
+  D=results/compare_resnet56_drop55_finalists  # is refinished when only how it picks changed),
+  if [[ ! -f $D/config.json ]]; then  # blocks and uniform copied with their scores and
+    copy_dense "$S" "$D"  # fine-tunes, and the adapted dense model
+    mkdir -p "$D/policies"
+    for d in policies eval finetune models; do
+      for f in "$S/$d"/{blocks,uniform}_latency0.55*; do cp "$f" "$D/$d/"; done
+    done
+    cp -r "$S/search" "$D/"
+    for r in "$D"/search/*; do  # the same weights and blocks policies, now in $D
+      n=$(basename "$r")
+      derive_config "$r/config.json" "$r/config.json" "checkpoint='$D/models/dense_ft.pt', \
+blocks_policy='$D/policies/blocks_$n.json', out='$r'"
+    done
+    derive_config "$S/config.json" "$D/config.json" "finalists=4, out='$D'"
+  fi
+  KD=0.5
+  DROP_EXTRA=(--drop-swap 0.3 --no-reconstruct-delivered --pair-moves 0.5 --anchor-every 1
+              --finalists 4)
   drop "$D" latency:0.55
 fi
 ftone() {  # ftone DENSE_FOLDER POLICY OUT IMAGES KD RUN: POLICY applied to DENSE_FOLDER's

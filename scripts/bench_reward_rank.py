@@ -45,11 +45,11 @@ from scipy import stats
 
 from amc.agents.monitor import read_rows
 from amc.config.args import load_run_config
-from amc.data.datasets import load_dataset
+from amc.data.datasets import load_dataset, train_view
 from amc.models.registry import create_model
 from amc.prune.policy import load_policy
 from amc.prune.scoring import build_scorer
-from amc.report.compare import evaluate_splits, train_view
+from amc.report.compare import evaluate_splits
 from amc.report.compare_config import CompareConfig
 from amc.train.loop import train
 from amc.utils.io import write_json, write_text

@@ -110,3 +110,26 @@ def _run_script(path: Path, argv: list[str]) -> None:
 def run_script():
     """:func:`_run_script`: a script's ``main`` called in-process with the given arguments."""
     return _run_script
+
+
+@pytest.fixture(scope="session")
+def synth8(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A 4-class synthetic image folder of 8x8 images (96 train, 16 per other split)."""
+    from amc.data.synthetic import write_synthetic_imagefolder
+
+    root = tmp_path_factory.mktemp("synth8")
+    write_synthetic_imagefolder(root, 96, 16, classes=4, min_size=8, max_size=8)
+    return f"imagefolder:{root}"
+
+
+@pytest.fixture(scope="session")
+def resnet20_4(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A 4-class CIFAR ResNet-20 checkpoint of fixed random weights (a search builds its
+    network from a checkpoint)."""
+    from amc.models.checkpoint import save_model
+    from amc.models.registry import create_model
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("resnet20_4") / "resnet20.pt"
+    save_model(create_model("resnet20", num_classes=4), path, "resnet20", {})
+    return str(path)

@@ -17,29 +17,6 @@ from amc.utils.errors import AmcError
 SIZE = (3, 8, 8)
 
 
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory) -> str:
-    from amc.data.synthetic import write_synthetic_imagefolder
-
-    root = tmp_path_factory.mktemp("synth")
-    write_synthetic_imagefolder(root, 96, 16, classes=4, min_size=8, max_size=8)
-    return f"imagefolder:{root}"
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory) -> str:
-    """Fixed random weights (a search builds its network from a checkpoint)."""
-    import torch
-
-    from amc.models.checkpoint import save_model
-    from amc.models.registry import create_model
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "resnet20.pt"
-    save_model(create_model("resnet20", num_classes=4), path, "resnet20", {})
-    return str(path)
-
-
 def _search(data: str, ckpt: str, out: Path, **kw) -> SearchConfig:
     base = dict(model="resnet20", num_classes=4, checkpoint=ckpt, data=data, input_size=SIZE,
                 units="internal", max_ratio=0.3,
@@ -57,28 +34,28 @@ def _refuse(*args, **kwargs):
     raise AssertionError("the blocks policy was made again")
 
 
-def test_a_handed_over_blocks_policy_is_not_made_again(folder, ckpt, tmp_path, monkeypatch,
+def test_a_handed_over_blocks_policy_is_not_made_again(synth8, resnet20_4, tmp_path, monkeypatch,
                                                        one_thread):
     import amc.agents.warm_start as ws
 
-    run_search(_search(folder, ckpt, tmp_path / "made"))
+    run_search(_search(synth8, resnet20_4, tmp_path / "made"))
     made = load_policy(tmp_path / "made" / "blocks_policy.json")
     assert any(r == 1.0 for r in made.ratios)  # flops:0.6 needs drops at --max-ratio 0.3
     given = tmp_path / "given.json"
     shutil.copy(tmp_path / "made" / "blocks_policy.json", given)
     monkeypatch.setattr(ws, "blocks_then_uniform", _refuse)
     with pytest.raises(AssertionError, match="made again"):  # the patch bites without it
-        run_search(_search(folder, ckpt, tmp_path / "again"))
-    run_search(_search(folder, ckpt, tmp_path / "handed", blocks_policy=str(given)))
+        run_search(_search(synth8, resnet20_4, tmp_path / "again"))
+    run_search(_search(synth8, resnet20_4, tmp_path / "handed", blocks_policy=str(given)))
     used = load_policy(tmp_path / "handed" / "blocks_policy.json")
     assert used.ratios == made.ratios and "reward" in used.metrics  # scored by the search
 
 
 @pytest.mark.parametrize("what", ["uniform", "budget"])
-def test_a_blocks_policy_of_another_kind_is_refused(folder, ckpt, tmp_path, what, one_thread):
+def test_a_blocks_policy_of_another_kind_is_refused(synth8, resnet20_4, tmp_path, what, one_thread):
     from amc.prune.scoring import build_scorer
 
-    cfg = _search(folder, ckpt, tmp_path / "x")
+    cfg = _search(synth8, resnet20_4, tmp_path / "x")
     scorer = build_scorer(**cfg.scorer_kwargs())
     from amc.prune.policy import make_policy
 
@@ -88,20 +65,21 @@ def test_a_blocks_policy_of_another_kind_is_refused(folder, ckpt, tmp_path, what
                     0.3, {}).save(tmp_path / "p.json")
     with pytest.raises(AmcError, match="--blocks-policy .* pass the blocks policy of "
                                        "resnet20 at flops:0.6"):
-        run_search(_search(folder, ckpt, tmp_path / "x", blocks_policy=str(p)))
+        run_search(_search(synth8, resnet20_4, tmp_path / "x", blocks_policy=str(p)))
     if what == "budget":  # --force over a finished search: refused before it is cleared
-        run_search(_search(folder, ckpt, tmp_path / "done"))
+        run_search(_search(synth8, resnet20_4, tmp_path / "done"))
         kept = (tmp_path / "done" / "episodes.csv").read_text()
         with pytest.raises(AmcError, match="--blocks-policy"):
-            run_search(_search(folder, ckpt, tmp_path / "done", blocks_policy=str(p),
+            run_search(_search(synth8, resnet20_4, tmp_path / "done", blocks_policy=str(p),
                                force=True))
         assert (tmp_path / "done" / "episodes.csv").read_text() == kept
     with pytest.raises(AmcError, match="does not exist"):
-        run_search(_search(folder, ckpt, tmp_path / "y", blocks_policy=str(tmp_path / "no.json")))
+        run_search(_search(synth8, resnet20_4, tmp_path / "y",
+                           blocks_policy=str(tmp_path / "no.json")))
     assert not (tmp_path / "y").exists()
 
 
-def test_compare_hands_its_blocks_policy_to_amc_and_counts_its_seconds(folder, ckpt, tmp_path,
+def test_compare_hands_its_blocks_policy_to_amc_and_counts_its_seconds(synth8, resnet20_4, tmp_path,
                                                                       one_thread):
     from amc.report.compare import Comparison
     from amc.report.compare_config import CompareConfig
@@ -121,7 +99,7 @@ def test_compare_hands_its_blocks_policy_to_amc_and_counts_its_seconds(folder, c
         p.provenance["strategy"] = "amc"
         return p.save(run_dir / "best_policy.json")
 
-    cfg = CompareConfig(model="resnet20", num_classes=4, checkpoint=ckpt, data=folder,
+    cfg = CompareConfig(model="resnet20", num_classes=4, checkpoint=resnet20_4, data=synth8,
                         input_size=SIZE, max_ratio=0.3,
                         units="internal", drop_blocks=True, calib_size=16, recal_size=16,
                         val_size=16, strategies=("amc", "blocks"), budgets=("flops:0.6",),
@@ -144,15 +122,15 @@ def test_compare_hands_its_blocks_policy_to_amc_and_counts_its_seconds(folder, c
     assert seen == {"time_limit": 100.0, "blocks": None}
 
 
-def test_the_time_limit_counts_the_making_of_the_cheap_policies(folder, ckpt, tmp_path, monkeypatch,
-                                                                one_thread):
+def test_the_time_limit_counts_the_making_of_the_cheap_policies(synth8, resnet20_4, tmp_path,
+                                                                monkeypatch, one_thread):
     """Cheap policies that take longer than --time-limit leave time for one round of
     episodes only; the same limit with them made fast runs them all."""
     import time
 
     import amc.agents.warm_start as ws
 
-    run_search(_search(folder, ckpt, tmp_path / "fast", time_limit=6.0, rescore_top=0))
+    run_search(_search(synth8, resnet20_4, tmp_path / "fast", time_limit=6.0, rescore_top=0))
     fast = json.loads((tmp_path / "fast" / "summary.json").read_text())
     assert fast["episodes"] == 5 and fast["cheap_seconds"] < 1.0
     slow_blocks = ws.blocks_then_uniform
@@ -162,16 +140,16 @@ def test_the_time_limit_counts_the_making_of_the_cheap_policies(folder, ckpt, tm
         return slow_blocks(*args, **kwargs)
 
     monkeypatch.setattr(ws, "blocks_then_uniform", slow)
-    run_search(_search(folder, ckpt, tmp_path / "slow", time_limit=6.0, rescore_top=0))
+    run_search(_search(synth8, resnet20_4, tmp_path / "slow", time_limit=6.0, rescore_top=0))
     s = json.loads((tmp_path / "slow" / "summary.json").read_text())
     assert s["episodes"] == 1 and s["cheap_seconds"] > 6.0 and s["stopped_by_time_limit"]
 
 
-def test_a_search_records_its_drop_swaps(folder, ckpt, tmp_path):
+def test_a_search_records_its_drop_swaps(synth8, resnet20_4, tmp_path):
     """--drop-swap 1: every episode after the warm-up whose previous one both dropped and kept
     a block swaps two of them, and the summary counts them; without it, none."""
-    swapped = run_search(_search(folder, ckpt, tmp_path / "swap", episodes=8, drop_swap=1.0))
-    plain = run_search(_search(folder, ckpt, tmp_path / "plain", episodes=8))
+    swapped = run_search(_search(synth8, resnet20_4, tmp_path / "swap", episodes=8, drop_swap=1.0))
+    plain = run_search(_search(synth8, resnet20_4, tmp_path / "plain", episodes=8))
     assert plain["drop_swaps"] == 0
     assert 1 <= swapped["drop_swaps"] <= 3  # episodes 6-8 may swap (5 has no previous μ)
     rows = (tmp_path / "swap" / "episodes.csv").read_text().splitlines()

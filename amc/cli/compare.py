@@ -33,6 +33,8 @@ def amc_policy(cfg, budget: str, run_dir: Path, blocks: Path | None = None) -> P
                       drop_swap=cfg.drop_swap, pair_moves=cfg.pair_moves,
                       anchor_every=cfg.anchor_every,
                       rescore_top=cfg.rescore_top, time_limit=cfg.time_limit,
+                      finalists=cfg.finalists, finalist_images=cfg.finalist_images,
+                      finalist_epochs=cfg.finalist_epochs,
                       workers=cfg.workers, envs_on=cfg.envs_on,
                       envs_per_worker=cfg.envs_per_worker,
                       out=str(run_dir),

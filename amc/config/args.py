@@ -142,13 +142,15 @@ AT_LEAST: dict[str, int] = {
     "val_limit": 1, "train_limit": 1, "test_limit": 1, "n_random": 1, "rounds": 1, "runs": 1,
     "latency_runs": 1, "threads": 0, "num_classes": 1, "round_to": 1, "max_retries": 0,
     "prune_every": 1, "warmup_epochs": 0, "input_size": 1, "loader_workers": 0,
-    "max_failures": 0, "anchor_every": 0, "rescore_top": 0,
+    "max_failures": 0, "anchor_every": 0, "rescore_top": 0, "finalists": 0,
+    "finalist_images": 1,
     "envs_per_worker": 1,
 }
 """The smallest value of each count and size, by field (and option) name: a name means the
 same thing in every config, so one table serves them all."""
 
-POSITIVE = ("epochs", "finetune_epochs", "lr", "time_limit", "kd_temperature")
+POSITIVE = ("epochs", "finetune_epochs", "lr", "time_limit", "kd_temperature",
+            "finalist_epochs")
 """Fields that must be above zero."""
 
 UNIT_INTERVAL = ("noise_min", "drop_swap", "pair_moves", "kd_weight")
@@ -238,14 +240,17 @@ ADDED_AS_BEFORE: dict[str, object] = {"time_limit": None, "score_amp": "off",
                                       "sweep_time_limit": False,
                                       "latency_table_method": None, "drop_swap": 0.0,
                                       "drop_blocks": False, "finetune_from": "delivered",
-                                      "pair_moves": 0.0, "anchor_every": 10}
+                                      "pair_moves": 0.0, "anchor_every": 10,
+                                      "finalists": 0, "finalist_images": 5000,
+                                      "finalist_epochs": 1.0}
 """Settings added after runs were cached whose value here reproduces what every earlier run
 did (no time limit: all episodes ran; scores in fp32; one env per Ray worker, in the
 worker; reconstruction, when on, also in the delivered networks; no search limited to the
 sweep's time; no latency table recorded, so that a latency run made before counts as made
 with another table than today's; no episode swapping dropped blocks; no block dropped; the
 fine-tunes started from the delivered networks; no pair moves; the actor re-fitted every 10
-episodes): a cached run that predates one of them counts as made with that value."""
+episodes; no finalists fine-tuned): a cached run that predates one of them counts as made
+with that value."""
 
 
 def changed_settings(cfg: object, run_dir: str | Path, ignore: tuple[str, ...] = ("force",)

@@ -337,3 +337,12 @@ def load_dataset(name: str, data_dir: str | Path | None = None, val_size: int | 
     )
     _MEMORY[key] = ds
     return ds
+
+
+def train_view(ds: Dataset, limit: int | None, seed: int) -> Dataset:
+    """``ds`` with a seeded random ``limit`` of its training images (all: ``ds`` itself), the
+    training set of every fine-tuning in a comparison (and of a search's finalists)."""
+    if not limit or limit >= len(ds.labels["train"]):
+        return ds
+    idx = np.random.default_rng(seed).permutation(len(ds.labels["train"]))[:limit]
+    return ds.select(train=idx)

@@ -173,9 +173,11 @@ def allocate_by_sensitivity(scorer: Scorer, budget: Budget, dense: float, acc: n
     return scale_to_budget(scorer, budget, at(th), max_ratio)
 
 
-def blocks_then_uniform(scorer: Scorer, budget: Budget, max_ratio: float = MAX_RATIO,
-                        map_fn: MapFn | None = None) -> list[float]:
-    """The ``blocks`` strategy (see the module docstring): at most 2 x blocks + 1 scores.
+def blocks_candidates(scorer: Scorer, budget: Budget, max_ratio: float = MAX_RATIO,
+                      map_fn: MapFn | None = None) -> list[list[float]]:
+    """The ``blocks`` strategy's candidates (see the module docstring), fewest drops first:
+    for each k that can meet the budget, the k blocks least missed alone dropped and the other
+    units pruned uniformly to the budget (``len(blocks)`` scores).
 
     Raises:
         AmcError: the network has no droppable unit (no ``drop_blocks``, or no residual
@@ -208,6 +210,14 @@ def blocks_then_uniform(scorer: Scorer, budget: Budget, max_ratio: float = MAX_R
     if not cands:
         raise AmcError(f"budget {budget} is out of reach even dropping every droppable block "
                        f"and pruning the other units by {max_ratio:g}; loosen the budget")
+    return cands
+
+
+def blocks_then_uniform(scorer: Scorer, budget: Budget, max_ratio: float = MAX_RATIO,
+                        map_fn: MapFn | None = None) -> list[float]:
+    """The ``blocks`` strategy: the best on ``val`` of :func:`blocks_candidates` (at most
+    2 x blocks + 1 scores); raises as it does."""
+    cands = blocks_candidates(scorer, budget, max_ratio, map_fn)
     scores = (map_fn or local_map)(scorer, cands)
     return cands[int(np.argmax(scores))]
 

@@ -30,7 +30,7 @@ import torch
 
 from amc.cost.macs import model_cost
 from amc.cost.timing import torch_latencies
-from amc.data.datasets import Dataset, load_dataset
+from amc.data.datasets import Dataset, load_dataset, train_view
 from amc.models.checkpoint import save_model
 from amc.models.evaluate import top1
 from amc.models.registry import create_model
@@ -86,15 +86,6 @@ def _lat(lat: dict, name: str) -> dict:
     return {"latency_b1_ms": lat[t]["b1"][name]["median_ms"],
             "latency_b64_ms": lat[t]["b64"][name]["median_ms"],
             "latency_b64_1thread_ms": lat["t1"]["b64"][name]["median_ms"]}
-
-
-def train_view(ds: Dataset, limit: int | None, seed: int) -> Dataset:
-    """``ds`` with a seeded random ``limit`` of its training images (all: ``ds`` itself), the
-    training set of every fine-tuning in a comparison."""
-    if not limit or limit >= len(ds.labels["train"]):
-        return ds
-    idx = np.random.default_rng(seed).permutation(len(ds.labels["train"]))[:limit]
-    return ds.select(train=idx)
 
 
 def evaluate_splits(model: torch.nn.Module, data: Dataset, input_size: tuple[int, ...]) -> dict:

@@ -58,6 +58,11 @@ class CompareConfig(ScoringConfig, PrunedOptimConfig):
         rescore_top: AMC and random keep the best on all of val among their this many best
             policies (scored again on the val images past --val-limit; ``amc search
             --rescore-top``); 0 or 1: the best on the first --val-limit images.
+        finalists: Each AMC search ends by fine-tuning this many of its best policies briefly
+            and keeping the best on all of val after it (``amc search --finalists``; 0 or 1:
+            off). Its seconds count in AMC's search time.
+        finalist_images: Training images of each finalist's fine-tune.
+        finalist_epochs: Epochs of each finalist's fine-tune.
         time_limit: Each AMC search's wall seconds, its rescoring included (``amc search
             --time-limit``; None: all --episodes).
         sweep_time_limit: Each AMC search gets the comparison's sensitivity sweep's wall
@@ -101,6 +106,9 @@ class CompareConfig(ScoringConfig, PrunedOptimConfig):
     anchor_every: int = 10
     pair_moves: float = 0.0
     rescore_top: int = 5
+    finalists: int = 0
+    finalist_images: int = 5000
+    finalist_epochs: float = 1.0
     time_limit: float | None = None
     sweep_time_limit: bool = False
     envs_on: str = "driver"
@@ -164,7 +172,8 @@ def search_wall_seconds(run_dir: Path) -> float | None:
     envs = max(1, s.get("workers") or 1) * per
     # a resumed search's last session is only part of it: then the env seconds per env
     return max(s.get("wall_seconds_this_run") or 0.0, s["search_seconds"] / envs) + (
-        s.get("rescore_seconds") or 0.0) + (s.get("cheap_seconds") or 0.0)
+        s.get("rescore_seconds") or 0.0) + (s.get("cheap_seconds") or 0.0) + (
+        s.get("finalist_seconds") or 0.0)
 
 
 JOB_SETTINGS = ("out", "budgets", "strategies", "seeds", "finetune_runs", "workers",

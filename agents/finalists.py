@@ -1,0 +1,105 @@
+"""``--finalists``: a finished search's best policies fine-tuned briefly, the best kept.
+
+After ``--rescore-top`` has picked the search's best, :func:`pick_by_finetune` fine-tunes it
+and ``finalists - 1`` other policies (:func:`amc.train.finalists.pick_finalists`: the best of
+each other set of dropped blocks first; with droppable blocks the ``blocks`` strategy's
+candidates join the search's episodes, since a search seldom leaves the drops it started
+from), each from the plainly pruned, BN-recalibrated network, distilled from the dense model
+(the recipe of ``amc finetune``), and keeps the one best on all of ``val`` after it.
+Writes ``finalists.json``; the policy picked before stays as ``search_best_policy.json``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from amc.config.blocks import PrunedOptimConfig
+from amc.data.datasets import load_dataset, train_view
+from amc.models.registry import create_model
+from amc.prune.baselines import blocks_candidates
+from amc.prune.policy import load_policy, make_policy
+from amc.prune.rescore import RewardAt
+from amc.prune.scoring import Scorer
+from amc.train.finalists import Finalist, finetune_finalists, pick_finalists
+from amc.train.loop import TrainConfig
+from amc.utils.io import write_json, write_text
+
+from .config import SearchConfig
+from .monitor import read_rows
+from .rescore import candidates
+
+POOL = 50
+"""The search's best distinct episodes the finalists are chosen from."""
+
+
+def pool_of(cfg: SearchConfig, scorer: Scorer, run_dir: Path, reward_at: RewardAt
+            ) -> list[Finalist]:
+    """The policies the finalists are chosen from: the search's pick (first, whatever its
+    score), its :data:`POOL` best distinct episodes and, with droppable blocks, the blocks
+    strategy's candidates scored as episodes are."""
+    names = [u.name for u in scorer.pm.units]
+    best = load_policy(run_dir / "best_policy.json")
+    ep = best.provenance.get("episode")
+    pool = [Finalist(f"episode {ep} (the search's pick)", best.ratios_for(names), math.inf,
+                     ep)]
+    pool += [Finalist(f"episode {c.episode}", c.ratios, c.reward, c.episode)
+             for c in candidates(read_rows(run_dir / "episodes.csv"), scorer.pm, POOL)]
+    if scorer.pm.blocks:
+        for ratios in blocks_candidates(scorer, cfg.parsed_budget(), cfg.max_ratio):
+            k = sum(ratios[u] >= 1.0 for u in scorer.pm.blocks)
+            pool.append(Finalist(f"blocks k={k}", ratios, reward_at(ratios)(scorer(ratios))))
+    return pool
+
+
+def pick_by_finetune(cfg: SearchConfig, scorer: Scorer, run_dir: Path, reward_at: RewardAt,
+                     say=print) -> dict[str, Any]:
+    """``--finalists``: fine-tune the finalists and keep the best on all of val after it
+    (``best_policy.json``; the policy picked before is kept as ``search_best_policy.json``
+    where it was not already). Returns the summary's ``finalists`` fields."""
+    out = run_dir / "finalists.json"
+    if cfg.finalists < 2:
+        out.unlink(missing_ok=True)
+        return {"finalists": None, "finalist_seconds": 0.0}
+    # the stage runs in this process on the cores the search's workers held (they are gone)
+    threads = torch.get_num_threads()
+    tc = TrainConfig(**PrunedOptimConfig().optim_fields(), epochs=cfg.finalist_epochs,
+                     seed=cfg.seed, eval_splits=(),
+                     threads=max(1, cfg.threads or 1) * max(1, cfg.workers), device=cfg.device)
+    torch.set_num_threads(tc.threads)
+    try:
+        data = load_dataset(cfg.data, **cfg.dataset_kwargs(cfg.model))
+        chosen = pick_finalists(scorer.pm, pool_of(cfg, scorer, run_dir, reward_at),
+                                cfg.finalists)
+        teacher = create_model(cfg.model, num_classes=cfg.num_classes,
+                               checkpoint=cfg.checkpoint, unsafe_load=cfg.unsafe_load)
+        res = finetune_finalists(chosen, replace(scorer, reconstruct=False).pruned,
+                                 train_view(data, cfg.finalist_images, cfg.seed), tc,
+                                 data.tensors("val"), teacher, say)
+    finally:
+        torch.set_num_threads(threads)
+    pick = chosen[res["chosen"]]
+    best_file, own = run_dir / "best_policy.json", run_dir / "search_best_policy.json"
+    if res["chosen"]:
+        if not own.is_file():
+            write_text(own, best_file.read_text())
+        o = reward_at(pick.ratios)
+        top1 = scorer(pick.ratios)
+        make_policy(scorer.pm, pick.ratios, cfg.model, cfg.budget, "amc", cfg.seed,
+                    cfg.max_ratio, {"val_top1": top1, "reward": o(top1),
+                                    "val_top1_after_finalist_ft": res["rows"][res["chosen"]][
+                                        "val_top1_after"]},
+                    episode=pick.episode, reward_type=cfg.reward,
+                    picked_by=f"val top-1 after a short fine-tune among {len(chosen)} "
+                              f"finalists ({pick.name})").save(best_file)
+    write_json(out, {"finalists": cfg.finalists, "images": cfg.finalist_images,
+                     "epochs": cfg.finalist_epochs, **res,
+                     "ratios": [f.ratios for f in chosen]})
+    return {"finalists": {"chosen": pick.name, "candidates": len(chosen),
+                          "val_top1_after": [r["val_top1_after"] for r in res["rows"]],
+                          "names": [r["name"] for r in res["rows"]]},
+            "finalist_seconds": res["seconds"]}

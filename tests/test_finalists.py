@@ -1,0 +1,127 @@
+"""``--finalists``: a search's best policies fine-tuned briefly, the best on val after it kept."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+from torch import nn
+
+from amc.agents import SearchConfig, run_search
+from amc.agents.search import refinish
+from amc.data.datasets import load_dataset
+from amc.models.registry import create_model
+from amc.prune.depth import DROP
+from amc.prune.policy import load_policy
+from amc.prune.units import PrunableModel
+from amc.train.finalists import Finalist, dropped, finetune_finalists, pick_finalists
+from amc.train.loop import TrainConfig
+
+SIZE = (3, 8, 8)
+
+
+@pytest.fixture(scope="module")
+def pm() -> PrunableModel:
+    return PrunableModel(create_model("resnet20", num_classes=4), SIZE, "internal",
+                         drop_blocks=True)
+
+
+def _pol(pm: PrunableModel, drops: set[int], r: float) -> list[float]:
+    return [DROP if u in drops else r for u in range(len(pm.units))]
+
+
+def test_one_finalist_per_set_of_dropped_blocks_first_then_the_next_best(pm):
+    u0, u1 = sorted(pm.blocks)[:2]
+    a = Finalist("a", _pol(pm, {u0}, 0.0), 5.0)
+    b = Finalist("b", _pol(pm, {u0}, 0.5), 4.0)  # a's drops, other widths
+    c = Finalist("c", _pol(pm, {u1}, 0.0), 3.0)
+    d = Finalist("d", _pol(pm, set(), 0.5), 2.0)
+    e = Finalist("e", list(a.ratios), 1.0)  # a's network again
+    pool = [e, d, c, b, a]
+    assert dropped(pm, a.ratios) == {u0} and dropped(pm, d.ratios) == set()
+    assert [f.name for f in pick_finalists(pm, pool, 3)] == ["a", "c", "d"]
+    assert [f.name for f in pick_finalists(pm, pool, 5)] == ["a", "c", "d", "b"]  # e: a again
+    # the score alone would take a and b (the failing order), and without droppable blocks
+    # the finalists are the best distinct policies
+    plain = PrunableModel(create_model("resnet20", num_classes=4), SIZE, "internal")
+    no_drops = [replace(f, ratios=[min(x, 0.5) for x in f.ratios]) for f in (a, b, d)]
+    assert [f.name for f in pick_finalists(plain, no_drops, 2)] == ["a", "b"]
+
+
+class _Constant(nn.Module):
+    """Predicts one class whatever the image (a bias no tiny step moves)."""
+
+    def __init__(self, cls: int, classes: int = 4):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(1))
+        self.bias = torch.full((classes,), -1e6)
+        self.bias[cls] = 1e6
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bias.expand(len(x), -1) + self.w * 0.0
+
+
+def test_the_finalist_best_on_val_after_its_fine_tune_is_kept(synth8):
+    data = load_dataset(synth8, input_size=SIZE)
+    val = data.tensors("val")
+    share = [float((val[1] == c).float().mean()) * 100 for c in range(4)]
+    order = sorted(range(4), key=lambda c: share[c])  # worst class first
+    # the search's scores rank them the other way round: the fine-tune's verdict must win
+    fins = [Finalist(f"class {c}", [float(c)], 10.0 - i) for i, c in enumerate(order)]
+    cfg = TrainConfig(epochs=1, lr=1e-9, batch_size=32, seed=0, eval_splits=(), threads=1,
+                      augment=False)
+    res = finetune_finalists(fins, lambda r: _Constant(int(r[0])), data, cfg, val)
+    assert [r["val_top1_after"] for r in res["rows"]] == pytest.approx(
+        [share[c] for c in order])
+    assert res["chosen"] == 3 and max(share) > min(share)
+
+
+def _search(data: str, ckpt: str, out, **kw) -> SearchConfig:
+    base = dict(model="resnet20", num_classes=4, checkpoint=ckpt, data=data, input_size=SIZE,
+                units="internal", max_ratio=0.3, drop_blocks=True, calib_size=16,
+                recal_size=16, val_size=16, episodes=6, warmup_episodes=4, hidden=16,
+                batch_size=8, race=False, budget="flops:0.6", threads=1, loader_workers=0,
+                finalist_images=32, out=str(out))
+    return SearchConfig(**{**base, **kw})
+
+
+def test_a_search_keeps_its_best_finalist_and_can_undo_it(synth8, resnet20_4, tmp_path,
+                                                          one_thread, monkeypatch):
+    import amc.agents.finalists as af
+
+    out = tmp_path / "s"
+    cfg = _search(synth8, resnet20_4, out, finalists=3)
+    s = run_search(cfg)
+    fin = json.loads((out / "finalists.json").read_text())
+    after = [r["val_top1_after"] for r in fin["rows"]]
+    assert len(after) == 3 and fin["chosen"] == max(range(3), key=lambda i: (after[i], -i))
+    assert "the search's pick" in fin["rows"][0]["name"]
+    # one finalist per set of dropped blocks (the blocks strategy's candidates add sets)
+    assert len({frozenset(u for u, x in enumerate(r) if x >= DROP) for r in fin["ratios"]}) == 3
+    assert load_policy(out / "best_policy.json").ratios == pytest.approx(
+        fin["ratios"][fin["chosen"]], abs=1e-6)
+    assert s["finalists"]["chosen"] == fin["rows"][fin["chosen"]]["name"]
+    assert s["finalist_seconds"] > 0
+    pick = fin["ratios"][0]  # the search's own pick
+    # a later finalist that wins replaces the best policy; the search's pick is kept beside
+    real = af.finetune_finalists
+
+    def last_wins(*a, **kw):
+        res = real(*a, **kw)
+        return {**res, "chosen": len(res["rows"]) - 1}
+
+    monkeypatch.setattr(af, "finetune_finalists", last_wins)
+    s = refinish(replace(cfg, finalists=2))
+    fin = json.loads((out / "finalists.json").read_text())
+    won = load_policy(out / "best_policy.json")
+    assert won.ratios == pytest.approx(fin["ratios"][1], abs=1e-6)
+    assert won.ratios != pytest.approx(pick, abs=1e-6)
+    assert "finalists" in won.provenance["picked_by"]
+    assert load_policy(out / "search_best_policy.json").ratios == pytest.approx(pick, abs=1e-6)
+    # the same finished search without finalists: the search's own pick again, files gone
+    plain = refinish(replace(cfg, finalists=0))
+    assert plain["finalists"] is None and not (out / "finalists.json").exists()
+    assert load_policy(out / "best_policy.json").ratios == pytest.approx(pick, abs=1e-6)
+    assert not (out / "search_best_policy.json").exists()
