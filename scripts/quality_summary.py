@@ -2,7 +2,7 @@
 ``bash scripts/bench_compare.sh``; writes ``results/quality_resnet56.md`` and ``.json``.
 
     .venv/bin/python scripts/quality_summary.py [--folder results/compare_resnet56]
-        [--against COMMIT ...]
+        [--against COMMIT ...] [--reference FOLDER]
 
 Every figure is read from the folder (``table.csv``: mean ± std over the runs,
 ``table_runs.csv``, ``sensitivity.json``, the AMC searches' ``summary.json``).
@@ -60,7 +60,10 @@ def se(row: dict, m: str, n_test: int = 10000) -> float:
     return standard_error({**row, f"{m}_n": row.get(f"{m}_n") or row["n"]}, m, n_test)
 
 
-def checks(d: dict) -> list[dict]:
+def checks(d: dict, reference: dict | None = None) -> list[dict]:
+    """The targets' checks; ``reference``: another folder's ``load`` whose uniform flops:0.5
+    row stands in where this folder has none (for the accuracy check only: speeds timed in
+    other runs are not compared)."""
     out = []
 
     def add(check: str, value: float | None, target: str, met: bool | None, note: str = ""):
@@ -86,6 +89,17 @@ def checks(d: dict) -> list[dict]:
             margin, ">= 0", margin >= 0,
             f"combined SE {math.hypot(se(amc, 'test_after'), se(best, 'test_after')):.2f}")
     amc, uni = (get(d, "amc", lat) if lat else None), get(d, "uniform", "flops:0.5")
+    if amc and not uni and reference:
+        ref = get(reference, "uniform", "flops:0.5")
+        if ref:
+            for col, label in (("speedup_b64", f"{d['config']['threads']} threads"),
+                               ("speedup_b64_1thread", "1 thread")):
+                add(f"{lat}: AMC speed-up at batch 64, {label}", amc[col], ">= 1.8",
+                    amc[col] >= 1.8)
+            add(f"{lat} AMC - uniform flops:0.5 ({reference['folder']}) on test after "
+                "fine-tuning, points", amc["test_after"] - ref["test_after"], ">= 0",
+                amc["test_after"] >= ref["test_after"],
+                f"combined SE {math.hypot(se(amc, 'test_after'), se(ref, 'test_after')):.2f}")
     if amc and uni:
         threads = d["config"]["threads"]
         for col, label in (("speedup_b64", f"{threads} threads"),
@@ -96,7 +110,8 @@ def checks(d: dict) -> list[dict]:
                 amc[col] / uni[col], ">= 1", amc[col] >= uni[col])
         add(f"{lat} AMC - uniform flops:0.5 on test after fine-tuning, points",
             amc["test_after"] - uni["test_after"], ">= 0",
-            amc["test_after"] >= uni["test_after"])
+            amc["test_after"] >= uni["test_after"],
+            f"combined SE {math.hypot(se(amc, 'test_after'), se(uni, 'test_after')):.2f}")
     if d["sweep"] is not None:
         walls = [search_wall_seconds(Path(d["folder"]) / "search" / name)
                  for name in d["searches"]]
@@ -297,10 +312,15 @@ def main() -> None:
                    help="also compare AMC's and random's evaluations with the same files at "
                         "this commit "
                         "(repeat for several)")
+    p.add_argument("--reference", default=None, metavar="FOLDER",
+                   help="a comparison folder whose uniform flops:0.5 the latency budget's "
+                        "accuracy check uses where --folder has none")
     args = p.parse_args()
     d = load(Path(args.folder))
+    ref = load(Path(args.reference)) if args.reference else None
     s = {"made": now(), "git_commit": git_commit(), "folder": args.folder,
-         "checks": checks(d), "first_beats": first_beats(d, Path(args.folder)),
+         "reference": args.reference, "checks": checks(d, ref),
+         "first_beats": first_beats(d, Path(args.folder)),
          "time_split": time_split(d, Path(args.folder)), "data": d,
          "against": {c: against(Path(args.folder), c) for c in args.against}}
     Path(args.out + ".json").write_text(json.dumps(s, indent=2, default=float) + "\n")

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from amc.report.compare import Comparison
-from amc.report.compare_config import CompareConfig
+from amc.report.compare_config import CompareConfig, search_wall_seconds
 from amc.utils import allocator
 
 
@@ -240,7 +240,7 @@ def test_sweep_warm_start_replays_the_sensitivity_allocation(digits_ckpt, tmp_pa
     plain = tmp_path / "p"  # without the option the sweep is not replayed
     Comparison(_cfg(digits_ckpt, plain, strategies=("sensitivity", "amc"),
                     finetune_epochs=0.1, noise_min=0.07, drop_swap=0.2, pair_moves=0.3,
-                    anchor_every=2), amc_policy).run()
+                    anchor_every=2, finalists=2, finalist_images=64), amc_policy).run()
     assert not (plain / "search" / "flops0.5" / "sensitivity_policy.json").exists()
     # the comparison's search races as `amc search` does (the baselines have no use for it)
     searched = json.loads((plain / "search" / "flops0.5" / "config.json").read_text())
@@ -248,6 +248,13 @@ def test_sweep_warm_start_replays_the_sensitivity_allocation(digits_ckpt, tmp_pa
     assert searched["noise_min"] == 0.07  # the comparison's --noise-min reaches its searches
     assert searched["drop_swap"] == 0.2  # and its --drop-swap
     assert (searched["pair_moves"], searched["anchor_every"]) == (0.3, 2)  # and these
+    assert (searched["finalists"], searched["finalist_images"]) == (2, 64)
+    # the finalists' fine-tunes count in AMC's search time
+    summary = json.loads((plain / "search" / "flops0.5" / "summary.json").read_text())
+    assert summary["finalist_seconds"] > 0 and len(summary["finalists"]["names"]) == 2
+    assert search_wall_seconds(plain / "search" / "flops0.5") == pytest.approx(
+        max(summary["wall_seconds_this_run"], summary["search_seconds"])
+        + summary["rescore_seconds"] + summary["cheap_seconds"] + summary["finalist_seconds"])
 
 
 def test_sweep_time_limit_gives_each_search_the_sweeps_seconds(digits_ckpt, tmp_path):
@@ -276,7 +283,8 @@ def test_sweep_time_limit_gives_each_search_the_sweeps_seconds(digits_ckpt, tmp_
     ("search_on", "finetuned", "--search-on"), ("warm_start", "smart", "--warm-start"),
     ("strategies", ("amc", "magic"), "magic"), ("noise_min", 1.5, "--noise-min"),
     ("drop_swap", -0.1, "--drop-swap"), ("pair_moves", 1.5, "--pair-moves"),
-    ("anchor_every", -1, "--anchor-every")])
+    ("anchor_every", -1, "--anchor-every"), ("finalists", -1, "--finalists"),
+    ("finalist_epochs", 0.0, "--finalist-epochs")])
 def test_bad_compare_settings_refused_in_one_line(tmp_path, field, value, match):
     from amc.utils.errors import AmcError
 
@@ -428,7 +436,6 @@ def test_latency_is_timed_again_when_a_model_changed(digits_ckpt, tmp_path):
 def test_search_wall_seconds_counts_every_env_of_a_search(tmp_path):
     """A resumed search's seconds are its episodes' env seconds per env: 4 envs on 2 workers
     (--envs-per-worker 2) ran 400 env-seconds in 100 s, not 200."""
-    from amc.report.compare_config import search_wall_seconds
     from amc.utils.io import write_json
 
     write_json(tmp_path / "summary.json", {"workers": 2, "wall_seconds_this_run": 60.0,
