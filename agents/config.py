@@ -61,6 +61,13 @@ class SearchConfig(ScoringConfig, ClusterConfig, OutputConfig):
             best policy of each distinct set of dropped blocks (with --drop-blocks, the blocks
             strategy's candidates join the search's episodes), then the next best distinct
             ones. Not within --time-limit; its seconds are in the summary (0 or 1: off).
+        blocks_finalists: With --drop-blocks and a cheap warm start: before the episodes,
+            fine-tune this many of the blocks strategy's candidates (one per number of
+            dropped blocks), the best by score, as --finalists does, and warm-start from the
+            one best on all of val after it instead of the best by score: a search seldom
+            leaves the blocks its warm start dropped, and networks of one latency that drop
+            more blocks and prune the rest less recover more in fine-tuning. Not within
+            --time-limit; its seconds are in the summary (0 or 1: off).
         finalist_images: Training images of each finalist's fine-tune (a seeded draw).
         finalist_epochs: Epochs of each finalist's fine-tune.
         time_limit: Wall seconds of this session's search, the making of its cheap policies
@@ -121,6 +128,7 @@ class SearchConfig(ScoringConfig, ClusterConfig, OutputConfig):
     pair_moves: float = 0.0
     rescore_top: int = 5
     finalists: int = 0
+    blocks_finalists: int = 0
     finalist_images: int = 5000
     finalist_epochs: float = 1.0
     time_limit: float | None = None

@@ -11,8 +11,11 @@ Writes ``finalists.json``; the policy picked before stays as ``search_best_polic
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import replace
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,7 @@ from amc.config.blocks import PrunedOptimConfig
 from amc.data.datasets import load_dataset, train_view
 from amc.models.registry import create_model
 from amc.prune.baselines import blocks_candidates
+from amc.prune.depth import DROP
 from amc.prune.policy import load_policy, make_policy
 from amc.prune.rescore import RewardAt
 from amc.prune.scoring import Scorer
@@ -35,6 +39,24 @@ from .rescore import candidates
 
 POOL = 50
 """The search's best distinct episodes the finalists are chosen from."""
+
+BLOCKS_FILE = "blocks_finalists.json"
+"""``--blocks-finalists``' record in the run directory (its pick, and every blocks candidate
+with its score, which ``--finalists`` reuses)."""
+
+
+def scored_blocks(cfg: SearchConfig, scorer: Scorer, run_dir: Path, reward_at: RewardAt
+                  ) -> list[Finalist]:
+    """The blocks strategy's candidates (one per number of dropped blocks) scored as episodes
+    are; read back from ``--blocks-finalists``' record when there is one."""
+    rec = run_dir / BLOCKS_FILE
+    if rec.is_file():
+        return [Finalist(**f) for f in json.loads(rec.read_text())["pool"]]
+    out = []
+    for ratios in blocks_candidates(scorer, cfg.parsed_budget(), cfg.max_ratio):
+        k = sum(ratios[u] >= DROP for u in scorer.pm.blocks)
+        out.append(Finalist(f"blocks k={k}", ratios, reward_at(ratios)(scorer(ratios))))
+    return out
 
 
 def pool_of(cfg: SearchConfig, scorer: Scorer, run_dir: Path, reward_at: RewardAt
@@ -50,10 +72,60 @@ def pool_of(cfg: SearchConfig, scorer: Scorer, run_dir: Path, reward_at: RewardA
     pool += [Finalist(f"episode {c.episode}", c.ratios, c.reward, c.episode)
              for c in candidates(read_rows(run_dir / "episodes.csv"), scorer.pm, POOL)]
     if scorer.pm.blocks:
-        for ratios in blocks_candidates(scorer, cfg.parsed_budget(), cfg.max_ratio):
-            k = sum(ratios[u] >= 1.0 for u in scorer.pm.blocks)
-            pool.append(Finalist(f"blocks k={k}", ratios, reward_at(ratios)(scorer(ratios))))
+        pool += scored_blocks(cfg, scorer, run_dir, reward_at)
     return pool
+
+
+@contextmanager
+def finetuning(cfg: SearchConfig, scorer: Scorer, say=print):
+    """Yields a function fine-tuning finalists as both stages do (``--finalist-images``,
+    ``--finalist-epochs``, distilled from the dense model, from the plainly pruned,
+    BN-recalibrated network, one seed) and scoring them on all of val: it runs in this
+    process on the cores the search's workers hold or held (they are idle then)."""
+    threads = torch.get_num_threads()
+    tc = TrainConfig(**PrunedOptimConfig().optim_fields(), epochs=cfg.finalist_epochs,
+                     seed=cfg.seed, eval_splits=(),
+                     threads=max(1, cfg.threads or 1) * max(1, cfg.workers), device=cfg.device)
+    torch.set_num_threads(tc.threads)
+    try:
+        data = load_dataset(cfg.data, **cfg.dataset_kwargs(cfg.model))
+        teacher = create_model(cfg.model, num_classes=cfg.num_classes,
+                               checkpoint=cfg.checkpoint, unsafe_load=cfg.unsafe_load)
+        train_data = train_view(data, cfg.finalist_images, cfg.seed)
+        yield lambda fins: finetune_finalists(fins, replace(scorer, reconstruct=False).pruned,
+                                              train_data, tc, data.tensors("val"), teacher, say)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def blocks_by_finetune(cfg: SearchConfig, scorer: Scorer, run_dir: Path, reward_at: RewardAt,
+                       say=print) -> dict[str, Any] | None:
+    """``--blocks-finalists``: the blocks candidate the warm start demonstrates, picked among
+    the ``blocks_finalists`` best by score as the one best on all of val after the short
+    fine-tune (recorded in :data:`BLOCKS_FILE`; a resumed search reads it back). Returns
+    its ``ratios``, its episode ``metrics``, its ``name`` and the ``seconds`` the stage took
+    when it was made, or None when the stage does not apply (fewer than 2, no droppable
+    block, no cheap warm start)."""
+    rec = run_dir / BLOCKS_FILE
+    if cfg.blocks_finalists < 2 or not scorer.pm.blocks or cfg.warm_start != "cheap":
+        rec.unlink(missing_ok=True)
+        return None
+    t0 = time.perf_counter()
+    if rec.is_file():
+        d = json.loads(rec.read_text())
+    else:
+        pool = scored_blocks(cfg, scorer, run_dir, reward_at)
+        chosen = sorted(pool, key=lambda f: -f.score)[:cfg.blocks_finalists]
+        with finetuning(cfg, scorer, say) as run:
+            res = run(chosen)
+        d = {"blocks_finalists": cfg.blocks_finalists, **res,
+             "pick": asdict(chosen[res["chosen"]]), "pool": [asdict(f) for f in pool],
+             "stage_seconds": time.perf_counter() - t0}
+        write_json(rec, d)
+    pick = Finalist(**d["pick"])
+    top1 = scorer(pick.ratios)
+    return {"ratios": pick.ratios, "name": pick.name, "seconds": d["stage_seconds"],
+            "metrics": {"val_top1": top1, "reward": reward_at(pick.ratios)(top1)}}
 
 
 def pick_by_finetune(cfg: SearchConfig, scorer: Scorer, run_dir: Path, reward_at: RewardAt,
@@ -65,23 +137,10 @@ def pick_by_finetune(cfg: SearchConfig, scorer: Scorer, run_dir: Path, reward_at
     if cfg.finalists < 2:
         out.unlink(missing_ok=True)
         return {"finalists": None, "finalist_seconds": 0.0}
-    # the stage runs in this process on the cores the search's workers held (they are gone)
-    threads = torch.get_num_threads()
-    tc = TrainConfig(**PrunedOptimConfig().optim_fields(), epochs=cfg.finalist_epochs,
-                     seed=cfg.seed, eval_splits=(),
-                     threads=max(1, cfg.threads or 1) * max(1, cfg.workers), device=cfg.device)
-    torch.set_num_threads(tc.threads)
-    try:
-        data = load_dataset(cfg.data, **cfg.dataset_kwargs(cfg.model))
-        chosen = pick_finalists(scorer.pm, pool_of(cfg, scorer, run_dir, reward_at),
-                                cfg.finalists)
-        teacher = create_model(cfg.model, num_classes=cfg.num_classes,
-                               checkpoint=cfg.checkpoint, unsafe_load=cfg.unsafe_load)
-        res = finetune_finalists(chosen, replace(scorer, reconstruct=False).pruned,
-                                 train_view(data, cfg.finalist_images, cfg.seed), tc,
-                                 data.tensors("val"), teacher, say)
-    finally:
-        torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    chosen = pick_finalists(scorer.pm, pool_of(cfg, scorer, run_dir, reward_at), cfg.finalists)
+    with finetuning(cfg, scorer, say) as run:
+        res = run(chosen)
     pick = chosen[res["chosen"]]
     best_file, own = run_dir / "best_policy.json", run_dir / "search_best_policy.json"
     if res["chosen"]:
@@ -98,8 +157,9 @@ def pick_by_finetune(cfg: SearchConfig, scorer: Scorer, run_dir: Path, reward_at
                               f"finalists ({pick.name})").save(best_file)
     write_json(out, {"finalists": cfg.finalists, "images": cfg.finalist_images,
                      "epochs": cfg.finalist_epochs, **res,
+                     "stage_seconds": time.perf_counter() - t0,
                      "ratios": [f.ratios for f in chosen]})
     return {"finalists": {"chosen": pick.name, "candidates": len(chosen),
                           "val_top1_after": [r["val_top1_after"] for r in res["rows"]],
                           "names": [r["name"] for r in res["rows"]]},
-            "finalist_seconds": res["seconds"]}
+            "finalist_seconds": time.perf_counter() - t0}

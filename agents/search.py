@@ -31,7 +31,7 @@ from amc.utils.provenance import git_commit, now, versions
 from .config import SearchConfig
 from .ddpg import attach_noise, build_agent, make_noise
 from .episode_buffer import EpisodeReplayBuffer
-from .finalists import pick_by_finetune
+from .finalists import blocks_by_finetune, pick_by_finetune
 from .monitor import (
     SearchMonitor,
     episode_columns,
@@ -56,7 +56,8 @@ if TYPE_CHECKING:
 RUN_FILES = ("config.json", "run.json", "episodes.csv", "best_policy.json",
              *(f"{name}_policy.json" for name in CHEAP), "warm_start.json",
              "summary.json", "learning_curve.png", "ckpt", "ckpt.old", "ckpt.tmp", "tb",
-             "ray_logs", "search_best_policy.json", "rescore.json", "finalists.json")
+             "ray_logs", "search_best_policy.json", "rescore.json", "finalists.json",
+             "blocks_finalists.json")
 """What a search writes into its run directory (anything else there is not amc's)."""
 
 
@@ -319,6 +320,10 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
     t_cheap = time.perf_counter()
     lines = cheap_lines(scorer, cfg, run_dir, given)
     cheap_s = time.perf_counter() - t_cheap  # within --time-limit: part of the session
+    # --blocks-finalists: the blocks demonstration picked by a short fine-tune (outside it)
+    blocks_ft = blocks_by_finetune(cfg, scorer, run_dir, _reward_at(scorer, cfg))
+    if blocks_ft is not None:
+        lines["blocks"] = (blocks_ft["ratios"], blocks_ft["metrics"])
     demos = None
     amap = ActionMap.of(scorer.pm, cfg.max_ratio)
     twins = pm.twins()
@@ -402,5 +407,7 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
                       "agent_update_seconds": updates.seconds, "cheap_seconds": cheap_s,
                       "stopped_by_time_limit": timer.stopped, "drop_swaps": noise.swaps,
                       "pair_moves": noise.pair_moves,
+                      "blocks_finalist": blocks_ft["name"] if blocks_ft else None,
+                      "blocks_finalist_seconds": blocks_ft["seconds"] if blocks_ft else 0.0,
                       "update_rounds_overlapped": overlap.overlapped if overlap else 0,
                       "score_precision": scorer.precision.name, **picked})

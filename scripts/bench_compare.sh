@@ -34,6 +34,7 @@
 #   bash scripts/bench_compare.sh drop55-kd-plain  # -> results/compare_resnet56_drop55_kd_plain/ (~20 min)
 #   bash scripts/bench_compare.sh drop55-pairs  # -> results/compare_resnet56_drop55_pairs/ (~25 min)
 #   bash scripts/bench_compare.sh drop55-finalists  # -> results/compare_resnet56_drop55_finalists/
+#   bash scripts/bench_compare.sh drop55-finalists-blocks  # -> .../compare_resnet56_drop55_finalists_blocks/
 #
 # `retime-sweep`: the comparison's sensitivity sweep run again (same adapted model, images and
 # command, in a scratch folder), to time it on the same machine right after AMC's searches
@@ -179,6 +180,11 @@
 # fine-tuned as the comparison does (1 epoch over 5,000 images, distilled), the best on all
 # of val after it kept; blocks, uniform and the adapted dense model copied; its uniform
 # flops:0.5 is drop55-kd-plain's -> results/compare_resnet56_drop55_finalists/ (~25 min).
+#
+# `drop55-finalists-blocks`: drop55-pairs with AMC searched again, each search warm-started
+# from the blocks candidate best on val after the short fine-tune among the 3 best by score
+# (--blocks-finalists 3) and ending with --finalists 4 -> results/compare_resnet56_drop55_
+# finalists_blocks/ (~35 min).
 #
 # `drop`: native's settings with --drop-blocks (a unit that is a block's inner width may drop
 # its block whole: amc.prune.depth), at latency:0.5 (refused without it) and flops:0.5;
@@ -500,6 +506,23 @@ blocks_policy='$D/policies/blocks_$n.json', out='$r'"
   KD=0.5
   DROP_EXTRA=(--drop-swap 0.3 --no-reconstruct-delivered --pair-moves 0.5 --anchor-every 1
               --finalists 4)
+  drop "$D" latency:0.55
+fi
+if [[ $WHICH == drop55-finalists-blocks ]]; then  # drop55-pairs' comparison with AMC searched
+  S=results/compare_resnet56_drop55_pairs  # again, each search warm-started from the blocks
+  D=results/compare_resnet56_drop55_finalists_blocks  # candidate best after a short fine-tune
+  if [[ ! -f $D/config.json ]]; then  # (--blocks-finalists 3) and ending with --finalists 4;
+    copy_dense "$S" "$D"  # blocks and uniform copied with their scores and fine-tunes
+    mkdir -p "$D/policies"
+    for d in policies eval finetune models; do
+      for f in "$S/$d"/{blocks,uniform}_latency0.55*; do cp "$f" "$D/$d/"; done
+    done
+    derive_config "$S/config.json" "$D/config.json" \
+        "finalists=4, blocks_finalists=3, out='$D'"
+  fi
+  KD=0.5
+  DROP_EXTRA=(--drop-swap 0.3 --no-reconstruct-delivered --pair-moves 0.5 --anchor-every 1
+              --finalists 4 --blocks-finalists 3)
   drop "$D" latency:0.55
 fi
 ftone() {  # ftone DENSE_FOLDER POLICY OUT IMAGES KD RUN: POLICY applied to DENSE_FOLDER's

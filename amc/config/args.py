@@ -143,7 +143,7 @@ AT_LEAST: dict[str, int] = {
     "latency_runs": 1, "threads": 0, "num_classes": 1, "round_to": 1, "max_retries": 0,
     "prune_every": 1, "warmup_epochs": 0, "input_size": 1, "loader_workers": 0,
     "max_failures": 0, "anchor_every": 0, "rescore_top": 0, "finalists": 0,
-    "finalist_images": 1,
+    "blocks_finalists": 0, "finalist_images": 1,
     "envs_per_worker": 1,
 }
 """The smallest value of each count and size, by field (and option) name: a name means the
@@ -241,7 +241,8 @@ ADDED_AS_BEFORE: dict[str, object] = {"time_limit": None, "score_amp": "off",
                                       "latency_table_method": None, "drop_swap": 0.0,
                                       "drop_blocks": False, "finetune_from": "delivered",
                                       "pair_moves": 0.0, "anchor_every": 10,
-                                      "finalists": 0, "finalist_images": 5000,
+                                      "finalists": 0, "blocks_finalists": 0,
+                                      "finalist_images": 5000,
                                       "finalist_epochs": 1.0}
 """Settings added after runs were cached whose value here reproduces what every earlier run
 did (no time limit: all episodes ran; scores in fp32; one env per Ray worker, in the

@@ -61,6 +61,9 @@ class CompareConfig(ScoringConfig, PrunedOptimConfig):
         finalists: Each AMC search ends by fine-tuning this many of its best policies briefly
             and keeping the best on all of val after it (``amc search --finalists``; 0 or 1:
             off). Its seconds count in AMC's search time.
+        blocks_finalists: Each AMC search with droppable blocks warm-starts from the blocks
+            candidate best on val after the short fine-tune among this many (``amc search
+            --blocks-finalists``; 0 or 1: off). Its seconds count in AMC's search time.
         finalist_images: Training images of each finalist's fine-tune.
         finalist_epochs: Epochs of each finalist's fine-tune.
         time_limit: Each AMC search's wall seconds, its rescoring included (``amc search
@@ -107,6 +110,7 @@ class CompareConfig(ScoringConfig, PrunedOptimConfig):
     pair_moves: float = 0.0
     rescore_top: int = 5
     finalists: int = 0
+    blocks_finalists: int = 0
     finalist_images: int = 5000
     finalist_epochs: float = 1.0
     time_limit: float | None = None
@@ -173,7 +177,7 @@ def search_wall_seconds(run_dir: Path) -> float | None:
     # a resumed search's last session is only part of it: then the env seconds per env
     return max(s.get("wall_seconds_this_run") or 0.0, s["search_seconds"] / envs) + (
         s.get("rescore_seconds") or 0.0) + (s.get("cheap_seconds") or 0.0) + (
-        s.get("finalist_seconds") or 0.0)
+        s.get("finalist_seconds") or 0.0) + (s.get("blocks_finalist_seconds") or 0.0)
 
 
 JOB_SETTINGS = ("out", "budgets", "strategies", "seeds", "finetune_runs", "workers",
