@@ -1,12 +1,19 @@
-"""``--finalists``: a finished search's best policies fine-tuned briefly, the best kept.
+"""Policies picked by a short fine-tune: ``--finalists`` and ``--blocks-finalists``.
 
-After ``--rescore-top`` has picked the search's best, :func:`pick_by_finetune` fine-tunes it
-and ``finalists - 1`` other policies (:func:`amc.train.finalists.pick_finalists`: the best of
-each other set of dropped blocks first; with droppable blocks the ``blocks`` strategy's
-candidates join the search's episodes, since a search seldom leaves the drops it started
-from), each from the plainly pruned, BN-recalibrated network, distilled from the dense model
-(the recipe of ``amc finetune``), and keeps the one best on all of ``val`` after it.
-Writes ``finalists.json``; the policy picked before stays as ``search_best_policy.json``.
+``--finalists``: after ``--rescore-top`` has picked the search's best, :func:`pick_by_finetune`
+fine-tunes it and ``finalists - 1`` other policies (:func:`amc.train.finalists.pick_finalists`:
+the best of each other set of dropped blocks first; with droppable blocks the ``blocks``
+strategy's candidates join the search's episodes) and keeps the one best on all of ``val``
+after it (``finalists.json``; the policy picked before stays as ``search_best_policy.json``).
+
+``--blocks-finalists``: before the episodes, :func:`blocks_by_finetune` fine-tunes the
+``blocks`` strategy's best candidates by score (one per number of dropped blocks) and the
+warm start demonstrates the one best on ``val`` after it (``blocks_finalists.json``): a search
+seldom leaves the blocks its warm start dropped.
+
+Both fine-tune as ``amc finetune`` does (the plainly pruned, BN-recalibrated network,
+distilled from the dense model, ``--finalist-images`` images for ``--finalist-epochs``), in
+the driver on the cores the search's workers hold, outside ``--time-limit``.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from amc.prune.depth import DROP
 from amc.prune.policy import load_policy, make_policy
 from amc.prune.rescore import RewardAt
 from amc.prune.scoring import Scorer
-from amc.train.finalists import Finalist, finetune_finalists, pick_finalists
+from amc.train.finalists import Finalist, finetune_finalists, pick_finalists, ratios_key
 from amc.train.loop import TrainConfig
 from amc.utils.io import write_json, write_text
 
@@ -92,8 +99,9 @@ def finetuning(cfg: SearchConfig, scorer: Scorer, say=print):
         teacher = create_model(cfg.model, num_classes=cfg.num_classes,
                                checkpoint=cfg.checkpoint, unsafe_load=cfg.unsafe_load)
         train_data = train_view(data, cfg.finalist_images, cfg.seed)
-        yield lambda fins: finetune_finalists(fins, replace(scorer, reconstruct=False).pruned,
-                                              train_data, tc, data.tensors("val"), teacher, say)
+        yield lambda fins, known=None: finetune_finalists(
+            fins, replace(scorer, reconstruct=False).pruned, train_data, tc,
+            data.tensors("val"), teacher, say, known)
     finally:
         torch.set_num_threads(threads)
 
@@ -119,6 +127,7 @@ def blocks_by_finetune(cfg: SearchConfig, scorer: Scorer, run_dir: Path, reward_
         with finetuning(cfg, scorer, say) as run:
             res = run(chosen)
         d = {"blocks_finalists": cfg.blocks_finalists, **res,
+             "ratios": [f.ratios for f in chosen],
              "pick": asdict(chosen[res["chosen"]]), "pool": [asdict(f) for f in pool],
              "stage_seconds": time.perf_counter() - t0}
         write_json(rec, d)
@@ -139,8 +148,13 @@ def pick_by_finetune(cfg: SearchConfig, scorer: Scorer, run_dir: Path, reward_at
         return {"finalists": None, "finalist_seconds": 0.0}
     t0 = time.perf_counter()
     chosen = pick_finalists(scorer.pm, pool_of(cfg, scorer, run_dir, reward_at), cfg.finalists)
+    rec, known = run_dir / BLOCKS_FILE, {}
+    if rec.is_file():  # blocks candidates --blocks-finalists fine-tuned: the same fine-tune
+        d = json.loads(rec.read_text())
+        known = {ratios_key(r): row["val_top1_after"]
+                 for r, row in zip(d.get("ratios", []), d["rows"])}
     with finetuning(cfg, scorer, say) as run:
-        res = run(chosen)
+        res = run(chosen, known)
     pick = chosen[res["chosen"]]
     best_file, own = run_dir / "best_policy.json", run_dir / "search_best_policy.json"
     if res["chosen"]:

@@ -16,7 +16,13 @@ from amc.models.registry import create_model
 from amc.prune.depth import DROP
 from amc.prune.policy import load_policy
 from amc.prune.units import PrunableModel
-from amc.train.finalists import Finalist, dropped, finetune_finalists, pick_finalists
+from amc.train.finalists import (
+    Finalist,
+    dropped,
+    finetune_finalists,
+    pick_finalists,
+    ratios_key,
+)
 from amc.train.loop import TrainConfig
 
 SIZE = (3, 8, 8)
@@ -76,6 +82,14 @@ def test_the_finalist_best_on_val_after_its_fine_tune_is_kept(synth8):
     assert [r["val_top1_after"] for r in res["rows"]] == pytest.approx(
         [share[c] for c in order])
     assert res["chosen"] == 3 and max(share) > min(share)
+    # a finalist fine-tuned before with this recipe is not fine-tuned again
+
+    def start(r):
+        assert int(r[0]) != order[0], "fine-tuned again"
+        return _Constant(int(r[0]))
+
+    res = finetune_finalists(fins, start, data, cfg, val, known={ratios_key([order[0]]): 99.0})
+    assert res["chosen"] == 0 and res["rows"][0]["reused"] and not res["rows"][1]["reused"]
 
 
 def _search(data: str, ckpt: str, out, **kw) -> SearchConfig:
@@ -125,3 +139,51 @@ def test_a_search_keeps_its_best_finalist_and_can_undo_it(synth8, resnet20_4, tm
     assert plain["finalists"] is None and not (out / "finalists.json").exists()
     assert load_policy(out / "best_policy.json").ratios == pytest.approx(pick, abs=1e-6)
     assert not (out / "search_best_policy.json").exists()
+
+
+def _replayed(out) -> list[list[float]]:
+    import csv
+
+    with open(out / "episodes.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    names = [k for k in rows[0] if k.startswith("ratio:")]
+    return [[float(r[n]) for n in names] for r in rows[:4]]  # the cheap policies' replays
+
+
+def test_blocks_finalists_pick_the_blocks_demonstration(synth8, resnet20_4, tmp_path,
+                                                        one_thread, monkeypatch):
+    import amc.agents.finalists as af
+
+    real = af.finetune_finalists
+
+    def second_wins(fins, *a, **kw):
+        res = real(fins, *a, **kw)
+        return {**res, "chosen": 1}
+
+    monkeypatch.setattr(af, "finetune_finalists", second_wins)
+    out = tmp_path / "b"
+    s = run_search(_search(synth8, resnet20_4, out, blocks_finalists=2))
+    rec = json.loads((out / "blocks_finalists.json").read_text())
+    by_score = sorted(rec["pool"], key=lambda f: -f["score"])
+    assert len(rec["pool"]) >= 2 and [r["name"] for r in rec["rows"]] == [
+        f["name"] for f in by_score[:2]]
+    pick, strategy = by_score[1]["ratios"], by_score[0]["ratios"]
+    assert rec["pick"]["ratios"] == pick and s["blocks_finalist"] == by_score[1]["name"]
+    assert s["blocks_finalist_seconds"] > 0
+    # the warm start replays the fine-tune's pick, not the best by score (the failing case:
+    # the search without the option replays that one)
+    assert any(r == pytest.approx(pick, abs=1e-5) for r in _replayed(out))
+    assert not any(r == pytest.approx(strategy, abs=1e-5) for r in _replayed(out))
+    plain = tmp_path / "p"
+    run_search(_search(synth8, resnet20_4, plain))
+    assert any(r == pytest.approx(strategy, abs=1e-5) for r in _replayed(plain))
+    assert not (plain / "blocks_finalists.json").exists()
+
+    def refuse(*a, **kw):
+        raise AssertionError("fine-tuned again")
+
+    # a longer run of the same search reads its pick back instead of fine-tuning again
+    monkeypatch.setattr(af, "finetune_finalists", refuse)
+    again = run_search(_search(synth8, resnet20_4, out, blocks_finalists=2, episodes=8),
+                       resume=True)
+    assert again["blocks_finalist"] == by_score[1]["name"]

@@ -81,10 +81,16 @@ def pick_finalists(pm: PrunableModel, pool: Sequence[Finalist], k: int) -> list[
     return out
 
 
+def ratios_key(ratios: Sequence[float]) -> tuple[float, ...]:
+    """A policy's ratios as a key (rounded to 6 decimals, as records keep them)."""
+    return tuple(round(float(x), 6) for x in ratios)
+
+
 def finetune_finalists(finalists: Sequence[Finalist], start: Callable[[list[float]], nn.Module],
                        data: Dataset, cfg: TrainConfig, val: tuple[torch.Tensor, torch.Tensor],
                        teacher: nn.Module | None = None,
-                       say: Callable[[str], None] | None = None) -> dict:
+                       say: Callable[[str], None] | None = None,
+                       known: dict[tuple[float, ...], float] | None = None) -> dict:
     """Fine-tune each finalist with ``cfg`` on ``data`` and score it on ``val``.
 
     Args:
@@ -95,6 +101,8 @@ def finetune_finalists(finalists: Sequence[Finalist], start: Callable[[list[floa
         val: The images and labels the finalists are judged on.
         teacher: Distillation teacher (used when ``cfg.kd_weight`` > 0).
         say: Called with a line per finalist.
+        known: Val top-1 after this very fine-tune of policies already fine-tuned, by their
+            ratios (:func:`ratios_key`): not fine-tuned again.
 
     Returns:
         ``{"chosen": index into finalists, "rows": one dict per finalist, "seconds"}``; each
@@ -104,12 +112,16 @@ def finetune_finalists(finalists: Sequence[Finalist], start: Callable[[list[floa
     rows: list[dict] = []
     for f in finalists:
         t = time.perf_counter()
-        net = start(f.ratios)
-        train(net, data, cfg, teacher=teacher)
-        acc = top1(net, *val)
+        acc = (known or {}).get(ratios_key(f.ratios))
+        reused = acc is not None
+        if not reused:
+            net = start(f.ratios)
+            train(net, data, cfg, teacher=teacher)
+            acc = top1(net, *val)
         rows.append({"name": f.name, "score": f.score, "val_top1_after": acc,
-                     "seconds": time.perf_counter() - t})
+                     "seconds": time.perf_counter() - t, "reused": reused})
         if say:
-            say(f"finalist {f.name}: val top-1 {acc:.2f} % after the fine-tune")
+            say(f"finalist {f.name}: val top-1 {acc:.2f} % after the fine-tune"
+                + (" (fine-tuned before)" if reused else ""))
     best = max(range(len(rows)), key=lambda i: (rows[i]["val_top1_after"], -i))
     return {"chosen": best, "rows": rows, "seconds": time.perf_counter() - t0}
