@@ -126,7 +126,8 @@ def blocks_by_finetune(cfg: SearchConfig, scorer: Scorer, run_dir: Path, reward_
         chosen = sorted(pool, key=lambda f: -f.score)[:cfg.blocks_finalists]
         with finetuning(cfg, scorer, say) as run:
             res = run(chosen)
-        d = {"blocks_finalists": cfg.blocks_finalists, **res,
+        d = {"blocks_finalists": cfg.blocks_finalists, "images": cfg.finalist_images,
+             "epochs": cfg.finalist_epochs, **res,
              "ratios": [f.ratios for f in chosen],
              "pick": asdict(chosen[res["chosen"]]), "pool": [asdict(f) for f in pool],
              "stage_seconds": time.perf_counter() - t0}
@@ -148,9 +149,13 @@ def pick_by_finetune(cfg: SearchConfig, scorer: Scorer, run_dir: Path, reward_at
         return {"finalists": None, "finalist_seconds": 0.0}
     t0 = time.perf_counter()
     chosen = pick_finalists(scorer.pm, pool_of(cfg, scorer, run_dir, reward_at), cfg.finalists)
+    if len(chosen) < 2:  # nothing to choose between (every episode one network)
+        out.unlink(missing_ok=True)
+        return {"finalists": None, "finalist_seconds": time.perf_counter() - t0}
     rec, known = run_dir / BLOCKS_FILE, {}
-    if rec.is_file():  # blocks candidates --blocks-finalists fine-tuned: the same fine-tune
-        d = json.loads(rec.read_text())
+    d = json.loads(rec.read_text()) if rec.is_file() else {}
+    if (d.get("images"), d.get("epochs")) == (cfg.finalist_images, cfg.finalist_epochs):
+        # blocks candidates --blocks-finalists fine-tuned with this very recipe
         known = {ratios_key(r): row["val_top1_after"]
                  for r, row in zip(d.get("ratios", []), d["rows"])}
     with finetuning(cfg, scorer, say) as run:

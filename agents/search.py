@@ -254,7 +254,10 @@ def run_or_resume(cfg: SearchConfig, say: Callable[[str], None] = print) -> dict
         return run_search(cfg)
     changed = changed_settings(cfg, run_dir, ignore=RUNTIME_SETTINGS)
     finished = (run_dir / "summary.json").is_file()
-    if changed and not (finished and set(changed) <= set(FINAL_SETTINGS)):
+    final = set(FINAL_SETTINGS)
+    if cfg.blocks_finalists >= 2:  # the finalists' recipe also picked the warm start's drops
+        final -= {"finalist_images", "finalist_epochs"}
+    if changed and not (finished and set(changed) <= final):
         say(f"{run_dir} was searched with other settings ({', '.join(changed)}): "
             "searching again")
         return run_search(replace(cfg, force=True))

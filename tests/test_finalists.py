@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from amc.agents import SearchConfig, run_search
-from amc.agents.search import refinish
+from amc.agents.search import refinish, run_or_resume
 from amc.data.datasets import load_dataset
 from amc.models.registry import create_model
 from amc.prune.depth import DROP
@@ -154,30 +154,32 @@ def test_blocks_finalists_pick_the_blocks_demonstration(synth8, resnet20_4, tmp_
                                                         one_thread, monkeypatch):
     import amc.agents.finalists as af
 
+    plain = tmp_path / "p"  # without the option the warm start replays the strategy's pick
+    run_search(_search(synth8, resnet20_4, plain))
+    strategy = load_policy(plain / "blocks_policy.json").ratios
+    assert any(r == pytest.approx(strategy, abs=1e-5) for r in _replayed(plain))
+    assert not (plain / "blocks_finalists.json").exists()
     real = af.finetune_finalists
 
-    def second_wins(fins, *a, **kw):
+    def another_wins(fins, *a, **kw):  # the fine-tune prefers a candidate the score did not
         res = real(fins, *a, **kw)
-        return {**res, "chosen": 1}
+        return {**res, "chosen": next(i for i, f in enumerate(fins)
+                                      if f.ratios != pytest.approx(strategy, abs=1e-6))}
 
-    monkeypatch.setattr(af, "finetune_finalists", second_wins)
+    monkeypatch.setattr(af, "finetune_finalists", another_wins)
     out = tmp_path / "b"
     s = run_search(_search(synth8, resnet20_4, out, blocks_finalists=2))
     rec = json.loads((out / "blocks_finalists.json").read_text())
     by_score = sorted(rec["pool"], key=lambda f: -f["score"])
     assert len(rec["pool"]) >= 2 and [r["name"] for r in rec["rows"]] == [
         f["name"] for f in by_score[:2]]
-    pick, strategy = by_score[1]["ratios"], by_score[0]["ratios"]
-    assert rec["pick"]["ratios"] == pick and s["blocks_finalist"] == by_score[1]["name"]
+    pick = rec["pick"]["ratios"]
+    assert pick != pytest.approx(strategy, abs=1e-6) and s["blocks_finalist"] == rec["pick"][
+        "name"]
     assert s["blocks_finalist_seconds"] > 0
-    # the warm start replays the fine-tune's pick, not the best by score (the failing case:
-    # the search without the option replays that one)
+    # the warm start replays the fine-tune's pick, not the strategy's
     assert any(r == pytest.approx(pick, abs=1e-5) for r in _replayed(out))
     assert not any(r == pytest.approx(strategy, abs=1e-5) for r in _replayed(out))
-    plain = tmp_path / "p"
-    run_search(_search(synth8, resnet20_4, plain))
-    assert any(r == pytest.approx(strategy, abs=1e-5) for r in _replayed(plain))
-    assert not (plain / "blocks_finalists.json").exists()
 
     def refuse(*a, **kw):
         raise AssertionError("fine-tuned again")
@@ -186,4 +188,14 @@ def test_blocks_finalists_pick_the_blocks_demonstration(synth8, resnet20_4, tmp_
     monkeypatch.setattr(af, "finetune_finalists", refuse)
     again = run_search(_search(synth8, resnet20_4, out, blocks_finalists=2, episodes=8),
                        resume=True)
-    assert again["blocks_finalist"] == by_score[1]["name"]
+    assert again["blocks_finalist"] == rec["pick"]["name"]
+    # another finalist recipe picked other drops for the warm start: searched again
+    # (without --blocks-finalists it only picks the finished search's best again)
+    monkeypatch.setattr(af, "finetune_finalists", another_wins)
+    said: list[str] = []
+    run_or_resume(_search(synth8, resnet20_4, out, blocks_finalists=2, finalist_images=16),
+                  say=said.append)
+    assert said and "(finalist_images): searching again" in said[0]
+    said.clear()
+    run_or_resume(_search(synth8, resnet20_4, plain, finalist_images=16), say=said.append)
+    assert said and "picking its best again" in said[0]
