@@ -260,6 +260,14 @@ copy_dense() {  # copy_dense SRC OUT: SRC's adapted dense model and its evaluati
     [[ -f $out/$f ]] || cp "$src/$f" "$out/$f"
   done
 }
+copy_peers() {  # copy_peers SRC OUT: SRC's adapted dense model and its blocks and uniform
+  local d f  # latency:0.55 runs (policies, evaluations, fine-tunes, networks)
+  copy_dense "$1" "$2"
+  mkdir -p "$2/policies"
+  for d in policies eval finetune models; do
+    for f in "$1/$d"/{blocks,uniform}_latency0.55*; do cp "$f" "$2/$d/"; done
+  done
+}
 
 retime() {  # retime SRC SCORE_AMP: SRC's sensitivity sweep again -> SRC/sensitivity_retimed.json
   local src=$1 amp=$2 tmp
@@ -474,11 +482,7 @@ if [[ $WHICH == drop55-pairs ]]; then  # drop55-kd-plain's latency:0.55 comparis
   S=results/compare_resnet56_drop55_kd_plain  # --pair-moves 0.5 in AMC's searches (searched
   D=results/compare_resnet56_drop55_pairs  # again); blocks and uniform copied with their
   if [[ ! -f $D/config.json ]]; then  # scores, fine-tunes and adapted dense model
-    copy_dense "$S" "$D"
-    mkdir -p "$D/policies"
-    for d in policies eval finetune models; do
-      for f in "$S/$d"/{blocks,uniform}_latency0.55*; do cp "$f" "$D/$d/"; done
-    done
+    copy_peers "$S" "$D"
     derive_config "$S/config.json" "$D/config.json" \
         "pair_moves=0.5, anchor_every=1, budgets=['latency:0.55'], out='$D'"
   fi
@@ -490,11 +494,7 @@ if [[ $WHICH == drop55-finalists ]]; then  # drop55-pairs with --finalists 4: it
   S=results/compare_resnet56_drop55_pairs  # episodes kept (picked again: a finished search
   D=results/compare_resnet56_drop55_finalists  # is refinished when only how it picks changed),
   if [[ ! -f $D/config.json ]]; then  # blocks and uniform copied with their scores and
-    copy_dense "$S" "$D"  # fine-tunes, and the adapted dense model
-    mkdir -p "$D/policies"
-    for d in policies eval finetune models; do
-      for f in "$S/$d"/{blocks,uniform}_latency0.55*; do cp "$f" "$D/$d/"; done
-    done
+    copy_peers "$S" "$D"  # fine-tunes, and the adapted dense model
     cp -r "$S/search" "$D/"
     for r in "$D"/search/*; do  # the same weights and blocks policies, now in $D
       n=$(basename "$r")
@@ -512,11 +512,7 @@ if [[ $WHICH == drop55-finalists-blocks ]]; then  # drop55-pairs' comparison wit
   S=results/compare_resnet56_drop55_pairs  # again, each search warm-started from the blocks
   D=results/compare_resnet56_drop55_finalists_blocks  # candidate best after a short fine-tune
   if [[ ! -f $D/config.json ]]; then  # (--blocks-finalists 3) and ending with --finalists 4;
-    copy_dense "$S" "$D"  # blocks and uniform copied with their scores and fine-tunes
-    mkdir -p "$D/policies"
-    for d in policies eval finetune models; do
-      for f in "$S/$d"/{blocks,uniform}_latency0.55*; do cp "$f" "$D/$d/"; done
-    done
+    copy_peers "$S" "$D"  # blocks and uniform copied with their scores and fine-tunes
     derive_config "$S/config.json" "$D/config.json" \
         "finalists=4, blocks_finalists=3, out='$D'"
   fi
