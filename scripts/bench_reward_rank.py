@@ -137,6 +137,15 @@ def main(argv: list[str] | None = None) -> None:
         top = after >= np.median(after)
         res[s]["spearman_vs_test_after_top_half"] = float(
             stats.spearmanr(v[top], after[top]).statistic)
+    # val after fine-tuning against test after it, the same networks: how well val itself
+    # orders the fine-tuned networks (what a pick by a short fine-tune relies on)
+    val_after = np.array([r["val_after"] for r in rows])
+    top = after >= np.median(after)
+    res["val_after"] = {"spearman_vs_test_after": float(stats.spearmanr(
+        val_after, after).statistic), "spearman_vs_test_after_top_half": float(
+        stats.spearmanr(val_after[top], after[top]).statistic),
+        "val_minus_test_after": float((val_after - after).mean()),
+        "val_minus_test_after_top_half": float((val_after[top] - after[top]).mean())}
     out = {"command": "python scripts/bench_reward_rank.py " + " ".join(argv),
            "folder": str(folder), "budget": args.budget, "result": res, "rows": rows,
            "date": now(), "git_commit": git_commit(), "versions": versions(),
@@ -156,8 +165,13 @@ def main(argv: list[str] | None = None) -> None:
                      f"{d['spearman_vs_test_after_top_half']:.3f} | "
                      f"{d['spearman_vs_val_after']:.3f} | {d['pick']} | "
                      f"{d['pick_test_after']:.2f} |")
+    va = res["val_after"]
     lines += ["", f"Best test after fine-tuning among them: {after.max():.2f} "
               f"({rows[int(np.argmax(after))]['name']}).", "",
+              f"Val after fine-tuning against test after it (the same networks): Spearman "
+              f"{va['spearman_vs_test_after']:.3f} ({va['spearman_vs_test_after_top_half']:.3f}"
+              f" among the better half); val − test {va['val_minus_test_after']:.2f} points "
+              f"on average ({va['val_minus_test_after_top_half']:.2f} in the better half).", "",
               "| policy | MACs ratio | plain | recon | test before (plain) | test after |",
               "|---|---|---|---|---|---|"]
     lines += [f"| {r['name']} | {r['macs_ratio']:.3f} | {r['plain']:.2f} | {r['recon']:.2f} | "
