@@ -68,7 +68,9 @@ class SearchConfig(ScoringConfig, ClusterConfig, OutputConfig):
             leaves the blocks its warm start dropped, and networks of one latency that drop
             more blocks and prune the rest less recover more in fine-tuning. Not within
             --time-limit; its seconds are in the summary (0 or 1: off).
-        finalist_images: Training images of each finalist's fine-tune (a seeded draw).
+        finalist_images: Training images of each finalist's fine-tune (a seeded draw; the
+            rest of the recipe is amc finetune's default: lr 0.01, batch 128, distillation
+            weight 0.5).
         finalist_epochs: Epochs of each finalist's fine-tune.
         time_limit: Wall seconds of this session's search, the making of its cheap policies
             and its rescoring included (None: run all --episodes): the episodes stop at the

@@ -51,19 +51,26 @@ BLOCKS_FILE = "blocks_finalists.json"
 """``--blocks-finalists``' record in the run directory (its pick, and every blocks candidate
 with its score, which ``--finalists`` reuses)."""
 
+CANDIDATES_FILE = "blocks_candidates.json"
+"""The blocks strategy's candidates with their val top-1, written where the search made its
+blocks policy itself (not handed over): the finalists' pool reads them instead of scoring
+them again."""
+
 
 def scored_blocks(cfg: SearchConfig, scorer: Scorer, run_dir: Path, reward_at: RewardAt
                   ) -> list[Finalist]:
     """The blocks strategy's candidates (one per number of dropped blocks) scored as episodes
     are; read back from ``--blocks-finalists``' record when there is one."""
-    rec = run_dir / BLOCKS_FILE
+    rec, made = run_dir / BLOCKS_FILE, run_dir / CANDIDATES_FILE
     if rec.is_file():
         return [Finalist(**f) for f in json.loads(rec.read_text())["pool"]]
-    out = []
-    for ratios in blocks_candidates(scorer, cfg.parsed_budget(), cfg.max_ratio):
-        k = sum(ratios[u] >= DROP for u in scorer.pm.blocks)
-        out.append(Finalist(f"blocks k={k}", ratios, reward_at(ratios)(scorer(ratios))))
-    return out
+    if made.is_file():  # scored when the search made its blocks policy
+        scored = [(c["ratios"], c["val_top1"]) for c in json.loads(made.read_text())]
+    else:
+        scored = [(r, scorer(r)) for r in blocks_candidates(scorer, cfg.parsed_budget(),
+                                                            cfg.max_ratio)]
+    return [Finalist(f"blocks k={sum(r[u] >= DROP for u in scorer.pm.blocks)}", r,
+                     reward_at(r)(t), val_top1=t) for r, t in scored]
 
 
 def pool_of(cfg: SearchConfig, scorer: Scorer, run_dir: Path, reward_at: RewardAt
@@ -75,8 +82,8 @@ def pool_of(cfg: SearchConfig, scorer: Scorer, run_dir: Path, reward_at: RewardA
     best = load_policy(run_dir / "best_policy.json")
     ep = best.provenance.get("episode")
     pool = [Finalist(f"episode {ep} (the search's pick)", best.ratios_for(names), math.inf,
-                     ep)]
-    pool += [Finalist(f"episode {c.episode}", c.ratios, c.reward, c.episode)
+                     ep, best.metrics["val_top1"])]
+    pool += [Finalist(f"episode {c.episode}", c.ratios, c.reward, c.episode, c.val_top1)
              for c in candidates(read_rows(run_dir / "episodes.csv"), scorer.pm, POOL)]
     if scorer.pm.blocks:
         pool += scored_blocks(cfg, scorer, run_dir, reward_at)
@@ -133,7 +140,7 @@ def blocks_by_finetune(cfg: SearchConfig, scorer: Scorer, run_dir: Path, reward_
              "stage_seconds": time.perf_counter() - t0}
         write_json(rec, d)
     pick = Finalist(**d["pick"])
-    top1 = scorer(pick.ratios)
+    top1 = pick.val_top1 if pick.val_top1 is not None else scorer(pick.ratios)
     return {"ratios": pick.ratios, "name": pick.name, "seconds": d["stage_seconds"],
             "metrics": {"val_top1": top1, "reward": reward_at(pick.ratios)(top1)}}
 
@@ -166,7 +173,7 @@ def pick_by_finetune(cfg: SearchConfig, scorer: Scorer, run_dir: Path, reward_at
         if not own.is_file():
             write_text(own, best_file.read_text())
         o = reward_at(pick.ratios)
-        top1 = scorer(pick.ratios)
+        top1 = pick.val_top1 if pick.val_top1 is not None else scorer(pick.ratios)
         make_policy(scorer.pm, pick.ratios, cfg.model, cfg.budget, "amc", cfg.seed,
                     cfg.max_ratio, {"val_top1": top1, "reward": o(top1),
                                     "val_top1_after_finalist_ft": res["rows"][res["chosen"]][

@@ -31,7 +31,7 @@ from amc.utils.provenance import git_commit, now, versions
 from .config import SearchConfig
 from .ddpg import attach_noise, build_agent, make_noise
 from .episode_buffer import EpisodeReplayBuffer
-from .finalists import blocks_by_finetune, pick_by_finetune
+from .finalists import CANDIDATES_FILE, blocks_by_finetune, pick_by_finetune
 from .monitor import (
     SearchMonitor,
     episode_columns,
@@ -57,7 +57,7 @@ RUN_FILES = ("config.json", "run.json", "episodes.csv", "best_policy.json",
              *(f"{name}_policy.json" for name in CHEAP), "warm_start.json",
              "summary.json", "learning_curve.png", "ckpt", "ckpt.old", "ckpt.tmp", "tb",
              "ray_logs", "search_best_policy.json", "rescore.json", "finalists.json",
-             "blocks_finalists.json")
+             "blocks_finalists.json", CANDIDATES_FILE)
 """What a search writes into its run directory (anything else there is not amc's)."""
 
 
@@ -111,8 +111,12 @@ def cheap_lines(scorer: Scorer, cfg: SearchConfig, run_dir: Path,
     made = {n: load_policy(run_dir / f"{n}_policy.json") for n in CHEAP
             if (run_dir / f"{n}_policy.json").is_file()}
     known = {**(given or {}), **{k: p.ratios for k, p in made.items()}}
-    for name, ratios in cheap_policies(scorer, cfg.parsed_budget(), cfg.max_ratio,
-                                       cfg.sensitivity, known).items():
+    scored: list[tuple[list[float], float]] = []
+    policies = cheap_policies(scorer, cfg.parsed_budget(), cfg.max_ratio, cfg.sensitivity,
+                              known, scored)
+    if scored:  # the finalists' pool takes them from here instead of scoring them again
+        write_json(run_dir / CANDIDATES_FILE, [{"ratios": r, "val_top1": t} for r, t in scored])
+    for name, ratios in policies.items():
         path = run_dir / f"{name}_policy.json"
         if name in made:
             out[name] = (made[name].ratios, made[name].metrics)
@@ -323,8 +327,9 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
     t_cheap = time.perf_counter()
     lines = cheap_lines(scorer, cfg, run_dir, given)
     cheap_s = time.perf_counter() - t_cheap  # within --time-limit: part of the session
+    reward_at = _reward_at(scorer, cfg)
     # --blocks-finalists: the blocks demonstration picked by a short fine-tune (outside it)
-    blocks_ft = blocks_by_finetune(cfg, scorer, run_dir, _reward_at(scorer, cfg))
+    blocks_ft = blocks_by_finetune(cfg, scorer, run_dir, reward_at)
     if blocks_ft is not None:
         lines["blocks"] = (blocks_ft["ratios"], blocks_ft["metrics"])
     demos = None
@@ -399,7 +404,6 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
         monitor.save_checkpoint()
     restarts = getattr(envs, "restarts", 0)
     seconds = time.perf_counter() - t0
-    reward_at = _reward_at(scorer, cfg)
     try:  # the rescoring runs on the search's Ray actors, if any, before they go
         picked = pick_best(cfg, scorer, run_dir, reward_at, remote)
     finally:

@@ -127,6 +127,19 @@ def test_a_search_keeps_its_best_finalist_and_can_undo_it(synth8, resnet20_4, tm
         return {**res, "chosen": len(res["rows"]) - 1}
 
     monkeypatch.setattr(af, "finetune_finalists", last_wins)
+    # the blocks strategy's scored candidates, kept when the search made its blocks policy,
+    # are the finalists' pool: not scored again
+    made = json.loads((out / "blocks_candidates.json").read_text())
+    best_made = max(made, key=lambda c: c["val_top1"])["ratios"]
+    pm = PrunableModel(create_model("resnet20", num_classes=4), SIZE, "internal",
+                       drop_blocks=True)
+    assert [pm.kept(u, x) for u, x in enumerate(best_made)] == [
+        pm.kept(u, x) for u, x in enumerate(load_policy(out / "blocks_policy.json").ratios)]
+
+    def no_scoring(*a, **kw):
+        raise AssertionError("the blocks candidates were scored again")
+
+    monkeypatch.setattr(af, "blocks_candidates", no_scoring)
     s = refinish(replace(cfg, finalists=2))
     fin = json.loads((out / "finalists.json").read_text())
     won = load_policy(out / "best_policy.json")

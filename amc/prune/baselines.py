@@ -214,11 +214,15 @@ def blocks_candidates(scorer: Scorer, budget: Budget, max_ratio: float = MAX_RAT
 
 
 def blocks_then_uniform(scorer: Scorer, budget: Budget, max_ratio: float = MAX_RATIO,
-                        map_fn: MapFn | None = None) -> list[float]:
+                        map_fn: MapFn | None = None,
+                        scored: list[tuple[list[float], float]] | None = None) -> list[float]:
     """The ``blocks`` strategy: the best on ``val`` of :func:`blocks_candidates` (at most
-    2 x blocks + 1 scores); raises as it does."""
+    2 x blocks + 1 scores); raises as it does. ``scored``: a list that receives every
+    candidate with its val top-1 (for a caller that needs them too: ``--finalists``)."""
     cands = blocks_candidates(scorer, budget, max_ratio, map_fn)
     scores = (map_fn or local_map)(scorer, cands)
+    if scored is not None:
+        scored.extend((c, float(t)) for c, t in zip(cands, scores))
     return cands[int(np.argmax(scores))]
 
 

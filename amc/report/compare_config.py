@@ -64,7 +64,8 @@ class CompareConfig(ScoringConfig, PrunedOptimConfig):
         blocks_finalists: Each AMC search with droppable blocks warm-starts from the blocks
             candidate best on val after the short fine-tune among this many (``amc search
             --blocks-finalists``; 0 or 1: off). Its seconds count in AMC's search time.
-        finalist_images: Training images of each finalist's fine-tune.
+        finalist_images: Training images of each finalist's fine-tune (``amc finetune``'s
+            default recipe: the comparison's own optimiser options do not reach it).
         finalist_epochs: Epochs of each finalist's fine-tune.
         time_limit: Each AMC search's wall seconds, its rescoring included (``amc search
             --time-limit``; None: all --episodes).

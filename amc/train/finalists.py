@@ -39,12 +39,14 @@ class Finalist:
         ratios: Its per-unit ratios.
         score: What it was chosen by (higher is better: the search's reward).
         episode: Its episode in the search, if it is one.
+        val_top1: Its val top-1 in the search's scoring, where known.
     """
 
     name: str
     ratios: list[float]
     score: float
     episode: int | None = None
+    val_top1: float | None = None
 
 
 def dropped(pm: PrunableModel, ratios: Sequence[float]) -> frozenset[int]:
