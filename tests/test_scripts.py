@@ -59,3 +59,28 @@ def test_a_runs_name_splits_back_and_a_mean_std_formats():
     assert split_run("blocks_s1x") == ("blocks_s1x", 0)  # not a run suffix
     assert format_mean_std(mean_std([1.0, 3.0])) == "2.00 ± 1.41"
     assert format_mean_std(mean_std([1.234])) == "1.23"
+
+
+def test_lane_fill_rounds_kept_widths_up_to_whole_vectors():
+    """`bench_lane_fill.py`'s filled policies: every kept width becomes the next multiple of
+    the vector (or the unit's full width), a dropped block stays dropped, and the ratios
+    keep exactly those counts when pruned (a ratio a hair off would keep one channel more
+    or less)."""
+    import runpy
+
+    from amc.models.registry import create_model
+    from amc.prune.depth import DROP
+    from amc.prune.policy import make_policy
+    from amc.prune.units import PrunableModel
+
+    filled = runpy.run_path(str(SCRIPTS[0].parent / "bench_lane_fill.py"))["filled"]
+    pm = PrunableModel(create_model("resnet20"), (3, 32, 32), "internal", drop_blocks=True)
+    ratios = [0.7, DROP, 0.1, 0.45, 0.0, 0.8, 0.3, 0.55, 0.05][:len(pm.units)]
+    policy = make_policy(pm, ratios, "resnet20", "latency:0.5", "amc")
+    before = [pm.kept(i, r) for i, r in enumerate(ratios)]
+    for lanes in (8, 16):
+        after = [pm.kept(i, r) for i, r in enumerate(filled(policy, pm, lanes))]
+        want = [0 if k == 0 else min(u.n, -(-k // lanes) * lanes)
+                for k, u in zip(before, pm.units)]
+        assert after == want and after != before
+    assert before[1] == 0 and any(k % 8 for k in before)
