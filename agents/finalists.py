@@ -90,6 +90,13 @@ def pool_of(cfg: SearchConfig, scorer: Scorer, run_dir: Path, reward_at: RewardA
     return pool
 
 
+def _metrics(scorer: Scorer, reward_at: RewardAt, pick: Finalist) -> dict[str, float]:
+    """A picked finalist's episode metrics: its val top-1 as the search scored it (scored
+    now only where not known) and the reward of that."""
+    top1 = pick.val_top1 if pick.val_top1 is not None else scorer(pick.ratios)
+    return {"val_top1": top1, "reward": reward_at(pick.ratios)(top1)}
+
+
 @contextmanager
 def finetuning(cfg: SearchConfig, scorer: Scorer, say=print):
     """Yields a function fine-tuning finalists as both stages do (``--finalist-images``,
@@ -140,9 +147,8 @@ def blocks_by_finetune(cfg: SearchConfig, scorer: Scorer, run_dir: Path, reward_
              "stage_seconds": time.perf_counter() - t0}
         write_json(rec, d)
     pick = Finalist(**d["pick"])
-    top1 = pick.val_top1 if pick.val_top1 is not None else scorer(pick.ratios)
     return {"ratios": pick.ratios, "name": pick.name, "seconds": d["stage_seconds"],
-            "metrics": {"val_top1": top1, "reward": reward_at(pick.ratios)(top1)}}
+            "metrics": _metrics(scorer, reward_at, pick)}
 
 
 def pick_by_finetune(cfg: SearchConfig, scorer: Scorer, run_dir: Path, reward_at: RewardAt,
@@ -172,10 +178,8 @@ def pick_by_finetune(cfg: SearchConfig, scorer: Scorer, run_dir: Path, reward_at
     if res["chosen"]:
         if not own.is_file():
             write_text(own, best_file.read_text())
-        o = reward_at(pick.ratios)
-        top1 = pick.val_top1 if pick.val_top1 is not None else scorer(pick.ratios)
         make_policy(scorer.pm, pick.ratios, cfg.model, cfg.budget, "amc", cfg.seed,
-                    cfg.max_ratio, {"val_top1": top1, "reward": o(top1),
+                    cfg.max_ratio, {**_metrics(scorer, reward_at, pick),
                                     "val_top1_after_finalist_ft": res["rows"][res["chosen"]][
                                         "val_top1_after"]},
                     episode=pick.episode, reward_type=cfg.reward,

@@ -44,15 +44,15 @@ SUFFIXES = ("", "_s1", "_s2")
 def filled(policy, pm, lanes: int) -> list[float]:
     """``policy``'s ratios with every kept width rounded up to a multiple of ``lanes``."""
     out = []
-    for u, r in zip(policy.units, policy.ratios_for(x.name for x in pm.units)):
-        kept = int(u["kept"])
-        out.append(r if kept == 0 else 1.0 - min(u["channels"], whole_vectors(kept, lanes))
-                   / u["channels"])
+    for i, r in enumerate(policy.ratios_for(u.name for u in pm.units)):
+        kept, n = pm.kept(i, r), pm.units[i].n
+        out.append(r if kept == 0 else 1.0 - min(n, whole_vectors(kept, lanes)) / n)
     return out
 
 
 def finetune(dense: Path, policy: Path, out: Path, seed: int, data_dir: str) -> float:
-    """Test top-1 after ``amc finetune``'s comparison recipe (cached in ``out``)."""
+    """Test top-1 after ``amc finetune`` with the recipe of ``bench_compare.sh``'s ``ftone``
+    (distilled; cached in ``out``)."""
     if not (out / "summary.json").is_file():
         subprocess.run([os.environ.get("AMC_BIN", ".venv/bin/amc"), "finetune", "--model",
                         "resnet56", "--checkpoint", str(dense), "--data", "cifar10",

@@ -5,9 +5,10 @@ at ~1.8x (``results/reward_rank_drop55.md``) the search's score ranks 24 policie
 Spearman 0.90 against test top-1 after the comparison's fine-tune, but only 0.5 among the
 better half, where a search's pick lies; and where blocks may be dropped, networks of equal
 latency that drop more blocks and prune the rest less keep more MACs and recover more
-(``results/finalists_drop55.md``). So a search can end by fine-tuning a few finalists briefly
-and keeping the one best on ``val`` after it, as NetAdapt's long-term fine-tune of its
-candidates does.
+(``results/README.md``, the ``compare_resnet56_drop55_finalists`` section: one search's pick
+that kept its warm start's 4 drops, replaced by an 11-drop candidate, +0.43 on test). So a
+search can end by fine-tuning a few finalists briefly and keeping the one best on ``val``
+after it, as NetAdapt's long-term fine-tune of its candidates does.
 
 :func:`pick_finalists` chooses the finalists from scored policies: the best policy of each
 distinct set of dropped blocks first (best pattern first), then the next best distinct
