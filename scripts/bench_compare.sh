@@ -35,6 +35,7 @@
 #   bash scripts/bench_compare.sh drop55-pairs  # -> results/compare_resnet56_drop55_pairs/ (~25 min)
 #   bash scripts/bench_compare.sh drop55-finalists  # -> results/compare_resnet56_drop55_finalists/
 #   bash scripts/bench_compare.sh drop55-finalists-blocks  # -> .../compare_resnet56_drop55_finalists_blocks/
+#   bash scripts/bench_compare.sh drop55-vectors  # -> .../compare_resnet56_drop55_vectors/ (~45 min)
 #
 # `retime-sweep`: the comparison's sensitivity sweep run again (same adapted model, images and
 # command, in a scratch folder), to time it on the same machine right after AMC's searches
@@ -185,6 +186,11 @@
 # from the blocks candidate best on val after the short fine-tune among the 3 best by score
 # (--blocks-finalists 3) and ending with --finalists 4 -> results/compare_resnet56_drop55_
 # finalists_blocks/ (~35 min).
+#
+# `drop55-vectors`: drop55-finalists-blocks' comparison made again from its adapted dense model
+# (amc, blocks and uniform at latency:0.55) with the latency table that counts a conv's kept
+# inputs past one vector in whole vectors (METHOD 7) -> results/compare_resnet56_drop55_vectors/
+# (~45 min).
 #
 # `drop`: native's settings with --drop-blocks (a unit that is a block's inner width may drop
 # its block whole: amc.prune.depth), at latency:0.5 (refused without it) and flops:0.5;
@@ -515,6 +521,18 @@ if [[ $WHICH == drop55-finalists-blocks ]]; then  # drop55-pairs' comparison wit
     copy_peers "$S" "$D"  # blocks and uniform copied with their scores and fine-tunes
     derive_config "$S/config.json" "$D/config.json" \
         "finalists=4, blocks_finalists=3, out='$D'"
+  fi
+  KD=0.5
+  DROP_EXTRA=(--drop-swap 0.3 --no-reconstruct-delivered --pair-moves 0.5 --anchor-every 1
+              --finalists 4 --blocks-finalists 3)
+  drop "$D" latency:0.55
+fi
+if [[ $WHICH == drop55-vectors ]]; then  # drop55-finalists-blocks' settings and adapted dense
+  S=results/compare_resnet56_drop55_finalists_blocks  # model, every strategy run again with
+  D=results/compare_resnet56_drop55_vectors  # the latency table of METHOD 7 (a conv's inputs
+  if [[ ! -f $D/config.json ]]; then  # past one vector counted in whole vectors)
+    copy_dense "$S" "$D"
+    derive_config "$S/config.json" "$D/config.json" "latency_table_method=7, out='$D'"
   fi
   KD=0.5
   DROP_EXTRA=(--drop-swap 0.3 --no-reconstruct-delivered --pair-moves 0.5 --anchor-every 1

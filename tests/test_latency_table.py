@@ -184,6 +184,31 @@ def test_conv_outputs_are_counted_in_whole_vectors(pm):
     assert lanes("ort") == 1 and lanes("torch") in (1, 8, 16)
 
 
+def test_conv_inputs_past_one_vector_are_counted_in_whole_vectors(pm):
+    """A conv's kept inputs cost what their next multiple of the vector width costs once there
+    are more than one vector of them (PyTorch's NCHW oneDNN convs: 17 to 32 of 64 inputs as
+    32), and linearly up to one vector; ``inputs=False`` (the tables before METHOD 7) counts
+    them linearly throughout."""
+    dims = [int(o) + int(i) for o, i in _varying(pm)]
+    conv = [L.name for L in pm.layers].index("features.7")  # 64 inputs: unit 1's outputs
+    points = [[(f ** d if i == conv else 0.0) for f in FRACTIONS] if d else [0.0]
+              for i, d in enumerate(dims)]
+
+    def cost(kept: int, width: int, inputs: bool = True) -> float:
+        table = LatencyTable(points, dims, 0.0, 1.0, pm=pm, lanes=width, inputs=inputs)
+        return table.layer_sum([0.0, 1 - kept / 64, 0.0, 0.0]) - table.layer_sum([1.0] * 4)
+
+    # features.3 (unit 1's conv, 64 outputs) counts its outputs in vectors; the difference
+    # below is features.7's: points of every other layer are zero
+    assert cost(33, 16) == pytest.approx(cost(48, 16)) and cost(32, 16) < cost(33, 16)
+    assert cost(17, 16) == pytest.approx(cost(32, 16))
+    assert cost(8, 16) < cost(12, 16) < cost(16, 16)  # up to one vector: linear
+    assert cost(12, 16) == pytest.approx(cost(12, 1))
+    assert cost(9, 8) == pytest.approx(cost(16, 8)) and cost(8, 8) < cost(9, 8)
+    assert cost(33, 16, inputs=False) < cost(48, 16, inputs=False)
+    assert cost(33, 16, inputs=False) < cost(33, 16)
+
+
 def test_table_credits_pruning_down_to_one_sixteenth(pm, isolated_cache, monkeypatch):
     """With layer times exactly linear in the kept fraction (a stand-in timer), the table
     predicts any policy exactly, also past a ratio of 0.75; a table timed only down to 1/4

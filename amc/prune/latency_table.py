@@ -18,7 +18,10 @@ is the sum of the layers' times interpolated at their exact kept fractions
 the CPU (:func:`~amc.prune.latency_timing.lanes`: on AVX-512 a conv keeping 33 of 64 outputs
 costs what one keeping 48 does; with the linear interpolation alone the 20 validation policies of
 ``scripts/bench_latency_table.py`` ranked at Spearman 0.89-0.92 against their whole-model
-timings on this project's AMX Xeon, with the vectors 0.96-0.97). ``scale`` and ``rest_ms``
+timings on this project's AMX Xeon, with the vectors 0.96-0.97), and so are its kept input
+channels once there are more than one vector of them (:func:`~amc.prune.latency_timing.
+vector_inputs`: PyTorch's NCHW convs read 17 to 32 inputs as 32, up to 16 linearly).
+``scale`` and ``rest_ms``
 are fitted by least squares to whole-model timings of the dense network and ``calib`` pruned
 calibration policies (uniform and seeded random ratios, timed side by side); with ``calib=0``
 the scale is 1 and the rest is the dense model's time minus the layer sum (everything that is
@@ -45,7 +48,7 @@ from torch import nn
 from amc.cost.timing import interleaved
 from amc.data.datasets import cache_dir
 from amc.prune.depth import DROP
-from amc.prune.latency_timing import lanes, runner, whole_vectors
+from amc.prune.latency_timing import lanes, runner, vector_inputs, whole_vectors
 from amc.prune.units import PrunableModel
 from amc.utils import allocator
 from amc.utils.errors import AmcError
@@ -59,8 +62,9 @@ stopped at 1/4 and held every layer pruned past 0.75 at its 1/4 time: for ResNet
 threads they predicted 0.728 of the dense latency for every uniform policy from 0.75 to 0.9,
 where 0.555-0.586 was measured); below 1/16 a layer keeps its 1/16 time (narrower is not
 slower)."""
-METHOD = 6  # bumps the cache key when the measuring method changes (5: FRACTIONS from 1/16;
-# 6: output channels counted in whole vectors, :func:`lanes`)
+METHOD = 7  # bumps the cache key when the measuring method changes (5: FRACTIONS from 1/16;
+# 6: output channels counted in whole vectors, :func:`lanes`; 7: input channels past one
+# vector too, :func:`vector_inputs`)
 _MEMO: dict[str, dict] = {}  # cache file -> its contents, read once per process
 
 
@@ -122,6 +126,8 @@ class LatencyTable:
         spec: What the table was measured on.
         pm: The network the table belongs to.
         lanes: Output channels the backend computes together (:func:`lanes`; 1: none).
+        inputs: Whether a conv's kept inputs are counted in whole vectors too
+            (:func:`vector_inputs`; False: linearly, the tables before METHOD 7).
         drop_ms: Fitted time per output element (per image) of a dropped block
             (:meth:`PrunableModel.dropped_elements`): the uncounted elementwise work (ReLUs,
             the residual add) a dropped block takes with it; 0 without droppable units.
@@ -137,23 +143,26 @@ class LatencyTable:
     pm: PrunableModel | None = None
     lanes: int = 1
     drop_ms: float = 0.0
-    _vector_out: list[int] = field(init=False, repr=False, compare=False)
+    inputs: bool = True
+    _vector_io: list[tuple[int, int]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        # per layer, the outputs counted in whole vectors (0: linearly), decided once: the
-        # budget clipping calls layer_sum at every step
-        self._vector_out = [
-            L.n_out if self.lanes > 1 and not L.channelwise and L.row is not None
-            and L.row.type.startswith("Conv") else 0
+        # per layer, the outputs and inputs counted in whole vectors (0: linearly), decided
+        # once: the budget clipping calls layer_sum at every step
+        self._vector_io = [
+            (L.n_out, L.n_in if self.inputs else 0)
+            if self.lanes > 1 and not L.channelwise and L.row is not None
+            and L.row.type.startswith("Conv") else (0, 0)
             for L in (self.pm.layers if self.pm is not None else [])]
 
     def layer_sum(self, ratios: Sequence[float]) -> float:
         """Sum of the interpolated layer times (ms) at per-unit ``ratios``; a (not
         depthwise) conv's kept output channels are first rounded up to whole vectors
-        (:attr:`lanes`; linear layers are not: their kernels were not measured so)."""
+        (:attr:`lanes`), and its kept inputs past one vector (:attr:`inputs`); linear
+        layers are not: their kernels were not measured so."""
         total = 0.0
-        for n_out, pts, d, (ko, ki) in zip(self._vector_out, self.points, self.dims,
-                                           self.pm.layer_keep(ratios)):
+        for (n_out, n_in), pts, d, (ko, ki) in zip(self._vector_io, self.points, self.dims,
+                                                   self.pm.layer_keep(ratios)):
             if d == 0:
                 total += pts[-1]
                 continue
@@ -161,6 +170,8 @@ class LatencyTable:
                 continue
             if n_out and ko < 1:
                 ko = min(1.0, whole_vectors(max(1, round(ko * n_out)), self.lanes) / n_out)
+            if n_in and ki < 1:
+                ki = min(1.0, vector_inputs(max(1, round(ki * n_in)), self.lanes) / n_in)
             p = min(ko, ki) if d == 1 else ko * ki
             total += float(np.interp(p, [f ** d for f in FRACTIONS], pts))
         return total
@@ -174,11 +185,12 @@ class LatencyTable:
         """Predicted latency at ``ratios`` as a fraction of the predicted dense latency."""
         return self.predict(ratios) / self.dense_ms
 
-    def with_lanes(self, lanes: int) -> LatencyTable:
-        """The same measurements predicting with ``lanes`` (1: linear in every width), the
-        scale and rest fitted again on the table's own calibration timings."""
+    def with_lanes(self, lanes: int, inputs: bool = True) -> LatencyTable:
+        """The same measurements predicting with ``lanes`` (1: linear in every width) and
+        ``inputs`` (False: inputs linear, the tables before METHOD 7), the scale and rest
+        fitted again on the table's own calibration timings."""
         policies = [[0.0] * len(self.pm.units)] + calibration_policies(self.pm, self.spec.calib)
-        return _calibrated(replace(self, lanes=lanes), policies,
+        return _calibrated(replace(self, lanes=lanes, inputs=inputs), policies,
                            self.measured["measured_ms"])[0]
 
 
