@@ -6,13 +6,15 @@ temporary cache), then 20 random policies (ratios uniform in [0, 0.8] per unit, 
 uniform in [0.5, 0.9], ``default_rng(1)``: where ``latency:0.5`` budgets land) are pruned and
 timed whole, side by side with the dense model, with the one timer
 (:func:`amc.cost.timing.interleaved`). Per policy: predicted and measured ms, the
-prediction without the calibration fit (constant rest, scale 1), the prediction of the same
+prediction without the calibration fit (constant rest, scale 1), the predictions of the same
 measurements counting every width linearly (``linear``: no whole vectors, the tables before
-METHOD 6, refitted on the same calibration timings), and the predicted vs measured fraction of
-dense (what a ``latency:`` budget compares). Summary, for the 20 random policies
-and for the aggressive ones apart: mean/max absolute relative error and the Spearman rank
-correlation. Every target is measured ``--repeats`` times (3), table included, interleaved;
-``summary`` gives per target the mean ± std over the repeats, whole vectors against linear.
+METHOD 6) and counting only a conv's outputs in whole vectors (``outputs_only``: its inputs
+linearly, the tables of METHOD 6), each refitted on the same calibration timings, and the
+predicted vs measured fraction of dense (what a ``latency:`` budget compares). Summary, for
+the 20 random policies and for the aggressive ones apart: mean/max absolute relative error and
+the Spearman rank correlation. Every target is measured ``--repeats`` times (3), table
+included, interleaved; ``summary`` gives per target the mean ± std over the repeats, the
+table (METHOD 7) against ``outputs_only`` and ``linear``.
 
     nice -n 10 .venv/bin/python scripts/bench_latency_table.py [--models resnet56,resnet20]
 """
@@ -38,6 +40,7 @@ from amc.models.registry import create_model
 from amc.prune.latency_table import LatencySpec, latency_table
 from amc.prune.latency_timing import time_models
 from amc.prune.units import PrunableModel
+from amc.utils.stats import mean_std
 
 TARGETS = "torch:64:2,torch:64:1,ort:64:2"
 
@@ -57,12 +60,15 @@ def bench(name: str, spec: LatencySpec, pm: PrunableModel, policies: list[list[f
     t = time_models({"dense": pm.model, **pruned}, pm.input_size, spec, runs=whole_runs)
     rest0 = table.measured["dense_rest_ms"]
     linear = table.with_lanes(1)  # the same measurements, every width counted linearly
+    outputs = table.with_lanes(table.lanes, inputs=False)  # inputs linearly (METHOD 6)
     rows = []
     for i, r in enumerate(policies):
         s = table.layer_sum(r)
         rows.append({"policy": i, "set": "random" if i < n_random else "aggressive",
                      "predicted_ms": table.predict(r), "uncalibrated_ms": s + rest0,
                      "linear_predicted_ms": linear.predict(r),
+                     "outputs_only_predicted_ms": outputs.predict(r),
+                     "outputs_only_predicted_fraction": outputs.fraction(r),
                      "measured_ms": t[str(i)], "predicted_fraction": table.fraction(r),
                      "measured_fraction": t[str(i)] / t["dense"]})
     rand, aggr = rows[:n_random], rows[n_random:]
@@ -78,12 +84,18 @@ def bench(name: str, spec: LatencySpec, pm: PrunableModel, policies: list[list[f
         "calibrated": _errors([r["predicted_ms"] for r in rand], meas),
         "uncalibrated": _errors([r["uncalibrated_ms"] for r in rand], meas),
         "linear": _errors([r["linear_predicted_ms"] for r in rand], meas),
+        "outputs_only": _errors([r["outputs_only_predicted_ms"] for r in rand], meas),
         "fraction": _errors([r["predicted_fraction"] for r in rand],
                             [r["measured_fraction"] for r in rand]),
+        "outputs_only_fraction": _errors([r["outputs_only_predicted_fraction"] for r in rand],
+                                         [r["measured_fraction"] for r in rand]),
         "aggressive": {"calibrated": _errors([r["predicted_ms"] for r in aggr],
                                              [r["measured_ms"] for r in aggr]),
                        "fraction": _errors([r["predicted_fraction"] for r in aggr],
-                                           [r["measured_fraction"] for r in aggr])},
+                                           [r["measured_fraction"] for r in aggr]),
+                       "outputs_only_fraction": _errors(
+                           [r["outputs_only_predicted_fraction"] for r in aggr],
+                           [r["measured_fraction"] for r in aggr])},
         "load_avg": {"start": load0, "end": os.getloadavg()}, "policies": rows}
     c, u, a = out["calibrated"], out["uncalibrated"], out["aggressive"]["fraction"]
     print(f"{name} {spec.backend} b{spec.batch} t{spec.threads}: build {build_s:.0f}s, dense "
@@ -138,23 +150,31 @@ def aggressive(units: int) -> list[list[float]]:
 
 
 def summary(results: list[dict]) -> list[dict]:
-    """Per model and target, over the repeats: mean ± std of the random policies' Spearman
-    and mean relative error, calibrated with whole vectors and ``linear``, and their paired
-    Spearman difference."""
+    """Per model and target, over the repeats: mean ± sample std of the random policies'
+    Spearman and mean relative error, calibrated (METHOD 7), ``outputs_only`` (METHOD 6) and
+    ``linear`` (files made before METHOD 7 have no ``outputs_only``), and the paired
+    Spearman and error differences of the table against each."""
     out = []
     for key in dict.fromkeys((r["model"], r["backend"], r["batch"], r["threads"])
                              for r in results):
         rs = [r for r in results if (r["model"], r["backend"], r["batch"], r["threads"]) == key]
         row = dict(zip(("model", "backend", "batch", "threads"), key), repeats=len(rs),
                    lanes=rs[0]["table"]["lanes"])
-        for name in ("calibrated", "linear"):
+        names = [n for n in ("calibrated", "outputs_only", "linear") if n in rs[0]]
+        for name in names:
             for stat in ("spearman", "mean_abs_rel_err"):
-                v = [r[name][stat] for r in rs]
-                row[f"{name}_{stat}"] = {"mean": float(np.mean(v)), "std": float(np.std(v)),
-                                         "values": v}
+                row[f"{name}_{stat}"] = mean_std([r[name][stat] for r in rs])
         d = [r["calibrated"]["spearman"] - r["linear"]["spearman"] for r in rs]
-        row["spearman_gain"] = {"mean": float(np.mean(d)), "std": float(np.std(d)),
-                                "values": d}
+        row["spearman_gain"] = mean_std(d)
+        if "outputs_only" in names:
+            row["spearman_gain_vs_outputs_only"] = mean_std(
+                [r["calibrated"]["spearman"] - r["outputs_only"]["spearman"] for r in rs])
+            row["error_change_vs_outputs_only"] = mean_std(
+                [r["calibrated"]["mean_abs_rel_err"] - r["outputs_only"]["mean_abs_rel_err"]
+                 for r in rs])
+            row["fraction_error_change_vs_outputs_only"] = mean_std(
+                [r["fraction"]["mean_abs_rel_err"] - r["outputs_only_fraction"]["mean_abs_rel_err"]
+                 for r in rs])
         out.append(row)
     return out
 

@@ -84,3 +84,23 @@ def test_lane_fill_rounds_kept_widths_up_to_whole_vectors():
                 for k, u in zip(before, pm.units)]
         assert after == want and after != before
     assert before[1] == 0 and any(k % 8 for k in before)
+
+
+def test_conv_vectors_times_both_sides_of_every_vector_and_scores_step_models():
+    """`bench_conv_vectors.py` times the counts on both sides of every 4-, 8- and 16-channel
+    step (and the full width), and its model error is zero for a step function counted in
+    whole vectors but not for the same steps counted linearly."""
+    import runpy
+
+    from amc.prune.latency_timing import vector_inputs, whole_vectors
+
+    ns = runpy.run_path(str(SCRIPTS[0].parent / "bench_conv_vectors.py"))
+    ks = ns["kept_counts"](64)
+    assert {1, 8, 9, 16, 17, 32, 33, 48, 49, 64} <= set(ks) and max(ks) == 64
+    assert ns["kept_counts"](16)[-1] == 16
+    steps = [0.05 + whole_vectors(k, 16) / 64 for k in ks]
+    err = ns["model_error"]
+    assert err(steps, [whole_vectors(k, 16) for k in ks]) < 1e-9
+    assert err(steps, ks) > 0.02
+    inputs = [vector_inputs(k, 16) for k in ks]  # linear to 16, then in vectors
+    assert inputs[:8] == list(range(1, 9)) and vector_inputs(17, 16) == 32
