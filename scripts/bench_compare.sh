@@ -190,7 +190,9 @@
 # `drop55-vectors`: drop55-finalists-blocks' comparison made again from its adapted dense model
 # (amc, blocks and uniform at latency:0.55) with the latency table that counts a conv's kept
 # inputs past one vector in whole vectors (METHOD 7) -> results/compare_resnet56_drop55_vectors/
-# (~45 min).
+# (~40 min). `VECTORS_MORE=1 bash scripts/bench_compare.sh drop55-vectors` adds latency:0.57 to
+# the same folder (~40 min more): the budget whose networks measure about what METHOD 6's
+# latency:0.55 ones did.
 #
 # `drop`: native's settings with --drop-blocks (a unit that is a block's inner width may drop
 # its block whole: amc.prune.depth), at latency:0.5 (refused without it) and flops:0.5;
@@ -537,7 +539,7 @@ if [[ $WHICH == drop55-vectors ]]; then  # drop55-finalists-blocks' settings and
   KD=0.5
   DROP_EXTRA=(--drop-swap 0.3 --no-reconstruct-delivered --pair-moves 0.5 --anchor-every 1
               --finalists 4 --blocks-finalists 3)
-  drop "$D" latency:0.55
+  drop "$D" latency:0.55 ${VECTORS_MORE:+latency:0.57}
 fi
 ftone() {  # ftone DENSE_FOLDER POLICY OUT IMAGES KD RUN: POLICY applied to DENSE_FOLDER's
   [[ -f $3/summary.json ]] && return 0  # adapted dense model (one-shot), fine-tuned 1 epoch
