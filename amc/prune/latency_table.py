@@ -19,9 +19,9 @@ the CPU (:func:`~amc.prune.latency_timing.lanes`: on AVX-512 a conv keeping 33 o
 costs what one keeping 48 does; with the linear interpolation alone the 20 validation policies of
 ``scripts/bench_latency_table.py`` ranked at Spearman 0.89-0.92 against their whole-model
 timings on this project's AMX Xeon, with the vectors 0.96-0.97), and so are its kept input
-channels once there are more than one vector of them (:func:`~amc.prune.latency_timing.
-vector_inputs`: PyTorch's NCHW convs read 17 to 32 inputs as 32, up to 16 linearly).
-``scale`` and ``rest_ms``
+channels once there are more than one vector of them
+(:func:`~amc.prune.latency_timing.vector_inputs`: PyTorch's NCHW convs read 17 to 32 inputs
+as 32, up to 16 linearly; ``results/conv_vectors.json``). ``scale`` and ``rest_ms``
 are fitted by least squares to whole-model timings of the dense network and ``calib`` pruned
 calibration policies (uniform and seeded random ratios, timed side by side); with ``calib=0``
 the scale is 1 and the rest is the dense model's time minus the layer sum (everything that is

@@ -41,10 +41,12 @@ def whole_vectors(channels: int, lanes: int) -> int:
 def vector_inputs(channels: int, lanes: int) -> int:
     """The input channels a conv of ``lanes``-wide kernels costs for ``channels`` kept
     inputs: up to one vector linearly, past it in whole vectors. Measured with PyTorch's NCHW
-    oneDNN convs on an AVX-512 EPYC (3x3, batch 64, 1 and 2 threads): 64 outputs at 8x8 take
-    0.27 of their full time with 16 inputs, 0.51 with 17 to 32, 0.75 with 33 to 48 and 1.0
-    from 49; 32 outputs at 16x16 take 0.51 with 16 inputs and 1.0 from 17; up to 16 inputs
-    the time grows linearly (16 outputs at 32x32: 0.18 with 2 inputs, 0.51 with 8)."""
+    oneDNN convs on an AVX-512 EPYC (3x3, batch 64, 1 and 2 threads;
+    ``results/conv_vectors.json``, ``scripts/bench_conv_vectors.py``; 2 threads): 64 outputs at
+    8x8 take 0.29 of their full time with 16 inputs, 0.52-0.53 with 17 to 32, 0.76-0.85 with 33
+    to 48 and 1.0 from 49; 32 outputs at 16x16 take 0.54 with 16 inputs and 1.02 with 17; up to
+    16 inputs the time grows linearly (16 outputs at 32x32: 0.19 with 2 inputs, 0.51 with 8).
+    In channels_last the inputs stay linear; the ``torch`` backend runs NCHW."""
     return channels if channels <= lanes else whole_vectors(channels, lanes)
 
 
