@@ -35,7 +35,7 @@
 #   bash scripts/bench_compare.sh drop55-pairs  # -> results/compare_resnet56_drop55_pairs/ (~25 min)
 #   bash scripts/bench_compare.sh drop55-finalists  # -> results/compare_resnet56_drop55_finalists/
 #   bash scripts/bench_compare.sh drop55-finalists-blocks  # -> .../compare_resnet56_drop55_finalists_blocks/
-#   bash scripts/bench_compare.sh drop55-vectors  # -> .../compare_resnet56_drop55_vectors/ (~45 min)
+#   bash scripts/bench_compare.sh drop55-vectors  # -> .../compare_resnet56_drop55_vectors/ (~40 min)
 #
 # `retime-sweep`: the comparison's sensitivity sweep run again (same adapted model, images and
 # command, in a scratch folder), to time it on the same machine right after AMC's searches
