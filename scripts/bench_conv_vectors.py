@@ -7,8 +7,8 @@ For the three conv shapes of a CIFAR ResNet-56 stage (3x3, stride 1, 16 channels
 output channels (inputs whole) and kept input channels (outputs whole), each at 1 and 2
 threads, in PyTorch's NCHW eager form (what the ``torch`` latency backend and the delivered
 networks run) and channels_last. All variants of one shape, layout and thread count are timed
-side by side with the one timer (:func:`amc.cost.timing.interleaved`). Per point: ms and the
-fraction of the unpruned conv's time; per series, the mean absolute error of three models of
+side by side (:func:`amc.prune.latency_timing.conv_staircase`, on the one timer). Per point:
+the fraction of the unpruned conv's time; per series, the mean absolute error of three models of
 that fraction: ``linear`` (kept / all), ``vectors`` (kept rounded up to whole vectors of
 :func:`lanes`) and ``table`` (what the latency table counts: outputs in whole vectors, inputs
 by :func:`vector_inputs`), each with a constant term fitted by least squares.
@@ -24,10 +24,8 @@ import platform
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from amc.cost.timing import interleaved
-from amc.prune.latency_timing import lanes, vector_inputs, whole_vectors
+from amc.prune.latency_timing import conv_staircase, lanes, vector_inputs, whole_vectors
 from amc.utils.io import write_json
 from amc.utils.provenance import git_commit, now, versions
 
@@ -54,31 +52,16 @@ def model_error(frac: list[float], cost: list[int]) -> float:
 
 def series(channels: int, hw: int, side: str, layout: str, threads: int, batch: int,
            runs: int, width: int) -> dict:
-    """Times of one conv shape pruned on ``side`` (``out`` or ``in``), one layout and thread
-    count, side by side, and the three models' errors."""
-    fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    """One conv shape pruned on ``side`` (``out`` or ``in``) in one layout and thread count
+    (:func:`conv_staircase`), and the three models' errors."""
     ks = kept_counts(channels)
-    fns = {}
-    gen = torch.Generator().manual_seed(0)
-    for k in ks:
-        co, ci = (k, channels) if side == "out" else (channels, k)
-        w = torch.randn(co, ci, 3, 3, generator=gen).contiguous(memory_format=fmt)
-        x = torch.randn(batch, ci, hw, hw, generator=gen).contiguous(memory_format=fmt)
-        fns[str(k)] = lambda w=w, x=x: F.conv2d(x, w, padding=1)
-    old = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        with torch.inference_mode():
-            t = interleaved(fns, runs, rounds=3, warmup=2)
-    finally:
-        torch.set_num_threads(old)
-    ms = [t[str(k)]["q1_ms"] for k in ks]
-    frac = [v / ms[-1] for v in ms]
-    table = [whole_vectors(k, width) if side == "out" else vector_inputs(k, width) for k in ks]
+    frac = list(conv_staircase(channels, hw, side, ks, batch, threads, runs,
+                               channels_last=layout == "channels_last").values())
+    vectors = [whole_vectors(k, width) for k in ks]
+    table = vectors if side == "out" else [vector_inputs(k, width) for k in ks]
     return {"channels": channels, "hw": hw, "side": side, "layout": layout,
-            "threads": threads, "kept": ks, "ms": ms, "fraction": frac,
-            "error": {"linear": model_error(frac, ks),
-                      "vectors": model_error(frac, [whole_vectors(k, width) for k in ks]),
+            "threads": threads, "kept": ks, "fraction": frac,
+            "error": {"linear": model_error(frac, ks), "vectors": model_error(frac, vectors),
                       "table": model_error(frac, table)}}
 
 

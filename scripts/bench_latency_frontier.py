@@ -46,10 +46,9 @@ import torch
 from torch import nn
 
 from amc.cost.macs import model_cost
-from amc.cost.timing import interleaved
 from amc.models.cifar import CifarResNet, PadShortcut
 from amc.prune.latency_table import LatencySpec
-from amc.prune.latency_timing import lanes, time_models, whole_vectors
+from amc.prune.latency_timing import conv_staircase, lanes, time_models, whole_vectors
 from amc.prune.units import PrunableModel
 from amc.utils.io import write_json
 from amc.utils.provenance import cpu_model, git_commit, now, versions
@@ -168,28 +167,13 @@ def bench_target(target: str, nets: dict[str, dict], models: dict[str, nn.Module
 
 def staircase(batch: int, threads: int, runs: int) -> dict:
     """Per stage shape (``<channels>ch_<pixels>px``), a 3x3 conv's time keeping ``c`` of its
-    outputs (``out``) or of its inputs (``in``), over the whole conv's time."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    out: dict = {}
-    try:
-        for c, hw in ((16, 32), (32, 16), (64, 8)):
-            x = torch.randn(batch, c, hw, hw)
-            row = {}
-            for side in ("out", "in"):
-                fns = {}
-                for k in (w for w in STAIRCASE if w <= c):
-                    conv = nn.Conv2d(c if side == "out" else k, k if side == "out" else c, 3,
-                                     padding=1, bias=False).eval()
-                    xi = x if side == "out" else torch.randn(batch, k, hw, hw)
-                    fns[k] = lambda conv=conv, xi=xi: conv(xi)
-                with torch.inference_mode():
-                    t = interleaved(fns, runs=runs, rounds=2)
-                row[side] = {str(k): v["q1_ms"] / t[c]["q1_ms"] for k, v in t.items()}
-            out[f"{c}ch_{hw}px"] = row
-    finally:
-        torch.set_num_threads(old)
-    return out
+    outputs (``out``) or of its inputs (``in``), over the whole conv's time
+    (:func:`amc.prune.latency_timing.conv_staircase`)."""
+    return {f"{c}ch_{hw}px": {
+        side: {str(k): f for k, f in conv_staircase(
+            c, hw, side, [w for w in STAIRCASE if w <= c], batch, threads, runs,
+            rounds=2).items()}
+        for side in ("out", "in")} for c, hw in ((16, 32), (32, 16), (64, 8))}
 
 
 def plot(doc: dict, path: Path) -> None:

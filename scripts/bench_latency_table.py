@@ -152,29 +152,26 @@ def aggressive(units: int) -> list[list[float]]:
 def summary(results: list[dict]) -> list[dict]:
     """Per model and target, over the repeats: mean ± sample std of the random policies'
     Spearman and mean relative error, calibrated (METHOD 7), ``outputs_only`` (METHOD 6) and
-    ``linear`` (files made before METHOD 7 have no ``outputs_only``), and the paired
-    Spearman and error differences of the table against each."""
+    ``linear``, and the paired Spearman and error differences of the table against them."""
     out = []
     for key in dict.fromkeys((r["model"], r["backend"], r["batch"], r["threads"])
                              for r in results):
         rs = [r for r in results if (r["model"], r["backend"], r["batch"], r["threads"]) == key]
         row = dict(zip(("model", "backend", "batch", "threads"), key), repeats=len(rs),
                    lanes=rs[0]["table"]["lanes"])
-        names = [n for n in ("calibrated", "outputs_only", "linear") if n in rs[0]]
-        for name in names:
+        for name in ("calibrated", "outputs_only", "linear"):
             for stat in ("spearman", "mean_abs_rel_err"):
                 row[f"{name}_{stat}"] = mean_std([r[name][stat] for r in rs])
-        d = [r["calibrated"]["spearman"] - r["linear"]["spearman"] for r in rs]
-        row["spearman_gain"] = mean_std(d)
-        if "outputs_only" in names:
-            row["spearman_gain_vs_outputs_only"] = mean_std(
-                [r["calibrated"]["spearman"] - r["outputs_only"]["spearman"] for r in rs])
-            row["error_change_vs_outputs_only"] = mean_std(
-                [r["calibrated"]["mean_abs_rel_err"] - r["outputs_only"]["mean_abs_rel_err"]
-                 for r in rs])
-            row["fraction_error_change_vs_outputs_only"] = mean_std(
-                [r["fraction"]["mean_abs_rel_err"] - r["outputs_only_fraction"]["mean_abs_rel_err"]
-                 for r in rs])
+        row["spearman_gain"] = mean_std(
+            [r["calibrated"]["spearman"] - r["linear"]["spearman"] for r in rs])
+        row["spearman_gain_vs_outputs_only"] = mean_std(
+            [r["calibrated"]["spearman"] - r["outputs_only"]["spearman"] for r in rs])
+        row["error_change_vs_outputs_only"] = mean_std(
+            [r["calibrated"]["mean_abs_rel_err"] - r["outputs_only"]["mean_abs_rel_err"]
+             for r in rs])
+        row["fraction_error_change_vs_outputs_only"] = mean_std(
+            [r["fraction"]["mean_abs_rel_err"] - r["outputs_only_fraction"]["mean_abs_rel_err"]
+             for r in rs])
         out.append(row)
     return out
 

@@ -253,3 +253,31 @@ def test_table_credits_pruning_down_to_one_sixteenth(pm, isolated_cache, monkeyp
     err = old.predict([0.9] * n) / exact([0.9] * n) - 1
     assert err > 0.05, err
     assert old.predict([0.9] * n) == pytest.approx(old.predict([0.75] * n))
+
+
+def test_num_threads_sets_and_restores_the_count_even_on_error():
+    from amc.cost.timing import num_threads
+
+    before = torch.get_num_threads()
+    other = 1 if before != 1 else 2
+    with num_threads(other):
+        assert torch.get_num_threads() == other
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError), num_threads(other):
+        raise RuntimeError("timing failed")
+    assert torch.get_num_threads() == before
+    with num_threads(None):  # left as is
+        assert torch.get_num_threads() == before
+
+
+def test_conv_staircase_times_each_kept_count_relative_to_the_widest():
+    """Both sides: every kept count gets a time relative to the widest (exactly 1), and a conv
+    keeping 1 of 64 inputs at 16x16 is clearly cheaper than the whole one."""
+    from amc.prune.latency_timing import conv_staircase
+
+    threads = torch.get_num_threads()
+    for side in ("out", "in"):
+        f = conv_staircase(64, 16, side, [1, 64], batch=8, threads=1, runs=3)
+        assert set(f) == {1, 64} and f[64] == 1.0
+    assert f[1] < 0.6, f  # the inputs: 1 of 64 costs well below the whole conv
+    assert torch.get_num_threads() == threads

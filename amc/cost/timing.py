@@ -19,7 +19,8 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -38,6 +39,19 @@ def ort_logits(sess, x: torch.Tensor, batch: int = 500) -> torch.Tensor:
     name = sess.get_inputs()[0].name
     outs = [sess.run(None, {name: x[s:s + batch].numpy()})[0] for s in range(0, len(x), batch)]
     return torch.from_numpy(np.concatenate(outs)).float()
+
+
+@contextmanager
+def num_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op thread count set to ``threads`` inside the block (None: left as is),
+    restored after it."""
+    old = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def interleaved(fns: dict[str, Callable[[], object]], runs: int, rounds: int,
@@ -86,11 +100,9 @@ def measure_latencies(torch_models: dict[str, nn.Module], onnx_files: dict[str, 
         ``rows`` (engine, model, batch, median/IQR ms), ``speedup[engine][batch]`` (dense /
         pruned), ``int8_speedup[batch]`` (dense ORT / INT8 ORT), threads, load averages.
     """
-    old = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    sessions = {k: ort_session(p, threads) for k, p in onnx_files.items()}
     rows, load = [], [os.getloadavg()[0]]
-    try:
+    with num_threads(threads):
+        sessions = {k: ort_session(p, threads) for k, p in onnx_files.items()}
         for b in BATCHES:
             x = torch.randn(b, *input_size, generator=torch.Generator().manual_seed(b))
             xn = x.numpy()
@@ -105,8 +117,6 @@ def measure_latencies(torch_models: dict[str, nn.Module], onnx_files: dict[str, 
                 for model, t in timed.items():
                     rows.append({"engine": engine, "model": model, "batch": b, **t,
                                  "threads": threads})
-    finally:
-        torch.set_num_threads(old)
     load.append(os.getloadavg()[0])
     med = {(r["engine"], r["model"], r["batch"]): r["median_ms"] for r in rows}
     speedup = {e: {str(b): med[e, "dense", b] / med[e, "pruned", b] for b in BATCHES}
@@ -135,10 +145,8 @@ def torch_latencies(models: dict[str, nn.Module], input_size: tuple[int, ...], t
         ``{"b1": {name: stats}, "b64": {...}}`` (stats as :func:`interleaved`), the thread
         count, the allocator state and the 1-minute load average at the start and the end.
     """
-    old = torch.get_num_threads()
-    torch.set_num_threads(threads)
     out: dict = {"threads": threads, "load_avg_1min": {"start": os.getloadavg()[0]}}
-    try:
+    with num_threads(threads):
         for m in models.values():
             m.eval()
         for b in BATCHES:
@@ -146,8 +154,6 @@ def torch_latencies(models: dict[str, nn.Module], input_size: tuple[int, ...], t
             with torch.inference_mode():
                 out[f"b{b}"] = interleaved({k: (lambda m=m, x=x: m(x)) for k, m in models.items()},
                                            runs, rounds)
-    finally:
-        torch.set_num_threads(old)
     out["load_avg_1min"].update(end=os.getloadavg()[0], cpus=os.cpu_count())
     out["allocator"] = allocator.state()
     return out
@@ -189,15 +195,11 @@ def measure_latency(model: nn.Module, input_size: tuple[int, ...], batch: int = 
         threads: torch threads during the measurement (default: leave as is).
         channels_last: Run in channels-last memory format.
     """
-    old = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.eval().to(memory_format=fmt)
     x = torch.randn(batch, *input_size).to(memory_format=fmt)
-    try:
+    with num_threads(threads):
+        used = torch.get_num_threads()
         with torch.inference_mode():
             t = interleaved({"model": lambda: model(x)}, runs, 1, warmup=warmup)["model"]
-    finally:
-        torch.set_num_threads(old)
-    return Latency(t["median_ms"], t["iqr_ms"], batch, threads or old, runs)
+    return Latency(t["median_ms"], t["iqr_ms"], batch, used, runs)

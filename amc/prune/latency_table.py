@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from amc.cost.timing import interleaved
+from amc.cost.timing import interleaved, num_threads
 from amc.data.datasets import cache_dir
 from amc.prune.depth import DROP
 from amc.prune.latency_timing import lanes, runner, vector_inputs, whole_vectors
@@ -371,16 +371,11 @@ def _measure(pm: PrunableModel, spec: LatencySpec, var: list[tuple[bool, bool]])
     dims = [int(o) + int(i) for o, i in var]
     policies = [[0.0] * len(pm.units)] + calibration_policies(pm, spec.calib)
     x = torch.randn(spec.batch, *pm.input_size, generator=torch.Generator().manual_seed(0))
-    old = torch.get_num_threads()
-    torch.set_num_threads(spec.threads)
-    try:
-        with torch.no_grad():
-            keys, fns = _layer_variants(pm, spec, var)
-            for i, r in enumerate(policies):
-                fns[f"model:{i}"] = runner(pm.model if i == 0 else pm.prune(r), x, spec)
-            t = interleaved(fns, spec.runs, rounds=5, warmup=2)
-    finally:
-        torch.set_num_threads(old)
+    with num_threads(spec.threads), torch.no_grad():
+        keys, fns = _layer_variants(pm, spec, var)
+        for i, r in enumerate(policies):
+            fns[f"model:{i}"] = runner(pm.model if i == 0 else pm.prune(r), x, spec)
+        t = interleaved(fns, spec.runs, rounds=5, warmup=2)
     points = _points(pm, keys, t)
     measured = [t[f"model:{i}"]["q1_ms"] for i in range(len(policies))]
     table, sums = _calibrated(LatencyTable(points, dims, 0.0, 1.0, pm=pm, spec=spec,

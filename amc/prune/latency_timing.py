@@ -10,9 +10,10 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from amc.cost.timing import interleaved
+from amc.cost.timing import interleaved, num_threads
 from amc.utils.errors import AmcError, one_line
 from amc.utils.onnxrt import ort_session
 
@@ -84,12 +85,29 @@ def time_models(models: dict[str, nn.Module], input_size: Sequence[int], spec: L
     """Whole-model latency (ms, first quartile) of several models timed side by side with
     :func:`interleaved` on ``spec``'s backend, batch and threads."""
     x = torch.randn(spec.batch, *input_size, generator=torch.Generator().manual_seed(0))
-    old = torch.get_num_threads()
-    torch.set_num_threads(spec.threads)
-    try:
-        with torch.no_grad():
-            fns = {k: runner(m, x, spec) for k, m in models.items()}
-            t = interleaved(fns, runs or spec.runs, rounds=3, warmup=2)
-    finally:
-        torch.set_num_threads(old)
+    with num_threads(spec.threads), torch.no_grad():
+        fns = {k: runner(m, x, spec) for k, m in models.items()}
+        t = interleaved(fns, runs or spec.runs, rounds=3, warmup=2)
     return {k: v["q1_ms"] for k, v in t.items()}
+
+
+def conv_staircase(channels: int, hw: int, side: str, kept: Sequence[int], batch: int,
+                   threads: int, runs: int, rounds: int = 3,
+                   channels_last: bool = False) -> dict[int, float]:
+    """A 3x3 conv of ``channels`` at ``hw`` x ``hw`` keeping each count of ``kept`` of its
+    outputs (``side="out"``) or inputs (``"in"``), the other side whole, all timed side by
+    side (PyTorch CPU eager, ``threads``): per count its time (ms, first quartile) over the
+    time of the conv keeping ``max(kept)``. What :func:`lanes` and :func:`vector_inputs`
+    were measured with (``scripts/bench_conv_vectors.py``, ``bench_latency_frontier.py``)."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    gen = torch.Generator().manual_seed(0)
+    fns = {}
+    for k in kept:
+        co, ci = (k, channels) if side == "out" else (channels, k)
+        w = torch.randn(co, ci, 3, 3, generator=gen).contiguous(memory_format=fmt)
+        x = torch.randn(batch, ci, hw, hw, generator=gen).contiguous(memory_format=fmt)
+        fns[str(k)] = lambda w=w, x=x: F.conv2d(x, w, padding=1)
+    with num_threads(threads), torch.inference_mode():
+        t = interleaved(fns, runs, rounds=rounds, warmup=2)
+    full = t[str(max(kept))]["q1_ms"]
+    return {k: t[str(k)]["q1_ms"] / full for k in kept}

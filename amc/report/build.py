@@ -215,7 +215,7 @@ def build_report(cfg: ReportConfig) -> dict:
         AmcError: on bad inputs (checked before anything is written) and on failed exports.
     """
     from amc.cost.macs import model_cost
-    from amc.cost.timing import measure_latencies, ort_logits, ort_session
+    from amc.cost.timing import measure_latencies, num_threads, ort_logits, ort_session
     from amc.deploy.export import export_onnx
     from amc.deploy.memprobe import Probe, run_probes
     from amc.models.evaluate import accuracy_from_logits, predict
@@ -231,12 +231,8 @@ def build_report(cfg: ReportConfig) -> dict:
     x, y = data.tensors("test")
     int8_of, int8_check = _int8_source(cfg, dense, pruned, x[:64]) if cfg.int8 else (None, None)
 
-    old = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)
-    try:
+    with num_threads(cfg.threads):
         logits = {"dense": predict(dense, x), "pruned": predict(pruned, x)}
-    finally:
-        torch.set_num_threads(old)
     if cfg.int8:
         logits["int8"] = ort_logits(ort_session(cfg.int8, cfg.threads), x)
     acc = {}
