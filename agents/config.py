@@ -162,7 +162,7 @@ class SearchConfig(ScoringConfig, ClusterConfig, OutputConfig):
 
         return {"budget": self.budget, "reward": self.reward, "max_ratio": self.max_ratio,
                 "lambda_size": self.lambda_size, "race": self.race,
-                "latency": LatencySpec.from_config(self)}
+                "latency": LatencySpec.from_config(self), "fill_vectors": self.fill_vectors}
 
     def parsed_budget(self):
         """The budget, measured (when it is a latency budget) as the config says."""

@@ -16,7 +16,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from amc.prune.budget import MAX_RATIO, Budget, clip_range, resource_fn
+from amc.prune.budget import MAX_RATIO, Budget, clip_range, resource_fn, vector_table
 from amc.prune.latency_table import LatencySpec
 from amc.prune.scoring import Scorer, build_scorer
 
@@ -41,6 +41,10 @@ class AMCPruningEnv(gym.Env):
             :class:`~amc.prune.latency_table.LatencySpec`; None: its defaults).
         race: Stop scoring an episode's network once it cannot beat ``best_reward``
             (:mod:`amc.prune.racing`); the episode's reward then comes from the images seen.
+        fill_vectors: At a latency budget, round a unit's kept channels past one CPU vector
+            up to whole vectors when the budget still holds
+            (:meth:`~amc.prune.latency_table.LatencyTable.fill`: the table charges them
+            whole vectors already).
         **scorer_kwargs: Passed to :func:`amc.prune.scoring.build_scorer`.
     """
 
@@ -49,7 +53,7 @@ class AMCPruningEnv(gym.Env):
     def __init__(self, scorer: Scorer | None = None, *, budget: str = "flops:0.5",
                  reward: str = "err", max_ratio: float = MAX_RATIO, lambda_size: float = 1.0,
                  race: bool = False, latency: LatencySpec | None = None,
-                 **scorer_kwargs: Any):
+                 fill_vectors: bool = True, **scorer_kwargs: Any):
         super().__init__()
         self.scorer = scorer if scorer is not None else build_scorer(**scorer_kwargs)
         self.pm = self.scorer.pm
@@ -62,6 +66,7 @@ class AMCPruningEnv(gym.Env):
         the agent side sets it with ``set_attr``); racing stops episodes that cannot beat it."""
         self._reward = reward_fn(reward, lambda_size)
         self._resource = resource_fn(self.pm, self.budget)
+        self._vectors = vector_table(self.pm, self.budget, fill_vectors)
         self._latency = None
         if reward == "latency":
             self._latency = (latency or LatencySpec()).table(self.pm)
@@ -103,11 +108,16 @@ class AMCPruningEnv(gym.Env):
         return self._obs(), {}
 
     def clip(self, action: float) -> tuple[float, float]:
-        """(raw ratio, applied ratio) for the current unit."""
+        """(raw ratio, applied ratio) for the current unit: clipped by the budget rule, then
+        its channels past one vector filled where the budget still allows it
+        (``fill_vectors``)."""
         raw = self.actions.ratio(self._t, action)
         lo, hi = clip_range(self.pm, self.budget, self._ratios, self._t, self.max_ratio,
                             self._resource)
-        return raw, float(min(max(raw, lo), hi))
+        applied = float(min(max(raw, lo), hi))
+        if self._vectors is not None and (filled := self._vectors.fill(self._t, applied)) >= lo:
+            applied = filled
+        return raw, applied
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
         a = float(np.asarray(action, dtype=np.float64).reshape(-1)[0])

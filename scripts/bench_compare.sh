@@ -36,6 +36,7 @@
 #   bash scripts/bench_compare.sh drop55-finalists  # -> results/compare_resnet56_drop55_finalists/
 #   bash scripts/bench_compare.sh drop55-finalists-blocks  # -> .../compare_resnet56_drop55_finalists_blocks/
 #   bash scripts/bench_compare.sh drop55-vectors  # -> .../compare_resnet56_drop55_vectors/ (~40 min)
+#   bash scripts/bench_compare.sh drop55-fill     # -> .../compare_resnet56_drop55_fill/ (~50 min)
 #
 # `retime-sweep`: the comparison's sensitivity sweep run again (same adapted model, images and
 # command, in a scratch folder), to time it on the same machine right after AMC's searches
@@ -193,6 +194,14 @@
 # (~40 min). `VECTORS_MORE=1 bash scripts/bench_compare.sh drop55-vectors` adds latency:0.57 to
 # the same folder (~40 min more): the budget whose networks measure about what METHOD 6's
 # latency:0.55 ones did.
+#
+# `drop55-fill`: drop55-vectors' settings with every unit's kept channels past one CPU vector
+# filled to whole vectors at the latency budget where it still holds (--fill-vectors, the
+# default since the thirty-fourth session: the table charges those whole vectors already), on a
+# dense model adapted afresh on this machine: amc, blocks and uniform at latency:0.55, then
+# uniform at flops:0.5 in the same folder (#15's accuracy reference for its latency item)
+# -> results/compare_resnet56_drop55_fill/ (~50 min). `NOFILL=1` makes the same comparison
+# with --no-fill-vectors from that folder's adapted model -> .../compare_resnet56_drop55_nofill/.
 #
 # `drop`: native's settings with --drop-blocks (a unit that is a block's inner width may drop
 # its block whole: amc.prune.depth), at latency:0.5 (refused without it) and flops:0.5;
@@ -540,6 +549,20 @@ if [[ $WHICH == drop55-vectors ]]; then  # drop55-finalists-blocks' settings and
   DROP_EXTRA=(--drop-swap 0.3 --no-reconstruct-delivered --pair-moves 0.5 --anchor-every 1
               --finalists 4 --blocks-finalists 3)
   drop "$D" latency:0.55 ${VECTORS_MORE:+latency:0.57}
+fi
+if [[ $WHICH == drop55-fill ]]; then  # drop55-vectors' settings, vectors filled (or not)
+  D=results/compare_resnet56_drop55_fill
+  KD=0.5
+  DROP_EXTRA=(--drop-swap 0.3 --no-reconstruct-delivered --pair-moves 0.5 --anchor-every 1
+              --finalists 4 --blocks-finalists 3)
+  if [[ -n ${NOFILL:-} ]]; then
+    copy_dense "$D" "${D/fill/nofill}"
+    D=${D/fill/nofill}
+    DROP_EXTRA+=(--no-fill-vectors)
+  fi
+  drop "$D" latency:0.55
+  DROP_EXTRA+=(--strategies uniform)  # the last --strategies counts
+  drop "$D" flops:0.5
 fi
 ftone() {  # ftone DENSE_FOLDER POLICY OUT IMAGES KD RUN: POLICY applied to DENSE_FOLDER's
   [[ -f $3/summary.json ]] && return 0  # adapted dense model (one-shot), fine-tuned 1 epoch

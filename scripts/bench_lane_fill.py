@@ -37,16 +37,23 @@ from amc.utils.io import write_json
 from amc.utils.provenance import git_commit, now, versions
 from amc.utils.stats import format_mean_std, mean_std
 
-FILLS = (8, 16)
+FILLS = ("8", "16")
+"""Default fills: a width, and ``p`` after it for only the widths past one vector
+(``16p``: 17-31 kept channels become 32, 1-16 stay as they are)."""
 SUFFIXES = ("", "_s1", "_s2")
 
 
-def filled(policy, pm, lanes: int) -> list[float]:
-    """``policy``'s ratios with every kept width rounded up to a multiple of ``lanes``."""
+def filled(policy, pm, lanes: int, past: bool = False) -> list[float]:
+    """``policy``'s ratios with every kept width rounded up to a multiple of ``lanes``
+    (``past``: only the widths past one vector, which the latency table charges whole
+    vectors for already, :func:`~amc.prune.latency_timing.vector_inputs`)."""
     out = []
     for i, r in enumerate(policy.ratios_for(u.name for u in pm.units)):
         kept, n = pm.kept(i, r), pm.units[i].n
-        out.append(r if kept == 0 else 1.0 - min(n, whole_vectors(kept, lanes)) / n)
+        if kept == 0 or (past and kept <= lanes):
+            out.append(r)
+        else:
+            out.append(1.0 - min(n, whole_vectors(kept, lanes)) / n)
     return out
 
 
@@ -69,15 +76,21 @@ def main() -> None:
     ap.add_argument("--names", default="amc_latency0.55")
     ap.add_argument("--reference", default="results/compare_resnet56_drop55_kd_plain",
                     help="folder whose uniform_flops0.5 policies are fine-tuned alike")
+    ap.add_argument("--dense", default=None,
+                    help="the adapted dense model (default: the folder's models/dense_ft.pt)")
     ap.add_argument("--data-dir", default="../shared/data")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--work", default="runs/bench_lane_fill")
     ap.add_argument("--out", default="results/lane_fill")
+    ap.add_argument("--fills", default=",".join(FILLS),
+                    help="comma-separated fills: a width (every kept width rounded up to its "
+                         "multiples), with p after it only the widths past one vector")
     args = ap.parse_args()
+    fills = [f for f in args.fills.split(",") if f]
     allocator.settle()
     torch.manual_seed(0)
     folder, work = Path(args.folder), Path(args.work)
-    dense_path = folder / "models" / "dense_ft.pt"
+    dense_path = Path(args.dense) if args.dense else folder / "models" / "dense_ft.pt"
     dense = create_model("resnet56", num_classes=10, checkpoint=str(dense_path))
     nets: dict[str, torch.nn.Module] = {"dense": dense}
     rows: dict[str, dict] = {}
@@ -89,13 +102,14 @@ def main() -> None:
         table = table or latency_table(pm, batch=64, threads=2, runs=20)
         base = policy.ratios_for(u.name for u in pm.units)
         variants = {"amc": (base, src)}
-        for lanes in FILLS:
-            ratios = filled(policy, pm, lanes)
-            path = work / "policies" / f"fill{lanes}{sfx}.json"
+        for fill in fills:
+            lanes, past = int(fill.rstrip("p")), fill.endswith("p")
+            ratios = filled(policy, pm, lanes, past)
+            path = work / "policies" / f"fill{fill}{sfx}.json"
             path.parent.mkdir(parents=True, exist_ok=True)
             make_policy(pm, ratios, "resnet56", policy.budget, "amc", run, policy.max_ratio,
-                        filled_from=str(src), lanes=lanes).save(path)
-            variants[f"fill{lanes}"] = (ratios, path)
+                        filled_from=str(src), lanes=lanes, past_one_vector=past).save(path)
+            variants[f"fill{fill}"] = (ratios, path)
         for v, (ratios, path) in variants.items():
             key = f"{v}{sfx}"
             nets[key] = pm.prune(ratios)
@@ -123,7 +137,7 @@ def main() -> None:
                                              row["run"], args.data_dir)
         print(k, row["test_top1_after_ft"], row["speedup_b64"], flush=True)
     summary = {}
-    for v in ("amc", *(f"fill{n}" for n in FILLS), "uniform_flops0.5"):
+    for v in ("amc", *(f"fill{f}" for f in fills), "uniform_flops0.5"):
         rs = [r for r in rows.values() if r["variant"] == v]
         summary[v] = {"test_top1_after_ft": mean_std([r["test_top1_after_ft"] for r in rs]),
                       **{f"speedup_b64_{t}": mean_std([r["speedup_b64"][t] for r in rs])
@@ -151,8 +165,9 @@ def main() -> None:
                             "minus_amc_paired")]
         lines.append(f"| {v} | " + " | ".join(cells) + " |")
     out.with_suffix(".md").write_text(
-        f"`{args.folder}`'s {args.names} networks (runs 0-2) with every kept width rounded up to "
-        f"whole vectors of 8 and 16 channels, and `{args.reference}`'s uniform flops:0.5; mean ± "
+        f"`{args.folder}`'s {args.names} networks (runs 0-2) with their kept widths rounded up to "
+        f"whole vectors ({', '.join(fills)}: the width; p: only the widths past one vector), "
+        f"and `{args.reference}`'s uniform flops:0.5; mean ± "
         f"std over the 3 runs; speed-ups the mean of {args.rounds} side-by-side timings; made "
         f"by `scripts/bench_lane_fill.py` (`{out.with_suffix('.json')}`).\n\n"
         + "\n".join(lines) + "\n")

@@ -66,6 +66,41 @@ def test_every_random_episode_meets_budget(scorer, budget):
     assert max(fractions) > kind.fraction - 0.05  # the clip does not over-prune every time
 
 
+@pytest.mark.parametrize("fill", [True, False])
+def test_latency_episodes_fill_partial_vectors_within_the_budget(scorer, monkeypatch, fill):
+    """At a latency budget with 8-lane vectors (a stand-in table: every conv's time linear in
+    its counted channels), a unit keeps a partial vector past the first only where filling it
+    would break the budget (below the budget rule's lowest ratio), and every episode meets
+    the budget; without ``fill_vectors`` the agent's own ratios leave partial vectors."""
+    from amc.prune.budget import clip_range
+    from amc.prune.latency_table import FRACTIONS, LatencySpec, LatencyTable, _varying
+
+    pm = scorer.pm
+    dims = [int(o) + int(i) for o, i in _varying(pm)]
+    points = [[f ** d for f in FRACTIONS] if d else [0.1] for d in dims]
+    table = LatencyTable(points, dims, 0.5, 0.0, pm=pm, lanes=8)
+    table = LatencyTable(points, dims, 0.5, table.predict([0.0] * len(pm.units)), pm=pm,
+                         lanes=8)
+    monkeypatch.setattr(LatencySpec, "table", lambda self, _pm: table)
+    budget = Budget.parse("latency:0.6")
+    env = AMCPruningEnv(ConstantScorer(pm, scorer.x, scorer.y), budget=budget,
+                        max_ratio=0.8, fill_vectors=fill)
+    rng = np.random.default_rng(0)
+    fillable = filled = 0
+    for ep in range(200):
+        env.reset(seed=ep)
+        chosen: list[float] = []
+        for u in range(len(pm.units)):
+            lo, _ = clip_range(pm, budget, chosen, u, 0.8, table.fraction)
+            _, _, done, _, info = env.step(rng.uniform(0, 1, 1).astype(np.float32))
+            chosen.append(info["ratio"])
+            fillable += table.fill(u, info["ratio"]) >= lo and \
+                table.fill(u, info["ratio"]) != info["ratio"]
+            filled += info["ratio"] < info["raw_ratio"] - 1e-12
+        assert done and table.fraction(chosen) <= 0.6 + 1e-9
+    assert (fillable == 0 and filled > 0) if fill else (fillable > 0 and filled == 0)
+
+
 def test_observation_features_follow_the_episode(scorer):
     env = AMCPruningEnv(scorer, budget="flops:0.5")
     obs, _ = env.reset(seed=0)

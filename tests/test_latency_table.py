@@ -281,3 +281,50 @@ def test_conv_staircase_times_each_kept_count_relative_to_the_widest():
         assert set(f) == {1, 64} and f[64] == 1.0
     assert f[1] < 0.6, f  # the inputs: 1 of 64 costs well below the whole conv
     assert torch.get_num_threads() == threads
+
+
+def test_fill_rounds_channels_past_one_vector_up_at_no_conv_cost(pm):
+    """:meth:`LatencyTable.fill` keeps a unit's channels past one vector in whole vectors
+    (33 of 64 -> 48 with 16 lanes, 40 with 8), which the table charges its convs no more for;
+    at or below one vector, without lanes or with inputs counted linearly (METHOD 6, where
+    filled inputs would cost) the ratio is unchanged."""
+    dims = [int(o) + int(i) for o, i in _varying(pm)]
+    convs = {i for i, L in enumerate(pm.layers) if not L.channelwise}
+    points = [[(f ** d if i in convs else 0.0) for f in FRACTIONS] if d else [0.0]
+              for i, d in enumerate(dims)]
+
+    def table(width: int, inputs: bool = True) -> LatencyTable:
+        return LatencyTable(points, dims, 0.0, 1.0, pm=pm, lanes=width, inputs=inputs)
+
+    def at(kept: int) -> list[float]:
+        return [0.0, 1 - kept / 64, 0.0, 0.0]
+
+    for width, want in ((16, 48), (8, 40)):
+        t = table(width)
+        filled = at(33)
+        filled[1] = t.fill(1, filled[1])
+        assert pm.kept(1, filled[1]) == want  # the fill does something
+        assert t.layer_sum(filled) == pytest.approx(t.layer_sum(at(33)))  # convs: same cost
+        assert t.layer_sum(at(want + 1)) > t.layer_sum(filled)  # one channel more would cost
+    assert table(16).fill(1, 1 - 16 / 64) == 1 - 16 / 64  # one vector: linear inputs
+    assert table(16).fill(1, 1 - 12 / 64) == 1 - 12 / 64
+    assert table(1).fill(1, 1 - 33 / 64) == 1 - 33 / 64
+    assert table(16, inputs=False).fill(1, 1 - 33 / 64) == 1 - 33 / 64
+
+
+def test_fill_vectors_fills_a_policy_only_while_the_budget_holds(pm, monkeypatch):
+    """The baselines' fill: units filled in turn while the latency budget holds (a filled
+    unit's BatchNorm still costs its channels); a FLOPs budget is never filled."""
+    from amc.prune.budget import fill_vectors
+
+    dims = [int(o) + int(i) for o, i in _varying(pm)]
+    points = [[f ** d for f in FRACTIONS] if d else [0.1] for d in dims]
+    table = LatencyTable(points, dims, 0.0, 1.0, pm=pm, lanes=8)
+    monkeypatch.setattr(LatencySpec, "table", lambda self, _pm: table)
+    ratios = [0.45] * 4  # keeps 18 / 36 / 36 / 71 channels
+    full = [table.fill(u, r) for u, r in enumerate(ratios)]
+    assert [pm.kept(u, r) for u, r in enumerate(full)] == [24, 40, 40, 72]
+    assert fill_vectors(pm, Budget("latency", table.fraction(full)), ratios) == full
+    assert fill_vectors(pm, Budget("latency", table.fraction(ratios)), ratios) == ratios
+    assert fill_vectors(pm, Budget("latency", table.fraction(full)), ratios, fill=False) == ratios
+    assert fill_vectors(pm, Budget("flops", 1.0), ratios) == ratios

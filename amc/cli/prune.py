@@ -78,7 +78,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     rest = rest_of_val(scorer, data.tensors("val"))
     ratios, info = _with_workers(args, scorer, lambda m: run_strategy(
         args.strategy, scorer, budget, args.max_ratio, args.seed, args.n_random, m,
-        rescore_top=args.rescore_top, rest=rest))
+        rescore_top=args.rescore_top, rest=rest, fill=args.fill_vectors))
     pol = make_policy(scorer.pm, ratios, args.model, str(budget), args.strategy, args.seed,
                       args.max_ratio, {"val_top1": info["val_top1"]},
                       seconds=info["seconds"], bn_recalib=args.bn_recalib,

@@ -243,15 +243,15 @@ ADDED_AS_BEFORE: dict[str, object] = {"time_limit": None, "score_amp": "off",
                                       "pair_moves": 0.0, "anchor_every": 10,
                                       "finalists": 0, "blocks_finalists": 0,
                                       "finalist_images": 5000,
-                                      "finalist_epochs": 1.0}
+                                      "finalist_epochs": 1.0, "fill_vectors": False}
 """Settings added after runs were cached whose value here reproduces what every earlier run
 did (no time limit: all episodes ran; scores in fp32; one env per Ray worker, in the
 worker; reconstruction, when on, also in the delivered networks; no search limited to the
 sweep's time; no latency table recorded, so that a latency run made before counts as made
 with another table than today's; no episode swapping dropped blocks; no block dropped; the
 fine-tunes started from the delivered networks; no pair moves; the actor re-fitted every 10
-episodes; no finalists fine-tuned): a cached run that predates one of them counts as made
-with that value."""
+episodes; no finalists fine-tuned; no vectors filled at latency budgets): a cached run that
+predates one of them counts as made with that value."""
 
 
 def changed_settings(cfg: object, run_dir: str | Path, ignore: tuple[str, ...] = ("force",)

@@ -110,7 +110,12 @@ class PruneConfig:
             else all, and says which.
         criterion: Channel importance: l1, l2, bn_scale or taylor.
         round_to: Keep channel counts at multiples of this (None: any count).
-        max_ratio: Largest channel-pruning ratio of any unit.
+        fill_vectors: At a latency budget measured with CPU vectors (PyTorch on AVX2 or
+            AVX-512), round a unit's kept channels past one vector up to whole vectors while
+            the budget holds: its convs compute and read those a vector at a time, so the
+            latency table charges them whole already, and the filled channels are accuracy
+            for only their BatchNorm's time (AMC in each episode, the other strategies on
+            their final policy).
         drop_blocks: Let a unit that is a basic residual block's inner width also be dropped
             whole (ratio 1: the block becomes its shortcut plus a constant, exactly): a
             dropped block takes its whole time with it, where a pruned width is paid in whole
@@ -130,6 +135,7 @@ class PruneConfig:
     units: str = "auto"
     criterion: str = "l1"
     round_to: int | None = None
+    fill_vectors: bool = True
     max_ratio: float = MAX_RATIO
     drop_blocks: bool = False
     latency_backend: str = "torch"

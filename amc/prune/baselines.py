@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from amc.prune.budget import MAX_RATIO, Budget, resource_fn, uniform_ratio
+from amc.prune.budget import MAX_RATIO, Budget, fill_vectors, resource_fn, uniform_ratio
 from amc.prune.depth import DROP
 from amc.prune.rescore import rescore, top_distinct
 from amc.prune.scoring import Scorer
@@ -252,10 +252,12 @@ def random_search(scorer: Scorer, budget: Budget, n: int = 50, seed: int = 0,
 def run_strategy(strategy: str, scorer: Scorer, budget: Budget, max_ratio: float = MAX_RATIO,
                  seed: int = 0, n_random: int = 50, map_fn: MapFn | None = None,
                  sweep: tuple[float, np.ndarray] | None = None, rescore_top: int = 0,
-                 rest: tuple[torch.Tensor, torch.Tensor] | None = None
-                 ) -> tuple[list[float], dict]:
+                 rest: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 fill: bool = True) -> tuple[list[float], dict]:
     """Run one baseline; returns (ratios, info with ``val_top1`` and ``seconds``).
-    ``rescore_top``, ``rest``: how random picks its best (:func:`random_search`)."""
+    ``rescore_top``, ``rest``: how random picks its best (:func:`random_search`); ``fill``:
+    at a latency budget, the policy's channels past one vector filled where the budget
+    allows (:func:`~amc.prune.budget.fill_vectors`)."""
     t = time.perf_counter()
     if strategy == "uniform":
         ratios = uniform(scorer, budget, max_ratio)
@@ -271,6 +273,7 @@ def run_strategy(strategy: str, scorer: Scorer, budget: Budget, max_ratio: float
                                      rescore_top, rest)
     else:
         raise AmcError(f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
+    ratios = fill_vectors(scorer.pm, budget, ratios, fill)
     info = {"val_top1": scorer(ratios), "seconds": time.perf_counter() - t}
     return ratios, info
 

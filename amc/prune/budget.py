@@ -146,3 +146,35 @@ def clip_range(pm: PrunableModel, budget: Budget, chosen: Sequence[float], t: in
         raise AmcError(f"budget {budget} is out of reach with max ratio {max_ratio:g}{drop}; "
                        "raise --max-ratio or loosen the budget")
     return top, top
+
+
+def vector_table(pm: PrunableModel, budget: Budget, fill: bool = True):
+    """The latency table whose whole vectors a policy at ``budget`` may fill
+    (:meth:`~amc.prune.latency_table.LatencyTable.fill`), or None: not a latency budget, ``fill``
+    off, or a backend without lanes (ONNX Runtime, a CPU without AVX2)."""
+    if not fill or budget.kind != "latency":
+        return None
+    from amc.prune.latency_table import LatencySpec
+
+    table = (budget.latency or LatencySpec()).table(pm)
+    return table if table.lanes > 1 and table.inputs else None
+
+
+def fill_vectors(pm: PrunableModel, budget: Budget, ratios: Sequence[float],
+                 fill: bool = True) -> list[float]:
+    """``ratios`` with each unit's kept channels past one CPU vector rounded up to whole
+    vectors, unit by unit in forward order while the budget holds (a latency budget only,
+    :func:`vector_table`; the latency table charges those channels whole vectors already,
+    so a filled unit costs only its BatchNorm's share more). ``ratios`` unchanged else."""
+    ratios = list(ratios)
+    table = vector_table(pm, budget, fill)
+    if table is None:
+        return ratios
+    f = resource_fn(pm, budget)
+    for u, r in enumerate(ratios):
+        filled = table.fill(u, r)
+        if filled != r:
+            trial = ratios[:u] + [filled] + ratios[u + 1:]
+            if f(trial) <= budget.fraction + 1e-9:
+                ratios = trial
+    return ratios

@@ -176,6 +176,24 @@ class LatencyTable:
             total += float(np.interp(p, [f ** d for f in FRACTIONS], pts))
         return total
 
+    def fill(self, unit: int, ratio: float) -> float:
+        """``ratio`` with ``unit``'s kept channels past one vector rounded up to whole vectors
+        (:attr:`lanes`): a conv computes those outputs a vector at a time and reads those
+        inputs so (:func:`~amc.prune.latency_timing.vector_inputs`), and the table charges
+        whole vectors for them, so the filled channels cost only their BatchNorm's share.
+        Unchanged at or below one vector, for a dropped block, where whole vectors would
+        split the unit's channel groups, and for a table without lanes or counting inputs
+        linearly (METHOD 6)."""
+        pm = self.pm
+        kept, n, g = pm.kept(unit, ratio), pm.units[unit].n, pm.units[unit].groups
+        if self.lanes <= 1 or not self.inputs or kept == 0 or kept <= self.lanes:
+            return ratio
+        full = min(n, whole_vectors(kept, self.lanes))
+        if full == kept or full % g:
+            return ratio
+        s = n // g
+        return ((n - full) // g) / s
+
     def predict(self, ratios: Sequence[float]) -> float:
         """Predicted latency (ms) at per-unit ``ratios``."""
         gone = self.drop_ms * self.pm.dropped_elements(ratios) if self.drop_ms else 0.0

@@ -264,7 +264,8 @@ class Comparison:
                                 Budget.parse(budget, LatencySpec.from_config(self.cfg)),
                                 self.cfg.max_ratio,
                                 self.cfg.seed + run, self.cfg.n_random, map_fn=map_fn,
-                                sweep=sweep, rescore_top=self.cfg.rescore_top, rest=rest)
+                                sweep=sweep, rescore_top=self.cfg.rescore_top, rest=rest,
+                                fill=self.cfg.fill_vectors)
 
         if (strategy, budget) in self._unreachable:
             raise self._unreachable[strategy, budget]
