@@ -116,6 +116,7 @@ class PruneConfig:
             latency table charges them whole already, and the filled channels are accuracy
             for only their BatchNorm's time (AMC in each episode, the other strategies on
             their final policy).
+        max_ratio: Largest channel-pruning ratio of any unit.
         drop_blocks: Let a unit that is a basic residual block's inner width also be dropped
             whole (ratio 1: the block becomes its shortcut plus a constant, exactly): a
             dropped block takes its whole time with it, where a pruned width is paid in whole

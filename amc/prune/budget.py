@@ -19,7 +19,7 @@ from amc.utils.bisection import bisect, first_true
 from amc.utils.errors import AmcError
 
 if TYPE_CHECKING:
-    from amc.prune.latency_table import LatencySpec
+    from amc.prune.latency_table import LatencySpec, LatencyTable
 
 KINDS = ("flops", "params", "latency")
 
@@ -148,7 +148,7 @@ def clip_range(pm: PrunableModel, budget: Budget, chosen: Sequence[float], t: in
     return top, top
 
 
-def vector_table(pm: PrunableModel, budget: Budget, fill: bool = True):
+def vector_table(pm: PrunableModel, budget: Budget, fill: bool = True) -> LatencyTable | None:
     """The latency table whose whole vectors a policy at ``budget`` may fill
     (:meth:`~amc.prune.latency_table.LatencyTable.fill`), or None: not a latency budget, ``fill``
     off, or a backend without lanes (ONNX Runtime, a CPU without AVX2)."""

@@ -47,6 +47,8 @@ def vector_inputs(channels: int, lanes: int) -> int:
     8x8 take 0.29 of their full time with 16 inputs, 0.52-0.53 with 17 to 32, 0.76-0.85 with 33
     to 48 and 1.0 from 49; 32 outputs at 16x16 take 0.54 with 16 inputs and 1.02 with 17; up to
     16 inputs the time grows linearly (16 outputs at 32x32: 0.19 with 2 inputs, 0.51 with 8).
+    The same with 8 lanes on an AVX2 EPYC (``results/conv_vectors_avx2.json``): 64 inputs
+    at 8x8 0.18 with 8, 0.30 with 9 to 16, 0.41-0.43 with 17 to 24.
     In channels_last the inputs stay linear; the ``torch`` backend runs NCHW."""
     return channels if channels <= lanes else whole_vectors(channels, lanes)
 
