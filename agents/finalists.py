@@ -68,7 +68,8 @@ def scored_blocks(cfg: SearchConfig, scorer: Scorer, run_dir: Path, reward_at: R
         scored = [(c["ratios"], c["val_top1"]) for c in json.loads(made.read_text())]
     else:
         scored = [(r, scorer(r)) for r in blocks_candidates(scorer, cfg.parsed_budget(),
-                                                            cfg.max_ratio)]
+                                                            cfg.max_ratio,
+                                                            fill=cfg.fill_vectors)]
     return [Finalist(f"blocks k={sum(r[u] >= DROP for u in scorer.pm.blocks)}", r,
                      reward_at(r)(t), val_top1=t) for r, t in scored]
 

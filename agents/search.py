@@ -113,7 +113,7 @@ def cheap_lines(scorer: Scorer, cfg: SearchConfig, run_dir: Path,
     known = {**(given or {}), **{k: p.ratios for k, p in made.items()}}
     scored: list[tuple[list[float], float]] = []
     policies = cheap_policies(scorer, cfg.parsed_budget(), cfg.max_ratio, cfg.sensitivity,
-                              known, scored)
+                              known, scored, cfg.fill_vectors)
     if scored:  # the finalists' pool takes them from here instead of scoring them again
         write_json(run_dir / CANDIDATES_FILE, [{"ratios": r, "val_top1": t} for r, t in scored])
     for name, ratios in policies.items():

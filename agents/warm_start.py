@@ -73,14 +73,16 @@ CHEAP = ("uniform", "global", "sensitivity", "blocks")
 def cheap_policies(scorer: Scorer, budget: Budget, max_ratio: float,
                    sweep: str | Path | None = None,
                    known: dict[str, list[float]] | None = None,
-                   blocks_scored: list[tuple[list[float], float]] | None = None
-                   ) -> dict[str, list[float]]:
+                   blocks_scored: list[tuple[list[float], float]] | None = None,
+                   fill: bool = True) -> dict[str, list[float]]:
     """The allocations a user gets without a search: uniform, global, (given a cached
     sweep) sensitivity and (with droppable blocks) blocks; each meets the budget, and one that
     cannot reach it is left out (AMC may, dropping blocks). ``known``: policies already made
     (a resumed search's), returned as they are instead of made again (blocks scores up to
     2 x blocks + 1 networks). ``blocks_scored``: receives the blocks strategy's scored
-    candidates when it makes its policy here."""
+    candidates when it makes its policy here; ``fill``: its candidates' channels past one
+    vector filled (:func:`~amc.prune.baselines.blocks_candidates`; the episodes replaying the
+    others fill theirs)."""
     known = known or {}
     makers = {"uniform": uniform, "global": global_ranking}
     if sweep:
@@ -88,7 +90,8 @@ def cheap_policies(scorer: Scorer, budget: Budget, max_ratio: float,
         makers["sensitivity"] = lambda s, b, m: allocate_by_sensitivity(s, b, dense, acc,
                                                                          ratios, m)
     if scorer.pm.blocks:
-        makers["blocks"] = lambda s, b, m: blocks_then_uniform(s, b, m, scored=blocks_scored)
+        makers["blocks"] = lambda s, b, m: blocks_then_uniform(s, b, m, scored=blocks_scored,
+                                                               fill=fill)
     out = {}
     for name, make in makers.items():
         if name in known:

@@ -202,6 +202,34 @@ def test_blocks_strategy_drops_the_least_sensitive_blocks_that_score_best(net, p
         blocks_then_uniform(Scorer(PrunableModel(net, SIZE, "internal"), x, y), budget)
 
 
+def test_blocks_candidates_are_filled_to_whole_vectors_at_a_latency_budget(pm, monkeypatch):
+    """At a latency budget with 8-lane vectors (a stand-in table: convs' times linear in their
+    counted channels, BatchNorm free), the blocks strategy's candidates are scored as they
+    are delivered: their kept channels past one vector filled; without ``fill`` they are not."""
+    from amc.prune.baselines import blocks_candidates
+    from amc.prune.latency_table import FRACTIONS, LatencySpec, _varying
+
+    dims = [int(o) + int(i) for o, i in _varying(pm)]
+    points = [[0.0 if L.channelwise else f ** d for f in FRACTIONS] if d else [0.1]
+              for L, d in zip(pm.layers, dims)]
+    table = LatencyTable(points, dims, 0.5, 0.0, pm=pm, lanes=8)
+    table = LatencyTable(points, dims, 0.5, table.predict([0.0] * len(pm.units)), pm=pm,
+                         lanes=8)
+    monkeypatch.setattr(LatencySpec, "table", lambda self, _pm: table)
+    scorer = Scorer(pm, torch.randn(8, *SIZE), torch.randint(0, 10, (8,)))
+    budget = Budget("latency", 0.62)
+
+    def partial(c: list[float]) -> int:
+        return sum(8 < k < u.n and k % 8 != 0
+                   for k, u in ((pm.kept(i, r), u) for i, (r, u) in enumerate(zip(c, pm.units))))
+
+    filled = blocks_candidates(scorer, budget, 0.8)
+    plain = blocks_candidates(scorer, budget, 0.8, fill=False)
+    assert len(filled) == len(plain) and sum(map(partial, filled)) == 0
+    assert sum(map(partial, plain)) > 0
+    assert all(table.fraction(c) <= 0.62 + 1e-9 for c in filled)
+
+
 def uniform_ratio_for(pm: PrunableModel, budget: Budget, dropped: list[int]) -> float:
     """The smallest uniform ratio of the other units that meets ``budget`` (linear scan)."""
     from amc.prune.budget import resource_fn

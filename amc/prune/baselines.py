@@ -174,10 +174,12 @@ def allocate_by_sensitivity(scorer: Scorer, budget: Budget, dense: float, acc: n
 
 
 def blocks_candidates(scorer: Scorer, budget: Budget, max_ratio: float = MAX_RATIO,
-                      map_fn: MapFn | None = None) -> list[list[float]]:
+                      map_fn: MapFn | None = None, fill: bool = True) -> list[list[float]]:
     """The ``blocks`` strategy's candidates (see the module docstring), fewest drops first:
     for each k that can meet the budget, the k blocks least missed alone dropped and the other
-    units pruned uniformly to the budget (``len(blocks)`` scores).
+    units pruned uniformly to the budget (``len(blocks)`` scores); ``fill``: then their
+    channels past one vector filled where the budget allows
+    (:func:`~amc.prune.budget.fill_vectors`), so that they are scored as delivered.
 
     Raises:
         AmcError: the network has no droppable unit (no ``drop_blocks``, or no residual
@@ -204,7 +206,7 @@ def blocks_candidates(scorer: Scorer, budget: Budget, max_ratio: float = MAX_RAT
             continue  # too few blocks dropped to reach the budget
         r = 0.0 if f(at(k, 0.0)) <= budget.fraction else bisect(
             lambda r, k=k: f(at(k, r)) <= budget.fraction, 0.0, max_ratio)
-        cands.append(at(k, r))
+        cands.append(fill_vectors(pm, budget, at(k, r), fill))
         if r == 0.0:
             break  # the other units are dense: dropping more only loses
     if not cands:
@@ -215,11 +217,13 @@ def blocks_candidates(scorer: Scorer, budget: Budget, max_ratio: float = MAX_RAT
 
 def blocks_then_uniform(scorer: Scorer, budget: Budget, max_ratio: float = MAX_RATIO,
                         map_fn: MapFn | None = None,
-                        scored: list[tuple[list[float], float]] | None = None) -> list[float]:
+                        scored: list[tuple[list[float], float]] | None = None,
+                        fill: bool = True) -> list[float]:
     """The ``blocks`` strategy: the best on ``val`` of :func:`blocks_candidates` (at most
     2 x blocks + 1 scores); raises as it does. ``scored``: a list that receives every
-    candidate with its val top-1 (for a caller that needs them too: ``--finalists``)."""
-    cands = blocks_candidates(scorer, budget, max_ratio, map_fn)
+    candidate with its val top-1 (for a caller that needs them too: ``--finalists``);
+    ``fill``: as for :func:`blocks_candidates`."""
+    cands = blocks_candidates(scorer, budget, max_ratio, map_fn, fill)
     scores = (map_fn or local_map)(scorer, cands)
     if scored is not None:
         scored.extend((c, float(t)) for c, t in zip(cands, scores))
@@ -267,7 +271,7 @@ def run_strategy(strategy: str, scorer: Scorer, budget: Budget, max_ratio: float
         dense, acc = sweep or sensitivity_sweep(scorer, map_fn=map_fn)
         ratios = allocate_by_sensitivity(scorer, budget, dense, acc, max_ratio=max_ratio)
     elif strategy == "blocks":
-        ratios = blocks_then_uniform(scorer, budget, max_ratio, map_fn)
+        ratios = blocks_then_uniform(scorer, budget, max_ratio, map_fn, fill=fill)
     elif strategy == "random":
         ratios, _, _ = random_search(scorer, budget, n_random, seed, max_ratio, map_fn,
                                      rescore_top, rest)
