@@ -198,9 +198,10 @@
 # `drop55-fill`: drop55-vectors' settings with every unit's kept channels past one CPU vector
 # filled to whole vectors at the latency budget where it still holds (--fill-vectors, the
 # default since the thirty-fourth session: the table charges those whole vectors already), on a
-# dense model adapted afresh on this machine: amc, blocks and uniform at latency:0.55, then
-# uniform at flops:0.5 in the same folder (#15's accuracy reference for its latency item)
-# -> results/compare_resnet56_drop55_fill/ (~50 min). `NOFILL=1` makes the same comparison
+# dense model adapted afresh on this machine: uniform at flops:0.5 (#15's accuracy reference
+# for its latency item; its table and timings kept as *_uniform_flops0.5.*, since a call's
+# table and latency.json hold its own jobs only), then amc, blocks and uniform at latency:0.55
+# in the same folder -> results/compare_resnet56_drop55_fill/ (~50 min). `NOFILL=1` makes the same comparison
 # with --no-fill-vectors from that folder's adapted model -> .../compare_resnet56_drop55_nofill/.
 #
 # `drop`: native's settings with --drop-blocks (a unit that is a block's inner width may drop
@@ -560,9 +561,14 @@ if [[ $WHICH == drop55-fill ]]; then  # drop55-vectors' settings, vectors filled
     D=${D/fill/nofill}
     DROP_EXTRA+=(--no-fill-vectors)
   fi
-  drop "$D" latency:0.55
+  BASE=("${DROP_EXTRA[@]}")
   DROP_EXTRA+=(--strategies uniform)  # the last --strategies counts
   drop "$D" flops:0.5
+  for f in table.md table.csv table_runs.csv latency.json; do  # kept: the next call rewrites
+    cp "$D/$f" "$D/${f%.*}_uniform_flops0.5.${f##*.}"  # them with its own jobs only
+  done
+  DROP_EXTRA=("${BASE[@]}")
+  drop "$D" latency:0.55
 fi
 ftone() {  # ftone DENSE_FOLDER POLICY OUT IMAGES KD RUN: POLICY applied to DENSE_FOLDER's
   [[ -f $3/summary.json ]] && return 0  # adapted dense model (one-shot), fine-tuned 1 epoch
