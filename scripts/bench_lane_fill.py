@@ -30,7 +30,7 @@ import torch
 from amc.cost.timing import torch_latencies
 from amc.models.registry import create_model
 from amc.prune.latency_table import latency_table
-from amc.prune.latency_timing import whole_vectors
+from amc.prune.latency_timing import vector_inputs, whole_vectors
 from amc.prune.policy import load_policy, make_policy, prunable_for
 from amc.utils import allocator
 from amc.utils.io import write_json
@@ -47,13 +47,11 @@ def filled(policy, pm, lanes: int, past: bool = False) -> list[float]:
     """``policy``'s ratios with every kept width rounded up to a multiple of ``lanes``
     (``past``: only the widths past one vector, which the latency table charges whole
     vectors for already, :func:`~amc.prune.latency_timing.vector_inputs`)."""
+    rule = vector_inputs if past else whole_vectors
     out = []
     for i, r in enumerate(policy.ratios_for(u.name for u in pm.units)):
         kept, n = pm.kept(i, r), pm.units[i].n
-        if kept == 0 or (past and kept <= lanes):
-            out.append(r)
-        else:
-            out.append(1.0 - min(n, whole_vectors(kept, lanes)) / n)
+        out.append(r if kept == 0 else 1.0 - min(n, rule(kept, lanes)) / n)
     return out
 
 

@@ -83,7 +83,10 @@ def test_lane_fill_rounds_kept_widths_up_to_whole_vectors():
         want = [0 if k == 0 else min(u.n, -(-k // lanes) * lanes)
                 for k, u in zip(before, pm.units)]
         assert after == want and after != before
+        past = [pm.kept(i, r) for i, r in enumerate(filled(policy, pm, lanes, past=True))]
+        assert past == [k if k <= lanes else w for k, w in zip(before, want)]
     assert before[1] == 0 and any(k % 8 for k in before)
+    assert any(0 < k <= 8 and k != w for k, w in zip(before, want))  # past= leaves those
 
 
 def test_conv_vectors_times_both_sides_of_every_vector_and_scores_step_models():

@@ -186,9 +186,9 @@ class LatencyTable:
         linearly (METHOD 6)."""
         pm = self.pm
         kept, n, g = pm.kept(unit, ratio), pm.units[unit].n, pm.units[unit].groups
-        if self.lanes <= 1 or not self.inputs or kept == 0 or kept <= self.lanes:
+        if self.lanes <= 1 or not self.inputs or kept == 0:
             return ratio
-        full = min(n, whole_vectors(kept, self.lanes))
+        full = min(n, vector_inputs(kept, self.lanes))  # what the next conv reads them as
         if full == kept or full % g:
             return ratio
         s = n // g
