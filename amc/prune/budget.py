@@ -170,11 +170,10 @@ def fill_vectors(pm: PrunableModel, budget: Budget, ratios: Sequence[float],
     table = vector_table(pm, budget, fill)
     if table is None:
         return ratios
-    f = resource_fn(pm, budget)
     for u, r in enumerate(ratios):
         filled = table.fill(u, r)
         if filled != r:
             trial = ratios[:u] + [filled] + ratios[u + 1:]
-            if f(trial) <= budget.fraction + 1e-9:
+            if table.fraction(trial) <= budget.fraction + 1e-9:  # the budget's resource
                 ratios = trial
     return ratios
