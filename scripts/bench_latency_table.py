@@ -8,13 +8,15 @@ timed whole, side by side with the dense model, with the one timer
 (:func:`amc.cost.timing.interleaved`). Per policy: predicted and measured ms, the
 prediction without the calibration fit (constant rest, scale 1), the predictions of the same
 measurements counting every width linearly (``linear``: no whole vectors, the tables before
-METHOD 6) and counting only a conv's outputs in whole vectors (``outputs_only``: its inputs
-linearly, the tables of METHOD 6), each refitted on the same calibration timings, and the
+METHOD 6), counting only a conv's outputs in whole vectors (``outputs_only``: its inputs
+linearly, the tables of METHOD 6) and using only the points at FRACTIONS (``fractions_only``:
+no conv timed at every whole vector, the tables of METHOD 7), each refitted on the same
+calibration timings, and the
 predicted vs measured fraction of dense (what a ``latency:`` budget compares). Summary, for
 the 20 random policies and for the aggressive ones apart: mean/max absolute relative error and
 the Spearman rank correlation. Every target is measured ``--repeats`` times (3), table
 included, interleaved; ``summary`` gives per target the mean ± std over the repeats, the
-table (METHOD 7) against ``outputs_only`` and ``linear``.
+table (METHOD 8) against ``fractions_only``, ``outputs_only`` and ``linear``.
 
     nice -n 10 .venv/bin/python scripts/bench_latency_table.py [--models resnet56,resnet20]
 """
@@ -59,16 +61,18 @@ def bench(name: str, spec: LatencySpec, pm: PrunableModel, policies: list[list[f
     build_s = time.perf_counter() - t0
     t = time_models({"dense": pm.model, **pruned}, pm.input_size, spec, runs=whole_runs)
     rest0 = table.measured["dense_rest_ms"]
-    linear = table.with_lanes(1)  # the same measurements, every width counted linearly
-    outputs = table.with_lanes(table.lanes, inputs=False)  # inputs linearly (METHOD 6)
+    others = {  # the same measurements predicting as the tables of earlier METHODs did
+        "linear": table.with_lanes(1),  # every width linearly (before 6)
+        "outputs_only": table.with_lanes(table.lanes, inputs=False, vectors=False),  # 6
+        "fractions_only": table.with_lanes(table.lanes, vectors=False)}  # 7
     rows = []
     for i, r in enumerate(policies):
         s = table.layer_sum(r)
         rows.append({"policy": i, "set": "random" if i < n_random else "aggressive",
                      "predicted_ms": table.predict(r), "uncalibrated_ms": s + rest0,
-                     "linear_predicted_ms": linear.predict(r),
-                     "outputs_only_predicted_ms": outputs.predict(r),
-                     "outputs_only_predicted_fraction": outputs.fraction(r),
+                     **{f"{k}_predicted_ms": o.predict(r) for k, o in others.items()},
+                     **{f"{k}_predicted_fraction": o.fraction(r) for k, o in others.items()
+                        if k != "linear"},
                      "measured_ms": t[str(i)], "predicted_fraction": table.fraction(r),
                      "measured_fraction": t[str(i)] / t["dense"]})
     rand, aggr = rows[:n_random], rows[n_random:]
@@ -83,26 +87,28 @@ def bench(name: str, spec: LatencySpec, pm: PrunableModel, policies: list[list[f
         "dense_measured_ms": t["dense"],
         "calibrated": _errors([r["predicted_ms"] for r in rand], meas),
         "uncalibrated": _errors([r["uncalibrated_ms"] for r in rand], meas),
-        "linear": _errors([r["linear_predicted_ms"] for r in rand], meas),
-        "outputs_only": _errors([r["outputs_only_predicted_ms"] for r in rand], meas),
+        **{k: _errors([r[f"{k}_predicted_ms"] for r in rand], meas) for k in others},
         "fraction": _errors([r["predicted_fraction"] for r in rand],
                             [r["measured_fraction"] for r in rand]),
-        "outputs_only_fraction": _errors([r["outputs_only_predicted_fraction"] for r in rand],
-                                         [r["measured_fraction"] for r in rand]),
+        **{f"{k}_fraction": _errors([r[f"{k}_predicted_fraction"] for r in rand],
+                                    [r["measured_fraction"] for r in rand])
+           for k in others if k != "linear"},
         "aggressive": {"calibrated": _errors([r["predicted_ms"] for r in aggr],
                                              [r["measured_ms"] for r in aggr]),
                        "fraction": _errors([r["predicted_fraction"] for r in aggr],
                                            [r["measured_fraction"] for r in aggr]),
-                       "outputs_only_fraction": _errors(
-                           [r["outputs_only_predicted_fraction"] for r in aggr],
-                           [r["measured_fraction"] for r in aggr])},
+                       **{f"{k}_fraction": _errors(
+                           [r[f"{k}_predicted_fraction"] for r in aggr],
+                           [r["measured_fraction"] for r in aggr])
+                          for k in others if k != "linear"}},
         "load_avg": {"start": load0, "end": os.getloadavg()}, "policies": rows}
     c, u, a = out["calibrated"], out["uncalibrated"], out["aggressive"]["fraction"]
     print(f"{name} {spec.backend} b{spec.batch} t{spec.threads}: build {build_s:.0f}s, dense "
           f"{t['dense']:.1f} ms (pred {table.dense_ms:.1f}); err mean {c['mean_abs_rel_err']:.3f}"
           f" max {c['max_abs_rel_err']:.3f} rho {c['spearman']:.3f} | uncalibrated mean "
           f"{u['mean_abs_rel_err']:.3f} max {u['max_abs_rel_err']:.3f} | linear rho "
-          f"{out['linear']['spearman']:.3f} | aggressive fraction "
+          f"{out['linear']['spearman']:.3f} | fractions_only rho "
+          f"{out['fractions_only']['spearman']:.3f} | aggressive fraction "
           f"err mean {a['mean_abs_rel_err']:.3f} max {a['max_abs_rel_err']:.3f}; "
           f"load {os.getloadavg()}",
           flush=True)
@@ -151,27 +157,29 @@ def aggressive(units: int) -> list[list[float]]:
 
 def summary(results: list[dict]) -> list[dict]:
     """Per model and target, over the repeats: mean ± sample std of the random policies'
-    Spearman and mean relative error, calibrated (METHOD 7), ``outputs_only`` (METHOD 6) and
-    ``linear``, and the paired Spearman and error differences of the table against them."""
+    Spearman and mean relative error, calibrated (METHOD 8), ``fractions_only`` (METHOD 7),
+    ``outputs_only`` (METHOD 6) and ``linear``, and the paired Spearman and error differences
+    of the table against them."""
     out = []
     for key in dict.fromkeys((r["model"], r["backend"], r["batch"], r["threads"])
                              for r in results):
         rs = [r for r in results if (r["model"], r["backend"], r["batch"], r["threads"]) == key]
         row = dict(zip(("model", "backend", "batch", "threads"), key), repeats=len(rs),
                    lanes=rs[0]["table"]["lanes"])
-        for name in ("calibrated", "outputs_only", "linear"):
+        for name in ("calibrated", "fractions_only", "outputs_only", "linear"):
             for stat in ("spearman", "mean_abs_rel_err"):
                 row[f"{name}_{stat}"] = mean_std([r[name][stat] for r in rs])
         row["spearman_gain"] = mean_std(
             [r["calibrated"]["spearman"] - r["linear"]["spearman"] for r in rs])
-        row["spearman_gain_vs_outputs_only"] = mean_std(
-            [r["calibrated"]["spearman"] - r["outputs_only"]["spearman"] for r in rs])
-        row["error_change_vs_outputs_only"] = mean_std(
-            [r["calibrated"]["mean_abs_rel_err"] - r["outputs_only"]["mean_abs_rel_err"]
-             for r in rs])
-        row["fraction_error_change_vs_outputs_only"] = mean_std(
-            [r["fraction"]["mean_abs_rel_err"] - r["outputs_only_fraction"]["mean_abs_rel_err"]
-             for r in rs])
+        for other in ("outputs_only", "fractions_only"):
+            row[f"spearman_gain_vs_{other}"] = mean_std(
+                [r["calibrated"]["spearman"] - r[other]["spearman"] for r in rs])
+            row[f"error_change_vs_{other}"] = mean_std(
+                [r["calibrated"]["mean_abs_rel_err"] - r[other]["mean_abs_rel_err"]
+                 for r in rs])
+            row[f"fraction_error_change_vs_{other}"] = mean_std(
+                [r["fraction"]["mean_abs_rel_err"] - r[f"{other}_fraction"]["mean_abs_rel_err"]
+                 for r in rs])
         out.append(row)
     return out
 

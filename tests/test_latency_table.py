@@ -17,6 +17,7 @@ from amc.prune.latency_table import (
     _signature,
     _varying,
     latency_table,
+    timed_fractions,
 )
 from amc.prune.latency_timing import lanes, time_models
 from amc.prune.units import PrunableModel
@@ -253,6 +254,58 @@ def test_table_credits_pruning_down_to_one_sixteenth(pm, isolated_cache, monkeyp
     err = old.predict([0.9] * n) / exact([0.9] * n) - 1
     assert err > 0.05, err
     assert old.predict([0.9] * n) == pytest.approx(old.predict([0.75] * n))
+
+
+def test_convs_of_few_vectors_are_timed_at_every_whole_vector(pm):
+    """A conv with one varying dimension of at most VECTORS_TIMED vectors is timed at each
+    whole vector (64 outputs, 8 lanes: 24, 40 and 56 too); with 16 lanes FRACTIONS already
+    holds every vector of 64; BatchNorm, two varying dimensions, no lanes or more vectors than
+    VECTORS_TIMED keep FRACTIONS."""
+    convs = {L.name: L for L in pm.layers}
+    conv, bn = convs["features.3"], convs["features.4"]  # 64 outputs, 32 inputs
+    got = timed_fractions(conv, (True, False), 8)
+    assert set(got) - set(FRACTIONS) == {3 / 8, 5 / 8, 7 / 8} and list(got) == sorted(got)
+    assert set(timed_fractions(conv, (False, True), 8)) == set(FRACTIONS)  # 32 inputs: 4 vectors
+    for args in ((conv, (True, False), 16), (conv, (True, True), 8), (conv, (True, False), 1),
+                 (bn, (True, False), 8), (conv, (True, False), 4)):  # 16 vectors of 4
+        assert timed_fractions(*args) == FRACTIONS, args
+
+
+def test_table_times_the_step_between_two_fractions(isolated_cache, monkeypatch):
+    """A conv whose time jumps between two of FRACTIONS (64 outputs with 8 lanes: 33-40 cost
+    almost what 48 do, as measured on an AVX2 EPYC) is charged the jump at 40 kept, by the
+    table measured at every whole vector (METHOD 8); the same measurements at FRACTIONS only
+    (the tables before METHOD 8) interpolate between 32 and 48 and charge 40 less."""
+    import amc.prune.latency_table as lt
+
+    net = PrunableModel(create_model("resnet20"), (3, 8, 8), "internal")
+
+    def step(f: float) -> float:
+        return 0.5 if f <= 0.5 else 0.9 if f <= 0.75 else 1.0
+
+    def timer(fns, runs, rounds, warmup=1):
+        return {k: {"q1_ms": 10.0 if k.startswith("model:") else step(float(k.rsplit("@")[1]))}
+                for k in fns}
+
+    monkeypatch.setattr(lt, "interleaved", timer)
+    monkeypatch.setattr(lt, "lanes", lambda backend: 8)
+    table = latency_table(net, batch=4, threads=1, runs=1, calib=0)
+    coarse = table.with_lanes(8, vectors=False)
+    unit = 7  # layer3.1's inner width: 64 channels at 2x2
+
+    def at(kept: int) -> list[float]:
+        r = [0.0] * len(net.units)
+        r[unit] = 1 - kept / 64
+        return r
+
+    # conv1's outputs, bn1 (channelwise: FRACTIONS), conv2's inputs: 32 -> 40 kept
+    assert table.layer_sum(at(40)) - table.layer_sum(at(32)) == pytest.approx(0.4 + 0.2 + 0.4)
+    assert coarse.layer_sum(at(40)) - coarse.layer_sum(at(32)) == pytest.approx(0.2 * 3)
+    assert table.layer_sum(at(48)) == pytest.approx(coarse.layer_sum(at(48)))  # a FRACTION
+    monkeypatch.setattr(lt, "_MEMO", {})  # read back from the cache file
+    again = latency_table(net, batch=4, threads=1, runs=1, calib=0)
+    assert again.fractions == table.fractions
+    assert again.layer_sum(at(40)) == table.layer_sum(at(40))
 
 
 def test_num_threads_sets_and_restores_the_count_even_on_error():

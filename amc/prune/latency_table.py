@@ -3,7 +3,9 @@
 A :class:`LatencySpec` names the target: the backend (``torch``: PyTorch CPU eager; ``ort``:
 ONNX Runtime CPU), the batch size and the intra-op thread count. Each counted layer (conv,
 linear, BatchNorm) is built alone at kept fractions 1/16 to 1 of the channel dimensions that the
-units can actually prune (output, input or both; a layer no unit reaches is timed once) and
+units can actually prune (output, input or both; a layer no unit reaches is timed once), a conv
+with one such dimension of at most :data:`VECTORS_TIMED` CPU vectors also at every whole vector
+of it (:func:`timed_fractions`), and
 timed with the one timer, :func:`amc.cost.timing.interleaved`, on that backend: all variants
 side by side with the whole calibration models (below) in one run, so that a load change on a
 shared machine hits them alike. A layer's time counts all calls of a module called more than
@@ -62,9 +64,15 @@ stopped at 1/4 and held every layer pruned past 0.75 at its 1/4 time: for ResNet
 threads they predicted 0.728 of the dense latency for every uniform policy from 0.75 to 0.9,
 where 0.555-0.586 was measured); below 1/16 a layer keeps its 1/16 time (narrower is not
 slower)."""
-METHOD = 7  # bumps the cache key when the measuring method changes (5: FRACTIONS from 1/16;
+VECTORS_TIMED = 8
+"""A conv whose varying channels make at most this many CPU vectors is timed at every whole
+vector of them too (:func:`timed_fractions`): PyTorch's NCHW convs do not cost in even steps per
+vector (64 outputs at 8x8 with 8 lanes: 17-32 kept 0.46-0.55 of the whole conv, 33-40 already
+0.85-0.88, 41-48 0.89-0.94; ``results/conv_vectors_avx2.json``), so 40 of 64, interpolated
+between the times at 32 and 48, was charged 0.71 (the tables before METHOD 8)."""
+METHOD = 8  # bumps the cache key when the measuring method changes (5: FRACTIONS from 1/16;
 # 6: output channels counted in whole vectors, :func:`lanes`; 7: input channels past one
-# vector too, :func:`vector_inputs`)
+# vector too, :func:`vector_inputs`; 8: every whole vector timed, :data:`VECTORS_TIMED`)
 _MEMO: dict[str, dict] = {}  # cache file -> its contents, read once per process
 
 
@@ -116,7 +124,8 @@ class LatencyTable:
     """Measured layer times (ms) at kept fractions, and the fitted scale and rest.
 
     Attributes:
-        points: Per counted layer, times at FRACTIONS of its varying dimensions.
+        points: Per counted layer, times at kept fractions of its varying dimensions
+            (``fractions``).
         dims: Per counted layer, how many of its channel dimensions units can prune (0-2).
         rest_ms: Fitted time of everything that is not a counted layer.
         dense_ms: Predicted dense latency.
@@ -131,6 +140,8 @@ class LatencyTable:
         drop_ms: Fitted time per output element (per image) of a dropped block
             (:meth:`PrunableModel.dropped_elements`): the uncounted elementwise work (ReLUs,
             the residual add) a dropped block takes with it; 0 without droppable units.
+        fractions: Per counted layer, the kept fractions its ``points`` are at
+            (:func:`timed_fractions`; None: :data:`FRACTIONS` for every layer).
     """
 
     points: list[list[float]]
@@ -144,16 +155,20 @@ class LatencyTable:
     lanes: int = 1
     drop_ms: float = 0.0
     inputs: bool = True
+    fractions: list[list[float]] | None = None
     _vector_io: list[tuple[int, int]] = field(init=False, repr=False, compare=False)
+    _xs: list[list[float]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        # per layer, the outputs and inputs counted in whole vectors (0: linearly), decided
-        # once: the budget clipping calls layer_sum at every step
+        # per layer, the outputs and inputs counted in whole vectors (0: linearly), and the
+        # points' positions, decided once: the budget clipping calls layer_sum at every step
         self._vector_io = [
             (L.n_out, L.n_in if self.inputs else 0)
             if self.lanes > 1 and not L.channelwise and L.row is not None
             and L.row.type.startswith("Conv") else (0, 0)
             for L in (self.pm.layers if self.pm is not None else [])]
+        fracs = self.fractions or [FRACTIONS] * len(self.points)
+        self._xs = [[f ** d for f in fr] for fr, d in zip(fracs, self.dims)]
 
     def layer_sum(self, ratios: Sequence[float]) -> float:
         """Sum of the interpolated layer times (ms) at per-unit ``ratios``; a (not
@@ -161,8 +176,8 @@ class LatencyTable:
         (:attr:`lanes`), and its kept inputs past one vector (:attr:`inputs`); linear
         layers are not: their kernels were not measured so."""
         total = 0.0
-        for (n_out, n_in), pts, d, (ko, ki) in zip(self._vector_io, self.points, self.dims,
-                                                   self.pm.layer_keep(ratios)):
+        for (n_out, n_in), pts, xs, d, (ko, ki) in zip(self._vector_io, self.points, self._xs,
+                                                       self.dims, self.pm.layer_keep(ratios)):
             if d == 0:
                 total += pts[-1]
                 continue
@@ -173,7 +188,7 @@ class LatencyTable:
             if n_in and ki < 1:
                 ki = min(1.0, vector_inputs(max(1, round(ki * n_in)), self.lanes) / n_in)
             p = min(ko, ki) if d == 1 else ko * ki
-            total += float(np.interp(p, [f ** d for f in FRACTIONS], pts))
+            total += float(np.interp(p, xs, pts))
         return total
 
     def fill(self, unit: int, ratio: float) -> float:
@@ -203,13 +218,19 @@ class LatencyTable:
         """Predicted latency at ``ratios`` as a fraction of the predicted dense latency."""
         return self.predict(ratios) / self.dense_ms
 
-    def with_lanes(self, lanes: int, inputs: bool = True) -> LatencyTable:
-        """The same measurements predicting with ``lanes`` (1: linear in every width) and
-        ``inputs`` (False: inputs linear, the tables before METHOD 7), the scale and rest
+    def with_lanes(self, lanes: int, inputs: bool = True, vectors: bool = True
+                   ) -> LatencyTable:
+        """The same measurements predicting with ``lanes`` (1: linear in every width),
+        ``inputs`` (False: inputs linear, the tables before METHOD 7) and ``vectors`` (False:
+        only the points at :data:`FRACTIONS`, the tables before METHOD 8), the scale and rest
         fitted again on the table's own calibration timings."""
+        table = replace(self, lanes=lanes, inputs=inputs)
+        if not vectors and self.fractions:
+            table = replace(table, fractions=None, points=[
+                [p for f, p in zip(fr, pts) if f in FRACTIONS] if len(pts) > 1 else pts
+                for fr, pts in zip(self.fractions, self.points)])
         policies = [[0.0] * len(self.pm.units)] + calibration_policies(self.pm, self.spec.calib)
-        return _calibrated(replace(self, lanes=lanes, inputs=inputs), policies,
-                           self.measured["measured_ms"])[0]
+        return _calibrated(table, policies, self.measured["measured_ms"])[0]
 
 
 def method_for(budgets: Sequence[str], reward: str | None = None) -> int | None:
@@ -217,6 +238,29 @@ def method_for(budgets: Sequence[str], reward: str | None = None) -> int | None:
     (:data:`METHOD`; None for a run that measures no latency, which any table reproduces)."""
     uses = reward == "latency" or any(str(b).startswith("latency") for b in budgets)
     return METHOD if uses else None
+
+
+def timed_fractions(L: object, varying: tuple[bool, bool], lanes: int) -> tuple[float, ...]:
+    """The kept fractions a counted layer is timed at: :data:`FRACTIONS`, and for a (not
+    depthwise) conv with exactly one varying dimension of at most :data:`VECTORS_TIMED`
+    vectors of ``lanes`` channels every whole vector of it too (what :meth:`LatencyTable.
+    layer_sum` rounds kept outputs, and kept inputs past one vector, up to).
+
+    Args:
+        L: The counted layer (:attr:`PrunableModel.layers`: ``n_out``, ``n_in``,
+            ``channelwise``, ``row``).
+        varying: Whether units prune its (output, input) channels (:func:`_varying`).
+        lanes: The backend's vector width (:func:`lanes`; 1: none).
+    """
+    ko, ki = varying
+    if lanes <= 1 or ko == ki or L.channelwise or L.row is None \
+            or not L.row.type.startswith("Conv"):
+        return FRACTIONS
+    n = L.n_out if ko else L.n_in
+    k = -(-n // lanes)
+    if not 1 < k <= VECTORS_TIMED:
+        return FRACTIONS
+    return tuple(sorted(set(FRACTIONS) | {i * lanes / n for i in range(1, k)}))
 
 
 def _layer_at(m: nn.Module, ko: float, ki: float) -> tuple[nn.Module, int]:
@@ -263,20 +307,24 @@ def _signature(pm: PrunableModel, spec: LatencySpec, var: list[tuple[bool, bool]
 
 
 def _layer_variants(pm: PrunableModel, spec: LatencySpec, var: list[tuple[bool, bool]]
-                    ) -> tuple[list[str | None], dict[str, Callable[[], object]]]:
-    """Per counted layer the key of its shape (None: counts zero), and per key and kept
-    fraction of its varying dimensions a runner (``"key@fraction"``); layers of identical
-    shape share a key."""
+                    ) -> tuple[list[str | None], list[tuple[float, ...]],
+                               dict[str, Callable[[], object]]]:
+    """Per counted layer the key of its shape (None: counts zero) and the kept fractions of
+    its varying dimensions it is timed at (:func:`timed_fractions`), and per key and fraction
+    a runner (``"key@fraction"``); layers of identical shape share a key."""
     keys: list[str | None] = []
+    grids: list[tuple[float, ...]] = []
     fns: dict[str, Callable[[], object]] = {}
+    width = lanes(spec.backend)
     for L, (ko_var, ki_var) in zip(pm.layers, var):
         m = pm.model.get_submodule(L.name)
+        grids.append(timed_fractions(L, (ko_var, ki_var), width))
         if spec.backend == "ort" and isinstance(m, nn.modules.batchnorm._BatchNorm):
             keys.append(None)  # folded into the conv on export
             continue
         key = repr((m, L.row.in_hw, ko_var, ki_var))
         keys.append(key)
-        for f in FRACTIONS if ko_var or ki_var else (1.0,):
+        for f in grids[-1] if ko_var or ki_var else (1.0,):
             if f"{key}@{f}" in fns:
                 continue
             layer, cin = _layer_at(m, f if ko_var else 1.0, f if ki_var else 1.0)
@@ -284,18 +332,20 @@ def _layer_variants(pm: PrunableModel, spec: LatencySpec, var: list[tuple[bool, 
                 (spec.batch, cin, *L.row.in_hw)
             # single layers run for about a millisecond: no spinning between sessions
             fns[f"{key}@{f}"] = runner(layer, torch.randn(shape), spec, spin=False)
-    return keys, fns
+    return keys, grids, fns
 
 
-def _points(pm: PrunableModel, keys: list[str | None], t: dict) -> list[list[float]]:
-    """Per counted layer, its time (all calls) at FRACTIONS, non-decreasing in width."""
+def _points(pm: PrunableModel, keys: list[str | None], grids: list[tuple[float, ...]],
+            t: dict) -> list[list[float]]:
+    """Per counted layer, its time (all calls) at its fractions (``grids``), non-decreasing in
+    width."""
     points = []
-    for L, key in zip(pm.layers, keys):
+    for L, key, grid in zip(pm.layers, keys, grids):
         if key is None:
-            points.append([0.0] * len(FRACTIONS))
+            points.append([0.0] * len(grid))
             continue
         ts = [t[f"{key}@{f}"]["q1_ms"] if f"{key}@{f}" in t else t[f"{key}@1.0"]["q1_ms"]
-              for f in FRACTIONS]
+              for f in grid]
         # a narrower layer is not slower: a noisy small variant is capped by wider ones
         points.append([L.calls * v for v in np.minimum.accumulate(ts[::-1])[::-1]])
     return points
@@ -380,7 +430,8 @@ def latency_table(pm: PrunableModel, batch: int = 64, threads: int = 2, backend:
             tmp.write_text(json.dumps(d))
     _MEMO[str(path)] = d
     return LatencyTable(d["points"], d["dims"], d["rest_ms"], d["dense_ms"], d["scale"],
-                        d["measured"], spec, pm, d["lanes"], d.get("drop_ms", 0.0))
+                        d["measured"], spec, pm, d["lanes"], d.get("drop_ms", 0.0),
+                        fractions=d.get("fractions"))
 
 
 def _measure(pm: PrunableModel, spec: LatencySpec, var: list[tuple[bool, bool]]) -> dict:
@@ -390,16 +441,19 @@ def _measure(pm: PrunableModel, spec: LatencySpec, var: list[tuple[bool, bool]])
     policies = [[0.0] * len(pm.units)] + calibration_policies(pm, spec.calib)
     x = torch.randn(spec.batch, *pm.input_size, generator=torch.Generator().manual_seed(0))
     with num_threads(spec.threads), torch.no_grad():
-        keys, fns = _layer_variants(pm, spec, var)
+        keys, grids, fns = _layer_variants(pm, spec, var)
         for i, r in enumerate(policies):
             fns[f"model:{i}"] = runner(pm.model if i == 0 else pm.prune(r), x, spec)
         t = interleaved(fns, spec.runs, rounds=5, warmup=2)
-    points = _points(pm, keys, t)
+    points = _points(pm, keys, grids, t)
     measured = [t[f"model:{i}"]["q1_ms"] for i in range(len(policies))]
     table, sums = _calibrated(LatencyTable(points, dims, 0.0, 1.0, pm=pm, spec=spec,
-                                           lanes=lanes(spec.backend)), policies, measured)
-    return {"points": points, "dims": dims, "rest_ms": table.rest_ms, "scale": table.scale,
-            "lanes": table.lanes, "dense_ms": table.dense_ms, "drop_ms": table.drop_ms,
+                                           lanes=lanes(spec.backend),
+                                           fractions=[list(g) for g in grids]),
+                              policies, measured)
+    return {"points": points, "dims": dims, "fractions": table.fractions,
+            "rest_ms": table.rest_ms, "scale": table.scale, "lanes": table.lanes,
+            "dense_ms": table.dense_ms, "drop_ms": table.drop_ms,
             "measured": {"layer_sum_ms": sums, "measured_ms": measured,
                          "dense_rest_ms": max(0.0, measured[0] - sums[0]),
                          "allocator": allocator.state()}}
