@@ -37,6 +37,7 @@
 #   bash scripts/bench_compare.sh drop55-finalists-blocks  # -> .../compare_resnet56_drop55_finalists_blocks/
 #   bash scripts/bench_compare.sh drop55-vectors  # -> .../compare_resnet56_drop55_vectors/ (~40 min)
 #   bash scripts/bench_compare.sh drop55-fill     # -> .../compare_resnet56_drop55_fill/ (~50 min)
+#   bash scripts/bench_compare.sh drop55-grid     # -> .../compare_resnet56_drop55_grid/ (~40 min)
 #
 # `retime-sweep`: the comparison's sensitivity sweep run again (same adapted model, images and
 # command, in a scratch folder), to time it on the same machine right after AMC's searches
@@ -203,6 +204,12 @@
 # table and latency.json hold its own jobs only), then amc, blocks and uniform at latency:0.55
 # in the same folder -> results/compare_resnet56_drop55_fill/ (~50 min). `NOFILL=1` makes the same comparison
 # with --no-fill-vectors from that folder's adapted model -> .../compare_resnet56_drop55_nofill/.
+#
+# `drop55-grid`: drop55-fill's comparison at latency:0.55 (amc, blocks, uniform) made again
+# with the latency table of METHOD 8 (a conv of at most 8 vectors timed at every whole vector:
+# on AVX2 33-40 of 64 outputs cost 0.85-0.88 of the conv, which METHOD 7 interpolated to 0.71),
+# from drop55-fill's adapted dense model; its uniform flops:0.5 runs (policies, scores,
+# fine-tunes, tables and timings) copied -> results/compare_resnet56_drop55_grid/ (~40 min).
 #
 # `drop`: native's settings with --drop-blocks (a unit that is a block's inner width may drop
 # its block whole: amc.prune.depth), at latency:0.5 (refused without it) and flops:0.5;
@@ -568,6 +575,21 @@ if [[ $WHICH == drop55-fill ]]; then  # drop55-vectors' settings, vectors filled
     cp "$D/$f" "$D/${f%.*}_uniform_flops0.5.${f##*.}"  # them with its own jobs only
   done
   DROP_EXTRA=("${BASE[@]}")
+  drop "$D" latency:0.55
+fi
+if [[ $WHICH == drop55-grid ]]; then  # drop55-fill's comparison with METHOD 8's table
+  S=results/compare_resnet56_drop55_fill
+  D=results/compare_resnet56_drop55_grid
+  if [[ ! -f $D/config.json ]]; then  # its adapted dense model and uniform flops:0.5 copied
+    copy_dense "$S" "$D"
+    mkdir -p "$D/policies"
+    for d in policies eval finetune models; do cp "$S/$d"/uniform_flops0.5* "$D/$d/"; done
+    cp "$S"/*_uniform_flops0.5.* "$D/"
+    derive_config "$S/config.json" "$D/config.json" "latency_table_method=8, out='$D'"
+  fi
+  KD=0.5
+  DROP_EXTRA=(--drop-swap 0.3 --no-reconstruct-delivered --pair-moves 0.5 --anchor-every 1
+              --finalists 4 --blocks-finalists 3)
   drop "$D" latency:0.55
 fi
 ftone() {  # ftone DENSE_FOLDER POLICY OUT IMAGES KD RUN: POLICY applied to DENSE_FOLDER's
