@@ -209,7 +209,9 @@
 # with the latency table of METHOD 8 (a conv of at most 8 vectors timed at every whole vector:
 # on AVX2 33-40 of 64 outputs cost 0.85-0.88 of the conv, which METHOD 7 interpolated to 0.71),
 # from drop55-fill's adapted dense model; its uniform flops:0.5 runs (policies, scores,
-# fine-tunes, tables and timings) copied -> results/compare_resnet56_drop55_grid/ (~40 min).
+# fine-tunes, tables and timings) copied -> results/compare_resnet56_drop55_grid/ (~40 min);
+# `SEEDS=5 bash scripts/bench_compare.sh drop55-grid` then adds AMC seeds 3-4 and two more
+# draws of the baselines (~40 min).
 #
 # `drop`: native's settings with --drop-blocks (a unit that is a block's inner width may drop
 # its block whole: amc.prune.depth), at latency:0.5 (refused without it) and flops:0.5;
@@ -449,13 +451,15 @@ drop() {  # drop() OUT BUDGET...: the drop comparison at the given budgets
   for b in "$@"; do budgets+=(--budget "$b"); done
   $AMC compare --kd-weight "$KD" --finetune-from delivered --model resnet56 --checkpoint "$SHARED/models/resnet56-cifar10.th" \
       --data cifar10 --data-dir "$SHARED/data" --units internal --val-limit 1000 --score-amp auto \
-      --workers 2 --threads 2 --seed 0 --seeds 3 --finetune-runs 3 --search-on adapted \
-      --strategies amc,blocks,uniform --max-ratio 0.9 --reconstruct --drop-blocks \
+      --workers 2 --threads 2 --seed 0 --seeds "$SEEDS" --finetune-runs "$SEEDS" \
+      --search-on adapted --strategies amc,blocks,uniform --max-ratio 0.9 --reconstruct --drop-blocks \
       --episodes 300 --warmup-episodes 20 --warm-start cheap --noise-min 0.05 --time-limit 300 \
       --finetune-epochs 1 --train-limit 5000 --lr 0.01 --batch-size 128 \
       "${budgets[@]}" ${DROP_EXTRA[@]+"${DROP_EXTRA[@]}"} --out "$out"
 }
 DROP_EXTRA=()  # more amc compare options of drop()
+SEEDS=${SEEDS:-3}  # drop()'s AMC seeds and baseline draws (all fine-tuned); a rerun with more
+# in a finished folder adds the runs (the searches and fine-tunes made keep their artifacts)
 if [[ $WHICH == drop ]]; then
   drop results/compare_resnet56_drop latency:0.5 flops:0.5
 fi

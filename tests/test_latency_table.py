@@ -284,7 +284,7 @@ def test_table_times_the_step_between_two_fractions(isolated_cache, monkeypatch)
         return 0.5 if f <= 0.5 else 0.9 if f <= 0.75 else 1.0
 
     def timer(fns, runs, rounds, warmup=1):
-        return {k: {"q1_ms": 10.0 if k.startswith("model:") else step(float(k.rsplit("@")[1]))}
+        return {k: {"q1_ms": 10.0 if k.startswith("model:") else step(float(k.rsplit("@", 1)[1]))}
                 for k in fns}
 
     monkeypatch.setattr(lt, "interleaved", timer)

@@ -67,7 +67,7 @@ slower)."""
 VECTORS_TIMED = 8
 """A conv whose varying channels make at most this many CPU vectors is timed at every whole
 vector of them too (:func:`timed_fractions`): PyTorch's NCHW convs do not cost in even steps per
-vector (64 outputs at 8x8 with 8 lanes: 17-32 kept 0.46-0.55 of the whole conv, 33-40 already
+vector (64 outputs at 8x8 with 8 lanes: 17-32 kept 0.45-0.55 of the whole conv, 33-40 already
 0.85-0.88, 41-48 0.89-0.94; ``results/conv_vectors_avx2.json``), so 40 of 64, interpolated
 between the times at 32 and 48, was charged 0.71 (the tables before METHOD 8)."""
 METHOD = 8  # bumps the cache key when the measuring method changes (5: FRACTIONS from 1/16;
@@ -227,7 +227,7 @@ class LatencyTable:
         table = replace(self, lanes=lanes, inputs=inputs)
         if not vectors and self.fractions:
             table = replace(table, fractions=None, points=[
-                [p for f, p in zip(fr, pts) if f in FRACTIONS] if len(pts) > 1 else pts
+                [p for f, p in zip(fr, pts) if f in FRACTIONS]
                 for fr, pts in zip(self.fractions, self.points)])
         policies = [[0.0] * len(self.pm.units)] + calibration_policies(self.pm, self.spec.calib)
         return _calibrated(table, policies, self.measured["measured_ms"])[0]
