@@ -49,6 +49,7 @@ from torch import nn
 
 from amc.cost.timing import interleaved, num_threads
 from amc.data.datasets import cache_dir
+from amc.prune.costmodel import CountedLayer
 from amc.prune.depth import DROP
 from amc.prune.latency_timing import lanes, runner, vector_inputs, whole_vectors
 from amc.prune.units import PrunableModel
@@ -157,18 +158,20 @@ class LatencyTable:
     inputs: bool = True
     fractions: list[list[float]] | None = None
     _vector_io: list[tuple[int, int]] = field(init=False, repr=False, compare=False)
-    _xs: list[list[float]] = field(init=False, repr=False, compare=False)
+    _interp: list[tuple[np.ndarray, np.ndarray]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # per layer, the outputs and inputs counted in whole vectors (0: linearly), and the
-        # points' positions, decided once: the budget clipping calls layer_sum at every step
+        # points and their positions as arrays, decided once: the budget clipping calls
+        # layer_sum several times per step (np.interp converts lists at every call)
         self._vector_io = [
             (L.n_out, L.n_in if self.inputs else 0)
             if self.lanes > 1 and not L.channelwise and L.row is not None
             and L.row.type.startswith("Conv") else (0, 0)
             for L in (self.pm.layers if self.pm is not None else [])]
         fracs = self.fractions or [FRACTIONS] * len(self.points)
-        self._xs = [[f ** d for f in fr] for fr, d in zip(fracs, self.dims)]
+        self._interp = [(np.array([f ** d for f in fr]), np.array(pts, dtype=float))
+                        for fr, d, pts in zip(fracs, self.dims, self.points)]
 
     def layer_sum(self, ratios: Sequence[float]) -> float:
         """Sum of the interpolated layer times (ms) at per-unit ``ratios``; a (not
@@ -176,10 +179,10 @@ class LatencyTable:
         (:attr:`lanes`), and its kept inputs past one vector (:attr:`inputs`); linear
         layers are not: their kernels were not measured so."""
         total = 0.0
-        for (n_out, n_in), pts, xs, d, (ko, ki) in zip(self._vector_io, self.points, self._xs,
-                                                       self.dims, self.pm.layer_keep(ratios)):
+        for (n_out, n_in), (xs, pts), d, (ko, ki) in zip(self._vector_io, self._interp,
+                                                         self.dims, self.pm.layer_keep(ratios)):
             if d == 0:
-                total += pts[-1]
+                total += float(pts[-1])
                 continue
             if min(ko, ki) <= 0:  # a dropped block's layer (amc.prune.depth): gone
                 continue
@@ -240,15 +243,14 @@ def method_for(budgets: Sequence[str], reward: str | None = None) -> int | None:
     return METHOD if uses else None
 
 
-def timed_fractions(L: object, varying: tuple[bool, bool], lanes: int) -> tuple[float, ...]:
+def timed_fractions(L: CountedLayer, varying: tuple[bool, bool], lanes: int) -> tuple[float, ...]:
     """The kept fractions a counted layer is timed at: :data:`FRACTIONS`, and for a (not
     depthwise) conv with exactly one varying dimension of at most :data:`VECTORS_TIMED`
     vectors of ``lanes`` channels every whole vector of it too (what :meth:`LatencyTable.
     layer_sum` rounds kept outputs, and kept inputs past one vector, up to).
 
     Args:
-        L: The counted layer (:attr:`PrunableModel.layers`: ``n_out``, ``n_in``,
-            ``channelwise``, ``row``).
+        L: The counted layer (one of :attr:`PrunableModel.layers`).
         varying: Whether units prune its (output, input) channels (:func:`_varying`).
         lanes: The backend's vector width (:func:`lanes`; 1: none).
     """
