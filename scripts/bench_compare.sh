@@ -38,6 +38,7 @@
 #   bash scripts/bench_compare.sh drop55-vectors  # -> .../compare_resnet56_drop55_vectors/ (~40 min)
 #   bash scripts/bench_compare.sh drop55-fill     # -> .../compare_resnet56_drop55_fill/ (~50 min)
 #   bash scripts/bench_compare.sh drop55-grid     # -> .../compare_resnet56_drop55_grid/ (~40 min)
+#   bash scripts/bench_compare.sh drop55-grid-ft  # -> .../compare_resnet56_drop55_grid/finetune_45k.* (~70 min)
 #
 # `retime-sweep`: the comparison's sensitivity sweep run again (same adapted model, images and
 # command, in a scratch folder), to time it on the same machine right after AMC's searches
@@ -662,6 +663,27 @@ if [[ $WHICH == drop55-swap-ft ]]; then  # drop55-swap's AMC networks, as drop55
   ftruns "$D" "$D" runs/drop55_swap_ft 15000 "" amc_latency0.55
   ${PYTHON:-.venv/bin/python} scripts/finetune_summary.py --runs runs/drop55_swap_ft \
       --out "$D/finetune_15k"
+fi
+# `drop55-grid-ft`: drop55-grid's networks at ~1.8x (amc and blocks at latency:0.55, runs 0-4)
+# and uniform flops:0.5 (one policy: its draws differ in BN recalibration only; fine-tuning
+# seeds 0-4) fine-tuned longer, alike: 1 epoch over every training image (45,000, 9x the
+# comparison's), distilled from the folder's adapted dense model (--kd-weight 0.5, the
+# default), one-shot from the policy; run by run, the three networks in turn, so a stopped
+# job leaves paired runs; weights in runs/drop55_grid_ft/ (run drop55-grid first: its adapted
+# dense model is git-ignored) -> results/compare_resnet56_drop55_grid/finetune_45k.* with
+# each network minus uniform flops:0.5 (~70 min).
+if [[ $WHICH == drop55-grid-ft ]]; then
+  D=results/compare_resnet56_drop55_grid
+  for run in 0 1 2 3 4; do
+    sfx=$([[ $run == 0 ]] || echo "_s$run")
+    for name in amc_latency0.55 blocks_latency0.55 uniform_flops0.5; do
+      p=$D/policies/$name$sfx.json
+      [[ -f $p ]] || p=$D/policies/$name.json
+      ftone "$D" "$p" "runs/drop55_grid_ft/$name$sfx" 45000 0.5 "$run"
+    done
+  done
+  ${PYTHON:-.venv/bin/python} scripts/finetune_summary.py --runs runs/drop55_grid_ft \
+      --out "$D/finetune_45k" --against uniform_flops0.5
 fi
 if [[ $WHICH == bf16 ]]; then
   resnet56 results/compare_resnet56_bf16 bf16 flops:0.5

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 from amc.report.compare import split_run
@@ -45,20 +46,46 @@ def collect(runs: Path) -> dict[str, list[dict]]:
     return groups
 
 
+def against(groups: dict[str, list[dict]], ref: str) -> dict[str, dict]:
+    """Each other name's test top-1 after fine-tuning minus ``ref``'s: the difference of the
+    means with its combined standard error, and the mean ± std of the differences paired by
+    fine-tuning seed (runs whose seed both names have)."""
+    if ref not in groups:
+        raise SystemExit(f"finetune_summary: error: --against {ref} names no run group (have: "
+                         f"{', '.join(groups)}); pass one of those")
+    base = {r["seed"]: r["test_top1"] for r in groups[ref]}
+    b = mean_std(list(base.values()))
+    out = {}
+    for name, rows in groups.items():
+        if name == ref:
+            continue
+        a = mean_std([r["test_top1"] for r in rows])
+        se = [x["std"] / math.sqrt(x["n"]) for x in (a, b) if x["std"] is not None]
+        pairs = [r["test_top1"] - base[r["seed"]] for r in rows if r["seed"] in base]
+        out[name] = {"difference": a["mean"] - b["mean"],
+                     "combined_se": math.hypot(*se) if len(se) == 2 else None,
+                     "paired": mean_std(pairs) if pairs else None}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", required=True, help="folder of amc finetune run folders")
     ap.add_argument("--out", required=True, help="output path without extension")
+    ap.add_argument("--against", help="a run group's name: every other group's test top-1 "
+                    "after fine-tuning minus its, with the combined SE and paired by seed")
     args = ap.parse_args()
     groups = collect(Path(args.runs))
     if not groups:
         raise SystemExit(f"finetune_summary: error: no run with a summary.json under "
                          f"{args.runs}; run amc finetune first")
-    doc = {"command": f"python scripts/finetune_summary.py --runs {args.runs} --out {args.out}",
+    diff = against(groups, args.against) if args.against else None
+    cmd = f"python scripts/finetune_summary.py --runs {args.runs} --out {args.out}"
+    doc = {"command": cmd + (f" --against {args.against}" if args.against else ""),
            "date": now(), "git_commit": git_commit(),
            "names": {n: {m: mean_std([r[m] for r in rows]) for m in METRICS}
                      for n, rows in groups.items()},
-           "runs": groups}
+           "runs": groups, **({"against": {args.against: diff}} if diff else {})}
     write_json(Path(args.out + ".json"), doc)
     lines = ["| network | n | test after ft | val after ft | MACs ratio | train s |",
              "|---|---|---|---|---|---|"]
@@ -66,6 +93,15 @@ def main() -> None:
         lines.append(f"| {n} | {agg['test_top1']['n']} | {format_mean_std(agg['test_top1'])} | "
                      f"{format_mean_std(agg['val_top1'])} | {agg['macs_ratio']['mean']:.3f} | "
                      f"{agg['train_seconds']['mean']:.0f} |")
+    if diff:
+        lines += ["", f"Test top-1 after fine-tuning minus {args.against}'s:", "",
+                  "| network | difference of means | combined SE | paired by seed (n) |",
+                  "|---|---|---|---|"]
+        for n, d in diff.items():
+            se = "" if d["combined_se"] is None else f"{d['combined_se']:.2f}"
+            pr = ("" if d["paired"] is None
+                  else f"{format_mean_std(d['paired'])} ({d['paired']['n']})")
+            lines.append(f"| {n} | {d['difference']:+.2f} | {se} | {pr} |")
     Path(args.out + ".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

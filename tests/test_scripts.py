@@ -50,6 +50,33 @@ def test_finetune_summary_groups_runs_by_name(run_script, tmp_path):
         tmp_path / "s.md").read_text()
 
 
+def test_finetune_summary_differences_against_a_named_group(run_script, tmp_path):
+    """``--against``: each other group's mean minus the named group's, with the combined SE
+    of the two means, and the differences paired by fine-tuning seed (a seed the reference
+    lacks is left out of the pairs); an unknown name is refused in one line."""
+    import json
+    import math
+
+    runs = tmp_path / "runs"
+    rows = (("amc_x", 80.0, 0), ("amc_x_s1", 83.0, 1), ("amc_x_s2", 81.0, 7),
+            ("uni_y", 81.0, 0), ("uni_y_s1", 81.5, 1), ("uni_y_s2", 82.5, 2))
+    for name, test, seed in rows:
+        (runs / name).mkdir(parents=True)
+        (runs / name / "summary.json").write_text(json.dumps({
+            "final": {"test_top1": test, "val_top1": test, "macs_ratio": 0.5}, "speed": {},
+            "config": {"epochs": 1, "seed": seed, "policy": "p.json"}}))
+    run_script(SCRIPTS[0].parent / "finetune_summary.py", [
+        "--runs", str(runs), "--out", str(tmp_path / "s"), "--against", "uni_y"])
+    d = json.loads((tmp_path / "s.json").read_text())["against"]["uni_y"]["amc_x"]
+    assert d["difference"] == pytest.approx(81.3333333 - 81.6666667)
+    se_a, se_b = math.sqrt(7 / 3) / math.sqrt(3), math.sqrt(1.75 / 3) / math.sqrt(3)
+    assert d["combined_se"] == pytest.approx(math.hypot(se_a, se_b))
+    assert d["paired"]["values"] == [-1.0, 1.5]  # seeds 0 and 1; seed 7 has no partner
+    with pytest.raises(SystemExit, match="--against nope names no run group"):
+        run_script(SCRIPTS[0].parent / "finetune_summary.py", [
+            "--runs", str(runs), "--out", str(tmp_path / "t"), "--against", "nope"])
+
+
 def test_a_runs_name_splits_back_and_a_mean_std_formats():
     from amc.report.compare import _name, split_run
     from amc.utils.stats import format_mean_std, mean_std
