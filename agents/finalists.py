@@ -179,7 +179,7 @@ def pick_by_finetune(cfg: SearchConfig, scorer: Scorer, run_dir: Path, reward_at
     if res["chosen"]:
         if not own.is_file():
             write_text(own, best_file.read_text())
-        make_policy(scorer.pm, pick.ratios, cfg.model, cfg.budget, "amc", cfg.seed,
+        make_policy(scorer.pm, pick.ratios, cfg.model, cfg.parsed_budget(), "amc", cfg.seed,
                     cfg.max_ratio, {**_metrics(scorer, reward_at, pick),
                                     "val_top1_after_finalist_ft": res["rows"][res["chosen"]][
                                         "val_top1_after"]},

@@ -117,8 +117,8 @@ class SearchMonitor(BaseCallback):
                                           or res["reward"] > self.best_reward):
             self.best_reward = res["reward"]
             self.training_env.set_attr("best_reward", self.best_reward)  # racing bar
-            pol = make_policy(self.pm, res["ratios"], self.cfg.model, self.cfg.budget, "amc",
-                              self.cfg.seed, self.cfg.max_ratio,
+            pol = make_policy(self.pm, res["ratios"], self.cfg.model, self.cfg.parsed_budget(),
+                              "amc", self.cfg.seed, self.cfg.max_ratio,
                               {"val_top1": res["val_top1"], "reward": res["reward"]},
                               episode=self.done, reward_type=self.cfg.reward)
             pol.save(self.run_dir / "best_policy.json")

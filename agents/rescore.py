@@ -96,7 +96,8 @@ def pick_best(cfg: SearchConfig, scorer: Scorer, run_dir: Path, reward_at: Rewar
         search_best.provenance["picked_by"] = how
         search_best.save(best_file)
     else:  # metrics as episodes.csv holds them (val top-1 to 4 decimals, reward to 6)
-        make_policy(scorer.pm, c.ratios, cfg.model, cfg.budget, "amc", cfg.seed, cfg.max_ratio,
+        make_policy(scorer.pm, c.ratios, cfg.model, cfg.parsed_budget(), "amc", cfg.seed,
+                    cfg.max_ratio,
                     {"val_top1": c.val_top1, "reward": c.reward,
                      "val_top1_all": row["val_top1_all"]},
                     episode=c.episode, reward_type=cfg.reward, picked_by=how).save(best_file)

@@ -123,7 +123,7 @@ def cheap_lines(scorer: Scorer, cfg: SearchConfig, run_dir: Path,
             continue
         o = outcome(scorer, cfg, ratios)
         metrics = {"val_top1": o["val_top1"], "reward": o["reward"]}
-        make_policy(pm, ratios, cfg.model, cfg.budget, name, cfg.seed, cfg.max_ratio,
+        make_policy(pm, ratios, cfg.model, cfg.parsed_budget(), name, cfg.seed, cfg.max_ratio,
                     metrics).save(path)
         out[name] = (ratios, metrics)
     return out

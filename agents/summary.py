@@ -64,7 +64,9 @@ def best_fields(run_dir: Path) -> dict[str, Any]:
             "best_val_top1": best["metrics"]["val_top1"],
             "best_val_top1_all": best["metrics"].get("val_top1_all"),
             "best_reward": best["metrics"]["reward"],
-            "best_macs_ratio": best["achieved"]["macs_ratio"]}
+            "best_macs_ratio": best["achieved"]["macs_ratio"],
+            **({"best_latency_ratio": best["achieved"]["latency_ratio"]}
+               if "latency_ratio" in best["achieved"] else {})}
 
 
 def summarize(cfg: SearchConfig, run_dir: Path, lines: dict[str, dict], seconds: float,

@@ -105,11 +105,13 @@ def test_measure_latency(channels_last):
 
 
 def test_interleaved_timing_orders_a_four_times_larger_model_as_slower():
-    """Two convs side by side, one with 4x the multiply-adds: the timer must see it."""
+    """Two convs side by side, one with 4x the multiply-adds: the timer must see it. Judged
+    on each one's fastest run: on a loaded machine (a CI run beside a fine-tune on these 2
+    cores) a median once came out below 1.8x; load only ever adds time to a run."""
     torch.manual_seed(0)
     small, big = nn.Conv2d(32, 32, 3, padding=1), nn.Conv2d(64, 64, 3, padding=1)
     xs, xb = torch.randn(8, 32, 32, 32), torch.randn(8, 64, 32, 32)
     with torch.inference_mode():
         t = interleaved({"small": lambda: small(xs), "big": lambda: big(xb)}, runs=12, rounds=3)
-    assert t["big"]["median_ms"] > 1.8 * t["small"]["median_ms"], t
+    assert t["big"]["min_ms"] > 1.8 * t["small"]["min_ms"], t
     assert t["small"]["runs"] == t["big"]["runs"] == 12

@@ -148,6 +148,28 @@ def test_predict_interpolates_between_measured_points(pm, isolated_cache):
     assert table.predict([0.0] * n) == pytest.approx(table.dense_ms)
 
 
+def test_a_policy_at_a_latency_budget_records_the_tables_prediction(pm, isolated_cache,
+                                                                    tmp_path):
+    """``make_policy`` given a latency :class:`Budget` records the fraction of dense latency
+    its table predicts for these ratios (what the budget held them to) and where the table
+    was measured, through a save and load; the budget's string alone records none."""
+    from amc.prune.policy import load_policy, make_policy
+
+    quick = LatencySpec("torch", batch=4, threads=1, **QUICK)
+    table = quick.table(pm)
+    n = len(pm.units)
+    light, heavy = [0.2] * n, [0.7] * n
+    pols = [make_policy(pm, r, "m", Budget.parse("latency:0.9", quick), "uniform")
+            for r in (light, heavy)]
+    got = [load_policy(p.save(tmp_path / f"{i}.json")) for i, p in enumerate(pols)]
+    assert [g.achieved["latency_ratio"] for g in got] == pytest.approx(
+        [table.fraction(light), table.fraction(heavy)])
+    assert got[1].achieved["latency_ratio"] < got[0].achieved["latency_ratio"]
+    assert got[0].provenance["latency_table"] == {"backend": "torch", "batch": 4, "threads": 1}
+    assert got[0].budget == "latency:0.9"
+    assert "latency_ratio" not in make_policy(pm, light, "m", "latency:0.9", "u").achieved
+
+
 def test_env_and_search_config_measure_where_the_config_says(pm, isolated_cache):
     """The spec travels from the config through the env's budget (no default table is built)."""
     from amc.agents import SearchConfig

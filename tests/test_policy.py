@@ -132,7 +132,8 @@ STRATEGIES = ("uniform", "global", "sensitivity", "random")
 
 
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # a latency budget's table goes to this folder's cache, not the user's
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "AMC_CACHE_DIR": str(cwd / "cache")}
     return subprocess.run([sys.executable, "-m", "amc.cli", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=600)
 
@@ -166,6 +167,9 @@ def cli(digits_ckpt, digits_pm, tmp_path_factory) -> dict:
         jobs[f"baseline:{s}"] = ["baseline", *model, "--strategy", s, "--budget", BUDGET,
                                  "--max-ratio", "0.8", "--n-random", "4",
                                  "--out", str(d / f"{s}.json")]
+    jobs["baseline:latency"] = ["baseline", *model, "--strategy", "uniform", "--budget",
+                                "latency:0.8", "--latency-batch", "4", "--latency-threads", "1",
+                                "--max-ratio", "0.8", "--out", str(d / "latency.json")]
     existing = d / "existing.json"
     existing.write_text("keep me\n")
     jobs["overwrite:baseline"] = ["baseline", *model, "--out", str(existing)]
@@ -259,6 +263,20 @@ def test_cli_baseline_writes_policy_meeting_budget(cli, digits_ckpt, strategy):
     dense = model_cost(create_model("digits_cnn"), (1, 8, 8))[0]
     assert macs == pol.achieved["macs"]
     assert 0.95 * 0.5 * dense <= macs <= 0.5 * dense  # scaled to the budget
+
+
+@pytest.mark.cli
+def test_cli_baseline_at_a_latency_budget_records_and_prints_the_tables_prediction(cli):
+    """The policy keeps the fraction of dense latency its table predicts (within the budget)
+    and where the table was measured; the command prints it."""
+    res = cli["results"]["baseline:latency"]
+    assert res.returncode == 0, res.stderr[-2000:]
+    pol = load_policy(cli["dir"] / "latency.json")
+    lat = pol.achieved["latency_ratio"]
+    assert lat <= 0.8 + 1e-9 and pol.budget == "latency:0.8"
+    assert pol.provenance["latency_table"] == {"backend": "torch", "batch": 4, "threads": 1}
+    assert f"latency {lat:.3f} (table)" in res.stdout, res.stdout
+    assert "latency_ratio" not in load_policy(cli["dir"] / "uniform.json").achieved  # FLOPs
 
 
 @pytest.mark.cli

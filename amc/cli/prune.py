@@ -79,13 +79,15 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     ratios, info = _with_workers(args, scorer, lambda m: run_strategy(
         args.strategy, scorer, budget, args.max_ratio, args.seed, args.n_random, m,
         rescore_top=args.rescore_top, rest=rest, fill=args.fill_vectors))
-    pol = make_policy(scorer.pm, ratios, args.model, str(budget), args.strategy, args.seed,
+    pol = make_policy(scorer.pm, ratios, args.model, budget, args.strategy, args.seed,
                       args.max_ratio, {"val_top1": info["val_top1"]},
                       seconds=info["seconds"], bn_recalib=args.bn_recalib,
                       reconstruct=args.reconstruct)
     pol.save(args.out)
+    lat = (f"  latency {pol.achieved['latency_ratio']:.3f} (table)"
+           if "latency_ratio" in pol.achieved else "")
     print(f"{args.strategy}: val top-1 {info['val_top1']:.2f}%  MACs "
-          f"{pol.achieved['macs_ratio']:.3f}  params {pol.achieved['params_ratio']:.3f} of "
+          f"{pol.achieved['macs_ratio']:.3f}  params {pol.achieved['params_ratio']:.3f}{lat} of "
           f"dense  ({info['seconds']:.1f} s) -> {args.out}")
     return 0
 

@@ -41,6 +41,9 @@ def cmd_search(args: argparse.Namespace) -> int:
           f"episodes, best val top-1 {s['best_val_top1']:.2f}% (episode {s['best_episode']}) vs "
           f"{lines or 'no cheap policy within the budget'}; {s['seconds_per_episode']:.2f} "
           "s/episode")
+    if "best_latency_ratio" in s:
+        print(f"best policy: latency {s['best_latency_ratio']:.3f} of dense predicted by the "
+              f"latency table, MACs {s['best_macs_ratio']:.3f} of dense")
     if r := s.get("rescore"):
         print(f"best picked on all {r['images']} val images among the search's "
               f"{r['candidates']} best: episode {r['chosen_episode']} "

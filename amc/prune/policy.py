@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from amc.prune.budget import MAX_RATIO
+from amc.prune.budget import MAX_RATIO, Budget, resource_fn
 from amc.prune.depth import DROP
 from amc.prune.units import CRITERIA, MODES, PrunableModel
 from amc.utils.errors import AmcError
@@ -47,7 +47,8 @@ class Policy:
         max_ratio: Largest channel-pruning ratio allowed for a unit.
         drop_blocks: Whether units that are a basic block's inner width may take ratio
             :data:`~amc.prune.depth.DROP` (the block dropped whole).
-        achieved: Achieved ``macs_ratio``/``params_ratio`` and absolute values.
+        achieved: Achieved ``macs_ratio``/``params_ratio`` and absolute values (at a
+            latency budget also ``latency_ratio``, the lookup table's prediction).
         metrics: Measured accuracies (e.g. ``val_top1``).
         provenance: Strategy, seed, package version, git commit, time.
     """
@@ -91,23 +92,37 @@ class Policy:
         return write_json(path, self.to_dict())
 
 
-def make_policy(pm: PrunableModel, ratios: Sequence[float], model_name: str, budget: str,
-                strategy: str, seed: int | None = None, max_ratio: float = MAX_RATIO,
-                metrics: dict[str, float] | None = None, **extra: Any) -> Policy:
-    """Build a policy for ``pm``'s units from ``ratios`` and record what it achieves."""
+def make_policy(pm: PrunableModel, ratios: Sequence[float], model_name: str,
+                budget: str | Budget, strategy: str, seed: int | None = None,
+                max_ratio: float = MAX_RATIO, metrics: dict[str, float] | None = None,
+                **extra: Any) -> Policy:
+    """Build a policy for ``pm``'s units from ``ratios`` and record what it achieves.
+
+    A latency :class:`Budget` (not its string) also records the fraction of the dense
+    latency that its lookup table predicts (``achieved["latency_ratio"]``, what the budget
+    was held to) and where that table was measured (``provenance["latency_table"]``).
+    """
     ratios = [float(r) for r in ratios]
     macs, params = pm.cost(ratios)
+    latency: dict[str, Any] = {}
+    if isinstance(budget, Budget) and budget.kind == "latency":
+        from amc.prune.latency_table import LatencySpec
+
+        spec = budget.latency or LatencySpec()
+        latency = {"latency_ratio": resource_fn(pm, budget)(ratios)}
+        extra = {**extra, "latency_table": {"backend": spec.backend, "batch": spec.batch,
+                                            "threads": spec.threads}}
     # ratios are stored unrounded (JSON keeps a float exactly): a rounded ratio can fall just
     # below a channel boundary and keep one channel more than ``kept`` and ``achieved`` say,
     # breaking the budget when the policy is applied
     units = [{"name": u.name, "ratio": r, "channels": u.n, "kept": pm.kept(i, r)}
              for i, (u, r) in enumerate(zip(pm.units, ratios))]
     return Policy(
-        model=model_name, mode=pm.mode, criterion=pm.criterion, units=units, budget=budget,
+        model=model_name, mode=pm.mode, criterion=pm.criterion, units=units, budget=str(budget),
         input_size=list(pm.input_size), round_to=pm.round_to, max_ratio=max_ratio,
         drop_blocks=bool(pm.blocks),
         achieved={"macs_ratio": macs / pm.dense_macs, "params_ratio": params / pm.dense_params,
-                  "macs": macs, "params": params},
+                  "macs": macs, "params": params, **latency},
         metrics=dict(metrics or {}),
         provenance={"strategy": strategy, "seed": seed, "amc_version": amc_version(),
                     "git_commit": git_commit(), "created": now(), **extra},

@@ -258,11 +258,10 @@ class Comparison:
             sweep_s = float(sw["seconds"])  # the sweep is part of this strategy's search
 
         rest = rest_of_val(scorer, self.data.tensors("val"))
+        parsed = Budget.parse(budget, LatencySpec.from_config(self.cfg))
 
         def run_it(map_fn: MapFn | None) -> tuple[list[float], dict]:
-            return run_strategy(strategy, scorer,
-                                Budget.parse(budget, LatencySpec.from_config(self.cfg)),
-                                self.cfg.max_ratio,
+            return run_strategy(strategy, scorer, parsed, self.cfg.max_ratio,
                                 self.cfg.seed + run, self.cfg.n_random, map_fn=map_fn,
                                 sweep=sweep, rescore_top=self.cfg.rescore_top, rest=rest,
                                 fill=self.cfg.fill_vectors)
@@ -275,7 +274,7 @@ class Comparison:
             if unreachable(e):
                 self._unreachable[strategy, budget] = e
             raise
-        pol = make_policy(scorer.pm, ratios, self.cfg.model, budget, strategy,
+        pol = make_policy(scorer.pm, ratios, self.cfg.model, parsed, strategy,
                           self.cfg.seed + run, self.cfg.max_ratio,
                           {"val_top1": info["val_top1"]},
                           search_seconds=info["seconds"] + sweep_s)
