@@ -2,7 +2,7 @@
 ``bash scripts/bench_compare.sh``; writes ``results/quality_resnet56.md`` and ``.json``.
 
     .venv/bin/python scripts/quality_summary.py [--folder results/compare_resnet56]
-        [--against COMMIT ...] [--reference FOLDER]
+        [--against COMMIT ...] [--reference FOLDER] [--longer FILE]
 
 Every figure is read from the folder (``table.csv``: mean ± std over the runs,
 ``table_runs.csv``, ``sensitivity.json``, the AMC searches' ``summary.json``).
@@ -60,10 +60,13 @@ def se(row: dict, m: str, n_test: int = 10000) -> float:
     return standard_error({**row, f"{m}_n": row.get(f"{m}_n") or row["n"]}, m, n_test)
 
 
-def checks(d: dict, reference: dict | None = None) -> list[dict]:
+def checks(d: dict, reference: dict | None = None, longer: dict | None = None,
+           longer_file: str = "") -> list[dict]:
     """The targets' checks; ``reference``: another folder's ``load`` whose uniform flops:0.5
     row stands in where this folder has none (for the accuracy check only: speeds timed in
-    other runs are not compared)."""
+    other runs are not compared); ``longer``: a ``finetune_summary.py --against`` document
+    (``longer_file``) of the same policies fine-tuned longer, whose AMC groups' differences
+    to its reference group are checked too."""
     out = []
 
     def add(check: str, value: float | None, target: str, met: bool | None, note: str = ""):
@@ -107,6 +110,21 @@ def checks(d: dict, reference: dict | None = None) -> list[dict]:
             amc["test_after"] - other["test_after"], ">= 0",
             amc["test_after"] >= other["test_after"],
             f"combined SE {math.hypot(se(amc, 'test_after'), se(other, 'test_after')):.2f}")
+    for ref_name, diffs in (longer or {}).get("against", {}).items():
+        for name, x in diffs.items():
+            if not name.startswith("amc"):
+                continue
+            runs = longer["runs"][name]
+            images = {r.get("train_images") for r in runs}
+            how = (f"{images.pop()} images, " if len(images) == 1 and None not in images
+                   else "")
+            paired = x["paired"]
+            pair = ("" if paired is None else
+                    f"; paired by seed {paired['mean']:+.2f} ± {paired['std'] or 0:.2f} "
+                    f"(n {paired['n']})")
+            se_note = "" if x["combined_se"] is None else f"combined SE {x['combined_se']:.2f}"
+            add(f"{name} - {ref_name} on test after a longer fine-tune ({how}`{longer_file}`), "
+                "points", x["difference"], ">= 0", x["difference"] >= 0, se_note + pair)
     if d["sweep"] is not None:
         walls = [search_wall_seconds(Path(d["folder"]) / "search" / name)
                  for name in d["searches"]]
@@ -310,11 +328,16 @@ def main() -> None:
     p.add_argument("--reference", default=None, metavar="FOLDER",
                    help="a comparison folder whose uniform flops:0.5 the latency budget's "
                         "accuracy check uses where --folder has none")
+    p.add_argument("--longer", default=None, metavar="FILE",
+                   help="a finetune_summary.py --against JSON of the folder's policies "
+                        "fine-tuned longer: its AMC groups' differences are checked too")
     args = p.parse_args()
     d = load(Path(args.folder))
     ref = load(Path(args.reference)) if args.reference else None
     s = {"made": now(), "git_commit": git_commit(), "folder": args.folder,
-         "reference": args.reference, "checks": checks(d, ref),
+         "reference": args.reference, "longer": args.longer,
+         "checks": checks(d, ref, json.loads(Path(args.longer).read_text())
+                          if args.longer else None, args.longer or ""),
          "first_beats": first_beats(d, Path(args.folder)),
          "time_split": time_split(d, Path(args.folder)), "data": d,
          "against": {c: against(Path(args.folder), c) for c in args.against}}

@@ -77,6 +77,27 @@ def test_finetune_summary_differences_against_a_named_group(run_script, tmp_path
             "--runs", str(runs), "--out", str(tmp_path / "t"), "--against", "nope"])
 
 
+def test_quality_summary_checks_amc_after_a_longer_fine_tune():
+    """``--longer``: each AMC group of a ``finetune_summary.py --against`` document is checked
+    against the reference group (met only at a difference >= 0), other groups are not."""
+    import runpy
+
+    checks = runpy.run_path(str(SCRIPTS[0].parent / "quality_summary.py"))["checks"]
+    d = {"config": {"budgets": []}, "agg": [], "sweep": None}
+    runs = [{"train_images": 45000}] * 2
+    longer = {"runs": {"amc_a": runs, "amc_b": runs, "blocks_a": runs},
+              "against": {"uni": {
+                  "amc_a": {"difference": 0.3, "combined_se": 0.2,
+                            "paired": {"mean": 0.3, "std": 0.1, "n": 2}},
+                  "amc_b": {"difference": -0.01, "combined_se": None, "paired": None},
+                  "blocks_a": {"difference": -1.0, "combined_se": 0.2, "paired": None}}}}
+    rows = checks(d, None, longer, "ft.json")
+    assert [(r["check"].split(" ")[0], r["met"]) for r in rows] == [
+        ("amc_a", True), ("amc_b", False)]
+    assert "45000 images, `ft.json`" in rows[0]["check"]
+    assert rows[0]["note"] == "combined SE 0.20; paired by seed +0.30 ± 0.10 (n 2)"
+
+
 def test_a_runs_name_splits_back_and_a_mean_std_formats():
     from amc.report.compare import _name, split_run
     from amc.utils.stats import format_mean_std, mean_std
