@@ -17,6 +17,7 @@ import math
 from pathlib import Path
 
 from amc.report.compare import split_run
+from amc.report.compare_table import standard_error
 from amc.utils.io import write_json
 from amc.utils.provenance import git_commit, now
 from amc.utils.stats import format_mean_std, mean_std
@@ -46,10 +47,17 @@ def collect(runs: Path) -> dict[str, list[dict]]:
     return groups
 
 
+def _se(d: dict, n_test: int = 10000) -> float:
+    """Standard error of a :func:`mean_std` of test top-1 by the comparison table's rule
+    (:func:`standard_error`: std/√n, or one run's binomial error of ``n_test`` images)."""
+    return standard_error({"test_top1": d["mean"], "test_top1_std": d["std"], "n": d["n"]},
+                          "test_top1", n_test)
+
+
 def against(groups: dict[str, list[dict]], ref: str) -> dict[str, dict]:
     """Each other name's test top-1 after fine-tuning minus ``ref``'s: the difference of the
-    means with its combined standard error, and the mean ± std of the differences paired by
-    fine-tuning seed (runs whose seed both names have)."""
+    means with its combined standard error (:func:`_se`), and the mean ± std of the
+    differences paired by fine-tuning seed (runs whose seed both names have)."""
     if ref not in groups:
         raise SystemExit(f"finetune_summary: error: --against {ref} names no run group (have: "
                          f"{', '.join(groups)}); pass one of those")
@@ -60,10 +68,9 @@ def against(groups: dict[str, list[dict]], ref: str) -> dict[str, dict]:
         if name == ref:
             continue
         a = mean_std([r["test_top1"] for r in rows])
-        se = [x["std"] / math.sqrt(x["n"]) for x in (a, b) if x["std"] is not None]
         pairs = [r["test_top1"] - base[r["seed"]] for r in rows if r["seed"] in base]
         out[name] = {"difference": a["mean"] - b["mean"],
-                     "combined_se": math.hypot(*se) if len(se) == 2 else None,
+                     "combined_se": math.hypot(_se(a), _se(b)),
                      "paired": mean_std(pairs) if pairs else None}
     return out
 
@@ -98,10 +105,9 @@ def main() -> None:
                   "| network | difference of means | combined SE | paired by seed (n) |",
                   "|---|---|---|---|"]
         for n, d in diff.items():
-            se = "" if d["combined_se"] is None else f"{d['combined_se']:.2f}"
             pr = ("" if d["paired"] is None
                   else f"{format_mean_std(d['paired'])} ({d['paired']['n']})")
-            lines.append(f"| {n} | {d['difference']:+.2f} | {se} | {pr} |")
+            lines.append(f"| {n} | {d['difference']:+.2f} | {d['combined_se']:.2f} | {pr} |")
     Path(args.out + ".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
