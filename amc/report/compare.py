@@ -394,4 +394,7 @@ class Comparison:
             "speedup_b64_1thread": base["latency_b64_1thread_ms"]
             / mine["latency_b64_1thread_ms"],
             "search_seconds": self._search_seconds(strategy, name, pol),
+            # what the latency table predicted, beside what was measured (latency budgets)
+            **({"speedup_b64_table": 1.0 / pol.achieved["latency_ratio"]}
+               if "latency_ratio" in pol.achieved else {}),
         }

@@ -20,7 +20,10 @@ from amc.prune.policy import load_policy
 METRICS = ("val_before", "test_before", "val_after", "test_after", "delta_test_vs_dense_ft",
            "macs_M", "params_M", "macs_ratio", "latency_b1_ms", "latency_b64_ms",
            "latency_b64_1thread_ms", "speedup_b1", "speedup_b64", "speedup_b64_1thread",
-           "search_seconds")
+           "speedup_b64_table", "search_seconds")
+"""``speedup_b64_table``: the speed-up the latency table predicted (1 / the policy's
+``achieved.latency_ratio``), only in rows found at a latency budget; the other rows leave it
+empty, and a table of FLOPs budgets only has no such column."""
 #: Columns a winner is marked in (higher is better).
 CONTESTED = ("test_before", "test_after", "speedup_b64", "speedup_b64_1thread")
 
@@ -35,6 +38,8 @@ def aggregate(rows: Sequence[dict]) -> list[dict]:
     for (strategy, budget), rs in groups.items():
         row: dict = {"strategy": strategy, "budget": budget, "n": len(rs)}
         for m in METRICS:
+            if not any(m in r for r in rows):  # a column no run has (speedup_b64_table)
+                continue
             v = np.array([float(r[m]) for r in rs if r.get(m) not in (None, "")], dtype=float)
             row[m] = float(v.mean()) if v.size else float("nan")
             row[f"{m}_std"] = float(v.std(ddof=1)) if v.size > 1 else 0.0
@@ -74,6 +79,8 @@ def winners(agg: Sequence[dict], n_test: int | None = None) -> set[tuple[str, st
 
 
 def _cell(row: dict, m: str, fmt: str, bold: bool) -> str:
+    if m not in row or math.isnan(row[m]):
+        return "–"
     text = fmt.format(row[m])
     n = row.get(f"{m}_n", row["n"])
     if n > 1:
@@ -88,7 +95,7 @@ def write_table(out: Path, rows: list[dict], dense: dict, dense_before: dict | N
     """``table_runs.csv`` (every run), ``table.csv`` and ``table.md`` (mean ± std per
     strategy and budget, clear winners in bold); returns the aggregated rows."""
     with open(out / "table_runs.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
         w.writeheader()
         w.writerows(rows)
     agg = aggregate(rows)
@@ -101,6 +108,9 @@ def write_table(out: Path, rows: list[dict], dense: dict, dense_before: dict | N
              "val_after": "{:.2f}", "macs_ratio": "{:.3f}", "params_M": "{:.3f}",
              "speedup_b64": "{:.2f}", "speedup_b64_1thread": "{:.2f}", "speedup_b1": "{:.2f}",
              "search_seconds": "{:.0f}"}
+    if any("speedup_b64_table" in r for r in agg):  # after the measured speed-ups
+        shown = {**{k: v for k, v in shown.items() if k != "search_seconds"},
+                 "speedup_b64_table": "{:.2f}", "search_seconds": "{:.0f}"}
     lines = [f"Dense fine-tuned: val {dense['val_top1']:.2f} %, test {dense['test_top1']:.2f} %"
              f", {dense['macs'] / 1e6:.2f}M MACs, batch-64 CPU latency "
              f"{dense['latency_b64_ms']:.1f} ms ({dense['latency_b64_1thread_ms']:.1f} ms on 1 "
@@ -112,6 +122,10 @@ def write_table(out: Path, rows: list[dict], dense: dict, dense_before: dict | N
                  "ahead of the runner-up by more than their combined standard error "
                  "(std/√n, or the test set's binomial error for one run).")
     lines += list(notes)
+    if "speedup_b64_table" in shown:
+        lines.append("speedup_b64_table: the speed-up at batch 64 the latency table predicted "
+                     "for a policy found at a latency budget (where the table was measured: "
+                     "each policy's provenance.latency_table); beside speedup_b64, measured.")
     cols = ["strategy", "budget", "n", *shown]
     lines += ["", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in agg:
