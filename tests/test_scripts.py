@@ -155,3 +155,23 @@ def test_conv_vectors_times_both_sides_of_every_vector_and_scores_step_models():
     assert err(steps, ks) > 0.02
     inputs = [vector_inputs(k, 16) for k in ks]  # linear to 16, then in vectors
     assert inputs[:8] == list(range(1, 9)) and vector_inputs(17, 16) == 32
+
+
+def test_quality_summary_speed_check_names_the_tables_prediction():
+    """The measured speed-up is the check; the table's predicted one (a latency-budget
+    policy's) is noted beside it, at the table's thread count only."""
+    import runpy
+
+    checks = runpy.run_path(str(SCRIPTS[0].parent / "quality_summary.py"))["checks"]
+    base = {"n": 3, "test_before": 70.0, "test_after": 80.0, "test_before_std": 1.0,
+            "test_after_std": 1.0, "speedup_b64": 1.79, "speedup_b64_1thread": 1.84}
+    agg = [{**base, "strategy": "amc", "budget": "latency:0.54", "speedup_b64_table": 1.86},
+           {**base, "strategy": "blocks", "budget": "latency:0.54"},
+           {**base, "strategy": "uniform", "budget": "flops:0.5", "speedup_b64": 1.48,
+            "speedup_b64_1thread": 1.51}]
+    d = {"config": {"budgets": ["latency:0.54"], "threads": 2}, "agg": agg, "sweep": None}
+    rows = {r["check"]: r for r in checks(d)}
+    two = rows["latency:0.54: AMC speed-up at batch 64, 2 threads"]
+    assert (two["met"], two["note"]) == (False, "the latency table predicted 1.86")
+    one = rows["latency:0.54: AMC speed-up at batch 64, 1 thread"]
+    assert (one["met"], one["note"]) == (True, "")
