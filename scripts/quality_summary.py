@@ -2,7 +2,7 @@
 ``bash scripts/bench_compare.sh``; writes ``results/quality_resnet56.md`` and ``.json``.
 
     .venv/bin/python scripts/quality_summary.py [--folder results/compare_resnet56]
-        [--against COMMIT ...] [--reference FOLDER] [--longer FILE]
+        [--against COMMIT ...] [--reference FOLDER] [--longer FILE] [--retimed FILE]
 
 Every figure is read from the folder (``table.csv``: mean ± std over the runs,
 ``table_runs.csv``, ``sensitivity.json``, the AMC searches' ``summary.json``).
@@ -60,13 +60,44 @@ def se(row: dict, m: str, n_test: int = 10000) -> float:
     return standard_error({**row, f"{m}_n": row.get(f"{m}_n") or row["n"]}, m, n_test)
 
 
+def retimed_checks(folder: str, lat: str, retimed: dict, file: str) -> list[dict]:
+    """The latency budget's speed checks on a ``bench_retime.py`` document (``file``): the
+    folder's AMC networks and uniform flops:0.5 (from whichever folder it was timed in)
+    timed side by side in one process, each network's speed-up the mean over its rounds."""
+    out = []
+    amc_row = f"{folder}/amc_{lat.replace(':', '')}"
+    rounds = len(retimed["rounds"])
+    for t, s in retimed["summary"].items():
+        rows = s["per_row"]
+        if amc_row not in rows:
+            continue
+        amc = rows[amc_row]
+        label = f"{t[1:]} thread{'s' if t != 't1' else ''}"
+        where = f"timed side by side (`{file}`, {rounds} rounds)"
+        spread = f"± {amc['std']:.2f} over {amc['n']} networks" if amc["std"] else ""
+        out.append({"check": f"{lat}: AMC speed-up at batch 64, {label}, {where}",
+                    "value": amc["mean"], "target": ">= 1.8", "met": amc["mean"] >= 1.8,
+                    "note": spread})
+        uni = next((v for k, v in rows.items() if k.endswith("/uniform_flops0.5")), None)
+        if uni:
+            ratio = amc["mean"] / uni["mean"]
+            out.append({"check": f"{lat} AMC speed-up / uniform flops:0.5's, batch 64, "
+                                 f"{label}, {where}", "value": ratio, "target": ">= 1",
+                        "met": ratio >= 1,
+                        "note": f"{amc['mean']:.2f} vs {uni['mean']:.2f}"})
+    return out
+
+
 def checks(d: dict, reference: dict | None = None, longer: dict | None = None,
-           longer_file: str = "") -> list[dict]:
+           longer_file: str = "", retimed: dict | None = None,
+           retimed_file: str = "") -> list[dict]:
     """The targets' checks; ``reference``: another folder's ``load`` whose uniform flops:0.5
     row stands in where this folder has none (for the accuracy check only: speeds timed in
     other runs are not compared); ``longer``: a ``finetune_summary.py --against`` document
     (``longer_file``) of the same policies fine-tuned longer, whose AMC groups' differences
-    to its reference group are checked too."""
+    to its reference group are checked too; ``retimed``: a ``bench_retime.py`` document
+    (``retimed_file``) with the folder's AMC networks timed side by side
+    (:func:`retimed_checks`)."""
     out = []
 
     def add(check: str, value: float | None, target: str, met: bool | None, note: str = ""):
@@ -112,6 +143,8 @@ def checks(d: dict, reference: dict | None = None, longer: dict | None = None,
             amc["test_after"] - other["test_after"], ">= 0",
             amc["test_after"] >= other["test_after"],
             f"combined SE {math.hypot(se(amc, 'test_after'), se(other, 'test_after')):.2f}")
+    if lat and retimed:
+        out += retimed_checks(Path(d["folder"]).name, lat, retimed, retimed_file)
     for ref_name, diffs in (longer or {}).get("against", {}).items():
         for name, x in diffs.items():
             if not name.startswith("amc"):
@@ -333,13 +366,19 @@ def main() -> None:
     p.add_argument("--longer", default=None, metavar="FILE",
                    help="a finetune_summary.py --against JSON of the folder's policies "
                         "fine-tuned longer: its AMC groups' differences are checked too")
+    p.add_argument("--retimed", default=None, metavar="FILE",
+                   help="a bench_retime.py JSON that timed the folder's AMC networks (and "
+                        "uniform flops:0.5) side by side: the latency budget's speed checks "
+                        "on it too")
     args = p.parse_args()
     d = load(Path(args.folder))
     ref = load(Path(args.reference)) if args.reference else None
     s = {"made": now(), "git_commit": git_commit(), "folder": args.folder,
-         "reference": args.reference, "longer": args.longer,
+         "reference": args.reference, "longer": args.longer, "retimed": args.retimed,
          "checks": checks(d, ref, json.loads(Path(args.longer).read_text())
-                          if args.longer else None, args.longer or ""),
+                          if args.longer else None, args.longer or "",
+                          json.loads(Path(args.retimed).read_text()) if args.retimed else None,
+                          args.retimed or ""),
          "first_beats": first_beats(d, Path(args.folder)),
          "time_split": time_split(d, Path(args.folder)), "data": d,
          "against": {c: against(Path(args.folder), c) for c in args.against}}

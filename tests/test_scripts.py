@@ -4,6 +4,7 @@ benchmark (or on a GPU machine)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -175,3 +176,29 @@ def test_quality_summary_speed_check_names_the_tables_prediction():
     assert (two["met"], two["note"]) == (False, "the latency table predicted 1.86")
     one = rows["latency:0.54: AMC speed-up at batch 64, 1 thread"]
     assert (one["met"], one["note"]) == (True, "")
+
+
+def test_quality_summary_checks_speed_on_a_side_by_side_retime():
+    """``--retimed``: the folder's AMC row of a bench_retime.py document is checked against
+    1.8x and against uniform flops:0.5's row (from any folder), per thread count."""
+    import runpy
+
+    retimed_checks = runpy.run_path(
+        str(SCRIPTS[0].parent / "quality_summary.py"))["retimed_checks"]
+
+    def row(mean, std=0.0, n=3):
+        return {"mean": mean, "std": std, "n": n}
+
+    retimed = {"rounds": [{}, {}, {}], "summary": {
+        "t2": {"per_row": {"dense": row(1.0), "f/amc_latency0.54": row(1.82, 0.04),
+                           "g/amc_latency0.54": row(1.5), "g/uniform_flops0.5": row(1.45)}},
+        "t1": {"per_row": {"f/amc_latency0.54": row(1.79), "g/uniform_flops0.5": row(1.80)}}}}
+    rows = retimed_checks("f", "latency:0.54", retimed, "r.json")
+    assert [(re.search(r"\d threads?", r["check"])[0], r["target"], r["met"])
+            for r in rows] == [
+        ("2 threads", ">= 1.8", True), ("2 threads", ">= 1", True),
+        ("1 thread", ">= 1.8", False), ("1 thread", ">= 1", False)]
+    assert rows[0]["value"] == 1.82 and rows[0]["note"] == "± 0.04 over 3 networks"
+    assert rows[1]["value"] == pytest.approx(1.82 / 1.45)
+    assert "(`r.json`, 3 rounds)" in rows[0]["check"]
+    assert retimed_checks("h", "latency:0.54", retimed, "r.json") == []
