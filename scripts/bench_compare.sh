@@ -584,38 +584,30 @@ if [[ $WHICH == drop55-fill ]]; then  # drop55-vectors' settings, vectors filled
   DROP_EXTRA=("${BASE[@]}")
   drop "$D" latency:0.55
 fi
-if [[ $WHICH == drop55-grid ]]; then  # drop55-fill's comparison with METHOD 8's table
-  S=results/compare_resnet56_drop55_fill
-  D=results/compare_resnet56_drop55_grid
-  if [[ ! -f $D/config.json ]]; then  # its adapted dense model and uniform flops:0.5 copied
-    copy_dense "$S" "$D"
-    mkdir -p "$D/policies"
-    for d in policies eval finetune models; do cp "$S/$d"/uniform_flops0.5* "$D/$d/"; done
-    cp "$S"/*_uniform_flops0.5.* "$D/"
-    derive_config "$S/config.json" "$D/config.json" "latency_table_method=8, out='$D'"
+grid() {  # grid SRC OUT "k=v, ..." BUDGET: drop55-fill's options (KD 0.5, finalists) at BUDGET in
+  local src=$1 out=$2  # OUT, from SRC's adapted dense model with its uniform flops:0.5 runs
+  if [[ ! -f $out/config.json ]]; then  # (policies, scores, fine-tunes, table, timings) copied
+    copy_dense "$src" "$out"
+    mkdir -p "$out/policies"
+    for d in policies eval finetune models; do cp "$src/$d"/uniform_flops0.5* "$out/$d/"; done
+    cp "$src"/*_uniform_flops0.5.* "$out/"
+    derive_config "$src/config.json" "$out/config.json" "$3, out='$out'"
   fi
   KD=0.5
   DROP_EXTRA=(--drop-swap 0.3 --no-reconstruct-delivered --pair-moves 0.5 --anchor-every 1
               --finalists 4 --blocks-finalists 3)
-  drop "$D" latency:0.55
+  drop "$out" "$4"
+}
+if [[ $WHICH == drop55-grid ]]; then  # drop55-fill's comparison with METHOD 8's table
+  grid results/compare_resnet56_drop55_fill results/compare_resnet56_drop55_grid \
+      "latency_table_method=8" latency:0.55
 fi
 # `drop54-grid`: drop55-grid's comparison at latency:0.54 (its 2-thread speed-ups missed 1.8x by
 # 0.02-0.03 at 0.55), from drop55-grid's adapted dense model, with its uniform flops:0.5 runs
 # copied -> results/compare_resnet56_drop54_grid/ (~40 min for SEEDS=3, the default).
 if [[ $WHICH == drop54-grid ]]; then
-  S=results/compare_resnet56_drop55_grid
-  D=results/compare_resnet56_drop54_grid
-  if [[ ! -f $D/config.json ]]; then
-    copy_dense "$S" "$D"
-    mkdir -p "$D/policies"
-    for d in policies eval finetune models; do cp "$S/$d"/uniform_flops0.5* "$D/$d/"; done
-    cp "$S"/*_uniform_flops0.5.* "$D/"
-    derive_config "$S/config.json" "$D/config.json" "budgets=['latency:0.54'], out='$D'"
-  fi
-  KD=0.5
-  DROP_EXTRA=(--drop-swap 0.3 --no-reconstruct-delivered --pair-moves 0.5 --anchor-every 1
-              --finalists 4 --blocks-finalists 3)
-  drop "$D" latency:0.54
+  grid results/compare_resnet56_drop55_grid results/compare_resnet56_drop54_grid \
+      "budgets=['latency:0.54']" latency:0.54
 fi
 ftone() {  # ftone DENSE_FOLDER POLICY OUT IMAGES KD RUN: POLICY applied to DENSE_FOLDER's
   [[ -f $3/summary.json ]] && return 0  # adapted dense model (one-shot), fine-tuned 1 epoch
