@@ -60,31 +60,37 @@ def se(row: dict, m: str, n_test: int = 10000) -> float:
     return standard_error({**row, f"{m}_n": row.get(f"{m}_n") or row["n"]}, m, n_test)
 
 
+def speed_checks(lat: str, label: str, amc: float, uni: float | None, where: str = "",
+                 note: str = "") -> list[dict]:
+    """The latency budget's speed checks at one thread count: AMC's speed-up ≥ 1.8 and, when
+    uniform flops:0.5's (timed with it) is given, at least as fast as that."""
+    out = [{"check": f"{lat}: AMC speed-up at batch 64, {label}{where}", "value": amc,
+            "target": ">= 1.8", "met": amc >= 1.8, "note": note}]
+    if uni is not None:
+        out.append({"check": f"{lat} AMC speed-up / uniform flops:0.5's, batch 64, {label}"
+                             f"{where}", "value": amc / uni, "target": ">= 1",
+                    "met": amc >= uni, "note": f"{amc:.2f} vs {uni:.2f}"})
+    return out
+
+
 def retimed_checks(folder: str, lat: str, retimed: dict, file: str) -> list[dict]:
-    """The latency budget's speed checks on a ``bench_retime.py`` document (``file``): the
-    folder's AMC networks and uniform flops:0.5 (from whichever folder it was timed in)
-    timed side by side in one process, each network's speed-up the mean over its rounds."""
+    """:func:`speed_checks` on a ``bench_retime.py`` document (``file``): the folder's AMC
+    networks and uniform flops:0.5 (from whichever folder it was timed in) timed side by
+    side in one process, each network's speed-up the mean over its rounds; none when the
+    document did not time the folder's AMC networks."""
     out = []
     amc_row = f"{folder}/amc_{lat.replace(':', '')}"
-    rounds = len(retimed["rounds"])
+    where = f", timed side by side (`{file}`, {len(retimed['rounds'])} rounds)"
     for t, s in retimed["summary"].items():
         rows = s["per_row"]
         if amc_row not in rows:
             continue
         amc = rows[amc_row]
-        label = f"{t[1:]} thread{'s' if t != 't1' else ''}"
-        where = f"timed side by side (`{file}`, {rounds} rounds)"
-        spread = f"± {amc['std']:.2f} over {amc['n']} networks" if amc["std"] else ""
-        out.append({"check": f"{lat}: AMC speed-up at batch 64, {label}, {where}",
-                    "value": amc["mean"], "target": ">= 1.8", "met": amc["mean"] >= 1.8,
-                    "note": spread})
-        uni = next((v for k, v in rows.items() if k.endswith("/uniform_flops0.5")), None)
-        if uni:
-            ratio = amc["mean"] / uni["mean"]
-            out.append({"check": f"{lat} AMC speed-up / uniform flops:0.5's, batch 64, "
-                                 f"{label}, {where}", "value": ratio, "target": ">= 1",
-                        "met": ratio >= 1,
-                        "note": f"{amc['mean']:.2f} vs {uni['mean']:.2f}"})
+        uni = next((v["mean"] for k, v in rows.items() if k.endswith("/uniform_flops0.5")),
+                   None)
+        out += speed_checks(lat, f"{t[1:]} thread{'s' if t != 't1' else ''}", amc["mean"],
+                            uni, where, f"± {amc['std']:.2f} over {amc['n']} networks"
+                            if amc["std"] else "")
     return out
 
 
@@ -131,12 +137,9 @@ def checks(d: dict, reference: dict | None = None, longer: dict | None = None,
         for col, label in (("speedup_b64", f"{threads} threads"),
                            ("speedup_b64_1thread", "1 thread")):
             pred = amc.get("speedup_b64_table") if col == "speedup_b64" else None
-            add(f"{lat}: AMC speed-up at batch 64, {label}", amc[col], ">= 1.8",
-                amc[col] >= 1.8, "" if pred is None or math.isnan(pred) else
-                f"the latency table predicted {pred:.2f}")
-            if uni:
-                add(f"{lat} AMC speed-up / uniform flops:0.5's, batch 64, {label}",
-                    amc[col] / uni[col], ">= 1", amc[col] >= uni[col])
+            out += speed_checks(lat, label, amc[col], uni[col] if uni else None,
+                                note="" if pred is None or math.isnan(pred) else
+                                f"the latency table predicted {pred:.2f}")
         other = uni or ref
         where = f" ({reference['folder']})" if ref else ""
         add(f"{lat} AMC - uniform flops:0.5{where} on test after fine-tuning, points",
@@ -144,7 +147,12 @@ def checks(d: dict, reference: dict | None = None, longer: dict | None = None,
             amc["test_after"] >= other["test_after"],
             f"combined SE {math.hypot(se(amc, 'test_after'), se(other, 'test_after')):.2f}")
     if lat and retimed:
-        out += retimed_checks(Path(d["folder"]).name, lat, retimed, retimed_file)
+        timed = retimed_checks(Path(d["folder"]).name, lat, retimed, retimed_file)
+        if not timed:
+            raise SystemExit(f"quality_summary: error: --retimed {retimed_file} did not time "
+                             f"this folder's AMC networks at {lat}; pass a bench_retime.py "
+                             f"JSON made with --folders {d['folder']}")
+        out += timed
     for ref_name, diffs in (longer or {}).get("against", {}).items():
         for name, x in diffs.items():
             if not name.startswith("amc"):
@@ -373,12 +381,11 @@ def main() -> None:
     args = p.parse_args()
     d = load(Path(args.folder))
     ref = load(Path(args.reference)) if args.reference else None
+    longer, retimed = (json.loads(Path(f).read_text()) if f else None
+                       for f in (args.longer, args.retimed))
     s = {"made": now(), "git_commit": git_commit(), "folder": args.folder,
          "reference": args.reference, "longer": args.longer, "retimed": args.retimed,
-         "checks": checks(d, ref, json.loads(Path(args.longer).read_text())
-                          if args.longer else None, args.longer or "",
-                          json.loads(Path(args.retimed).read_text()) if args.retimed else None,
-                          args.retimed or ""),
+         "checks": checks(d, ref, longer, args.longer or "", retimed, args.retimed or ""),
          "first_beats": first_beats(d, Path(args.folder)),
          "time_split": time_split(d, Path(args.folder)), "data": d,
          "against": {c: against(Path(args.folder), c) for c in args.against}}

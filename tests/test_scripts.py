@@ -202,3 +202,24 @@ def test_quality_summary_checks_speed_on_a_side_by_side_retime():
     assert rows[1]["value"] == pytest.approx(1.82 / 1.45)
     assert "(`r.json`, 3 rounds)" in rows[0]["check"]
     assert retimed_checks("h", "latency:0.54", retimed, "r.json") == []
+
+
+def test_quality_summary_refuses_a_retime_that_did_not_time_the_folder():
+    """``--retimed`` naming a document without the folder's AMC networks is refused in one
+    line instead of silently adding no speed check."""
+    import runpy
+
+    checks = runpy.run_path(str(SCRIPTS[0].parent / "quality_summary.py"))["checks"]
+    d = {"config": {"budgets": ["latency:0.54"], "threads": 2}, "agg": [], "sweep": None,
+         "folder": "results/f"}
+    retimed = {"rounds": [{}], "summary": {"t2": {"per_row": {
+        "g/amc_latency0.54": {"mean": 1.9, "std": 0.0, "n": 1}}}}}
+    with pytest.raises(SystemExit, match="--retimed r.json did not time this folder's AMC "
+                                         "networks at latency:0.54; pass a bench_retime.py "
+                                         "JSON made with --folders results/f"):
+        checks(d, retimed=retimed, retimed_file="r.json")
+    retimed["summary"]["t2"]["per_row"]["f/amc_latency0.54"] = {"mean": 1.9, "std": 0.0, "n": 1}
+    rows = checks(d, retimed=retimed, retimed_file="r.json")  # the budget's own rows: not run
+    assert [(r["check"], r["met"]) for r in rows[1:]] == [(
+        "latency:0.54: AMC speed-up at batch 64, 2 threads, timed side by side (`r.json`, 1 "
+        "rounds)", True)]

@@ -79,7 +79,7 @@ def winners(agg: Sequence[dict], n_test: int | None = None) -> set[tuple[str, st
 
 
 def _cell(row: dict, m: str, fmt: str, bold: bool) -> str:
-    if m not in row or math.isnan(row[m]):
+    if math.isnan(row[m]):  # a column some rows have (speedup_b64_table)
         return "–"
     text = fmt.format(row[m])
     n = row.get(f"{m}_n", row["n"])
@@ -107,10 +107,8 @@ def write_table(out: Path, rows: list[dict], dense: dict, dense_before: dict | N
     shown = {"test_before": "{:.2f}", "test_after": "{:.2f}", "val_before": "{:.2f}",
              "val_after": "{:.2f}", "macs_ratio": "{:.3f}", "params_M": "{:.3f}",
              "speedup_b64": "{:.2f}", "speedup_b64_1thread": "{:.2f}", "speedup_b1": "{:.2f}",
-             "search_seconds": "{:.0f}"}
-    if any("speedup_b64_table" in r for r in agg):  # after the measured speed-ups
-        shown = {**{k: v for k, v in shown.items() if k != "search_seconds"},
-                 "speedup_b64_table": "{:.2f}", "search_seconds": "{:.0f}"}
+             "speedup_b64_table": "{:.2f}", "search_seconds": "{:.0f}"}
+    shown = {m: f for m, f in shown.items() if m in agg[0]}  # speedup_b64_table: if a run has it
     lines = [f"Dense fine-tuned: val {dense['val_top1']:.2f} %, test {dense['test_top1']:.2f} %"
              f", {dense['macs'] / 1e6:.2f}M MACs, batch-64 CPU latency "
              f"{dense['latency_b64_ms']:.1f} ms ({dense['latency_b64_1thread_ms']:.1f} ms on 1 "
