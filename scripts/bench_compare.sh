@@ -41,6 +41,8 @@
 #   bash scripts/bench_compare.sh drop55-grid-ft  # -> .../compare_resnet56_drop55_grid/finetune_45k.* (~70 min)
 #   bash scripts/bench_compare.sh drop54-grid     # -> .../compare_resnet56_drop54_grid/ (~40 min)
 #   bash scripts/bench_compare.sh drop54-grid-ft  # -> .../compare_resnet56_drop54_grid/finetune_45k.* (~35 min)
+#   bash scripts/bench_compare.sh drop54-plain    # -> .../compare_resnet56_drop54_plain/ (~40 min)
+#   bash scripts/bench_compare.sh drop54-plain-ft # -> .../compare_resnet56_drop54_plain/finetune_45k.* (~35 min)
 #
 # `retime-sweep`: the comparison's sensitivity sweep run again (same adapted model, images and
 # command, in a scratch folder), to time it on the same machine right after AMC's searches
@@ -609,6 +611,26 @@ if [[ $WHICH == drop54-grid ]]; then
   grid results/compare_resnet56_drop55_grid results/compare_resnet56_drop54_grid \
       "budgets=['latency:0.54']" latency:0.54
 fi
+# `drop54-plain`: drop54-grid's comparison with every score plain (--no-reconstruct: pruned and
+# BN-recalibrated, the network delivered and fine-tuned, no least-squares refit first), from
+# drop54-grid's adapted dense model, with its uniform flops:0.5 runs copied (delivered plainly
+# there too) -> results/compare_resnet56_drop54_plain/ (~40 min).
+if [[ $WHICH == drop54-plain ]]; then
+  S=results/compare_resnet56_drop54_grid
+  D=results/compare_resnet56_drop54_plain
+  if [[ ! -f $D/config.json ]]; then
+    copy_dense "$S" "$D"
+    mkdir -p "$D/policies"
+    for d in policies eval finetune models; do cp "$S/$d"/uniform_flops0.5* "$D/$d/"; done
+    cp "$S"/*_uniform_flops0.5.* "$D/"
+    derive_config "$S/config.json" "$D/config.json" \
+        "reconstruct=False, reconstruct_delivered=True, out='$D'"
+  fi
+  KD=0.5
+  DROP_EXTRA=(--drop-swap 0.3 --no-reconstruct --pair-moves 0.5 --anchor-every 1
+              --finalists 4 --blocks-finalists 3)
+  drop "$D" latency:0.54
+fi
 ftone() {  # ftone DENSE_FOLDER POLICY OUT IMAGES KD RUN: POLICY applied to DENSE_FOLDER's
   [[ -f $3/summary.json ]] && return 0  # adapted dense model (one-shot), fine-tuned 1 epoch
   $AMC finetune --model resnet56 --checkpoint "$1/models/dense_ft.pt" --data cifar10 \
@@ -700,22 +722,29 @@ fi
 # `drop54-grid-ft`: drop54-grid's networks (amc and blocks at latency:0.54, runs 0 to SEEDS-1)
 # fine-tuned as drop55-grid-ft's, beside drop55-grid-ft's uniform flops:0.5 runs (the same
 # adapted dense model and policy; made there first when missing, their summaries copied) ->
-# results/compare_resnet56_drop54_grid/finetune_45k.* (~35 min for 3 runs).
-if [[ $WHICH == drop54-grid-ft ]]; then
-  D=results/compare_resnet56_drop54_grid
+# results/compare_resnet56_drop54_grid/finetune_45k.* (~35 min for 3 runs); `drop54-plain-ft`:
+# the same for drop54-plain's networks -> results/compare_resnet56_drop54_plain/finetune_45k.*
+ft54() {  # ft54 FOLDER RUNS: FOLDER's latency:0.54 networks fine-tuned into RUNS (see above)
+  local D=$1 runs=$2 run sfx name u
   for ((run = 0; run < SEEDS; run++)); do
     sfx=$([[ $run == 0 ]] || echo "_s$run")
     for name in amc_latency0.54 blocks_latency0.54; do
       [[ ! -f $D/policies/$name$sfx.json ]] || \
-        ftone "$D" "$D/policies/$name$sfx.json" "runs/drop54_grid_ft/$name$sfx" 45000 0.5 "$run"
+        ftone "$D" "$D/policies/$name$sfx.json" "$runs/$name$sfx" 45000 0.5 "$run"
     done
     u=runs/drop55_grid_ft/uniform_flops0.5$sfx
     ftone results/compare_resnet56_drop55_grid "$D/policies/uniform_flops0.5.json" "$u" 45000 0.5 "$run"
-    mkdir -p "runs/drop54_grid_ft/uniform_flops0.5$sfx"
-    cp "$u/summary.json" "runs/drop54_grid_ft/uniform_flops0.5$sfx/"
+    mkdir -p "$runs/uniform_flops0.5$sfx"
+    cp "$u/summary.json" "$runs/uniform_flops0.5$sfx/"
   done
-  ${PYTHON:-.venv/bin/python} scripts/finetune_summary.py --runs runs/drop54_grid_ft \
+  ${PYTHON:-.venv/bin/python} scripts/finetune_summary.py --runs "$runs" \
       --out "$D/finetune_45k" --against uniform_flops0.5
+}
+if [[ $WHICH == drop54-grid-ft ]]; then
+  ft54 results/compare_resnet56_drop54_grid runs/drop54_grid_ft
+fi
+if [[ $WHICH == drop54-plain-ft ]]; then
+  ft54 results/compare_resnet56_drop54_plain runs/drop54_plain_ft
 fi
 if [[ $WHICH == bf16 ]]; then
   resnet56 results/compare_resnet56_bf16 bf16 flops:0.5
