@@ -72,6 +72,12 @@ class SearchConfig(ScoringConfig, ClusterConfig, OutputConfig):
             rest of the recipe is amc finetune's default: lr 0.01, batch 128, distillation
             weight 0.5).
         finalist_epochs: Epochs of each finalist's fine-tune.
+        finalist_margin_se: --finalists keeps the search's own pick unless another finalist
+            leads it on all of val after the fine-tune by more than this many standard
+            errors of the difference of two val top-1s (binomial; 1: ~0.7 points on 5,000
+            images at 86 %): the finalists lie within a point, inside one fine-tune's
+            spread, and a swap on noise costs accuracy before fine-tuning
+            (results/compare_resnet56_drop54_margin). 0: the best after it wins.
         time_limit: Wall seconds of this session's search, the making of its cheap policies
             and its rescoring included (None: run all --episodes): the episodes stop at the
             end of a round of episodes once the next round (timed as the longest so far) and
@@ -133,6 +139,7 @@ class SearchConfig(ScoringConfig, ClusterConfig, OutputConfig):
     blocks_finalists: int = 0
     finalist_images: int = 5000
     finalist_epochs: float = 1.0
+    finalist_margin_se: float = 1.0
     time_limit: float | None = None
     hidden: int = 300
     lr_actor: float = 1e-4

@@ -4,7 +4,8 @@
 fine-tunes it and ``finalists - 1`` other policies (:func:`amc.train.finalists.pick_finalists`:
 the best of each other set of dropped blocks first; with droppable blocks the ``blocks``
 strategy's candidates join the search's episodes) and keeps the one best on all of ``val``
-after it (``finalists.json``; the policy picked before stays as ``search_best_policy.json``).
+after it when it leads the search's pick by more than ``--finalist-margin-se`` standard errors
+(``finalists.json``; the policy picked before stays as ``search_best_policy.json``).
 
 ``--blocks-finalists``: before the episodes, :func:`blocks_by_finetune` fine-tunes the
 ``blocks`` strategy's best candidates by score (one per number of dropped blocks) and the
@@ -114,9 +115,9 @@ def finetuning(cfg: SearchConfig, scorer: Scorer, say=print):
         teacher = create_model(cfg.model, num_classes=cfg.num_classes,
                                checkpoint=cfg.checkpoint, unsafe_load=cfg.unsafe_load)
         train_data = train_view(data, cfg.finalist_images, cfg.seed)
-        yield lambda fins, known=None: finetune_finalists(
+        yield lambda fins, known=None, margin_se=0.0: finetune_finalists(
             fins, replace(scorer, reconstruct=False).pruned, train_data, tc,
-            data.tensors("val"), teacher, say, known)
+            data.tensors("val"), teacher, say, known, margin_se)
     finally:
         torch.set_num_threads(threads)
 
@@ -154,7 +155,8 @@ def blocks_by_finetune(cfg: SearchConfig, scorer: Scorer, run_dir: Path, reward_
 
 def pick_by_finetune(cfg: SearchConfig, scorer: Scorer, run_dir: Path, reward_at: RewardAt,
                      say=print) -> dict[str, Any]:
-    """``--finalists``: fine-tune the finalists and keep the best on all of val after it
+    """``--finalists``: fine-tune the finalists and keep the best on all of val after it when
+    it leads the search's pick by more than ``cfg.finalist_margin_se`` standard errors
     (``best_policy.json``; the policy picked before is kept as ``search_best_policy.json``
     where it was not already). Returns the summary's ``finalists`` fields."""
     out = run_dir / "finalists.json"
@@ -173,7 +175,7 @@ def pick_by_finetune(cfg: SearchConfig, scorer: Scorer, run_dir: Path, reward_at
         known = {ratios_key(r): row["val_top1_after"]
                  for r, row in zip(d.get("ratios", []), d["rows"])}
     with finetuning(cfg, scorer, say) as run:
-        res = run(chosen, known)
+        res = run(chosen, known, cfg.finalist_margin_se)
     pick = chosen[res["chosen"]]
     best_file, own = run_dir / "best_policy.json", run_dir / "search_best_policy.json"
     if res["chosen"]:
@@ -187,7 +189,7 @@ def pick_by_finetune(cfg: SearchConfig, scorer: Scorer, run_dir: Path, reward_at
                     picked_by=f"val top-1 after a short fine-tune among {len(chosen)} "
                               f"finalists ({pick.name})").save(best_file)
     write_json(out, {"finalists": cfg.finalists, "images": cfg.finalist_images,
-                     "epochs": cfg.finalist_epochs, **res,
+                     "epochs": cfg.finalist_epochs, "margin_se": cfg.finalist_margin_se, **res,
                      "stage_seconds": time.perf_counter() - t0,
                      "ratios": [f.ratios for f in chosen]})
     return {"finalists": {"chosen": pick.name, "candidates": len(chosen),

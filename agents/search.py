@@ -240,7 +240,8 @@ RUNTIME_SETTINGS = ("force", "out", "workers", "address", "cpus_per_worker", "gp
 """Settings that change how a search runs, not what it finds: a search made with other
 values of these is resumed as it is."""
 
-FINAL_SETTINGS = ("rescore_top", "finalists", "finalist_images", "finalist_epochs")
+FINAL_SETTINGS = ("rescore_top", "finalists", "finalist_images", "finalist_epochs",
+                  "finalist_margin_se")
 """Settings applied after the episodes (how the best policy is picked): a finished search
 made with other values of these is finished again, its episodes kept."""
 

@@ -43,6 +43,7 @@
 #   bash scripts/bench_compare.sh drop54-grid-ft  # -> .../compare_resnet56_drop54_grid/finetune_45k.* (~35 min)
 #   bash scripts/bench_compare.sh drop54-plain    # -> .../compare_resnet56_drop54_plain/ (~40 min)
 #   bash scripts/bench_compare.sh drop54-plain-ft # -> .../compare_resnet56_drop54_plain/finetune_45k.* (~35 min)
+#   bash scripts/bench_compare.sh drop54-margin   # -> .../compare_resnet56_drop54_margin/ (~20 min)
 #
 # `retime-sweep`: the comparison's sensitivity sweep run again (same adapted model, images and
 # command, in a scratch folder), to time it on the same machine right after AMC's searches
@@ -539,7 +540,7 @@ blocks_policy='$D/policies/blocks_$n.json', out='$r'"
   fi
   KD=0.5
   DROP_EXTRA=(--drop-swap 0.3 --no-reconstruct-delivered --pair-moves 0.5 --anchor-every 1
-              --finalists 4)
+              --finalists 4 --finalist-margin-se 0)
   drop "$D" latency:0.55
 fi
 if [[ $WHICH == drop55-finalists-blocks ]]; then  # drop55-pairs' comparison with AMC searched
@@ -552,7 +553,7 @@ if [[ $WHICH == drop55-finalists-blocks ]]; then  # drop55-pairs' comparison wit
   fi
   KD=0.5
   DROP_EXTRA=(--drop-swap 0.3 --no-reconstruct-delivered --pair-moves 0.5 --anchor-every 1
-              --finalists 4 --blocks-finalists 3)
+              --finalists 4 --blocks-finalists 3 --finalist-margin-se 0)
   drop "$D" latency:0.55
 fi
 if [[ $WHICH == drop55-vectors ]]; then  # drop55-finalists-blocks' settings and adapted dense
@@ -564,14 +565,14 @@ if [[ $WHICH == drop55-vectors ]]; then  # drop55-finalists-blocks' settings and
   fi
   KD=0.5
   DROP_EXTRA=(--drop-swap 0.3 --no-reconstruct-delivered --pair-moves 0.5 --anchor-every 1
-              --finalists 4 --blocks-finalists 3)
+              --finalists 4 --blocks-finalists 3 --finalist-margin-se 0)
   drop "$D" latency:0.55 ${VECTORS_MORE:+latency:0.57}
 fi
 if [[ $WHICH == drop55-fill ]]; then  # drop55-vectors' settings, vectors filled (or not)
   D=results/compare_resnet56_drop55_fill
   KD=0.5
   DROP_EXTRA=(--drop-swap 0.3 --no-reconstruct-delivered --pair-moves 0.5 --anchor-every 1
-              --finalists 4 --blocks-finalists 3)
+              --finalists 4 --blocks-finalists 3 --finalist-margin-se 0)
   if [[ -n ${NOFILL:-} ]]; then
     copy_dense "$D" "${D/fill/nofill}"
     D=${D/fill/nofill}
@@ -597,7 +598,7 @@ grid() {  # grid SRC OUT "k=v, ..." BUDGET: drop55-fill's options (KD 0.5, final
   fi
   KD=0.5
   DROP_EXTRA=(--drop-swap 0.3 --no-reconstruct-delivered --pair-moves 0.5 --anchor-every 1
-              --finalists 4 --blocks-finalists 3)
+              --finalists 4 --blocks-finalists 3 --finalist-margin-se 0)
   drop "$out" "$4"
 }
 if [[ $WHICH == drop55-grid ]]; then  # drop55-fill's comparison with METHOD 8's table
@@ -628,7 +629,7 @@ if [[ $WHICH == drop54-plain ]]; then
   fi
   KD=0.5
   DROP_EXTRA=(--drop-swap 0.3 --no-reconstruct --pair-moves 0.5 --anchor-every 1
-              --finalists 4 --blocks-finalists 3)
+              --finalists 4 --blocks-finalists 3 --finalist-margin-se 0)
   drop "$D" latency:0.54
 fi
 ftone() {  # ftone DENSE_FOLDER POLICY OUT IMAGES KD RUN: POLICY applied to DENSE_FOLDER's
@@ -718,6 +719,26 @@ if [[ $WHICH == drop55-grid-ft ]]; then
   done
   ${PYTHON:-.venv/bin/python} scripts/finetune_summary.py --runs runs/drop55_grid_ft \
       --out "$D/finetune_45k" --against uniform_flops0.5
+fi
+# `drop54-margin`: drop54-plain's searches picked again with --finalist-margin-se 1 (a finalist
+# replaces the search's pick only when it leads it on val after the short fine-tune by more
+# than one standard error of the difference; the modes made before the option pass 0, the rule
+# they ran with): the folder copied (episodes, blocks and uniform runs kept), the AMC policies,
+# scores, fine-tunes and timings made again -> results/compare_resnet56_drop54_margin/ (~20 min).
+if [[ $WHICH == drop54-margin ]]; then
+  S=results/compare_resnet56_drop54_plain
+  D=results/compare_resnet56_drop54_margin
+  if [[ ! -f $D/config.json ]]; then
+    mkdir -p "$D"
+    cp -r "$S"/{config.json,eval,finetune,models,policies,search} "$D/"
+    cp "$S"/*_uniform_flops0.5.* "$D/"
+    rm -f "$D"/{eval,finetune,models,policies}/amc_*
+    derive_config "$S/config.json" "$D/config.json" "finalist_margin_se=1.0, out='$D'"
+  fi
+  KD=0.5
+  DROP_EXTRA=(--drop-swap 0.3 --no-reconstruct --pair-moves 0.5 --anchor-every 1
+              --finalists 4 --blocks-finalists 3 --finalist-margin-se 1)
+  drop "$D" latency:0.54
 fi
 # `drop54-grid-ft`: drop54-grid's networks (amc and blocks at latency:0.54, runs 0 to SEEDS-1)
 # fine-tuned as drop55-grid-ft's, beside drop55-grid-ft's uniform flops:0.5 runs (the same

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 
 import pytest
@@ -92,6 +93,29 @@ def test_the_finalist_best_on_val_after_its_fine_tune_is_kept(synth8):
     assert res["chosen"] == 0 and res["rows"][0]["reused"] and not res["rows"][1]["reused"]
 
 
+def test_another_finalist_replaces_the_first_only_beyond_the_margin(synth8):
+    data = load_dataset(synth8, input_size=SIZE)
+    val = data.tensors("val")
+    share = [float((val[1] == c).float().mean()) * 100 for c in range(4)]
+    order = sorted(range(4), key=lambda c: share[c])  # the search's pick: the worst class
+    fins = [Finalist(f"class {c}", [float(c)], 10.0 - i) for i, c in enumerate(order)]
+    cfg = TrainConfig(epochs=1, lr=1e-9, batch_size=32, seed=0, eval_splits=(), threads=1,
+                      augment=False)
+    lead = max(share) - share[order[0]]
+    p, n = share[order[0]] / 100, len(val[1])
+    se_diff = 100 * math.sqrt(2 * p * (1 - p) / n)  # of two top-1s on val's images
+    assert lead > 0
+
+    def pick(margin_se: float) -> dict:
+        return finetune_finalists(fins, lambda r: _Constant(int(r[0])), data, cfg, val,
+                                  margin_se=margin_se)
+
+    kept = pick(1.01 * lead / se_diff)  # the best leads by just under the margin: no swap
+    assert kept["chosen"] == 0 and kept["margin"] == pytest.approx(1.01 * lead)
+    swapped = pick(0.99 * lead / se_diff)  # just over it: the best wins
+    assert swapped["chosen"] == 3 and swapped["margin"] == pytest.approx(0.99 * lead)
+
+
 def _search(data: str, ckpt: str, out, **kw) -> SearchConfig:
     base = dict(model="resnet20", num_classes=4, checkpoint=ckpt, data=data, input_size=SIZE,
                 units="internal", max_ratio=0.3, drop_blocks=True, calib_size=16,
@@ -106,7 +130,7 @@ def test_a_search_keeps_its_best_finalist_and_can_undo_it(synth8, resnet20_4, tm
     import amc.agents.finalists as af
 
     out = tmp_path / "s"
-    cfg = _search(synth8, resnet20_4, out, finalists=3)
+    cfg = _search(synth8, resnet20_4, out, finalists=3, finalist_margin_se=0.0)
     s = run_search(cfg)
     fin = json.loads((out / "finalists.json").read_text())
     after = [r["val_top1_after"] for r in fin["rows"]]
@@ -152,6 +176,14 @@ def test_a_search_keeps_its_best_finalist_and_can_undo_it(synth8, resnet20_4, tm
     assert plain["finalists"] is None and not (out / "finalists.json").exists()
     assert load_policy(out / "best_policy.json").ratios == pytest.approx(pick, abs=1e-6)
     assert not (out / "search_best_policy.json").exists()
+    # a margin no finalist can beat: only the pick is made again, and the search's stays
+    monkeypatch.setattr(af, "finetune_finalists", real)
+    said: list[str] = []
+    run_or_resume(replace(cfg, finalist_margin_se=1e6), say=said.append)
+    assert "picking its best again" in said[0] and "finalist_margin_se" in said[0]
+    fin = json.loads((out / "finalists.json").read_text())
+    assert fin["chosen"] == 0 and fin["margin_se"] == 1e6 and len(fin["rows"]) == 3
+    assert load_policy(out / "best_policy.json").ratios == pytest.approx(pick, abs=1e-6)
 
 
 def _replayed(out) -> list[list[float]]:

@@ -36,6 +36,7 @@ def amc_policy(cfg, budget: str, run_dir: Path, blocks: Path | None = None) -> P
                       finalists=cfg.finalists, blocks_finalists=cfg.blocks_finalists,
                       finalist_images=cfg.finalist_images,
                       finalist_epochs=cfg.finalist_epochs,
+                      finalist_margin_se=cfg.finalist_margin_se,
                       workers=cfg.workers, envs_on=cfg.envs_on,
                       envs_per_worker=cfg.envs_per_worker,
                       out=str(run_dir),

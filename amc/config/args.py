@@ -143,7 +143,7 @@ AT_LEAST: dict[str, int] = {
     "latency_runs": 1, "threads": 0, "num_classes": 1, "round_to": 1, "max_retries": 0,
     "prune_every": 1, "warmup_epochs": 0, "input_size": 1, "loader_workers": 0,
     "max_failures": 0, "anchor_every": 0, "rescore_top": 0, "finalists": 0,
-    "blocks_finalists": 0, "finalist_images": 1,
+    "blocks_finalists": 0, "finalist_images": 1, "finalist_margin_se": 0,
     "envs_per_worker": 1,
 }
 """The smallest value of each count and size, by field (and option) name: a name means the
@@ -243,14 +243,16 @@ ADDED_AS_BEFORE: dict[str, object] = {"time_limit": None, "score_amp": "off",
                                       "pair_moves": 0.0, "anchor_every": 10,
                                       "finalists": 0, "blocks_finalists": 0,
                                       "finalist_images": 5000,
-                                      "finalist_epochs": 1.0, "fill_vectors": False}
+                                      "finalist_epochs": 1.0, "fill_vectors": False,
+                                      "finalist_margin_se": 0.0}
 """Settings added after runs were cached whose value here reproduces what every earlier run
 did (no time limit: all episodes ran; scores in fp32; one env per Ray worker, in the
 worker; reconstruction, when on, also in the delivered networks; no search limited to the
 sweep's time; no latency table recorded, so that a latency run made before counts as made
 with another table than today's; no episode swapping dropped blocks; no block dropped; the
 fine-tunes started from the delivered networks; no pair moves; the actor re-fitted every 10
-episodes; no finalists fine-tuned; no vectors filled at latency budgets): a cached run that
+episodes; no finalists fine-tuned; no vectors filled at latency budgets; the finalist best after the
+fine-tune kept whatever its lead): a cached run that
 predates one of them counts as made with that value."""
 
 

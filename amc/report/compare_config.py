@@ -67,6 +67,9 @@ class CompareConfig(ScoringConfig, PrunedOptimConfig):
         finalist_images: Training images of each finalist's fine-tune (``amc finetune``'s
             default recipe: the comparison's own optimiser options do not reach it).
         finalist_epochs: Epochs of each finalist's fine-tune.
+        finalist_margin_se: The search's own pick stays unless another finalist leads it on
+            val after the fine-tune by more than this many standard errors of the
+            difference (``amc search --finalist-margin-se``; 0: the best after it wins).
         time_limit: Each AMC search's wall seconds, its rescoring included (``amc search
             --time-limit``; None: all --episodes).
         sweep_time_limit: Each AMC search gets the comparison's sensitivity sweep's wall
@@ -114,6 +117,7 @@ class CompareConfig(ScoringConfig, PrunedOptimConfig):
     blocks_finalists: int = 0
     finalist_images: int = 5000
     finalist_epochs: float = 1.0
+    finalist_margin_se: float = 1.0
     time_limit: float | None = None
     sweep_time_limit: bool = False
     envs_on: str = "driver"

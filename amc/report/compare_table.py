@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from amc.prune.policy import load_policy
+from amc.utils.stats import binomial_se
 
 #: Columns aggregated as mean and standard deviation over the runs of one row.
 METRICS = ("val_before", "test_before", "val_after", "test_after", "delta_test_vs_dense_ft",
@@ -56,8 +57,7 @@ def standard_error(row: dict, metric: str, n_test: int | None = None) -> float:
     if n > 1:
         return row[f"{metric}_std"] / math.sqrt(n)
     if n_test and metric.startswith(("test_", "val_")):
-        p = row[metric] / 100.0
-        return 100.0 * math.sqrt(max(p * (1 - p), 0.0) / n_test)
+        return binomial_se(row[metric], n_test)
     return 0.0
 
 

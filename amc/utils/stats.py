@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
+
+
+def binomial_se(top1: float, n: int) -> float:
+    """Standard error (percentage points) of a top-1 of ``top1`` % measured on ``n`` images."""
+    p = top1 / 100.0
+    return 100.0 * math.sqrt(max(p * (1.0 - p), 0.0) / max(n, 1))
 
 
 def mean_std(xs: Sequence[float]) -> dict:
