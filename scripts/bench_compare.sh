@@ -44,6 +44,7 @@
 #   bash scripts/bench_compare.sh drop54-plain    # -> .../compare_resnet56_drop54_plain/ (~40 min)
 #   bash scripts/bench_compare.sh drop54-plain-ft # -> .../compare_resnet56_drop54_plain/finetune_45k.* (~35 min)
 #   bash scripts/bench_compare.sh drop54-margin   # -> .../compare_resnet56_drop54_margin/ (~20 min)
+#   bash scripts/bench_compare.sh drop54-margin-ft # -> .../compare_resnet56_drop54_margin/finetune_45k.* (~20 min)
 #
 # `retime-sweep`: the comparison's sensitivity sweep run again (same adapted model, images and
 # command, in a scratch folder), to time it on the same machine right after AMC's searches
@@ -733,6 +734,11 @@ if [[ $WHICH == drop54-margin ]]; then
     cp -r "$S"/{config.json,eval,finetune,models,policies,search} "$D/"
     cp "$S"/*_uniform_flops0.5.* "$D/"
     rm -f "$D"/{eval,finetune,models,policies}/amc_*
+    for r in "$D"/search/*; do  # the same weights and blocks policies, now in $D
+      n=$(basename "$r")
+      derive_config "$r/config.json" "$r/config.json" "checkpoint='$D/models/dense_ft.pt', \
+blocks_policy='$D/policies/blocks_$n.json', out='$r'"
+    done
     derive_config "$S/config.json" "$D/config.json" "finalist_margin_se=1.0, out='$D'"
   fi
   KD=0.5
@@ -744,12 +750,16 @@ fi
 # fine-tuned as drop55-grid-ft's, beside drop55-grid-ft's uniform flops:0.5 runs (the same
 # adapted dense model and policy; made there first when missing, their summaries copied) ->
 # results/compare_resnet56_drop54_grid/finetune_45k.* (~35 min for 3 runs); `drop54-plain-ft`:
-# the same for drop54-plain's networks -> results/compare_resnet56_drop54_plain/finetune_45k.*
-ft54() {  # ft54 FOLDER RUNS: FOLDER's latency:0.54 networks fine-tuned into RUNS (see above)
-  local D=$1 runs=$2 run sfx name u
+# the same for drop54-plain's networks -> results/compare_resnet56_drop54_plain/finetune_45k.*;
+# `drop54-margin-ft`: drop54-margin's AMC networks only (its blocks and uniform are drop54-plain's)
+# -> results/compare_resnet56_drop54_margin/finetune_45k.* (~20 min).
+ft54() {  # ft54 FOLDER RUNS [NAME...]: FOLDER's latency:0.54 networks NAME (default amc and
+  local D=$1 runs=$2 run sfx name u names=(amc_latency0.54 blocks_latency0.54)  # blocks)
+  shift 2  # fine-tuned into RUNS (see above)
+  [[ $# == 0 ]] || names=("$@")
   for ((run = 0; run < SEEDS; run++)); do
     sfx=$([[ $run == 0 ]] || echo "_s$run")
-    for name in amc_latency0.54 blocks_latency0.54; do
+    for name in "${names[@]}"; do
       [[ ! -f $D/policies/$name$sfx.json ]] || \
         ftone "$D" "$D/policies/$name$sfx.json" "$runs/$name$sfx" 45000 0.5 "$run"
     done
@@ -766,6 +776,9 @@ if [[ $WHICH == drop54-grid-ft ]]; then
 fi
 if [[ $WHICH == drop54-plain-ft ]]; then
   ft54 results/compare_resnet56_drop54_plain runs/drop54_plain_ft
+fi
+if [[ $WHICH == drop54-margin-ft ]]; then
+  ft54 results/compare_resnet56_drop54_margin runs/drop54_margin_ft amc_latency0.54
 fi
 if [[ $WHICH == bf16 ]]; then
   resnet56 results/compare_resnet56_bf16 bf16 flops:0.5

@@ -295,6 +295,13 @@ def markdown(s: dict) -> str:
                 if c.get("reconstruct") else "")
              + f", pruning ratios capped at {c.get('max_ratio', MAX_RATIO):g}"
              + (", whole blocks droppable (--drop-blocks)" if c.get("drop_blocks") else "")
+             + (", plain scores (pruned and BN-recalibrated: --no-reconstruct)"
+                if not c.get("reconstruct") else "")
+             + (f", each search's pick and {c['finalists'] - 1} other finalists fine-tuned "
+                "briefly, the best on val after it kept"
+                + (f" only when ahead by more than {c['finalist_margin_se']:g} standard "
+                   "error(s) (--finalist-margin-se)" if c.get("finalist_margin_se") else "")
+                if c.get("finalists", 0) > 1 else "")
              + ((f", random: best of {c['n_random']}"
                  + (f" picked among its top {c['rescore_top']} on all of val"
                     if c.get("rescore_top", 0) > 1 else " on the val images"))
