@@ -17,7 +17,7 @@ and keeps the first (the search's own pick) unless another leads it by more than
 the finalists lie within a point of each other, inside one fine-tune's spread, so a pick by
 the raw best swaps the search's pick for a policy no better after fine-tuning and worse
 before it (``results/compare_resnet56_drop54_plain``: two of three searches swapped their
-pick for a finalist 0.14 / 0.30 points ahead on val after the fine-tune and 2.4 / ... points
+pick for a finalist 0.14 / 0.30 points ahead on val after the fine-tune and 2.42 / 1.26 points
 behind on test before it).
 """
 
