@@ -132,7 +132,8 @@ def test_the_time_limit_counts_the_making_of_the_cheap_policies(synth8, resnet20
 
     run_search(_search(synth8, resnet20_4, tmp_path / "fast", time_limit=6.0, rescore_top=0))
     fast = json.loads((tmp_path / "fast" / "summary.json").read_text())
-    assert fast["episodes"] == 5 and fast["cheap_seconds"] < 1.0
+    # made well within the limit (~0.3 s idle, ~1.1 s beside a fine-tune on 2 cores)
+    assert fast["episodes"] == 5 and fast["cheap_seconds"] < 3.0
     slow_blocks = ws.blocks_then_uniform
 
     def slow(*args, **kwargs):
