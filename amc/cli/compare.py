@@ -66,6 +66,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     cfg = from_args(CompareConfig, args, budgets=tuple(args.budgets or ["flops:0.5"]),
                     strategies=tuple(s.strip() for s in args.strategies.split(",") if s))
+    if cfg.reconstruct and not cfg.reconstruct_delivered:
+        print("amc: note: the scores rank reconstructed networks, the delivered ones are plainly "
+              "pruned: their order before fine-tuning can differ (--no-reconstruct scores "
+              "them as delivered)")
     rows = Comparison(cfg, amc_policy if "amc" in cfg.strategies else None,
                       ray_pool(cfg.workers) if cfg.workers > 1 else None).run()
     print((Path(cfg.out) / "table.md").read_text())

@@ -86,7 +86,9 @@ class CompareConfig(ScoringConfig, PrunedOptimConfig):
         reconstruct_delivered: With --reconstruct, the networks delivered (scored on test and
             fine-tuned) are reconstructed too; --no-reconstruct-delivered: reconstruction
             only ranks the policies (every strategy's scores on val), and each delivered
-            network is plainly pruned and BN-recalibrated.
+            network is plainly pruned and BN-recalibrated: the searches then rank policies
+            by another network than the one delivered (``amc compare`` says so in a note;
+            --no-reconstruct scores them as delivered: results/quality_resnet56_drop54_plain.md).
         finetune_from: What each pruned network's fine-tune starts from: pruned (plainly
             pruned and BN-recalibrated, as ``amc finetune --policy`` starts from a policy, up
             to the recalibration) or delivered (the network scored before fine-tuning:
