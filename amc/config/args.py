@@ -251,9 +251,9 @@ worker; reconstruction, when on, also in the delivered networks; no search limit
 sweep's time; no latency table recorded, so that a latency run made before counts as made
 with another table than today's; no episode swapping dropped blocks; no block dropped; the
 fine-tunes started from the delivered networks; no pair moves; the actor re-fitted every 10
-episodes; no finalists fine-tuned; no vectors filled at latency budgets; the finalist best after the
-fine-tune kept whatever its lead): a cached run that
-predates one of them counts as made with that value."""
+episodes; no finalists fine-tuned; no vectors filled at latency budgets; the finalist best
+after the fine-tune kept whatever its lead): a cached run that predates one of them counts
+as made with that value."""
 
 
 def changed_settings(cfg: object, run_dir: str | Path, ignore: tuple[str, ...] = ("force",)
