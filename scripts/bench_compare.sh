@@ -294,6 +294,14 @@ copy_dense() {  # copy_dense SRC OUT: SRC's adapted dense model and its evaluati
     [[ -f $out/$f ]] || cp "$src/$f" "$out/$f"
   done
 }
+move_searches() {  # move_searches OUT: the searches copied into OUT/search read their weights
+  local r n  # and blocks policies from OUT, and write there
+  for r in "$1"/search/*; do
+    n=$(basename "$r")
+    derive_config "$r/config.json" "$r/config.json" "checkpoint='$1/models/dense_ft.pt', \
+blocks_policy='$1/policies/blocks_$n.json', out='$r'"
+  done
+}
 copy_peers() {  # copy_peers SRC OUT: SRC's adapted dense model and its blocks and uniform
   local d f  # latency:0.55 runs (policies, evaluations, fine-tunes, networks)
   copy_dense "$1" "$2"
@@ -532,11 +540,7 @@ if [[ $WHICH == drop55-finalists ]]; then  # drop55-pairs with --finalists 4: it
   if [[ ! -f $D/config.json ]]; then  # blocks and uniform copied with their scores and
     copy_peers "$S" "$D"  # fine-tunes, and the adapted dense model
     cp -r "$S/search" "$D/"
-    for r in "$D"/search/*; do  # the same weights and blocks policies, now in $D
-      n=$(basename "$r")
-      derive_config "$r/config.json" "$r/config.json" "checkpoint='$D/models/dense_ft.pt', \
-blocks_policy='$D/policies/blocks_$n.json', out='$r'"
-    done
+    move_searches "$D"
     derive_config "$S/config.json" "$D/config.json" "finalists=4, out='$D'"
   fi
   KD=0.5
@@ -734,11 +738,7 @@ if [[ $WHICH == drop54-margin ]]; then
     cp -r "$S"/{config.json,eval,finetune,models,policies,search} "$D/"
     cp "$S"/*_uniform_flops0.5.* "$D/"
     rm -f "$D"/{eval,finetune,models,policies}/amc_*
-    for r in "$D"/search/*; do  # the same weights and blocks policies, now in $D
-      n=$(basename "$r")
-      derive_config "$r/config.json" "$r/config.json" "checkpoint='$D/models/dense_ft.pt', \
-blocks_policy='$D/policies/blocks_$n.json', out='$r'"
-    done
+    move_searches "$D"
     derive_config "$S/config.json" "$D/config.json" "finalist_margin_se=1.0, out='$D'"
   fi
   KD=0.5
