@@ -592,8 +592,9 @@ if [[ $WHICH == drop55-fill ]]; then  # drop55-vectors' settings, vectors filled
   DROP_EXTRA=("${BASE[@]}")
   drop "$D" latency:0.55
 fi
-grid() {  # grid SRC OUT "k=v, ..." BUDGET: drop55-fill's options (KD 0.5, finalists) at BUDGET in
-  local src=$1 out=$2  # OUT, from SRC's adapted dense model with its uniform flops:0.5 runs
+grid() {  # grid SRC OUT "k=v, ..." BUDGET [RECON]: drop55-fill's options (KD 0.5, finalists) at
+  local src=$1 out=$2 recon=${5:---no-reconstruct-delivered}  # BUDGET in OUT, from SRC's
+  # adapted dense model with its uniform flops:0.5 runs
   if [[ ! -f $out/config.json ]]; then  # (policies, scores, fine-tunes, table, timings) copied
     copy_dense "$src" "$out"
     mkdir -p "$out/policies"
@@ -601,8 +602,8 @@ grid() {  # grid SRC OUT "k=v, ..." BUDGET: drop55-fill's options (KD 0.5, final
     cp "$src"/*_uniform_flops0.5.* "$out/"
     derive_config "$src/config.json" "$out/config.json" "$3, out='$out'"
   fi
-  KD=0.5
-  DROP_EXTRA=(--drop-swap 0.3 --no-reconstruct-delivered --pair-moves 0.5 --anchor-every 1
+  KD=0.5  # RECON: how the scores and deliveries reconstruct (default: in the scores only)
+  DROP_EXTRA=(--drop-swap 0.3 "$recon" --pair-moves 0.5 --anchor-every 1
               --finalists 4 --blocks-finalists 3 --finalist-margin-se 0)
   drop "$out" "$4"
 }
@@ -622,20 +623,8 @@ fi
 # drop54-grid's adapted dense model, with its uniform flops:0.5 runs copied (delivered plainly
 # there too) -> results/compare_resnet56_drop54_plain/ (~40 min).
 if [[ $WHICH == drop54-plain ]]; then
-  S=results/compare_resnet56_drop54_grid
-  D=results/compare_resnet56_drop54_plain
-  if [[ ! -f $D/config.json ]]; then
-    copy_dense "$S" "$D"
-    mkdir -p "$D/policies"
-    for d in policies eval finetune models; do cp "$S/$d"/uniform_flops0.5* "$D/$d/"; done
-    cp "$S"/*_uniform_flops0.5.* "$D/"
-    derive_config "$S/config.json" "$D/config.json" \
-        "reconstruct=False, reconstruct_delivered=True, out='$D'"
-  fi
-  KD=0.5
-  DROP_EXTRA=(--drop-swap 0.3 --no-reconstruct --pair-moves 0.5 --anchor-every 1
-              --finalists 4 --blocks-finalists 3 --finalist-margin-se 0)
-  drop "$D" latency:0.54
+  grid results/compare_resnet56_drop54_grid results/compare_resnet56_drop54_plain \
+      "reconstruct=False, reconstruct_delivered=True" latency:0.54 --no-reconstruct
 fi
 ftone() {  # ftone DENSE_FOLDER POLICY OUT IMAGES KD RUN: POLICY applied to DENSE_FOLDER's
   [[ -f $3/summary.json ]] && return 0  # adapted dense model (one-shot), fine-tuned 1 epoch
