@@ -45,6 +45,9 @@
 #   bash scripts/bench_compare.sh drop54-plain-ft # -> .../compare_resnet56_drop54_plain/finetune_45k.* (~35 min)
 #   bash scripts/bench_compare.sh drop54-margin   # -> .../compare_resnet56_drop54_margin/ (~20 min)
 #   bash scripts/bench_compare.sh drop54-margin-ft # -> .../compare_resnet56_drop54_margin/finetune_45k.* (~20 min)
+#   bash scripts/bench_compare.sh drop54-all      # -> .../compare_resnet56_drop54_all/ (~35 min)
+#   bash scripts/bench_compare.sh drop53          # -> .../compare_resnet56_drop53/ (~40 min)
+#   bash scripts/bench_compare.sh drop53-ft       # -> .../compare_resnet56_drop53/finetune_45k.* (~20 min)
 #
 # `retime-sweep`: the comparison's sensitivity sweep run again (same adapted model, images and
 # command, in a scratch folder), to time it on the same machine right after AMC's searches
@@ -592,8 +595,9 @@ if [[ $WHICH == drop55-fill ]]; then  # drop55-vectors' settings, vectors filled
   DROP_EXTRA=("${BASE[@]}")
   drop "$D" latency:0.55
 fi
-grid() {  # grid SRC OUT "k=v, ..." BUDGET [RECON]: drop55-fill's options (KD 0.5, finalists) at
-  local src=$1 out=$2 recon=${5:---no-reconstruct-delivered}  # BUDGET in OUT, from SRC's
+grid() {  # grid SRC OUT "k=v, ..." BUDGET [RECON [MARGIN]]: drop55-fill's options (KD 0.5,
+  local src=$1 out=$2 recon=${5:---no-reconstruct-delivered} margin=${6:-0}  # finalists) at
+  # BUDGET in OUT, from SRC's
   # adapted dense model with its uniform flops:0.5 runs
   if [[ ! -f $out/config.json ]]; then  # (policies, scores, fine-tunes, table, timings) copied
     copy_dense "$src" "$out"
@@ -602,9 +606,10 @@ grid() {  # grid SRC OUT "k=v, ..." BUDGET [RECON]: drop55-fill's options (KD 0.
     cp "$src"/*_uniform_flops0.5.* "$out/"
     derive_config "$src/config.json" "$out/config.json" "$3, out='$out'"
   fi
-  KD=0.5  # RECON: how the scores and deliveries reconstruct (default: in the scores only)
-  DROP_EXTRA=(--drop-swap 0.3 "$recon" --pair-moves 0.5 --anchor-every 1
-              --finalists 4 --blocks-finalists 3 --finalist-margin-se 0)
+  KD=0.5  # RECON: how the scores and deliveries reconstruct (default: in the scores only);
+  DROP_EXTRA=(--drop-swap 0.3 "$recon" --pair-moves 0.5 --anchor-every 1  # MARGIN: the
+              --finalists 4 --blocks-finalists 3 --finalist-margin-se "$margin")  # finalists'
+  # --finalist-margin-se (default 0, the rule of the modes made before it)
   drop "$out" "$4"
 }
 if [[ $WHICH == drop55-grid ]]; then  # drop55-fill's comparison with METHOD 8's table
@@ -735,6 +740,35 @@ if [[ $WHICH == drop54-margin ]]; then
               --finalists 4 --blocks-finalists 3 --finalist-margin-se 1)
   drop "$D" latency:0.54
 fi
+# `drop54-all`: drop54-margin's comparison with the issue's other strategies added (global,
+# sensitivity, random: channel pruning only, so each reaches latency:0.54 at about a quarter of
+# the MACs), the folder copied (AMC, blocks and uniform runs kept, their 45k fine-tunes' summary
+# too), the sensitivity sweep timed for the search-time check, every network timed again side by
+# side -> results/compare_resnet56_drop54_all/ (~35 min).
+if [[ $WHICH == drop54-all ]]; then
+  S=results/compare_resnet56_drop54_margin
+  D=results/compare_resnet56_drop54_all
+  if [[ ! -f $D/config.json ]]; then
+    mkdir -p "$D"
+    cp -r "$S"/{config.json,eval,finetune,models,policies,search} "$D/"
+    cp "$S"/*_uniform_flops0.5.* "$S"/finetune_45k.* "$D/"
+    move_searches "$D"
+    derive_config "$S/config.json" "$D/config.json" "out='$D'"
+  fi
+  KD=0.5
+  DROP_EXTRA=(--drop-swap 0.3 --no-reconstruct --pair-moves 0.5 --anchor-every 1
+              --finalists 4 --blocks-finalists 3 --finalist-margin-se 1
+              --strategies amc,blocks,uniform,global,sensitivity,random)
+  drop "$D" latency:0.54
+fi
+# `drop53`: drop54-margin's comparison (plain scores, finalist margin 1) at latency:0.53, for a
+# margin on the 2-thread 1.8x (drop54-margin's measures 1.73-1.78x), from drop54-margin's
+# adapted dense model with its uniform flops:0.5 runs copied
+# -> results/compare_resnet56_drop53/ (~40 min).
+if [[ $WHICH == drop53 ]]; then
+  grid results/compare_resnet56_drop54_margin results/compare_resnet56_drop53 \
+      "budgets=['latency:0.53']" latency:0.53 --no-reconstruct 1
+fi
 # `drop54-grid-ft`: drop54-grid's networks (amc and blocks at latency:0.54, runs 0 to SEEDS-1)
 # fine-tuned as drop55-grid-ft's, beside drop55-grid-ft's uniform flops:0.5 runs (the same
 # adapted dense model and policy; made there first when missing, their summaries copied) ->
@@ -742,8 +776,8 @@ fi
 # the same for drop54-plain's networks -> results/compare_resnet56_drop54_plain/finetune_45k.*;
 # `drop54-margin-ft`: drop54-margin's AMC networks only (its blocks and uniform are drop54-plain's)
 # -> results/compare_resnet56_drop54_margin/finetune_45k.* (~20 min).
-ft54() {  # ft54 FOLDER RUNS [NAME...]: FOLDER's latency:0.54 networks NAME (default amc and
-  local D=$1 runs=$2 run sfx name u names=(amc_latency0.54 blocks_latency0.54)  # blocks)
+ft54() {  # ft54 FOLDER RUNS [NAME...]: FOLDER's networks NAME (default amc and blocks at
+  local D=$1 runs=$2 run sfx name u names=(amc_latency0.54 blocks_latency0.54)  # latency:0.54)
   shift 2  # fine-tuned into RUNS (see above)
   [[ $# == 0 ]] || names=("$@")
   for ((run = 0; run < SEEDS; run++)); do
@@ -768,6 +802,9 @@ if [[ $WHICH == drop54-plain-ft ]]; then
 fi
 if [[ $WHICH == drop54-margin-ft ]]; then
   ft54 results/compare_resnet56_drop54_margin runs/drop54_margin_ft amc_latency0.54
+fi
+if [[ $WHICH == drop53-ft ]]; then  # drop53's AMC networks, as drop54-margin-ft's
+  ft54 results/compare_resnet56_drop53 runs/drop53_ft amc_latency0.53
 fi
 if [[ $WHICH == bf16 ]]; then
   resnet56 results/compare_resnet56_bf16 bf16 flops:0.5

@@ -18,7 +18,6 @@ import subprocess
 from pathlib import Path
 
 from amc.config.blocks import MAX_RATIO
-from amc.report.compare_config import search_wall_seconds
 from amc.report.compare_table import standard_error
 from amc.utils.provenance import git_commit, now
 
@@ -169,8 +168,10 @@ def checks(d: dict, reference: dict | None = None, longer: dict | None = None,
             add(f"{name} - {ref_name} on test after a longer fine-tune ({how}`{longer_file}`), "
                 "points", x["difference"], ">= 0", x["difference"] >= 0, se_note + pair)
     if d["sweep"] is not None:
-        walls = [search_wall_seconds(Path(d["folder"]) / "search" / name)
-                 for name in d["searches"]]
+        # AMC's time as the table counts it: the search, plus the blocks policy it warm-starts
+        # from and the sweep it replays (when it does), each made for it
+        walls = [r["search_seconds"] for r in d["runs"]
+                 if r["strategy"] == "amc" and r["search_seconds"] is not None]
         longest = max(walls) if walls else float("nan")
         shortest = min(walls) if walls else float("nan")
         mean = sum(walls) / len(walls) if walls else float("nan")
@@ -179,8 +180,9 @@ def checks(d: dict, reference: dict | None = None, longer: dict | None = None,
                             "(`sensitivity_retimed.json`, made by `bench_compare.sh`)")):
             if d.get(key) is not None:
                 sweep_s = d[key]["seconds"]
-                add(f"AMC search wall seconds (longest of the searches) / {which}, both on 2 "
-                    "workers", longest / sweep_s, "<= 1", longest <= sweep_s,
+                add(f"AMC search wall seconds (longest of the searches, the blocks policy and "
+                    f"a replayed sweep made for it included) / {which}, both on 2 workers",
+                    longest / sweep_s, "<= 1", longest <= sweep_s,
                     f"{shortest:.0f}-{longest:.0f} s (mean {mean:.0f} s, "
                     f"{mean / sweep_s:.2f}x) vs {sweep_s:.0f} s")
     return out

@@ -99,6 +99,23 @@ def test_quality_summary_checks_amc_after_a_longer_fine_tune():
     assert rows[0]["note"] == "combined SE 0.20; paired by seed +0.30 ± 0.10 (n 2)"
 
 
+def test_quality_summary_times_amc_with_what_was_made_for_its_search():
+    """The search-time check takes AMC's seconds as its runs' table rows count them (the
+    search plus the blocks policy it warm-starts from), not the search folder's alone: a
+    search just inside the sweep's time whose blocks policy puts it past is a miss."""
+    import runpy
+
+    checks = runpy.run_path(str(SCRIPTS[0].parent / "quality_summary.py"))["checks"]
+    runs = [{"strategy": "amc", "search_seconds": 540.0 + 60.0},  # search 540 + blocks 60
+            {"strategy": "amc", "search_seconds": 500.0},
+            {"strategy": "blocks", "search_seconds": 900.0}]  # not AMC's: left out
+    for sweep_s, met in ((563.0, False), (600.0, True)):
+        d = {"config": {"budgets": []}, "agg": [], "runs": runs, "sweep": {"seconds": sweep_s}}
+        (row,) = checks(d)
+        assert row["value"] == pytest.approx(600.0 / sweep_s) and row["met"] is met
+        assert row["note"].startswith("500-600 s (mean 550 s")
+
+
 def test_a_runs_name_splits_back_and_a_mean_std_formats():
     from amc.report.compare import _name, split_run
     from amc.utils.stats import format_mean_std, mean_std
