@@ -74,7 +74,8 @@ class CompareConfig(ScoringConfig, PrunedOptimConfig):
             --time-limit``; None: all --episodes).
         sweep_time_limit: Each AMC search gets the comparison's sensitivity sweep's wall
             seconds as its --time-limit (the sweep runs first): AMC then searches for no
-            longer than the sweep took.
+            longer than the sweep took, the blocks policy made for it included; the
+            finalists' fine-tunes, when on, come on top (not within --time-limit).
         envs_on: Where AMC's envs step with Ray workers (``amc search --envs-on``).
         envs_per_worker: AMC's episodes in flight per Ray worker (``amc search
             --envs-per-worker``).
