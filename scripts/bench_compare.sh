@@ -305,6 +305,14 @@ move_searches() {  # move_searches OUT: the searches copied into OUT/search read
 blocks_policy='$1/policies/blocks_$n.json', out='$r'"
   done
 }
+copy_run() {  # copy_run SRC OUT ["k=v, ..."]: SRC's comparison (scores, fine-tunes, networks,
+  local src=$1 out=$2  # policies, searches, uniform flops:0.5 tables and timings) copied into
+  mkdir -p "$out"  # OUT, its searches moved there, its config derived with those settings
+  cp -r "$src"/{config.json,eval,finetune,models,policies,search} "$out/"
+  cp "$src"/*_uniform_flops0.5.* "$out/"
+  move_searches "$out"
+  derive_config "$src/config.json" "$out/config.json" "${3:+$3, }out='$out'"
+}
 copy_peers() {  # copy_peers SRC OUT: SRC's adapted dense model and its blocks and uniform
   local d f  # latency:0.55 runs (policies, evaluations, fine-tunes, networks)
   copy_dense "$1" "$2"
@@ -728,12 +736,8 @@ if [[ $WHICH == drop54-margin ]]; then
   S=results/compare_resnet56_drop54_plain
   D=results/compare_resnet56_drop54_margin
   if [[ ! -f $D/config.json ]]; then
-    mkdir -p "$D"
-    cp -r "$S"/{config.json,eval,finetune,models,policies,search} "$D/"
-    cp "$S"/*_uniform_flops0.5.* "$D/"
+    copy_run "$S" "$D" "finalist_margin_se=1.0"
     rm -f "$D"/{eval,finetune,models,policies}/amc_*
-    move_searches "$D"
-    derive_config "$S/config.json" "$D/config.json" "finalist_margin_se=1.0, out='$D'"
   fi
   KD=0.5
   DROP_EXTRA=(--drop-swap 0.3 --no-reconstruct --pair-moves 0.5 --anchor-every 1
@@ -749,11 +753,8 @@ if [[ $WHICH == drop54-all ]]; then
   S=results/compare_resnet56_drop54_margin
   D=results/compare_resnet56_drop54_all
   if [[ ! -f $D/config.json ]]; then
-    mkdir -p "$D"
-    cp -r "$S"/{config.json,eval,finetune,models,policies,search} "$D/"
-    cp "$S"/*_uniform_flops0.5.* "$S"/finetune_45k.* "$D/"
-    move_searches "$D"
-    derive_config "$S/config.json" "$D/config.json" "out='$D'"
+    copy_run "$S" "$D"
+    cp "$S"/finetune_45k.* "$D/"
   fi
   KD=0.5
   DROP_EXTRA=(--drop-swap 0.3 --no-reconstruct --pair-moves 0.5 --anchor-every 1
