@@ -32,6 +32,7 @@ from .config import SearchConfig
 from .ddpg import attach_noise, build_agent, make_noise
 from .episode_buffer import EpisodeReplayBuffer
 from .finalists import CANDIDATES_FILE, blocks_by_finetune, pick_by_finetune
+from .latency_check import measure_pick
 from .monitor import (
     SearchMonitor,
     episode_columns,
@@ -294,6 +295,7 @@ def refinish(cfg: SearchConfig) -> dict[str, Any]:
     else:
         picked = pick_best(cfg, scorer, run_dir, reward_at)
     picked.update(pick_by_finetune(cfg, scorer, run_dir, reward_at))
+    picked.update(measure_pick(cfg, scorer, run_dir))
     summary.update(picked, **best_fields(run_dir))
     write_json(run_dir / "summary.json", summary)
     stored = json.loads((run_dir / "config.json").read_text())
@@ -410,6 +412,7 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
     finally:
         venv.close()
     picked.update(pick_by_finetune(cfg, scorer, run_dir, reward_at))  # on the freed cores
+    picked.update(measure_pick(cfg, scorer, run_dir))
     return summarize(cfg, run_dir, {k: v[1] for k, v in lines.items()}, seconds, restarts,
                      {"agent_updates_this_run": updates.made,
                       "agent_update_seconds": updates.seconds, "cheap_seconds": cheap_s,

@@ -403,3 +403,49 @@ def test_fill_vectors_fills_a_policy_only_while_the_budget_holds(pm, monkeypatch
     assert fill_vectors(pm, Budget("latency", table.fraction(ratios)), ratios) == ratios
     assert fill_vectors(pm, Budget("latency", table.fraction(full)), ratios, fill=False) == ratios
     assert fill_vectors(pm, Budget("flops", 1.0), ratios) == ratios
+
+
+def test_a_latency_searchs_pick_is_timed_whole_beside_the_dense_network(pm, tmp_path,
+                                                                         monkeypatch):
+    """``measured_ratio`` times the dense network and the policy's pruned one side by side on
+    the spec and returns their ratio; a latency search's pick is reported beside the table's
+    prediction and the budget (flagged only when over it); a FLOPs search times nothing."""
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    import amc.agents.latency_check as check
+    import amc.prune.latency_timing as timing
+    from amc.agents import SearchConfig
+    from amc.prune.policy import make_policy
+
+    ratios = [0.5] * len(pm.units)
+    seen = {}
+
+    def fake_time(models, input_size, spec, runs=None):
+        seen.update(models=models, input_size=input_size, spec=spec)
+        return {"dense": 10.0, "pruned": 6.5}
+
+    monkeypatch.setattr(timing, "time_models", fake_time)
+    spec = LatencySpec("torch", batch=4, threads=1, **QUICK)
+    assert timing.measured_ratio(pm, ratios, spec) == pytest.approx(0.65)
+    assert seen["models"]["dense"] is pm.model and seen["spec"] is spec
+    assert seen["input_size"] == pm.input_size
+    kept = sum(p.numel() for p in seen["models"]["pruned"].parameters())
+    assert kept == pm.cost(ratios)[1] < sum(p.numel() for p in pm.model.parameters())
+
+    pol = make_policy(pm, ratios, "digits_cnn", "latency:0.6", "amc")
+    pol.achieved["latency_ratio"] = 0.58
+    pol.save(tmp_path / "best_policy.json")
+    scorer = SimpleNamespace(pm=pm)
+    cfg = SearchConfig(model="digits_cnn", budget="latency:0.6", latency_batch=4,
+                       latency_threads=1, out=str(tmp_path))
+    for measured, over in ((0.65, True), (0.55, False)):
+        said = []
+        monkeypatch.setattr(check, "measured_ratio", lambda p, r, s, m=measured: (
+            seen.update(ratios=r, spec=s) or m))
+        got = check.measure_pick(cfg, scorer, tmp_path, say=said.append)
+        assert got["best_latency_ratio_measured"] == measured
+        assert seen["ratios"] == pytest.approx(ratios) and seen["spec"].batch == 4
+        assert f"{measured:.3f} of the dense latency" in said[0] and "predicted 0.580" in said[0]
+        assert ("over it here" in said[0]) is over
+    assert check.measure_pick(replace(cfg, budget="flops:0.5"), scorer, tmp_path) == {}

@@ -603,3 +603,33 @@ def test_several_envs_per_worker_with_envs_in_the_workers_is_refused_before_any_
         run_search(SearchConfig(model="digits_cnn", workers=2, envs_on="workers",
                                 envs_per_worker=2, out=str(out)))
     assert not out.exists()
+
+
+def test_a_latency_search_reports_its_pick_timed_whole(digits_ckpt, tmp_path, isolated_cache,
+                                                       monkeypatch):
+    """A search at a latency budget times its picked network whole beside the dense one (the
+    measured ratio of that policy's ratios lands in the summary, its seconds in the search's
+    wall time); a FLOPs search does not."""
+    import amc.agents.latency_check as check
+    from amc.report.compare_config import search_wall_seconds
+
+    timed = []
+
+    def fake(pm, ratios, spec):
+        timed.append((list(ratios), spec.batch))
+        return 0.777
+
+    monkeypatch.setattr(check, "measured_ratio", fake)
+    run = tmp_path / "lat"
+    s = run_search(_cfg(digits_ckpt, run, episodes=4, warmup_episodes=2, budget="latency:0.8",
+                        latency_batch=4, latency_threads=1))
+    best = load_policy(run / "best_policy.json")
+    assert s["best_latency_ratio_measured"] == 0.777
+    assert len(timed) == 1 and timed[0][1] == 4
+    assert timed[0][0] == pytest.approx(best.ratios)
+    wall = search_wall_seconds(run)
+    write_json(run / "summary.json", {**s, "latency_check_seconds":
+                                      s["latency_check_seconds"] + 100.0})
+    assert search_wall_seconds(run) == pytest.approx(wall + 100.0)
+    s2 = run_search(_cfg(digits_ckpt, tmp_path / "flops", episodes=4, warmup_episodes=2))
+    assert "best_latency_ratio_measured" not in s2 and len(timed) == 1

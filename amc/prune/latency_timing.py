@@ -1,7 +1,8 @@
 """Running a network on a latency target's backend: the fp32 vector width a backend's CPU
 convolutions compute together (:func:`lanes`), and the one whole-model timer the lookup table
 (:mod:`amc.prune.latency_table`) and the benchmarks share (:func:`time_models`), on PyTorch CPU
-eager or ONNX Runtime (exported in memory)."""
+eager or ONNX Runtime (exported in memory), and a pruned network's measured latency ratio
+(:func:`measured_ratio`)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from amc.utils.onnxrt import ort_session
 
 if TYPE_CHECKING:
     from amc.prune.latency_table import LatencySpec
+    from amc.prune.units import PrunableModel
 
 
 def lanes(backend: str) -> int:
@@ -91,6 +93,14 @@ def time_models(models: dict[str, nn.Module], input_size: Sequence[int], spec: L
         fns = {k: runner(m, x, spec) for k, m in models.items()}
         t = interleaved(fns, runs or spec.runs, rounds=3, warmup=2)
     return {k: v["q1_ms"] for k, v in t.items()}
+
+
+def measured_ratio(pm: PrunableModel, ratios: Sequence[float], spec: LatencySpec) -> float:
+    """The latency of ``ratios``' pruned network over the dense network's, both timed whole
+    and side by side (:func:`time_models`) on ``spec``'s backend, batch and threads: what a
+    latency budget's lookup-table prediction measures on this machine now."""
+    t = time_models({"dense": pm.model, "pruned": pm.prune(list(ratios))}, pm.input_size, spec)
+    return t["pruned"] / t["dense"]
 
 
 def conv_staircase(channels: int, hw: int, side: str, kept: Sequence[int], batch: int,

@@ -173,8 +173,9 @@ class CompareConfig(ScoringConfig, PrunedOptimConfig):
 def search_wall_seconds(run_dir: Path) -> float | None:
     """Wall-clock seconds of an AMC search: its session's wall time, or for a resumed search
     the episodes' env seconds per env (the summary's ``search_seconds`` sums them over the
-    envs: workers x ``envs_per_worker``), plus the re-scoring of its best policies and the
-    making of its cheap policies; None without a summary."""
+    envs: workers x ``envs_per_worker``), plus the re-scoring of its best policies, the
+    making of its cheap policies, the finalists' fine-tunes and the pick's latency check;
+    None without a summary."""
     f = run_dir / "summary.json"
     if not f.is_file():
         return None
@@ -185,7 +186,8 @@ def search_wall_seconds(run_dir: Path) -> float | None:
     # a resumed search's last session is only part of it: then the env seconds per env
     return max(s.get("wall_seconds_this_run") or 0.0, s["search_seconds"] / envs) + (
         s.get("rescore_seconds") or 0.0) + (s.get("cheap_seconds") or 0.0) + (
-        s.get("finalist_seconds") or 0.0) + (s.get("blocks_finalist_seconds") or 0.0)
+        s.get("finalist_seconds") or 0.0) + (s.get("blocks_finalist_seconds") or 0.0) + (
+        s.get("latency_check_seconds") or 0.0)
 
 
 JOB_SETTINGS = ("out", "budgets", "strategies", "seeds", "finetune_runs", "workers",
