@@ -28,11 +28,9 @@ def measure_pick(cfg: SearchConfig, scorer: Scorer, run_dir: Path,
     budget = cfg.parsed_budget()
     if budget.kind != "latency":
         return {}
-    t = time.perf_counter()
+    t, spec = time.perf_counter(), budget.latency
     pol = load_policy(run_dir / "best_policy.json")
-    ratio = measured_ratio(scorer.pm, pol.ratios_for(u.name for u in scorer.pm.units),
-                           budget.latency)
-    spec = budget.latency
+    ratio = measured_ratio(scorer.pm, pol.ratios_for(u.name for u in scorer.pm.units), spec)
     predicted = pol.achieved.get("latency_ratio")
     say(f"picked policy timed whole: {ratio:.3f} of the dense latency ({spec.backend}, batch "
         f"{spec.batch}, {spec.threads} thread(s)); the latency table predicted "
