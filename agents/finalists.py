@@ -58,6 +58,21 @@ blocks policy itself (not handed over): the finalists' pool reads them instead o
 them again."""
 
 
+def handed_candidates(cfg: SearchConfig, units: int) -> list[tuple[list[float], float]] | None:
+    """The blocks candidates with their val top-1 that ``cfg.blocks_policy`` (``amc compare``'s
+    blocks policy for this search) records, when they were scored as this search scores (same
+    :meth:`~amc.config.blocks.ScoringConfig.scored_by`: model, checkpoint, data, calibration
+    draw, units, budget's table...); else None (the search scores them itself)."""
+    if not cfg.blocks_policy:
+        return None
+    prov = load_policy(cfg.blocks_policy).provenance
+    cands = prov.get("candidates")
+    if not cands or prov.get("scored_by") != cfg.scored_by() or any(
+            len(c["ratios"]) != units for c in cands):
+        return None
+    return [([float(x) for x in c["ratios"]], float(c["val_top1"])) for c in cands]
+
+
 def scored_blocks(cfg: SearchConfig, scorer: Scorer, run_dir: Path, reward_at: RewardAt
                   ) -> list[Finalist]:
     """The blocks strategy's candidates (one per number of dropped blocks) scored as episodes
@@ -67,6 +82,8 @@ def scored_blocks(cfg: SearchConfig, scorer: Scorer, run_dir: Path, reward_at: R
         return [Finalist(**f) for f in json.loads(rec.read_text())["pool"]]
     if made.is_file():  # scored when the search made its blocks policy
         scored = [(c["ratios"], c["val_top1"]) for c in json.loads(made.read_text())]
+    elif (handed := handed_candidates(cfg, len(scorer.pm.units))) is not None:
+        scored = handed  # scored where the handed-over blocks policy was made
     else:
         scored = [(r, scorer(r)) for r in blocks_candidates(scorer, cfg.parsed_budget(),
                                                             cfg.max_ratio,

@@ -155,3 +155,51 @@ def test_a_search_records_its_drop_swaps(synth8, resnet20_4, tmp_path):
     assert 1 <= swapped["drop_swaps"] <= 3  # episodes 6-8 may swap (5 has no previous μ)
     rows = (tmp_path / "swap" / "episodes.csv").read_text().splitlines()
     assert len(rows) == 9
+
+
+def test_a_search_picks_its_blocks_finalists_among_the_candidates_compare_scored(
+        synth8, resnet20_4, tmp_path, monkeypatch, one_thread):
+    """The blocks policy ``amc compare`` hands over records every candidate it scored and how
+    they were scored: a search scoring alike (its run's calibration draw) picks its blocks
+    finalists among them without scoring them again; one scoring otherwise (another seed,
+    so another calibration draw) scores them itself."""
+    import amc.agents.finalists as af
+    from amc.report.compare import Comparison
+    from amc.report.compare_config import CompareConfig
+
+    def fake_amc(cfg, budget, run_dir, blocks):
+        raise _Seen
+
+    cfg = CompareConfig(model="resnet20", num_classes=4, checkpoint=resnet20_4, data=synth8,
+                        input_size=SIZE, max_ratio=0.3, units="internal", drop_blocks=True,
+                        calib_size=16, recal_size=16, val_size=16, strategies=("blocks", "amc"),
+                        budgets=("flops:0.6",), finetune_runs=0, latency_runs=1, threads=1,
+                        loader_workers=0, seed=3, out=str(tmp_path / "cmp"))
+    with pytest.raises(_Seen):
+        Comparison(cfg, fake_amc).run()
+    given = load_policy(tmp_path / "cmp" / "policies" / "blocks_flops0.6.json").provenance
+    cands = given["candidates"]
+    assert len(cands) >= 2 and given["scored_by"]["seed"] == 3
+    counted = []
+    real = af.blocks_candidates
+
+    def counting(*a, **kw):
+        counted.append(1)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(af, "blocks_candidates", counting)
+    blocks = str(tmp_path / "cmp" / "policies" / "blocks_flops0.6.json")
+    run_search(_search(synth8, resnet20_4, tmp_path / "alike", seed=3, blocks_policy=blocks,
+                       blocks_finalists=2, finalist_images=16))
+    pool = json.loads((tmp_path / "alike" / "blocks_finalists.json").read_text())["pool"]
+    assert not counted
+    assert [(p["ratios"], p["val_top1"]) for p in pool] == [
+        (c["ratios"], c["val_top1"]) for c in cands]
+    run_search(_search(synth8, resnet20_4, tmp_path / "other", seed=4, blocks_policy=blocks,
+                       blocks_finalists=2, finalist_images=16))
+    assert counted == [1]  # another calibration draw: scored again
+    # what "scored alike" claims: the search making them itself finds the same scores
+    run_search(_search(synth8, resnet20_4, tmp_path / "own", seed=3))
+    own = json.loads((tmp_path / "own" / "blocks_candidates.json").read_text())
+    assert [(c["ratios"], c["val_top1"]) for c in own] == [
+        (c["ratios"], c["val_top1"]) for c in cands]

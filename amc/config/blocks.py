@@ -19,6 +19,7 @@ a docstring entry (e.g. ``out: str = "runs/search"``); its text stays the block'
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field, fields
 
 MAX_RATIO = 0.8
@@ -295,6 +296,16 @@ class ScoringConfig(ModelConfig, DataConfig, PruneConfig, RepairConfig, RunConfi
     def scoring_fields(self) -> dict:
         """The values of this block's fields (to build another command's config from)."""
         return {f.name: getattr(self, f.name) for f in fields(ScoringConfig)}
+
+    def scored_by(self) -> dict:
+        """What a score this config's scorer gives depends on: its fields but those that
+        change only how fast it runs (``threads``, ``loader_workers``, ``download``) or how an
+        episode may stop early (``race``), JSON-normalised. Scores made elsewhere (the
+        ``blocks`` candidates ``amc compare`` hands to its AMC search) are reused only when
+        this is equal (one image's top-1 may still differ across thread counts)."""
+        free = ("threads", "loader_workers", "download", "race")
+        return json.loads(json.dumps({k: v for k, v in self.scoring_fields().items()
+                                      if k not in free}))
 
     def scorer_kwargs(self) -> dict:
         """Keyword arguments of :func:`amc.prune.scoring.build_scorer`."""

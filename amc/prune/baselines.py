@@ -258,11 +258,14 @@ def run_strategy(strategy: str, scorer: Scorer, budget: Budget, max_ratio: float
                  sweep: tuple[float, np.ndarray] | None = None, rescore_top: int = 0,
                  rest: tuple[torch.Tensor, torch.Tensor] | None = None,
                  fill: bool = True) -> tuple[list[float], dict]:
-    """Run one baseline; returns (ratios, info with ``val_top1`` and ``seconds``).
-    ``rescore_top``, ``rest``: how random picks its best (:func:`random_search`); ``fill``:
-    at a latency budget, the policy's channels past one vector filled where the budget
-    allows (:func:`~amc.prune.budget.fill_vectors`)."""
+    """Run one baseline; returns (ratios, info with ``val_top1`` and ``seconds``; ``blocks``
+    also ``candidates``: every candidate it scored, ``{"ratios", "val_top1"}``, which an AMC
+    search warm-started from its policy picks its fine-tuned finalists among instead of
+    scoring them again). ``rescore_top``, ``rest``: how random picks its best
+    (:func:`random_search`); ``fill``: at a latency budget, the policy's channels past one
+    vector filled where the budget allows (:func:`~amc.prune.budget.fill_vectors`)."""
     t = time.perf_counter()
+    scored: list[tuple[list[float], float]] = []
     if strategy == "uniform":
         ratios = uniform(scorer, budget, max_ratio)
     elif strategy == "global":
@@ -271,14 +274,17 @@ def run_strategy(strategy: str, scorer: Scorer, budget: Budget, max_ratio: float
         dense, acc = sweep or sensitivity_sweep(scorer, map_fn=map_fn)
         ratios = allocate_by_sensitivity(scorer, budget, dense, acc, max_ratio=max_ratio)
     elif strategy == "blocks":
-        ratios = blocks_then_uniform(scorer, budget, max_ratio, map_fn, fill=fill)
+        ratios = blocks_then_uniform(scorer, budget, max_ratio, map_fn, scored, fill)
     elif strategy == "random":
         ratios, _, _ = random_search(scorer, budget, n_random, seed, max_ratio, map_fn,
                                      rescore_top, rest)
     else:
         raise AmcError(f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
     ratios = fill_vectors(scorer.pm, budget, ratios, fill)
-    info = {"val_top1": scorer(ratios), "seconds": time.perf_counter() - t}
+    info: dict = {"val_top1": scorer(ratios), "seconds": time.perf_counter() - t}
+    if scored:
+        info["candidates"] = [{"ratios": [float(x) for x in r], "val_top1": v}
+                              for r, v in scored]
     return ratios, info
 
 

@@ -274,10 +274,14 @@ class Comparison:
             if unreachable(e):
                 self._unreachable[strategy, budget] = e
             raise
+        extra = {}
+        if "candidates" in info:  # blocks: what AMC's search run `run` picks finalists among
+            extra = {"candidates": info["candidates"],
+                     "scored_by": replace(self.search_cfg, seed=self.cfg.seed + run).scored_by()}
         pol = make_policy(scorer.pm, ratios, self.cfg.model, parsed, strategy,
                           self.cfg.seed + run, self.cfg.max_ratio,
                           {"val_top1": info["val_top1"]},
-                          search_seconds=info["seconds"] + sweep_s)
+                          search_seconds=info["seconds"] + sweep_s, **extra)
         return pol.save(path)
 
     def _blocks_for_search(self, budget: str, run: int) -> tuple[Path | None, float]:
