@@ -60,14 +60,16 @@ class SearchConfig(ScoringConfig, ClusterConfig, OutputConfig):
             fine-tuning orders the good policies as fine-tuning does. The finalists are the
             best policy of each distinct set of dropped blocks (with --drop-blocks, the blocks
             strategy's candidates join the search's episodes), then the next best distinct
-            ones. Not within --time-limit; its seconds are in the summary (0 or 1: off).
+            ones. Not within --time-limit (unless --time-limit-finalists); its seconds are in the
+            summary (0 or 1: off).
         blocks_finalists: With --drop-blocks and a cheap warm start: before the episodes,
             fine-tune this many of the blocks strategy's candidates (one per number of
             dropped blocks), the best by score, as --finalists does, and warm-start from the
             one best on all of val after it instead of the best by score: a search seldom
             leaves the blocks its warm start dropped, and networks of one latency that drop
             more blocks and prune the rest less recover more in fine-tuning. Not within
-            --time-limit; its seconds are in the summary (0 or 1: off).
+            --time-limit (unless --time-limit-finalists); its seconds are in the summary (0 or
+            1: off).
         finalist_images: Training images of each finalist's fine-tune (a seeded draw; the
             rest of the recipe is amc finetune's default: lr 0.01, batch 128, distillation
             weight 0.5).
@@ -84,6 +86,11 @@ class SearchConfig(ScoringConfig, ClusterConfig, OutputConfig):
             the rescoring (estimated from the episodes' scoring times) would not end within
             it. A search stopped by it is finished: resume it (--resume) to run the remaining
             episodes.
+        time_limit_finalists: --time-limit bounds the whole search: also --blocks-finalists'
+            fine-tunes (before the episodes), --finalists' (after the rescoring; each
+            estimated as long as a blocks finalist's, else from the episodes' scoring times)
+            and a latency budget's whole-model check of the pick. The episodes stop earlier to
+            leave them room. False: they come on top of it.
         hidden: Width of the two hidden layers of actor and critic.
         lr_actor: Actor learning rate.
         lr_critic: Critic learning rate.
@@ -141,6 +148,7 @@ class SearchConfig(ScoringConfig, ClusterConfig, OutputConfig):
     finalist_epochs: float = 1.0
     finalist_margin_se: float = 1.0
     time_limit: float | None = None
+    time_limit_finalists: bool = False
     hidden: int = 300
     lr_actor: float = 1e-4
     lr_critic: float = 1e-3

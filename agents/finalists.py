@@ -14,7 +14,8 @@ seldom leaves the blocks its warm start dropped.
 
 Both fine-tune as ``amc finetune`` does (the plainly pruned, BN-recalibrated network,
 distilled from the dense model, ``--finalist-images`` images for ``--finalist-epochs``), in
-the driver on the cores the search's workers hold, outside ``--time-limit``.
+the driver on the cores the search's workers hold, outside ``--time-limit`` (inside it with
+``--time-limit-finalists``).
 """
 
 from __future__ import annotations
@@ -42,8 +43,10 @@ from amc.train.loop import TrainConfig
 from amc.utils.io import write_json, write_text
 
 from .config import SearchConfig
+from .latency_check import check_seconds
 from .monitor import read_rows
 from .rescore import candidates
+from .time_limit import FinalistEstimate
 
 POOL = 50
 """The search's best distinct episodes the finalists are chosen from."""
@@ -139,14 +142,26 @@ def finetuning(cfg: SearchConfig, scorer: Scorer, say=print):
         torch.set_num_threads(threads)
 
 
+def finalists_estimate(cfg: SearchConfig, scorer: Scorer, blocks_ft: dict[str, Any] | None
+                       ) -> FinalistEstimate:
+    """With ``--time-limit-finalists``: what ``--finalists`` and the pick's latency check
+    will take after the rescoring (``blocks_ft``: :func:`blocks_by_finetune`'s return, whose
+    fine-tunes time one)."""
+    val = len(load_dataset(cfg.data, **cfg.dataset_kwargs(cfg.model)).labels["val"])  # cached
+    return FinalistEstimate(cfg.finalists, blocks_ft["per_finetune"] if blocks_ft else None,
+                            cfg.finalist_images * cfg.finalist_epochs + val,
+                            max(1, cfg.threads or 1) * max(1, cfg.workers),
+                            check_seconds(cfg, scorer))
+
+
 def blocks_by_finetune(cfg: SearchConfig, scorer: Scorer, run_dir: Path, reward_at: RewardAt,
                        say=print) -> dict[str, Any] | None:
     """``--blocks-finalists``: the blocks candidate the warm start demonstrates, picked among
     the ``blocks_finalists`` best by score as the one best on all of val after the short
     fine-tune (recorded in :data:`BLOCKS_FILE`; a resumed search reads it back). Returns
-    its ``ratios``, its episode ``metrics``, its ``name`` and the ``seconds`` the stage took
-    when it was made, or None when the stage does not apply (fewer than 2, no droppable
-    block, no cheap warm start)."""
+    its ``ratios``, its episode ``metrics``, its ``name``, the ``seconds`` the stage took
+    when it was made and one fine-tune's mean seconds (``per_finetune``), or None when the
+    stage does not apply (fewer than 2, no droppable block, no cheap warm start)."""
     rec = run_dir / BLOCKS_FILE
     if cfg.blocks_finalists < 2 or not scorer.pm.blocks or cfg.warm_start != "cheap":
         rec.unlink(missing_ok=True)
@@ -166,8 +181,10 @@ def blocks_by_finetune(cfg: SearchConfig, scorer: Scorer, run_dir: Path, reward_
              "stage_seconds": time.perf_counter() - t0}
         write_json(rec, d)
     pick = Finalist(**d["pick"])
+    timed = [r["seconds"] for r in d["rows"] if not r.get("reused")]
     return {"ratios": pick.ratios, "name": pick.name, "seconds": d["stage_seconds"],
-            "metrics": _metrics(scorer, reward_at, pick)}
+            "metrics": _metrics(scorer, reward_at, pick),
+            "per_finetune": sum(timed) / len(timed) if timed else None}
 
 
 def pick_by_finetune(cfg: SearchConfig, scorer: Scorer, run_dir: Path, reward_at: RewardAt,

@@ -8,11 +8,24 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from amc.prune.latency_timing import measured_ratio
+from amc.prune.latency_timing import ROUNDS, WARMUP, measured_ratio
 from amc.prune.policy import load_policy
 from amc.prune.scoring import Scorer
 
 from .config import SearchConfig
+
+
+def check_seconds(cfg: SearchConfig, scorer: Scorer) -> float:
+    """About how long :func:`measure_pick` will take (0 for other budgets): every call
+    :func:`~amc.prune.latency_timing.time_models` makes of the dense network and of one at
+    the budget (warm-up, one per round and the timed runs), at the latency table's dense
+    time."""
+    budget = cfg.parsed_budget()
+    if budget.kind != "latency":
+        return 0.0
+    spec = budget.latency
+    calls = spec.runs + ROUNDS + WARMUP + 1
+    return calls * spec.table(scorer.pm).dense_ms * (1 + budget.fraction) / 1000
 
 
 def measure_pick(cfg: SearchConfig, scorer: Scorer, run_dir: Path,

@@ -31,7 +31,7 @@ from amc.utils.provenance import git_commit, now, versions
 from .config import SearchConfig
 from .ddpg import attach_noise, build_agent, make_noise
 from .episode_buffer import EpisodeReplayBuffer
-from .finalists import CANDIDATES_FILE, blocks_by_finetune, pick_by_finetune
+from .finalists import CANDIDATES_FILE, blocks_by_finetune, finalists_estimate, pick_by_finetune
 from .latency_check import measure_pick
 from .monitor import (
     SearchMonitor,
@@ -331,8 +331,11 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
     lines = cheap_lines(scorer, cfg, run_dir, given)
     cheap_s = time.perf_counter() - t_cheap  # within --time-limit: part of the session
     reward_at = _reward_at(scorer, cfg)
-    # --blocks-finalists: the blocks demonstration picked by a short fine-tune (outside it)
+    # --blocks-finalists: the blocks demonstration picked by a short fine-tune (outside
+    # --time-limit unless --time-limit-finalists)
+    t_blocks = time.perf_counter()
     blocks_ft = blocks_by_finetune(cfg, scorer, run_dir, reward_at)
+    blocks_s = time.perf_counter() - t_blocks  # this session's
     if blocks_ft is not None:
         lines["blocks"] = (blocks_ft["ratios"], blocks_ft["metrics"])
     demos = None
@@ -393,11 +396,15 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
     t0 = time.perf_counter()
     remaining = cfg.episodes - done
     remote = getattr(envs, "remote_scorer", None)  # the rescoring's workers, if any
-    reserve = (RescoreEstimate(cfg.rescore_top, rest_images(cfg),
-                               remote.workers if remote is not None else 1)
-               if cfg.time_limit is not None else None)
-    timer = StopAtWallTime(cfg.time_limit - cheap_s if cfg.time_limit is not None else None,
-                           reserve)
+    timer = StopAtWallTime(None)
+    if cfg.time_limit is not None:
+        reserves = [RescoreEstimate(cfg.rescore_top, rest_images(cfg),
+                                    remote.workers if remote is not None else 1)]
+        spent = cheap_s
+        if cfg.time_limit_finalists:
+            spent += blocks_s
+            reserves.append(finalists_estimate(cfg, scorer, blocks_ft))
+        timer = StopAtWallTime(cfg.time_limit - spent, *reserves)
     if remaining > 0:
         # stop by episode count (SB3's callback; the monitor records exactly `remaining`)
         stop = StopTrainingOnMaxEpisodes(max_episodes=-(-remaining // venv.num_envs))
@@ -416,7 +423,9 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
     return summarize(cfg, run_dir, {k: v[1] for k, v in lines.items()}, seconds, restarts,
                      {"agent_updates_this_run": updates.made,
                       "agent_update_seconds": updates.seconds, "cheap_seconds": cheap_s,
-                      "stopped_by_time_limit": timer.stopped, "drop_swaps": noise.swaps,
+                      "stopped_by_time_limit": timer.stopped,
+                      "time_limit_reserved_seconds": timer.reserved,
+                      "drop_swaps": noise.swaps,
                       "pair_moves": noise.pair_moves,
                       "blocks_finalist": blocks_ft["name"] if blocks_ft else None,
                       "blocks_finalist_seconds": blocks_ft["seconds"] if blocks_ft else 0.0,

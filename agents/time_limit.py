@@ -1,4 +1,5 @@
-"""Stopping a search at a wall-time budget (``--time-limit``), its rescoring included."""
+"""Stopping a search at a wall-time budget (``--time-limit``), its rescoring included (and,
+with ``--time-limit-finalists``, its finalists' fine-tunes and latency check)."""
 
 from __future__ import annotations
 
@@ -46,6 +47,51 @@ class RescoreEstimate:
         return (self.waves + 1) * (self._fixed / self._episodes + per_image * self.rest_images)
 
 
+FINETUNE_PER_SCORED_IMAGE = 2.2
+"""A finalist's fine-tune, in the wall seconds an episode spends scoring one image (its
+``eval_s / images`` on one worker's thread), per training image and epoch plus per ``val``
+image, on 2 threads: measured on ResNet-56 at latency:0.54 (38 s for 5,000 images, 1 epoch and
+5,000 val images against 1.71 ms per scored image; results/compare_resnet56_drop54_all, seed
+0, 2-core AVX2 VM). Only a fallback: a search whose blocks finalists were fine-tuned uses
+their own time."""
+
+
+class FinalistEstimate:
+    """What follows the rescoring with ``--time-limit-finalists``: ``finalists`` fine-tunes
+    (an upper bound: a blocks candidate already fine-tuned is reused), each as long as
+    ``per_finetune`` (the search's own blocks finalists' mean) or, unknown, estimated from
+    the episodes' scoring time per image (:data:`FINETUNE_PER_SCORED_IMAGE`, scaled to the
+    fine-tune's ``threads``), and ``extra`` seconds more (a latency budget's whole-model
+    check).
+
+    Args:
+        finalists: ``--finalists`` (below 2: no fine-tune).
+        per_finetune: Seconds of one fine-tune timed in this search, or None.
+        work: Training images x epochs plus ``val`` images of one fine-tune.
+        threads: Threads the fine-tunes run on (the workers' cores).
+        extra: Seconds added whatever the episodes.
+    """
+
+    def __init__(self, finalists: int, per_finetune: float | None, work: float,
+                 threads: int = 2, extra: float = 0.0):
+        self.n = finalists if finalists >= 2 else 0
+        self.per_finetune, self.work, self.threads, self.extra = per_finetune, work, threads, extra
+        self._eval = self._images = 0.0
+
+    def add(self, result: dict) -> None:
+        """Learn from one episode's ``episode_result`` (its eval seconds and images)."""
+        self._eval += float(result.get("eval_s", 0.0))
+        self._images += float(result.get("images", 0.0))
+
+    def seconds(self) -> float:
+        """The estimated wall seconds of the fine-tunes and ``extra``."""
+        per = self.per_finetune
+        if per is None:
+            per_image = self._eval / self._images if self._images else 0.0
+            per = FINETUNE_PER_SCORED_IMAGE * per_image * self.work * 2 / max(1, self.threads)
+        return self.n * per + self.extra
+
+
 def out_of_time(elapsed: float, rounds: Sequence[float], reserve: float, limit: float) -> bool:
     """Whether a search ``elapsed`` seconds in, at the end of a round of episodes, must stop
     to end within ``limit``: the next round, timed as the longest of ``rounds`` after the
@@ -55,25 +101,29 @@ def out_of_time(elapsed: float, rounds: Sequence[float], reserve: float, limit: 
 
 
 class StopAtWallTime(BaseCallback):
-    """Stop training at an end of episodes so that the search, its rescoring included,
-    ends within ``seconds`` of training's start (this session's): at each end of a round
-    of episodes (the envs step in lockstep, so every env's episode ends there and none is
-    cut short) it stops when the next round, timed as the longest so far after the first
-    (which also starts the workers), and the rescoring (``reserve``) would not end in time.
+    """Stop training at an end of episodes so that the search, what follows its episodes
+    included, ends within ``seconds`` of training's start (this session's): at each end of a
+    round of episodes (the envs step in lockstep, so every env's episode ends there and none
+    is cut short) it stops when the next round, timed as the longest so far after the first
+    (which also starts the workers), and what follows (``reserves``) would not end in time.
     The first round always runs.
 
     Args:
         seconds: The search's wall-time budget (None: no limit).
-        reserve: The rescoring's estimate, fed each episode's result (None: the episodes
+        reserves: Estimates of what follows the episodes (:class:`RescoreEstimate`,
+            :class:`FinalistEstimate`), each fed every episode's result (none: the episodes
             alone are bounded).
     """
 
-    def __init__(self, seconds: float | None, reserve: RescoreEstimate | None = None):
+    def __init__(self, seconds: float | None,
+                 *reserves: RescoreEstimate | FinalistEstimate | None):
         super().__init__(verbose=0)
         self.seconds = seconds
-        self.reserve = reserve
+        self.reserves = [r for r in reserves if r is not None]
         self.stopped = False
         """Whether the budget ended the training."""
+        self.reserved = 0.0
+        """What the reserves estimated at the last end of a round (seconds)."""
         self._start = self._last = 0.0
         self._rounds: list[float] = []
 
@@ -86,11 +136,11 @@ class StopAtWallTime(BaseCallback):
         now = time.perf_counter()
         self._rounds.append(now - self._last)
         self._last = now
-        if self.reserve is not None:
-            for info in self.locals.get("infos", []):
-                if "episode_result" in info:
-                    self.reserve.add(info["episode_result"])
-        extra = self.reserve.seconds() if self.reserve is not None else 0.0
+        for info in self.locals.get("infos", []):
+            if "episode_result" in info:
+                for r in self.reserves:
+                    r.add(info["episode_result"])
+        extra = self.reserved = sum(r.seconds() for r in self.reserves)
         if out_of_time(now - self._start, self._rounds, extra, self.seconds):
             self.stopped = True
             return False

@@ -48,6 +48,8 @@
 #   bash scripts/bench_compare.sh drop54-all      # -> .../compare_resnet56_drop54_all/ (~35 min)
 #   bash scripts/bench_compare.sh drop53          # -> .../compare_resnet56_drop53/ (~40 min)
 #   bash scripts/bench_compare.sh drop53-ft       # -> .../compare_resnet56_drop53/finetune_45k.* (~20 min)
+#   bash scripts/bench_compare.sh drop53-timed    # -> .../compare_resnet56_drop53_timed/ (~60 min)
+#   bash scripts/bench_compare.sh drop53-timed-ft # -> .../compare_resnet56_drop53_timed/finetune_45k.* (~20 min)
 #
 # `retime-sweep`: the comparison's sensitivity sweep run again (same adapted model, images and
 # command, in a scratch folder), to time it on the same machine right after AMC's searches
@@ -479,11 +481,12 @@ drop() {  # drop() OUT BUDGET...: the drop comparison at the given budgets
       --data cifar10 --data-dir "$SHARED/data" --units internal --val-limit 1000 --score-amp auto \
       --workers 2 --threads 2 --seed 0 --seeds "$SEEDS" --finetune-runs "$SEEDS" \
       --search-on adapted --strategies amc,blocks,uniform --max-ratio 0.9 --reconstruct --drop-blocks \
-      --episodes 300 --warmup-episodes 20 --warm-start cheap --noise-min 0.05 --time-limit 300 \
+      --episodes 300 --warmup-episodes 20 --warm-start cheap --noise-min 0.05 "${DROP_TIME[@]}" \
       --finetune-epochs 1 --train-limit 5000 --lr 0.01 --batch-size 128 \
       "${budgets[@]}" ${DROP_EXTRA[@]+"${DROP_EXTRA[@]}"} --out "$out"
 }
 DROP_EXTRA=()  # more amc compare options of drop()
+DROP_TIME=(--time-limit 300)  # how long drop()'s AMC searches may take
 SEEDS=${SEEDS:-3}  # drop()'s AMC seeds and baseline draws (all fine-tuned); a rerun with more
 # in a finished folder adds the runs (the searches and fine-tunes made keep their artifacts)
 if [[ $WHICH == drop ]]; then
@@ -770,6 +773,36 @@ if [[ $WHICH == drop53 ]]; then
   grid results/compare_resnet56_drop54_margin results/compare_resnet56_drop53 \
       "budgets=['latency:0.53']" latency:0.53 --no-reconstruct 1
 fi
+# `drop53-timed`: drop53's comparison with the issue's other strategies added (global,
+# sensitivity, random) and AMC's searches made again, each as long as the sensitivity sweep
+# (timed first in this run) in all: --sweep-time-limit with --time-limit-finalists (the blocks
+# finalists' and finalists' fine-tunes and the latency check inside the limit, the episodes
+# stopping earlier to leave them room; the blocks policy made for each search counted too).
+# The blocks policies are made again (the same ratios, checked: they now record their scored
+# candidates, which each search picks its blocks finalists among instead of scoring them
+# again); blocks' and uniform's scores and fine-tunes, and the adapted dense model, copied
+# -> results/compare_resnet56_drop53_timed/ (~60 min).
+if [[ $WHICH == drop53-timed ]]; then
+  S=results/compare_resnet56_drop53
+  D=results/compare_resnet56_drop53_timed
+  if [[ ! -f $D/config.json ]]; then
+    copy_run "$S" "$D" "time_limit=None, sweep_time_limit=True, time_limit_finalists=True"
+    rm -rf "$D/search"
+    rm -f "$D"/{eval,finetune,models,policies}/amc_* "$D"/policies/blocks_*
+  fi
+  KD=0.5
+  DROP_TIME=(--sweep-time-limit --time-limit-finalists)
+  DROP_EXTRA=(--drop-swap 0.3 --no-reconstruct --pair-moves 0.5 --anchor-every 1
+              --finalists 4 --blocks-finalists 3 --finalist-margin-se 1
+              --strategies amc,blocks,uniform,global,sensitivity,random)
+  drop "$D" latency:0.53
+  for f in "$S"/policies/blocks_*.json; do  # the cached blocks scores are of these policies
+    ${PYTHON:-.venv/bin/python} -c "import json, sys
+a, b = ([u['ratio'] for u in json.load(open(f))['units']] for f in sys.argv[1:])
+sys.exit(0 if a == b else f'{sys.argv[2]}: other ratios than {sys.argv[1]}')" \
+        "$f" "$D/policies/$(basename "$f")"
+  done
+fi
 # `drop54-grid-ft`: drop54-grid's networks (amc and blocks at latency:0.54, runs 0 to SEEDS-1)
 # fine-tuned as drop55-grid-ft's, beside drop55-grid-ft's uniform flops:0.5 runs (the same
 # adapted dense model and policy; made there first when missing, their summaries copied) ->
@@ -806,6 +839,9 @@ if [[ $WHICH == drop54-margin-ft ]]; then
 fi
 if [[ $WHICH == drop53-ft ]]; then  # drop53's AMC networks, as drop54-margin-ft's
   ft54 results/compare_resnet56_drop53 runs/drop53_ft amc_latency0.53
+fi
+if [[ $WHICH == drop53-timed-ft ]]; then  # drop53-timed's AMC networks, as drop53-ft's
+  ft54 results/compare_resnet56_drop53_timed runs/drop53_timed_ft amc_latency0.53
 fi
 if [[ $WHICH == bf16 ]]; then
   resnet56 results/compare_resnet56_bf16 bf16 flops:0.5

@@ -117,6 +117,12 @@ IN_PROCESS_CASES: dict[str, tuple[list[str], list[str]]] = {
                                          ["--finalist-margin-se must be at least 0, got -1"]),
     "search-zero-time-limit": (["search", "--checkpoint", "{ckpt}", "--time-limit", "0",
                                 "--out", "{tmp}/s"], ["--time-limit must be positive"]),
+    "search-time-limit-finalists-without-limit": (
+        ["search", "--checkpoint", "{ckpt}", "--time-limit-finalists", "--out", "{tmp}/new/s"],
+        ["--time-limit-finalists puts the finalists inside", "add --time-limit SECONDS"]),
+    "compare-time-limit-finalists-without-limit": (
+        ["compare", "--checkpoint", "{ckpt}", "--time-limit-finalists", "--out", "{tmp}/new/c"],
+        ["--time-limit-finalists", "or --sweep-time-limit"]),
     "search-negative-rescore-top": (["search", "--checkpoint", "{ckpt}", "--rescore-top", "-1",
                                      "--out", "{tmp}/new/s"],
                                     ["--rescore-top must be at least 0"]),

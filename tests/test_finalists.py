@@ -244,3 +244,36 @@ def test_blocks_finalists_pick_the_blocks_demonstration(synth8, resnet20_4, tmp_
     said.clear()
     run_or_resume(_search(synth8, resnet20_4, plain, finalist_images=16), say=said.append)
     assert said and "picking its best again" in said[0]
+
+
+def test_time_limit_finalists_keeps_the_whole_search_within_the_limit(synth8, resnet20_4,
+                                                                      tmp_path, one_thread,
+                                                                      monkeypatch):
+    """Fine-tunes made slow (1 s each): with --time-limit-finalists the blocks finalists'
+    fine-tunes, the episodes, the rescoring and the finalists' fine-tunes all end within
+    --time-limit (the episodes stop earlier); without it (must fail) the fine-tunes come on
+    top of episodes that fill the limit."""
+    import time
+
+    import amc.train.finalists as tf
+    from amc.report.compare_config import search_wall_seconds
+
+    real = tf.train
+
+    def slow(*a, **kw):
+        time.sleep(1.0)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(tf, "train", slow)
+    limit = 8.0
+    kw = dict(episodes=500, blocks_finalists=2, finalists=2, time_limit=limit, rescore_top=0)
+    s = run_search(_search(synth8, resnet20_4, tmp_path / "in", time_limit_finalists=True,
+                           **kw))
+    inside = search_wall_seconds(tmp_path / "in")
+    assert s["stopped_by_time_limit"] and s["blocks_finalist_seconds"] >= 2.0
+    assert s["finalist_seconds"] >= 1.0 and inside <= limit + 0.5
+    # room for 2 fine-tunes timed as the blocks finalists' (>= 1 s each; one may be reused)
+    assert s["time_limit_reserved_seconds"] >= 2.0
+    s = run_search(_search(synth8, resnet20_4, tmp_path / "on_top", **kw))
+    assert s["stopped_by_time_limit"] and search_wall_seconds(tmp_path / "on_top") > limit + 1.0
+    assert s["time_limit_reserved_seconds"] == 0.0  # no rescoring, fine-tunes on top

@@ -33,6 +33,7 @@ def amc_policy(cfg, budget: str, run_dir: Path, blocks: Path | None = None) -> P
                       drop_swap=cfg.drop_swap, pair_moves=cfg.pair_moves,
                       anchor_every=cfg.anchor_every,
                       rescore_top=cfg.rescore_top, time_limit=cfg.time_limit,
+                      time_limit_finalists=cfg.time_limit_finalists,
                       finalists=cfg.finalists, blocks_finalists=cfg.blocks_finalists,
                       finalist_images=cfg.finalist_images,
                       finalist_epochs=cfg.finalist_epochs,

@@ -194,6 +194,11 @@ def check_counts(cfg: object) -> None:
     if getattr(cfg, "envs_on", None) == "workers" and per > 1:
         raise AmcError(f"--envs-per-worker {per} needs the envs on the driver; drop "
                        "--envs-on workers or use --envs-per-worker 1")
+    if (getattr(cfg, "time_limit_finalists", False) and getattr(cfg, "time_limit", None) is None
+            and not getattr(cfg, "sweep_time_limit", False)):
+        raise AmcError("--time-limit-finalists puts the finalists inside the search's time "
+                       "limit, and none is set; add --time-limit SECONDS (amc compare: or "
+                       "--sweep-time-limit) or drop it")
 
 
 def load_run_config(cls: type[T], run_dir: str | Path, what: str) -> T:
@@ -244,7 +249,8 @@ ADDED_AS_BEFORE: dict[str, object] = {"time_limit": None, "score_amp": "off",
                                       "finalists": 0, "blocks_finalists": 0,
                                       "finalist_images": 5000,
                                       "finalist_epochs": 1.0, "fill_vectors": False,
-                                      "finalist_margin_se": 0.0}
+                                      "finalist_margin_se": 0.0,
+                                      "time_limit_finalists": False}
 """Settings added after runs were cached whose value here reproduces what every earlier run
 did (no time limit: all episodes ran; scores in fp32; one env per Ray worker, in the
 worker; reconstruction, when on, also in the delivered networks; no search limited to the
@@ -252,7 +258,8 @@ sweep's time; no latency table recorded, so that a latency run made before count
 with another table than today's; no episode swapping dropped blocks; no block dropped; the
 fine-tunes started from the delivered networks; no pair moves; the actor re-fitted every 10
 episodes; no finalists fine-tuned; no vectors filled at latency budgets; the finalist best
-after the fine-tune kept whatever its lead): a cached run that predates one of them counts
+after the fine-tune kept whatever its lead; the finalists' fine-tunes outside the time
+limit): a cached run that predates one of them counts
 as made with that value."""
 
 

@@ -84,6 +84,10 @@ def runner(model: nn.Module, x: torch.Tensor, spec: LatencySpec,
     return lambda: model(x)
 
 
+ROUNDS, WARMUP = 3, 2
+"""How :func:`time_models` times: rounds (order flipped each) and warm-up calls per model."""
+
+
 def time_models(models: dict[str, nn.Module], input_size: Sequence[int], spec: LatencySpec,
                 runs: int | None = None) -> dict[str, float]:
     """Whole-model latency (ms, first quartile) of several models timed side by side with
@@ -91,7 +95,7 @@ def time_models(models: dict[str, nn.Module], input_size: Sequence[int], spec: L
     x = torch.randn(spec.batch, *input_size, generator=torch.Generator().manual_seed(0))
     with num_threads(spec.threads), torch.no_grad():
         fns = {k: runner(m, x, spec) for k, m in models.items()}
-        t = interleaved(fns, runs or spec.runs, rounds=3, warmup=2)
+        t = interleaved(fns, runs or spec.runs, rounds=ROUNDS, warmup=WARMUP)
     return {k: v["q1_ms"] for k, v in t.items()}
 
 

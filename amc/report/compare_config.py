@@ -75,7 +75,10 @@ class CompareConfig(ScoringConfig, PrunedOptimConfig):
         sweep_time_limit: Each AMC search gets the comparison's sensitivity sweep's wall
             seconds as its --time-limit (the sweep runs first): AMC then searches for no
             longer than the sweep took, the blocks policy made for it included; the
-            finalists' fine-tunes, when on, come on top (not within --time-limit).
+            finalists' fine-tunes, when on, come on top unless --time-limit-finalists.
+        time_limit_finalists: Each AMC search's time limit also bounds its finalists'
+            fine-tunes and latency check (``amc search --time-limit-finalists``): with
+            --sweep-time-limit the whole search then takes no longer than the sweep.
         envs_on: Where AMC's envs step with Ray workers (``amc search --envs-on``).
         envs_per_worker: AMC's episodes in flight per Ray worker (``amc search
             --envs-per-worker``).
@@ -123,6 +126,7 @@ class CompareConfig(ScoringConfig, PrunedOptimConfig):
     finalist_margin_se: float = 1.0
     time_limit: float | None = None
     sweep_time_limit: bool = False
+    time_limit_finalists: bool = False
     envs_on: str = "driver"
     envs_per_worker: int = 1
     n_random: int = 50
