@@ -46,7 +46,7 @@ from .config import SearchConfig
 from .latency_check import check_seconds
 from .monitor import read_rows
 from .rescore import candidates
-from .time_limit import FinalistEstimate
+from .time_limit import PICK_FINETUNE_FACTOR, FinalistEstimate
 
 POOL = 50
 """The search's best distinct episodes the finalists are chosen from."""
@@ -135,9 +135,9 @@ def finetuning(cfg: SearchConfig, scorer: Scorer, say=print):
         teacher = create_model(cfg.model, num_classes=cfg.num_classes,
                                checkpoint=cfg.checkpoint, unsafe_load=cfg.unsafe_load)
         train_data = train_view(data, cfg.finalist_images, cfg.seed)
-        yield lambda fins, known=None, margin_se=0.0: finetune_finalists(
+        yield lambda fins, known=None, margin_se=0.0, **kw: finetune_finalists(
             fins, replace(scorer, reconstruct=False).pruned, train_data, tc,
-            data.tensors("val"), teacher, say, known, margin_se)
+            data.tensors("val"), teacher, say, known, margin_se, **kw)
     finally:
         torch.set_num_threads(threads)
 
@@ -181,18 +181,25 @@ def blocks_by_finetune(cfg: SearchConfig, scorer: Scorer, run_dir: Path, reward_
              "stage_seconds": time.perf_counter() - t0}
         write_json(rec, d)
     pick = Finalist(**d["pick"])
-    timed = [r["seconds"] for r in d["rows"] if not r.get("reused")]
     return {"ratios": pick.ratios, "name": pick.name, "seconds": d["stage_seconds"],
-            "metrics": _metrics(scorer, reward_at, pick),
-            "per_finetune": sum(timed) / len(timed) if timed else None}
+            "metrics": _metrics(scorer, reward_at, pick), "per_finetune": _per_finetune(d)}
+
+
+def _per_finetune(rec: dict) -> float | None:
+    """One fine-tune's mean seconds in ``--blocks-finalists``' record (None: none timed)."""
+    timed = [r["seconds"] for r in rec.get("rows", []) if not r.get("reused")]
+    return sum(timed) / len(timed) if timed else None
 
 
 def pick_by_finetune(cfg: SearchConfig, scorer: Scorer, run_dir: Path, reward_at: RewardAt,
-                     say=print) -> dict[str, Any]:
+                     say=print, deadline: float | None = None) -> dict[str, Any]:
     """``--finalists``: fine-tune the finalists and keep the best on all of val after it when
     it leads the search's pick by more than ``cfg.finalist_margin_se`` standard errors
     (``best_policy.json``; the policy picked before is kept as ``search_best_policy.json``
-    where it was not already). Returns the summary's ``finalists`` fields."""
+    where it was not already). ``deadline`` (``--time-limit-finalists``: a
+    :func:`time.perf_counter` time): the finalists whose fine-tunes would end past it are
+    left out (:func:`~amc.train.finalists.finetune_finalists`). Returns the summary's
+    ``finalists`` fields."""
     out = run_dir / "finalists.json"
     if cfg.finalists < 2:
         out.unlink(missing_ok=True)
@@ -208,8 +215,11 @@ def pick_by_finetune(cfg: SearchConfig, scorer: Scorer, run_dir: Path, reward_at
         # blocks candidates --blocks-finalists fine-tuned with this very recipe
         known = {ratios_key(r): row["val_top1_after"]
                  for r, row in zip(d.get("ratios", []), d["rows"])}
+    per = _per_finetune(d)
     with finetuning(cfg, scorer, say) as run:
-        res = run(chosen, known, cfg.finalist_margin_se)
+        res = run(chosen, known, cfg.finalist_margin_se, deadline=deadline,
+                  per_finetune=per and per * PICK_FINETUNE_FACTOR)
+    chosen = chosen[:len(res["rows"])]  # those the deadline left out were not fine-tuned
     pick = chosen[res["chosen"]]
     best_file, own = run_dir / "best_policy.json", run_dir / "search_best_policy.json"
     if res["chosen"]:
@@ -228,5 +238,6 @@ def pick_by_finetune(cfg: SearchConfig, scorer: Scorer, run_dir: Path, reward_at
                      "ratios": [f.ratios for f in chosen]})
     return {"finalists": {"chosen": pick.name, "candidates": len(chosen),
                           "val_top1_after": [r["val_top1_after"] for r in res["rows"]],
-                          "names": [r["name"] for r in res["rows"]]},
+                          "names": [r["name"] for r in res["rows"]],
+                          "left_out": res["left_out"]},
             "finalist_seconds": time.perf_counter() - t0}

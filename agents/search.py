@@ -32,7 +32,7 @@ from .config import SearchConfig
 from .ddpg import attach_noise, build_agent, make_noise
 from .episode_buffer import EpisodeReplayBuffer
 from .finalists import CANDIDATES_FILE, blocks_by_finetune, finalists_estimate, pick_by_finetune
-from .latency_check import measure_pick
+from .latency_check import check_seconds, measure_pick
 from .monitor import (
     SearchMonitor,
     episode_columns,
@@ -418,7 +418,10 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
         picked = pick_best(cfg, scorer, run_dir, reward_at, remote)
     finally:
         venv.close()
-    picked.update(pick_by_finetune(cfg, scorer, run_dir, reward_at))  # on the freed cores
+    deadline = (t_cheap + cfg.time_limit - check_seconds(cfg, scorer)
+                if cfg.time_limit is not None and cfg.time_limit_finalists else None)
+    picked.update(pick_by_finetune(cfg, scorer, run_dir, reward_at,  # on the freed cores
+                                   deadline=deadline))
     picked.update(measure_pick(cfg, scorer, run_dir))
     return summarize(cfg, run_dir, {k: v[1] for k, v in lines.items()}, seconds, restarts,
                      {"agent_updates_this_run": updates.made,

@@ -56,10 +56,18 @@ image, on 2 threads: measured on ResNet-56 at latency:0.54 (38 s for 5,000 image
 their own time."""
 
 
+PICK_FINETUNE_FACTOR = 1.15
+"""A search's finalists' fine-tunes against its blocks finalists': at one latency budget its
+picks keep more MACs than the blocks candidates (0.43 vs 0.38 of the dense at latency:0.53 on
+ResNet-56) and took 40 s each against 35 s (2-core AVX2 VM, the first try of
+results/compare_resnet56_drop53_timed's seed 0)."""
+
+
 class FinalistEstimate:
     """What follows the rescoring with ``--time-limit-finalists``: ``finalists`` fine-tunes
     (an upper bound: a blocks candidate already fine-tuned is reused), each as long as
-    ``per_finetune`` (the search's own blocks finalists' mean) or, unknown, estimated from
+    ``per_finetune`` (the search's own blocks finalists' mean, times
+    :data:`PICK_FINETUNE_FACTOR`) or, unknown, estimated from
     the episodes' scoring time per image (:data:`FINETUNE_PER_SCORED_IMAGE`, scaled to the
     fine-tune's ``threads``), and ``extra`` seconds more (a latency budget's whole-model
     check).
@@ -85,7 +93,7 @@ class FinalistEstimate:
 
     def seconds(self) -> float:
         """The estimated wall seconds of the fine-tunes and ``extra``."""
-        per = self.per_finetune
+        per = self.per_finetune and self.per_finetune * PICK_FINETUNE_FACTOR
         if per is None:
             per_image = self._eval / self._images if self._images else 0.0
             per = FINETUNE_PER_SCORED_IMAGE * per_image * self.work * 2 / max(1, self.threads)

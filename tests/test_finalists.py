@@ -93,6 +93,37 @@ def test_the_finalist_best_on_val_after_its_fine_tune_is_kept(synth8):
     assert res["chosen"] == 0 and res["rows"][0]["reused"] and not res["rows"][1]["reused"]
 
 
+def test_finalists_whose_finetunes_would_end_past_the_deadline_are_left_out(synth8):
+    """Fine-tunes that take just over 1 s each: with 2.6 s left the first two are fine-tuned
+    and the third, timed as the longest so far, would end past the deadline: it and the
+    fourth are left out (the best of the two kept); without a deadline all four run."""
+    import time
+
+    data = load_dataset(synth8, input_size=SIZE)
+    val = data.tensors("val")
+    fins = [Finalist(f"class {c}", [float(c)], 10.0 - c) for c in range(4)]
+    cfg = TrainConfig(epochs=1, lr=1e-9, batch_size=32, seed=0, eval_splits=(), threads=1,
+                      augment=False)
+
+    def slow(r):
+        time.sleep(1.0)
+        return _Constant(int(r[0]))
+
+    res = finetune_finalists(fins, slow, data, cfg, val, deadline=time.perf_counter() + 2.6)
+    assert [r["name"] for r in res["rows"]] == ["class 0", "class 1"]
+    assert res["left_out"] == 2 and res["chosen"] in (0, 1)
+    share = [float((val[1] == c).float().mean()) * 100 for c in range(2)]
+    assert res["rows"][res["chosen"]]["val_top1_after"] == pytest.approx(max(share))
+    # the expected time of one fine-tune rules before any is timed here (the first is the
+    # search's pick, always fine-tuned): 10 s each cannot fit 2.6 s after it
+    fast = [Finalist("known", [0.0], 11.0), *fins[1:]]
+    res = finetune_finalists(fast, slow, data, cfg, val, deadline=time.perf_counter() + 2.6,
+                             per_finetune=10.0, known={ratios_key([0.0]): 50.0})
+    assert len(res["rows"]) == 1 and res["rows"][0]["reused"] and res["left_out"] == 3
+    res = finetune_finalists(fins, lambda r: _Constant(int(r[0])), data, cfg, val)
+    assert len(res["rows"]) == 4 and res["left_out"] == 0
+
+
 def test_another_finalist_replaces_the_first_only_beyond_the_margin(synth8):
     data = load_dataset(synth8, input_size=SIZE)
     val = data.tensors("val")

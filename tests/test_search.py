@@ -530,6 +530,7 @@ def test_time_limit_finalists_leaves_room_for_the_finetunes(monkeypatch):
     plus the latency check; without that reserve (must fail) the fine-tunes overrun."""
     from amc.agents.time_limit import (
         FINETUNE_PER_SCORED_IMAGE,
+        PICK_FINETUNE_FACTOR,
         FinalistEstimate,
         RescoreEstimate,
         StopAtWallTime,
@@ -537,7 +538,7 @@ def test_time_limit_finalists_leaves_room_for_the_finetunes(monkeypatch):
 
     result = {"prune_s": 0.1, "repair_s": 0.2, "eval_s": 0.5, "images": 1000}
     timed = FinalistEstimate(finalists=3, per_finetune=2.0, work=10_000, extra=0.5)
-    assert timed.seconds() == pytest.approx(3 * 2.0 + 0.5)
+    assert timed.seconds() == pytest.approx(3 * 2.0 * PICK_FINETUNE_FACTOR + 0.5)
     assert FinalistEstimate(1, 2.0, 10_000, extra=0.5).seconds() == 0.5  # no finalists
     guessed = FinalistEstimate(finalists=2, per_finetune=None, work=10_000, threads=4)
     guessed.add(result)
@@ -546,8 +547,8 @@ def test_time_limit_finalists_leaves_room_for_the_finetunes(monkeypatch):
     ends = [3.0] + [3.0 + i for i in range(1, 30)]
     rescore = RescoreEstimate(top=5, rest_images=4000, width=2)  # 9.2 s
     stop = _drive_timer(monkeypatch, StopAtWallTime(30.0, rescore, timed), ends, result)
-    # rounds of 1 s, rescoring 9.2 s and fine-tunes 6.5 s: no round may start after 13.3
-    assert stop == 14.0 and stop + rescore.seconds() + timed.seconds() <= 30.0
+    # rounds of 1 s, rescoring 9.2 s and fine-tunes 7.4 s: no round may start after 12.4
+    assert stop == 13.0 and stop + rescore.seconds() + timed.seconds() <= 30.0
     rescore = RescoreEstimate(top=5, rest_images=4000, width=2)
     late = _drive_timer(monkeypatch, StopAtWallTime(30.0, rescore), ends, result)
     assert late + rescore.seconds() + timed.seconds() > 30.0

@@ -102,7 +102,8 @@ def finetune_finalists(finalists: Sequence[Finalist], start: Callable[[list[floa
                        teacher: nn.Module | None = None,
                        say: Callable[[str], None] | None = None,
                        known: dict[tuple[float, ...], float] | None = None,
-                       margin_se: float = 0.0) -> dict:
+                       margin_se: float = 0.0, deadline: float | None = None,
+                       per_finetune: float | None = None) -> dict:
     """Fine-tune each finalist with ``cfg`` on ``data`` and score it on ``val``.
 
     Args:
@@ -118,24 +119,40 @@ def finetune_finalists(finalists: Sequence[Finalist], start: Callable[[list[floa
         margin_se: Another finalist replaces the first only when it leads it on ``val``
             after the fine-tune by more than this many standard errors of the difference
             of two top-1s on ``val``'s images (binomial); 0: the best wins (ties: the first).
+        deadline: A :func:`time.perf_counter` time the fine-tunes must end by: a finalist
+            after the first whose fine-tune, timed as the longest so far (or
+            ``per_finetune`` before any), would end past it is left out, and so are the
+            ones after it (None: all are fine-tuned).
+        per_finetune: Seconds one fine-tune is expected to take before any was timed here.
 
     Returns:
-        ``{"chosen": index into finalists, "rows": one dict per finalist, "margin": the
-        lead (points) another finalist needed, "seconds"}``; each row holds the name,
-        score, ``val_top1_after`` and ``seconds``.
+        ``{"chosen": index into finalists, "rows": one dict per finalist fine-tuned or
+        reused (the first ones, in order), "margin": the lead (points) another finalist
+        needed, "left_out": finalists left out by ``deadline``, "seconds"}``; each row holds
+        the name, score, ``val_top1_after`` and ``seconds``.
     """
     t0 = time.perf_counter()
     rows: list[dict] = []
-    for f in finalists:
+    longest = per_finetune or 0.0
+    left_out = 0
+    for i, f in enumerate(finalists):
         t = time.perf_counter()
         acc = (known or {}).get(ratios_key(f.ratios))
         reused = acc is not None
+        if not reused and i and deadline is not None and t + longest > deadline:
+            left_out = len(finalists) - i
+            if say:
+                say(f"finalists: {left_out} left out, their fine-tunes (~{longest:.0f} s "
+                    "each) would end past the time limit")
+            break
         if not reused:
             net = start(f.ratios)
             train(net, data, cfg, teacher=teacher)
             acc = top1(net, *val)
         rows.append({"name": f.name, "score": f.score, "val_top1_after": acc,
                      "seconds": time.perf_counter() - t, "reused": reused})
+        if not reused:
+            longest = max(longest, rows[-1]["seconds"])
         if say:
             say(f"finalist {f.name}: val top-1 {acc:.2f} % after the fine-tune"
                 + (" (fine-tuned before)" if reused else ""))
@@ -144,5 +161,5 @@ def finetune_finalists(finalists: Sequence[Finalist], start: Callable[[list[floa
     margin = margin_se * math.sqrt(2.0) * binomial_se(first, len(val[1]))
     if rows[best]["val_top1_after"] - first <= margin:
         best = 0
-    return {"chosen": best, "rows": rows, "margin": margin,
+    return {"chosen": best, "rows": rows, "margin": margin, "left_out": left_out,
             "seconds": time.perf_counter() - t0}
