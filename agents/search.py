@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from stable_baselines3 import DDPG
 from stable_baselines3.common.callbacks import CallbackList, StopTrainingOnMaxEpisodes
 from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 
 from amc.config.args import changed_settings, check_counts
+from amc.cost.timing import num_threads
 from amc.envs import ActionMap, AMCPruningEnv, Outcome, reward_fn
 from amc.prune.budget import Budget, resource_fn
 from amc.prune.policy import load_policy, make_policy
@@ -226,9 +226,10 @@ def run_search(cfg: SearchConfig, resume: bool = False) -> dict[str, Any]:
             raise AmcError(f"{run_dir} already holds a search; pass --resume {run_dir} to "
                            "continue it, --force to start over, or choose another --out")
         check_out_dir(run_dir, RUN_FILES, cfg.force)
-    torch.set_num_threads(cfg.threads or 1)
+    # its threads for the search only: a caller (amc compare) goes on with its own after it
     # a failed start removes the folder it made; one that recorded episodes stays, to resume
-    with made_dir(run_dir, keep=lambda d: (d / "episodes.csv").is_file()):
+    with num_threads(cfg.threads or 1), made_dir(run_dir,
+                                                 keep=lambda d: (d / "episodes.csv").is_file()):
         if cfg.workers and cfg.workers > 1:
             with search_ray(cfg, run_dir):
                 return _run(cfg, run_dir, resume)
@@ -280,8 +281,11 @@ def refinish(cfg: SearchConfig) -> dict[str, Any]:
     :data:`FINAL_SETTINGS` (its episodes are kept); updates its best policy, summary and
     ``config.json``. With ``cfg.workers`` > 1 the candidates are scored on that many Ray
     actors, as at the end of the search (so ``rescore_seconds`` times the same work)."""
-    run_dir = Path(cfg.out)
-    torch.set_num_threads(cfg.threads or 1)
+    with num_threads(cfg.threads or 1):
+        return _refinish(cfg, Path(cfg.out))
+
+
+def _refinish(cfg: SearchConfig, run_dir: Path) -> dict[str, Any]:
     scorer = build_scorer(**cfg.scorer_kwargs())
     summary = json.loads((run_dir / "summary.json").read_text())
     reward_at = _reward_at(scorer, cfg)

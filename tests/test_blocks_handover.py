@@ -203,3 +203,24 @@ def test_a_search_picks_its_blocks_finalists_among_the_candidates_compare_scored
     own = json.loads((tmp_path / "own" / "blocks_candidates.json").read_text())
     assert [(c["ratios"], c["val_top1"]) for c in own] == [
         (c["ratios"], c["val_top1"]) for c in cands]
+
+
+def test_a_search_leaves_its_callers_thread_count_as_it_was(synth8, resnet20_4, tmp_path):
+    """amc compare runs its searches in its own process and goes on with its own threads:
+    a search on 1 thread (as each is with Ray workers) set it back after it, and so does a
+    finished search picked again; before, every later stage (the next run's blocks policy,
+    counted in AMC's time) ran on 1 thread, about 2x slower."""
+    import torch
+
+    from amc.agents.search import refinish
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        cfg = _search(synth8, resnet20_4, tmp_path / "s", threads=1)
+        run_search(cfg)
+        assert torch.get_num_threads() == 2
+        refinish(cfg)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
