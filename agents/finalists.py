@@ -142,16 +142,17 @@ def finetuning(cfg: SearchConfig, scorer: Scorer, say=print):
         torch.set_num_threads(threads)
 
 
-def finalists_estimate(cfg: SearchConfig, scorer: Scorer, blocks_ft: dict[str, Any] | None
-                       ) -> FinalistEstimate:
-    """With ``--time-limit-finalists``: what ``--finalists`` and the pick's latency check
-    will take after the rescoring (``blocks_ft``: :func:`blocks_by_finetune`'s return, whose
-    fine-tunes time one)."""
+def finalists_estimate(cfg: SearchConfig, scorer: Scorer, run_dir: Path, reward_at: RewardAt,
+                       blocks_ft: dict[str, Any] | None) -> FinalistEstimate:
+    """With ``--time-limit-finalists``: what ``--finalists`` (:func:`finetunes_left` of them)
+    and the pick's latency check will take after the rescoring (``blocks_ft``:
+    :func:`blocks_by_finetune`'s return, whose fine-tunes time one)."""
     val = len(load_dataset(cfg.data, **cfg.dataset_kwargs(cfg.model)).labels["val"])  # cached
     return FinalistEstimate(cfg.finalists, blocks_ft["per_finetune"] if blocks_ft else None,
                             cfg.finalist_images * cfg.finalist_epochs + val,
                             max(1, cfg.threads or 1) * max(1, cfg.workers),
-                            check_seconds(cfg, scorer))
+                            check_seconds(cfg, scorer),
+                            lambda: finetunes_left(cfg, scorer, run_dir, reward_at))
 
 
 def blocks_by_finetune(cfg: SearchConfig, scorer: Scorer, run_dir: Path, reward_at: RewardAt,
@@ -185,6 +186,41 @@ def blocks_by_finetune(cfg: SearchConfig, scorer: Scorer, run_dir: Path, reward_
             "metrics": _metrics(scorer, reward_at, pick), "per_finetune": _per_finetune(d)}
 
 
+def _blocks_record(run_dir: Path) -> dict:
+    """``--blocks-finalists``' record in ``run_dir`` (empty: none)."""
+    rec = run_dir / BLOCKS_FILE
+    return json.loads(rec.read_text()) if rec.is_file() else {}
+
+
+def _known(cfg: SearchConfig, rec: dict) -> dict[tuple[float, ...], float]:
+    """The val top-1 after the fine-tune of the blocks candidates ``--blocks-finalists``
+    fine-tuned with ``cfg``'s very recipe, by their ratios (:func:`ratios_key`)."""
+    if (rec.get("images"), rec.get("epochs")) != (cfg.finalist_images, cfg.finalist_epochs):
+        return {}
+    return {ratios_key(r): row["val_top1_after"]
+            for r, row in zip(rec.get("ratios", []), rec["rows"])}
+
+
+def finetunes_left(cfg: SearchConfig, scorer: Scorer, run_dir: Path, reward_at: RewardAt
+                   ) -> int:
+    """How many fine-tunes ``--finalists`` would make were the search to end now: its
+    finalists among the episodes so far, less the blocks candidates ``--blocks-finalists``
+    fine-tuned already (with droppable blocks they are often the finalists of the other sets
+    of dropped blocks). Without that record (the pool would need the blocks candidates
+    scored), before a best policy or while a file is being written: ``finalists``, the most
+    it can be."""
+    n = cfg.finalists if cfg.finalists >= 2 else 0
+    rec = _blocks_record(run_dir)
+    if not n or not rec or not (run_dir / "best_policy.json").is_file():
+        return n
+    try:
+        chosen = pick_finalists(scorer.pm, pool_of(cfg, scorer, run_dir, reward_at), n)
+    except (ValueError, KeyError, IndexError):  # a row or policy half written right now
+        return n
+    known = _known(cfg, rec)
+    return sum(ratios_key(f.ratios) not in known for f in chosen) if len(chosen) >= 2 else 0
+
+
 def _per_finetune(rec: dict) -> float | None:
     """One fine-tune's mean seconds in ``--blocks-finalists``' record (None: none timed)."""
     timed = [r["seconds"] for r in rec.get("rows", []) if not r.get("reused")]
@@ -209,12 +245,8 @@ def pick_by_finetune(cfg: SearchConfig, scorer: Scorer, run_dir: Path, reward_at
     if len(chosen) < 2:  # nothing to choose between (every episode one network)
         out.unlink(missing_ok=True)
         return {"finalists": None, "finalist_seconds": time.perf_counter() - t0}
-    rec, known = run_dir / BLOCKS_FILE, {}
-    d = json.loads(rec.read_text()) if rec.is_file() else {}
-    if (d.get("images"), d.get("epochs")) == (cfg.finalist_images, cfg.finalist_epochs):
-        # blocks candidates --blocks-finalists fine-tuned with this very recipe
-        known = {ratios_key(r): row["val_top1_after"]
-                 for r, row in zip(d.get("ratios", []), d["rows"])}
+    d = _blocks_record(run_dir)
+    known = _known(cfg, d)
     per = _per_finetune(d)
     with finetuning(cfg, scorer, say) as run:
         res = run(chosen, known, cfg.finalist_margin_se, deadline=deadline,

@@ -407,7 +407,7 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
         spent = cheap_s
         if cfg.time_limit_finalists:
             spent += blocks_s
-            reserves.append(finalists_estimate(cfg, scorer, blocks_ft))
+            reserves.append(finalists_estimate(cfg, scorer, run_dir, reward_at, blocks_ft))
         timer = StopAtWallTime(cfg.time_limit - spent, *reserves)
     if remaining > 0:
         # stop by episode count (SB3's callback; the monitor records exactly `remaining`)

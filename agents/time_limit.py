@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
@@ -65,7 +65,7 @@ results/compare_resnet56_drop53_timed's seed 0)."""
 
 class FinalistEstimate:
     """What follows the rescoring with ``--time-limit-finalists``: ``finalists`` fine-tunes
-    (an upper bound: a blocks candidate already fine-tuned is reused), each as long as
+    (or ``count()`` of them: a blocks candidate already fine-tuned is reused), each as long as
     ``per_finetune`` (the search's own blocks finalists' mean, times
     :data:`PICK_FINETUNE_FACTOR`) or, unknown, estimated from
     the episodes' scoring time per image (:data:`FINETUNE_PER_SCORED_IMAGE`, scaled to the
@@ -78,12 +78,16 @@ class FinalistEstimate:
         work: Training images x epochs plus ``val`` images of one fine-tune.
         threads: Threads the fine-tunes run on (the workers' cores).
         extra: Seconds added whatever the episodes.
+        count: How many fine-tunes are left to make were the search to end now (asked at
+            each estimate; at most ``finalists``: those already fine-tuned are reused);
+            None: ``finalists``.
     """
 
     def __init__(self, finalists: int, per_finetune: float | None, work: float,
-                 threads: int = 2, extra: float = 0.0):
+                 threads: int = 2, extra: float = 0.0, count: Callable[[], int] | None = None):
         self.n = finalists if finalists >= 2 else 0
         self.per_finetune, self.work, self.threads, self.extra = per_finetune, work, threads, extra
+        self.count = count
         self._eval = self._images = 0.0
 
     def add(self, result: dict) -> None:
@@ -97,7 +101,8 @@ class FinalistEstimate:
         if per is None:
             per_image = self._eval / self._images if self._images else 0.0
             per = FINETUNE_PER_SCORED_IMAGE * per_image * self.work * 2 / max(1, self.threads)
-        return self.n * per + self.extra
+        n = min(self.n, self.count()) if self.count is not None and self.n else self.n
+        return n * per + self.extra
 
 
 def out_of_time(elapsed: float, rounds: Sequence[float], reserve: float, limit: float) -> bool:

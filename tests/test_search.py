@@ -540,6 +540,11 @@ def test_time_limit_finalists_leaves_room_for_the_finetunes(monkeypatch):
     timed = FinalistEstimate(finalists=3, per_finetune=2.0, work=10_000, extra=0.5)
     assert timed.seconds() == pytest.approx(3 * 2.0 * PICK_FINETUNE_FACTOR + 0.5)
     assert FinalistEstimate(1, 2.0, 10_000, extra=0.5).seconds() == 0.5  # no finalists
+    left = [3]  # fine-tunes left were the search to end now (the others reused)
+    counted = FinalistEstimate(3, 2.0, 10_000, extra=0.5, count=lambda: left[0])
+    assert counted.seconds() == pytest.approx(timed.seconds())
+    left[0] = 1
+    assert counted.seconds() == pytest.approx(2.0 * PICK_FINETUNE_FACTOR + 0.5)
     guessed = FinalistEstimate(finalists=2, per_finetune=None, work=10_000, threads=4)
     guessed.add(result)
     assert guessed.seconds() == pytest.approx(
