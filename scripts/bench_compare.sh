@@ -292,6 +292,11 @@ derive_config() {  # derive_config SRC DST "k=v, ...": the comparison settings S
   ${PYTHON:-.venv/bin/python} -c "import json, sys; c = json.load(open(sys.argv[1])); \
 c.update(dict($3)); json.dump(c, open(sys.argv[2], 'w'), indent=1)" "$1" "$2"
 }  # config.json) with those changed, written to DST: a folder made from another's artifacts
+same_ratios() {  # same_ratios A B WHY: fail with "A: WHY" unless policies A, B have one ratios
+  ${PYTHON:-.venv/bin/python} -c "import json, sys
+a, b = ([u['ratio'] for u in json.load(open(f))['units']] for f in sys.argv[1:3])
+sys.exit(0 if a == b else f'{sys.argv[1]}: {sys.argv[3]}')" "$1" "$2" "$3"
+}
 copy_dense() {  # copy_dense SRC OUT: SRC's adapted dense model and its evaluations (not made again)
   local src=$1 out=$2 f
   mkdir -p "$out/models" "$out/eval" "$out/finetune"
@@ -797,10 +802,7 @@ if [[ $WHICH == drop53-timed ]]; then
               --strategies amc,blocks,uniform,global,sensitivity,random)
   drop "$D" latency:0.53
   for f in "$S"/policies/blocks_*.json; do  # the cached blocks scores are of these policies
-    ${PYTHON:-.venv/bin/python} -c "import json, sys
-a, b = ([u['ratio'] for u in json.load(open(f))['units']] for f in sys.argv[1:])
-sys.exit(0 if a == b else f'{sys.argv[2]}: other ratios than {sys.argv[1]}')" \
-        "$f" "$D/policies/$(basename "$f")"
+    same_ratios "$D/policies/$(basename "$f")" "$f" "other ratios than $f"
   done
 fi
 # `drop54-grid-ft`: drop54-grid's networks (amc and blocks at latency:0.54, runs 0 to SEEDS-1)
@@ -868,10 +870,8 @@ if [[ $WHICH == bf16-retime ]]; then
   done
   resnet56 $OUT bf16 flops:0.5
   for s in flops0.5 flops0.5_s1 flops0.5_s2; do  # the cached evaluations are of these picks
-    [[ ! -f $BEFORE/amc_$s.json ]] || .venv/bin/python -c "import json, sys
-a, b = ([u['ratio'] for u in json.load(open(f))['units']] for f in sys.argv[1:])
-sys.exit(0 if a == b else f'{sys.argv[1]}: another pick; delete its eval/ and finetune/ files')" \
-        $OUT/policies/amc_$s.json $BEFORE/amc_$s.json
+    [[ ! -f $BEFORE/amc_$s.json ]] || same_ratios "$OUT/policies/amc_$s.json" \
+        "$BEFORE/amc_$s.json" "another pick; delete its eval/ and finetune/ files"
   done
   [[ -f $OUT/sensitivity_retimed.json ]] || retime $OUT bf16
 fi
