@@ -50,6 +50,9 @@
 #   bash scripts/bench_compare.sh drop53-ft       # -> .../compare_resnet56_drop53/finetune_45k.* (~20 min)
 #   bash scripts/bench_compare.sh drop53-timed    # -> .../compare_resnet56_drop53_timed/ (~60 min)
 #   bash scripts/bench_compare.sh drop53-timed-ft # -> .../compare_resnet56_drop53_timed/finetune_45k.* (~20 min)
+#   FRESH=DIR bash scripts/bench_compare.sh fresh53     # -> DIR/ (~90 min, nothing copied)
+#   FRESH=DIR bash scripts/bench_compare.sh fresh53-ft  # -> DIR/finetune_45k.* (~40 min)
+#   FRESH=DIR bash scripts/bench_compare.sh fresh53-lean  # -> DIR_lean/ (~15 min)
 #
 # `retime-sweep`: the comparison's sensitivity sweep run again (same adapted model, images and
 # command, in a scratch folder), to time it on the same machine right after AMC's searches
@@ -844,6 +847,61 @@ if [[ $WHICH == drop53-ft ]]; then  # drop53's AMC networks, as drop54-margin-ft
 fi
 if [[ $WHICH == drop53-timed-ft ]]; then  # drop53-timed's AMC networks, as drop53-ft's
   ft54 results/compare_resnet56_drop53_timed runs/drop53_timed_ft amc_latency0.53
+fi
+# `fresh53`: drop53-timed's comparison made from nothing on the CPU at hand (no folder of an
+# earlier session copied: its own adapted dense model, latency table, sweep and every strategy),
+# first uniform at flops:0.5 (the #15 reference, its tables kept as *_uniform_flops0.5.*),
+# then every strategy at latency:0.53 with AMC's searches inside the sweep's time, finalists
+# included -> $FRESH (default results/compare_resnet56_fresh53/; ~90 min on 2 cores).
+# `fresh53-ft`: its AMC networks and uniform flops:0.5's, each run fine-tuned as drop53-ft's
+# (one distilled epoch over 45,000 images) from the folder's own adapted dense model
+# -> $FRESH/finetune_45k.* (~40 min).
+FRESH=${FRESH:-results/compare_resnet56_fresh53}
+if [[ $WHICH == fresh53 ]]; then
+  KD=0.5
+  DROP_TIME=(--sweep-time-limit --time-limit-finalists)
+  BASE=(--drop-swap 0.3 --no-reconstruct --pair-moves 0.5 --anchor-every 1
+        --finalists 4 --blocks-finalists 3 --finalist-margin-se 1
+        --finalist-images "${FINALIST_IMAGES:-5000}")  # 2,000 where the sweep is quick
+  if [[ ! -f $FRESH/table_uniform_flops0.5.md ]]; then
+    DROP_EXTRA=("${BASE[@]}" --strategies uniform)
+    drop "$FRESH" flops:0.5
+    for f in table.md table.csv table_runs.csv latency.json; do  # kept: the next call rewrites
+      cp "$FRESH/$f" "$FRESH/${f%.*}_uniform_flops0.5.${f##*.}"  # them with its own jobs only
+    done
+  fi
+  DROP_EXTRA=("${BASE[@]}" --strategies amc,blocks,uniform,global,sensitivity,random)
+  drop "$FRESH" latency:0.53
+fi
+# `fresh53-lean`: fresh53's comparison with AMC searched again without the fine-tuned
+# finalists (--finalists 0 --blocks-finalists 0: every second of the sweep's time left to the
+# episodes after the blocks policy), everything else copied from $FRESH (its adapted dense
+# model, sweep and timing, every other strategy's runs) -> ${FRESH}_lean/ (~15 min).
+if [[ $WHICH == fresh53-lean ]]; then
+  D=${FRESH}_lean
+  if [[ ! -f $D/config.json ]]; then
+    copy_run "$FRESH" "$D" "finalists=0, blocks_finalists=0"
+    cp "$FRESH/sensitivity.json" "$D/"
+    rm -rf "$D/search"
+    rm -f "$D"/{eval,finetune,models,policies}/amc_*
+  fi
+  KD=0.5
+  DROP_TIME=(--sweep-time-limit --time-limit-finalists)
+  DROP_EXTRA=(--drop-swap 0.3 --no-reconstruct --pair-moves 0.5 --anchor-every 1
+              --finalists 0 --blocks-finalists 0 --finalist-margin-se 1
+              --finalist-images "${FINALIST_IMAGES:-5000}"
+              --strategies amc,blocks,uniform,global,sensitivity,random)
+  drop "$D" latency:0.53
+fi
+if [[ $WHICH == fresh53-ft ]]; then  # fine-tunes in runs/<folder's name>_ft/ (ignored)
+  R=runs/$(basename "$FRESH")_ft
+  for ((run = 0; run < SEEDS; run++)); do
+    sfx=$([[ $run == 0 ]] || echo "_s$run")
+    ftone "$FRESH" "$FRESH/policies/amc_latency0.53$sfx.json" "$R/amc_latency0.53$sfx" 45000 0.5 "$run"
+    ftone "$FRESH" "$FRESH/policies/uniform_flops0.5.json" "$R/uniform_flops0.5$sfx" 45000 0.5 "$run"
+  done
+  ${PYTHON:-.venv/bin/python} scripts/finetune_summary.py --runs "$R" --out "$FRESH/finetune_45k" \
+      --against uniform_flops0.5
 fi
 if [[ $WHICH == bf16 ]]; then
   resnet56 results/compare_resnet56_bf16 bf16 flops:0.5
