@@ -53,6 +53,7 @@
 #   FRESH=DIR bash scripts/bench_compare.sh fresh53     # -> DIR/ (~90 min, nothing copied)
 #   FRESH=DIR bash scripts/bench_compare.sh fresh53-ft  # -> DIR/finetune_45k.* (~40 min)
 #   FRESH=DIR bash scripts/bench_compare.sh fresh53-lean  # -> DIR_lean/ (~15 min)
+#   FRESH=DIR bash scripts/bench_compare.sh fresh50-lean  # -> DIR_lean50/ (~25 min)
 #
 # `retime-sweep`: the comparison's sensitivity sweep run again (same adapted model, images and
 # command, in a scratch folder), to time it on the same machine right after AMC's searches
@@ -892,6 +893,27 @@ if [[ $WHICH == fresh53-lean ]]; then
               --finalist-images "${FINALIST_IMAGES:-5000}"
               --strategies amc,blocks,uniform,global,sensitivity,random)
   drop "$D" latency:0.53
+fi
+# `fresh50-lean`: fresh53-lean's settings at the issue's own latency:0.5 (every strategy
+# made there; $FRESH's adapted dense model, sweep and uniform flops:0.5 runs copied)
+# -> ${FRESH}_lean50/ (~25 min).
+if [[ $WHICH == fresh50-lean ]]; then
+  D=${FRESH}_lean50
+  if [[ ! -f $D/config.json ]]; then
+    copy_dense "$FRESH" "$D"
+    mkdir -p "$D/policies"
+    cp "$FRESH/sensitivity.json" "$FRESH"/*_uniform_flops0.5.* "$D/"
+    for d in policies eval finetune; do cp "$FRESH/$d"/uniform_flops0.5* "$D/$d/"; done
+    derive_config "$FRESH/config.json" "$D/config.json" \
+        "finalists=0, blocks_finalists=0, budgets=['latency:0.5'], out='$D'"
+  fi
+  KD=0.5
+  DROP_TIME=(--sweep-time-limit --time-limit-finalists)
+  DROP_EXTRA=(--drop-swap 0.3 --no-reconstruct --pair-moves 0.5 --anchor-every 1
+              --finalists 0 --blocks-finalists 0 --finalist-margin-se 1
+              --finalist-images "${FINALIST_IMAGES:-5000}"
+              --strategies amc,blocks,uniform,global,sensitivity,random)
+  drop "$D" latency:0.5
 fi
 if [[ $WHICH == fresh53-ft ]]; then  # fine-tunes in runs/<folder's name>_ft/ (ignored)
   R=runs/$(basename "$FRESH")_ft

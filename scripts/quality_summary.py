@@ -48,6 +48,17 @@ def load(folder: Path) -> dict:
             "dense_before": json.loads((folder / "eval" / "dense_before.json").read_text())}
 
 
+def own_uniform(folder: Path) -> dict | None:
+    """The folder's own uniform flops:0.5 runs, made by an earlier call of the same
+    comparison and kept as ``table_uniform_flops0.5.csv`` (``bench_compare.sh``'s
+    ``fresh53``, ``drop55-fill``), as a ``--reference`` stands in (accuracy only: they were
+    timed in that call, not beside this table's networks); None without that file."""
+    f = folder / "table_uniform_flops0.5.csv"
+    if not f.is_file():
+        return None
+    return {"agg": [_floats(r) for r in csv.DictReader(open(f))], "folder": str(f)}
+
+
 def get(d: dict, strategy: str, budget: str) -> dict | None:
     return next((r for r in d["agg"] if r["strategy"] == strategy and r["budget"] == budget),
                 None)
@@ -379,7 +390,8 @@ def main() -> None:
                         "(repeat for several)")
     p.add_argument("--reference", default=None, metavar="FOLDER",
                    help="a comparison folder whose uniform flops:0.5 the latency budget's "
-                        "accuracy check uses where --folder has none")
+                        "accuracy check uses where --folder has none (default: the folder's "
+                        "own table_uniform_flops0.5.csv, when it has one)")
     p.add_argument("--longer", default=None, metavar="FILE",
                    help="a finetune_summary.py --against JSON of the folder's policies "
                         "fine-tuned longer: its AMC groups' differences are checked too")
@@ -389,11 +401,12 @@ def main() -> None:
                         "on it too")
     args = p.parse_args()
     d = load(Path(args.folder))
-    ref = load(Path(args.reference)) if args.reference else None
+    ref = load(Path(args.reference)) if args.reference else own_uniform(Path(args.folder))
     longer, retimed = (json.loads(Path(f).read_text()) if f else None
                        for f in (args.longer, args.retimed))
     s = {"made": now(), "git_commit": git_commit(), "folder": args.folder,
-         "reference": args.reference, "longer": args.longer, "retimed": args.retimed,
+         "reference": ref["folder"] if ref else None, "longer": args.longer,
+         "retimed": args.retimed,
          "checks": checks(d, ref, longer, args.longer or "", retimed, args.retimed or ""),
          "first_beats": first_beats(d, Path(args.folder)),
          "time_split": time_split(d, Path(args.folder)), "data": d,

@@ -195,6 +195,32 @@ def test_quality_summary_speed_check_names_the_tables_prediction():
     assert (one["met"], one["note"]) == (True, "")
 
 
+def test_quality_summary_reads_the_folders_own_uniform_flops_runs(tmp_path):
+    """A folder whose uniform flops:0.5 runs were made by an earlier call of the same
+    comparison (``table_uniform_flops0.5.csv``) has the latency budget's accuracy check made
+    against them, for accuracy only (no speed ratio: timed in that other call); a folder
+    without the file has none."""
+    import runpy
+
+    ns = runpy.run_path(str(SCRIPTS[0].parent / "quality_summary.py"))
+    checks, own_uniform = ns["checks"], ns["own_uniform"]
+    assert own_uniform(tmp_path) is None
+    (tmp_path / "table_uniform_flops0.5.csv").write_text(
+        "strategy,budget,n,test_before,test_after,test_after_std,speedup_b64\n"
+        "uniform,flops:0.5,3,71.7,83.1,0.42,1.40\n")
+    base = {"n": 3, "test_before": 66.0, "test_before_std": 2.0, "test_after_std": 1.5,
+            "speedup_b64": 1.81, "speedup_b64_1thread": 1.85}
+    agg = [{**base, "strategy": "amc", "budget": "latency:0.53", "test_after": 82.0},
+           {**base, "strategy": "blocks", "budget": "latency:0.53", "test_after": 81.0}]
+    d = {"config": {"budgets": ["latency:0.53"], "threads": 2}, "agg": agg, "sweep": None}
+    rows = {r["check"]: r for r in checks(d, own_uniform(tmp_path))}
+    (acc,) = [r for k, r in rows.items() if "uniform flops:0.5" in k]
+    assert str(tmp_path / "table_uniform_flops0.5.csv") in acc["check"]
+    assert acc["value"] == pytest.approx(82.0 - 83.1) and acc["met"] is False
+    assert not any(k.startswith("latency:0.53 AMC speed-up / uniform") for k in rows)
+    assert not any("uniform flops:0.5" in r["check"] for r in checks(d, None))
+
+
 def test_quality_summary_checks_speed_on_a_side_by_side_retime():
     """``--retimed``: the folder's AMC row of a bench_retime.py document is checked against
     1.8x and against uniform flops:0.5's row (from any folder), per thread count."""
