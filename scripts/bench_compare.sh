@@ -854,9 +854,9 @@ fi
 # first uniform at flops:0.5 (the #15 reference, its tables kept as *_uniform_flops0.5.*),
 # then every strategy at latency:0.53 with AMC's searches inside the sweep's time, finalists
 # included -> $FRESH (default results/compare_resnet56_fresh53/; ~90 min on 2 cores).
-# `fresh53-ft`: its AMC networks and uniform flops:0.5's, each run fine-tuned as drop53-ft's
-# (one distilled epoch over 45,000 images) from the folder's own adapted dense model
-# -> $FRESH/finetune_45k.* (~40 min).
+# `fresh53-ft`: $FRESH's AMC networks and uniform flops:0.5's (FRESH=DIR_lean: the lean ones),
+# each run fine-tuned as drop53-ft's (one distilled epoch over 45,000 images) from the
+# folder's own adapted dense model -> $FRESH/finetune_45k.* (~40 min).
 FRESH=${FRESH:-results/compare_resnet56_fresh53}
 if [[ $WHICH == fresh53 ]]; then
   KD=0.5
@@ -874,6 +874,14 @@ if [[ $WHICH == fresh53 ]]; then
   DROP_EXTRA=("${BASE[@]}" --strategies amc,blocks,uniform,global,sensitivity,random)
   drop "$FRESH" latency:0.53
 fi
+lean() {  # fresh53's options for drop() with AMC's fine-tuned finalists off
+  KD=0.5
+  DROP_TIME=(--sweep-time-limit --time-limit-finalists)
+  DROP_EXTRA=(--drop-swap 0.3 --no-reconstruct --pair-moves 0.5 --anchor-every 1
+              --finalists 0 --blocks-finalists 0 --finalist-margin-se 1
+              --finalist-images "${FINALIST_IMAGES:-5000}"
+              --strategies amc,blocks,uniform,global,sensitivity,random)
+}
 # `fresh53-lean`: fresh53's comparison with AMC searched again without the fine-tuned
 # finalists (--finalists 0 --blocks-finalists 0: every second of the sweep's time left to the
 # episodes after the blocks policy), everything else copied from $FRESH (its adapted dense
@@ -886,12 +894,7 @@ if [[ $WHICH == fresh53-lean ]]; then
     rm -rf "$D/search"
     rm -f "$D"/{eval,finetune,models,policies}/amc_*
   fi
-  KD=0.5
-  DROP_TIME=(--sweep-time-limit --time-limit-finalists)
-  DROP_EXTRA=(--drop-swap 0.3 --no-reconstruct --pair-moves 0.5 --anchor-every 1
-              --finalists 0 --blocks-finalists 0 --finalist-margin-se 1
-              --finalist-images "${FINALIST_IMAGES:-5000}"
-              --strategies amc,blocks,uniform,global,sensitivity,random)
+  lean
   drop "$D" latency:0.53
 fi
 # `fresh50-lean`: fresh53-lean's settings at the issue's own latency:0.5 (every strategy
@@ -907,12 +910,7 @@ if [[ $WHICH == fresh50-lean ]]; then
     derive_config "$FRESH/config.json" "$D/config.json" \
         "finalists=0, blocks_finalists=0, budgets=['latency:0.5'], out='$D'"
   fi
-  KD=0.5
-  DROP_TIME=(--sweep-time-limit --time-limit-finalists)
-  DROP_EXTRA=(--drop-swap 0.3 --no-reconstruct --pair-moves 0.5 --anchor-every 1
-              --finalists 0 --blocks-finalists 0 --finalist-margin-se 1
-              --finalist-images "${FINALIST_IMAGES:-5000}"
-              --strategies amc,blocks,uniform,global,sensitivity,random)
+  lean
   drop "$D" latency:0.5
 fi
 if [[ $WHICH == fresh53-ft ]]; then  # fine-tunes in runs/<folder's name>_ft/ (ignored)
