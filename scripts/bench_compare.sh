@@ -301,6 +301,12 @@ same_ratios() {  # same_ratios A B WHY: fail with "A: WHY" unless policies A, B 
 a, b = ([u['ratio'] for u in json.load(open(f))['units']] for f in sys.argv[1:3])
 sys.exit(0 if a == b else f'{sys.argv[1]}: {sys.argv[3]}')" "$1" "$2" "$3"
 }
+keep_uniform() {  # keep_uniform D: D's tables and timings of a uniform flops:0.5 call kept
+  local f  # as *_uniform_flops0.5.* (the next call rewrites them with its own jobs only)
+  for f in table.md table.csv table_runs.csv latency.json; do
+    cp "$1/$f" "$1/${f%.*}_uniform_flops0.5.${f##*.}"
+  done
+}
 copy_dense() {  # copy_dense SRC OUT: SRC's adapted dense model and its evaluations (not made again)
   local src=$1 out=$2 f
   mkdir -p "$out/models" "$out/eval" "$out/finetune"
@@ -609,9 +615,7 @@ if [[ $WHICH == drop55-fill ]]; then  # drop55-vectors' settings, vectors filled
   BASE=("${DROP_EXTRA[@]}")
   DROP_EXTRA+=(--strategies uniform)  # the last --strategies counts
   drop "$D" flops:0.5
-  for f in table.md table.csv table_runs.csv latency.json; do  # kept: the next call rewrites
-    cp "$D/$f" "$D/${f%.*}_uniform_flops0.5.${f##*.}"  # them with its own jobs only
-  done
+  keep_uniform "$D"
   DROP_EXTRA=("${BASE[@]}")
   drop "$D" latency:0.55
 fi
@@ -858,30 +862,24 @@ fi
 # each run fine-tuned as drop53-ft's (one distilled epoch over 45,000 images) from the
 # folder's own adapted dense model -> $FRESH/finetune_45k.* (~40 min).
 FRESH=${FRESH:-results/compare_resnet56_fresh53}
-if [[ $WHICH == fresh53 ]]; then
-  KD=0.5
-  DROP_TIME=(--sweep-time-limit --time-limit-finalists)
-  BASE=(--drop-swap 0.3 --no-reconstruct --pair-moves 0.5 --anchor-every 1
-        --finalists 4 --blocks-finalists 3 --finalist-margin-se 1
-        --finalist-images "${FINALIST_IMAGES:-5000}")  # 2,000 where the sweep is quick
-  if [[ ! -f $FRESH/table_uniform_flops0.5.md ]]; then
-    DROP_EXTRA=("${BASE[@]}" --strategies uniform)
-    drop "$FRESH" flops:0.5
-    for f in table.md table.csv table_runs.csv latency.json; do  # kept: the next call rewrites
-      cp "$FRESH/$f" "$FRESH/${f%.*}_uniform_flops0.5.${f##*.}"  # them with its own jobs only
-    done
-  fi
-  DROP_EXTRA=("${BASE[@]}" --strategies amc,blocks,uniform,global,sensitivity,random)
-  drop "$FRESH" latency:0.53
-fi
-lean() {  # fresh53's options for drop() with AMC's fine-tuned finalists off
+fresh() {  # fresh FINALISTS BLOCKS_FINALISTS STRATEGIES: fresh53's options for drop()
   KD=0.5
   DROP_TIME=(--sweep-time-limit --time-limit-finalists)
   DROP_EXTRA=(--drop-swap 0.3 --no-reconstruct --pair-moves 0.5 --anchor-every 1
-              --finalists 0 --blocks-finalists 0 --finalist-margin-se 1
-              --finalist-images "${FINALIST_IMAGES:-5000}"
-              --strategies amc,blocks,uniform,global,sensitivity,random)
+              --finalists "$1" --blocks-finalists "$2" --finalist-margin-se 1
+              --finalist-images "${FINALIST_IMAGES:-5000}"  # 2,000 where the sweep is quick
+              --strategies "$3")
 }
+ALL=amc,blocks,uniform,global,sensitivity,random
+if [[ $WHICH == fresh53 ]]; then
+  if [[ ! -f $FRESH/table_uniform_flops0.5.md ]]; then
+    fresh 4 3 uniform
+    drop "$FRESH" flops:0.5
+    keep_uniform "$FRESH"
+  fi
+  fresh 4 3 "$ALL"
+  drop "$FRESH" latency:0.53
+fi
 # `fresh53-lean`: fresh53's comparison with AMC searched again without the fine-tuned
 # finalists (--finalists 0 --blocks-finalists 0: every second of the sweep's time left to the
 # episodes after the blocks policy), everything else copied from $FRESH (its adapted dense
@@ -894,7 +892,7 @@ if [[ $WHICH == fresh53-lean ]]; then
     rm -rf "$D/search"
     rm -f "$D"/{eval,finetune,models,policies}/amc_*
   fi
-  lean
+  fresh 0 0 "$ALL"  # AMC's fine-tuned finalists off
   drop "$D" latency:0.53
 fi
 # `fresh50-lean`: fresh53-lean's settings at the issue's own latency:0.5 (every strategy
@@ -910,7 +908,7 @@ if [[ $WHICH == fresh50-lean ]]; then
     derive_config "$FRESH/config.json" "$D/config.json" \
         "finalists=0, blocks_finalists=0, budgets=['latency:0.5'], out='$D'"
   fi
-  lean
+  fresh 0 0 "$ALL"  # AMC's fine-tuned finalists off
   drop "$D" latency:0.5
 fi
 if [[ $WHICH == fresh53-ft ]]; then  # fine-tunes in runs/<folder's name>_ft/ (ignored)
