@@ -43,7 +43,7 @@ from .monitor import (
 )
 from .rescore import pick_best, rest_images
 from .summary import best_fields, summarize
-from .time_limit import RescoreEstimate, StopAtWallTime
+from .time_limit import RescoreEstimate, StopAtWallTime, warmup_notice
 from .updates import EpisodeUpdates, OverlapUpdates, overlaps
 from .warm_start import CHEAP, WarmStart, cheap_policies, demo_actions, handed_over
 from .warm_start import MODES as WARM_MODES
@@ -400,7 +400,7 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
     t0 = time.perf_counter()
     remaining = cfg.episodes - done
     remote = getattr(envs, "remote_scorer", None)  # the rescoring's workers, if any
-    timer = StopAtWallTime(None)
+    timer, spent = StopAtWallTime(None), 0.0
     if cfg.time_limit is not None:
         reserves = [RescoreEstimate(cfg.rescore_top, rest_images(cfg),
                                     remote.workers if remote is not None else 1)]
@@ -416,6 +416,12 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
                     callback=CallbackList([*callbacks, monitor, stop, timer]),
                     reset_num_timesteps=ckpt is None, tb_log_name="ddpg", log_interval=10)
         monitor.save_checkpoint()
+    if timer.stopped:
+        fine = cfg.time_limit_finalists and (cfg.finalists >= 2 or cfg.blocks_finalists >= 2)
+        note = warmup_notice(monitor.done, cfg.warmup_episodes, cfg.time_limit,
+                             spent, timer.reserved, fine)
+        if note:
+            log.warning(note)
     restarts = getattr(envs, "restarts", 0)
     seconds = time.perf_counter() - t0
     try:  # the rescoring runs on the search's Ray actors, if any, before they go

@@ -472,16 +472,37 @@ def test_run_or_resume_reuses_only_a_search_made_with_the_same_settings(digits_c
     assert json.loads((run / "config.json").read_text())["noise_min"] == 0.1
 
 
-def test_time_limit_stops_at_an_episode_end(digits_ckpt, tmp_path):
+def test_time_limit_stops_at_an_episode_end(digits_ckpt, tmp_path, caplog):
     """--time-limit: the episodes stop at an episode end (the first one, with a limit no
     round fits in); the search is finished (best policy, summary) and says it was
-    stopped."""
+    stopped, with a note that it never left its warm-up; a search that ran its episodes
+    (must fail with the note always on) says nothing of it."""
     run = tmp_path / "r"
-    s = run_search(_cfg(digits_ckpt, run, episodes=6, warmup_episodes=2, time_limit=1e-6))
+    with caplog.at_level("WARNING", logger="amc"):
+        s = run_search(_cfg(digits_ckpt, run, episodes=6, warmup_episodes=2, time_limit=1e-6))
     assert s["episodes"] == len(_rows(run)) == 1 and s["stopped_by_time_limit"]
     assert load_policy(run / "best_policy.json").provenance["episode"] == 1
-    s = run_search(_cfg(digits_ckpt, run, episodes=3, warmup_episodes=2, force=True))
+    notes = [r.getMessage() for r in caplog.records if "warm-up episodes" in r.getMessage()]
+    assert len(notes) == 1 and "after 1 episode(s), inside its 2 warm-up" in notes[0]
+    assert "raise --time-limit" in notes[0] and "--finalists 0" not in notes[0]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="amc"):
+        s = run_search(_cfg(digits_ckpt, run, episodes=3, warmup_episodes=2, force=True))
     assert s["episodes"] == 3 and not s["stopped_by_time_limit"]
+    assert not [r for r in caplog.records if "warm-up episodes" in r.getMessage()]
+
+
+def test_warmup_notice_names_the_fix_only_past_nothing_but_the_warmup():
+    """The note comes only for a search stopped inside its warm-up, and offers turning the
+    fine-tuned finalists off only where they are on."""
+    from amc.agents.time_limit import warmup_notice
+
+    assert warmup_notice(20, 20, 131.0, 97.0, 30.0, True) is None
+    note = warmup_notice(2, 20, 131.0, 97.0, 30.0, True)
+    assert note is not None and note.startswith("amc: note: --time-limit 131 s")
+    assert "97 s went before" in note and "30 s were kept" in note
+    assert "--finalists 0 --blocks-finalists 0" in note
+    assert "--finalists 0" not in (warmup_notice(2, 20, 131.0, 97.0, 30.0, False) or "")
 
 
 def _drive_timer(monkeypatch, timer, ends: list[float], result: dict) -> float | None:
