@@ -656,12 +656,12 @@ if [[ $WHICH == drop54-plain ]]; then
   grid results/compare_resnet56_drop54_grid results/compare_resnet56_drop54_plain \
       "reconstruct=False, reconstruct_delivered=True" latency:0.54 --no-reconstruct
 fi
-ftone() {  # ftone DENSE_FOLDER POLICY OUT IMAGES KD RUN: POLICY applied to DENSE_FOLDER's
-  [[ -f $3/summary.json ]] && return 0  # adapted dense model (one-shot), fine-tuned 1 epoch
+ftone() {  # ftone DENSE_FOLDER POLICY OUT IMAGES KD RUN [EPOCHS]: POLICY applied to
+  [[ -f $3/summary.json ]] && return 0  # DENSE_FOLDER's adapted dense model (one-shot),
   $AMC finetune --model resnet56 --checkpoint "$1/models/dense_ft.pt" --data cifar10 \
-      --data-dir "$SHARED/data" --policy "$2" --epochs 1 --train-limit "$4" --lr 0.01 \
+      --data-dir "$SHARED/data" --policy "$2" --epochs "${7:-1}" --train-limit "$4" --lr 0.01 \
       --batch-size 128 --seed "$6" --threads 2 --kd-weight "$5" --out "$3" --force
-}  # over IMAGES training images, seed RUN, --kd-weight KD
+}  # fine-tuned EPOCHS (1) epochs over IMAGES training images, seed RUN, --kd-weight KD
 ftruns() {  # ftruns DENSE_FOLDER POLICY_FOLDER RUNS IMAGES KD NAME...: POLICY_FOLDER's
   local d=$1 p=$2 runs=$3 images=$4 kd=$5 name run sfx  # policies NAME (runs 0-2) through
   shift 5  # ftone, seed = run; KD empty: --kd-weight 0
@@ -862,7 +862,8 @@ fi
 # `fresh53-ft`: $FRESH's AMC networks and uniform flops:0.5's (FRESH=DIR_lean: the lean ones),
 # each run fine-tuned as drop53-ft's (one distilled epoch over 45,000 images) from the
 # folder's own adapted dense model -> $FRESH/finetune_45k.* (~40 min; AT=0.52 for a _lean52
-# folder's networks; UFT=runs/X_ft copies uniform's fine-tunes made there from the same model).
+# folder's networks; UFT=runs/X_ft copies uniform's fine-tunes made there from the same model;
+# FT_EPOCHS=E FT_KD=W another recipe -> $FRESH/finetune_45k_Eep_kdW.*).
 FRESH=${FRESH:-results/compare_resnet56_fresh53}
 fresh() {  # fresh FINALISTS BLOCKS_FINALISTS STRATEGIES: fresh53's options for drop()
   KD=0.5
@@ -916,7 +917,9 @@ if [[ $WHICH =~ ^fresh5([02])-lean$ ]]; then
   drop "$D" "latency:$AT"
 fi
 if [[ $WHICH == fresh53-ft ]]; then  # fine-tunes in runs/<folder's name>_ft/ (ignored)
-  R=runs/$(basename "$FRESH")_ft
+  FT_EPOCHS=${FT_EPOCHS:-1} FT_KD=${FT_KD:-0.5}  # another recipe: its own runs/ and files
+  TAG=$([[ $FT_EPOCHS == 1 && $FT_KD == 0.5 ]] || echo "_${FT_EPOCHS}ep_kd$FT_KD")
+  R=runs/$(basename "$FRESH")_ft$TAG
   AT=${AT:-0.53}  # the latency budget of $FRESH's AMC networks
   mkdir -p "$R"
   if [[ -n ${UFT:-} ]]; then  # UFT=runs/X_ft: uniform flops:0.5's fine-tunes made there from
@@ -926,10 +929,12 @@ if [[ $WHICH == fresh53-ft ]]; then  # fine-tunes in runs/<folder's name>_ft/ (i
   fi
   for ((run = 0; run < SEEDS; run++)); do
     sfx=$([[ $run == 0 ]] || echo "_s$run")
-    ftone "$FRESH" "$FRESH/policies/amc_latency$AT$sfx.json" "$R/amc_latency$AT$sfx" 45000 0.5 "$run"
-    ftone "$FRESH" "$FRESH/policies/uniform_flops0.5.json" "$R/uniform_flops0.5$sfx" 45000 0.5 "$run"
+    ftone "$FRESH" "$FRESH/policies/amc_latency$AT$sfx.json" "$R/amc_latency$AT$sfx" 45000 \
+        "$FT_KD" "$run" "$FT_EPOCHS"
+    ftone "$FRESH" "$FRESH/policies/uniform_flops0.5.json" "$R/uniform_flops0.5$sfx" 45000 \
+        "$FT_KD" "$run" "$FT_EPOCHS"
   done
-  ${PYTHON:-.venv/bin/python} scripts/finetune_summary.py --runs "$R" --out "$FRESH/finetune_45k" \
+  ${PYTHON:-.venv/bin/python} scripts/finetune_summary.py --runs "$R" --out "$FRESH/finetune_45k$TAG" \
       --against uniform_flops0.5
 fi
 if [[ $WHICH == bf16 ]]; then
