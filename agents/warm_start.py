@@ -23,6 +23,7 @@ The paper's random warm-up stays available (``--warm-start random``).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -46,6 +47,9 @@ from amc.utils.errors import AmcError
 from .noise import TruncatedNormalNoise
 
 MODES = ("cheap", "random")
+
+PLATEAU_GAIN = 0.01
+"""A fit of the actor goes on while its error falls by this share within ``patience`` steps."""
 
 
 def load_sweep(path: str | Path, unit_names: Sequence[str]) -> tuple[float, np.ndarray,
@@ -139,6 +143,11 @@ class WarmStart(BaseCallback):
             [-1, 1] action scale, is below ``tol``; 300 steps had left 0.02-0.05 on
             ResNet-56's 27 units, actions off by ~0.2).
         tol: Mean squared error at which the fit stops.
+        patience: Steps without a ``PLATEAU_GAIN`` fall of the fit's best error after which
+            it stops: where the actor cannot reproduce the policy (its error stuck at 0.014
+            in a ResNet-56 search of results/compare_resnet56_amx53_lean52, seed 3), each
+            re-anchoring ran all ``steps`` (3-5 s per episode on the driver, the workers
+            waiting: half that search's episodes lost).
         anchor_every: After the first fit, fit again to the best complete episode so far
             every this many episodes, counted from the warm-up's end (0: never).
         defer: Runs a fit later instead of now (an :class:`~.updates.OverlapUpdates`'s
@@ -150,14 +159,17 @@ class WarmStart(BaseCallback):
     def __init__(self, noise: TruncatedNormalNoise,
                  observations: Callable[[Sequence[float]], np.ndarray], actions: ActionMap,
                  best: tuple[float, list[float]] | None = None, steps: int = 3000,
-                 tol: float = 1e-4, anchor_every: int = 0,
+                 tol: float = 1e-4, anchor_every: int = 0, patience: int = 100,
                  defer: Callable[[Callable[[], object]], None] | None = None,
                  lr: float = 1e-3, record: Callable[[dict], None] | None = None):
         super().__init__(verbose=0)
         self.noise, self.observations, self.actions = noise, observations, actions
         self.best, self.steps, self.lr, self.record = best, steps, lr, record
         self.tol, self.anchor_every, self.defer = tol, anchor_every, defer
+        self.patience = patience
         self.fits = 0
+        self.history: list[dict] = []
+        """Each fit of this session: the episodes then, its steps, final mse and seconds."""
         self._last_fit = noise.episodes
         self.fitted = noise.episodes >= noise.warmup  # resumed past the warm-up
         if best is not None:
@@ -197,12 +209,20 @@ class WarmStart(BaseCallback):
         a = np.asarray(self.actions.actions(ratios), dtype=np.float64)
         y = torch.as_tensor(np.clip(2.0 * a - 1.0, -0.98, 0.98), dtype=torch.float32)[:, None]
         opt = torch.optim.Adam(actor.parameters(), lr=self.lr, fused=True)  # as the agent's
-        steps = 0
+        t0, steps = time.perf_counter(), 0
+        best, since = float("inf"), 0  # the best error so far, steps since it fell enough
         with torch.enable_grad():
             while steps < self.steps:
                 loss = torch.nn.functional.mse_loss(actor(x), y)
-                if loss.item() < self.tol:
+                value = loss.item()
+                if value < self.tol:
                     break
+                if value < best * (1.0 - PLATEAU_GAIN):
+                    best, since = value, 0
+                else:
+                    since += 1
+                    if since >= self.patience:  # as close as the actor gets
+                        break
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -212,8 +232,10 @@ class WarmStart(BaseCallback):
         polyak_update(actor.parameters(), target.parameters(), 1.0)
         self.fitted = True
         self.fits += 1
+        self.history.append({"episodes": self._last_fit, "steps": steps, "mse": mse,
+                             "seconds": time.perf_counter() - t0})
         if self.record is not None:
             self.record({"fitted_to": list(map(float, ratios)), "reward": reward,
                          "mse": mse, "steps": steps, "episodes": self._last_fit,
-                         "fits": self.fits})
+                         "fits": self.fits, "history": self.history})
         return mse

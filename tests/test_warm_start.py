@@ -163,3 +163,50 @@ def test_cheap_policies_already_made_are_not_made_again(digits_ckpt, monkeypatch
     monkeypatch.setattr(ws, "uniform", refuse)
     again = ws.cheap_policies(scorer, Budget("flops", 0.5), 0.8, known={"uniform": made})
     assert again["uniform"] == made and again["global"] == fresh["global"]
+
+
+def _fitted(targets: np.ndarray, observations: np.ndarray, **kw):
+    """A WarmStart fit of a small actor (seeded) to ``targets`` (actions in [0, 1]) seen at
+    ``observations``; returns (steps, mse, the actor's actions in [0, 1])."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from amc.agents.noise import TruncatedNormalNoise
+    from amc.agents.warm_start import WarmStart
+    from amc.envs import ActionMap
+
+    torch.manual_seed(0)
+
+    def net():
+        return torch.nn.Sequential(torch.nn.Linear(observations.shape[1], 64), torch.nn.ReLU(),
+                                   torch.nn.Linear(64, 1), torch.nn.Tanh())
+
+    actor, target = net(), net()
+    model = SimpleNamespace(actor=actor, actor_target=target,
+                            policy=SimpleNamespace(set_training_mode=lambda mode: None))
+    noise = TruncatedNormalNoise(n_envs=1, sigma0=0.05, decay=1.0, warmup_episodes=0)
+    ws = WarmStart(noise, lambda r: observations, ActionMap(1.0), **kw)
+    ws.model = model
+    ws.fit(list(targets))
+    h = ws.history[-1]
+    with torch.no_grad():
+        a = actor(torch.as_tensor(observations, dtype=torch.float32)).numpy().reshape(-1)
+    return h["steps"], h["mse"], (a + 1) / 2
+
+
+def test_the_actor_fit_stops_where_it_cannot_improve():
+    """Two units seen alike with opposite targets: no actor fits both, and the fit stops at
+    that error (half the squared gap) long before its step limit (it ran them all before);
+    a policy the actor can reproduce is still fitted to ``tol``."""
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(6, 11))
+    obs[1] = obs[0]
+    targets = np.array([0.1, 0.9, 0.3, 0.5, 0.7, 0.2])
+    steps, mse, acts = _fitted(targets, obs, steps=3000)
+    floor = 2 * ((2 * 0.9 - 1) - (2 * 0.1 - 1)) ** 2 / 4 / 6  # each of the pair off by half
+    assert steps < 1500 and mse == pytest.approx(floor, rel=0.1)
+    assert acts[2:] == pytest.approx(targets[2:], abs=0.02)  # the others fitted
+    obs[1] += 1.0  # now told apart
+    steps, mse, acts = _fitted(targets, obs, steps=3000)
+    assert mse < 1e-4 and acts == pytest.approx(targets, abs=0.02)
