@@ -35,6 +35,9 @@ from amc.utils.io import write_json, write_text
 from amc.utils.provenance import cpu_model, git_commit, now, versions
 from amc.utils.stats import format_mean_std, mean_std
 
+OWN = "folder"
+"""The row of the folder's own searches (``--own``)."""
+
 FIELDS = ("best_val_top1_all", "episodes", "wall_seconds_this_run", "pair_moves", "drop_swaps")
 
 
@@ -56,6 +59,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--checkpoint", help="the dense model (default: the searches' own)")
     ap.add_argument("--arm", action="append", required=True,
                     help="NAME:k=v,... settings changed from the folder's searches")
+    ap.add_argument("--own", action="store_true",
+                    help="add a row of the folder's own searches as they were made (their "
+                         "summary.json: the code of then), e.g. to see what a change did")
     ap.add_argument("--work", default="runs/search_variants")
     ap.add_argument("--out", required=True, help="output path without extension")
     argv = sys.argv[1:] if argv is None else argv
@@ -63,22 +69,29 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     arms = [parse_arm(a) for a in args.arm]
     rows = []
+
+    def row(name: str, seed: int, over: dict, run: Path) -> dict:
+        s = json.loads((run / "summary.json").read_text())
+        all_val = s.get("best_val_top1_all")  # None: no val images past --val-limit
+        return {"arm": name, "seed": seed, "settings": over,
+                "val_top1": s["best_val_top1"] if all_val is None else all_val,
+                "on_all_val": all_val is not None, **{k: s.get(k) for k in FIELDS}}
+
     for seed in range(args.seeds):
         sfx = f"_s{seed}" if seed else ""
         src = Path(args.folder) / "search" / f"{args.budget}{sfx}"
         base = load_run_config(SearchConfig, src, "search")
         if args.checkpoint:
             base = replace(base, checkpoint=args.checkpoint)
+        if args.own:
+            rows.append(row(OWN, seed, {}, src))
         for name, over in arms:
             run = Path(args.work) / f"{name}{sfx}"
             if not (run / "summary.json").is_file():
                 run_or_resume(replace(base, **over, out=str(run), force=True))
-            s = json.loads((run / "summary.json").read_text())
-            all_val = s.get("best_val_top1_all")  # None: no val images past --val-limit
-            rows.append({"arm": name, "seed": seed, "settings": over,
-                         "val_top1": s["best_val_top1"] if all_val is None else all_val,
-                         "on_all_val": all_val is not None,
-                         **{k: s.get(k) for k in FIELDS}})
+            rows.append(row(name, seed, over, run))
+    if args.own:
+        arms = [(OWN, {}), *arms]
     arms_out = {}
     for name, over in arms:
         mine = [r for r in rows if r["arm"] == name]
@@ -98,7 +111,8 @@ def main(argv: list[str] | None = None) -> None:
              + " | mean ± std | episodes |", "|---|---|" + "---|" * (args.seeds + 2)]
     for name, over in arms:
         mine = [r for r in rows if r["arm"] == name]
-        lines.append(f"| {name} | {over or 'as searched'} | "
+        how = "as made then" if name == OWN else (over or "as searched")
+        lines.append(f"| {name} | {how} | "
                      + " | ".join(f"{r['val_top1']:.2f}" for r in mine)
                      + f" | {format_mean_std(arms_out[name]['val_top1'])}"
                      + f" | {format_mean_std(arms_out[name]['episodes'], 0)} |")

@@ -139,7 +139,8 @@ def test_the_warm_start_hands_the_best_episode_to_the_noise():
 def test_search_variants_rerun_a_comparisons_searches_with_each_arms_settings(
         digits_ckpt, tmp_path, run_script):
     """scripts/bench_search_variants.py: the arm without changes reproduces the comparison's
-    own search (same seed, same picked policy); an arm's settings reach its search."""
+    own search (same seed, same picked policy); an arm's settings reach its search; --own
+    adds the folder's own searches as a row of their own."""
     import json
 
     from amc.cli.compare import amc_policy
@@ -152,11 +153,13 @@ def test_search_variants_rerun_a_comparisons_searches_with_each_arms_settings(
                              threads=1, out=str(out)), amc_policy).run()
     run_script(Path(__file__).parents[1] / "scripts" / "bench_search_variants.py",
                ["--folder", str(out), "--budget", "flops0.5", "--seeds", "1",
-                "--arm", "base:", "--arm", "pairs:pair_moves=1.0,anchor_every=2",
+                "--arm", "base:", "--arm", "pairs:pair_moves=1.0,anchor_every=2", "--own",
                 "--work", str(tmp_path / "w"), "--out", str(tmp_path / "r")])
     res = json.loads((tmp_path / "r.json").read_text())
     own = json.loads((out / "search" / "flops0.5" / "summary.json").read_text())
-    base, pairs = res["runs"]
+    made_then, base, pairs = res["runs"]
+    assert made_then["arm"] == "folder" and made_then["episodes"] == own["episodes"]
+    assert made_then["val_top1"] == own["best_val_top1"]
     assert base["arm"] == "base" and base["val_top1"] == own["best_val_top1"]
     assert base["best_val_top1_all"] == own["best_val_top1_all"]
     made = json.loads((tmp_path / "w" / "base" / "config.json").read_text())
@@ -167,6 +170,7 @@ def test_search_variants_rerun_a_comparisons_searches_with_each_arms_settings(
     assert (cfg["pair_moves"], cfg["anchor_every"]) == (1.0, 2)
     assert res["arms"]["pairs"]["settings"] == {"pair_moves": 1.0, "anchor_every": 2}
     assert "| pairs |" in (tmp_path / "r.md").read_text()
+    assert "| folder | as made then |" in (tmp_path / "r.md").read_text()
 
 
 def test_a_search_says_when_its_units_leave_nothing_to_move_or_swap(digits_ckpt, tmp_path,
