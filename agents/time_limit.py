@@ -163,12 +163,11 @@ class StopAtWallTime(BaseCallback):
 def warmup_notice(episodes: int, warmup: int, limit: float, before: float, after: float,
                   finalists: bool) -> str | None:
     """The note for a search that ``--time-limit`` stopped after ``episodes`` episodes, all
-    inside its ``warmup`` warm-up episodes (the agent never chose a policy
-    of its own, so the search returns the warm-up's best), naming where the ``limit``'s
-    seconds went: ``before`` the episodes (cheap policies, blocks finalists) and kept
-    ``after`` them (rescoring, finalists' fine-tunes, latency check); ``finalists``: whether
-    fine-tuned finalists are on (then turning them off is the fix offered). None when the
-    search got past its warm-up.
+    inside its ``warmup`` warm-up episodes (the agent never chose a policy of its own, so the
+    search returns the warm-up's best), naming where the ``limit``'s seconds went: ``before``
+    the episodes (cheap policies, blocks finalists) and kept ``after`` them (rescoring,
+    finalists' fine-tunes, latency check); ``finalists``: whether fine-tuned finalists are on
+    (then turning them off is the fix offered). None when the search got past its warm-up.
 
     On a CPU where scoring is quick the fixed costs dominate: results/compare_resnet56_amx53's
     first try (5,000-image finalists, 131 s limit) ran 2 episodes."""
