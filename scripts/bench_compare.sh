@@ -902,9 +902,9 @@ fi
 # latency:0.52 (a speed margin where the table is optimistic), every strategy made there;
 # $FRESH's adapted dense model, sweep and uniform flops:0.5 runs copied
 # -> ${FRESH}_lean50/ or ${FRESH}_lean52/ (~25 min; ~40 with SEEDS=5).
-if [[ $WHICH =~ ^fresh5([02])-lean$ ]]; then
-  AT=0.5${BASH_REMATCH[1]%0}
-  D=${FRESH}_lean5${BASH_REMATCH[1]}
+if [[ $WHICH == fresh50-lean || $WHICH == fresh52-lean ]]; then
+  AT=$([[ $WHICH == fresh50-lean ]] && echo 0.5 || echo 0.52)  # the budgets' names so far
+  D=${FRESH}_lean${WHICH:5:2}
   if [[ ! -f $D/config.json ]]; then
     copy_dense "$FRESH" "$D"
     mkdir -p "$D/policies"
