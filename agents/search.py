@@ -393,6 +393,7 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
             best_known = (float(best), load_policy(run_dir / "best_policy.json").ratios)
         callbacks.append(WarmStart(noise, observations_of(scorer, cfg), amap,
                                    best_known, anchor_every=cfg.anchor_every,
+                                   solve=cfg.anchor_solve,
                                    defer=overlap.defer if overlap else None,
                                    record=lambda d: write_json(run_dir / "warm_start.json", d)))
     monitor = SearchMonitor(cfg, run_dir, pm, done, best,

@@ -51,6 +51,53 @@ MODES = ("cheap", "random")
 PLATEAU_GAIN = 0.01
 """A fit of the actor goes on while its error falls by this share within ``patience`` steps."""
 
+RIDGE = 1e-6
+"""Ridge of the closed-form solve of the actor's last layer (:func:`solve_last_layer`), relative
+to the mean squared norm of its inputs: it only decides between rows the actor sees alike."""
+
+
+def solve_last_layer(actor: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> bool:
+    """Move the actor's last linear layer, in closed form, so that ``actor(x)`` is ``y``.
+
+    The least change of the layer's weights and bias (ridge regression of the residual on
+    the layer's inputs, found with a forward hook) that makes its outputs the targets: through
+    ``tanh`` where the actor squashes its output with it (as SB3's DDPG actor does), as they
+    are where it does not. With fewer rows than the layer has inputs (27 units, 300 hidden
+    features for ResNet-56) the fit is exact unless two rows reach the layer alike, which then
+    get the mean of their targets. Returns False, changing nothing, where the actor's output
+    is neither the layer's nor its ``tanh``.
+    """
+    last = [m for m in actor.modules() if isinstance(m, torch.nn.Linear)]
+    if not last or last[-1].out_features != y.shape[1]:
+        return False
+    layer, seen = last[-1], {}
+    hook = layer.register_forward_hook(lambda m, i, o: seen.update(h=i[0], z=o))
+    try:
+        with torch.no_grad():
+            out = actor(x)
+    finally:
+        hook.remove()
+    if "h" not in seen or seen["z"].shape != out.shape:
+        return False
+    h, z = seen["h"].double(), seen["z"].double()
+    if torch.allclose(out.double(), torch.tanh(z), atol=1e-5):
+        target = torch.atanh(y.double().clamp(-0.999, 0.999))
+    elif torch.allclose(out.double(), z, atol=1e-5):
+        target = y.double()
+    else:
+        return False
+    cols = [h] if layer.bias is None else [h, torch.ones(len(h), 1, dtype=h.dtype)]
+    ha = torch.cat(cols, 1)
+    gram = ha @ ha.T
+    ridge = RIDGE * float(gram.diagonal().mean()) + 1e-12
+    coef = torch.linalg.solve(gram + ridge * torch.eye(len(h), dtype=h.dtype), target - z)
+    delta = ha.T @ coef  # (inputs [+ bias]) x outputs: the least-norm change
+    with torch.no_grad():
+        layer.weight.add_(delta[:h.shape[1]].T.to(layer.weight.dtype))
+        if layer.bias is not None:
+            layer.bias.add_(delta[-1].to(layer.bias.dtype))
+    return True
+
 
 def load_sweep(path: str | Path, unit_names: Sequence[str]) -> tuple[float, np.ndarray,
                                                                      list[float]]:
@@ -154,6 +201,10 @@ class WarmStart(BaseCallback):
             ``defer``: while remote envs evaluate, as the agent's updates are).
         lr: Learning rate of the fit.
         record: Called with what the fit did (for the run directory).
+        solve: Start each fit by solving the actor's last layer in closed form
+            (:func:`solve_last_layer`: exact in one step wherever the actor's last hidden
+            features tell the units apart), the Adam steps then only where it is not yet
+            within ``tol``; False: Adam steps only.
     """
 
     def __init__(self, noise: TruncatedNormalNoise,
@@ -161,12 +212,13 @@ class WarmStart(BaseCallback):
                  best: tuple[float, list[float]] | None = None, steps: int = 3000,
                  tol: float = 1e-4, anchor_every: int = 0, patience: int = 100,
                  defer: Callable[[Callable[[], object]], None] | None = None,
-                 lr: float = 1e-3, record: Callable[[dict], None] | None = None):
+                 lr: float = 1e-3, record: Callable[[dict], None] | None = None,
+                 solve: bool = True):
         super().__init__(verbose=0)
         self.noise, self.observations, self.actions = noise, observations, actions
         self.best, self.steps, self.lr, self.record = best, steps, lr, record
         self.tol, self.anchor_every, self.defer = tol, anchor_every, defer
-        self.patience = patience
+        self.patience, self.solve = patience, solve
         self.fits = 0
         self.history: list[dict] = []
         """Each fit of this session: the episodes then, its steps, final mse and seconds."""
@@ -208,8 +260,9 @@ class WarmStart(BaseCallback):
         x = torch.as_tensor(self.observations(ratios), dtype=torch.float32)
         a = np.asarray(self.actions.actions(ratios), dtype=np.float64)
         y = torch.as_tensor(np.clip(2.0 * a - 1.0, -0.98, 0.98), dtype=torch.float32)[:, None]
-        opt = torch.optim.Adam(actor.parameters(), lr=self.lr, fused=True)  # as the agent's
         t0, steps = time.perf_counter(), 0
+        solved = self.solve and solve_last_layer(actor, x, y)
+        opt = torch.optim.Adam(actor.parameters(), lr=self.lr, fused=True)  # as the agent's
         best, since = float("inf"), 0  # the best error so far, steps since it fell enough
         with torch.enable_grad():
             while steps < self.steps:
@@ -233,7 +286,7 @@ class WarmStart(BaseCallback):
         self.fitted = True
         self.fits += 1
         self.history.append({"episodes": self._last_fit, "steps": steps, "mse": mse,
-                             "seconds": time.perf_counter() - t0})
+                             "seconds": time.perf_counter() - t0, "solved": solved})
         if self.record is not None:
             self.record({"fitted_to": list(map(float, ratios)), "reward": reward,
                          "mse": mse, "steps": steps, "episodes": self._last_fit,
