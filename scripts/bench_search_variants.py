@@ -6,7 +6,8 @@ changed, on the dense model ``--checkpoint`` (the folder's own when its weights 
 there); the arms run in turn for each seed, so they share the machine's state. Per arm and
 seed: the picked policy's val top-1 on all of ``val`` (``best_val_top1_all``, the search's
 own rescoring; on the first ``--val-limit`` images where ``val`` has no more), episodes run,
-wall seconds and the pair moves / drop swaps made.
+wall seconds, the pair moves / drop swaps made and the seconds and Adam steps of the warm
+start's fits of the actor (its ``warm_start.json`` history, where the search recorded one).
 
     .venv/bin/python scripts/bench_search_variants.py --folder results/compare_resnet56_native \\
         --budget flops0.3 --checkpoint results/compare_resnet56_native_kd/models/dense_ft.pt \\
@@ -73,9 +74,14 @@ def main(argv: list[str] | None = None) -> None:
     def row(name: str, seed: int, over: dict, run: Path) -> dict:
         s = json.loads((run / "summary.json").read_text())
         all_val = s.get("best_val_top1_all")  # None: no val images past --val-limit
+        fits = (json.loads((run / "warm_start.json").read_text()).get("history")
+                if (run / "warm_start.json").is_file() else None)
         return {"arm": name, "seed": seed, "settings": over,
                 "val_top1": s["best_val_top1"] if all_val is None else all_val,
-                "on_all_val": all_val is not None, **{k: s.get(k) for k in FIELDS}}
+                "on_all_val": all_val is not None, **{k: s.get(k) for k in FIELDS},
+                "fits": len(fits) if fits else None,
+                "fit_seconds": sum(f["seconds"] for f in fits) if fits else None,
+                "fit_steps": sum(f["steps"] for f in fits) if fits else None}
 
     for seed in range(args.seeds):
         sfx = f"_s{seed}" if seed else ""
@@ -97,7 +103,9 @@ def main(argv: list[str] | None = None) -> None:
         mine = [r for r in rows if r["arm"] == name]
         arms_out[name] = {"settings": over, "val_top1": mean_std(
             [r["val_top1"] for r in mine]), "episodes": mean_std(
-            [r["episodes"] for r in mine])}
+            [r["episodes"] for r in mine]), **{k: mean_std(v) if (v := [
+                r[k] for r in mine if r[k] is not None]) else None
+                for k in ("fit_seconds", "fit_steps")}}
     res = {"command": "python scripts/bench_search_variants.py " + " ".join(argv),
            "folder": args.folder, "budget": args.budget, "checkpoint": args.checkpoint,
            "arms": arms_out, "runs": rows, "date": now(), "git_commit": git_commit(),
@@ -108,14 +116,18 @@ def main(argv: list[str] | None = None) -> None:
              "Picked policy's val top-1 on all of val, per seed, and mean ± std "
              "(`scripts/bench_search_variants.py`).", "",
              "| arm | settings | " + " | ".join(f"seed {s}" for s in range(args.seeds))
-             + " | mean ± std | episodes |", "|---|---|" + "---|" * (args.seeds + 2)]
+             + " | mean ± std | episodes | fits s | fit steps |",
+             "|---|---|" + "---|" * (args.seeds + 4)]
     for name, over in arms:
         mine = [r for r in rows if r["arm"] == name]
         how = "as made then" if name == OWN else (over or "as searched")
         lines.append(f"| {name} | {how} | "
                      + " | ".join(f"{r['val_top1']:.2f}" for r in mine)
                      + f" | {format_mean_std(arms_out[name]['val_top1'])}"
-                     + f" | {format_mean_std(arms_out[name]['episodes'], 0)} |")
+                     + f" | {format_mean_std(arms_out[name]['episodes'], 0)} | "
+                     + " | ".join("–" if (v := arms_out[name][k]) is None
+                                  else format_mean_std(v, d) for k, d in
+                                  (("fit_seconds", 1), ("fit_steps", 0))) + " |")
     write_text(f"{args.out}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -211,3 +211,64 @@ def test_the_actor_fit_stops_where_it_cannot_improve():
     obs[1] += 1.0  # now told apart
     steps, mse, acts = _fitted(targets, obs, steps=3000)
     assert mse < 1e-4 and acts == pytest.approx(targets, abs=0.02)
+
+
+def test_the_closed_form_solve_fits_the_last_layer_exactly_and_only_it():
+    """The solve makes the actor's outputs the targets in one step (Adam needed hundreds of
+    steps for 1e-4), through tanh or without it, with or without a bias, changes no other
+    layer, gives rows seen alike the mean of their targets, and leaves an actor whose output
+    is neither the last layer's nor its tanh as it was."""
+    import torch
+
+    from amc.agents.warm_start import solve_last_layer
+
+    rng = np.random.default_rng(1)
+    x = torch.as_tensor(rng.normal(size=(27, 11)), dtype=torch.float32)
+    y = torch.as_tensor(rng.uniform(-0.9, 0.9, size=(27, 1)), dtype=torch.float32)
+    for squash, bias in ((torch.nn.Tanh(), True), (torch.nn.Identity(), True),
+                         (torch.nn.Tanh(), False)):
+        torch.manual_seed(0)
+        actor = torch.nn.Sequential(torch.nn.Linear(11, 64), torch.nn.ReLU(),
+                                    torch.nn.Linear(64, 1, bias=bias), squash)
+        first = actor[0].weight.detach().clone()
+        with torch.no_grad():
+            before = float(torch.nn.functional.mse_loss(actor(x), y))
+        assert solve_last_layer(actor, x, y)
+        with torch.no_grad():
+            after = float(torch.nn.functional.mse_loss(actor(x), y))
+        assert before > 0.1 and after < 1e-8 * before
+        assert torch.equal(actor[0].weight, first)
+    # two rows alike: both get the mean of their targets (in tanh's argument)
+    x[1] = x[0]
+    assert solve_last_layer(actor, x, y)
+    with torch.no_grad():
+        out = actor(x)[:2].reshape(-1)
+    mean = torch.tanh(torch.atanh(y[:2]).mean())
+    assert out == pytest.approx([float(mean)] * 2, abs=1e-4)
+    # an output that is neither the layer's nor its tanh: refused, nothing changed
+    actor = torch.nn.Sequential(torch.nn.Linear(11, 64), torch.nn.ReLU(),
+                                torch.nn.Linear(64, 1), torch.nn.Sigmoid())
+    last = actor[2].weight.detach().clone()
+    assert not solve_last_layer(actor, x, y)
+    assert torch.equal(actor[2].weight, last)
+
+
+def test_a_fit_that_the_solve_finishes_takes_no_adam_step():
+    """27 distinct units: with the solve the fit ends within tol at 0 steps (at the largest
+    ridge that gets there), without it the same fit takes Adam steps to reach tol."""
+    rng = np.random.default_rng(2)
+    obs, targets = rng.normal(size=(27, 11)), rng.uniform(0.05, 0.95, 27)
+    steps, mse, acts = _fitted(targets, obs, steps=3000)
+    assert steps == 0 and mse < 1e-4 and acts == pytest.approx(targets, abs=0.01)
+    steps, mse, _ = _fitted(targets, obs, steps=3000, solve=False)
+    assert steps > 50 and mse < 1e-4
+
+
+def test_a_fit_never_leaves_the_actor_worse_than_it_found_it():
+    """Adam steps that go up (a learning rate far too large) end at the best weights the fit
+    saw, at worst the ones it started from, not at the last ones."""
+    rng = np.random.default_rng(3)
+    obs, targets = rng.normal(size=(27, 11)), rng.uniform(0.05, 0.95, 27)
+    _, start, _ = _fitted(targets, obs, steps=0, solve=False)
+    steps, mse, _ = _fitted(targets, obs, steps=200, solve=False, lr=50.0)
+    assert steps > 0 and mse <= start
