@@ -58,7 +58,7 @@ features are nearly collinear (a ResNet-56 search's actor: 27 rows of rank 26, e
 1e-9 to 77), so the exact least-norm fit needs last-layer weights up to ~40, against ~17 at
 1e-6 for an error of 8e-5 and ~3 at 1e-2 for 9e-3. With one ridge, 1e-6, the fits of a first
 try ended at errors up to 1.5: the Adam steps that followed the solve from such weights never
-improved on it, and the fit kept its last weights (it now keeps the best it saw)."""
+improved on it, and the fit kept its last weights (a fit now never ends worse than it began)."""
 
 
 def solve_last_layer(actor: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
@@ -285,13 +285,13 @@ class WarmStart(BaseCallback):
         params = list(actor.parameters())
         opt = torch.optim.Adam(params, lr=self.lr, fused=True)  # as the agent's
         best, since = float("inf"), 0  # the best error so far, steps since it fell enough
-        kept = (float("inf"), [])  # the least error seen and the weights that gave it
+        start = [p.detach().clone() for p in params]  # once: a copy per step made them 28 % slower
+        first = None  # the error the steps started from
         with torch.enable_grad():
             while steps < self.steps:
                 loss = torch.nn.functional.mse_loss(actor(x), y)
                 value = loss.item()
-                if value < kept[0]:
-                    kept = (value, [p.detach().clone() for p in params])
+                first = value if first is None else first
                 if value < self.tol:
                     break
                 if value < best * (1.0 - PLATEAU_GAIN):
@@ -306,8 +306,8 @@ class WarmStart(BaseCallback):
                 steps += 1
         with torch.no_grad():
             mse = float(torch.nn.functional.mse_loss(actor(x), y))
-            if mse > kept[0]:  # Adam's last steps went up: back to the best weights seen
-                for p, v in zip(params, kept[1], strict=True):
+            if first is not None and mse > first:  # the steps went up: undone
+                for p, v in zip(params, start, strict=True):
                     p.copy_(v)
                 mse = float(torch.nn.functional.mse_loss(actor(x), y))
         polyak_update(actor.parameters(), target.parameters(), 1.0)

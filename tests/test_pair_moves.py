@@ -140,7 +140,8 @@ def test_search_variants_rerun_a_comparisons_searches_with_each_arms_settings(
         digits_ckpt, tmp_path, run_script):
     """scripts/bench_search_variants.py: the arm without changes reproduces the comparison's
     own search (same seed, same picked policy); an arm's settings reach its search; --own
-    adds the folder's own searches as a row of their own."""
+    adds the folder's own searches as a row of their own; each run's fits of the actor are
+    counted from its warm_start.json."""
     import json
 
     from amc.cli.compare import amc_policy
@@ -162,6 +163,10 @@ def test_search_variants_rerun_a_comparisons_searches_with_each_arms_settings(
     assert made_then["val_top1"] == own["best_val_top1"]
     assert base["arm"] == "base" and base["val_top1"] == own["best_val_top1"]
     assert base["best_val_top1_all"] == own["best_val_top1_all"]
+    fits = json.loads((tmp_path / "w" / "base" / "warm_start.json").read_text())["history"]
+    assert (base["fits"], base["fit_steps"]) == (len(fits), sum(f["steps"] for f in fits))
+    assert made_then["fits"] is None or made_then["fits"] == len(json.loads(
+        (out / "search" / "flops0.5" / "warm_start.json").read_text())["history"])
     made = json.loads((tmp_path / "w" / "base" / "config.json").read_text())
     searched = json.loads((out / "search" / "flops0.5" / "config.json").read_text())
     assert {k: v for k, v in made.items() if k != "out"} == \

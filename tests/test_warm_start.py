@@ -265,8 +265,8 @@ def test_a_fit_that_the_solve_finishes_takes_no_adam_step():
 
 
 def test_a_fit_never_leaves_the_actor_worse_than_it_found_it():
-    """Adam steps that go up (a learning rate far too large) end at the best weights the fit
-    saw, at worst the ones it started from, not at the last ones."""
+    """Adam steps that end higher than they began (a learning rate far too large) are undone:
+    the fit ends at the weights it started from, not at the last ones."""
     rng = np.random.default_rng(3)
     obs, targets = rng.normal(size=(27, 11)), rng.uniform(0.05, 0.95, 27)
     _, start, _ = _fitted(targets, obs, steps=0, solve=False)
