@@ -28,10 +28,9 @@ class SearchConfig(ScoringConfig, ClusterConfig, OutputConfig):
         anchor_every: With a cheap warm start: every this many episodes after the warm-up,
             fit the actor again to the best complete episode so far (self-imitation), so
             exploration stays around the best policy found; 0: only at the warm-up's end.
-        anchor_solve: Start each fit of the actor by solving its last layer in closed form
-            (exact wherever its hidden features tell the units apart; the Adam steps then
-            only finish what it leaves); off: Adam steps only (3-19 s of fits per ResNet-56
-            search, some stuck at an error they could not lower).
+        anchor_solve: Fit the actor's last layer in closed form first, kept where that
+            reproduces the policy within the fit's tolerance, Adam steps only where it does
+            not; off: Adam steps only (11-19 s of fits per ResNet-56 search).
         sensitivity: A cached sensitivity sweep (sensitivity.json of amc compare) whose
             allocation joins the warm start's demonstrations.
         blocks_policy: The blocks policy (``amc baseline --strategy blocks``, same model,

@@ -245,6 +245,10 @@ def test_the_closed_form_solve_fits_the_last_layer_exactly_and_only_it():
         out = actor(x)[:2].reshape(-1)
     mean = torch.tanh(torch.atanh(y[:2]).mean())
     assert out == pytest.approx([float(mean)] * 2, abs=1e-4)
+    # asked for an error those rows cannot reach: nothing kept, the Adam steps are left to it
+    last = actor[2].weight.detach().clone()
+    assert not solve_last_layer(actor, x, y, tol=1e-4)
+    assert torch.equal(actor[2].weight, last)
     # an output that is neither the layer's nor its tanh: refused, nothing changed
     actor = torch.nn.Sequential(torch.nn.Linear(11, 64), torch.nn.ReLU(),
                                 torch.nn.Linear(64, 1), torch.nn.Sigmoid())
