@@ -56,10 +56,7 @@ RIDGES = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8)
 the last layer's inputs. The units' hidden features are nearly collinear (a ResNet-56 search's
 actor: 27 rows of rank 26, eigenvalues 1e-9 to 77), so an exact least-norm fit needs
 last-layer weights up to ~40, against ~17 at 1e-6 for an error of 8e-5 and ~3 at 1e-2 for
-9e-3. The fit keeps the largest ridge within its ``tol`` and none where none gets there:
-Adam steps after such a solve seldom improved on it (one ridge of 1e-6 left errors up to 1.5
-in a first try, the fit keeping its last weights; keeping the nearest ridge left the fits'
-median error at 1.2e-4 to 2.2e-3 in five ResNet-56 searches, against 1e-4 by Adam alone)."""
+9e-3 (Adam steps alone: ~4)."""
 
 
 def solve_last_layer(actor: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
@@ -72,10 +69,12 @@ def solve_last_layer(actor: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
     are where it does not. With fewer rows than the layer has inputs (27 units, 300 hidden
     features for ResNet-56) the fit is exact in the limit of no ridge unless two rows reach
     the layer alike, which then get the mean of their targets. Of :data:`RIDGES` the largest
-    whose mean squared error is below ``tol`` is kept, and none where none is (the layer
-    then stays as it was); without ``tol``, the one of least error if it beats the layer as it
-    was. Returns whether the layer changed: False also where the actor's output is neither
-    the layer's nor its ``tanh``.
+    whose mean squared error is below ``tol`` is kept, else the one of least error if it beats
+    the layer as it was (a saturated actor, its ``tanh`` at ±1 where Adam's gradients
+    vanish, is brought back this way: keeping no solve where none reached ``tol`` left two of
+    five ResNet-56 searches' actors stuck at errors of 1.0-1.3 from their 6th-18th fit on,
+    ``results/search_solve_tol_amx52.md``). Returns whether the layer changed: False also
+    where the actor's output is neither the layer's nor its ``tanh``.
     """
     last = [m for m in actor.modules() if isinstance(m, torch.nn.Linear)]
     if not last or last[-1].out_features != y.shape[1]:
@@ -114,7 +113,7 @@ def solve_last_layer(actor: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
             mse = float(torch.nn.functional.mse_loss(actor(x), y))
             if tol is not None and mse < tol:
                 return True
-            if tol is None and mse < best[0]:
+            if mse < best[0]:
                 best = (mse, [p.detach().clone() for p in params])
         for p, v in zip(params, best[1], strict=True):
             p.copy_(v)
@@ -223,9 +222,9 @@ class WarmStart(BaseCallback):
             ``defer``: while remote envs evaluate, as the agent's updates are).
         lr: Learning rate of the fit.
         record: Called with what the fit did (for the run directory).
-        solve: Fit the actor's last layer in closed form first (:func:`solve_last_layer`:
-            one step, kept where it gets within ``tol``), the Adam steps then only where it
-            did not; False: Adam steps only.
+        solve: Fit the actor's last layer in closed form first (:func:`solve_last_layer`),
+            the Adam steps then only where that left it above ``tol``; False (the default):
+            Adam steps only.
     """
 
     def __init__(self, noise: TruncatedNormalNoise,
@@ -234,7 +233,7 @@ class WarmStart(BaseCallback):
                  tol: float = 1e-4, anchor_every: int = 0, patience: int = 100,
                  defer: Callable[[Callable[[], object]], None] | None = None,
                  lr: float = 1e-3, record: Callable[[dict], None] | None = None,
-                 solve: bool = True):
+                 solve: bool = False):
         super().__init__(verbose=0)
         self.noise, self.observations, self.actions = noise, observations, actions
         self.best, self.steps, self.lr, self.record = best, steps, lr, record
