@@ -7,7 +7,9 @@ there); the arms run in turn for each seed, so they share the machine's state. P
 seed: the picked policy's val top-1 on all of ``val`` (``best_val_top1_all``, the search's
 own rescoring; on the first ``--val-limit`` images where ``val`` has no more), episodes run,
 wall seconds, the pair moves / drop swaps made and the seconds and Adam steps of the warm
-start's fits of the actor (its ``warm_start.json`` history, where the search recorded one).
+start's fits of the actor (its ``warm_start.json`` history, where the search recorded one:
+their median and largest mean squared error in SB3's [-1, 1] action scale, the table giving
+each seed's median).
 
     .venv/bin/python scripts/bench_search_variants.py --folder results/compare_resnet56_native \\
         --budget flops0.3 --checkpoint results/compare_resnet56_native_kd/models/dense_ft.pt \\
@@ -28,6 +30,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from amc.agents import SearchConfig, run_or_resume
@@ -81,7 +84,9 @@ def main(argv: list[str] | None = None) -> None:
                 "on_all_val": all_val is not None, **{k: s.get(k) for k in FIELDS},
                 "fits": len(fits) if fits else None,
                 "fit_seconds": sum(f["seconds"] for f in fits) if fits else None,
-                "fit_steps": sum(f["steps"] for f in fits) if fits else None}
+                "fit_steps": sum(f["steps"] for f in fits) if fits else None,
+                "fit_mse_median": float(np.median([f["mse"] for f in fits])) if fits else None,
+                "fit_mse_max": max(f["mse"] for f in fits) if fits else None}
 
     for seed in range(args.seeds):
         sfx = f"_s{seed}" if seed else ""
@@ -105,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
             [r["val_top1"] for r in mine]), "episodes": mean_std(
             [r["episodes"] for r in mine]), **{k: mean_std(v) if (v := [
                 r[k] for r in mine if r[k] is not None]) else None
-                for k in ("fit_seconds", "fit_steps")}}
+                for k in ("fit_seconds", "fit_steps", "fit_mse_median")}}
     res = {"command": "python scripts/bench_search_variants.py " + " ".join(argv),
            "folder": args.folder, "budget": args.budget, "checkpoint": args.checkpoint,
            "arms": arms_out, "runs": rows, "date": now(), "git_commit": git_commit(),
@@ -116,8 +121,8 @@ def main(argv: list[str] | None = None) -> None:
              "Picked policy's val top-1 on all of val, per seed, and mean ± std "
              "(`scripts/bench_search_variants.py`).", "",
              "| arm | settings | " + " | ".join(f"seed {s}" for s in range(args.seeds))
-             + " | mean ± std | episodes | fits s | fit steps |",
-             "|---|---|" + "---|" * (args.seeds + 4)]
+             + " | mean ± std | episodes | fits s | fit steps | fit error, median |",
+             "|---|---|" + "---|" * (args.seeds + 5)]
     for name, over in arms:
         mine = [r for r in rows if r["arm"] == name]
         how = "as made then" if name == OWN else (over or "as searched")
@@ -127,7 +132,9 @@ def main(argv: list[str] | None = None) -> None:
                      + f" | {format_mean_std(arms_out[name]['episodes'], 0)} | "
                      + " | ".join("–" if (v := arms_out[name][k]) is None
                                   else format_mean_std(v, d) for k, d in
-                                  (("fit_seconds", 1), ("fit_steps", 0))) + " |")
+                                  (("fit_seconds", 1), ("fit_steps", 0))) + " | "
+                     + ("–" if (v := arms_out[name]["fit_mse_median"]) is None else
+                        " / ".join(f"{x:.1e}" for x in v["values"])) + " |")
     write_text(f"{args.out}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
