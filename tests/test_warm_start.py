@@ -131,13 +131,17 @@ def test_summary_counts_only_the_search_s_own_episodes_as_beating(runs):
         assert ep is None or ep > 2  # never one of the two replays
 
 
-@pytest.mark.parametrize("every", [0, 3])
-def test_actor_is_anchored_to_the_best_episode_so_far(digits_ckpt, tmp_path, one_thread, every):
+@pytest.mark.parametrize(("every", "solve"), [(0, False), (3, False), (3, True)])
+def test_actor_is_anchored_to_the_best_episode_so_far(digits_ckpt, tmp_path, one_thread, every,
+                                                      solve):
     """Every ``anchor_every`` episodes after the warm-up the actor is fitted again to the
-    best complete episode so far (never with 0)."""
+    best complete episode so far (never with 0); with ``anchor_solve`` every fit is the
+    closed-form solve alone (a few units, 32 hidden features: no Adam step left to take)."""
     run = tmp_path / "a"
-    run_search(_cfg(digits_ckpt, run, episodes=14, warmup_episodes=4, anchor_every=every))
+    run_search(_cfg(digits_ckpt, run, episodes=14, warmup_episodes=4, anchor_every=every,
+                    anchor_solve=solve))
     ws = json.loads((run / "warm_start.json").read_text())
+    assert all(f["solved"] == solve and (f["steps"] == 0) == solve for f in ws["history"])
     if not every:
         assert ws["fits"] == 1 and ws["episodes"] == 4
         return
