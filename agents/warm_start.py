@@ -71,8 +71,8 @@ def solve_last_layer(actor: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
     the layer alike, which then get the mean of their targets. Of :data:`RIDGES` the largest
     whose mean squared error is below ``tol`` is kept, else the one of least error if it beats
     the layer as it was (a saturated actor, its ``tanh`` at ±1 where Adam's gradients
-    vanish, is brought back this way: keeping no solve where none reached ``tol`` left two of
-    five ResNet-56 searches' actors stuck at errors of 1.0-1.3 from their 6th-18th fit on,
+    vanish, is brought back this way: keeping no solve where none reached ``tol`` left three
+    of five ResNet-56 searches' actors stuck at errors of 1.0-1.4 from their 7th-19th fit on,
     ``results/search_solve_tol_amx52.md``). Returns whether the layer changed: False also
     where the actor's output is neither the layer's nor its ``tanh``.
     """
