@@ -44,6 +44,9 @@ OWN = "folder"
 
 FIELDS = ("best_val_top1_all", "episodes", "wall_seconds_this_run", "pair_moves", "drop_swaps")
 
+FIT_FIELDS = ("fits", "fit_seconds", "fit_steps", "fit_mse_median", "fit_mse_max")
+"""Of a run's warm-start fits (``warm_start.json``'s history; None where it has none)."""
+
 
 def parse_arm(text: str) -> tuple[str, dict]:
     """``name:k=v,k=v`` (values as Python literals) -> (name, overrides)."""
@@ -79,14 +82,15 @@ def main(argv: list[str] | None = None) -> None:
         all_val = s.get("best_val_top1_all")  # None: no val images past --val-limit
         fits = (json.loads((run / "warm_start.json").read_text()).get("history")
                 if (run / "warm_start.json").is_file() else None)
+        mse = [f["mse"] for f in fits or ()]
+        made = {} if not fits else {
+            "fits": len(fits), "fit_seconds": sum(f["seconds"] for f in fits),
+            "fit_steps": sum(f["steps"] for f in fits),
+            "fit_mse_median": float(np.median(mse)), "fit_mse_max": max(mse)}
         return {"arm": name, "seed": seed, "settings": over,
                 "val_top1": s["best_val_top1"] if all_val is None else all_val,
                 "on_all_val": all_val is not None, **{k: s.get(k) for k in FIELDS},
-                "fits": len(fits) if fits else None,
-                "fit_seconds": sum(f["seconds"] for f in fits) if fits else None,
-                "fit_steps": sum(f["steps"] for f in fits) if fits else None,
-                "fit_mse_median": float(np.median([f["mse"] for f in fits])) if fits else None,
-                "fit_mse_max": max(f["mse"] for f in fits) if fits else None}
+                **{k: made.get(k) for k in FIT_FIELDS}}
 
     for seed in range(args.seeds):
         sfx = f"_s{seed}" if seed else ""
