@@ -43,6 +43,7 @@ from amc.prune.budget import Budget, unreachable
 from amc.prune.policy import load_policy
 from amc.prune.scoring import Scorer
 from amc.utils.errors import AmcError
+from amc.utils.ridge import ridge_solve
 
 from .noise import TruncatedNormalNoise
 
@@ -52,8 +53,9 @@ PLATEAU_GAIN = 0.01
 """A fit of the actor goes on while its error falls by this share within ``patience`` steps."""
 
 RIDGES = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8)
-"""Ridges tried by :func:`solve_last_layer`, largest first, relative to the mean squared norm of
-the last layer's inputs. The units' hidden features are nearly collinear (a ResNet-56 search's
+"""Ridges tried by :func:`solve_last_layer`, largest first, relative to the mean diagonal of the
+system solved (:func:`~amc.utils.ridge.ridge_solve`: the Gram matrix of the last layer's
+inputs, a row per unit). The units' hidden features are nearly collinear (a ResNet-56 search's
 actor: 27 rows of rank 26, eigenvalues 1e-9 to 77), so an exact least-norm fit needs
 last-layer weights up to ~40, against ~17 at 1e-6 for an error of 8e-5 and ~3 at 1e-2 for
 9e-3 (Adam steps alone: ~4)."""
@@ -97,16 +99,14 @@ def solve_last_layer(actor: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
         return False
     cols = [h] if layer.bias is None else [h, torch.ones(len(h), 1, dtype=h.dtype)]
     ha = torch.cat(cols, 1)
-    gram = ha @ ha.T
-    scale = float(gram.diagonal().mean()) + 1e-12
+    if not ha.any():  # every hidden unit dead and no bias: nothing to move
+        return False
     params = [p for p in (layer.weight, layer.bias) if p is not None]
     start = [p.detach().clone() for p in params]
     with torch.no_grad():
         best = (float(torch.nn.functional.mse_loss(out, y)), start)
         for ridge in RIDGES:
-            coef = torch.linalg.solve(gram + ridge * scale * torch.eye(len(h), dtype=h.dtype),
-                                      target - z)
-            delta = ha.T @ coef  # (inputs [+ bias]) x outputs: the least-norm change
+            delta = ridge_solve(ha, target - z, ridge)  # (inputs [+ bias]) x outputs
             layer.weight.copy_(start[0] + delta[:h.shape[1]].T.to(layer.weight.dtype))
             if layer.bias is not None:
                 layer.bias.copy_(start[1] + delta[-1].to(layer.bias.dtype))

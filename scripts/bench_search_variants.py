@@ -128,17 +128,15 @@ def main(argv: list[str] | None = None) -> None:
              + " | mean ± std | episodes | fits s | fit steps | fit error, median |",
              "|---|---|" + "---|" * (args.seeds + 5)]
     for name, over in arms:
-        mine = [r for r in rows if r["arm"] == name]
+        a = arms_out[name]
         how = "as made then" if name == OWN else (over or "as searched")
-        lines.append(f"| {name} | {how} | "
-                     + " | ".join(f"{r['val_top1']:.2f}" for r in mine)
-                     + f" | {format_mean_std(arms_out[name]['val_top1'])}"
-                     + f" | {format_mean_std(arms_out[name]['episodes'], 0)} | "
-                     + " | ".join("–" if (v := arms_out[name][k]) is None
-                                  else format_mean_std(v, d) for k, d in
-                                  (("fit_seconds", 1), ("fit_steps", 0))) + " | "
-                     + ("–" if (v := arms_out[name]["fit_mse_median"]) is None else
-                        " / ".join(f"{x:.1e}" for x in v["values"])) + " |")
+        fits = ["–" if a[k] is None else format_mean_std(a[k], d)
+                for k, d in (("fit_seconds", 1), ("fit_steps", 0))]
+        fits.append("–" if a["fit_mse_median"] is None
+                    else " / ".join(f"{x:.1e}" for x in a["fit_mse_median"]["values"]))
+        cells = [name, str(how), *(f"{r['val_top1']:.2f}" for r in rows if r["arm"] == name),
+                 format_mean_std(a["val_top1"]), format_mean_std(a["episodes"], 0), *fits]
+        lines.append("| " + " | ".join(cells) + " |")
     write_text(f"{args.out}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 

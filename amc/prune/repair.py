@@ -17,6 +17,7 @@ from torch import nn
 
 from amc.prune.units import PrunableModel
 from amc.utils.device import device_of
+from amc.utils.ridge import ridge_solve
 
 
 def _capture_all(model: nn.Module, names: list[str], x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -142,9 +143,7 @@ def reconstruct(pm: PrunableModel, pruned: nn.Module, ratios: Sequence[float],
                         L.n_out).to(y_all.device)
         X, Y = patches_at(args[0], m, pick).float(), y_all[:, out_idx]
         with torch.autocast(X.device.type, enabled=False):  # the normal equations in fp32
-            A = X.T @ X
-            A += ridge * A.diagonal().mean() * torch.eye(A.shape[0], device=A.device)
-            W = torch.linalg.solve(A, X.T @ Y)  # d, out
+            W = ridge_solve(X, Y, ridge)  # d, out (more sampled positions than inputs)
         m.weight.copy_(W.T.reshape(m.weight.shape))
 
     with _recalibrating(pruned) if recalibrate else contextlib.nullcontext():
