@@ -71,7 +71,8 @@ def _outcome(scorer: Scorer, cfg: SearchConfig, ratios: list[float], top1: float
         from amc.prune.latency_table import LatencySpec
 
         lat = LatencySpec.from_config(cfg).table(pm).predict(ratios)
-    return Outcome(top1, macs, params, resource_fn(pm, budget)(ratios), budget.fraction, lat)
+    return Outcome(top1, macs, params, resource_fn(pm, budget)(ratios), budget.fraction, lat,
+                   macs / pm.dense_macs)
 
 
 def outcome(scorer: Scorer, cfg: SearchConfig, ratios: list[float],
@@ -80,8 +81,9 @@ def outcome(scorer: Scorer, cfg: SearchConfig, ratios: list[float],
     its val top-1 when already known (then only the reward is computed)."""
     top1 = scorer(ratios) if top1 is None else top1
     o = _outcome(scorer, cfg, ratios, top1)
-    return {"val_top1": top1, "reward": reward_fn(cfg.reward, cfg.lambda_size)(o),
-            "macs_ratio": o.macs / scorer.pm.dense_macs,
+    return {"val_top1": top1, "reward": reward_fn(cfg.reward, cfg.lambda_size,
+                                                   cfg.capacity_weight)(o),
+            "macs_ratio": o.macs_fraction,
             "params_ratio": o.params / scorer.pm.dense_params}
 
 
@@ -92,7 +94,7 @@ def _reward(fn: Callable[[Outcome], float], o: Outcome, top1: float) -> float:
 def _reward_at(scorer: Scorer, cfg: SearchConfig) -> RewardAt:
     """The search's reward of ratios as a function of their val top-1 (holding the ratios'
     costs, not the network: it may travel to a scoring worker)."""
-    fn = reward_fn(cfg.reward, cfg.lambda_size)
+    fn = reward_fn(cfg.reward, cfg.lambda_size, cfg.capacity_weight)
     return lambda ratios: partial(_reward, fn, _outcome(scorer, cfg, ratios, 0.0))
 
 

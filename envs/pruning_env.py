@@ -34,9 +34,10 @@ class AMCPruningEnv(gym.Env):
             ``checkpoint``, ``data`` and the other keyword arguments of
             :func:`amc.prune.scoring.build_scorer` (this is what ``gymnasium.make`` passes).
         budget: Budget such as ``flops:0.5``.
-        reward: ``err``, ``flops``, ``params``, ``acc_size`` or ``latency``.
+        reward: ``err``, ``flops``, ``params``, ``acc_size``, ``latency`` or ``capacity``.
         max_ratio: Largest pruning ratio of a unit.
         lambda_size: λ of the ``acc_size`` reward.
+        capacity_weight: Weight of the MACs in the ``capacity`` reward.
         latency: Where latency budgets and the latency reward are measured (a
             :class:`~amc.prune.latency_table.LatencySpec`; None: its defaults).
         race: Stop scoring an episode's network once it cannot beat ``best_reward``
@@ -52,8 +53,9 @@ class AMCPruningEnv(gym.Env):
 
     def __init__(self, scorer: Scorer | None = None, *, budget: str = "flops:0.5",
                  reward: str = "err", max_ratio: float = MAX_RATIO, lambda_size: float = 1.0,
-                 race: bool = False, latency: LatencySpec | None = None,
-                 fill_vectors: bool = True, **scorer_kwargs: Any):
+                 capacity_weight: float = 1.0, race: bool = False,
+                 latency: LatencySpec | None = None, fill_vectors: bool = True,
+                 **scorer_kwargs: Any):
         super().__init__()
         self.scorer = scorer if scorer is not None else build_scorer(**scorer_kwargs)
         self.pm = self.scorer.pm
@@ -64,7 +66,7 @@ class AMCPruningEnv(gym.Env):
         self.best_reward: float | None = None
         """Best raw reward of a completely scored episode (this env's, or the search's when
         the agent side sets it with ``set_attr``); racing stops episodes that cannot beat it."""
-        self._reward = reward_fn(reward, lambda_size)
+        self._reward = reward_fn(reward, lambda_size, capacity_weight)
         self._resource = resource_fn(self.pm, self.budget)
         self._vectors = vector_table(self.pm, self.budget, fill_vectors)
         self._latency = None
@@ -133,12 +135,13 @@ class AMCPruningEnv(gym.Env):
         macs, params = self.pm.cost(ratios)
         lat = self._latency.predict(ratios) if self._latency is not None else 0.0
         size, target = self._resource(ratios), self.budget.fraction
+        macs_fraction = macs / self.pm.dense_macs
 
         reward_of = self._reward  # the closures below may travel to a scoring worker:
         # they hold the reward function and numbers, never the env
 
         def reward_at(top1: float) -> float:
-            return float(reward_of(Outcome(top1, macs, params, size, target, lat)))
+            return float(reward_of(Outcome(top1, macs, params, size, target, lat, macs_fraction)))
 
         best = self.best_reward
         can_beat = (lambda ub: reward_at(ub) > best) if self.race and best is not None else None
@@ -147,7 +150,7 @@ class AMCPruningEnv(gym.Env):
         if s.complete and (self.best_reward is None or reward > self.best_reward):
             self.best_reward = reward
         info["episode_result"] = {
-            "ratios": ratios, "macs_ratio": macs / self.pm.dense_macs,
+            "ratios": ratios, "macs_ratio": macs_fraction,
             "params_ratio": params / self.pm.dense_params, "val_top1": s.top1,
             "reward": reward, "seconds": time.perf_counter() - self._t0,
             "images": s.images, "complete": s.complete, "prune_s": s.prune_s,

@@ -5,11 +5,11 @@ Each arm reruns the searches of an ``amc compare`` folder (``--folder``, its
 changed, on the dense model ``--checkpoint`` (the folder's own when its weights are still
 there); the arms run in turn for each seed, so they share the machine's state. Per arm and
 seed: the picked policy's val top-1 on all of ``val`` (``best_val_top1_all``, the search's
-own rescoring; on the first ``--val-limit`` images where ``val`` has no more), episodes run,
-wall seconds, the pair moves / drop swaps made and the seconds and Adam steps of the warm
-start's fits of the actor (its ``warm_start.json`` history, where the search recorded one:
-their median and largest mean squared error in SB3's [-1, 1] action scale, the table giving
-each seed's median).
+own rescoring; on the first ``--val-limit`` images where ``val`` has no more), its MACs as a
+fraction of dense, episodes run, wall seconds, the pair moves / drop swaps made and the
+seconds and Adam steps of the warm start's fits of the actor (its ``warm_start.json``
+history, where the search recorded one: their median and largest mean squared error in
+SB3's [-1, 1] action scale, the table giving each seed's median).
 
     .venv/bin/python scripts/bench_search_variants.py --folder results/compare_resnet56_native \\
         --budget flops0.3 --checkpoint results/compare_resnet56_native_kd/models/dense_ft.pt \\
@@ -42,7 +42,8 @@ from amc.utils.stats import format_mean_std, mean_std
 OWN = "folder"
 """The row of the folder's own searches (``--own``)."""
 
-FIELDS = ("best_val_top1_all", "episodes", "wall_seconds_this_run", "pair_moves", "drop_swaps")
+FIELDS = ("best_val_top1_all", "best_macs_ratio", "episodes", "wall_seconds_this_run",
+          "pair_moves", "drop_swaps")
 
 FIT_FIELDS = ("fits", "fit_seconds", "fit_steps", "fit_mse_median", "fit_mse_max")
 """Of a run's warm-start fits (``warm_start.json``'s history; None where it has none)."""
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
             [r["val_top1"] for r in mine]), "episodes": mean_std(
             [r["episodes"] for r in mine]), **{k: mean_std(v) if (v := [
                 r[k] for r in mine if r[k] is not None]) else None
-                for k in ("fit_seconds", "fit_steps", "fit_mse_median")}}
+                for k in ("best_macs_ratio", "fit_seconds", "fit_steps", "fit_mse_median")}}
     res = {"command": "python scripts/bench_search_variants.py " + " ".join(argv),
            "folder": args.folder, "budget": args.budget, "checkpoint": args.checkpoint,
            "arms": arms_out, "runs": rows, "date": now(), "git_commit": git_commit(),
@@ -125,8 +126,8 @@ def main(argv: list[str] | None = None) -> None:
              "Picked policy's val top-1 on all of val, per seed, and mean ± std "
              "(`scripts/bench_search_variants.py`).", "",
              "| arm | settings | " + " | ".join(f"seed {s}" for s in range(args.seeds))
-             + " | mean ± std | episodes | fits s | fit steps | fit error, median |",
-             "|---|---|" + "---|" * (args.seeds + 5)]
+             + " | mean ± std | MACs | episodes | fits s | fit steps | fit error, median |",
+             "|---|---|" + "---|" * (args.seeds + 6)]
     for name, over in arms:
         a = arms_out[name]
         how = "as made then" if name == OWN else (over or "as searched")
@@ -135,7 +136,10 @@ def main(argv: list[str] | None = None) -> None:
         fits.append("–" if a["fit_mse_median"] is None
                     else " / ".join(f"{x:.1e}" for x in a["fit_mse_median"]["values"]))
         cells = [name, str(how), *(f"{r['val_top1']:.2f}" for r in rows if r["arm"] == name),
-                 format_mean_std(a["val_top1"]), format_mean_std(a["episodes"], 0), *fits]
+                 format_mean_std(a["val_top1"]),
+                 "–" if a["best_macs_ratio"] is None
+                 else format_mean_std(a["best_macs_ratio"], 3),
+                 format_mean_std(a["episodes"], 0), *fits]
         lines.append("| " + " | ".join(cells) + " |")
     write_text(f"{args.out}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -115,3 +115,37 @@ def test_sensitivity_allocation_spares_the_sensitive_unit(scorer):
     acc2[2] = acc[1]
     ratios2 = allocate_by_sensitivity(scorer, budget, dense, acc2)
     assert ratios2[2] < min(r for i, r in enumerate(ratios2) if i != 2) - 0.1, ratios2
+
+
+def test_capacity_reward_trades_val_for_the_macs_kept_by_its_weight():
+    def o(top1: float, macs_fraction: float) -> Outcome:
+        return Outcome(top1=top1, macs=0, params=0, size_fraction=0.5, target=0.5,
+                       macs_fraction=macs_fraction)
+
+    r = reward_fn("capacity", capacity_weight=1.0)
+    wide = o(80.0, 0.45)
+    assert r(wide) > r(o(80.9, 0.44))  # 1 % of the MACs outweighs 0.9 points of val ...
+    assert r(wide) < r(o(81.1, 0.44))  # ... but not 1.1
+    assert r(wide) == pytest.approx(0.80 + 0.45)
+    none = reward_fn("capacity", capacity_weight=0.0)  # weight 0: accuracy alone decides
+    assert none(wide) < none(o(80.9, 0.44))
+
+
+def test_env_and_search_give_a_policy_the_same_capacity_reward(scorer):
+    from amc.agents import SearchConfig
+    from amc.agents.search import outcome
+    from amc.envs import AMCPruningEnv
+
+    cfg = SearchConfig(model="digits_cnn", budget="params:0.6", reward="capacity",
+                       capacity_weight=0.5, race=False)
+    env = AMCPruningEnv(scorer, **cfg.env_kwargs())
+    env.reset(seed=0)
+    done, info, reward = False, {}, 0.0
+    while not done:
+        _, reward, done, _, info = env.step(np.array([0.4], np.float32))
+    res = info["episode_result"]
+    assert res["macs_ratio"] < 0.99  # pruned: the MACs term differs from dense's
+    assert reward == pytest.approx(res["val_top1"] / 100 + 0.5 * res["macs_ratio"], rel=1e-6)
+    assert reward != pytest.approx(res["val_top1"] / 100 + 1.0 * res["macs_ratio"], rel=1e-6)
+    same = outcome(scorer, cfg, res["ratios"], res["val_top1"])
+    assert same["reward"] == pytest.approx(reward, rel=1e-6)

@@ -250,7 +250,8 @@ ADDED_AS_BEFORE: dict[str, object] = {"time_limit": None, "score_amp": "off",
                                       "finalist_images": 5000,
                                       "finalist_epochs": 1.0, "fill_vectors": False,
                                       "finalist_margin_se": 0.0,
-                                      "time_limit_finalists": False, "anchor_solve": False}
+                                      "time_limit_finalists": False, "anchor_solve": False,
+                                      "capacity_weight": 1.0}
 """Settings added after runs were cached whose value here reproduces what every earlier run
 did (no time limit: all episodes ran; scores in fp32; one env per Ray worker, in the
 worker; reconstruction, when on, also in the delivered networks; no search limited to the
@@ -259,7 +260,8 @@ with another table than today's; no episode swapping dropped blocks; no block dr
 fine-tunes started from the delivered networks; no pair moves; the actor re-fitted every 10
 episodes; no finalists fine-tuned; no vectors filled at latency budgets; the finalist best
 after the fine-tune kept whatever its lead; the finalists' fine-tunes outside the time
-limit; the actor's fits by Adam steps only): a cached run that predates one of them counts
+limit; the actor's fits by Adam steps only; the capacity reward's weight, read by no
+earlier reward): a cached run that predates one of them counts
 as made with that value."""
 
 
