@@ -115,8 +115,10 @@ def cheap_lines(scorer: Scorer, cfg: SearchConfig, run_dir: Path,
             if (run_dir / f"{n}_policy.json").is_file()}
     known = {**(given or {}), **{k: p.ratios for k, p in made.items()}}
     scored: list[tuple[list[float], float]] = []
+    reward_at = _reward_at(scorer, cfg)
     policies = cheap_policies(scorer, cfg.parsed_budget(), cfg.max_ratio, cfg.sensitivity,
-                              known, scored, cfg.fill_vectors)
+                              known, scored, cfg.fill_vectors,
+                              lambda ratios, top1: reward_at(ratios)(top1))
     if scored:  # the finalists' pool takes them from here instead of scoring them again
         write_json(run_dir / CANDIDATES_FILE, [{"ratios": r, "val_top1": t} for r, t in scored])
     for name, ratios in policies.items():

@@ -146,7 +146,9 @@ def cheap_policies(scorer: Scorer, budget: Budget, max_ratio: float,
                    sweep: str | Path | None = None,
                    known: dict[str, list[float]] | None = None,
                    blocks_scored: list[tuple[list[float], float]] | None = None,
-                   fill: bool = True) -> dict[str, list[float]]:
+                   fill: bool = True,
+                   blocks_value: Callable[[list[float], float], float] | None = None
+                   ) -> dict[str, list[float]]:
     """The allocations a user gets without a search: uniform, global, (given a cached
     sweep) sensitivity and (with droppable blocks) blocks; each meets the budget, and one that
     cannot reach it is left out (AMC may, dropping blocks). ``known``: policies already made
@@ -154,7 +156,8 @@ def cheap_policies(scorer: Scorer, budget: Budget, max_ratio: float,
     2 x blocks + 1 networks). ``blocks_scored``: receives the blocks strategy's scored
     candidates when it makes its policy here; ``fill``: its candidates' channels past one
     vector filled (:func:`~amc.prune.baselines.blocks_candidates`; the episodes replaying the
-    others fill theirs)."""
+    others fill theirs); ``blocks_value``: how the blocks candidates are ranked, of their
+    ratios and val top-1 (the search's reward; None: val top-1)."""
     known = known or {}
     makers = {"uniform": uniform, "global": global_ranking}
     if sweep:
@@ -163,7 +166,7 @@ def cheap_policies(scorer: Scorer, budget: Budget, max_ratio: float,
                                                                          ratios, m)
     if scorer.pm.blocks:
         makers["blocks"] = lambda s, b, m: blocks_then_uniform(s, b, m, scored=blocks_scored,
-                                                               fill=fill)
+                                                               fill=fill, value=blocks_value)
     out = {}
     for name, make in makers.items():
         if name in known:

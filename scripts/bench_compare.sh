@@ -940,27 +940,30 @@ if [[ $WHICH == fresh53-ft ]]; then  # fine-tunes in runs/<folder's name>_ft/ (i
 fi
 # `capacity53`: $FRESH's AMC searches (FRESH=DIR_lean) made again with the capacity reward
 # (--reward capacity: val top-1 + MACs kept; everything else as they were made, in
-# runs/capacity53/) -> results/search_capacity_amx53.*; their picks fine-tuned as
-# fresh53-ft's FT_EPOCHS=2 FT_KD=0 runs, beside them in $FRESH/finetune_45k_2ep_kd0.* (run
-# fresh53-ft with those first); then every AMC pick and uniform flops:0.5 timed side by side
+# runs/capacity53/): `capacity` with weight 1 and the folder's blocks policy, `capacity2` with
+# weight 2 and the blocks candidate the search picks itself by that reward ->
+# results/search_capacity_amx53.*; capacity2's picks fine-tuned as fresh53-ft's FT_EPOCHS=2
+# FT_KD=0 runs, beside them in $FRESH/finetune_45k_2ep_kd0.* (run fresh53-ft with those
+# first); then every AMC pick and uniform flops:0.5 timed side by side
 # -> results/retime_capacity_amx53.* (~60 min with SEEDS=5).
 if [[ $WHICH == capacity53 ]]; then
   W=runs/capacity53
   R=runs/$(basename "$FRESH")_ft_2ep_kd0
   ${PYTHON:-.venv/bin/python} scripts/bench_search_variants.py --folder "$FRESH" \
       --budget latency0.53 --seeds "$SEEDS" --own --arm "capacity:reward='capacity'" \
+      --arm "capacity2:reward='capacity',capacity_weight=2.0,blocks_policy=None" \
       --work "$W" --out results/search_capacity_amx53
   mkdir -p "$W/policies"
   for ((run = 0; run < SEEDS; run++)); do
     sfx=$([[ $run == 0 ]] || echo "_s$run")
-    cp "$W/capacity$sfx/best_policy.json" "$W/policies/amc_capacity_latency0.53$sfx.json"
-    ftone "$FRESH" "$W/policies/amc_capacity_latency0.53$sfx.json" \
-        "$R/amc_capacity_latency0.53$sfx" 45000 0 "$run" 2
+    cp "$W/capacity2$sfx/best_policy.json" "$W/policies/amc_capacity2_latency0.53$sfx.json"
+    ftone "$FRESH" "$W/policies/amc_capacity2_latency0.53$sfx.json" \
+        "$R/amc_capacity2_latency0.53$sfx" 45000 0 "$run" 2
   done
   ${PYTHON:-.venv/bin/python} scripts/finetune_summary.py --runs "$R" \
       --out "$FRESH/finetune_45k_2ep_kd0" --against uniform_flops0.5
   ${PYTHON:-.venv/bin/python} scripts/bench_retime.py --folders "$FRESH" "$W" \
-      --names 'amc_latency0.53*' 'amc_capacity_latency0.53*' 'uniform_flops0.5' \
+      --names 'amc_latency0.53*' 'amc_capacity2_latency0.53*' 'uniform_flops0.5' \
       --out results/retime_capacity_amx53
 fi
 if [[ $WHICH == bf16 ]]; then

@@ -198,6 +198,13 @@ def test_blocks_strategy_drops_the_least_sensitive_blocks_that_score_best(net, p
             r = uniform_ratio_for(pm, budget, order[:k])
             assert scorer([DROP if u in order[:k] else r for u in range(n)]) <= best + 1e-9
     assert run_strategy("blocks", scorer, budget)[0] == ratios
+    # ranked by another value of (ratios, val top-1), e.g. a search's reward: its best
+    scored: list[tuple[list[float], float]] = []
+    fewest = blocks_then_uniform(scorer, budget, scored=scored,
+                                 value=lambda r, top1: -pm.cost(r)[0])
+    assert len({pm.cost(c)[0] for c, _ in scored}) > 1  # the candidates keep different MACs
+    assert pm.cost(fewest)[0] == min(pm.cost(c)[0] for c, _ in scored)
+    assert fewest != ratios  # not the val top-1's pick here
     with pytest.raises(AmcError, match="--drop-blocks"):
         blocks_then_uniform(Scorer(PrunableModel(net, SIZE, "internal"), x, y), budget)
 

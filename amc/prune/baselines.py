@@ -218,15 +218,21 @@ def blocks_candidates(scorer: Scorer, budget: Budget, max_ratio: float = MAX_RAT
 def blocks_then_uniform(scorer: Scorer, budget: Budget, max_ratio: float = MAX_RATIO,
                         map_fn: MapFn | None = None,
                         scored: list[tuple[list[float], float]] | None = None,
-                        fill: bool = True) -> list[float]:
+                        fill: bool = True,
+                        value: Callable[[list[float], float], float] | None = None
+                        ) -> list[float]:
     """The ``blocks`` strategy: the best on ``val`` of :func:`blocks_candidates` (at most
     2 x blocks + 1 scores); raises as it does. ``scored``: a list that receives every
     candidate with its val top-1 (for a caller that needs them too: ``--finalists``);
-    ``fill``: as for :func:`blocks_candidates`."""
+    ``fill``: as for :func:`blocks_candidates`; ``value``: what "best" means instead, of a
+    candidate's ratios and val top-1 (a search's reward: the candidates keep different
+    MACs)."""
     cands = blocks_candidates(scorer, budget, max_ratio, map_fn, fill)
     scores = (map_fn or local_map)(scorer, cands)
     if scored is not None:
         scored.extend((c, float(t)) for c, t in zip(cands, scores))
+    if value is not None:
+        scores = [value(c, float(t)) for c, t in zip(cands, scores)]
     return cands[int(np.argmax(scores))]
 
 
