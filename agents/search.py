@@ -102,7 +102,8 @@ def cheap_lines(scorer: Scorer, cfg: SearchConfig, run_dir: Path,
                 given: dict[str, list[float]] | None = None
                 ) -> dict[str, tuple[list[float], dict[str, float]]]:
     """The cheap policies (uniform, global, sensitivity given a sweep, blocks) scored once and
-    kept as ``<name>_policy.json``: the lines to beat and the warm start's demonstrations.
+    kept as ``<name>_policy.json``: the lines to beat and the warm start's demonstrations
+    (the blocks candidate the search's own reward ranks first, where it makes it).
     One already in ``run_dir`` (a resumed search's) or ``given`` (ratios by name: the
     ``--blocks-policy`` handed over) is not made again.
 

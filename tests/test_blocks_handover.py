@@ -224,3 +224,27 @@ def test_a_search_leaves_its_callers_thread_count_as_it_was(synth8, resnet20_4, 
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("reward", ["err", "capacity"])
+def test_a_search_picks_its_own_blocks_candidate_by_its_reward(synth8, resnet20_4, tmp_path,
+                                                               reward, one_thread):
+    from amc.agents.search import cheap_lines
+    from amc.prune.scoring import build_scorer
+
+    run = tmp_path / reward
+    run.mkdir()
+    cfg = _search(synth8, resnet20_4, run, reward=reward, capacity_weight=100.0)
+    scorer = build_scorer(**cfg.scorer_kwargs())
+    lines = cheap_lines(scorer, cfg, run)
+    cands = json.loads((run / "blocks_candidates.json").read_text())
+    macs = [scorer.pm.cost(c["ratios"])[0] for c in cands]
+    assert len(set(macs)) > 1  # the candidates keep different MACs
+    picked = scorer.pm.cost(lines["blocks"][0])[0]
+    if reward == "err":  # the best val top-1 (the first of equals) ...
+        vals = [c["val_top1"] for c in cands]
+        assert picked == macs[vals.index(max(vals))]
+    else:  # ... or, where 1 % of the MACs outweighs 100 points of val, the most MACs
+        assert picked == max(macs)
+        assert picked != macs[[c["val_top1"] for c in cands].index(
+            max(c["val_top1"] for c in cands))]  # not val's pick here
