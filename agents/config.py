@@ -16,10 +16,13 @@ class SearchConfig(ScoringConfig, ClusterConfig, OutputConfig):
     Attributes:
         budget: Resource budget, e.g. flops:0.5, params:0.4, latency:0.6.
         reward: Reward: err, flops, params, acc_size, latency or capacity (val top-1 plus
-            the MACs kept: at a latency or params budget, the network fine-tuning recovers
-            further among those that score alike; five ResNet-56 searches at latency:0.53
-            picked 0.434 ± 0.035 of the MACs with it against 0.441 ± 0.030 with err: the
-            blocks they drop come from the warm start, not from the reward).
+            the MACs kept: at a latency or params budget, meant to favour the network
+            fine-tuning recovers further among those that score alike). Measured on five
+            ResNet-56 searches at latency:0.53 (results/search_capacity_amx53.md): weight 1
+            picked 0.434 ± 0.035 of the MACs against err's 0.441 ± 0.030 (the blocks a
+            search drops come from its warm start); weight 2 with the search's own blocks
+            pick 0.516 ± 0.023, 1.87x against 1.82x, but 0.19 points below err's picks
+            after 2 epochs of fine-tuning over 45,000 images (86.71 ± 0.26).
         lambda_size: The λ of the acc_size reward.
         capacity_weight: With the capacity reward: points of val top-1 that 1 % of the dense
             MACs is worth. Measured 0.75 (10 ResNet-56 networks of latency:0.53, AMC's and
