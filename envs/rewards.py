@@ -49,8 +49,10 @@ def reward_fn(name: str, lambda_size: float = 1.0,
     * ``latency``: −error·log(latency), latency from the measured lookup table;
     * ``capacity``: accuracy + w·MACs/dense MACs (``capacity_weight`` w): under a budget
       the clipping enforces (latency, params), of two networks that score alike before
-      fine-tuning the one keeping more multiply-adds, whose accuracy fine-tuning recovers
-      further; w = 1 counts 1 % of the dense MACs as one point of ``val`` top-1.
+      fine-tuning the one keeping more multiply-adds, meant for networks that fine-tuning
+      recovers further (on ResNet-56 at ``latency:0.53`` they did not:
+      ``results/search_capacity_amx53.md``); w = 1 counts 1 % of the dense MACs as one
+      point of ``val`` top-1.
     """
     table: dict[str, Callable[[Outcome], float]] = {
         "err": lambda o: -_err(o),
