@@ -141,7 +141,7 @@ def test_search_variants_rerun_a_comparisons_searches_with_each_arms_settings(
     """scripts/bench_search_variants.py: the arm without changes reproduces the comparison's
     own search (same seed, same picked policy); an arm's settings reach its search; --own
     adds the folder's own searches as a row of their own; each run's fits of the actor are
-    counted from its warm_start.json."""
+    counted from its warm_start.json and its pick's MACs read from the pick."""
     import json
 
     from amc.cli.compare import amc_policy
@@ -163,6 +163,9 @@ def test_search_variants_rerun_a_comparisons_searches_with_each_arms_settings(
     assert made_then["val_top1"] == own["best_val_top1"]
     assert base["arm"] == "base" and base["val_top1"] == own["best_val_top1"]
     assert base["best_val_top1_all"] == own["best_val_top1_all"]
+    picked = json.loads((tmp_path / "w" / "pairs" / "best_policy.json").read_text())
+    assert res["runs"][2]["best_macs_ratio"] == picked["achieved"]["macs_ratio"]  # the pick's
+    assert res["arms"]["pairs"]["best_macs_ratio"]["mean"] == picked["achieved"]["macs_ratio"]
     fits = json.loads((tmp_path / "w" / "base" / "warm_start.json").read_text())["history"]
     assert (base["fits"], base["fit_steps"]) == (len(fits), sum(f["steps"] for f in fits))
     assert made_then["fits"] == len(json.loads(
