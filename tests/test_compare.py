@@ -556,3 +556,19 @@ def test_latency_budget_rows_show_the_tables_predicted_speedup_beside_the_measur
     cells = {line.split("|")[2].strip(): line.split("|")[col].strip()
              for line in md if line.startswith("| uniform")}
     assert cells == {"flops:0.5": "–", "latency:0.8": f"{1 / ratio:.2f}"}
+
+
+def test_a_dense_model_far_better_on_val_than_test_gets_a_note():
+    """The note's threshold is computed: 2 points and 4 combined binomial standard errors."""
+    from amc.report.compare_table import val_memory_note
+    from amc.utils.stats import binomial_se
+
+    public = {"val_top1": 88.20, "test_top1": 82.73}  # the public ResNet-56 on our copy
+    note = val_memory_note(public, 5000, 10000)
+    assert note and "5.47 points higher on val" in note
+    assert val_memory_note({"val_top1": 83.2, "test_top1": 82.73}, 5000, 10000) is None
+    # 3 points on 100 val images is within 4 standard errors (3.6 points each): no note
+    gap3 = {"val_top1": 85.73, "test_top1": 82.73}
+    se = (binomial_se(85.73, 100) ** 2 + binomial_se(82.73, 10000) ** 2) ** 0.5
+    assert 3.0 < 4 * se and val_memory_note(gap3, 100, 10000) is None
+    assert val_memory_note(gap3, 5000, 10000) is not None  # the same gap on 5,000: a note

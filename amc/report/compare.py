@@ -41,7 +41,7 @@ from amc.prune.policy import load_policy, make_policy
 from amc.prune.rescore import rest_of_val
 from amc.prune.scoring import Scorer, build_scorer
 from amc.report.compare_config import CompareConfig, check_cached, search_wall_seconds
-from amc.report.compare_table import plot_pareto, plot_ratios, write_table
+from amc.report.compare_table import plot_pareto, plot_ratios, val_memory_note, write_table
 from amc.train.loop import train
 from amc.utils import allocator
 from amc.utils.errors import AmcError
@@ -355,6 +355,11 @@ class Comparison:
                  f"images{' (off)' if not cfg.bn_recalib else ''}; val: "
                  f"{cfg.val_limit or 'all'} images."]
         notes += [f"{s} at {b}: left out ({why})." for (s, b), why in left_out.items()]
+        memory = val_memory_note(before["dense"], len(self.data.labels["val"]),
+                                 len(self.data.labels["test"]))
+        if memory:
+            print(f"amc: note: {memory}")
+            notes.append(memory[0].upper() + memory[1:])
         if cfg.reconstruct:
             notes.append("Least-squares reconstruction before the recalibration in every score"
                          + ("; the delivered networks are reconstructed too."

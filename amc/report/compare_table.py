@@ -61,6 +61,24 @@ def standard_error(row: dict, metric: str, n_test: int | None = None) -> float:
     return 0.0
 
 
+def val_memory_note(dense: dict, n_val: int, n_test: int, points: float = 2.0,
+                    z: float = 4.0) -> str | None:
+    """A note when the dense model scores clearly higher on ``val`` than on ``test``: more
+    than ``points`` and ``z`` combined binomial standard errors. ``val`` is held out of the
+    training split, which a public checkpoint was trained on; its ``val`` top-1 then
+    includes its memory of those images, which a pruned network keeps in part (on ResNet-56
+    and our CIFAR-10 copy the gap grew by ~0.1 point per residual block dropped:
+    ``results/val_gap_amx53.md``). None otherwise."""
+    gap = dense["val_top1"] - dense["test_top1"]
+    se = math.hypot(binomial_se(dense["val_top1"], n_val), binomial_se(dense["test_top1"], n_test))
+    if gap <= points or gap <= z * se:
+        return None
+    return (f"the dense model scores {gap:.2f} points higher on val than on test ({gap / se:.0f} "
+            "standard errors): val was likely part of its training data, so val scores "
+            "favour networks that keep more of its weights as they are (e.g. dropped blocks "
+            "over thinner layers); compare strategies on test.")
+
+
 def winners(agg: Sequence[dict], n_test: int | None = None) -> set[tuple[str, str, str]]:
     """(strategy, budget, metric) of every clear winner: the best mean of its budget ahead of
     the runner-up by more than their combined standard error."""
