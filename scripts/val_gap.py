@@ -9,13 +9,17 @@ models' gaps (``--dense LABEL=eval.json``), the runs of ``scripts/finetune_summa
 outputs (``--finetune F.json``: each run's ``val_top1``, ``test_top1`` and policy), and an
 ``amc compare`` folder's fine-tuned runs (``--compare DIR``: its ``table_runs*.csv``, after
 fine-tuning, policies from ``DIR/policies``). Per source, a least-squares line of the gap on
-the blocks dropped (slope and its standard error). Writes ``<out>.json`` and ``<out>.md``.
+the blocks dropped (slope and its standard error). ``--splits LABEL=CHECKPOINT`` also scores a
+dense ResNet-56 checkpoint on ``--train-images`` random images of ``train`` (seen in
+training), on ``val`` and on ``test``: images a network was trained on score alike, unseen
+ones lower. Writes ``<out>.json`` and ``<out>.md``.
 
     .venv/bin/python scripts/val_gap.py \\
         --dense public=results/cifar10_resnet56/eval/dense_before.json \\
         --dense adapted=results/compare_resnet56_amx53_lean/eval/dense_ft.json \\
         --finetune results/compare_resnet56_amx53_lean/finetune_45k_2ep_kd0.json \\
-        --compare results/compare_resnet56_amx53_lean --out results/val_gap_amx53
+        --compare results/compare_resnet56_amx53_lean --min-test 75 \\
+        --splits public=../shared/models/resnet56-cifar10.th --out results/val_gap_amx53
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from amc.prune.depth import DROP
 from amc.prune.policy import load_policy
@@ -68,6 +73,23 @@ def from_compare(folder: Path) -> list[dict]:
     return rows
 
 
+def splits(checkpoint: str, data_dir: str, train_images: int) -> dict:
+    """Top-1 of a dense CIFAR-10 ResNet-56 checkpoint on ``train_images`` of ``train`` drawn
+    at random (seed 0), on ``val`` and on ``test`` (the split ``amc`` uses: seed 0, 5,000
+    val)."""
+    from amc.data.datasets import load_dataset
+    from amc.models.evaluate import top1
+    from amc.models.registry import create_model
+
+    data = load_dataset("cifar10", data_dir)
+    model = create_model("resnet56", num_classes=10, checkpoint=checkpoint).eval()
+    x, y = data.tensors("train")  # in file order (by class): a random sample of it
+    pick = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))[:train_images]
+    return {"train": top1(model, x[pick], y[pick]),
+            "val": top1(model, *data.tensors("val")), "test": top1(model, *data.tensors("test")),
+            "train_images": train_images, "checkpoint": checkpoint}
+
+
 def line(rows: list[dict]) -> dict | None:
     """Least-squares gap = a + b × dropped over ``rows``: b, its standard error, and the
     correlation; None with fewer than 3 rows or one count of dropped blocks."""
@@ -90,6 +112,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--min-test", type=float, default=0.0,
                     help="leave out networks below this test top-1 (near chance a network "
                          "keeps little of the checkpoint, its memory of val included)")
+    ap.add_argument("--splits", action="append", default=[], help="LABEL=CHECKPOINT")
+    ap.add_argument("--data-dir", default="../shared/data")
+    ap.add_argument("--train-images", type=int, default=10000)
     ap.add_argument("--out", required=True, help="output path without extension")
     argv = sys.argv[1:] if argv is None else argv
     args = ap.parse_args(argv)
@@ -99,6 +124,8 @@ def main(argv: list[str] | None = None) -> None:
         e = json.loads(Path(path).read_text())
         dense[label] = {"val": e["val_top1"], "test": e["test_top1"],
                         "gap": e["val_top1"] - e["test_top1"], "file": path}
+    on_splits = {label: splits(path, args.data_dir, args.train_images)
+                 for label, _, path in (d.partition("=") for d in args.splits)}
     rows = [*(r for f in args.finetune for r in from_finetune(f)),
             *(r for c in args.compare for r in from_compare(c))]
     rows = [r for r in rows if r["test"] >= args.min_test]
@@ -115,11 +142,16 @@ def main(argv: list[str] | None = None) -> None:
         r["source"] for r in rows)}
     write_json(f"{args.out}.json", {"command": "python scripts/val_gap.py " + " ".join(argv),
                                     "date": now(), "git_commit": git_commit(), "dense": dense,
+                                    "splits": on_splits,
                                     "groups": summary, "lines": lines, "runs": rows})
     md = ["# val − test top-1 against the blocks dropped (`scripts/val_gap.py`)", "",
           "| dense model | val | test | val − test |", "|---|---|---|---|"]
     md += [f"| {k} | {v['val']:.2f} | {v['test']:.2f} | {v['gap']:.2f} |"
            for k, v in dense.items()]
+    if on_splits:
+        md += ["", "| dense checkpoint | train (random images) | val | test |", "|---|---|---|---|"]
+        md += [f"| {k} | {v['train']:.2f} ({v['train_images']}) | {v['val']:.2f} | "
+               f"{v['test']:.2f} |" for k, v in on_splits.items()]
     md += ["", "| source | network | n | blocks dropped | MACs | val | test | val − test |",
            "|---|---|---|---|---|---|---|---|"]
     md += [f"| {g['source']} | {g['name']} | {g['n']} | {format_mean_std(g['dropped'], 1)} | "
