@@ -266,3 +266,42 @@ def test_quality_summary_refuses_a_retime_that_did_not_time_the_folder():
     assert [(r["check"], r["met"]) for r in rows[1:]] == [(
         "latency:0.54: AMC speed-up at batch 64, 2 threads, timed side by side (`r.json`, 1 "
         "rounds)", True)]
+
+
+def test_val_gap_fits_the_gap_on_the_blocks_each_policy_drops(synth8, resnet20_4, tmp_path,
+                                                              run_script):
+    """scripts/val_gap.py: blocks dropped counted from each run's policy, the gap's line
+    recovered exactly where val − test = 1 + 0.25 × blocks; --min-test leaves runs out."""
+    import json
+
+    from amc.agents import SearchConfig
+    from amc.prune.budget import Budget
+    from amc.prune.policy import make_policy
+    from amc.prune.scoring import build_scorer
+
+    cfg = SearchConfig(model="resnet20", num_classes=4, checkpoint=resnet20_4, data=synth8,
+                       input_size=(3, 8, 8), units="internal", drop_blocks=True,
+                       calib_size=16, recal_size=16, val_size=16, threads=1,
+                       loader_workers=0)
+    pm = build_scorer(**cfg.scorer_kwargs()).pm
+    assert len(pm.blocks) >= 4
+    runs = []
+    for k in (0, 2, 4):
+        ratios = [1.0 if u in sorted(pm.blocks)[:k] else 0.2 for u in range(len(pm.units))]
+        path = tmp_path / f"p{k}.json"
+        make_policy(pm, ratios, "resnet20", Budget.parse("flops:0.9"), "x", 0, 0.9,
+                    {}).save(path)
+        runs.append({"run": f"net_s{k}", "val_top1": 81.0 + 0.25 * k, "test_top1": 80.0,
+                     "macs_ratio": 0.5, "policy": str(path)})
+    runs.append({**runs[0], "test_top1": 10.0, "val_top1": 30.0})  # near chance
+    (tmp_path / "ft.json").write_text(json.dumps({"runs": {"net": runs}}))
+    script = Path(__file__).parents[1] / "scripts" / "val_gap.py"
+    run_script(script, ["--finetune", str(tmp_path / "ft.json"), "--min-test", "50",
+                        "--out", str(tmp_path / "g")])
+    res = json.loads((tmp_path / "g.json").read_text())
+    assert [r["dropped"] for r in res["runs"]] == [0, 2, 4]
+    fit = res["lines"][str(tmp_path / "ft.json")]
+    assert fit["n"] == 3 and abs(fit["slope"] - 0.25) < 1e-9 and abs(fit["r"] - 1) < 1e-9
+    run_script(script, ["--finetune", str(tmp_path / "ft.json"), "--out", str(tmp_path / "h")])
+    kept = json.loads((tmp_path / "h.json").read_text())["lines"][str(tmp_path / "ft.json")]
+    assert kept["n"] == 4 and kept["slope"] < 0.25  # the near-chance run pulls the line
