@@ -111,11 +111,10 @@ def main(argv: list[str] | None = None) -> None:
     arms_out = {}
     for name, over in arms:
         mine = [r for r in rows if r["arm"] == name]
-        arms_out[name] = {"settings": over, "val_top1": mean_std(
-            [r["val_top1"] for r in mine]), "episodes": mean_std(
-            [r["episodes"] for r in mine]), **{k: mean_std(v) if (v := [
-                r[k] for r in mine if r[k] is not None]) else None
-                for k in ("best_macs_ratio", "fit_seconds", "fit_steps", "fit_mse_median")}}
+        arms_out[name] = {"settings": over, **{k: mean_std(v) if (v := [
+            r[k] for r in mine if r[k] is not None]) else None for k in (
+                "val_top1", "episodes", "best_macs_ratio", "fit_seconds", "fit_steps",
+                "fit_mse_median")}}
     res = {"command": "python scripts/bench_search_variants.py " + " ".join(argv),
            "folder": args.folder, "budget": args.budget, "checkpoint": args.checkpoint,
            "arms": arms_out, "runs": rows, "date": now(), "git_commit": git_commit(),
@@ -131,15 +130,13 @@ def main(argv: list[str] | None = None) -> None:
     for name, over in arms:
         a = arms_out[name]
         how = "as made then" if name == OWN else (over or "as searched")
-        fits = ["–" if a[k] is None else format_mean_std(a[k], d)
-                for k, d in (("fit_seconds", 1), ("fit_steps", 0))]
-        fits.append("–" if a["fit_mse_median"] is None
-                    else " / ".join(f"{x:.1e}" for x in a["fit_mse_median"]["values"]))
+        shown = {k: "–" if a[k] is None else format_mean_std(a[k], d) for k, d in (
+            ("val_top1", 2), ("best_macs_ratio", 3), ("episodes", 0), ("fit_seconds", 1),
+            ("fit_steps", 0))}
+        shown["fit_mse_median"] = ("–" if a["fit_mse_median"] is None else " / ".join(
+            f"{x:.1e}" for x in a["fit_mse_median"]["values"]))
         cells = [name, str(how), *(f"{r['val_top1']:.2f}" for r in rows if r["arm"] == name),
-                 format_mean_std(a["val_top1"]),
-                 "–" if a["best_macs_ratio"] is None
-                 else format_mean_std(a["best_macs_ratio"], 3),
-                 format_mean_std(a["episodes"], 0), *fits]
+                 *shown.values()]
         lines.append("| " + " | ".join(cells) + " |")
     write_text(f"{args.out}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
