@@ -202,6 +202,9 @@ IN_PROCESS_CASES: dict[str, tuple[list[str], list[str]]] = {
                           ("eval", []))},
     "search-model-takes-other-images": (["search", "--model", "tv:resnet18", "--out",
                                          "{tmp}/new/s"], ["cannot take digits images"]),
+    "search-unknown-reward": (["search", "--checkpoint", "{ckpt}", "--reward", "capacty",
+                               "--out", "{tmp}/new/s"],
+                              ["unknown reward 'capacty'", "latency, capacity"]),
 }
 
 
