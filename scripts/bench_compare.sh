@@ -56,6 +56,8 @@
 #   FRESH=DIR bash scripts/bench_compare.sh fresh50-lean  # -> DIR_lean50/ (~25 min)
 #   FRESH=DIR bash scripts/bench_compare.sh fresh52-lean  # -> DIR_lean52/ (~25 min)
 #   FRESH=DIR_lean SEEDS=5 bash scripts/bench_compare.sh capacity53  # (~60 min)
+#   bash scripts/bench_compare.sh scratch56  # -> runs/scratch56/, results/val_gap_scratch56.* (~75 min)
+#   bash scripts/bench_compare.sh scratch53  # -> results/compare_resnet56_scratch53/ (~50 min)
 #
 # `retime-sweep`: the comparison's sensitivity sweep run again (same adapted model, images and
 # command, in a scratch folder), to time it on the same machine right after AMC's searches
@@ -494,7 +496,7 @@ drop() {  # drop() OUT BUDGET...: the drop comparison at the given budgets
   local out=$1; shift
   local budgets=()
   for b in "$@"; do budgets+=(--budget "$b"); done
-  $AMC compare --kd-weight "$KD" --finetune-from delivered --model resnet56 --checkpoint "$SHARED/models/resnet56-cifar10.th" \
+  $AMC compare --kd-weight "$KD" --finetune-from delivered --model resnet56 --checkpoint "${CKPT:-$SHARED/models/resnet56-cifar10.th}" \
       --data cifar10 --data-dir "$SHARED/data" --units internal --val-limit 1000 --score-amp auto \
       --workers 2 --threads 2 --seed 0 --seeds "$SEEDS" --finetune-runs "$SEEDS" \
       --search-on adapted --strategies amc,blocks,uniform --max-ratio 0.9 --reconstruct --drop-blocks \
@@ -965,6 +967,42 @@ if [[ $WHICH == capacity53 ]]; then
   ${PYTHON:-.venv/bin/python} scripts/bench_retime.py --folders "$FRESH" "$W" \
       --names 'amc_latency0.53*' 'amc_capacity2_latency0.53*' 'uniform_flops0.5' \
       --out results/retime_capacity_amx53
+fi
+# `scratch56`: a ResNet-56 trained from random weights on our CIFAR-10 copy's training split
+# with val held out (the split every comparison uses: 5,000 images, seed 0), 30 epochs, SGD lr
+# 0.1 cosine after a one-epoch warm-up, batch 128, bf16 autocast, channels-last (~70 min on
+# 2 AMX cores; a killed run resumes from its last epoch) -> $SCRATCH (default runs/scratch56/,
+# ignored), then it and the public checkpoint scored on 10,000 random training images, val
+# and test -> results/val_gap_scratch56.*: a checkpoint that never saw val should score alike
+# on val and test (results/val_gap_amx53.md: the public one scores 5.5 points more on val).
+# `scratch53`: fresh53-lean's comparison made from nothing on $SCRATCH's model instead of the
+# public checkpoint (its own adapted model, latency table and sweep; uniform at flops:0.5
+# first, then every strategy at latency:0.53, AMC without fine-tuned finalists)
+# -> results/compare_resnet56_scratch53/ (~50 min); its fine-tunes as fresh53-ft's with
+# FRESH=results/compare_resnet56_scratch53 (FT_EPOCHS=2 FT_KD=0: the lean folder's recipe).
+SCRATCH=${SCRATCH:-runs/scratch56}
+if [[ $WHICH == scratch56 ]]; then
+  if [[ ! -f $SCRATCH/model.pt && -f $SCRATCH/config.json ]]; then
+    $AMC finetune --resume "$SCRATCH"
+  elif [[ ! -f $SCRATCH/model.pt ]]; then
+    $AMC finetune --model resnet56 --data cifar10 --data-dir "$SHARED/data" --epochs 30 \
+        --lr 0.1 --warmup-epochs 1 --amp bf16 --channels-last --no-test-every-epoch \
+        --threads 2 --seed 0 --out "$SCRATCH"
+  fi
+  ${PYTHON:-.venv/bin/python} scripts/val_gap.py --splits "scratch=$SCRATCH/model.pt" \
+      --splits "public=$SHARED/models/resnet56-cifar10.th" --out results/val_gap_scratch56
+fi
+if [[ $WHICH == scratch53 ]]; then
+  D=results/compare_resnet56_scratch53
+  CKPT=$SCRATCH/model.pt
+  [[ -f $CKPT ]] || { echo "scratch53 needs $CKPT: run scratch56 first" >&2; exit 2; }
+  if [[ ! -f $D/table_uniform_flops0.5.md ]]; then
+    fresh 0 0 uniform
+    drop "$D" flops:0.5
+    keep_uniform "$D"
+  fi
+  fresh 0 0 "$ALL"  # AMC's fine-tuned finalists off
+  drop "$D" latency:0.53
 fi
 if [[ $WHICH == bf16 ]]; then
   resnet56 results/compare_resnet56_bf16 bf16 flops:0.5

@@ -12,7 +12,8 @@ fine-tuning, policies from ``DIR/policies``). Per source, a least-squares line o
 the blocks dropped (slope and its standard error). ``--splits LABEL=CHECKPOINT`` also scores a
 dense ResNet-56 checkpoint on ``--train-images`` random images of ``train`` (seen in
 training), on ``val`` and on ``test``: images a network was trained on score alike, unseen
-ones lower. Writes ``<out>.json`` and ``<out>.md``.
+ones lower (with the binomial standard error of val − test). Writes ``<out>.json`` and
+``<out>.md``.
 
     .venv/bin/python scripts/val_gap.py \\
         --dense public=results/cifar10_resnet56/eval/dense_before.json \\
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -37,7 +39,7 @@ from amc.prune.depth import DROP
 from amc.prune.policy import load_policy
 from amc.utils.io import write_json, write_text
 from amc.utils.provenance import git_commit, now
-from amc.utils.stats import format_mean_std, mean_std
+from amc.utils.stats import binomial_se, format_mean_std, mean_std
 
 
 def dropped(policy: str | Path) -> int:
@@ -85,9 +87,13 @@ def splits(checkpoint: str, data_dir: str, train_images: int) -> dict:
     model = create_model("resnet56", num_classes=10, checkpoint=checkpoint).eval()
     x, y = data.tensors("train")  # in file order (by class): a random sample of it
     pick = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))[:train_images]
-    return {"train": top1(model, x[pick], y[pick]),
-            "val": top1(model, *data.tensors("val")), "test": top1(model, *data.tensors("test")),
+    xv, yv = data.tensors("val")
+    xt, yt = data.tensors("test")
+    val, test = top1(model, xv, yv), top1(model, xt, yt)
+    return {"train": top1(model, x[pick], y[pick]), "val": val, "test": test,
+            "gap_se": math.hypot(binomial_se(val, len(yv)), binomial_se(test, len(yt))),
             "train_images": train_images, "checkpoint": checkpoint}
+
 
 
 def line(rows: list[dict]) -> dict | None:
@@ -149,18 +155,22 @@ def main(argv: list[str] | None = None) -> None:
     md += [f"| {k} | {v['val']:.2f} | {v['test']:.2f} | {v['gap']:.2f} |"
            for k, v in dense.items()]
     if on_splits:
-        md += ["", "| dense checkpoint | train (random images) | val | test |", "|---|---|---|---|"]
+        md += ["", "| dense checkpoint | train (random images) | val | test | val − test | "
+               "its binomial SE |", "|---|---|---|---|---|---|"]
         md += [f"| {k} | {v['train']:.2f} ({v['train_images']}) | {v['val']:.2f} | "
-               f"{v['test']:.2f} |" for k, v in on_splits.items()]
-    md += ["", "| source | network | n | blocks dropped | MACs | val | test | val − test |",
-           "|---|---|---|---|---|---|---|---|"]
-    md += [f"| {g['source']} | {g['name']} | {g['n']} | {format_mean_std(g['dropped'], 1)} | "
-           f"{format_mean_std(g['macs_ratio'], 3)} | {format_mean_std(g['val'])} | "
-           f"{format_mean_std(g['test'])} | {format_mean_std(g['gap'])} |" for g in summary]
-    md += ["", "Least-squares line of each run's val − test on its blocks dropped:", "",
-           "| source | runs | slope (points per block) | SE | r |", "|---|---|---|---|---|"]
-    md += [f"| {s} | {v['n']} | {v['slope']:.3f} | {v['slope_se']:.3f} | {v['r']:.2f} |"
-           for s, v in lines.items() if v]
+               f"{v['test']:.2f} | {v['val'] - v['test']:.2f} | {v['gap_se']:.2f} |"
+               for k, v in on_splits.items()]
+    if rows:
+        md += ["", "| source | network | n | blocks dropped | MACs | val | test | val − test |",
+               "|---|---|---|---|---|---|---|---|"]
+        md += [f"| {g['source']} | {g['name']} | {g['n']} | "
+               f"{format_mean_std(g['dropped'], 1)} | {format_mean_std(g['macs_ratio'], 3)} | "
+               f"{format_mean_std(g['val'])} | {format_mean_std(g['test'])} | "
+               f"{format_mean_std(g['gap'])} |" for g in summary]
+        md += ["", "Least-squares line of each run's val − test on its blocks dropped:", "",
+               "| source | runs | slope (points per block) | SE | r |", "|---|---|---|---|---|"]
+        md += [f"| {s} | {v['n']} | {v['slope']:.3f} | {v['slope_se']:.3f} | {v['r']:.2f} |"
+               for s, v in lines.items() if v]
     write_text(f"{args.out}.md", "\n".join(md) + "\n")
 
 
