@@ -150,10 +150,11 @@ def main(argv: list[str] | None = None) -> None:
                                     "date": now(), "git_commit": git_commit(), "dense": dense,
                                     "splits": on_splits,
                                     "groups": summary, "lines": lines, "runs": rows})
-    md = ["# val − test top-1 against the blocks dropped (`scripts/val_gap.py`)", "",
-          "| dense model | val | test | val − test |", "|---|---|---|---|"]
-    md += [f"| {k} | {v['val']:.2f} | {v['test']:.2f} | {v['gap']:.2f} |"
-           for k, v in dense.items()]
+    md = ["# val − test top-1 against the blocks dropped (`scripts/val_gap.py`)"]
+    if dense:
+        md += ["", "| dense model | val | test | val − test |", "|---|---|---|---|"]
+        md += [f"| {k} | {v['val']:.2f} | {v['test']:.2f} | {v['gap']:.2f} |"
+               for k, v in dense.items()]
     if on_splits:
         md += ["", "| dense checkpoint | train (random images) | val | test | val − test | "
                "its binomial SE |", "|---|---|---|---|---|---|"]
