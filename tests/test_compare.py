@@ -565,8 +565,10 @@ def test_a_dense_model_far_better_on_val_than_test_gets_a_note():
 
     public = {"val_top1": 88.20, "test_top1": 82.73}  # the public ResNet-56 on our copy
     note = val_memory_note(public, 5000, 10000)
-    assert note and "5.47 points higher on val" in note
+    assert note and "5.47 points higher on val" in note and "no --checkpoint" in note
     assert val_memory_note({"val_top1": 83.2, "test_top1": 82.73}, 5000, 10000) is None
+    # a ResNet-56 trained here without val (results/val_gap_scratch56.md): no note
+    assert val_memory_note({"val_top1": 88.90, "test_top1": 87.94}, 5000, 10000) is None
     # 3 points on 100 val images is within 4 standard errors (3.6 points each): no note
     gap3 = {"val_top1": 85.73, "test_top1": 82.73}
     se = (binomial_se(85.73, 100) ** 2 + binomial_se(82.73, 10000) ** 2) ** 0.5

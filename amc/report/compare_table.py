@@ -68,7 +68,9 @@ def val_memory_note(dense: dict, n_val: int, n_test: int, points: float = 2.0,
     training split, which a public checkpoint was trained on; its ``val`` top-1 then
     includes its memory of those images, which a pruned network keeps in part (on ResNet-56
     and our CIFAR-10 copy the gap grew by ~0.1 point per residual block dropped:
-    ``results/val_gap_amx53.md``). None otherwise."""
+    ``results/val_gap_amx53.md``). A ResNet-56 trained there without val scored alike on
+    val and test (0.96 ± 0.55 points: ``results/val_gap_scratch56.md``), so the note names
+    that remedy. None otherwise."""
     gap = dense["val_top1"] - dense["test_top1"]
     se = math.hypot(binomial_se(dense["val_top1"], n_val), binomial_se(dense["test_top1"], n_test))
     if gap <= points or gap <= z * se:
@@ -76,7 +78,9 @@ def val_memory_note(dense: dict, n_val: int, n_test: int, points: float = 2.0,
     return (f"the dense model scores {gap:.2f} points higher on val than on test ({gap / se:.0f} "
             "standard errors): val was likely part of its training data, so val scores "
             "favour networks that keep more of its weights as they are (e.g. dropped blocks "
-            "over thinner layers); compare strategies on test.")
+            "over thinner layers); compare strategies on test, or train the dense model "
+            "without val (amc finetune, same --data, --val-size and --split-seed, no "
+            "--checkpoint) and compare on that.")
 
 
 def winners(agg: Sequence[dict], n_test: int | None = None) -> set[tuple[str, str, str]]:
