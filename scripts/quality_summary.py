@@ -282,6 +282,22 @@ def _pm(r: dict, m: str, fmt: str = "{:.2f}") -> str:
                                f" (n={int(n)})" if n < r["n"] else "")
 
 
+def shown(value: float, target: str, met: bool | None) -> str:
+    """``value`` with 2 decimals, or as many more (up to 4) as it takes for the figure shown
+    not to read as the opposite verdict (1.798 against ">= 1.8" shows as 1.798, not 1.80)."""
+    op, _, bound = target.partition(" ")
+    try:
+        limit = float(bound)
+    except ValueError:
+        return f"{value:.2f}"
+    for digits in (2, 3, 4):
+        text = f"{value:.{digits}f}"
+        reads = float(text) >= limit if op == ">=" else float(text) <= limit
+        if met is None or reads == met or op not in (">=", "<="):
+            break
+    return text
+
+
 def markdown(s: dict) -> str:
     d = s["data"]
     c = d["config"]
@@ -332,7 +348,7 @@ def markdown(s: dict) -> str:
                      f"{_pm(r, 'speedup_b64_1thread')} | {r['search_seconds']:.0f} |")
     lines += ["", "| check | value | target | met | note |", "|---|---|---|---|---|"]
     for k in s["checks"]:
-        v = "" if k["value"] is None else f"{k['value']:.2f}"
+        v = "" if k["value"] is None else shown(k["value"], k["target"], k["met"])
         met = {True: "yes", False: "no", None: "-"}[k["met"]]
         lines.append(f"| {k['check']} | {v} | {k['target']} | {met} | {k['note']} |")
     if s["first_beats"]:

@@ -195,6 +195,19 @@ def test_quality_summary_speed_check_names_the_tables_prediction():
     assert (one["met"], one["note"]) == (True, "")
 
 
+def test_quality_summary_never_shows_a_miss_rounded_into_a_pass():
+    """A check's value is shown with as many decimals as keep it from reading as the other
+    verdict: 1.798 against >= 1.8 is a miss and must not print as 1.80."""
+    import runpy
+
+    shown = runpy.run_path(str(SCRIPTS[0].parent / "quality_summary.py"))["shown"]
+    assert shown(1.798, ">= 1.8", False) == "1.798"
+    assert shown(1.84, ">= 1.8", True) == "1.84"
+    assert shown(1.0004, "<= 1", False) == "1.0004"
+    assert shown(0.96, "<= 1", True) == "0.96"
+    assert shown(-2.02, ">= 0", False) == "-2.02"
+
+
 def test_quality_summary_reads_the_folders_own_uniform_flops_runs(tmp_path):
     """A folder whose uniform flops:0.5 runs were made by an earlier call of the same
     comparison (``table_uniform_flops0.5.csv``) has the latency budget's accuracy check made
