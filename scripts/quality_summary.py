@@ -289,12 +289,14 @@ def shown(value: float, target: str, met: bool | None) -> str:
     try:
         limit = float(bound)
     except ValueError:
-        return f"{value:.2f}"
-    for digits in (2, 3, 4):
-        text = f"{value:.{digits}f}"
-        reads = float(text) >= limit if op == ">=" else float(text) <= limit
-        if met is None or reads == met or op not in (">=", "<="):
+        limit = None
+    text = f"{value:.2f}"
+    if met is None or limit is None or op not in (">=", "<="):
+        return text
+    for digits in (3, 4):
+        if (float(text) >= limit if op == ">=" else float(text) <= limit) == met:
             break
+        text = f"{value:.{digits}f}"
     return text
 
 
