@@ -58,6 +58,7 @@
 #   FRESH=DIR_lean SEEDS=5 bash scripts/bench_compare.sh capacity53  # (~60 min)
 #   bash scripts/bench_compare.sh scratch56  # -> runs/scratch56/, results/val_gap_scratch56.* (~75 min)
 #   bash scripts/bench_compare.sh scratch53  # -> results/compare_resnet56_scratch53/ (~50 min)
+#   FRESH=DIR SEEDS=5 bash scripts/bench_compare.sh ft-recipe  # -> DIR/finetune_5k_*.* (~40 min)
 #
 # `retime-sweep`: the comparison's sensitivity sweep run again (same adapted model, images and
 # command, in a scratch folder), to time it on the same machine right after AMC's searches
@@ -662,9 +663,11 @@ fi
 ftone() {  # ftone DENSE_FOLDER POLICY OUT IMAGES KD RUN [EPOCHS]: POLICY applied to
   [[ -f $3/summary.json ]] && return 0  # DENSE_FOLDER's adapted dense model (one-shot),
   $AMC finetune --model resnet56 --checkpoint "$1/models/dense_ft.pt" --data cifar10 \
-      --data-dir "$SHARED/data" --policy "$2" --epochs "${7:-1}" --train-limit "$4" --lr 0.01 \
-      --batch-size 128 --seed "$6" --threads 2 --kd-weight "$5" --out "$3" --force
+      --data-dir "$SHARED/data" --policy "$2" --epochs "${7:-1}" --train-limit "$4" \
+      --lr "${FT_LR:-0.01}" --batch-size "${FT_BS:-128}" --seed "$6" --threads 2 \
+      --kd-weight "$5" --out "$3" --force
 }  # fine-tuned EPOCHS (1) epochs over IMAGES training images, seed RUN, --kd-weight KD
+# (FT_LR / FT_BS: another learning rate / batch size than the comparison's 0.01 / 128)
 ftruns() {  # ftruns DENSE_FOLDER POLICY_FOLDER RUNS IMAGES KD NAME...: POLICY_FOLDER's
   local d=$1 p=$2 runs=$3 images=$4 kd=$5 name run sfx  # policies NAME (runs 0-2) through
   shift 5  # ftone, seed = run; KD empty: --kd-weight 0
@@ -903,10 +906,13 @@ if [[ $WHICH == fresh53-lean ]]; then
 fi
 # `fresh50-lean` / `fresh52-lean`: fresh53-lean's settings at latency:0.5 (the issue's own) /
 # latency:0.52 (a speed margin where the table is optimistic), every strategy made there;
-# $FRESH's adapted dense model, sweep and uniform flops:0.5 runs copied
+# $FRESH's adapted dense model, sweep and uniform flops:0.5 runs copied, its checkpoint the one
+# $FRESH's config names (FRESH=results/compare_resnet56_scratch53: runs/scratch56's)
 # -> ${FRESH}_lean50/ or ${FRESH}_lean52/ (~25 min; ~40 with SEEDS=5).
 if [[ $WHICH == fresh50-lean || $WHICH == fresh52-lean ]]; then
   AT=$([[ $WHICH == fresh50-lean ]] && echo 0.5 || echo 0.52)  # the budgets' names so far
+  CKPT=${CKPT:-$(${PYTHON:-.venv/bin/python} -c 'import json, sys
+print(json.load(open(sys.argv[1]))["checkpoint"])' "$FRESH/config.json")}  # $FRESH's dense model
   D=${FRESH}_lean${WHICH:5:2}
   if [[ ! -f $D/config.json ]]; then
     copy_dense "$FRESH" "$D"
@@ -1033,4 +1039,28 @@ if [[ $WHICH == bf16-retime ]]; then
         "$BEFORE/amc_$s.json" "another pick; delete its eval/ and finetune/ files"
   done
   [[ -f $OUT/sensitivity_retimed.json ]] || retime $OUT bf16
+fi
+# `ft-recipe`: is the short fine-tune's gap between $FRESH's AMC networks and uniform
+# flops:0.5's (#15's last accuracy item) a matter of its recipe? Each AMC run k's policy and
+# uniform flops:0.5's fine-tuned as the comparison does (one distilled epoch over 5,000 training
+# images, seed k) with batch size / learning rate 128 / 0.01 (the comparison's), 128 / 0.02,
+# 32 / 0.005 and 32 / 0.0025 (RECIPES="BS/LR ..." others) -> runs/<folder>_ft5k_bsB_lrL/ and
+# $FRESH/finetune_5k_bsB_lrL.md/json (~10 min per recipe with SEEDS=5).
+if [[ $WHICH == ft-recipe ]]; then
+  AT=${AT:-0.53}
+  for recipe in ${RECIPES:-128/0.01 128/0.02 32/0.005 32/0.0025}; do
+    FT_BS=${recipe%/*} FT_LR=${recipe#*/}
+    TAG=bs${FT_BS}_lr$FT_LR
+    R=runs/$(basename "$FRESH")_ft5k_$TAG
+    mkdir -p "$R"
+    for ((run = 0; run < SEEDS; run++)); do
+      sfx=$([[ $run == 0 ]] || echo "_s$run")
+      FT_BS=$FT_BS FT_LR=$FT_LR ftone "$FRESH" "$FRESH/policies/amc_latency$AT$sfx.json" \
+          "$R/amc_latency$AT$sfx" 5000 0.5 "$run"
+      FT_BS=$FT_BS FT_LR=$FT_LR ftone "$FRESH" "$FRESH/policies/uniform_flops0.5.json" \
+          "$R/uniform_flops0.5$sfx" 5000 0.5 "$run"
+    done
+    ${PYTHON:-.venv/bin/python} scripts/finetune_summary.py --runs "$R" \
+        --out "$FRESH/finetune_5k_$TAG" --against uniform_flops0.5
+  done
 fi
