@@ -1045,20 +1045,20 @@ fi
 # uniform flops:0.5's fine-tuned as the comparison does (one distilled epoch over 5,000 training
 # images, seed k) with batch size / learning rate 128 / 0.01 (the comparison's), 128 / 0.02,
 # 32 / 0.005 and 32 / 0.0025 (RECIPES="BS/LR ..." others) -> runs/<folder>_ft5k_bsB_lrL/ and
-# $FRESH/finetune_5k_bsB_lrL.md/json (~10 min per recipe with SEEDS=5).
+# $FRESH/finetune_5k_bsB_lrL.md/json (10-17 min per recipe with SEEDS=5, batch 128-16).
 if [[ $WHICH == ft-recipe ]]; then
   AT=${AT:-0.53}
   for recipe in ${RECIPES:-128/0.01 128/0.02 32/0.005 32/0.0025}; do
-    FT_BS=${recipe%/*} FT_LR=${recipe#*/}
+    FT_BS=${recipe%/*} FT_LR=${recipe#*/}  # ftone's
     TAG=bs${FT_BS}_lr$FT_LR
     R=runs/$(basename "$FRESH")_ft5k_$TAG
     mkdir -p "$R"
     for ((run = 0; run < SEEDS; run++)); do
       sfx=$([[ $run == 0 ]] || echo "_s$run")
-      FT_BS=$FT_BS FT_LR=$FT_LR ftone "$FRESH" "$FRESH/policies/amc_latency$AT$sfx.json" \
-          "$R/amc_latency$AT$sfx" 5000 0.5 "$run"
-      FT_BS=$FT_BS FT_LR=$FT_LR ftone "$FRESH" "$FRESH/policies/uniform_flops0.5.json" \
-          "$R/uniform_flops0.5$sfx" 5000 0.5 "$run"
+      ftone "$FRESH" "$FRESH/policies/amc_latency$AT$sfx.json" "$R/amc_latency$AT$sfx" 5000 \
+          0.5 "$run"  # at $FT_BS / $FT_LR
+      ftone "$FRESH" "$FRESH/policies/uniform_flops0.5.json" "$R/uniform_flops0.5$sfx" 5000 \
+          0.5 "$run"
     done
     ${PYTHON:-.venv/bin/python} scripts/finetune_summary.py --runs "$R" \
         --out "$FRESH/finetune_5k_$TAG" --against uniform_flops0.5
