@@ -13,8 +13,11 @@ $(BIN)/amc: pyproject.toml
 demo: $(BIN)/amc
 	$(BIN)/amc demo
 
+# two pytest-xdist workers (one torch thread each); tests/conftest.py groups the units: the
+# Ray tests on one worker, each other module whole
+JOBS ?= 2
 test: $(BIN)/amc
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(JOBS) --dist loadgroup --no-loadscope-reorder
 
 # the in-process subset (no Ray, no subprocess CLI runs): a few minutes
 test-fast: $(BIN)/amc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -12,9 +13,11 @@ TESTS = Path(__file__).resolve().parent
 SHARED = ROOT.parent / "shared"
 SHARED_REASON = "../shared (CIFAR-10 archive and checkpoints) not present"
 
-# Two cores on the reference machine: use both in-process, deliberately and reproducibly.
-# CLI subprocesses started by the tests get OMP_NUM_THREADS=1 (they run side by side).
-torch.set_num_threads(2)
+# Two cores on the reference machine: use both in-process, deliberately and reproducibly, or
+# one per pytest-xdist worker when ``make test`` runs two of them side by side. CLI subprocesses
+# started by the tests get OMP_NUM_THREADS=1 (they run side by side).
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+torch.set_num_threads(1 if XDIST_WORKER else 2)
 
 
 def shared_present() -> bool:
@@ -25,6 +28,45 @@ def shared_present() -> bool:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "needs_shared: needs ../shared (CIFAR-10 archive, "
                             "checkpoints); skipped when it is absent")
+
+
+RAY_GROUP = ("tests/test_ray.py", "tests/test_ray_jobs.py", "tests/test_ray_train.py",
+             "tests/test_search.py::TestUpdatesPerTransition")
+"""Where the tests that start Ray live (nodeid prefixes): under ``make test`` (``pytest -n 2
+--dist loadgroup``) they run one after another on one worker, so one local Ray instance at a
+time takes the cores, Ray's slowest fixtures (Ray Train's workers) are built once, and the other
+worker runs the remaining modules beside them. A ``ray``-marked test elsewhere fails the
+collection, so the list cannot fall behind."""
+
+
+def _group(nodeid: str) -> str:
+    """The work unit of a test under ``make test``: ``"ray"`` for :data:`RAY_GROUP`, otherwise
+    its module (so a module's fixtures, such as its CLI runs, are built once)."""
+    return "ray" if nodeid.startswith(RAY_GROUP) else nodeid.split("::")[0]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    stray = [i.nodeid for i in items if i.get_closest_marker("ray") and _group(i.nodeid) != "ray"]
+    if stray:
+        raise pytest.UsageError(f"ray-marked tests outside conftest.RAY_GROUP: {stray[:3]}; "
+                                "add their module (or class) to RAY_GROUP")
+    if XDIST_WORKER:  # Ray's group first: it is the longest, the other worker fills beside it
+        items.sort(key=lambda i: _group(i.nodeid) != "ray")
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """``--dist loadgroup`` by :func:`_group`. (xdist 3.8's own reads ``xdist_group`` marks
+    through a node-id suffix that pytest 9.2 no longer lets a plugin set.) With
+    ``--no-loadscope-reorder`` the units go out in the collection's order, Ray's first."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByGroup(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _group(nodeid)
+
+    return ByGroup(config, log)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
