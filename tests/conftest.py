@@ -46,6 +46,7 @@ def _group(nodeid: str) -> str:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Refuse a ``ray`` test outside :data:`RAY_GROUP`; under xdist, put Ray's group first."""
     stray = [i.nodeid for i in items if i.get_closest_marker("ray") and _group(i.nodeid) != "ray"]
     if stray:
         raise pytest.UsageError(f"ray-marked tests outside conftest.RAY_GROUP: {stray[:3]}; "
@@ -54,6 +55,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items.sort(key=lambda i: _group(i.nodeid) != "ray")
 
 
+@pytest.hookimpl(optionalhook=True)  # pytest without pytest-xdist still runs the suite
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
     """``--dist loadgroup`` by :func:`_group`. (xdist 3.8's own reads ``xdist_group`` marks
     through a node-id suffix that pytest 9.2 no longer lets a plugin set.) With
