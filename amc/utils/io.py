@@ -23,6 +23,11 @@ from amc.utils.errors import AmcError
 def atomic_write(path: str | Path, suffix: str = "") -> Iterator[Path]:
     """A temporary sibling of ``path`` that replaces it on success and is removed on error.
 
+    The sibling's name is unique (``<name>.<random>.tmp<suffix>``), so writers of the same file
+    in other processes or threads (two searches filling one dataset or latency-table cache, two
+    Ray workers) never write into each other's half-written file: each replaces the target with
+    a whole one, the last to finish wins.
+
     Args:
         path: The target file (its folder is created).
         suffix: Appended to the temporary name (for writers that insist on an extension,
@@ -30,7 +35,9 @@ def atomic_write(path: str | Path, suffix: str = "") -> Iterator[Path]:
     """
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp" + suffix)
+    fd, name = tempfile.mkstemp(prefix=p.name + ".", suffix=".tmp" + suffix, dir=p.parent)
+    os.close(fd)
+    tmp = Path(name)
     try:
         yield tmp
     except BaseException:
