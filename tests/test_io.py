@@ -38,6 +38,10 @@ def test_two_writers_of_one_file_each_leave_a_whole_file(tmp_path: Path):
     assert not errors, errors
     assert target.read_text() == a  # A finished last: its whole file replaced B's
     assert [p.name for p in target.parent.iterdir()] == ["table.json"]
+    # the user's umask applies, as to a file written directly (not mkstemp's 0600)
+    plain = tmp_path / "plain.json"
+    plain.write_text("x")
+    assert target.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path):

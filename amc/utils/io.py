@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import shutil
 import tempfile
 from collections.abc import Callable, Collection, Iterator
@@ -23,10 +24,10 @@ from amc.utils.errors import AmcError
 def atomic_write(path: str | Path, suffix: str = "") -> Iterator[Path]:
     """A temporary sibling of ``path`` that replaces it on success and is removed on error.
 
-    The sibling's name is unique (``<name>.<random>.tmp<suffix>``), so writers of the same file
-    in other processes or threads (two searches filling one dataset or latency-table cache, two
-    Ray workers) never write into each other's half-written file: each replaces the target with
-    a whole one, the last to finish wins.
+    The sibling's name is unique (``<name>.<pid>-<random>.tmp<suffix>``), so writers of the
+    same file in other processes or threads (two searches filling one dataset or latency-table
+    cache, two Ray workers) never write into each other's half-written file: each replaces the
+    target with a whole one, the last to finish wins.
 
     Args:
         path: The target file (its folder is created).
@@ -35,9 +36,9 @@ def atomic_write(path: str | Path, suffix: str = "") -> Iterator[Path]:
     """
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=p.name + ".", suffix=".tmp" + suffix, dir=p.parent)
-    os.close(fd)
-    tmp = Path(name)
+    # not mkstemp: its 0600 mode would stay on the target; the writer creates the file, so the
+    # user's umask applies as to any file it writes
+    tmp = p.with_name(f"{p.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp{suffix}")
     try:
         yield tmp
     except BaseException:
