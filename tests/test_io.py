@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
+
 from amc.utils.io import atomic_write, is_tmp
 
 
@@ -47,12 +49,9 @@ def test_two_writers_of_one_file_each_leave_a_whole_file(tmp_path: Path):
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path):
     target = tmp_path / "model.pt"
     target.write_text("old")
-    try:
-        with atomic_write(target, suffix=".npz") as tmp:
-            assert is_tmp(tmp.name) and tmp.name.endswith(".npz")
-            tmp.write_text("half")
-            raise RuntimeError("killed")
-    except RuntimeError:
-        pass
+    with pytest.raises(RuntimeError, match="killed"), atomic_write(target, suffix=".npz") as tmp:
+        assert is_tmp(tmp.name) and tmp.name.endswith(".npz")
+        tmp.write_text("half")
+        raise RuntimeError("killed")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
