@@ -11,9 +11,11 @@ recalibration, 1,000 ``val`` images, one thread) it writes ``results/bench_episo
   ``fast_same_bf16`` / ``fast_bf16``: the same two with the scores in bf16
   (``--score-amp bf16``, what ``auto`` picks on a CPU with native bf16), and ``default``
   (what ``amc search`` scores with by default: ``fast`` with ``--score-amp auto`` and the
-  least-squares reconstruction, its top-1 higher by design). All but ``default`` prune
-  plainly (``PLAIN``). Per policy and path: seconds split into prune / repair / evaluate,
-  top-1, images recalibrated and evaluated.
+  least-squares reconstruction, its top-1 higher by design), and ``fast_val``: ``fast``
+  recalibrating on the first ``recal_size`` ``val`` images instead of calibration images,
+  in the train-mode pass that also scores them (``--recal-on val``; its work counts those
+  images once). All but ``default`` prune plainly (``PLAIN``). Per policy and path: seconds
+  split into prune / repair / evaluate, top-1, images recalibrated and evaluated.
 * ``summary``: mean seconds per episode per path, the speed-up over ``old``, the floor
   (multiply-adds of recalibration + evaluation / the fp32 matmul rate measured in the same
   run with the same thread count), and the work done in GFLOP/s as a fraction of that rate
@@ -23,6 +25,9 @@ recalibration, 1,000 ``val`` images, one thread) it writes ``results/bench_episo
   ``pruned_conv``: the same convolutions with about half their output channels.
 * ``recal``: the Spearman rank correlation between 50 random policies' scores after BN
   recalibration on 64 ... 512 images and after recalibration on 2,000 images.
+* ``recal_val``: the same 50 policies recalibrated on the first ``recal_size`` ``val``
+  images (``fast_val``'s scores): Spearman against the 2,000-image recalibration, beside the
+  calibration images' own figure.
 * ``amp``: the same 50 policies scored in bf16: Spearman and differences against fp32.
 * ``search_resnet56``: for each seed 0..``--search-seeds``-1, 100-episode ResNet-56 searches
   with that seed on the old path, on the fast scorer with racing and on the fast scorer
@@ -123,6 +128,12 @@ def old_path(s: Scorer, ratios: list[float]) -> dict:
             "repair_s": t2 - t1, "eval_s": t3 - t2}
 
 
+def images_worked(row: dict, path: str) -> int:
+    """Images a path's episode ran through the network: recalibrated plus evaluated, each
+    once (``fast_val``'s recalibration images are the first it evaluates, in one pass)."""
+    return row["images"] + (0 if path == "fast_val" else row["recal_images"])
+
+
 def as_row(score) -> dict:
     return {"top1": score.top1, "images": score.images, "recal_images": score.recal_images,
             "prune_s": score.prune_s, "repair_s": score.repair_s, "eval_s": score.eval_s}
@@ -168,8 +179,9 @@ def bench_paths(args, model: str, matmul: float, matmul_bf16: float) -> dict:
     if args.bf16:  # each copy moves val and the calibration images again
         same_bf16, fast_bf16 = replace(same, amp="bf16"), replace(fast, amp="bf16")
     default = build_scorer(**{**kw, **DEFAULT}, recal_size=args.recal_size)
+    on_val = replace(fast, recal_on="val")
     budget = Budget.parse(args.budget)
-    rows, best = [], {"fast": None, "fast_bf16": None, "default": None}
+    rows, best = [], {"fast": None, "fast_bf16": None, "default": None, "fast_val": None}
 
     def raced(scorer: Scorer, name: str, r: list[float]) -> dict:
         bar = best[name]
@@ -188,16 +200,16 @@ def bench_paths(args, model: str, matmul: float, matmul_bf16: float) -> dict:
         if args.bf16:
             row |= {"fast_same_bf16": as_row(same_bf16.score(r)),
                     "fast_bf16": raced(fast_bf16, "fast_bf16", r)}
-        rows.append(row | {"default": raced(default, "default", r)})
+        rows.append(row | {"default": raced(default, "default", r),
+                           "fast_val": raced(on_val, "fast_val", r)})
         print(f"{model} policy {i}: old {sum(o[k] for k in ('prune_s', 'repair_s', 'eval_s')):.2f}"
               f" s, fast {sum(f[k] for k in ('prune_s', 'repair_s', 'eval_s')):.2f} s "
               f"({f['images']} images), top-1 {o['top1']:.1f}/{f_same['top1']:.1f}/{f['top1']:.1f}",
               flush=True)
     summary = {}
-    for path in ("old", "fast_same", "fast", *low, "default"):
+    for path in ("old", "fast_same", "fast", *low, "default", "fast_val"):
         sec = [sum(row[path][k] for k in ("prune_s", "repair_s", "eval_s")) for row in rows]
-        work = [2 * row["macs_per_image"] * (row[path]["images"] + row[path]["recal_images"])
-                for row in rows]
+        work = [2 * row["macs_per_image"] * images_worked(row[path], path) for row in rows]
         busy = [row[path]["repair_s"] + row[path]["eval_s"] for row in rows]
         summary[path] = {
             "seconds_per_episode": float(np.mean(sec)),
@@ -213,7 +225,7 @@ def bench_paths(args, model: str, matmul: float, matmul_bf16: float) -> dict:
         if path in BF16_PATHS:
             summary[path]["fraction_of_bf16_matmul"] = float(sum(work) / sum(busy) / 1e9
                                                              / matmul_bf16)
-    for path in ("fast_same", "fast", *low, "default"):
+    for path in ("fast_same", "fast", *low, "default", "fast_val"):
         summary[path]["speedup_vs_old"] = (summary["old"]["seconds_per_episode"]
                                            / summary[path]["seconds_per_episode"])
     summary["max_abs_top1_diff_old_vs_fast_same"] = float(max(
@@ -221,7 +233,7 @@ def bench_paths(args, model: str, matmul: float, matmul_bf16: float) -> dict:
     if args.bf16:
         summary["max_abs_top1_diff_fast_same_vs_bf16"] = float(max(
             abs(row["fast_same_bf16"]["top1"] - row["fast_same"]["top1"]) for row in rows))
-    for path in ("fast", *low[1:], "default"):
+    for path in ("fast", *low[1:], "default", "fast_val"):
         full = [row for row in rows if row[path]["images"] == args.val_limit]
         summary[f"{path}_policies_scored_on_all_val"] = len(full)
     return {"rows": rows, "summary": summary, "matmul_gflops": matmul,
@@ -253,8 +265,7 @@ def lane_padded(args, model: str, paths: dict) -> None:
     for path, summ in paths["summary"].items():
         if not isinstance(summ, dict):
             continue
-        work = sum(2 * r["padded_macs_per_image"] * (r[path]["images"] + r[path]["recal_images"])
-                   for r in rows)
+        work = sum(2 * r["padded_macs_per_image"] * images_worked(r[path], path) for r in rows)
         busy = sum(r[path]["repair_s"] + r[path]["eval_s"] for r in rows)
         summ["fraction_of_matmul_lane_padded"] = work / busy / 1e9 / paths["matmul_gflops"]
     paths["vector_width"] = width
@@ -336,6 +347,30 @@ def bench_recal(args, model: str) -> dict:
                                       for n in args.recal_sizes}}
 
 
+def bench_recal_val(args, model: str, recal: dict) -> dict:
+    """The ``recal`` stage's 50 policies recalibrated on the first ``--recal-size`` ``val``
+    images instead of calibration images (``recal_on="val"``: the pass that recalibrates
+    also scores them): Spearman and mean (|) difference against the 2,000-image
+    recalibration, beside the same figures of the calibration images' ``--recal-size``."""
+    ckpt = str(Path(args.models_dir) / f"{model}-cifar10.th")
+    s = build_scorer(model=model, checkpoint=ckpt, data="cifar10", data_dir=args.data_dir,
+                     val_limit=args.val_limit, units="internal", bn_recalib=True,
+                     calib_size=2000, recal_size=args.recal_size, recal_on="val", **PLAIN)
+    policies = random_policies(s, Budget.parse(args.budget), args.recal_policies, seed=2)
+    scores = []
+    for i, r in enumerate(policies):
+        scores.append(s(r))
+        print(f"{model} recal on val, policy {i}: {scores[-1]:.1f}", flush=True)
+    ref, calib = recal["scores"]["2000"], recal["scores"][str(args.recal_size)]
+    return {"policies": len(policies), "recal_size": args.recal_size, "scores": scores,
+            "spearman_vs_2000": spearman(scores, ref),
+            "mean_diff_vs_2000": float(np.mean(np.subtract(scores, ref))),
+            "mean_abs_diff_vs_2000": float(np.mean(np.abs(np.subtract(scores, ref)))),
+            "calib_spearman_vs_2000": spearman(calib, ref),
+            "calib_mean_diff_vs_2000": float(np.mean(np.subtract(calib, ref))),
+            "calib_mean_abs_diff_vs_2000": float(np.mean(np.abs(np.subtract(calib, ref))))}
+
+
 def bench_amp(args, model: str, recal: dict) -> dict:
     """The ``recal`` stage's 50 policies scored in bf16 (recalibration on ``--recal-size``
     images): Spearman and mean |difference| against the same scorer in fp32 and against fp32
@@ -365,12 +400,14 @@ VARIANTS = {"old": dict(fast_eval=False, recal_size=OLD_RECAL, race=False, score
             "fast": dict(fast_eval=True, race=True, score_amp="off"),
             "fast_norace": dict(fast_eval=True, race=False, score_amp="off"),
             "fast_bf16": dict(fast_eval=True, race=True, score_amp="bf16"),
-            "fast_time": dict(fast_eval=True, race=True, score_amp="off")}
+            "fast_time": dict(fast_eval=True, race=True, score_amp="off"),
+            "fast_val": dict(fast_eval=True, race=True, score_amp="off", recal_on="val")}
 """The search variants: the old path; the fast scorer with racing (a search's defaults
 before ``--score-amp``); the fast scorer without racing (separates racing's effect from the
 recalibration size's); the fast scorer with racing and bf16 scores (today's defaults on a
 CPU with native bf16); ``fast`` given the old path's time (``EPISODES_X`` times the
-episodes: its episodes take about half as long in fp32)."""
+episodes: its episodes take about half as long in fp32); ``fast`` recalibrating on the first
+``val`` images, which the same pass scores (``recal_on="val"``)."""
 EPISODES_X = {"fast_time": 2}
 """Variants searched for a multiple of ``--search-episodes`` (warm-up a quarter of them, as
 for the others)."""
@@ -570,7 +607,7 @@ def search_summary(runs: dict[str, dict]) -> dict:
         if parts and all(parts):  # the pick's optimism, split into its two sources
             out[n]["pick_optimism"] = {k: mean_std([o[k] for o in parts])
                                        for k in ("val_sample", "recalibration")}
-        for base in ("old", "fast") if n == "fast_bf16" else ("old",):
+        for base in ("old", "fast") if n in ("fast_bf16", "fast_val") else ("old",):
             pairs = [r for r in have if base in r]
             if n == base or not pairs:
                 continue
@@ -654,6 +691,8 @@ def main() -> None:
                                                                              mb)),
             "recal": cached(work / f"{model}_recal.json",
                             lambda model=model: bench_recal(args, model))}
+        d["recal_val"] = cached(work / f"{model}_recal_val.json",
+                                lambda model=model, r=d["recal"]: bench_recal_val(args, model, r))
         lane_padded(args, model, d["paths"])
         # the rates the cached stages' fractions were computed with (measured when they ran)
         d["matmul_gflops_at_paths"] = d["paths"]["matmul_gflops"]
@@ -679,7 +718,10 @@ def main() -> None:
               f"{d['ceiling']['fraction_of_matmul']:.2f}); recal "
               f"Spearman {d['recal']['spearman_vs_2000']}; default "
               f"{s['default']['seconds_per_episode']:.2f} s "
-              f"({s['default']['speedup_vs_old']:.2f}x)")
+              f"({s['default']['speedup_vs_old']:.2f}x); recalibrating on val "
+              f"{s['fast_val']['seconds_per_episode']:.2f} s "
+              f"({s['fast_val']['speedup_vs_old']:.2f}x), Spearman "
+              f"{d['recal_val']['spearman_vs_2000']:.3f}")
         if "fast_bf16" not in s:
             continue
         print(f"{model}: bf16 "

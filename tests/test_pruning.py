@@ -401,3 +401,73 @@ def test_scorer_reconstructs_in_the_recalibration_pass_when_it_can():
             assert (err < 1e-4) == close, (recal_batch, err)
             if not close:
                 assert float((got - other).abs().max()) < 1e-4 * float(other.abs().max())
+
+
+def _recal_on_val_case():
+    """A pruned ResNet-20 on 16x16 images with fresh BatchNorm statistics, and images."""
+    torch.manual_seed(0)
+    dense = _randomise_bn(create_model("resnet20"))
+    size = (3, 16, 16)
+    g = torch.Generator().manual_seed(5)
+    recalibrate_bn(dense, [torch.randn(128, *size, generator=g)])
+    pm = PrunableModel(dense, size, "internal")
+    x = 0.5 + 2.0 * torch.randn(64, *size, generator=g)
+    ratios = [0.5] * len(pm.units)
+    with torch.no_grad():  # centre the classes so that predictions spread over them
+        logits = recalibrate_bn(pm.prune(ratios), [x])(x)
+        dense.linear.weight.mul_(10.0)
+        dense.linear.bias.sub_(10.0 * logits.mean(0))
+    return pm, ratios, x, 3.0 * torch.randn(64, *size, generator=g) - 1.0
+
+
+def test_recalibrated_outputs_are_the_recalibrated_network_s_outputs():
+    from amc.prune.repair import recalibrated_outputs
+
+    pm, ratios, x, other = _recal_on_val_case()
+    net = pm.prune(ratios)
+    got = recalibrated_outputs(net, x)
+    assert not net.training
+    want_net = recalibrate_bn(pm.prune(ratios), [x])
+    other_net = recalibrate_bn(pm.prune(ratios), [other])  # other statistics: must not match
+    # the batch normalised with its biased variance; the stored one is unbiased: undo m/(m-1)
+    seen = {}
+    hooks = [m.register_forward_pre_hook(lambda m, a: seen.__setitem__(m, a[0].numel()
+                                                                       / a[0].shape[1]))
+             for m in want_net.modules() if isinstance(m, nn.BatchNorm2d)]
+    with torch.no_grad():
+        want, wrong, kept = want_net(x), other_net(x), net(x)
+        for h in hooks:
+            h.remove()
+        for bn, m in seen.items():
+            bn.running_var.mul_((m - 1) / m)
+        exact = want_net(x)
+    scale = float(want.abs().max())
+    assert float((got - exact).abs().max()) < 1e-5 * scale
+    assert float((got - want).abs().max()) > 1e-5 * scale  # the correction is seen
+    assert float((wrong - want).abs().max()) > 1e-2 * scale
+    # the network keeps the statistics of that pass: in eval mode it computes ``want``
+    assert float((kept - want).abs().max()) < 1e-5 * scale
+
+
+def test_scorer_recalibrates_on_val_and_scores_those_images_in_the_same_pass():
+    from amc.prune.scoring import Scorer, ScorerParts
+
+    pm, ratios, x, calib = _recal_on_val_case()
+    ref = recalibrate_bn(pm.prune(ratios), [x[:24]])
+    with torch.no_grad():
+        y = ref(x).argmax(1)  # labels: the reference network's predictions (top-1 100 %)
+    on_val = Scorer(pm, x, y, calib=calib, bn_recalib=True, recal_size=24, recal_on="val")
+    on_calib = Scorer(pm, x, y, calib=calib, bn_recalib=True, recal_size=24)
+    got = on_val.score(ratios)
+    assert (got.images, got.recal_images) == (64, 24)
+    assert got.top1 >= 100.0 - 100.0 / 64  # at most one near-tie flipped by m/(m-1)
+    assert on_calib.score(ratios).top1 < 90.0  # other statistics, other predictions
+    assert ScorerParts.of(on_val).build().score(ratios).top1 == got.top1  # shipped to workers
+    # racing looks first right after the recalibration images (then at 32 of 64)
+    assert on_val.score(ratios, lambda ub: False).images == 24
+    assert on_calib.score(ratios, lambda ub: False).images == 32
+    # the delivered network still recalibrates on the calibration images
+    with torch.no_grad():
+        assert torch.equal(on_val.pruned(ratios)(x), on_calib.pruned(ratios)(x))
+    with pytest.raises(ValueError, match="recal_on"):
+        Scorer(pm, x, y, recal_on="test")

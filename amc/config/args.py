@@ -157,7 +157,8 @@ UNIT_INTERVAL = ("noise_min", "drop_swap", "pair_moves", "kd_weight")
 """Fields that must lie in [0, 1] (a σ in action units, a probability, a loss weight)."""
 
 ONE_OF: dict[str, tuple[str, ...]] = {"amp": AMP_MODES, "score_amp": AMP_MODES,
-                                      "envs_on": ("driver", "workers")}
+                                      "envs_on": ("driver", "workers"),
+                                      "recal_on": ("calib", "val")}
 """Fields whose value must be one of a few words."""
 
 
@@ -251,7 +252,7 @@ ADDED_AS_BEFORE: dict[str, object] = {"time_limit": None, "score_amp": "off",
                                       "finalist_epochs": 1.0, "fill_vectors": False,
                                       "finalist_margin_se": 0.0,
                                       "time_limit_finalists": False, "anchor_solve": False,
-                                      "capacity_weight": 1.0}
+                                      "capacity_weight": 1.0, "recal_on": "calib"}
 """Settings added after runs were cached whose value here reproduces what every earlier run
 did (no time limit: all episodes ran; scores in fp32; one env per Ray worker, in the
 worker; reconstruction, when on, also in the delivered networks; no search limited to the
@@ -261,8 +262,8 @@ fine-tunes started from the delivered networks; no pair moves; the actor re-fitt
 episodes; no finalists fine-tuned; no vectors filled at latency budgets; the finalist best
 after the fine-tune kept whatever its lead; the finalists' fine-tunes outside the time
 limit; the actor's fits by Adam steps only; the capacity reward's weight, read by no
-earlier reward): a cached run that predates one of them counts
-as made with that value."""
+earlier reward; BatchNorm recalibrated on calibration images): a cached run that predates
+one of them counts as made with that value."""
 
 
 def changed_settings(cfg: object, run_dir: str | Path, ignore: tuple[str, ...] = ("force",)

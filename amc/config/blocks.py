@@ -173,6 +173,11 @@ class RepairConfig:
             policy; the networks delivered and all test figures stay fp32): auto (bf16 on
             GPUs and on CPUs with native bf16, 1.6x faster ResNet-56 episodes ranked as fp32
             ranks them, results/bench_episode.json; else fp32), bf16, fp16 or off.
+        recal_on: Where each score's BatchNorm statistics come from: calib (the first
+            recal_size calibration images) or val (the first recal_size val images, which
+            that one train-mode pass also scores: one forward fewer per episode, without
+            reconstruction; label-free, and the delivered networks still recalibrate on
+            calib).
     """
 
     bn_recalib: bool = True
@@ -183,6 +188,7 @@ class RepairConfig:
     race: bool = True
     fast_eval: bool = True
     score_amp: str = "auto"
+    recal_on: str = "calib"
 
 
 @dataclass(kw_only=True)
@@ -319,4 +325,5 @@ class ScoringConfig(ModelConfig, DataConfig, PruneConfig, RepairConfig, RunConfi
                 "unsafe_load": self.unsafe_load, "num_classes": self.num_classes,
                 "recal_size": self.recal_size, "device": self.device,
                 "fast_eval": self.fast_eval, "input_size": self.input_size,
-                "loader_workers": self.loader_workers, "amp": self.score_amp}
+                "loader_workers": self.loader_workers, "amp": self.score_amp,
+                "recal_on": self.recal_on}

@@ -108,14 +108,15 @@ class FinetuneScorer(Scorer):
                     bn_recalib=scorer.bn_recalib, reconstruct=scorer.reconstruct,
                     batch_size=scorer.batch_size, calib_y=scorer.calib_y,
                     recal_size=scorer.recal_size, device=scorer.device, fast=scorer.fast,
-                    recal_batch=scorer.recal_batch)
+                    recal_batch=scorer.recal_batch, recal_on=scorer.recal_on)
         return cls(**{**base, **settings}, ft_x=ft_x, ft_y=ft_y)
 
     def _repair(self, net: nn.Module, ratios: Sequence[float],
-                prec: Precision = Precision()) -> nn.Module:
+                prec: Precision = Precision(), recalibrate: bool = True) -> nn.Module:
         self._reconstruct(net, ratios, prec)
         if "ft_x" in self._dev:  # the short fine-tune stays fp32
             short_finetune(net, self._dev["ft_x"], self._dev["ft_y"], self.ft_steps,
                            self.ft_batch, self.ft_lr, self.ft_momentum, self.ft_weight_decay)
-        self._recalibrate(net, prec)
+        if recalibrate:
+            self._recalibrate(net, prec)
         return net.eval()

@@ -180,3 +180,16 @@ def recalibrate_bn(model: nn.Module, batches: Iterable[torch.Tensor]) -> nn.Modu
         for x in batches:
             model(x)
     return model
+
+
+def recalibrated_outputs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Re-estimate BatchNorm running statistics on ``x`` as one batch and return that
+    forward pass's outputs (``model`` is in eval mode afterwards).
+
+    Each BatchNorm normalised ``x`` by the statistics it then keeps, so the outputs are what
+    the recalibrated network computes on ``x`` in eval mode, up to BatchNorm's stored
+    variance being the unbiased one (a factor ``m / (m - 1)``, ``m`` = images x positions):
+    one pass both recalibrates and evaluates ``x``.
+    """
+    with _recalibrating(model), torch.no_grad():
+        return model(x)

@@ -5,7 +5,9 @@ search's per-episode hot path, so it
 * evaluates with every BatchNorm folded into its conv, channels-last tensors that are laid
   out (and moved to the device) once, in inference mode and large batches;
 * re-estimates BatchNorm statistics on the first ``recal_size`` calibration images only, in
-  one batch (the benchmark ``scripts/bench_episode.py`` measures how few keep the ranking);
+  one batch (the benchmark ``scripts/bench_episode.py`` measures how few keep the ranking),
+  or (``recal_on="val"``) on the first ``recal_size`` ``val`` images, whose predictions that
+  same pass then gives: one forward fewer per episode;
 * can race (:mod:`amc.prune.racing`): stop scoring a policy that cannot beat the best one;
 * can recalibrate and evaluate in mixed precision (``amp``; :mod:`amc.utils.precision`):
   ``auto`` is bf16 on GPUs and on CPUs with native bf16, where a ResNet-56 episode runs 1.6x
@@ -25,7 +27,7 @@ from torch import nn
 from amc.models.evaluate import check_model_data, eval_batch_size, top1
 from amc.models.fuse import conv_bn_pairs, fold_bn
 from amc.prune.racing import slices, upper_bound
-from amc.prune.repair import recalibrate_bn, reconstruct
+from amc.prune.repair import recalibrate_bn, recalibrated_outputs, reconstruct
 from amc.prune.units import PrunableModel
 from amc.utils.device import resolve_device
 from amc.utils.precision import Precision, precision
@@ -39,7 +41,8 @@ class Score:
         top1: ``val`` top-1 in percent, over the images evaluated.
         images: ``val`` images evaluated (fewer than all when racing stopped early).
         total: ``val`` images in all.
-        recal_images: Training images BatchNorm statistics were re-estimated on.
+        recal_images: Images BatchNorm statistics were re-estimated on (training images,
+            or with ``recal_on="val"`` the first of the ``images`` evaluated).
         prune_s: Seconds spent pruning.
         repair_s: Seconds spent repairing (recalibration, reconstruction).
         eval_s: Seconds spent evaluating.
@@ -58,6 +61,9 @@ class Score:
         """Whether all of ``val`` was evaluated."""
         return self.images >= self.total
 
+
+RECAL_ON = ("calib", "val")
+"""Where a score's BatchNorm statistics may come from (:attr:`Scorer.recal_on`)."""
 
 CPU_EVAL_BATCH = 64
 """Largest evaluation batch on a CPU: activations that stay in cache. A ResNet-56 pruned to
@@ -93,6 +99,11 @@ class Scorer:
             ``fp16`` or ``off`` (:func:`amc.utils.precision.precision` with
             ``inference=True``); reconstruction's targets and solves, :meth:`pruned` and
             :meth:`reference` stay in fp32.
+        recal_on: Where a score's BatchNorm statistics come from: ``calib`` (the first
+            ``recal_size`` calibration images) or ``val`` (the first ``recal_size`` ``val``
+            images, recalibrated and evaluated in one train-mode pass; racing's first look
+            is then after them). Label-free either way; :meth:`pruned` and
+            :meth:`reference` (the networks delivered) always recalibrate on ``calib``.
     """
 
     pm: PrunableModel
@@ -108,9 +119,12 @@ class Scorer:
     fast: bool = True
     recal_batch: int | None = None
     amp: str = "off"
+    recal_on: str = "calib"
     _dev: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if self.recal_on not in RECAL_ON:
+            raise ValueError(f"recal_on must be one of {RECAL_ON}, not {self.recal_on!r}")
         self.device = torch.device(self.device)
         self._dev["precision"] = precision(self.amp, self.device, inference=True)
         self.batch_size = self.batch_size or eval_batch_size(
@@ -132,6 +146,7 @@ class Scorer:
         # reconstruction and recalibration in one pass: both asked for, on the same images,
         # recalibrated as one batch (fixed per scorer: the dense targets' cache follows it)
         self._dev["fused"] = (self.reconstruct and self.bn_recalib and "recal" in self._dev
+                              and self.recal_on == "calib"
                               and self._dev["recon"] is self._dev["recal"]
                               and self._recal_batch() >= len(self._dev["recal"]))
 
@@ -142,7 +157,18 @@ class Scorer:
 
     @property
     def recal_images(self) -> int:
+        if self._on_val():
+            return self._val_recal()
         return len(self._dev["recal"]) if self.bn_recalib and "recal" in self._dev else 0
+
+    def _on_val(self) -> bool:
+        """Whether a score recalibrates on (and in the same pass evaluates) ``val``'s first
+        images."""
+        return self.bn_recalib and self.recal_on == "val"
+
+    def _val_recal(self) -> int:
+        n = len(self._dev["y"])
+        return n if self.recal_size is None else max(1, min(self.recal_size, n))
 
     def _reconstruct(self, net: nn.Module, ratios: Sequence[float],
                      prec: Precision = Precision()) -> None:
@@ -171,14 +197,15 @@ class Scorer:
         return self._dev["fused"]
 
     def _repair(self, net: nn.Module, ratios: Sequence[float],
-                prec: Precision = Precision()) -> nn.Module:
-        if self._fused():  # one pass: each fit sees the recalibrated network's inputs
+                prec: Precision = Precision(), recalibrate: bool = True) -> nn.Module:
+        if self._fused() and recalibrate:  # one pass: each fit sees the recalibrated inputs
             with prec.autocast(self.device):
                 reconstruct(self.pm, net, list(ratios), self._dev["recon"],
                             dense_cache=self._dev["dense_targets"], recalibrate=True)
             return net.eval()
         self._reconstruct(net, ratios, prec)
-        self._recalibrate(net, prec)
+        if recalibrate:
+            self._recalibrate(net, prec)
         return net.eval()
 
     def pruned(self, ratios: Sequence[float]) -> nn.Module:
@@ -199,21 +226,29 @@ class Scorer:
         t0 = time.perf_counter()
         net = self.pm.prune(ratios).to(self.device)
         t1 = time.perf_counter()
-        net = self._repair(net, ratios, self.precision)
-        t2 = time.perf_counter()
-        if self.fast:
-            net = fold_bn(net, self._dev["pairs"]).to(memory_format=self._dev["fmt"])
+        on_val = self._on_val()
+        net = self._repair(net, ratios, self.precision, recalibrate=not on_val)
         x, y = self._dev["x"], self._dev["y"]
         n = len(y)
         cuts = slices(n) if can_beat is not None else [n]
         correct, seen = 0, 0
+        if on_val:  # the first val images recalibrate, and are scored in the same pass
+            seen = self._val_recal()
+            with self.precision.autocast(self.device):
+                out = recalibrated_outputs(net, x[:seen])
+            correct = int((out.argmax(1) == y[:seen]).sum())
+            cuts = [seen] + [c for c in cuts if c > seen]
+        t2 = time.perf_counter()
+        if self.fast:
+            net = fold_bn(net, self._dev["pairs"]).to(memory_format=self._dev["fmt"])
         with torch.inference_mode(), self.precision.autocast(self.device):
             for cut in cuts:
                 for s in range(seen, cut, self.batch_size):
                     e = min(cut, s + self.batch_size)
                     correct += int((net(x[s:e]).argmax(1) == y[s:e]).sum())
                 seen = cut
-                if seen < n and not can_beat(100.0 * upper_bound(correct, seen, n)):
+                if seen < n and can_beat is not None and not can_beat(
+                        100.0 * upper_bound(correct, seen, n)):
                     break
         t3 = time.perf_counter()
         return Score(100.0 * correct / max(1, seen), seen, n, self.recal_images,
@@ -238,7 +273,7 @@ def build_scorer(model: str, checkpoint: str | None = None, data: str = "digits"
                  recal_size: int | None = 256, device: str = "cpu", fast_eval: bool = True,
                  input_size: tuple[int, ...] | None = None, loader_workers: int | None = None,
                  net: nn.Module | None = None, amp: str = "off",
-                 drop_blocks: bool = False) -> Scorer:
+                 drop_blocks: bool = False, recal_on: str = "calib") -> Scorer:
     """Build a :class:`Scorer` from names and paths (what the CLI and the env share).
 
     Only ``val`` and the calibration draw are decoded (an image folder's training split is
@@ -248,7 +283,7 @@ def build_scorer(model: str, checkpoint: str | None = None, data: str = "digits"
     ``net``: the already-loaded dense model, to avoid reading the checkpoint again;
     ``device``: ``auto``, ``cpu`` or ``cuda`` (where pruned networks are scored); ``amp``:
     the scores' mixed precision (:attr:`Scorer.amp`); ``drop_blocks``: as for
-    :class:`PrunableModel`.
+    :class:`PrunableModel`; ``recal_on``: :attr:`Scorer.recal_on`.
     """
     from amc.data.datasets import load_dataset
     from amc.models.registry import create_model, input_size_of
@@ -265,7 +300,7 @@ def build_scorer(model: str, checkpoint: str | None = None, data: str = "digits"
     x, y = ds.tensors("val", val_limit)
     return Scorer(pm, x, y, calib=calib[0], bn_recalib=bn_recalib, reconstruct=reconstruct,
                   calib_y=calib[1], recal_size=recal_size, device=resolve_device(device),
-                  fast=fast_eval, amp=amp)
+                  fast=fast_eval, amp=amp, recal_on=recal_on)
 
 
 @dataclass
@@ -290,6 +325,7 @@ class ScorerParts:
         fast: Folded, channels-last evaluation.
         amp: Mixed precision of the scores (``auto`` resolves on the worker).
         drop_blocks: Whether droppable units may drop their blocks.
+        recal_on: Where the scores' BatchNorm statistics come from (``calib`` or ``val``).
     """
 
     model: nn.Module
@@ -308,13 +344,14 @@ class ScorerParts:
     fast: bool = True
     amp: str = "off"
     drop_blocks: bool = False
+    recal_on: str = "calib"
 
     @classmethod
     def of(cls, s: Scorer) -> ScorerParts:
         pm = s.pm
         return cls(pm.model, pm.input_size, pm.mode, pm.criterion, pm.round_to, s.x, s.y,
                    s.calib, s.calib_y, s.bn_recalib, s.reconstruct, s.recal_size,
-                   str(s.device.type), s.fast, s.amp, bool(pm.blocks))
+                   str(s.device.type), s.fast, s.amp, bool(pm.blocks), s.recal_on)
 
     def build(self) -> Scorer:
         calib = (self.calib, self.calib_y) if self.criterion == "taylor" else None
@@ -322,4 +359,5 @@ class ScorerParts:
                            self.round_to, calib, self.drop_blocks)
         return Scorer(pm, self.x, self.y, self.calib, self.bn_recalib, self.reconstruct,
                       calib_y=self.calib_y, recal_size=self.recal_size,
-                      device=resolve_device(self.device), fast=self.fast, amp=self.amp)
+                      device=resolve_device(self.device), fast=self.fast, amp=self.amp,
+                      recal_on=self.recal_on)
