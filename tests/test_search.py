@@ -693,3 +693,16 @@ def test_a_latency_search_reports_its_pick_timed_whole(digits_ckpt, tmp_path, is
     assert search_wall_seconds(run) == pytest.approx(wall + 100.0)
     s2 = run_search(_cfg(digits_ckpt, tmp_path / "flops", episodes=4, warmup_episodes=2))
     assert "best_latency_ratio_measured" not in s2 and len(timed) == 1
+
+
+def test_recal_on_val_reaches_the_scorer_through_the_config(digits_ckpt, tmp_path):
+    from amc.prune.scoring import build_scorer
+
+    scorers = {on: build_scorer(**_cfg(digits_ckpt, tmp_path / on, recal_on=on,
+                                       recal_size=40).scorer_kwargs())
+               for on in ("calib", "val")}
+    ratios = [0.5] * len(scorers["val"].pm.units)
+    # recalibrated on val's first 40 images, racing looks first after them (else at 32 of 64)
+    looks = {on: s.score(ratios, lambda ub: False).images for on, s in scorers.items()}
+    assert looks == {"calib": 32, "val": 40}
+    assert scorers["val"].score(ratios).images == 64
