@@ -315,7 +315,9 @@ def markdown(s: dict) -> str:
                 if c.get("sweep_time_limit") else "")
              + (f"best picked among the top {d['rescore_top']} on all of val"
                 if d["rescore_top"] > 1 else "the search's own best") + "), scores (BN "
-             f"recalibration on {c['recal_size']} train images, val {c['val_limit']} images) "
+             f"recalibration on {c['recal_size']} "
+             f"{'val' if c.get('recal_on') == 'val' else 'train'} images, val "
+             f"{c['val_limit']} images) "
              f"in {SCORE_PRECISION.get(c.get('score_amp', 'off'), c.get('score_amp'))}"
              + (", least-squares reconstruction before the recalibration in every score"
                 + (" and every delivered network" if c.get("reconstruct_delivered", True)
