@@ -17,6 +17,7 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
+from amc.config.blocks import RECAL_ON
 from amc.utils.precision import AMP_MODES
 
 T = TypeVar("T")
@@ -158,7 +159,7 @@ UNIT_INTERVAL = ("noise_min", "drop_swap", "pair_moves", "kd_weight")
 
 ONE_OF: dict[str, tuple[str, ...]] = {"amp": AMP_MODES, "score_amp": AMP_MODES,
                                       "envs_on": ("driver", "workers"),
-                                      "recal_on": ("calib", "val")}
+                                      "recal_on": RECAL_ON}
 """Fields whose value must be one of a few words."""
 
 

@@ -26,6 +26,10 @@ MAX_RATIO = 0.8
 """The largest channel-pruning ratio of one unit (AMC's 0.8): the default of every command,
 config and function that takes ``max_ratio``."""
 
+RECAL_ON = ("calib", "val")
+"""Where a score's BatchNorm statistics may come from (``RepairConfig.recal_on``,
+``amc.prune.scoring.Scorer.recal_on``)."""
+
 RECORDED = {"cli": False}
 """Metadata of a field that a run records but no option sets (derived from the others)."""
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from amc.config.blocks import RECAL_ON
 from amc.models.evaluate import check_model_data, eval_batch_size, top1
 from amc.models.fuse import conv_bn_pairs, fold_bn
 from amc.prune.racing import slices, upper_bound
@@ -61,9 +62,6 @@ class Score:
         """Whether all of ``val`` was evaluated."""
         return self.images >= self.total
 
-
-RECAL_ON = ("calib", "val")
-"""Where a score's BatchNorm statistics may come from (:attr:`Scorer.recal_on`)."""
 
 CPU_EVAL_BATCH = 64
 """Largest evaluation batch on a CPU: activations that stay in cache. A ResNet-56 pruned to

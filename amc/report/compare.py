@@ -350,12 +350,11 @@ class Comparison:
                                   lat))
         what = ("pretrained checkpoint" if cfg.search_on == "pretrained" else
                 "dense model fine-tuned on this data (--search-on adapted)")
-        on_val = cfg.bn_recalib and cfg.recal_on == "val"
+        scores = (f" (scores: on the first {cfg.recal_size} val images)"
+                  if cfg.bn_recalib and cfg.recal_on == "val" else "")
         notes = [f"Pruned: the {what}; "
                  f"BN recalibration on {cfg.recal_size} of {cfg.calib_size} calibration "
-                 f"images{' (off)' if not cfg.bn_recalib else ''}"
-                 f"{f' (scores: on the first {cfg.recal_size} val images)' if on_val else ''}"
-                 "; val: "
+                 f"images{' (off)' if not cfg.bn_recalib else ''}{scores}; val: "
                  f"{cfg.val_limit or 'all'} images."]
         notes += [f"{s} at {b}: left out ({why})." for (s, b), why in left_out.items()]
         memory = val_memory_note(before["dense"], len(self.data.labels["val"]),
