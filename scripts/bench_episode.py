@@ -14,8 +14,11 @@ recalibration, 1,000 ``val`` images, one thread) it writes ``results/bench_episo
   least-squares reconstruction, its top-1 higher by design), and ``fast_val``: ``fast``
   recalibrating on the first ``recal_size`` ``val`` images instead of calibration images,
   in the train-mode pass that also scores them (``--recal-on val``; its work counts those
-  images once). All but ``default`` prune plainly (``PLAIN``). Per policy and path: seconds
-  split into prune / repair / evaluate, top-1, images recalibrated and evaluated.
+  images once), and ``default_val``: ``default`` with ``--recal-on val`` (the
+  reconstruction's fits and the recalibration both on those first ``val`` images, in the
+  pass that scores them). All but ``default`` and ``default_val`` prune plainly
+  (``PLAIN``). Per policy and path: seconds split into prune / repair / evaluate, top-1,
+  images recalibrated and evaluated.
 * ``summary``: mean seconds per episode per path, the speed-up over ``old``, the floor
   (multiply-adds of recalibration + evaluation / the fp32 matmul rate measured in the same
   run with the same thread count), and the work done in GFLOP/s as a fraction of that rate
@@ -28,6 +31,11 @@ recalibration, 1,000 ``val`` images, one thread) it writes ``results/bench_episo
 * ``recal_val``: the same 50 policies recalibrated on the first ``recal_size`` ``val``
   images (``fast_val``'s scores): Spearman against the 2,000-image recalibration, beside the
   calibration images' own figure.
+* ``recon_val``: the same 50 policies scored as ``default`` and ``default_val`` score them
+  (reconstruction; fitted and recalibrated on calibration images, or on the first ``val``
+  images that the same pass scores), each against the held-out top-1 of the network
+  ``default`` delivers (:meth:`Scorer.pruned`: repaired on calibration images) on the 2,000
+  ``val`` images after the first ``--val-limit`` (no score sees them): Spearman of both.
 * ``amp``: the same 50 policies scored in bf16: Spearman and differences against fp32.
 * ``search_resnet56``: for each seed 0..``--search-seeds``-1, 100-episode ResNet-56 searches
   with that seed on the old path, on the fast scorer with racing and on the fast scorer
@@ -128,10 +136,15 @@ def old_path(s: Scorer, ratios: list[float]) -> dict:
             "repair_s": t2 - t1, "eval_s": t3 - t2}
 
 
+ON_VAL = ("fast_val", "default_val")
+"""The paths whose recalibration images are the first ``val`` images they score."""
+
+
 def images_worked(row: dict, path: str) -> int:
     """Images a path's episode ran through the network: recalibrated plus evaluated, each
-    once (``fast_val``'s recalibration images are the first it evaluates, in one pass)."""
-    return row["images"] + (0 if path == "fast_val" else row["recal_images"])
+    once (an ``ON_VAL`` path's recalibration images are the first it evaluates, in one
+    pass)."""
+    return row["images"] + (0 if path in ON_VAL else row["recal_images"])
 
 
 def as_row(score) -> dict:
@@ -179,9 +192,10 @@ def bench_paths(args, model: str, matmul: float, matmul_bf16: float) -> dict:
     if args.bf16:  # each copy moves val and the calibration images again
         same_bf16, fast_bf16 = replace(same, amp="bf16"), replace(fast, amp="bf16")
     default = build_scorer(**{**kw, **DEFAULT}, recal_size=args.recal_size)
-    on_val = replace(fast, recal_on="val")
+    on_val, default_val = replace(fast, recal_on="val"), replace(default, recal_on="val")
     budget = Budget.parse(args.budget)
-    rows, best = [], {"fast": None, "fast_bf16": None, "default": None, "fast_val": None}
+    rows, best = [], {"fast": None, "fast_bf16": None, "default": None, "fast_val": None,
+                      "default_val": None}
 
     def raced(scorer: Scorer, name: str, r: list[float]) -> dict:
         bar = best[name]
@@ -201,13 +215,14 @@ def bench_paths(args, model: str, matmul: float, matmul_bf16: float) -> dict:
             row |= {"fast_same_bf16": as_row(same_bf16.score(r)),
                     "fast_bf16": raced(fast_bf16, "fast_bf16", r)}
         rows.append(row | {"default": raced(default, "default", r),
-                           "fast_val": raced(on_val, "fast_val", r)})
+                           "fast_val": raced(on_val, "fast_val", r),
+                           "default_val": raced(default_val, "default_val", r)})
         print(f"{model} policy {i}: old {sum(o[k] for k in ('prune_s', 'repair_s', 'eval_s')):.2f}"
               f" s, fast {sum(f[k] for k in ('prune_s', 'repair_s', 'eval_s')):.2f} s "
               f"({f['images']} images), top-1 {o['top1']:.1f}/{f_same['top1']:.1f}/{f['top1']:.1f}",
               flush=True)
     summary = {}
-    for path in ("old", "fast_same", "fast", *low, "default", "fast_val"):
+    for path in ("old", "fast_same", "fast", *low, "default", *ON_VAL):
         sec = [sum(row[path][k] for k in ("prune_s", "repair_s", "eval_s")) for row in rows]
         work = [2 * row["macs_per_image"] * images_worked(row[path], path) for row in rows]
         busy = [row[path]["repair_s"] + row[path]["eval_s"] for row in rows]
@@ -225,7 +240,7 @@ def bench_paths(args, model: str, matmul: float, matmul_bf16: float) -> dict:
         if path in BF16_PATHS:
             summary[path]["fraction_of_bf16_matmul"] = float(sum(work) / sum(busy) / 1e9
                                                              / matmul_bf16)
-    for path in ("fast_same", "fast", *low, "default", "fast_val"):
+    for path in ("fast_same", "fast", *low, "default", *ON_VAL):
         summary[path]["speedup_vs_old"] = (summary["old"]["seconds_per_episode"]
                                            / summary[path]["seconds_per_episode"])
     summary["max_abs_top1_diff_old_vs_fast_same"] = float(max(
@@ -233,7 +248,7 @@ def bench_paths(args, model: str, matmul: float, matmul_bf16: float) -> dict:
     if args.bf16:
         summary["max_abs_top1_diff_fast_same_vs_bf16"] = float(max(
             abs(row["fast_same_bf16"]["top1"] - row["fast_same"]["top1"]) for row in rows))
-    for path in ("fast", *low[1:], "default", "fast_val"):
+    for path in ("fast", *low[1:], "default", *ON_VAL):
         full = [row for row in rows if row[path]["images"] == args.val_limit]
         summary[f"{path}_policies_scored_on_all_val"] = len(full)
     return {"rows": rows, "summary": summary, "matmul_gflops": matmul,
@@ -371,6 +386,42 @@ def bench_recal_val(args, model: str, recal: dict) -> dict:
             "calib_mean_abs_diff_vs_2000": float(np.mean(np.abs(np.subtract(calib, ref))))}
 
 
+def bench_recon_val(args, model: str) -> dict:
+    """The ``recal`` stage's 50 policies scored with the reconstruction, its fits and the
+    recalibration on calibration images (``default``) or on the first ``--recal-size``
+    ``val`` images (``default_val``), against the held-out top-1 of the network ``default``
+    delivers: Spearman of both, and their mean differences from it."""
+    ckpt = str(Path(args.models_dir) / f"{model}-cifar10.th")
+    s = build_scorer(model=model, checkpoint=ckpt, data="cifar10", data_dir=args.data_dir,
+                     val_limit=None, units="internal", bn_recalib=True, calib_size=2000,
+                     recal_size=args.recal_size, **{**DEFAULT, "amp": "off"})
+    rest = slice(args.val_limit, args.val_limit + HELD_IMAGES)
+    held = replace(s, x=s.x[rest], y=s.y[rest])
+    s = replace(s, x=s.x[:args.val_limit], y=s.y[:args.val_limit])
+    on_val = replace(s, recal_on="val")
+    policies = random_policies(s, Budget.parse(args.budget), args.recal_policies, seed=2)
+    calib, val, truth = [], [], []
+    for i, r in enumerate(policies):
+        calib.append(s(r))
+        val.append(on_val(r))
+        truth.append(top1(held.pruned(r), held.x, held.y, held.batch_size))
+        print(f"{model} reconstruction on val, policy {i}: calib {calib[-1]:.1f}, val "
+              f"{val[-1]:.1f}, held out {truth[-1]:.1f}", flush=True)
+    return {"policies": len(policies), "recal_size": args.recal_size,
+            "held_out_images": len(held.y), "scores_calib": calib, "scores_val": val,
+            "held_out_top1": truth,
+            "spearman_calib_vs_held_out": spearman(calib, truth),
+            "spearman_val_vs_held_out": spearman(val, truth),
+            "spearman_val_vs_calib": spearman(val, calib),
+            "mean_diff_calib_vs_held_out": float(np.mean(np.subtract(calib, truth))),
+            "mean_diff_val_vs_held_out": float(np.mean(np.subtract(val, truth)))}
+
+
+HELD_IMAGES = 2000
+"""``val`` images after the first ``--val-limit`` that ``recon_val`` scores the delivered
+networks on."""
+
+
 def bench_amp(args, model: str, recal: dict) -> dict:
     """The ``recal`` stage's 50 policies scored in bf16 (recalibration on ``--recal-size``
     images): Spearman and mean |difference| against the same scorer in fp32 and against fp32
@@ -401,13 +452,22 @@ VARIANTS = {"old": dict(fast_eval=False, recal_size=OLD_RECAL, race=False, score
             "fast_norace": dict(fast_eval=True, race=False, score_amp="off"),
             "fast_bf16": dict(fast_eval=True, race=True, score_amp="bf16"),
             "fast_time": dict(fast_eval=True, race=True, score_amp="off"),
-            "fast_val": dict(fast_eval=True, race=True, score_amp="off", recal_on="val")}
+            "fast_val": dict(fast_eval=True, race=True, score_amp="off", recal_on="val"),
+            "recon": dict(fast_eval=True, race=True, score_amp="off", reconstruct=True),
+            "recon_val": dict(fast_eval=True, race=True, score_amp="off", reconstruct=True,
+                              recal_on="val")}
 """The search variants: the old path; the fast scorer with racing (a search's defaults
 before ``--score-amp``); the fast scorer without racing (separates racing's effect from the
 recalibration size's); the fast scorer with racing and bf16 scores (today's defaults on a
 CPU with native bf16); ``fast`` given the old path's time (``EPISODES_X`` times the
 episodes: its episodes take about half as long in fp32); ``fast`` recalibrating on the first
-``val`` images, which the same pass scores (``recal_on="val"``)."""
+``val`` images, which the same pass scores (``recal_on="val"``); ``fast`` with the
+reconstruction (``amc search``'s default scorer on a CPU without native bf16), and the same
+fitted and recalibrated on the first ``val`` images (``recal_on="val"``)."""
+PAIRED_WITH = {"fast_bf16": ("old", "fast"), "fast_val": ("old", "fast"),
+               "recon_val": ("old", "recon")}
+"""The variants each variant's best policies are also compared with, seed by seed (the
+others: ``old`` only)."""
 EPISODES_X = {"fast_time": 2}
 """Variants searched for a multiple of ``--search-episodes`` (warm-up a quarter of them, as
 for the others)."""
@@ -458,8 +518,8 @@ def bench_search(args, work: Path, seed: int) -> dict:
         v = {"recal_size": args.recal_size, **VARIANTS[name]}
         run = search_dir(work, name, seed)
         episodes = args.search_episodes * EPISODES_X.get(name, 1)
-        cfg = SearchConfig(**{**base, "episodes": episodes, "warmup_episodes": episodes // 4},
-                           **v, out=str(run))
+        cfg = SearchConfig(**{**base, "episodes": episodes, "warmup_episodes": episodes // 4,
+                              **v}, out=str(run))
         t = time.perf_counter()
         s = run_or_resume(cfg)
         wall = time.perf_counter() - t
@@ -607,7 +667,7 @@ def search_summary(runs: dict[str, dict]) -> dict:
         if parts and all(parts):  # the pick's optimism, split into its two sources
             out[n]["pick_optimism"] = {k: mean_std([o[k] for o in parts])
                                        for k in ("val_sample", "recalibration")}
-        for base in ("old", "fast") if n in ("fast_bf16", "fast_val") else ("old",):
+        for base in PAIRED_WITH.get(n, ("old",)):
             pairs = [r for r in have if base in r]
             if n == base or not pairs:
                 continue
@@ -693,6 +753,8 @@ def main() -> None:
                             lambda model=model: bench_recal(args, model))}
         d["recal_val"] = cached(work / f"{model}_recal_val.json",
                                 lambda model=model, r=d["recal"]: bench_recal_val(args, model, r))
+        d["recon_val"] = cached(work / f"{model}_recon_val.json",
+                                lambda model=model: bench_recon_val(args, model))
         lane_padded(args, model, d["paths"])
         # the rates the cached stages' fractions were computed with (measured when they ran)
         d["matmul_gflops_at_paths"] = d["paths"]["matmul_gflops"]
@@ -721,7 +783,11 @@ def main() -> None:
               f"({s['default']['speedup_vs_old']:.2f}x); recalibrating on val "
               f"{s['fast_val']['seconds_per_episode']:.2f} s "
               f"({s['fast_val']['speedup_vs_old']:.2f}x), Spearman "
-              f"{d['recal_val']['spearman_vs_2000']:.3f}")
+              f"{d['recal_val']['spearman_vs_2000']:.3f}; default on val "
+              f"{s['default_val']['seconds_per_episode']:.2f} s "
+              f"({s['default_val']['speedup_vs_old']:.2f}x), Spearman vs held out "
+              f"{d['recon_val']['spearman_val_vs_held_out']:.3f} (calib "
+              f"{d['recon_val']['spearman_calib_vs_held_out']:.3f})")
         if "fast_bf16" not in s:
             continue
         print(f"{model}: bf16 "

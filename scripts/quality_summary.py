@@ -320,6 +320,7 @@ def markdown(s: dict) -> str:
              f"{c['val_limit']} images) "
              f"in {SCORE_PRECISION.get(c.get('score_amp', 'off'), c.get('score_amp'))}"
              + (", least-squares reconstruction before the recalibration in every score"
+                + (" (fitted on the same val images)" if c.get("recal_on") == "val" else "")
                 + (" and every delivered network" if c.get("reconstruct_delivered", True)
                    else " (the delivered networks plainly pruned and BN-recalibrated)")
                 + (", each fine-tune started from the plainly pruned, BN-recalibrated network"

@@ -7,6 +7,8 @@ Small inputs keep this fast: 32x32 for the CIFAR nets, 64x64 for torchvision one
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -306,9 +308,18 @@ def test_patches_at_equals_unfold_at_the_picked_positions(kernel, stride, paddin
     x = torch.randn(3, 5, *hw, generator=g)
     cols = F.unfold(x, conv.kernel_size, conv.dilation, conv.padding, conv.stride)
     pick = _positions(g, 3, cols.shape[2], 6)
-    got = patches_at(x, conv, pick)
-    assert torch.equal(got, _sample(cols, pick))
-    assert not torch.equal(got, _sample(cols, (pick + 1) % cols.shape[2]))  # must fail
+    want = _sample(cols, pick)
+    kh, kw = conv.kernel_size  # patches_at's (kh, kw, in) columns in unfold's (in, kh, kw)
+    order = torch.arange(kh * kw * 5).view(kh, kw, 5).permute(2, 0, 1).flatten()
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        got = patches_at(x.contiguous(memory_format=fmt), conv, pick)
+        assert torch.equal(got[:, order], want)
+        # the columns' order matters (unless 1x1) and the positions do: must fail
+        assert conv.kernel_size == (1, 1) or not torch.equal(got, want)
+        assert not torch.equal(got[:, order], _sample(cols, (pick + 1) % cols.shape[2]))
+    # a conv on the patches equals the conv at those positions, weights in the same order
+    w = conv.weight.permute(0, 2, 3, 1).flatten(1)  # out, (kh, kw, in)
+    assert torch.allclose(got @ w.T, _sample(conv(x).flatten(2), pick), atol=1e-5)
 
 
 def test_reconstruction_under_autocast_fits_in_fp32():
@@ -420,6 +431,21 @@ def _recal_on_val_case():
     return pm, ratios, x, 3.0 * torch.randn(64, *size, generator=g) - 1.0
 
 
+def _undo_unbiased(net: nn.Module, x: torch.Tensor) -> None:
+    """Scale each BatchNorm's stored (unbiased) variance back to the biased one its batch
+    was normalised with (``m`` = images x positions that reached it from ``x``)."""
+    seen = {}
+    hooks = [m.register_forward_pre_hook(lambda m, a: seen.__setitem__(m, a[0].numel()
+                                                                       / a[0].shape[1]))
+             for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+    with torch.no_grad():
+        net(x)
+    for h in hooks:
+        h.remove()
+    for bn, m in seen.items():
+        bn.running_var.mul_((m - 1) / m)
+
+
 def test_recalibrated_outputs_are_the_recalibrated_network_s_outputs():
     from amc.prune.repair import recalibrated_outputs
 
@@ -429,17 +455,10 @@ def test_recalibrated_outputs_are_the_recalibrated_network_s_outputs():
     assert not net.training
     want_net = recalibrate_bn(pm.prune(ratios), [x])
     other_net = recalibrate_bn(pm.prune(ratios), [other])  # other statistics: must not match
-    # the batch normalised with its biased variance; the stored one is unbiased: undo m/(m-1)
-    seen = {}
-    hooks = [m.register_forward_pre_hook(lambda m, a: seen.__setitem__(m, a[0].numel()
-                                                                       / a[0].shape[1]))
-             for m in want_net.modules() if isinstance(m, nn.BatchNorm2d)]
     with torch.no_grad():
         want, wrong, kept = want_net(x), other_net(x), net(x)
-        for h in hooks:
-            h.remove()
-        for bn, m in seen.items():
-            bn.running_var.mul_((m - 1) / m)
+        # the batch normalised with its biased variance; the stored one is unbiased
+        _undo_unbiased(want_net, x)
         exact = want_net(x)
     scale = float(want.abs().max())
     assert float((got - exact).abs().max()) < 1e-5 * scale
@@ -447,6 +466,62 @@ def test_recalibrated_outputs_are_the_recalibrated_network_s_outputs():
     assert float((wrong - want).abs().max()) > 1e-2 * scale
     # the network keeps the statistics of that pass: in eval mode it computes ``want``
     assert float((kept - want).abs().max()) < 1e-5 * scale
+
+
+def test_reconstructed_outputs_are_the_repaired_network_s_outputs():
+    from amc.prune.repair import reconstructed_outputs
+
+    pm, ratios, x, other = _recal_on_val_case()
+    net = pm.prune(ratios)
+    got = reconstructed_outputs(pm, net, ratios, x)
+    assert not net.training
+    want_net = reconstruct(pm, pm.prune(ratios), ratios, x, recalibrate=True)
+    recal_only = recalibrate_bn(pm.prune(ratios), [x])  # no refit: must not match
+    other_fit = reconstruct(pm, pm.prune(ratios), ratios, other, recalibrate=True)
+    with torch.no_grad():
+        want, kept = want_net(x), net(x)
+        wrong, wrong_fit = recal_only(x), other_fit(x)
+        _undo_unbiased(want_net, x)
+        exact = want_net(x)
+    scale = float(want.abs().max())
+    assert float((got - exact).abs().max()) < 1e-5 * scale
+    assert float((got - want).abs().max()) > 1e-5 * scale  # the correction is seen
+    assert float((wrong - want).abs().max()) > 1e-2 * scale
+    assert float((wrong_fit - want).abs().max()) > 1e-2 * scale
+    # the network keeps that pass's weights and statistics: in eval mode it computes ``want``
+    assert float((kept - want).abs().max()) < 1e-5 * scale
+
+
+def test_scorer_on_val_with_reconstruction_refits_on_the_images_it_scores():
+    from amc.prune.scoring import Scorer, ScorerParts
+
+    pm, ratios, x, calib = _recal_on_val_case()
+    ref = reconstruct(pm, pm.prune(ratios), ratios, x[:24], recalibrate=True)
+    with torch.no_grad():
+        y = ref(x).argmax(1)  # labels: the val-repaired network's predictions
+    kw = dict(calib=calib, bn_recalib=True, recal_size=24, reconstruct=True)
+    on_val = Scorer(pm, x, y, recal_on="val", **kw)
+    got = on_val.score(ratios)
+    assert (got.images, got.recal_images) == (64, 24)
+    assert got.top1 >= 100.0 - 100.0 / 64  # at most one near-tie flipped by m/(m-1)
+    assert Scorer(pm, x, y, **kw).score(ratios).top1 < 90.0  # fitted on calibration images
+    assert Scorer(pm, x, y, recal_on="val", calib=calib, bn_recalib=True,
+                  recal_size=24).score(ratios).top1 < 90.0  # recalibrated, not refitted
+    assert ScorerParts.of(on_val).build().score(ratios).top1 == got.top1
+    assert on_val.score(ratios).top1 == got.top1  # the val targets' cache changes nothing
+    # the delivered network is still repaired on the calibration images
+    with torch.no_grad():
+        assert torch.equal(on_val.pruned(ratios)(x), Scorer(pm, x, y, **kw).pruned(ratios)(x))
+    # the short-fine-tune proxy fits on calibration images before its SGD steps (none
+    # here), then recalibrates on val in the scoring pass
+    from amc.prune.proxy import FinetuneScorer
+
+    proxy = FinetuneScorer.from_scorer(on_val, calib, y, ft_steps=0)
+    calib_fit = reconstruct(pm, pm.prune(ratios), ratios, calib)  # all 64: recon images
+    with torch.no_grad():
+        y2 = recalibrate_bn(calib_fit, [x[:24]])(x).argmax(1)
+    assert replace(proxy, y=y2).score(ratios).top1 >= 100.0 - 100.0 / 64
+    assert replace(on_val, y=y2).score(ratios).top1 < 90.0
 
 
 def test_scorer_recalibrates_on_val_and_scores_those_images_in_the_same_pass():

@@ -179,9 +179,9 @@ class RepairConfig:
             ranks them, results/bench_episode.json; else fp32), bf16, fp16 or off.
         recal_on: Where each score's BatchNorm statistics come from: calib (the first
             recal_size calibration images) or val (the first recal_size val images, which
-            that one train-mode pass also scores: one forward fewer per episode, without
-            reconstruction; label-free, and the delivered networks still recalibrate on
-            calib).
+            that one train-mode pass also scores, one forward fewer per episode; with the
+            reconstruction its fits run on those images in the same pass; label-free, and
+            the delivered networks are still repaired on calibration images).
     """
 
     bn_recalib: bool = True

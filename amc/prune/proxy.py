@@ -111,6 +111,9 @@ class FinetuneScorer(Scorer):
                     recal_batch=scorer.recal_batch, recal_on=scorer.recal_on)
         return cls(**{**base, **settings}, ft_x=ft_x, ft_y=ft_y)
 
+    def _refits_on_val(self) -> bool:
+        return False  # the fits precede the fine-tune, on calibration images
+
     def _repair(self, net: nn.Module, ratios: Sequence[float],
                 prec: Precision = Precision(), recalibrate: bool = True) -> nn.Module:
         self._reconstruct(net, ratios, prec)

@@ -12,7 +12,6 @@ import contextlib
 from collections.abc import Iterable, Iterator, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from amc.prune.units import PrunableModel
@@ -28,11 +27,12 @@ def _capture_all(model: nn.Module, names: list[str], x: torch.Tensor) -> dict[st
     return box
 
 
-def _forward_hooked(model: nn.Module, x: torch.Tensor, hooks: list) -> None:
-    """One forward pass of ``model`` on ``x`` without gradients, then remove ``hooks``."""
+def _forward_hooked(model: nn.Module, x: torch.Tensor, hooks: list) -> torch.Tensor:
+    """One forward pass of ``model`` on ``x`` without gradients, then remove ``hooks``;
+    returns the pass's outputs."""
     try:
         with torch.no_grad():
-            model(x)
+            return model(x)
     finally:
         for h in hooks:
             h.remove()
@@ -60,9 +60,12 @@ def _sample(t: torch.Tensor, pick: torch.Tensor) -> torch.Tensor:
 def patches_at(x: torch.Tensor, conv: nn.Conv2d, pick: torch.Tensor) -> torch.Tensor:
     """The input patches of ``conv`` at the output positions ``pick`` only.
 
-    Equals ``_sample(F.unfold(x, ...), pick)`` (rows ``(image, sample)``, columns in unfold's
-    ``(channel, kernel row, kernel column)`` order) without unfolding every position: for a
-    3x3 conv on 32x32 maps that is 16 of 1,024 positions per image.
+    Holds unfold's values at those positions (``_sample(F.unfold(x, ...), pick)``, rows
+    ``(image, sample)``) with the columns in ``(kernel row, kernel column, channel)`` order
+    (unfold's and ``conv.weight``'s is ``(channel, kernel row, kernel column)``), without
+    unfolding every position (a 3x3 conv on 32x32 maps: 16 of 1,024 positions per image)
+    or padding ``x``: one row gather from ``x`` seen as ``(N*H*W, C)`` (free for a
+    channels-last ``x``), the taps that fall in the padding set to zero.
 
     Args:
         x: The conv's input, (N, C, H, W).
@@ -73,14 +76,18 @@ def patches_at(x: torch.Tensor, conv: nn.Conv2d, pick: torch.Tensor) -> torch.Te
     sh, sw = conv.stride
     dh, dw = conv.dilation
     ph, pw = conv.padding
-    w_out = (x.shape[3] + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-    xp = F.pad(x, (pw, pw, ph, ph))
+    n, c, h, w = x.shape
+    w_out = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
     dev = x.device
-    rows = (pick // w_out)[..., None] * sh + torch.arange(kh, device=dev) * dh  # N, k, kh
-    cols = (pick % w_out)[..., None] * sw + torch.arange(kw, device=dev) * dw  # N, k, kw
-    img = torch.arange(x.shape[0], device=dev)[:, None, None, None]
-    patch = xp[img, :, rows[..., None], cols[..., None, :]]  # N, k, kh, kw, C
-    return patch.permute(0, 1, 4, 2, 3).reshape(-1, x.shape[1] * kh * kw)
+    r = ((pick // w_out) * sh - ph)[..., None, None] + (torch.arange(kh, device=dev)
+                                                         * dh)[:, None]  # N, k, kh, 1
+    q = ((pick % w_out) * sw - pw)[..., None, None] + torch.arange(kw, device=dev) * dw
+    inside = (r >= 0) & (r < h) & (q >= 0) & (q < w)  # N, k, kh, kw
+    img = torch.arange(n, device=dev)[:, None, None, None]
+    at = (img * h + r.clamp(0, h - 1)) * w + q.clamp(0, w - 1)
+    patch = x.permute(0, 2, 3, 1).reshape(n * h * w, c).index_select(0, at.reshape(-1))
+    patch.index_fill_(0, (~inside).flatten().nonzero().squeeze(1), 0)  # the few padding taps
+    return patch.view(-1, kh * kw * c)
 
 
 def reconstruct(pm: PrunableModel, pruned: nn.Module, ratios: Sequence[float],
@@ -115,12 +122,35 @@ def reconstruct(pm: PrunableModel, pruned: nn.Module, ratios: Sequence[float],
         recalibrate: Re-estimate the BatchNorm statistics in the same pass (then returned
             in eval mode).
     """
+    _refit_pass(pm, pruned, ratios, x, samples_per_image, ridge, seed, dense_cache,
+                recalibrate)
+    return pruned
+
+
+def reconstructed_outputs(pm: PrunableModel, pruned: nn.Module, ratios: Sequence[float],
+                          x: torch.Tensor, samples_per_image: int = 16, ridge: float = 1e-4,
+                          seed: int = 0, dense_cache: dict | None = None) -> torch.Tensor:
+    """:func:`reconstruct` with ``recalibrate`` on ``x`` (one batch), returning that pass's
+    outputs: each conv ran with its refitted weights and each BatchNorm normalised ``x`` by
+    the statistics it then keeps, so they are the repaired network's eval-mode outputs on
+    ``x`` up to BatchNorm's unbiased variance (as :func:`recalibrated_outputs`). One pass
+    refits, recalibrates and evaluates ``x``; ``pruned`` is repaired in place, in eval mode.
+    Arguments as for :func:`reconstruct`."""
+    return _refit_pass(pm, pruned, ratios, x, samples_per_image, ridge, seed, dense_cache,
+                       recalibrate=True)
+
+
+def _refit_pass(pm: PrunableModel, pruned: nn.Module, ratios: Sequence[float],
+                x: torch.Tensor, samples_per_image: int, ridge: float, seed: int,
+                dense_cache: dict | None, recalibrate: bool) -> torch.Tensor | None:
+    """:func:`reconstruct`'s one forward pass; returns its outputs (None: nothing to refit
+    or recalibrate, no pass)."""
     todo = [L for L in pm.layers if L.in_unit is not None and ratios[L.in_unit] > 0
             and not L.channelwise and pm.kept(L.in_unit, ratios[L.in_unit]) > 0]
     todo = [L for L in todo if isinstance(m := pruned.get_submodule(L.name), nn.Conv2d)
             and m.groups == 1 and m.padding_mode == "zeros" and not isinstance(m.padding, str)]
     if not todo:
-        return recalibrate_bn(pruned, [x]) if recalibrate else pruned
+        return recalibrated_outputs(pruned, x) if recalibrate else None
     cache = dense_cache if dense_cache is not None else {}
     missing = [L.name for L in todo if L.name not in cache]
     if missing:
@@ -144,12 +174,13 @@ def reconstruct(pm: PrunableModel, pruned: nn.Module, ratios: Sequence[float],
         X, Y = patches_at(args[0], m, pick).float(), y_all[:, out_idx]
         with torch.autocast(X.device.type, enabled=False):  # the normal equations in fp32
             W = ridge_solve(X, Y, ridge)  # d, out (more sampled positions than inputs)
-        m.weight.copy_(W.T.reshape(m.weight.shape))
+        kh, kw = m.kernel_size  # W's rows in patches_at's (kh, kw, in) order
+        m.weight.copy_(W.T.reshape(-1, kh, kw, m.in_channels).permute(0, 3, 1, 2))
 
     with _recalibrating(pruned) if recalibrate else contextlib.nullcontext():
-        _forward_hooked(pruned, x, [pruned.get_submodule(L.name).register_forward_pre_hook(
+        return _forward_hooked(pruned, x, [pruned.get_submodule(L.name)
+                                           .register_forward_pre_hook(
             lambda m, args, L=L: refit(L, m, args)) for L in todo])
-    return pruned
 
 
 @contextlib.contextmanager

@@ -28,7 +28,12 @@ from amc.config.blocks import RECAL_ON
 from amc.models.evaluate import check_model_data, eval_batch_size, top1
 from amc.models.fuse import conv_bn_pairs, fold_bn
 from amc.prune.racing import slices, upper_bound
-from amc.prune.repair import recalibrate_bn, recalibrated_outputs, reconstruct
+from amc.prune.repair import (
+    recalibrate_bn,
+    recalibrated_outputs,
+    reconstruct,
+    reconstructed_outputs,
+)
 from amc.prune.units import PrunableModel
 from amc.utils.device import resolve_device
 from amc.utils.precision import Precision, precision
@@ -99,9 +104,11 @@ class Scorer:
             :meth:`reference` stay in fp32.
         recal_on: Where a score's BatchNorm statistics come from: ``calib`` (the first
             ``recal_size`` calibration images) or ``val`` (the first ``recal_size`` ``val``
-            images, recalibrated and evaluated in one train-mode pass; racing's first look
-            is then after them). Label-free either way; :meth:`pruned` and
-            :meth:`reference` (the networks delivered) always recalibrate on ``calib``.
+            images, recalibrated and evaluated in one train-mode pass; with
+            ``reconstruct`` the fits run on them in that pass too,
+            :func:`~amc.prune.repair.reconstructed_outputs`; racing's first look is then
+            after them). Label-free either way; :meth:`pruned` and :meth:`reference` (the
+            networks delivered) are always repaired on ``calib``.
     """
 
     pm: PrunableModel
@@ -141,6 +148,7 @@ class Scorer:
                                   else self.calib[:256].to(self.device))
         self._dev["pairs"] = conv_bn_pairs(self.pm.model) if self.fast else []
         self._dev["dense_targets"] = {}
+        self._dev["val_targets"] = {}  # the dense targets on val's first images
         # reconstruction and recalibration in one pass: both asked for, on the same images,
         # recalibrated as one batch (fixed per scorer: the dense targets' cache follows it)
         self._dev["fused"] = (self.reconstruct and self.bn_recalib and "recal" in self._dev
@@ -163,6 +171,11 @@ class Scorer:
         """Whether a score recalibrates on (and in the same pass evaluates) ``val``'s first
         images."""
         return self.bn_recalib and self.recal_on == "val"
+
+    def _refits_on_val(self) -> bool:
+        """Whether the reconstruction's fits run on the same first ``val`` images as the
+        recalibration, in the scoring pass (with ``recal_on="val"`` and ``reconstruct``)."""
+        return self._on_val() and self.reconstruct
 
     def _val_recal(self) -> int:
         n = len(self._dev["y"])
@@ -224,16 +237,21 @@ class Scorer:
         t0 = time.perf_counter()
         net = self.pm.prune(ratios).to(self.device)
         t1 = time.perf_counter()
-        on_val = self._on_val()
-        net = self._repair(net, ratios, self.precision, recalibrate=not on_val)
+        on_val, refit_val = self._on_val(), self._refits_on_val()
+        if refit_val:  # refitted and recalibrated in the scoring pass below
+            net.eval()
+        else:
+            net = self._repair(net, ratios, self.precision, recalibrate=not on_val)
         x, y = self._dev["x"], self._dev["y"]
         n = len(y)
         cuts = slices(n) if can_beat is not None else [n]
         correct, seen = 0, 0
-        if on_val:  # the first val images recalibrate, and are scored in the same pass
+        if on_val:  # the first val images repair the network, and are scored in the same pass
             seen = self._val_recal()
             with self.precision.autocast(self.device):
-                out = recalibrated_outputs(net, x[:seen])
+                out = (reconstructed_outputs(self.pm, net, list(ratios), x[:seen],
+                                             dense_cache=self._dev["val_targets"])
+                       if refit_val else recalibrated_outputs(net, x[:seen]))
             correct = int((out.argmax(1) == y[:seen]).sum())
             cuts = [seen] + [c for c in cuts if c > seen]
         t2 = time.perf_counter()

@@ -350,7 +350,8 @@ class Comparison:
                                   lat))
         what = ("pretrained checkpoint" if cfg.search_on == "pretrained" else
                 "dense model fine-tuned on this data (--search-on adapted)")
-        scores = (f" (scores: on the first {cfg.recal_size} val images)"
+        scores = (f" (scores: {'refitted and ' if cfg.reconstruct else ''}recalibrated on "
+                  f"the first {cfg.recal_size} val images)"
                   if cfg.bn_recalib and cfg.recal_on == "val" else "")
         notes = [f"Pruned: the {what}; "
                  f"BN recalibration on {cfg.recal_size} of {cfg.calib_size} calibration "
