@@ -537,25 +537,26 @@ def test_a_strategy_that_cannot_reach_a_budget_is_left_out_with_a_note(digits_ck
 def test_latency_budget_rows_show_the_tables_predicted_speedup_beside_the_measured(
         digits_ckpt, tmp_path, isolated_cache):
     """A policy found at a latency budget gets the table's predicted speed-up (1 / its
-    recorded latency ratio) next to the measured one; a FLOPs row has none."""
+    recorded latency ratio) next to the measured one; a FLOPs row has none. A loose budget:
+    under load the tiny model's measured table can put 0.8 out of uniform's reach."""
     out = tmp_path / "lat"
     rows = Comparison(_cfg(digits_ckpt, out, strategies=("uniform",), finetune_runs=0,
-                           budgets=("flops:0.5", "latency:0.8"))).run()
+                           budgets=("flops:0.5", "latency:0.95"))).run()
     by = {r["budget"]: r for r in rows}
-    pol = json.loads((out / "policies" / "uniform_latency0.8.json").read_text())
+    pol = json.loads((out / "policies" / "uniform_latency0.95.json").read_text())
     ratio = pol["achieved"]["latency_ratio"]
-    assert ratio <= 0.8
-    assert by["latency:0.8"]["speedup_b64_table"] == pytest.approx(1 / ratio, rel=1e-9)
+    assert ratio <= 0.95
+    assert by["latency:0.95"]["speedup_b64_table"] == pytest.approx(1 / ratio, rel=1e-9)
     assert "speedup_b64_table" not in by["flops:0.5"]
     runs = {r["budget"]: r for r in csv.DictReader(open(out / "table_runs.csv"))}
     assert runs["flops:0.5"]["speedup_b64_table"] == ""
-    assert float(runs["latency:0.8"]["speedup_b64_table"]) == pytest.approx(1 / ratio)
+    assert float(runs["latency:0.95"]["speedup_b64_table"]) == pytest.approx(1 / ratio)
     md = (out / "table.md").read_text().splitlines()
     head = next(line for line in md if line.startswith("| strategy"))
     col = [c.strip() for c in head.split("|")].index("speedup_b64_table")
     cells = {line.split("|")[2].strip(): line.split("|")[col].strip()
              for line in md if line.startswith("| uniform")}
-    assert cells == {"flops:0.5": "–", "latency:0.8": f"{1 / ratio:.2f}"}
+    assert cells == {"flops:0.5": "–", "latency:0.95": f"{1 / ratio:.2f}"}
 
 
 def test_a_dense_model_far_better_on_val_than_test_gets_a_note():
