@@ -53,7 +53,9 @@ recalibration, 1,000 ``val`` images, one thread) it writes ``results/bench_episo
   the search's own pick before that (``search_best_policy.json``) both ways, blind to them;
   ``optimism`` splits how far the pick's score in the search lies above its held-out one
   into the luck of the search's ``val`` images and of its recalibration
-  (:func:`pick_optimism`).
+  (:func:`pick_optimism`). The variants that reconstruct (``recon``, ``recon_val``) also
+  get ``best_test_reconstructed``: their best policy on ``test`` as ``amc`` delivers it
+  (reconstructed and recalibrated on calibration images).
 
 Each stage is cached under ``--work`` (a killed run resumes); ``--fresh`` starts over;
 ``--reuse results/bench_episode.json`` fills the cache with the committed file's ``recal``
@@ -585,6 +587,17 @@ def bench_search(args, work: Path, seed: int) -> dict:
             old_path(test, best_ratios(run, test, PICK))["top1"] if own_pick_differs(run)
             else out[name]["best_test"])
         write_json(path, out)
+    repaired = None  # the variants that reconstruct: their best as amc delivers it, on test
+    for name in [n for n, v in out.items() if isinstance(v, dict)
+                 and v.get("settings", {}).get("reconstruct")
+                 and "best_test_reconstructed" not in v]:
+        if repaired is None:
+            repaired = replace(test if test is not None else test_scorer(args, ckpt),
+                               reconstruct=True)
+        r = best_ratios(search_dir(work, name, seed), repaired)
+        out[name]["best_test_reconstructed"] = top1(repaired.pruned(r), repaired.x,
+                                                    repaired.y, 500)
+        write_json(path, out)
     for name in [n for n, v in out.items() if isinstance(v, dict) and "optimism" not in v]:
         out[name]["optimism"] = pick_optimism(search_dir(work, name, seed),
                                               out[name]["pick"]["best_heldout_val"])
@@ -674,6 +687,9 @@ def search_summary(runs: dict[str, dict]) -> dict:
                   "best_heldout_val": mean_std([r[n]["best_heldout_val"] for r in have]),
                   **({"best_test": mean_std([r[n]["best_test"] for r in have])}
                      if all("best_test" in r[n] for r in have) else {}),
+                  **({"best_test_reconstructed": mean_std([r[n]["best_test_reconstructed"]
+                                                           for r in have])}
+                     if all("best_test_reconstructed" in r[n] for r in have) else {}),
                   "seconds_per_episode": mean_std([r[n]["seconds_per_episode"] for r in have]),
                   "wall_seconds": mean_std([r[n]["wall_seconds"] for r in have])}
         if all("pick" in r[n] for r in have):  # the searches' own picks (before rescoring)
@@ -690,7 +706,9 @@ def search_summary(runs: dict[str, dict]) -> dict:
                 continue
             for key, metric in ((f"minus_{base}", "best_rescored_by_old_path"),
                                 (f"minus_{base}_heldout", "best_heldout_val"),
-                                (f"minus_{base}_test", "best_test")):
+                                (f"minus_{base}_test", "best_test"),
+                                (f"minus_{base}_test_reconstructed",
+                                 "best_test_reconstructed")):
                 if not all(metric in r[n] and metric in r[base] for r in pairs):
                     continue
                 out[n][key] = mean_std([r[n][metric] - r[base][metric] for r in pairs])
