@@ -452,19 +452,29 @@ def test_recalibrated_outputs_are_the_recalibrated_network_s_outputs():
     pm, ratios, x, other = _recal_on_val_case()
     net = pm.prune(ratios)
     got = recalibrated_outputs(net, x)
-    assert not net.training
     want_net = recalibrate_bn(pm.prune(ratios), [x])
     other_net = recalibrate_bn(pm.prune(ratios), [other])  # other statistics: must not match
+    _assert_one_pass_outputs(got, net, want_net, x, [other_net])
+
+
+def _assert_one_pass_outputs(got: torch.Tensor, net: nn.Module, want_net: nn.Module,
+                             x: torch.Tensor, wrong_nets: list[nn.Module]) -> None:
+    """``got``, the outputs of a pass that repaired ``net`` on ``x``, are ``want_net``'s
+    (the same repair done apart) once its stored variances are made the biased ones the
+    batch was normalised with, and not without that (tolerance relative to the outputs'
+    scale); ``net``, left in eval mode, computes ``want_net``'s outputs; each of
+    ``wrong_nets`` (another repair) differs by far more."""
+    assert not net.training
     with torch.no_grad():
-        want, wrong, kept = want_net(x), other_net(x), net(x)
-        # the batch normalised with its biased variance; the stored one is unbiased
+        want, kept = want_net(x), net(x)
+        wrongs = [w(x) for w in wrong_nets]
         _undo_unbiased(want_net, x)
         exact = want_net(x)
     scale = float(want.abs().max())
     assert float((got - exact).abs().max()) < 1e-5 * scale
     assert float((got - want).abs().max()) > 1e-5 * scale  # the correction is seen
-    assert float((wrong - want).abs().max()) > 1e-2 * scale
-    # the network keeps the statistics of that pass: in eval mode it computes ``want``
+    for wrong in wrongs:
+        assert float((wrong - want).abs().max()) > 1e-2 * scale
     assert float((kept - want).abs().max()) < 1e-5 * scale
 
 
@@ -474,22 +484,10 @@ def test_reconstructed_outputs_are_the_repaired_network_s_outputs():
     pm, ratios, x, other = _recal_on_val_case()
     net = pm.prune(ratios)
     got = reconstructed_outputs(pm, net, ratios, x)
-    assert not net.training
     want_net = reconstruct(pm, pm.prune(ratios), ratios, x, recalibrate=True)
     recal_only = recalibrate_bn(pm.prune(ratios), [x])  # no refit: must not match
     other_fit = reconstruct(pm, pm.prune(ratios), ratios, other, recalibrate=True)
-    with torch.no_grad():
-        want, kept = want_net(x), net(x)
-        wrong, wrong_fit = recal_only(x), other_fit(x)
-        _undo_unbiased(want_net, x)
-        exact = want_net(x)
-    scale = float(want.abs().max())
-    assert float((got - exact).abs().max()) < 1e-5 * scale
-    assert float((got - want).abs().max()) > 1e-5 * scale  # the correction is seen
-    assert float((wrong - want).abs().max()) > 1e-2 * scale
-    assert float((wrong_fit - want).abs().max()) > 1e-2 * scale
-    # the network keeps that pass's weights and statistics: in eval mode it computes ``want``
-    assert float((kept - want).abs().max()) < 1e-5 * scale
+    _assert_one_pass_outputs(got, net, want_net, x, [recal_only, other_fit])
 
 
 def test_scorer_on_val_with_reconstruction_refits_on_the_images_it_scores():
