@@ -53,9 +53,9 @@ recalibration, 1,000 ``val`` images, one thread) it writes ``results/bench_episo
   the search's own pick before that (``search_best_policy.json``) both ways, blind to them;
   ``optimism`` splits how far the pick's score in the search lies above its held-out one
   into the luck of the search's ``val`` images and of its recalibration
-  (:func:`pick_optimism`). The variants that reconstruct (``recon``, ``recon_val``) also
-  get ``best_test_reconstructed``: their best policy on ``test`` as ``amc`` delivers it
-  (reconstructed and recalibrated on calibration images).
+  (:func:`pick_optimism`). ``best_test_reconstructed``: each variant's best policy on
+  ``test`` as ``amc`` delivers it by default (reconstructed and recalibrated on calibration
+  images), whatever scorer its search used.
 
 Each stage is cached under ``--work`` (a killed run resumes); ``--fresh`` starts over;
 ``--reuse results/bench_episode.json`` fills the cache with the committed file's ``recal``
@@ -483,7 +483,7 @@ episodes: its episodes take about half as long in fp32); ``fast`` recalibrating 
 ``val`` images, which the same pass scores (``recal_on="val"``); ``fast`` with the
 reconstruction (``amc search``'s default scorer on a CPU without native bf16), and the same
 fitted and recalibrated on the first ``val`` images (``recal_on="val"``)."""
-PAIRED_WITH = {"fast_bf16": ("old", "fast"), "fast_val": ("old", "fast"),
+PAIRED_WITH = {"fast_bf16": ("old", "fast"), "fast_val": ("old", "fast", "recon"),
                "recon_val": ("old", "recon")}
 """The variants each variant's best policies are also compared with, seed by seed (the
 others: ``old`` only)."""
@@ -587,9 +587,8 @@ def bench_search(args, work: Path, seed: int) -> dict:
             old_path(test, best_ratios(run, test, PICK))["top1"] if own_pick_differs(run)
             else out[name]["best_test"])
         write_json(path, out)
-    repaired = None  # the variants that reconstruct: their best as amc delivers it, on test
+    repaired = None  # each best policy as amc delivers it by default, on test
     for name in [n for n, v in out.items() if isinstance(v, dict)
-                 and v.get("settings", {}).get("reconstruct")
                  and "best_test_reconstructed" not in v]:
         if repaired is None:
             repaired = replace(test if test is not None else test_scorer(args, ckpt),
