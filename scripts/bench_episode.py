@@ -61,7 +61,7 @@ Each stage is cached under ``--work`` (a killed run resumes); ``--fresh`` starts
 ``--reuse results/bench_episode.json`` fills the cache with the committed file's ``recal``
 stages and searches (what does not depend on this run's timing).
 
-    .venv/bin/python scripts/bench_episode.py    # ~4 h on 2 cores (searches ~3.5 h)
+    .venv/bin/python scripts/bench_episode.py    # ~6 h on 2 cores (searches ~5.5 h)
 
 ``--models`` with no name runs the searches only (e.g. with ``--reuse`` and
 ``--search-variants fast_time`` to add a variant to committed searches).

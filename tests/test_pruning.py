@@ -301,7 +301,7 @@ def test_patches_at_equals_unfold_at_the_picked_positions(kernel, stride, paddin
     """Reconstruction gathers each conv's input patches at the sampled output positions only;
     they are exactly unfold's columns there (so the refit is unchanged), for strides,
     padding, dilation and non-square kernels and maps."""
-    from amc.prune.repair import _positions, _sample, patches_at
+    from amc.prune.repair import _positions, _sample, patch_rows, patches_at
 
     g = torch.Generator().manual_seed(0)
     conv = nn.Conv2d(5, 4, kernel, stride, padding, dilation, bias=False)
@@ -317,6 +317,9 @@ def test_patches_at_equals_unfold_at_the_picked_positions(kernel, stride, paddin
         # the columns' order matters (unless 1x1) and the positions do: must fail
         assert conv.kernel_size == (1, 1) or not torch.equal(got, want)
         assert not torch.equal(got[:, order], _sample(cols, (pick + 1) % cols.shape[2]))
+        # the gather's rows, computed once per layer, give the same patches
+        assert torch.equal(patches_at(x.contiguous(memory_format=fmt), conv, pick,
+                                      patch_rows(x.shape, conv, pick)), got)
     # a conv on the patches equals the conv at those positions, weights in the same order
     w = conv.weight.permute(0, 2, 3, 1).flatten(1)  # out, (kh, kw, in)
     assert torch.allclose(got @ w.T, _sample(conv(x).flatten(2), pick), atol=1e-5)
@@ -336,7 +339,7 @@ def test_reconstruction_under_autocast_fits_in_fp32():
     cache: dict = {}
     with torch.autocast("cpu", dtype=torch.bfloat16):
         low = reconstruct(pm, pm.prune(ratios), ratios, x, dense_cache=cache)
-    assert all(y.dtype == torch.float32 for _, y in cache.values())
+    assert all(y.dtype == torch.float32 for _, y, _ in cache.values())  # (pick, y, rows)
     assert all(p.dtype == torch.float32 for p in low.parameters())
     full = reconstruct(pm, pm.prune(ratios), ratios, x)
     with torch.no_grad():

@@ -57,7 +57,37 @@ def _sample(t: torch.Tensor, pick: torch.Tensor) -> torch.Tensor:
         0, 2, 1).reshape(-1, d)
 
 
-def patches_at(x: torch.Tensor, conv: nn.Conv2d, pick: torch.Tensor) -> torch.Tensor:
+def patch_rows(shape: torch.Size, conv: nn.Conv2d,
+               pick: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where :func:`patches_at` gathers from an input of ``shape`` (N, C, H, W) seen as
+    ``(N*H*W, C)``: the row of every tap of every picked patch, in ``(image, sample, kernel
+    row, kernel column)`` order, and the positions (in that order) of the taps that fall in
+    the padding. It depends on N, H and W only, not on the channels kept: a layer's is
+    computed once (:func:`reconstruct` keeps it with the dense targets).
+
+    Args:
+        shape: The conv's input shape.
+        conv: The conv (zero padding).
+        pick: (N, k) flat output positions per image.
+    """
+    kh, kw = conv.kernel_size
+    sh, sw = conv.stride
+    dh, dw = conv.dilation
+    ph, pw = conv.padding
+    n, _, h, w = shape
+    w_out = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    dev = pick.device
+    r = ((pick // w_out) * sh - ph)[..., None, None] + (torch.arange(kh, device=dev)
+                                                         * dh)[:, None]  # N, k, kh, 1
+    q = ((pick % w_out) * sw - pw)[..., None, None] + torch.arange(kw, device=dev) * dw
+    inside = (r >= 0) & (r < h) & (q >= 0) & (q < w)  # N, k, kh, kw
+    img = torch.arange(n, device=dev)[:, None, None, None]
+    at = (img * h + r.clamp(0, h - 1)) * w + q.clamp(0, w - 1)
+    return at.reshape(-1), (~inside).flatten().nonzero().squeeze(1)
+
+
+def patches_at(x: torch.Tensor, conv: nn.Conv2d, pick: torch.Tensor,
+               rows: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """The input patches of ``conv`` at the output positions ``pick`` only.
 
     Holds unfold's values at those positions (``_sample(F.unfold(x, ...), pick)``, rows
@@ -71,23 +101,13 @@ def patches_at(x: torch.Tensor, conv: nn.Conv2d, pick: torch.Tensor) -> torch.Te
         x: The conv's input, (N, C, H, W).
         conv: The conv (zero padding).
         pick: (N, k) flat output positions per image.
+        rows: :func:`patch_rows` of ``x.shape``, ``conv`` and ``pick`` when already known.
     """
-    kh, kw = conv.kernel_size
-    sh, sw = conv.stride
-    dh, dw = conv.dilation
-    ph, pw = conv.padding
     n, c, h, w = x.shape
-    w_out = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-    dev = x.device
-    r = ((pick // w_out) * sh - ph)[..., None, None] + (torch.arange(kh, device=dev)
-                                                         * dh)[:, None]  # N, k, kh, 1
-    q = ((pick % w_out) * sw - pw)[..., None, None] + torch.arange(kw, device=dev) * dw
-    inside = (r >= 0) & (r < h) & (q >= 0) & (q < w)  # N, k, kh, kw
-    img = torch.arange(n, device=dev)[:, None, None, None]
-    at = (img * h + r.clamp(0, h - 1)) * w + q.clamp(0, w - 1)
-    patch = x.permute(0, 2, 3, 1).reshape(n * h * w, c).index_select(0, at.reshape(-1))
-    patch.index_fill_(0, (~inside).flatten().nonzero().squeeze(1), 0)  # the few padding taps
-    return patch.view(-1, kh * kw * c)
+    at, padding = rows if rows is not None else patch_rows(x.shape, conv, pick)
+    patch = x.permute(0, 2, 3, 1).reshape(n * h * w, c).index_select(0, at)
+    patch.index_fill_(0, padding, 0)
+    return patch.view(-1, conv.kernel_size[0] * conv.kernel_size[1] * c)
 
 
 def reconstruct(pm: PrunableModel, pruned: nn.Module, ratios: Sequence[float],
@@ -118,7 +138,8 @@ def reconstruct(pm: PrunableModel, pruned: nn.Module, ratios: Sequence[float],
         ridge: Tikhonov regularisation relative to the mean diagonal.
         seed: Seed of the position sampling.
         dense_cache: A dict kept across calls with the same ``pm``, ``x`` and settings: the
-            dense targets are computed into it once (None: computed for this call only).
+            dense targets (and each layer's :func:`patch_rows`) are computed into it once
+            (None: computed for this call only).
         recalibrate: Re-estimate the BatchNorm statistics in the same pass (then returned
             in eval mode).
     """
@@ -165,13 +186,16 @@ def _refit_pass(pm: PrunableModel, pruned: nn.Module, ratios: Sequence[float],
             y = target.flatten(2).to(x.device)
             gen = torch.Generator().manual_seed(seed + sum(map(ord, name)))
             pick = _positions(gen, y.shape[0], y.shape[2], samples_per_image).to(x.device)
-            cache[name] = (pick, _sample(y, pick))
+            cache[name] = (pick, _sample(y, pick), None)  # patch_rows: at the first fit
 
     def refit(L, m: nn.Conv2d, args: tuple) -> None:
-        pick, y_all = cache[L.name]
+        pick, y_all, rows = cache[L.name]
+        if rows is None:  # the layer's input shape is known from here on
+            rows = patch_rows(args[0].shape, m, pick)
+            cache[L.name] = (pick, y_all, rows)
         out_idx = _kept(pm, L.out_unit, ratios[L.out_unit] if L.out_unit is not None else 0,
                         L.n_out).to(y_all.device)
-        X, Y = patches_at(args[0], m, pick).float(), y_all[:, out_idx]
+        X, Y = patches_at(args[0], m, pick, rows).float(), y_all[:, out_idx]
         with torch.autocast(X.device.type, enabled=False):  # the normal equations in fp32
             W = ridge_solve(X, Y, ridge)  # d, out (more sampled positions than inputs)
         kh, kw = m.kernel_size  # W's rows in patches_at's (kh, kw, in) order
