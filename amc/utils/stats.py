@@ -14,6 +14,27 @@ def binomial_se(top1: float, n: int) -> float:
     return 100.0 * math.sqrt(max(p * (1.0 - p), 0.0) / max(n, 1))
 
 
+def paired_difference(a_hits: Sequence[bool], b_hits: Sequence[bool]) -> dict:
+    """Top-1 of ``a`` minus top-1 of ``b`` measured on the same images (per-image
+    correctness ``a_hits``, ``b_hits``), with the standard error of that paired difference.
+
+    Returns ``{"diff", "se"}`` in percentage points, ``"only_a"`` / ``"only_b"`` (images only
+    one of them gets right: the difference and its noise come from these alone) and
+    ``"beyond_se"``: whether ``|diff|`` exceeds ``se`` (the sample standard deviation of the
+    per-image differences over sqrt(n)), decided in counts, where it is exactly
+    ``(only_a - only_b) ** 2 > only_a + only_b`` (so one image apart is never beyond it).
+    """
+    a, b = np.asarray(a_hits, dtype=bool), np.asarray(b_hits, dtype=bool)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"per-image hits of one split expected, got shapes {a.shape}, {b.shape}")
+    n = len(a)
+    only_a, only_b = int((a & ~b).sum()), int((b & ~a).sum())
+    d = only_a - only_b
+    var = (only_a + only_b - d * d / n) / (n - 1) if n > 1 else 0.0  # of the per-image d_i
+    return {"diff": 100.0 * d / max(n, 1), "se": 100.0 * math.sqrt(max(var, 0.0) / max(n, 1)),
+            "only_a": only_a, "only_b": only_b, "beyond_se": d * d > only_a + only_b}
+
+
 def mean_std(xs: Sequence[float]) -> dict:
     """``{"mean", "std", "n", "values"}`` of ``xs`` (sample std, ddof 1; None for one value)."""
     values = [float(x) for x in xs]
