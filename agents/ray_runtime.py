@@ -25,17 +25,25 @@ _LOCAL_ENV = {_CLUSTER_ENV: "0", "RAY_USAGE_STATS_ENABLED": "0"}
 
 @contextlib.contextmanager
 def ray_session(num_cpus: int | None = None, address: str | None = None,
-                log_dir: Path | None = None, verbose: bool = False) -> Iterator[None]:
+                log_dir: Path | None = None, verbose: bool = False, workers: int = 0,
+                cpus_per_worker: float = 0, gpus_per_worker: float = 0) -> Iterator[None]:
     """Join ``address`` (``auto`` or ``ray://HOST:PORT``) or start a local Ray bound to
     127.0.0.1; shut down at exit (also on Ctrl-C and errors) when this call started it.
+    Fails with one line when the cluster cannot be reached, or has too few CPUs or GPUs for
+    ``workers`` workers of ``cpus_per_worker`` and ``gpus_per_worker`` each (their actors
+    would wait for them forever).
 
     Args:
         num_cpus: CPUs of a local instance.
         address: Cluster address; None starts a local instance.
         log_dir: Where to link the session's logs (the run directory).
         verbose: Show Ray's own start-up output and worker logs.
+        workers: Workers the caller will start (0: no check).
+        cpus_per_worker: CPUs each of them reserves.
+        gpus_per_worker: GPUs each of them reserves.
     """
     if ray.is_initialized():
+        check_resources(workers, cpus_per_worker, gpus_per_worker, address)
         yield
         return
     kwargs: dict = {"logging_level": logging.INFO if verbose else logging.ERROR,
@@ -52,15 +60,39 @@ def ray_session(num_cpus: int | None = None, address: str | None = None,
         os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # C++ core-worker warnings
     try:
         with _quiet(not verbose), (contextlib.nullcontext() if address else _loopback_node()):
-            ray.init(**kwargs)
+            try:
+                ray.init(**kwargs)
+            except (ConnectionError, TimeoutError) as e:
+                if not address:
+                    raise
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
+                raise AmcError(f"cannot join the Ray cluster at --address {address} ({first}); "
+                               "check the address (ray://HOST:10001, or auto on a node of "
+                               "the cluster) and that the cluster is up") from e
             if not address:
                 _check_loopback()
+        check_resources(workers, cpus_per_worker, gpus_per_worker, address)
         if log_dir is not None and not address:
             _link_logs(log_dir)
         yield
     finally:
         with contextlib.suppress(Exception):
             ray.shutdown()
+
+
+def check_resources(workers: int, cpus_per_worker: float, gpus_per_worker: float,
+                    address: str | None = None) -> None:
+    """Fail with one line when the joined Ray has fewer CPUs or GPUs than ``workers`` x
+    ``cpus_per_worker`` / ``gpus_per_worker`` (Ray would keep their actors pending)."""
+    if workers <= 0:
+        return
+    have = ray.cluster_resources()
+    where = f"the Ray cluster at {address}" if address else "the local Ray instance"
+    for res, per in (("CPU", cpus_per_worker), ("GPU", gpus_per_worker)):
+        if per > 0 and have.get(res, 0) < workers * per:
+            raise AmcError(f"{where} has {have.get(res, 0):g} {res}s but --workers {workers} x "
+                           f"--{res.lower()}s-per-worker {per:g} need {workers * per:g}; ask "
+                           "for fewer" + (" or add nodes" if address else ""))
 
 
 @contextlib.contextmanager

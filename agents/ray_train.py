@@ -173,17 +173,6 @@ def check_devices(cfg: FinetuneConfig) -> None:
                        "--device auto")
 
 
-def _check_cluster(cfg: FinetuneConfig) -> None:
-    import ray
-
-    have = ray.cluster_resources()
-    for res, per in (("CPU", cfg.cpus_per_worker), ("GPU", cfg.gpus_per_worker)):
-        if per > 0 and have.get(res, 0) < cfg.workers * per:
-            raise AmcError(f"the Ray cluster has {have.get(res, 0):g} {res}s but --workers "
-                           f"{cfg.workers} x --{res.lower()}s-per-worker {per:g} need "
-                           f"{cfg.workers * per:g}; ask for fewer or add nodes")
-
-
 @contextlib.contextmanager
 def _progress(run: Path) -> Iterator[None]:
     """Print each epoch's row of ``metrics.csv`` (written by rank 0) while the workers run."""
@@ -236,8 +225,8 @@ def _fit(cfg: FinetuneConfig) -> dict[str, Any]:
     use_gpu = cfg.gpus_per_worker > 0
     local_cpus = max(2, math.ceil(cfg.workers * cfg.cpus_per_worker))
     with ray_session(num_cpus=None if cfg.address else local_cpus, address=cfg.address,
-                     log_dir=run):
-        _check_cluster(cfg)
+                     log_dir=run, workers=cfg.workers, cpus_per_worker=cfg.cpus_per_worker,
+                     gpus_per_worker=cfg.gpus_per_worker):
         resources = {"CPU": cfg.cpus_per_worker, **({"GPU": cfg.gpus_per_worker}
                                                     if use_gpu else {})}
         trainer = TorchTrainer(

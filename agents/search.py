@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import pickle
 import time
 from collections.abc import Callable
@@ -150,11 +151,13 @@ def observations_of(scorer: Scorer, cfg: SearchConfig):
 
 def search_ray(cfg: SearchConfig, log_dir: Path | None = None):
     """The Ray session of a search with workers: ``cfg.address``'s cluster, or a local
-    instance with a CPU per worker (at least 2)."""
+    instance with each worker's CPUs (at least 2); too few CPUs or GPUs fail in one line."""
     from .ray_runtime import ray_session
 
-    return ray_session(num_cpus=None if cfg.address else max(cfg.workers, 2),
-                       address=cfg.address, log_dir=log_dir, verbose=cfg.verbose)
+    local_cpus = max(2, math.ceil(cfg.workers * cfg.cpus_per_worker))
+    return ray_session(num_cpus=None if cfg.address else local_cpus, address=cfg.address,
+                       log_dir=log_dir, verbose=cfg.verbose, workers=cfg.workers,
+                       cpus_per_worker=cfg.cpus_per_worker, gpus_per_worker=cfg.gpus_per_worker)
 
 
 def actor_scorer(cfg: SearchConfig, scorer: Scorer) -> ActorScorer:

@@ -8,6 +8,7 @@ through ``amc.cli.main`` in-process.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -208,6 +209,60 @@ IN_PROCESS_CASES: dict[str, tuple[list[str], list[str]]] = {
     "search-unknown-reward": (["search", "--checkpoint", "{ckpt}", "--reward", "capacty",
                                "--out", "{tmp}/new/s"],
                               ["unknown reward 'capacty'", "latency, capacity"]),
+    "compare-seeds-0": (["compare", "--checkpoint", "{ckpt}", "--seeds", "0", "--out",
+                         "{tmp}/new/c"], ["--seeds must be at least 1, got 0"]),
+    "finetune-label-smoothing-2": (["finetune", "--checkpoint", "{ckpt}", "--label-smoothing",
+                                    "2", "--out", "{tmp}/new/f"],
+                                   ["--label-smoothing must be in [0, 1], got 2.0"]),
+    **{f"{cmd}-max-ratio-{v}": ([cmd, "--checkpoint", "{ckpt}", "--max-ratio", v, "--out", out],
+                                [f"--max-ratio must lie in (0, 1), got {float(v)}"])
+       for cmd, v, out in (("baseline", "1.5", "{tmp}/new/p.json"),
+                           ("sensitivity", "-1", "{tmp}/new/s.csv"),
+                           ("search", "1", "{tmp}/new/s"))},
+    # outputs that exist are refused before any work, every file a command writes
+    "profile-json-exists": (["profile", "--model", "digits_cnn", "--json", "{tmp}/notes.txt"],
+                            ["notes.txt already exists", "--force", "another --json"]),
+    "sensitivity-png-exists": (["sensitivity", "--checkpoint", "{ckpt}", "--out",
+                                "{tmp}/sweep.csv"], ["sweep.png already exists", "--force"]),
+    "compare-folder-with-a-table-but-no-comparison": (
+        ["compare", "--checkpoint", "{ckpt}", "--out", "{tmp}/tables"],
+        ["--out", "tables holds table.md and 1 more but no comparison (no config.json)"]),
+    # --resume on another command's run
+    "search-resume-a-finetune-run": (["search", "--resume", "{tmp}/ftrun"],
+                                     ["ftrun is not an amc search run", "another command"]),
+    "finetune-resume-a-search-run": (["finetune", "--resume", "{tmp}/searchrun"],
+                                     ["searchrun is not an amc finetune run"]),
+    # policies that do not fit the model
+    "apply-policy-for-other-images": (["apply", "--checkpoint", "{ckpt}", "--policy",
+                                       "{tmp}/p_rgb.json", "--out", "{tmp}/new/p.pt"],
+                                      ["input size 3x32x32 does not fit digits_cnn",
+                                       "pass a policy made for this model"]),
+    "apply-policy-round-to-negative": (["apply", "--checkpoint", "{ckpt}", "--policy",
+                                        "{tmp}/p_round.json", "--out", "{tmp}/new/p.pt"],
+                                       ["has round_to -3", "at least 1 or null"]),
+    "apply-factory-that-is-no-model": (["apply", "--model", "os:getcwd", "--checkpoint",
+                                        "{ckpt}", "--policy", "{tmp}/p_rgb.json", "--out",
+                                        "{tmp}/new/p.pt"],
+                                       ["os:getcwd(num_classes=10) failed",
+                                        "takes num_classes and returns an nn.Module"]),
+    "apply-to-a-pruned-model": (["apply", "--checkpoint", "{tmp}/pruned.pt", "--policy",
+                                 "{tmp}/p.json", "--out", "{tmp}/new/p.pt"],
+                                ["the policy was made for 32 channels in unit 'features.0', "
+                                 "which has 24 here", "dense model"]),
+    "apply-policy-is-a-folder": (["apply", "--checkpoint", "{ckpt}", "--policy", "{tmp}/tables",
+                                  "--out", "{tmp}/new/p.pt"], ["tables' is a folder"]),
+    "search-resume-with-other-options": (["search", "--resume", "{tmp}/searchrun",
+                                          "--episodes", "8"],
+                                         ["--resume", "searchrun continues the run with the "
+                                          "settings in its config.json; drop --episodes"]),
+    "finetune-resume-with-other-options": (["finetune", "--resume", "{tmp}/ftrun", "--lr", "0.5",
+                                            "--epochs", "3"], ["drop --lr and 1 more"]),
+    "compare-strategy-twice": (["compare", "--checkpoint", "{ckpt}", "--strategies",
+                                "uniform,global,uniform", "--out", "{tmp}/new/c"],
+                               ["--strategies names uniform twice", "--seeds"]),
+    "apply-out-is-a-folder": (["apply", "--checkpoint", "{ckpt}", "--policy", "{tmp}/p.json",
+                               "--out", "{tmp}/emptydir", "--force"],
+                              ["emptydir is a folder, where a file is written"]),
 }
 
 
@@ -251,6 +306,26 @@ def bad_files(tmp_path_factory, digits_ckpt) -> Path:
 
     (tmp / "digits").mkdir()
     shutil.copy(digits_ckpt, tmp / "digits" / "digits_cnn.pt")
+    (tmp / "sweep.png").write_bytes(b"the user's figure")
+    (tmp / "tables").mkdir()
+    for name in ("table.md", "pareto.png"):
+        (tmp / "tables" / name).write_text("the user's own\n")
+    for run, cfg in (("ftrun", {"model": "digits_cnn", "epochs": 1.0}),
+                     ("searchrun", {"model": "digits_cnn", "episodes": 4,
+                                    "budget": "flops:0.5"})):
+        (tmp / run).mkdir()
+        (tmp / run / "config.json").write_text(json.dumps(cfg))
+    from amc.prune.policy import make_policy
+    from amc.prune.units import PrunableModel
+
+    pm = PrunableModel(create_model("digits_cnn", checkpoint=digits_ckpt), (1, 8, 8))
+    doc = make_policy(pm, [0.25] * len(pm.units), "digits_cnn", "flops:0.5", "uniform").to_dict()
+    (tmp / "p.json").write_text(json.dumps(doc))
+    (tmp / "p_rgb.json").write_text(json.dumps({**doc, "input_size": [3, 32, 32]}))
+    (tmp / "p_round.json").write_text(json.dumps({**doc, "round_to": -3}))
+    from amc.models.checkpoint import save_model  # a model pruned once already
+
+    save_model(pm.prune([0.25] * len(pm.units)), tmp / "pruned.pt", "digits_cnn")
     return tmp
 
 

@@ -52,6 +52,48 @@ def test_two_workers_record_every_episode_once(digits_ckpt, tmp_path, local_ray)
     assert all(float(r["macs_ratio"]) <= 0.5 + 1e-9 for r in rows)
 
 
+def test_too_few_gpus_or_cpus_fail_in_one_line_before_the_actors_wait(digits_ckpt, tmp_path,
+                                                                      local_ray):
+    """Workers asking for GPUs (or CPUs) Ray does not have would wait for them forever: the
+    search refuses in one line, before its folder is made; the same check passes what fits."""
+    from amc.agents.ray_runtime import check_resources
+    from amc.utils.errors import AmcError
+
+    have = ray.cluster_resources()
+    if have.get("GPU", 0) < 1:  # this machine: no GPU
+        with pytest.raises(AmcError, match=r"the local Ray instance has 0 GPUs but --workers 2 "
+                                           r"x --gpus-per-worker 1 need 2; ask for fewer$"):
+            run_search(_cfg(digits_ckpt, tmp_path / "g", gpus_per_worker=1))
+        assert not (tmp_path / "g").exists()
+    cpus = have["CPU"]
+    with pytest.raises(AmcError, match=f"has {cpus:g} CPUs but --workers 2 x --cpus-per-worker "
+                                       f"{cpus:g} need {2 * cpus:g}; ask for fewer or add nodes"):
+        check_resources(2, cpus, 0, address="ray://head:10001")
+    check_resources(2, cpus / 2, 0)  # fits: no error
+    check_resources(0, 99, 99)  # no workers: nothing to check
+
+
+def test_an_unreachable_cluster_is_one_line(monkeypatch):
+    """A cluster address that does not answer: one line naming --address, not Ray's
+    traceback; a failing local start is not blamed on an address."""
+    from amc.agents.ray_runtime import ray_session
+    from amc.utils.errors import AmcError
+
+    def refuse(**kwargs):
+        raise ConnectionError("ray client connection timeout\nmore lines")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refuse)
+    monkeypatch.setattr(ray, "shutdown", lambda: None)  # the module's own Ray stays up
+    with pytest.raises(AmcError, match=r"^cannot join the Ray cluster at --address ray://h:1 "
+                                       r"\(ray client connection timeout\); check the address"):
+        with ray_session(address="ray://h:1"):
+            pass
+    with pytest.raises(ConnectionError):
+        with ray_session(num_cpus=1):
+            pass
+
+
 def test_overlapped_updates_keep_a_seed_reproducible(digits_ckpt, tmp_path, local_ray):
     """The driver's updates run while the workers evaluate, in a thread: the same seed
     still gives the same episodes, and another seed does not."""

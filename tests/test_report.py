@@ -145,8 +145,21 @@ def test_existing_report_is_not_overwritten(failing, models, capsys):
     _, out = failing
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     rc = main(report_args(models, out))
-    one_line_error(capsys, rc, "already holds a report.md; pass --force")
+    one_line_error(capsys, rc, "already holds report.md and 4 more of a report's files; pass "
+                               "--force")
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_folder_with_some_of_a_reports_files_is_not_overwritten(models, tmp_path, capsys):
+    """Only report.json and latency.png there (no report.md): still refused, both kept."""
+    out = tmp_path / "partial"
+    out.mkdir()
+    (out / "report.json").write_text("{}\n")
+    (out / "latency.png").write_bytes(b"mine")
+    rc = main(report_args(models, out))
+    one_line_error(capsys, rc, "already holds report.json and 1 more of a report's files")
+    assert sorted(p.name for p in out.iterdir()) == ["latency.png", "report.json"]
+    assert (out / "latency.png").read_bytes() == b"mine"
 
 
 def test_thresholds_just_above_the_measured_drop_pass(passing, drop):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from torch import nn
 
@@ -10,6 +11,7 @@ from amc.config.args import add_dataclass_args
 from amc.config.blocks import DataConfig, ModelConfig, RunConfig
 from amc.data.datasets import Dataset, load_dataset
 from amc.models.registry import create_model, input_size_of, model_spec
+from amc.utils.errors import AmcError
 
 
 def add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -41,8 +43,6 @@ def model_from_args(args: argparse.Namespace, checkpoint: str | None = None) -> 
     if name is None and ckpt:
         name = checkpoint_model_name(ckpt, args.unsafe_load)
     if name is None:
-        from amc.utils.errors import AmcError
-
         raise AmcError("no --model given and the checkpoint does not name one; pass --model")
     args.model = name
     return create_model(name, num_classes=args.num_classes, checkpoint=ckpt,
@@ -64,3 +64,26 @@ def data_from_args(args: argparse.Namespace) -> Dataset:
     return load_dataset(args.data, data_dir=args.data_dir, val_size=args.val_size,
                         seed=args.split_seed, download=args.download, input_size=size,
                         loader_workers=getattr(args, "loader_workers", None))
+
+
+def refuse_overwrite(force: bool, *paths: str | Path, option: str = "--out") -> None:
+    """Refuse, before any work, to replace an existing output file unless ``force``."""
+    held = [p for p in paths if Path(p).exists()]
+    if held and not force:
+        raise AmcError(f"{held[0]} already exists; pass --force to overwrite it or choose "
+                       f"another {option}")
+
+
+def refuse_options_with_resume(args: argparse.Namespace, command: str) -> None:
+    """``--resume DIR`` continues the run with the settings of ``DIR/config.json``: refuse, in
+    one line, any other option given with it (it would be silently ignored)."""
+    from amc.cli import build_parser
+
+    defaults = vars(build_parser().parse_args([command]))
+    given = ["--" + k.replace("_", "-") for k, v in vars(args).items()
+             if k not in ("resume", "func") and k in defaults and v != defaults[k]]
+    if given:
+        more = f" and {len(given) - 1} more" if len(given) > 1 else ""
+        raise AmcError(f"--resume {args.resume} continues the run with the settings in its "
+                       f"config.json; drop {given[0]}{more} (a run with other settings needs "
+                       "its own --out)")

@@ -13,6 +13,7 @@ from amc.cli.common import (
     data_from_args,
     input_size,
     model_from_args,
+    refuse_overwrite,
 )
 from amc.models.evaluate import check_model_data
 from amc.utils.errors import AmcError
@@ -27,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("profile", help="per-layer MACs and parameters of a model")
     add_model_args(p)
     p.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    p.add_argument("--force", action="store_true", help="replace an existing --json file")
     p.set_defaults(func=cmd_profile)
 
     p = sub.add_parser("eval", help="top-1/top-5, MACs, params and images/s of a model")
@@ -63,6 +65,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
     from amc.cost.macs import count_params, layer_costs
 
+    if args.json:
+        refuse_overwrite(args.force, args.json, option="--json")
     model = model_from_args(args)
     size = input_size(args)
     try:

@@ -23,11 +23,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_finetune(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from amc.cli.common import refuse_options_with_resume
     from amc.config.args import from_args, load_run_config
     from amc.train.finetune import run_finetune
     from amc.train.finetune_config import FinetuneConfig
 
     if args.resume:  # the folder named here (config.json may hold a path relative elsewhere)
+        refuse_options_with_resume(args, "finetune")
         cfg = replace(load_run_config(FinetuneConfig, args.resume, "finetune"), out=args.resume)
         resume = True
     else:

@@ -8,6 +8,7 @@ from pathlib import Path
 from amc.cli.common import (
     data_from_args,
     model_from_args,
+    refuse_overwrite,
 )
 from amc.models.evaluate import check_model_data
 from amc.utils.errors import AmcError
@@ -26,12 +27,6 @@ def scorer_from_args(args: argparse.Namespace):
                           args.seed, args.unsafe_load, args.num_classes, net=model,
                           drop_blocks=getattr(args, "drop_blocks", False))
     return model, data, scorer
-
-
-def refuse_overwrite(path: str | Path, force: bool) -> None:
-    if Path(path).exists() and not force:
-        raise AmcError(f"{path} already exists; pass --force to overwrite or choose another "
-                       "--out")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -73,7 +68,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     if args.strategy not in STRATEGIES:
         raise AmcError(f"unknown strategy {args.strategy!r}; use one of {', '.join(STRATEGIES)}")
     budget = Budget.parse(args.budget, LatencySpec.from_config(args))
-    refuse_overwrite(args.out, args.force)
+    refuse_overwrite(args.force, args.out)
     _, data, scorer = scorer_from_args(args)
     rest = rest_of_val(scorer, data.tensors("val"))
     ratios, info = _with_workers(args, scorer, lambda m: run_strategy(
@@ -95,10 +90,10 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 def cmd_sensitivity(args: argparse.Namespace) -> int:
     from amc.prune.baselines import sensitivity_sweep, write_sensitivity
 
-    refuse_overwrite(args.out, args.force)
+    png = Path(args.out).with_suffix(".png")
+    refuse_overwrite(args.force, args.out, png)
     _, _, scorer = scorer_from_args(args)
     dense, acc = _with_workers(args, scorer, lambda m: sensitivity_sweep(scorer, map_fn=m))
-    png = Path(args.out).with_suffix(".png")
     write_sensitivity(args.out, [u.name for u in scorer.pm.units], dense, acc, png=png,
                       title=f"{args.model} on {args.data} val: per-unit sensitivity "
                             f"({args.units} units, {args.criterion})")
@@ -115,7 +110,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     from amc.prune.repair import recalibrate_bn, reconstruct
 
     policy = load_policy(args.policy)
-    refuse_overwrite(args.out, args.force)
+    refuse_overwrite(args.force, args.out)
     if args.model is None:
         args.model = policy.model
     model = model_from_args(args)

@@ -26,9 +26,11 @@ def cmd_search(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from amc.agents import run_search
+    from amc.cli.common import refuse_options_with_resume
     from amc.config.args import from_args, load_run_config
 
     if args.resume:  # the folder named here (config.json may hold a path relative elsewhere)
+        refuse_options_with_resume(args, "search")
         cfg = replace(load_run_config(_config_cls(), Path(args.resume), "search"),
                       out=args.resume)
         resume = True

@@ -145,7 +145,7 @@ AT_LEAST: dict[str, int] = {
     "prune_every": 1, "warmup_epochs": 0, "input_size": 1, "loader_workers": 0,
     "max_failures": 0, "anchor_every": 0, "rescore_top": 0, "finalists": 0,
     "blocks_finalists": 0, "finalist_images": 1, "finalist_margin_se": 0,
-    "envs_per_worker": 1,
+    "envs_per_worker": 1, "seeds": 1, "finetune_runs": 0,
 }
 """The smallest value of each count and size, by field (and option) name: a name means the
 same thing in every config, so one table serves them all."""
@@ -154,8 +154,12 @@ POSITIVE = ("epochs", "finetune_epochs", "lr", "time_limit", "kd_temperature",
             "finalist_epochs")
 """Fields that must be above zero."""
 
-UNIT_INTERVAL = ("noise_min", "drop_swap", "pair_moves", "kd_weight")
-"""Fields that must lie in [0, 1] (a σ in action units, a probability, a loss weight)."""
+UNIT_INTERVAL = ("noise_min", "drop_swap", "pair_moves", "kd_weight", "label_smoothing")
+"""Fields that must lie in [0, 1] (a σ in action units, a probability, a loss weight, the
+smoothing's share of the target)."""
+
+OPEN_UNIT = ("max_ratio",)
+"""Fields that must lie strictly between 0 and 1 (a policy's largest pruning ratio)."""
 
 ONE_OF: dict[str, tuple[str, ...]] = {"amp": AMP_MODES, "score_amp": AMP_MODES,
                                       "envs_on": ("driver", "workers"),
@@ -188,6 +192,10 @@ def check_counts(cfg: object) -> None:
         v = getattr(cfg, name, None)
         if v is not None and not 0.0 <= v <= 1.0:
             raise AmcError(f"{flag(name)} must be in [0, 1], got {v}")
+    for name in OPEN_UNIT:
+        v = getattr(cfg, name, None)
+        if v is not None and not 0.0 < v < 1.0:
+            raise AmcError(f"{flag(name)} must lie in (0, 1), got {v}")
     for name, words in ONE_OF.items():
         v = getattr(cfg, name, None)
         if v is not None and v not in words:
@@ -224,7 +232,16 @@ def load_run_config(cls: type[T], run_dir: str | Path, what: str) -> T:
         d = json.loads(p.read_text())
     except json.JSONDecodeError as e:
         raise AmcError(f"{p} is not valid JSON; the run cannot be resumed") from e
+    if not isinstance(d, dict) or any(k not in d for k in RUN_MARKERS.get(what, ())):
+        raise AmcError(f"{run_dir} is not an amc {what} run (its config.json was made by "
+                       f"another command); pass the --out folder of an amc {what} run")
     return cls(**stored_fields(cls, d))
+
+
+RUN_MARKERS: dict[str, tuple[str, ...]] = {"search": ("episodes", "budget"),
+                                           "finetune": ("epochs",)}
+"""Settings every run of a command has recorded in its ``config.json`` since the first
+version and no other command's run has: ``--resume`` refuses a folder without them."""
 
 
 def stored_fields(cls: type, stored: dict[str, Any]) -> dict[str, Any]:

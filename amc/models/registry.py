@@ -135,7 +135,15 @@ def create_model(name: str, num_classes: int | None = None, checkpoint: str | Pa
             raise AmcError(f"could not build {name}: {e}; without network use weights=None "
                            "and --checkpoint") from e
     else:
-        model = _user_factory(name)(num_classes=nc)
+        try:
+            model = _user_factory(name)(num_classes=nc)
+        except TypeError as e:  # not a model factory taking num_classes
+            raise AmcError(f"{name}(num_classes={nc}) failed ({str(e).splitlines()[0][:120]}); "
+                           "give a factory that takes num_classes and returns an nn.Module"
+                           ) from e
+        if not isinstance(model, nn.Module):
+            raise AmcError(f"{name} returned a {type(model).__name__}, not a torch nn.Module; "
+                           "give a factory that returns the model")
     if checkpoint is not None:
         from amc.models.checkpoint import load_into
 

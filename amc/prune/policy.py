@@ -20,6 +20,7 @@ from torch import nn
 from amc.prune.budget import MAX_RATIO, Budget, resource_fn
 from amc.prune.depth import DROP
 from amc.prune.units import CRITERIA, MODES, PrunableModel
+from amc.utils.device import device_of
 from amc.utils.errors import AmcError
 from amc.utils.io import write_json
 from amc.utils.provenance import amc_version, git_commit, now
@@ -148,6 +149,16 @@ def policy_from_dict(d: Any, where: str = "policy") -> Policy:
     max_ratio = float(d.get("max_ratio", MAX_RATIO))
     if not 0 < max_ratio < 1:
         raise AmcError(f"{where} has max_ratio {max_ratio}; it must lie in (0, 1)")
+    round_to = d.get("round_to")
+    if round_to is not None and (not isinstance(round_to, int) or isinstance(round_to, bool)
+                                 or round_to < 1):
+        raise AmcError(f"{where} has round_to {round_to!r}; it must be a whole number of at "
+                       "least 1 or null")
+    size = d.get("input_size")
+    if size is not None and (not isinstance(size, list) or not size or not all(
+            isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in size)):
+        raise AmcError(f"{where} has input_size {size!r}; it must be a list of positive "
+                       "whole numbers (C, H, W) or null")
     drop = d.get("drop_blocks", False)
     if not isinstance(drop, bool):
         raise AmcError(f"{where} has drop_blocks {drop!r}; it must be true or false")
@@ -170,6 +181,8 @@ def policy_from_dict(d: Any, where: str = "policy") -> Policy:
 def load_policy(path: str | Path) -> Policy:
     """Read and validate a policy file."""
     p = Path(path)
+    if p.is_dir():
+        raise AmcError(f"policy file {str(p)!r} is a folder; pass a policy JSON")
     if not p.is_file():
         raise AmcError(f"policy file {str(p)!r} does not exist; pass a policy JSON")
     try:
@@ -192,6 +205,13 @@ def check_policy(policy: Policy, pm: PrunableModel, model_name: str | None = Non
         raise AmcError(f"the policy names unit {unknown[0]!r}, which {policy.model} does not "
                        f"have in {policy.mode!r} mode; pass a policy made for this model")
     ratios = policy.ratios_for(names)  # refuses a unit without a ratio
+    width = {u["name"]: u.get("channels") for u in policy.units}
+    other = [u for u in pm.units if isinstance(width.get(u.name), int) and width[u.name] != u.n]
+    if other:
+        u = other[0]
+        raise AmcError(f"the policy was made for {width[u.name]} channels in unit {u.name!r}, "
+                       f"which has {u.n} here (a model already pruned?); apply it to the "
+                       "dense model it was made for")
     wrong = [u.name for u, r in zip(pm.units, ratios) if r >= DROP and u.index not in pm.blocks]
     if wrong:
         raise AmcError(f"the policy drops unit {wrong[0]!r}, which is not the inner width of a "
@@ -206,6 +226,13 @@ def prunable_for(policy: Policy, model: nn.Module,
         from amc.models.registry import model_spec
 
         size = model_spec(policy.model).input_size
+    try:
+        with torch.inference_mode():
+            model.eval()(torch.zeros(1, *size, device=device_of(model)))
+    except RuntimeError as e:
+        raise AmcError(f"the policy's input size {'x'.join(map(str, size))} does not fit "
+                       f"{policy.model} ({str(e).splitlines()[0][:120]}); pass a policy made "
+                       "for this model") from e
     return PrunableModel(model, size, policy.mode, policy.criterion, policy.round_to, calib,
                          policy.drop_blocks)
 

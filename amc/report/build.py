@@ -142,16 +142,19 @@ def check_targets(cfg: ReportConfig) -> list[Path]:
     """The files a report writes; refuses an existing report unless ``cfg.force``.
 
     Raises:
-        AmcError: if ``out`` is a file, holds a report.md (no ``force``), or an ONNX target
-            exists (no ``force``) or is the ``--int8`` input.
+        AmcError: if ``out`` is a file, holds any of :data:`OUTPUTS` (no ``force``), or an
+            ONNX target exists (no ``force``) or is the ``--int8`` input.
     """
     out, onnx_dir = Path(cfg.out), Path(cfg.onnx_dir or cfg.out)
     for d, what in ((out, "--out"), (onnx_dir, "--onnx-dir")):
         if d.exists() and not d.is_dir():
             raise AmcError(f"{what} {str(d)!r} is a file; pass a folder")
-    if (out / "report.md").exists() and not cfg.force:
-        raise AmcError(f"{out} already holds a report.md; pass --force to overwrite it or "
-                       "choose another --out")
+    held = [n for n in OUTPUTS if (out / n).exists()]
+    if held and not cfg.force:
+        raise AmcError(f"{out} already holds {held[0]}"
+                       + (f" and {len(held) - 1} more of a report's files" if len(held) > 1
+                          else "")
+                       + "; pass --force to overwrite them or choose another --out")
     onnx = [onnx_dir / f for f in ONNX_FILES]
     if cfg.int8 and Path(cfg.int8).resolve() in {p.resolve() for p in onnx}:
         raise AmcError(f"--int8 {cfg.int8} would be overwritten by the report's own ONNX "

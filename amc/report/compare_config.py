@@ -155,6 +155,12 @@ class CompareConfig(ScoringConfig, PrunedOptimConfig):
         for s in self.strategies:
             if s not in STRATEGIES:
                 raise AmcError(f"unknown strategy {s!r}; use {','.join(STRATEGIES)}")
+        for what, items, hint in (("--strategies", self.strategies,
+                                   " (--seeds sets the runs per strategy)"),
+                                  ("--budget", self.budgets, "")):
+            twice = [x for i, x in enumerate(items) if x in items[:i]]
+            if twice:
+                raise AmcError(f"{what} names {twice[0]} twice; give each once{hint}")
         for b in self.budgets:
             Budget.parse(b)
         if self.search_on not in SEARCH_ON:
@@ -200,12 +206,25 @@ JOB_SETTINGS = ("out", "budgets", "strategies", "seeds", "finetune_runs", "worke
 are made then) or change how it runs, not what its cached artifacts hold."""
 
 
+REBUILT = ("table.md", "table.csv", "table_runs.csv", "pareto.png", "ratios.png")
+"""What every ``amc compare`` run writes anew (its other files are cached artifacts, reused
+when present: a folder may be seeded with another comparison's)."""
+
+
 def check_cached(cfg: CompareConfig) -> None:
     """Refuse, before anything is written, a folder whose cached artifacts were made with
     other settings (or by an amc that predates one): they would be reused as if made with
-    ``cfg``'s, and its ``config.json`` overwritten."""
+    ``cfg``'s, and its ``config.json`` overwritten; and a folder without a comparison that
+    holds files a comparison writes anew (:data:`REBUILT`)."""
     out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise AmcError(f"--out {out} is a file; pass a folder")
     if not (out / "config.json").is_file():
+        held = [n for n in REBUILT if (out / n).exists()]
+        if held:  # artifacts copied in are reused, but these would be overwritten
+            more = f" and {len(held) - 1} more" if len(held) > 1 else ""
+            raise AmcError(f"--out {out} holds {held[0]}{more} but no comparison (no "
+                           "config.json); move them or choose another --out")
         return
     changed = changed_settings(cfg, out, ignore=(*JOB_SETTINGS, "latency_table_method"))
     if changed:

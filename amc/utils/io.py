@@ -35,16 +35,19 @@ def atomic_write(path: str | Path, suffix: str = "") -> Iterator[Path]:
             e.g. ``.npz``).
     """
     p = Path(path)
+    if p.is_dir():
+        raise AmcError(f"{p} is a folder, where a file is written; pass a file path (or move "
+                       "the folder)")
     p.parent.mkdir(parents=True, exist_ok=True)
     # not mkstemp: its 0600 mode would stay on the target; the writer creates the file, so the
     # user's umask applies as to any file it writes
     tmp = p.with_name(f"{p.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp{suffix}")
     try:
         yield tmp
+        tmp.replace(p)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    tmp.replace(p)
 
 
 def write_text(path: str | Path, text: str) -> Path:
