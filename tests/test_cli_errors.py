@@ -260,6 +260,9 @@ IN_PROCESS_CASES: dict[str, tuple[list[str], list[str]]] = {
     "compare-strategy-twice": (["compare", "--checkpoint", "{ckpt}", "--strategies",
                                 "uniform,global,uniform", "--out", "{tmp}/new/c"],
                                ["--strategies names uniform twice", "--seeds"]),
+    "search-negative-noise-sigma": (["search", "--checkpoint", "{ckpt}", "--noise-sigma", "-1",
+                                     "--out", "{tmp}/new/s"],
+                                    ["--noise-sigma must be at least 0, got -1.0"]),
     "apply-out-is-a-folder": (["apply", "--checkpoint", "{ckpt}", "--policy", "{tmp}/p.json",
                                "--out", "{tmp}/emptydir", "--force"],
                               ["emptydir is a folder, where a file is written"]),
@@ -386,6 +389,18 @@ def test_eval_takes_the_model_name_from_an_amc_checkpoint(bad_files, capsys, mon
     rc = main(["eval", "--checkpoint", str(bad_files / "digits" / "digits_cnn.pt")])
     out = capsys.readouterr().out
     assert rc == 0 and TOP1.search(out), out
+
+
+def test_eval_without_a_checkpoint_says_the_weights_are_untrained(bad_files, capsys,
+                                                                  monkeypatch):
+    monkeypatch.setenv("AMC_QUIET", "1")
+    ckpt = str(bad_files / "digits" / "digits_cnn.pt")
+    for argv, note in ((["eval", "--model", "digits_cnn"], True),
+                       (["eval", "--model", "digits_cnn", "--checkpoint", ckpt], False)):
+        assert main(argv) == 0
+        out = capsys.readouterr().out
+        assert TOP1.search(out), out
+        assert ("randomly initialised weights; pass --checkpoint" in out) == note, out
 
 
 @pytest.mark.parametrize("case", list(IN_PROCESS_CASES))

@@ -109,6 +109,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(f"{args.model} on {args.data}/{args.split} ({res.n} images): top-1 {res.top1:.2f}%  "
           f"top-5 {res.top5:.2f}%  MACs {macs / 1e6:.2f}M  params {params / 1e6:.3f}M  "
           f"{res.images_per_s:.0f} images/s")
+    if not args.checkpoint:
+        print("note: no --checkpoint, so these are the model's randomly initialised weights; "
+              "pass --checkpoint to evaluate trained ones")
     return 0
 
 

@@ -145,7 +145,7 @@ AT_LEAST: dict[str, int] = {
     "prune_every": 1, "warmup_epochs": 0, "input_size": 1, "loader_workers": 0,
     "max_failures": 0, "anchor_every": 0, "rescore_top": 0, "finalists": 0,
     "blocks_finalists": 0, "finalist_images": 1, "finalist_margin_se": 0,
-    "envs_per_worker": 1, "seeds": 1, "finetune_runs": 0,
+    "envs_per_worker": 1, "seeds": 1, "finetune_runs": 0, "noise_sigma": 0,
 }
 """The smallest value of each count and size, by field (and option) name: a name means the
 same thing in every config, so one table serves them all."""
