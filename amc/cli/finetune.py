@@ -15,8 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "data-parallel on Ray Train")
     add_dataclass_args(p, FinetuneConfig)
     p.add_argument("--resume", default=None, metavar="DIR",
-                   help="continue the killed run in DIR from its last checkpoint (its "
-                        "config.json is used)")
+                   help="continue the killed run in DIR from its last checkpoint with "
+                        "the settings of its config.json (no other option with it)")
     p.set_defaults(func=cmd_finetune)
 
 

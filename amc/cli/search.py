@@ -11,7 +11,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("search", help="AMC search: DDPG learns per-unit pruning ratios")
     add_dataclass_args(p, _config_cls())
     p.add_argument("--resume", default=None, metavar="DIR",
-                   help="continue the killed search in DIR (its config.json is used)")
+                   help="continue the killed search in DIR with the settings of its "
+                        "config.json (no other option with it)")
     p.set_defaults(func=cmd_search)
 
 

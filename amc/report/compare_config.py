@@ -176,6 +176,9 @@ class CompareConfig(ScoringConfig, PrunedOptimConfig):
         if self.finetune_from not in FINETUNE_FROM:
             raise AmcError(f"unknown --finetune-from {self.finetune_from!r}; use "
                            f"{' or '.join(FINETUNE_FROM)}")
+        if self.finetune_runs is not None and self.finetune_runs > self.seeds:
+            raise AmcError(f"--finetune-runs {self.finetune_runs} is more than the --seeds "
+                           f"{self.seeds} runs per strategy; raise --seeds or lower it")
         if not self.budgets or not self.strategies:
             raise AmcError("give at least one --budget and one strategy")
 
