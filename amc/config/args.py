@@ -184,6 +184,9 @@ def check_counts(cfg: object) -> None:
         if any(x is not None and not isinstance(x, bool) and x < lo for x in values):
             raise AmcError(f"{flag(name)} must be at least {lo}, got "
                            f"{' '.join(map(str, values))}")
+    size = getattr(cfg, "input_size", None)
+    if isinstance(size, list | tuple) and len(size) != 3:
+        raise AmcError(f"--input-size takes three numbers, C H W; got {' '.join(map(str, size))}")
     for name in POSITIVE:
         v = getattr(cfg, name, None)
         if v is not None and not isinstance(v, bool) and not v > 0:
