@@ -220,6 +220,13 @@ def test_resume_after_kill_continues_at_the_right_epoch(ckpt: str, tmp_path: Pat
     a = create_model("digits_cnn", checkpoint=tmp_path / "full" / "model.pt").state_dict()
     b = create_model("digits_cnn", checkpoint=tmp_path / "killed" / "model.pt").state_dict()
     assert same(a, b, atol=1e-5)
+    # --resume of the finished run says so and writes nothing (no file touched)
+    from amc.cli import main
+
+    run = tmp_path / "killed"
+    stamps = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+    assert main(["finetune", "--resume", str(run)]) == 0
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == stamps
 
 
 def test_lottery_resets_survivors_to_init(ckpt: str, tmp_path: Path) -> None:

@@ -121,6 +121,12 @@ def test_existing_run_is_not_overwritten(digits_ckpt, tmp_path):
                         "--episodes", "10", "--out", str(run)], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--resume" in r.stderr
     assert (run / "episodes.csv").read_text() == before
+    # --resume of the finished search says so and writes nothing (no file touched)
+    from amc.cli import main
+
+    stamps = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+    assert main(["search", "--resume", str(run)]) == 0
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == stamps
 
 
 def test_noise_schedule_and_truncation():

@@ -21,7 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
+    import json
     from dataclasses import replace
+    from pathlib import Path
 
     from amc.cli.common import refuse_options_with_resume
     from amc.config.args import from_args, load_run_config
@@ -34,7 +36,11 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         resume = True
     else:
         cfg, resume = from_args(FinetuneConfig, args), False
-    if cfg.distributed:  # Ray Train (the cluster side is imported only here)
+    done = Path(cfg.out) / "summary.json"
+    if resume and done.is_file():  # written last: the run is complete
+        s = json.loads(done.read_text())
+        print(f"{cfg.out} is finished: nothing to resume")
+    elif cfg.distributed:  # Ray Train (the cluster side is imported only here)
         from amc.agents.ray_train import run_finetune_ray
 
         s = run_finetune_ray(cfg, resume=resume)

@@ -23,6 +23,7 @@ def _config_cls():
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    import json
     from dataclasses import replace
     from pathlib import Path
 
@@ -38,7 +39,12 @@ def cmd_search(args: argparse.Namespace) -> int:
     else:
         cfg = from_args(_config_cls(), args)
         resume = False
-    s = run_search(cfg, resume=resume)
+    done = Path(cfg.out) / "summary.json"
+    s = json.loads(done.read_text()) if resume and done.is_file() else None
+    if s is not None and not s.get("stopped_by_time_limit") and s["episodes"] >= cfg.episodes:
+        print(f"{cfg.out} is finished ({s['episodes']} episodes): nothing to resume")
+    else:  # a run, or the rest of a killed or time-limited one
+        s = run_search(cfg, resume=resume)
     lines = ", ".join(f"{n} {m['val_top1']:.2f}%" for n, m in s["cheap"].items())
     print(f"AMC search on {cfg.model} ({cfg.budget}, reward {cfg.reward}): {s['episodes']} "
           f"episodes, best val top-1 {s['best_val_top1']:.2f}% (episode {s['best_episode']}) vs "
