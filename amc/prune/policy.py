@@ -226,6 +226,7 @@ def prunable_for(policy: Policy, model: nn.Module,
         from amc.models.registry import model_spec
 
         size = model_spec(policy.model).input_size
+    training = model.training
     try:
         with torch.inference_mode():
             model.eval()(torch.zeros(1, *size, device=device_of(model)))
@@ -233,6 +234,8 @@ def prunable_for(policy: Policy, model: nn.Module,
         raise AmcError(f"the policy's input size {'x'.join(map(str, size))} does not fit "
                        f"{policy.model} ({str(e).splitlines()[0][:120]}); pass a policy made "
                        "for this model") from e
+    finally:
+        model.train(training)
     return PrunableModel(model, size, policy.mode, policy.criterion, policy.round_to, calib,
                          policy.drop_blocks)
 
