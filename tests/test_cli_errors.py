@@ -1,9 +1,9 @@
 """The ``amc`` command line on bad input: exit code 2, one ``amc: error:`` line, no traceback.
 
-The main cases run ``python -m amc.cli`` in a subprocess (so a traceback, a stray warning
-or a wrong exit status of the real program shows). Starting Python and importing torch takes ~3 s,
-so one fixture runs them three at a time and the tests check the results; further cases go
-through ``amc.cli.main`` in-process.
+A few cases run ``python -m amc.cli`` in a subprocess (so a traceback, a stray warning or a
+wrong exit status of the real program shows). Starting Python and importing torch takes ~3 s,
+so one fixture runs them three at a time and the tests check the results; every other case
+goes through the same ``amc.cli.main`` in-process.
 """
 
 from __future__ import annotations
@@ -29,6 +29,18 @@ pytestmark = pytest.mark.cli
 # case id -> (argv, substrings the error line must contain); these run as subprocesses
 ERROR_CASES: dict[str, tuple[list[str], list[str]]] = {
     "unknown-model": (["profile", "--model", "nope"], ["unknown model 'nope'", "amc models"]),
+    "search-episodes-0": (["search", "--checkpoint", "{ckpt}", "--episodes", "0", "--out",
+                           "{tmp}/s0"], ["--episodes must be at least 1, got 0"]),
+    "pickled-code": (["profile", "--model", "digits_cnn", "--checkpoint", "{tmp}/evil.pt"],
+                     ["evil.pt", "posix.system", "--unsafe-load would run the file's code"]),
+}
+
+# paths the subprocess cases above must not leave behind
+ABSENT_AFTER = {"search-episodes-0": "s0"}
+
+# more bad inputs, checked in-process through amc.cli.main (a subprocess costs ~3 s of torch
+# import each; the code path after the import is the same)
+IN_PROCESS_CASES: dict[str, tuple[list[str], list[str]]] = {
     "missing-checkpoint": (["profile", "--model", "resnet20", "--checkpoint", "{tmp}/none.pt"],
                            ["none.pt", "does not exist"]),
     "other-architecture": (["profile", "--model", "resnet32", "--checkpoint", "{tmp}/r20.pt"],
@@ -45,21 +57,9 @@ ERROR_CASES: dict[str, tuple[list[str], list[str]]] = {
                         ["unknown dataset 'mnist'"]),
     "bad-split": (["eval", "--model", "digits_cnn", "--split", "foo"],
                   ["unknown split 'foo'", "train, val, test"]),
-    "search-episodes-0": (["search", "--checkpoint", "{ckpt}", "--episodes", "0", "--out",
-                           "{tmp}/s0"], ["--episodes must be at least 1, got 0"]),
     "export-out-under-a-file": (["export", "--checkpoint", "{ckpt}", "--out",
                                  "{tmp}/notes.txt/m.onnx"],
                                 ["--out", "notes.txt is a file, not a folder"]),
-    "pickled-code": (["profile", "--model", "digits_cnn", "--checkpoint", "{tmp}/evil.pt"],
-                     ["evil.pt", "posix.system", "--unsafe-load would run the file's code"]),
-}
-
-# paths the subprocess cases above must not leave behind
-ABSENT_AFTER = {"search-episodes-0": "s0"}
-
-# more bad inputs, checked in-process through amc.cli.main (a subprocess costs ~3 s of torch
-# import each; the code path after the import is the same)
-IN_PROCESS_CASES: dict[str, tuple[list[str], list[str]]] = {
     "unknown-tv-model": (["profile", "--model", "tv:nope"], ["unknown model 'tv:nope'"]),
     "extra-tensors": (["profile", "--model", "resnet20", "--checkpoint", "{tmp}/r32.pt"],
                       ["unexpected tensor 'layer1.3.conv1.weight'"]),

@@ -1,13 +1,16 @@
 """Policies: JSON round trip, reproducible application (in-process and through `amc apply`),
 one-line errors for bad policies, and the `amc baseline` strategies on the digits model.
 
-The command-line cases run as real subprocesses (`python -m amc.cli ...`, one torch thread
-each), two at a time, started once for the module by the ``cli`` fixture.
+The command-line cases that do work run as real subprocesses (`python -m amc.cli ...`, one
+torch thread each), two at a time, started once for the module by the ``cli`` fixture; the
+refusals go through the same ``amc.cli.main`` in this process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import json
 import os
 import subprocess
@@ -138,9 +141,20 @@ def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600)
 
 
+def _run_here(args: list[str]) -> subprocess.CompletedProcess:
+    """``amc ARGS`` through :func:`amc.cli.main` in this process, as a finished process."""
+    from amc.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(args)
+    return subprocess.CompletedProcess(args, rc, out.getvalue(), err.getvalue())
+
+
 @pytest.fixture(scope="module")
 def cli(digits_ckpt, digits_pm, tmp_path_factory) -> dict:
-    """Prepare every command-line case, run them two at a time, return their results."""
+    """Prepare every command-line case, run them (the work two at a time), return their
+    results."""
     d = tmp_path_factory.mktemp("cli")
     ckpt = str(digits_ckpt)
     model = ["--model", "digits_cnn", "--checkpoint", ckpt, "--threads", "1"]
@@ -175,9 +189,13 @@ def cli(digits_ckpt, digits_pm, tmp_path_factory) -> dict:
     jobs["overwrite:baseline"] = ["baseline", *model, "--out", str(existing)]
     jobs["overwrite:apply"] = ["apply", *model, "--policy", str(good_path),
                                "--out", str(existing)]
+    # the refusals in this process (the same main(); a subprocess costs ~3 s of imports each,
+    # and tests/test_cli_errors.py runs the real entry point), the work two at a time
+    fails = [k for k in jobs if k.startswith(("bad:", "overwrite:"))]
+    results = {k: _run_here(jobs[k]) for k in fails}
     with ThreadPoolExecutor(max_workers=2) as ex:
-        futures = {k: ex.submit(_run, v, d) for k, v in jobs.items()}
-        results = {k: f.result() for k, f in futures.items()}
+        futures = {k: ex.submit(_run, v, d) for k, v in jobs.items() if k not in fails}
+        results.update({k: f.result() for k, f in futures.items()})
     return {"dir": d, "jobs": jobs, "results": results, "ratios": ratios, "good": good,
             "existing": existing}
 

@@ -100,7 +100,7 @@ def test_overlapped_updates_keep_a_seed_reproducible(digits_ckpt, tmp_path, loca
     timing = ("seconds", "prune_s", "repair_s", "eval_s", "run_seconds")
 
     def episodes(name: str, **kw) -> list[dict]:
-        s = run_search(_cfg(digits_ckpt, tmp_path / name, episodes=16, **kw))
+        s = run_search(_cfg(digits_ckpt, tmp_path / name, episodes=12, **kw))
         assert s["update_rounds_overlapped"] > 0
         return [{k: v for k, v in r.items() if k not in timing} for r in _rows(tmp_path / name)]
 

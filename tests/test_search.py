@@ -301,7 +301,7 @@ class TestUpdatesPerTransition:
         made = {}
         for w, overlap, per in ((1, False, 1), (2, False, 1), (2, True, 1), (2, True, 2)):
             run = tmp_path / f"w{w}{overlap}{per}"
-            s = run_search(_cfg(digits_ckpt, run, workers=w, episodes=16, warmup_episodes=4,
+            s = run_search(_cfg(digits_ckpt, run, workers=w, episodes=12, warmup_episodes=4,
                                 race=False, warm_start=warm_start, overlap_updates=overlap,
                                 envs_per_worker=per))
             with open(run / "ckpt" / "replay.pkl", "rb") as f:
@@ -314,7 +314,7 @@ class TestUpdatesPerTransition:
         for updates, expected, _ in made.values():
             assert updates == expected, made
         # overlapped: every round's updates but the last round's ran during the next evaluation
-        learning_episodes = 16 - (4 if warm_start == "random" else 0)
+        learning_episodes = 12 - (4 if warm_start == "random" else 0)
         assert made[(2, True, 1)][2] == learning_episodes // 2 - 1, made
         assert made[(2, True, 2)][2] == learning_episodes // 4 - 1, made
         assert made[(2, False, 1)][2] == 0, made
