@@ -269,6 +269,14 @@ IN_PROCESS_CASES: dict[str, tuple[list[str], list[str]]] = {
     "search-negative-noise-sigma": (["search", "--checkpoint", "{ckpt}", "--noise-sigma", "-1",
                                      "--out", "{tmp}/new/s"],
                                     ["--noise-sigma must be at least 0, got -1.0"]),
+    "export-pt-into-an-onnx-name": (["export", "--checkpoint", "{ckpt}", "--format", "pt",
+                                     "--out", "{tmp}/new/m.onnx"],
+                                    ["--out", "m.onnx and --format pt disagree"]),
+    "export-onnx-into-a-pt-name": (["export", "--checkpoint", "{ckpt}", "--format", "onnx",
+                                    "--out", "{tmp}/new/m.pt"],
+                                   ["m.pt and --format onnx disagree"]),
+    "nan-checkpoint": (["eval", "--model", "digits_cnn", "--checkpoint", "{tmp}/nan.pt"],
+                       ["nan.pt holds NaN values in 'features.0.weight'", "finite weights"]),
     "apply-out-is-a-folder": (["apply", "--checkpoint", "{ckpt}", "--policy", "{tmp}/p.json",
                                "--out", "{tmp}/emptydir", "--force"],
                               ["emptydir is a folder, where a file is written"]),
@@ -316,6 +324,9 @@ def bad_files(tmp_path_factory, digits_ckpt) -> Path:
     (tmp / "digits").mkdir()
     shutil.copy(digits_ckpt, tmp / "digits" / "digits_cnn.pt")
     (tmp / "sweep.png").write_bytes(b"the user's figure")
+    nan = create_model("digits_cnn").state_dict()
+    nan["features.0.weight"][0, 0, 0, 0] = float("nan")  # one value of a diverged run
+    torch.save(nan, tmp / "nan.pt")
     (tmp / "tables").mkdir()
     for name in ("table.md", "pareto.png"):
         (tmp / "tables" / name).write_text("the user's own\n")

@@ -73,6 +73,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = Path(args.out)
     args.format = args.format or {".pt": "pt", ".pth": "pt", ".ts": "torchscript",
                                   ".jit": "torchscript"}.get(out.suffix.lower(), "onnx")
+    suffix = out.suffix.lower()  # .pt holds pt or TorchScript; no or another suffix: any
+    if (suffix == ".onnx" and args.format != "onnx") or (
+            suffix in (".pt", ".pth", ".ts", ".jit") and args.format == "onnx"):
+        raise AmcError(f"--out {out} and --format {args.format} disagree (an ONNX file and "
+                       "a PyTorch one); change the suffix or --format")
     if args.int8 and args.format != "onnx":
         raise AmcError("--int8 writes an ONNX file; use it with --format onnx")
     if args.batch_size < 1 or args.rtol < 0:

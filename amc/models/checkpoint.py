@@ -189,7 +189,13 @@ def load_into(model: nn.Module, path: str | Path, unsafe_load: bool = False) -> 
     pruned = isinstance(obj, dict) and obj.get("format") == FORMAT
     if pruned:
         meta = dict(obj.get("meta", {}))
-    load_state_dict_resizing(model, extract_state_dict(obj, path), resize=pruned, path=path)
+    state = extract_state_dict(obj, path)
+    bad = next((k for k, v in state.items() if v.is_floating_point() and bool(v.isnan().any())),
+               None)
+    if bad is not None:
+        raise AmcError(f"checkpoint {path} holds NaN values in {bad!r} (a diverged run?); pass "
+                       "a checkpoint with finite weights")
+    load_state_dict_resizing(model, state, resize=pruned, path=path)
     return meta
 
 
