@@ -10,7 +10,7 @@ from pathlib import Path
 
 import ray
 
-from amc.utils.errors import AmcError
+from amc.utils.errors import AmcError, one_line
 
 LOOPBACK = "127.0.0.1"
 
@@ -65,8 +65,8 @@ def ray_session(num_cpus: int | None = None, address: str | None = None,
             except (ConnectionError, TimeoutError) as e:
                 if not address:
                     raise
-                first = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
-                raise AmcError(f"cannot join the Ray cluster at --address {address} ({first}); "
+                raise AmcError(f"cannot join the Ray cluster at --address {address} "
+                               f"({one_line(e)}); "
                                "check the address (ray://HOST:10001, or auto on a node of "
                                "the cluster) and that the cluster is up") from e
             if not address:

@@ -11,7 +11,7 @@ from amc.config.args import add_dataclass_args
 from amc.config.blocks import DataConfig, ModelConfig, RunConfig
 from amc.data.datasets import Dataset, load_dataset
 from amc.models.registry import create_model, input_size_of, model_spec
-from amc.utils.errors import AmcError
+from amc.utils.errors import AmcError, and_more
 
 
 def add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -83,7 +83,6 @@ def refuse_options_with_resume(args: argparse.Namespace, command: str) -> None:
     given = ["--" + k.replace("_", "-") for k, v in vars(args).items()
              if k not in ("resume", "func") and k in defaults and v != defaults[k]]
     if given:
-        more = f" and {len(given) - 1} more" if len(given) > 1 else ""
         raise AmcError(f"--resume {args.resume} continues the run with the settings in its "
-                       f"config.json; drop {given[0]}{more} (a run with other settings needs "
+                       f"config.json; drop {and_more(given)} (a run with other settings needs "
                        "its own --out)")

@@ -20,6 +20,8 @@ from amc.utils.errors import AmcError
 from amc.utils.io import write_json
 
 FORMATS = ("onnx", "torchscript", "pt")
+TORCH_SUFFIXES = {".pt": "pt", ".pth": "pt", ".ts": "torchscript", ".jit": "torchscript"}
+"""The --out suffixes of PyTorch files and the --format each picks by default (else onnx)."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -71,11 +73,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     from amc.models.registry import create_model
 
     out = Path(args.out)
-    args.format = args.format or {".pt": "pt", ".pth": "pt", ".ts": "torchscript",
-                                  ".jit": "torchscript"}.get(out.suffix.lower(), "onnx")
-    suffix = out.suffix.lower()  # .pt holds pt or TorchScript; no or another suffix: any
+    suffix = out.suffix.lower()
+    args.format = args.format or TORCH_SUFFIXES.get(suffix, "onnx")
+    # a PyTorch suffix holds pt or TorchScript (.pt is common for both); none or another: any
     if (suffix == ".onnx" and args.format != "onnx") or (
-            suffix in (".pt", ".pth", ".ts", ".jit") and args.format == "onnx"):
+            suffix in TORCH_SUFFIXES and args.format == "onnx"):
         raise AmcError(f"--out {out} and --format {args.format} disagree (an ONNX file and "
                        "a PyTorch one); change the suffix or --format")
     if args.int8 and args.format != "onnx":

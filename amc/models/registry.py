@@ -19,7 +19,7 @@ from pathlib import Path
 from torch import nn
 
 from amc.models.cifar import CifarResNet, DigitsCNN, VGGCifar
-from amc.utils.errors import AmcError
+from amc.utils.errors import AmcError, one_line
 
 
 @dataclass(frozen=True)
@@ -138,7 +138,7 @@ def create_model(name: str, num_classes: int | None = None, checkpoint: str | Pa
         try:
             model = _user_factory(name)(num_classes=nc)
         except TypeError as e:  # not a model factory taking num_classes
-            raise AmcError(f"{name}(num_classes={nc}) failed ({str(e).splitlines()[0][:120]}); "
+            raise AmcError(f"{name}(num_classes={nc}) failed ({one_line(e)}); "
                            "give a factory that takes num_classes and returns an nn.Module"
                            ) from e
         if not isinstance(model, nn.Module):

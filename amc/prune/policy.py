@@ -21,7 +21,7 @@ from amc.prune.budget import MAX_RATIO, Budget, resource_fn
 from amc.prune.depth import DROP
 from amc.prune.units import CRITERIA, MODES, PrunableModel
 from amc.utils.device import device_of
-from amc.utils.errors import AmcError
+from amc.utils.errors import AmcError, one_line
 from amc.utils.io import write_json
 from amc.utils.provenance import amc_version, git_commit, now
 
@@ -232,7 +232,7 @@ def prunable_for(policy: Policy, model: nn.Module,
             model.eval()(torch.zeros(1, *size, device=device_of(model)))
     except RuntimeError as e:
         raise AmcError(f"the policy's input size {'x'.join(map(str, size))} does not fit "
-                       f"{policy.model} ({str(e).splitlines()[0][:120]}); pass a policy made "
+                       f"{policy.model} ({one_line(e)}); pass a policy made "
                        "for this model") from e
     finally:
         model.train(training)

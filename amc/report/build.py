@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from amc.config.blocks import ArchConfig, DataConfig, OutputConfig, RunConfig
-from amc.utils.errors import AmcError
+from amc.utils.errors import AmcError, and_more
 
 VERDICT_BATCH = 64
 OUTPUTS = ("report.md", "report.json", "per_class.png", "latency.png", "margin.png")
@@ -151,9 +151,8 @@ def check_targets(cfg: ReportConfig) -> list[Path]:
             raise AmcError(f"{what} {str(d)!r} is a file; pass a folder")
     held = [n for n in OUTPUTS if (out / n).exists()]
     if held and not cfg.force:
-        raise AmcError(f"{out} already holds {held[0]}"
-                       + (f" and {len(held) - 1} more of a report's files" if len(held) > 1
-                          else "")
+        raise AmcError(f"{out} already holds {and_more(held)}"
+                       + (" of a report's files" if len(held) > 1 else "")
                        + "; pass --force to overwrite them or choose another --out")
     onnx = [onnx_dir / f for f in ONNX_FILES]
     if cfg.int8 and Path(cfg.int8).resolve() in {p.resolve() for p in onnx}:

@@ -13,7 +13,7 @@ from amc.config.args import as_made, changed_settings, check_counts
 from amc.config.blocks import NOISE_MIN, PrunedOptimConfig, ScoringConfig
 from amc.prune.budget import Budget
 from amc.prune.latency_table import method_for
-from amc.utils.errors import AmcError
+from amc.utils.errors import AmcError, and_more
 
 if TYPE_CHECKING:
     from amc.train.loop import TrainConfig
@@ -225,8 +225,7 @@ def check_cached(cfg: CompareConfig) -> None:
     if not (out / "config.json").is_file():
         held = [n for n in REBUILT if (out / n).exists()]
         if held:  # artifacts copied in are reused, but these would be overwritten
-            more = f" and {len(held) - 1} more" if len(held) > 1 else ""
-            raise AmcError(f"--out {out} holds {held[0]}{more} but no comparison (no "
+            raise AmcError(f"--out {out} holds {and_more(held)} but no comparison (no "
                            "config.json); move them or choose another --out")
         return
     changed = changed_settings(cfg, out, ignore=(*JOB_SETTINGS, "latency_table_method"))

@@ -13,6 +13,11 @@ class AmcError(Exception):
     """An error caused by the user's input, with a message that names the fix."""
 
 
+def and_more(names: list[str]) -> str:
+    """``"a"``, or ``"a and 2 more"``: the first of several things a message names."""
+    return names[0] + (f" and {len(names) - 1} more" if len(names) > 1 else "")
+
+
 def one_line(e: BaseException) -> str:
     """The first line of the innermost cause of ``e`` (at most 200 characters), for one-line
     error messages that quote a library's exception."""

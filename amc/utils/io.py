@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 
-from amc.utils.errors import AmcError
+from amc.utils.errors import AmcError, and_more
 
 
 @contextlib.contextmanager
@@ -114,8 +114,8 @@ def check_out_dir(path: str | Path, own: Collection[str], force: bool,
         return
     foreign = sorted(e.name for e in p.iterdir() if e.name not in own and not is_tmp(e.name))
     if foreign:
-        more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
-        raise AmcError(f"{option} {p} holds files amc did not write ({foreign[0]!r}{more}); "
+        raise AmcError(f"{option} {p} holds files amc did not write "
+                       f"({and_more([repr(n) for n in foreign])}); "
                        f"choose another {option} or pass --force to write into it anyway")
 
 
