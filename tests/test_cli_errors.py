@@ -77,7 +77,21 @@ IN_PROCESS_CASES: dict[str, tuple[list[str], list[str]]] = {
                             "{tmp}/notes.txt"], ["is not a directory"]),
     "empty-data-dir": (["eval", "--model", "resnet20", "--data", "cifar10", "--data-dir",
                         "{tmp}/emptydir"], ["no CIFAR-10 found"]),
-    "no-model-option": (["profile"], ["--model"]),
+    "no-model-option": (["profile"], ["no --model given and no amc checkpoint names one"]),
+    # an amc model file names its model: a command without --model works on it (here it then
+    # refuses the digits data, which shows the model it chose), --model another is refused
+    **{f"{c}-takes-the-model-an-amc-checkpoint-names": (
+        [c, "--checkpoint", "{tmp}/r20amc.pt", "--out", "{tmp}/new/x"],
+        ["resnet20 cannot take digits images"]) for c in ("search", "finetune", "compare")},
+    "eval-amc-checkpoint-of-another-model": (
+        ["eval", "--model", "resnet56", "--checkpoint", "{tmp}/r20amc.pt"],
+        ["r20amc.pt holds a resnet20, not a resnet56; pass --model resnet20"]),
+    "search-plain-checkpoint-without-model": (
+        ["search", "--checkpoint", "{tmp}/r20.pt", "--out", "{tmp}/new/s"],
+        ["r20.pt does not fit digits_cnn", "or the --model it was made for"]),
+    "finetune-teacher-without-distillation": (
+        ["finetune", "--checkpoint", "{ckpt}", "--teacher", "{ckpt}", "--kd-weight", "0",
+         "--out", "{tmp}/new/f"], ["--teacher is read only with distillation on"]),
     "unknown-command": (["frobnicate"], ["frobnicate"]),
     "bad-int-option": (["eval", "--model", "digits_cnn", "--batch-size", "many"], ["many"]),
     # counts and sizes: refused before anything is read or written
@@ -346,6 +360,7 @@ def bad_files(tmp_path_factory, digits_ckpt) -> Path:
     from amc.models.checkpoint import save_model  # a model pruned once already
 
     save_model(pm.prune([0.25] * len(pm.units)), tmp / "pruned.pt", "digits_cnn")
+    save_model(create_model("resnet20"), tmp / "r20amc.pt", "resnet20")  # names its model
     return tmp
 
 
@@ -406,6 +421,12 @@ def test_eval_takes_the_model_name_from_an_amc_checkpoint(bad_files, capsys, mon
     rc = main(["eval", "--checkpoint", str(bad_files / "digits" / "digits_cnn.pt")])
     out = capsys.readouterr().out
     assert rc == 0 and TOP1.search(out), out
+
+
+def test_profile_takes_the_model_name_from_an_amc_checkpoint(bad_files, capsys):
+    assert main(["profile", "--checkpoint", str(bad_files / "r20amc.pt")]) == 0
+    out = capsys.readouterr().out
+    assert "resnet20 at 3x32x32" in out and "total: 40.74M MACs" in out, out
 
 
 def test_eval_without_a_checkpoint_says_the_weights_are_untrained(bad_files, capsys,

@@ -331,6 +331,46 @@ def test_distillation_by_default_teaches_pruned_networks_only(ckpt: str, tmp_pat
                      ).teacher is None
 
 
+def test_a_pruned_checkpoint_is_fine_tuned_as_pruned_and_distils_from_a_teacher(
+        ckpt: str, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        capsys: pytest.CaptureFixture) -> None:
+    """An `amc apply` output fine-tuned: it is no dense network (its MACs against the
+    architecture's are recorded and printed), it has nothing to distil from (a notice says
+    so), and --teacher DENSE makes the dense model its teacher, which changes the training."""
+    from amc.cost.macs import model_cost
+    from amc.models.checkpoint import save_model
+    from amc.prune.units import PrunableModel
+
+    dense = create_model("digits_cnn", checkpoint=ckpt)
+    pm = PrunableModel(dense, (1, 8, 8))
+    pruned = pm.prune([0.5] * len(pm.units))
+    path = str(save_model(pruned, tmp_path / "pruned.pt", "digits_cnn"))
+    ratio = model_cost(pruned, (1, 8, 8))[0] / model_cost(dense, (1, 8, 8))[0]
+    assert ratio < 0.9
+    with caplog.at_level("WARNING"):
+        plain = ft.Runner(cfg(path, tmp_path / "a"))
+    assert plain.start_macs_ratio == pytest.approx(ratio) and plain.teacher is None
+    assert "already pruned" in caplog.text and "pass --teacher" in caplog.text
+    taught = ft.Runner(cfg(path, tmp_path / "b", teacher=ckpt))
+    assert all(torch.equal(v, dense.state_dict()[k])
+               for k, v in taught.teacher.state_dict().items())
+    assert ft.Runner(cfg(ckpt, tmp_path / "c")).start_macs_ratio == 1.0
+
+    losses = {}
+    for name, extra in (("plain", []), ("taught", ["--teacher", ckpt])):
+        out = tmp_path / f"cli_{name}"
+        assert main(["finetune", "--checkpoint", path, "--train-limit", "320", "--batch-size",
+                     "64", "--epochs", "1", "--no-test-every-epoch", "--out", str(out),
+                     *extra]) == 0
+        s = json.loads((out / "summary.json").read_text())["final"]
+        assert s["start_macs_ratio"] == pytest.approx(ratio) and s["macs_ratio"] == 1.0
+        losses[name] = (out / "metrics.csv").read_text()
+        line = capsys.readouterr().out
+        assert f"digits_cnn pruned ({ratio:.3f} of the architecture's MACs)" in line, line
+        assert "of the start" in line and "of dense" not in line, line
+    assert losses["plain"] != losses["taught"]  # the teacher's logits enter the loss
+
+
 def test_a_policy_is_fine_tuned_as_made(ckpt: str, tmp_path: Path) -> None:
     """--policy prunes exactly the policy's ratios, as amc apply does: a policy made with
     --max-ratio 0.9 is not capped again by the fine-tune's --max-ratio (0.8 by default)."""

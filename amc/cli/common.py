@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
@@ -14,11 +15,10 @@ from amc.models.registry import create_model, input_size_of, model_spec
 from amc.utils.errors import AmcError, and_more
 
 
-def add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
-    """``--model``, ``--checkpoint``, ... (the :class:`~amc.config.blocks.ModelConfig` block)
-    and ``--input-size``."""
-    add_dataclass_args(p, ModelConfig, defaults={"model": None},
-                       required=("model",) if required else ())
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    """``--model`` (read by :func:`model_name`), ``--checkpoint``, ... (the
+    :class:`~amc.config.blocks.ModelConfig` block) and ``--input-size``."""
+    add_dataclass_args(p, ModelConfig, **model_option())
     p.add_argument("--input-size", type=int, nargs=3, default=None, metavar=("C", "H", "W"),
                    help="input size for profiling, and the size an image folder's images are "
                         "cropped to (default: the model's own)")
@@ -35,17 +35,36 @@ def add_threads(p: argparse.ArgumentParser) -> None:
     add_dataclass_args(p, RunConfig, skip=("seed",))
 
 
-def model_from_args(args: argparse.Namespace, checkpoint: str | None = None) -> nn.Module:
+def model_option(fallback: str | None = None) -> dict[str, dict[str, Any]]:
+    """``add_dataclass_args``' keywords for a ``--model`` read by :func:`model_name` with
+    this ``fallback``: no default value (not given), and the help says what it falls to."""
+    text = "the model an amc checkpoint names" + (f", else {fallback}" if fallback else "")
+    return {"defaults": {"model": None}, "shown": {"model": text}}
+
+
+def model_name(args: argparse.Namespace, checkpoint: str | None = None,
+               fallback: str | None = None) -> str:
+    """The model a command works on: ``--model`` when given, else the one an amc model file
+    (``checkpoint``, default ``--checkpoint``) names, else ``fallback`` (the command's own
+    default; None: ``--model`` is needed). Sets ``args.model`` to it."""
     from amc.models.checkpoint import checkpoint_model_name
 
     ckpt = checkpoint or args.checkpoint
     name = args.model
     if name is None and ckpt:
         name = checkpoint_model_name(ckpt, args.unsafe_load)
+    name = name or fallback
     if name is None:
-        raise AmcError("no --model given and the checkpoint does not name one; pass --model")
+        why = "the checkpoint does not name one" if ckpt else "no amc checkpoint names one"
+        raise AmcError(f"no --model given and {why}; pass --model")
     args.model = name
-    return create_model(name, num_classes=args.num_classes, checkpoint=ckpt,
+    return name
+
+
+def model_from_args(args: argparse.Namespace, checkpoint: str | None = None) -> nn.Module:
+    """The network of ``--model`` (see :func:`model_name`) with the checkpoint's weights."""
+    ckpt = checkpoint or args.checkpoint
+    return create_model(model_name(args, ckpt), num_classes=args.num_classes, checkpoint=ckpt,
                         unsafe_load=args.unsafe_load)
 
 

@@ -7,13 +7,15 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from amc.cli.common import model_option
     from amc.config.args import add_dataclass_args
     from amc.report.compare_config import CompareConfig
 
     p = sub.add_parser("compare", help="AMC vs uniform, global, sensitivity and random, before "
                        "and after fine-tuning, over --seeds runs: table.md/csv (mean ± std), "
                        "pareto.png, ratios.png")
-    add_dataclass_args(p, CompareConfig, skip=("budgets", "strategies"))
+    add_dataclass_args(p, CompareConfig, skip=("budgets", "strategies"),
+                       **model_option(CompareConfig.model))
     p.add_argument("--budget", dest="budgets", action="append", default=None,
                    help="a budget such as flops:0.5; repeat for several (default flops:0.5)")
     p.add_argument("--strategies", default="amc,uniform,global,sensitivity,random",
@@ -61,10 +63,12 @@ def ray_pool(workers: int):
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from amc.cli.common import model_name
     from amc.config.args import from_args
     from amc.report.compare import Comparison
     from amc.report.compare_config import CompareConfig
 
+    model_name(args, fallback=CompareConfig.model)
     cfg = from_args(CompareConfig, args, budgets=tuple(args.budgets or ["flops:0.5"]),
                     strategies=tuple(s.strip() for s in args.strategies.split(",") if s))
     if cfg.reconstruct and not cfg.reconstruct_delivered:

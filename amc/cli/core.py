@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_profile)
 
     p = sub.add_parser("eval", help="top-1/top-5, MACs, params and images/s of a model")
-    add_model_args(p, required=False)
+    add_model_args(p)
     add_data_args(p)
     add_threads(p)
     p.add_argument("--split", default="test", help="train, val or test")

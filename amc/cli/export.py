@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Without --data, digits is used when the model takes 1x8x8 "
                        "images; otherwise the check runs on random inputs (and --int8 needs "
                        "--data for calibration).")
-    add_model_args(p, required=False)
+    add_model_args(p)
     add_data_args(p, default=None)
     add_threads(p)
     p.add_argument("--format", choices=FORMATS, default=None, help="file format (default: from "

@@ -7,13 +7,14 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from amc.cli.common import model_option
     from amc.config.args import add_dataclass_args
     from amc.train.finetune_config import FinetuneConfig
 
     p = sub.add_parser("finetune", help="fine-tune a dense model or prune it with a schedule "
                        "(oneshot, iterative, cubic, lottery) and fine-tune; --workers N: "
                        "data-parallel on Ray Train")
-    add_dataclass_args(p, FinetuneConfig)
+    add_dataclass_args(p, FinetuneConfig, **model_option(FinetuneConfig.model))
     p.add_argument("--resume", default=None, metavar="DIR",
                    help="continue the killed run in DIR from its last checkpoint with "
                         "the settings of its config.json (no other option with it)")
@@ -25,7 +26,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     from dataclasses import replace
     from pathlib import Path
 
-    from amc.cli.common import refuse_options_with_resume
+    from amc.cli.common import model_name, refuse_options_with_resume
     from amc.config.args import from_args, load_run_config
     from amc.train.finetune import run_finetune
     from amc.train.finetune_config import FinetuneConfig
@@ -35,6 +36,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         cfg = replace(load_run_config(FinetuneConfig, args.resume, "finetune"), out=args.resume)
         resume = True
     else:
+        model_name(args, fallback=FinetuneConfig.model)
         cfg, resume = from_args(FinetuneConfig, args), False
     done = Path(cfg.out) / "summary.json"
     if resume and done.is_file():  # written last: the run is complete
@@ -47,11 +49,13 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     else:
         s = run_finetune(cfg, resume=resume)
     f = s["final"]
-    what = "dense" if not (cfg.target or cfg.policy) else \
-        f"{cfg.schedule} to {cfg.target or cfg.policy}"
+    start = f.get("start_macs_ratio", 1.0)  # runs before it was recorded started dense
+    what = (f"{cfg.schedule} to {cfg.target or cfg.policy}" if cfg.target or cfg.policy
+            else "dense" if start >= 1 else f"pruned ({start:.3f} of the architecture's MACs)")
     print(f"{cfg.model} {what}: val top-1 {f['val_top1']:.2f}%  test top-1 "
           f"{f['test_top1']:.2f}%  MACs {f['macs_ratio']:.3f}  params {f['params_ratio']:.3f} "
-          f"of dense  weight sparsity {f['weight_sparsity']:.3f}  "
+          f"of {'dense' if start >= 1 else 'the start'}  weight sparsity "
+          f"{f['weight_sparsity']:.3f}  "
           f"({len(s['rollbacks'])} rollbacks)")
     print(f"run directory: {cfg.out} (model.pt, metrics.csv, summary.json, tb/, checkpoints/)")
     return 0

@@ -8,6 +8,7 @@ from pathlib import Path
 from amc.cli.common import (
     data_from_args,
     model_from_args,
+    model_option,
     refuse_overwrite,
 )
 from amc.models.evaluate import check_model_data
@@ -35,15 +36,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("baseline", help="find a policy with uniform, global (Torch-Pruning's "
                        "global ranking), sensitivity or random")
-    add_dataclass_args(p, BaselineConfig, defaults={"model": None})
+    add_dataclass_args(p, BaselineConfig, **model_option())
     p.set_defaults(func=cmd_baseline)
 
     p = sub.add_parser("sensitivity", help="per-unit sensitivity sweep: CSV and PNG")
-    add_dataclass_args(p, SensitivityConfig, defaults={"model": None})
+    add_dataclass_args(p, SensitivityConfig, **model_option())
     p.set_defaults(func=cmd_sensitivity)
 
     p = sub.add_parser("apply", help="prune a model to a policy and save it")
-    add_dataclass_args(p, ApplyConfig, defaults={"model": None})
+    add_dataclass_args(p, ApplyConfig, **model_option())
     p.set_defaults(func=cmd_apply)
 
 

@@ -6,10 +6,11 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from amc.cli.common import model_option
     from amc.config.args import add_dataclass_args
 
     p = sub.add_parser("search", help="AMC search: DDPG learns per-unit pruning ratios")
-    add_dataclass_args(p, _config_cls())
+    add_dataclass_args(p, _config_cls(), **model_option(_config_cls().model))
     p.add_argument("--resume", default=None, metavar="DIR",
                    help="continue the killed search in DIR with the settings of its "
                         "config.json (no other option with it)")
@@ -28,7 +29,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from amc.agents import run_search
-    from amc.cli.common import refuse_options_with_resume
+    from amc.cli.common import model_name, refuse_options_with_resume
     from amc.config.args import from_args, load_run_config
 
     if args.resume:  # the folder named here (config.json may hold a path relative elsewhere)
@@ -37,6 +38,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                       out=args.resume)
         resume = True
     else:
+        model_name(args, fallback=_config_cls().model)
         cfg = from_args(_config_cls(), args)
         resume = False
     done = Path(cfg.out) / "summary.json"

@@ -76,7 +76,8 @@ def _ordered_fields(cls: type) -> list[dataclasses.Field]:
 
 def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = (),
                        prefix: str = "", defaults: dict[str, Any] | None = None,
-                       required: tuple[str, ...] = ()) -> None:
+                       required: tuple[str, ...] = (), shown: dict[str, str] | None = None
+                       ) -> None:
     """Add one ``--field-name`` option per dataclass field.
 
     Args:
@@ -87,6 +88,8 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[s
         defaults: Per-command defaults that replace the fields' own; a field without any
             default becomes a required option.
         required: Fields whose option this command requires.
+        shown: How these fields' defaults read in the help, where the value alone would
+            mislead (a default worked out from other options).
 
     Options come in the order of the blocks the class lists, its own fields last.
     """
@@ -107,7 +110,8 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[s
             default = f.default_factory()
         else:
             default, need = None, True
-        help_ = docs.get(f.name, "") + ("" if need else f" (default: {default})")
+        text = (shown or {}).get(f.name, default)
+        help_ = docs.get(f.name, "") + ("" if need else f" (default: {text})")
         help_ = help_.replace("%", "%%")  # argparse formats help with %: "99 %" is literal
         dest = prefix.replace("-", "_") + f.name
         if tp is bool:

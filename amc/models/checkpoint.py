@@ -146,8 +146,10 @@ def _as_selection_convs(model: nn.Module, state: dict[str, torch.Tensor]) -> Non
 
 
 def load_state_dict_resizing(model: nn.Module, state: dict[str, torch.Tensor],
-                             resize: bool, path: str | Path = "checkpoint") -> None:
+                             resize: bool, path: str | Path = "checkpoint",
+                             arch: str | None = None) -> None:
     """Copy ``state`` into ``model``; with ``resize`` adopt differing (pruned) shapes.
+    ``arch``: the model's name, for the messages.
 
     Raises:
         AmcError: on missing/unexpected keys or, without ``resize``, the first shape mismatch.
@@ -161,15 +163,16 @@ def load_state_dict_resizing(model: nn.Module, state: dict[str, torch.Tensor],
     if missing or unexpected:
         first = (f"missing tensor {missing[0]!r}" if missing
                  else f"unexpected tensor {unexpected[0]!r}")
-        raise AmcError(f"{path} does not fit this architecture ({first}); pass a checkpoint "
-                       "of the same model")
+        raise AmcError(f"{path} does not fit {arch or 'this architecture'} ({first}); pass a "
+                       f"checkpoint {_of(arch)}")
     for key, value in state.items():
         if own[key].shape == value.shape:
             continue
         if not resize:
-            raise AmcError(f"{path} does not fit this architecture: tensor {key!r} has shape "
-                           f"{tuple(value.shape)} in the checkpoint but {tuple(own[key].shape)} "
-                           "in the model; pass a checkpoint of the same model")
+            raise AmcError(f"{path} does not fit {arch or 'this architecture'}: tensor {key!r} has "
+                           f"shape {tuple(value.shape)} in the checkpoint but "
+                           f"{tuple(own[key].shape)} in the model; pass a checkpoint "
+                           f"{_of(arch)}")
         mod_name, _, attr = key.rpartition(".")
         module = model.get_submodule(mod_name)
         _resize_layer(module, attr, value.shape)
@@ -182,8 +185,16 @@ def load_state_dict_resizing(model: nn.Module, state: dict[str, torch.Tensor],
     model.load_state_dict(state, strict=False)
 
 
-def load_into(model: nn.Module, path: str | Path, unsafe_load: bool = False) -> dict[str, Any]:
-    """Load a checkpoint file into ``model`` in place; returns the file's metadata (if any)."""
+def _of(arch: str | None) -> str:
+    """The fix a checkpoint that does not fit ``arch`` calls for."""
+    return f"of {arch} or the --model it was made for" if arch else "of the same model"
+
+
+def load_into(model: nn.Module, path: str | Path, unsafe_load: bool = False,
+              name: str | None = None) -> dict[str, Any]:
+    """Load a checkpoint file into ``model`` (named ``name``, for the messages) in place;
+    returns the file's metadata (if any). An amc model file made for another model than
+    ``name`` that does not fit is refused naming the model it holds."""
     obj = read_file(path, unsafe_load)
     meta: dict[str, Any] = {}
     pruned = isinstance(obj, dict) and obj.get("format") == FORMAT
@@ -195,7 +206,14 @@ def load_into(model: nn.Module, path: str | Path, unsafe_load: bool = False) -> 
     if bad is not None:
         raise AmcError(f"checkpoint {path} holds NaN values in {bad!r} (a diverged run?); pass "
                        "a checkpoint with finite weights")
-    load_state_dict_resizing(model, state, resize=pruned, path=path)
+    try:
+        load_state_dict_resizing(model, state, resize=pruned, path=path, arch=name)
+    except AmcError:
+        held = obj.get("model") if pruned else None
+        if held and name and held != name:
+            raise AmcError(f"{path} holds a {held}, not a {name}; pass --model {held} (or no "
+                           "--model: an amc model file names its own)") from None
+        raise
     return meta
 
 

@@ -147,7 +147,7 @@ def create_model(name: str, num_classes: int | None = None, checkpoint: str | Pa
     if checkpoint is not None:
         from amc.models.checkpoint import load_into
 
-        load_into(model, checkpoint, unsafe_load=unsafe_load)
+        load_into(model, checkpoint, unsafe_load=unsafe_load, name=name)
     return model.eval()
 
 

@@ -24,6 +24,7 @@ writes the files, all take rank 0's decisions, the resume point goes through the
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import replace
@@ -68,6 +69,8 @@ RUN_FILES = ("config.json", "checkpoints", "tb", "metrics.csv", "summary.json", 
              "policy.json", "ray_train", "ray_logs")
 """What a fine-tuning run writes into its folder (anything else there is not amc's)."""
 
+log = logging.getLogger(__name__)
+
 
 def subset(data: Dataset, cfg: FinetuneConfig) -> Dataset:
     """``data`` with a seeded random ``train_limit`` subset of train and the first
@@ -105,9 +108,38 @@ class Runner:
                                    self.data.calibration(256, cfg.seed))
         if isinstance(self.pruner, StructuredPruner) and self.pruner.pm_dense.converted:
             self.dense = self.pruner.pm_dense.model  # option-A shortcuts as selection convs
-        # distillation teaches pruned networks only: a dense fine-tune has no teacher
-        self.teacher = (bake(self.dense) if cfg.kd_weight > 0 and self.pruner is not None
-                        else None)
+        self.start_macs_ratio = self.pruned_start()
+        self.teacher = self.make_teacher()
+
+    def pruned_start(self) -> float:
+        """The ``--checkpoint`` network's MACs as a fraction of its architecture's: below 1
+        for a network already pruned (an ``amc apply`` output)."""
+        from amc.cost.macs import count_params, model_cost
+
+        arch = create_model(self.cfg.model, num_classes=self.cfg.num_classes)
+        if count_params(arch) == count_params(self.dense):
+            return 1.0
+        size = self.data.input_size
+        return model_cost(self.dense, size)[0] / model_cost(arch, size)[0]
+
+    def make_teacher(self) -> nn.Module | None:
+        """The distillation teacher (``kd_weight`` > 0): ``--teacher``, else the dense
+        ``--checkpoint`` of a run that prunes it; a dense fine-tune has none, and a network
+        already pruned has none without ``--teacher`` (a notice says so)."""
+        cfg = self.cfg
+        if cfg.kd_weight <= 0:
+            return None
+        if cfg.teacher:
+            teacher = create_model(cfg.model, num_classes=cfg.num_classes,
+                                   checkpoint=cfg.teacher, unsafe_load=cfg.unsafe_load)
+            check_model_data(teacher, self.data, cfg.model)
+            return bake(teacher)
+        if self.start_macs_ratio < 1 and self.session.main:
+            log.warning(f"amc: note: {cfg.checkpoint} is already pruned ("
+                        f"{self.start_macs_ratio:.3f} of {cfg.model}'s MACs), so it is "
+                        "fine-tuned without distillation; pass --teacher with the dense "
+                        "checkpoint to distil from it (--kd-weight)")
+        return bake(self.dense) if self.pruner is not None else None
 
     # ------------------------------------------------------------------ state
     def fresh_state(self) -> dict:
@@ -331,7 +363,8 @@ class Runner:
         test = evaluate_split(model, self.data, "test", self.dev).top1
         final = {"val_top1": self.val(model), "test_top1": test,
                  "macs": macs, "params": params, "macs_ratio": macs / d_macs,
-                 "params_ratio": params / d_params, "weight_sparsity": zeros,
+                 "params_ratio": params / d_params, "start_macs_ratio": self.start_macs_ratio,
+                 "weight_sparsity": zeros,
                  "nonzero_params": nonzero, "level": self.st["level"]}
         meta = {"finetune": {"schedule": self.cfg.schedule, "target": self.cfg.target,
                              "policy": self.cfg.policy, **final}}

@@ -37,6 +37,9 @@ class FinetuneConfig(ModelConfig, DataConfig, PruneConfig, PrunedOptimConfig, Ru
         policy: Ratio policy JSON (channel pruning to exactly its ratios, as amc apply does:
             --max-ratio and --first-last-max limit --target only; with --structure
             unstructured its ratios become per-layer weight sparsities).
+        teacher: Dense checkpoint to distil from (``kd_weight``) when ``checkpoint`` is
+            already pruned (an ``amc apply`` output); a run that prunes its ``checkpoint``
+            distils from it unless this names another.
         structure: channel or unstructured (default: from the target; channel for a policy).
         scope: Unstructured magnitude ranking: global (one threshold) or layer (same
             sparsity per layer).
@@ -74,6 +77,7 @@ class FinetuneConfig(ModelConfig, DataConfig, PruneConfig, PrunedOptimConfig, Ru
     schedule: str = "oneshot"
     target: str | None = None
     policy: str | None = None
+    teacher: str | None = None
     structure: str | None = None
     scope: str = "global"
     max_sparsity: float = 0.99
@@ -119,6 +123,8 @@ def check_config(c: FinetuneConfig) -> None:
            f"the {c.schedule} schedule needs --target or --policy")
     _check(target is None or target.kind != "nm" or c.schedule in ("oneshot", "lottery"),
            "N:M masks are a fixed pattern; use them with --schedule oneshot or lottery")
+    _check(c.teacher is None or c.kd_weight > 0,
+           "--teacher is read only with distillation on; pass --kd-weight above 0 (e.g. 0.5)")
     _check(c.epochs > 0, f"--epochs must be positive, got {c.epochs}")
     _check(c.batch_size > 0, f"--batch-size must be positive, got {c.batch_size}")
     _check(c.lr > 0, f"--lr must be positive, got {c.lr}")
