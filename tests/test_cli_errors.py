@@ -86,6 +86,9 @@ IN_PROCESS_CASES: dict[str, tuple[list[str], list[str]]] = {
     "eval-amc-checkpoint-of-another-model": (
         ["eval", "--model", "resnet56", "--checkpoint", "{tmp}/r20amc.pt"],
         ["r20amc.pt holds a resnet20, not a resnet56; pass --model resnet20"]),
+    "report-pruned-file-names-no-model": (
+        ["report", "--dense", "{tmp}/r20.pt", "--pruned", "{tmp}/r20.pt", "--data", "digits",
+         "--out", "{tmp}/new/r"], ["--pruned", "r20.pt does not name one; pass --model"]),
     "search-plain-checkpoint-without-model": (
         ["search", "--checkpoint", "{tmp}/r20.pt", "--out", "{tmp}/new/s"],
         ["r20.pt does not fit digits_cnn", "or the --model it was made for"]),

@@ -43,10 +43,11 @@ def model_option(fallback: str | None = None) -> dict[str, dict[str, Any]]:
 
 
 def model_name(args: argparse.Namespace, checkpoint: str | None = None,
-               fallback: str | None = None) -> str:
+               fallback: str | None = None, what: str = "the checkpoint") -> str:
     """The model a command works on: ``--model`` when given, else the one an amc model file
-    (``checkpoint``, default ``--checkpoint``) names, else ``fallback`` (the command's own
-    default; None: ``--model`` is needed). Sets ``args.model`` to it."""
+    (``checkpoint``, default ``--checkpoint``; ``what``, in the message) names, else
+    ``fallback`` (the command's own default; None: ``--model`` is needed). Sets
+    ``args.model`` to it."""
     from amc.models.checkpoint import checkpoint_model_name
 
     ckpt = checkpoint or args.checkpoint
@@ -55,7 +56,7 @@ def model_name(args: argparse.Namespace, checkpoint: str | None = None,
         name = checkpoint_model_name(ckpt, args.unsafe_load)
     name = name or fallback
     if name is None:
-        why = "the checkpoint does not name one" if ckpt else "no amc checkpoint names one"
+        why = f"{what} does not name one" if ckpt else "no amc checkpoint names one"
         raise AmcError(f"no --model given and {why}; pass --model")
     args.model = name
     return name

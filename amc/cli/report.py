@@ -19,7 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "ONNX exports into --onnx-dir (default --out). Exit codes: 0 pass, 1 the verdict "
         "fails, 2 bad input.")
     add_dataclass_args(p, ReportConfig, skip=("seed", "command", "val_size", "split_seed"),
-                       defaults={"model": None, "data": None})
+                       defaults={"model": None, "data": None},
+                       shown={"model": "the model the --pruned file names"})
     p.set_defaults(func=cmd_report)
 
 
@@ -36,25 +37,21 @@ def _command(args: argparse.Namespace) -> str:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     import torch
 
-    from amc.models.checkpoint import checkpoint_model_name
+    from amc.cli.common import model_name
     from amc.report.build import build_report
     from amc.report.render import write_report
 
     if args.data is None:
         raise AmcError("amc report needs the test images; pass --data (digits, cifar10 or "
                        "imagefolder:PATH) and --data-dir")
-    model = args.model
-    if model is None:
-        from pathlib import Path
-
-        if not Path(args.pruned).is_file():
-            raise AmcError(f"--pruned file {args.pruned!r} does not exist; pass an existing "
-                           "checkpoint")
-        model = checkpoint_model_name(args.pruned, args.unsafe_load)
-        if model is None:
-            raise AmcError(f"--pruned {args.pruned} names no model; pass --model")
+    if args.model is None and not Path(args.pruned).is_file():
+        raise AmcError(f"--pruned file {args.pruned!r} does not exist; pass an existing "
+                       "checkpoint")
+    model = model_name(args, args.pruned, what=f"--pruned {args.pruned}")
     cfg = from_args(ReportConfig, args, model=model, command=_command(args),
                     threads=args.threads or torch.get_num_threads())
     rep = build_report(cfg)
