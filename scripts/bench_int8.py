@@ -1,9 +1,11 @@
 """Compare two INT8 post-training static quantization routes after pruning.
 
 Routes, both calibrated on the same training batches:
-  * ``ort_qdq``: onnxruntime ``quantize_static`` (QDQ, per-channel, U8S8) via
-    ``amc.deploy.quantize.quantize_int8`` -- the route the library exposes; ``ort_qdq_s8s8`` is the
-    same with int8 activations, for reference;
+  * ``ort_qdq``: onnxruntime ``quantize_static`` (QDQ, per-channel, U8S8, 7-bit weights) via
+    ``amc.deploy.quantize.quantize_int8`` -- the route the library exposes; ``ort_qdq_8bit``
+    is the same with 8-bit weights (``--int8-full-range``: they saturate the 16-bit sums of
+    x86 CPUs without VNNI, ``cpu_int8_dot`` false), ``ort_qdq_s8s8`` the same with int8
+    activations, for reference;
   * ``fx``: torch.ao FX static quantization (``x86`` qconfig), run eagerly and as a traced,
     frozen TorchScript module.
 
@@ -38,6 +40,8 @@ from amc.deploy.export import export_onnx
 from amc.deploy.quantize import quantize_int8
 from amc.models.registry import create_model
 from amc.utils.onnxrt import ort_session
+from amc.utils.precision import cpu_int8_dot
+from amc.utils.provenance import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -131,6 +135,12 @@ def bench_model(label: str, model: torch.nn.Module, calib: list[np.ndarray], x_e
     logits, timing = ort_timed(q.path, x_eval, x1)
     out["ort_qdq"] = row(logits, ref, y, timing, q.file_bytes, qs)
 
+    t = time.perf_counter()
+    q8 = quantize_int8(fp32, tmp / f"{label}.int8full.onnx", calib, model=model, full_range=True)
+    qs = time.perf_counter() - t
+    logits, timing = ort_timed(q8.path, x_eval, x1)
+    out["ort_qdq_8bit"] = row(logits, ref, y, timing, q8.file_bytes, qs)
+
     import onnxruntime.quantization as oq
 
     class Reader(oq.CalibrationDataReader):
@@ -177,6 +187,7 @@ def summarize(r: dict) -> dict:
     ort_q, fp = r["ort_qdq"], r["fp32_ort"]
     fx = min((r["fx"], r["fx_torchscript"]), key=lambda v: v["batch1_ms_1thread"])
     return {"top1_change_ort": round(ort_q["top1"] - fp["top1"], 2),
+            "top1_change_ort_8bit": round(r["ort_qdq_8bit"]["top1"] - fp["top1"], 2),
             "top1_change_fx": round(r["fx"]["top1"] - fp["top1"], 2),
             "batch1_1thread_fx_over_ort": round(fx["batch1_ms_1thread"]
                                                 / ort_q["batch1_ms_1thread"], 2),
@@ -227,6 +238,7 @@ def main() -> None:
         "setup": setup, "eval_images": len(y), "calib_images": len(idx), "threads": THREADS,
         "torch": torch.__version__, "onnxruntime": ort.__version__, "python":
         platform.python_version(), "cpu_vnni": "avx512_vnni" in flags or "avx_vnni" in flags,
+        "cpu_int8_dot": cpu_int8_dot(), "cpu": cpu_model(),
         "load_average_start_end": [load0, round(os.getloadavg()[0], 2)],
         "results": results, "summary": {name: summarize(r) for name, r in results.items()},
         "chosen": "ort_qdq",

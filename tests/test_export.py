@@ -230,6 +230,47 @@ def test_int8_quantization_runs_and_shrinks(dense, tmp_path):
         quantize_int8(path, tmp_path / "q2.onnx", [])
 
 
+def _int8_weights(path: Path) -> list[np.ndarray]:
+    """The int8 weight tensors of a QDQ model."""
+    from onnx import numpy_helper
+
+    return [numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer
+            if t.data_type == onnx.TensorProto.INT8 and len(t.dims) > 1]
+
+
+TOP7 = 64
+"""The largest weight magnitude of onnxruntime's symmetric int8 range with ``reduce_range``
+([-64, 64]; the product pairs of uint8 activations stay within 16 bits)."""
+
+
+def test_int8_weights_take_7_bits_unless_full_range(dense, tmp_path):
+    """By default every weight lies in [-64, 64] (7 bits: x86 CPUs without VNNI add pairs of
+    uint8 x int8 products in 16 bits, which full 8-bit weights saturate); per-channel MinMax
+    with ``full_range`` maps each channel's largest weight to +-127."""
+    model, path, _ = dense
+    calib = [torch.randn(32, *SIZE) for _ in range(4)]
+    for full, top in ((False, TOP7), (True, 127)):
+        out = tmp_path / f"q{full}.onnx"
+        rep = quantize_int8(path, out, calib, model=model, full_range=full)
+        ws = _int8_weights(out)
+        assert len(ws) >= 3 and rep.extra["weight_bits"] == (8 if full else 7)
+        peaks = [int(np.abs(w).max()) for w in ws]
+        assert max(peaks) == top, peaks
+        assert f"{rep.extra['weight_bits']}-bit weights" in rep.exporter
+
+
+def test_cpu_int8_dot_reads_the_flags(tmp_path):
+    from amc.utils.precision import cpu_int8_dot
+
+    for flags, expected in (("fpu sse4_1 avx2 fma", False), ("sse4_1 avx2 avx512f avx512_vnni",
+                                                              True),
+                            ("sse4_1 avx2 avx_vnni", True), ("sse4_1 avx2 amx_int8", True),
+                            ("fp asimd asimddp", True)):
+        f = tmp_path / f"{abs(hash(flags))}.txt"
+        f.write_text(f"flags\t\t: {flags}\n")
+        assert cpu_int8_dot(str(f)) is expected, flags
+
+
 def test_compression_ratio():
     assert compression_ratio(1000, 1000, 32) == 1.0
     assert compression_ratio(1000, 500, 8) == 8.0
@@ -302,8 +343,9 @@ def test_cli_export_int8_and_refuse_overwrite(tmp_path, capsys):
     rc, stdout, err = run_main(capsys, "--model", "digits_cnn", "--out", str(out), "--int8",
                                "--calib-images", "128")
     assert rc == 0, err
-    assert "channels: ok" in stdout and "int8 ->" in stdout
+    assert "channels: ok" in stdout and "int8 -> " in stdout and "[7-bit weights" in stdout
     report = json.loads((tmp_path / "d.onnx.json").read_text())
+    assert report["int8"]["extra"]["weight_bits"] == 7
     assert report["export"]["max_abs_diff"] < 1e-4
     assert report["checked_on"] == "64 digits test images"
     assert report["int8"]["file_bytes"] < report["export"]["file_bytes"]
@@ -314,6 +356,9 @@ def test_cli_export_int8_and_refuse_overwrite(tmp_path, capsys):
     rc, _, err = run_main(capsys, "--model", "digits_cnn", "--out", str(tmp_path / "x.pt"),
                           "--int8")
     assert_one_line_error(rc, err, "--int8 writes an ONNX file")
+    rc, _, err = run_main(capsys, "--model", "digits_cnn", "--out", str(tmp_path / "y.onnx"),
+                          "--int8-full-range")
+    assert_one_line_error(rc, err, "--int8-full-range sets the INT8 copy's weights")
     rc, stdout, err = run_main(capsys, "--model", "digits_cnn", "--out", str(tmp_path / "x.pt"))
     assert rc == 0 and "[pt, amc.models.checkpoint.save_model" in stdout, err  # format from suffix
     rc, _, err = run_main(capsys, "--model", "digits_cnn", "--out", str(tmp_path / "x.pt"),

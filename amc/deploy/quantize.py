@@ -14,6 +14,13 @@ faster than fp32 and 3.5-12x faster than FX even traced to TorchScript (eager FX
 per op); at batch 500 FX is 1.1-1.9x faster. Files: ORT 3x smaller than fp32, FX 15-20 %
 smaller still. ORT quantizes 1.1-2.5x faster, takes any model that exports to ONNX (FX needs
 symbolic tracing), writes the format ``amc export`` writes, and torch.ao is deprecated.
+
+Weights take 7 bits by default (onnxruntime's ``reduce_range``): on x86 CPUs without VNNI
+(AVX2, AVX-512 before Cascade Lake) the u8s8 kernels add pairs of uint8 x int8 products in 16
+bits, which saturate with full 8-bit weights. The ONNX file does not know where it will run,
+so the default is the one that is safe on every CPU; ``full_range`` (8-bit weights) is for
+targets with VNNI, AMX or ARM dot products. Measured by the same script on an AVX2-only CPU
+(results/int8_choice_avx2.json).
 """
 
 from __future__ import annotations
@@ -41,12 +48,14 @@ from amc.deploy.verify import (
 )
 from amc.utils.errors import AmcError
 from amc.utils.io import atomic_write
+from amc.utils.precision import cpu_int8_dot
 from amc.utils.tolerance import relative_diff
 
 
 def quantize_int8(source: str | Path | nn.Module, out_path: str | Path,
                   calib_batches: Iterable[Batch], input_size: tuple[int, ...] | None = None,
-                  model: nn.Module | None = None, per_channel: bool = True) -> ExportReport:
+                  model: nn.Module | None = None, per_channel: bool = True,
+                  full_range: bool = False) -> ExportReport:
     """Post-training static INT8 quantization with onnxruntime (QDQ, U8S8, MinMax).
 
     Args:
@@ -56,6 +65,8 @@ def quantize_int8(source: str | Path | nn.Module, out_path: str | Path,
         input_size: (C, H, W) of a ``source`` model (default: the batches' shape).
         model: The PyTorch model, for the channel/sparsity check (default: ``source``).
         per_channel: Per-output-channel weight scales.
+        full_range: 8-bit weights instead of 7 (for targets whose CPU has VNNI, AMX or ARM
+            dot products; x86 CPUs without them saturate).
 
     Returns:
         Report with the file size; max abs difference and top-1 agreement (``extra``) to the
@@ -73,8 +84,9 @@ def quantize_int8(source: str | Path | nn.Module, out_path: str | Path,
     if model is None and isinstance(source, nn.Module):
         model = source
     kind = "per-channel" if per_channel else "per-tensor"
-    report = ExportReport(str(out_path), "onnx-int8",
-                          f"onnxruntime quantize_static (QDQ, {kind}, U8S8, MinMax)")
+    bits = 8 if full_range else 7
+    report = ExportReport(str(out_path), "onnx-int8", f"onnxruntime quantize_static (QDQ, "
+                          f"{kind}, U8S8, {bits}-bit weights, MinMax)")
     with tempfile.TemporaryDirectory() as d, atomic_write(out_path) as tmp:
         fp32, pre = str(source), Path(d) / "pre.onnx"
         if isinstance(source, nn.Module):
@@ -94,7 +106,7 @@ def quantize_int8(source: str | Path | nn.Module, out_path: str | Path,
             with quiet():
                 oq.quantize_static(str(pre), str(tmp), reader, quant_format=oq.QuantFormat.QDQ,
                                    per_channel=per_channel, activation_type=oq.QuantType.QUInt8,
-                                   weight_type=oq.QuantType.QInt8)
+                                   weight_type=oq.QuantType.QInt8, reduce_range=not full_range)
         except Exception as e:
             raise AmcError(f"INT8 quantization of {fp32} failed ({one_line(e)})") from e
         qmp, qsess = open_onnx(tmp)
@@ -103,7 +115,12 @@ def quantize_int8(source: str | Path | nn.Module, out_path: str | Path,
         report.max_abs_diff = float(np.abs(ref - got).max())
         report.rel_diff = relative_diff(ref, got)
         report.extra = {"fp32_bytes": Path(fp32).stat().st_size, "diff_vs": "fp32 onnx",
-                        "calib_batches": len(batches), "calib_images": sum(map(len, batches))}
+                        "calib_batches": len(batches), "calib_images": sum(map(len, batches)),
+                        "weight_bits": bits, "checked_on_int8_dot_cpu": cpu_int8_dot()}
+        if full_range and not cpu_int8_dot():
+            report.warnings.append("8-bit weights checked on a CPU without VNNI, whose int8 "
+                                   "kernels saturate with them: the agreement with fp32 here "
+                                   "is lower than on the target it is meant for")
         if ref.ndim == 2 and ref.shape[1] > 1:
             report.extra["top1_agreement"] = float((ref.argmax(1) == got.argmax(1)).mean())
         if model is not None:

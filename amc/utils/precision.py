@@ -69,6 +69,21 @@ def cpu_bf16_native(cpuinfo: str = "/proc/cpuinfo") -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+@functools.cache
+def cpu_int8_dot(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether this x86 CPU has int8 dot products that add in 32 bits (``avx512_vnni``,
+    ``avx_vnni`` or ``amx_int8``): without them, onnxruntime's u8s8 kernels add pairs of
+    products in 16 bits, which saturate with 8-bit weights. True where ``/proc/cpuinfo``
+    does not exist or the CPU is no x86 one (nothing to fear there)."""
+    try:
+        flags = Path(cpuinfo).read_text()
+    except OSError:
+        return True
+    if " avx2" not in flags and " sse4_1" not in flags:
+        return True
+    return any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
+
+
 def precision(amp: str, device: torch.device, *, inference: bool = False) -> Precision:
     """The mixed precision for ``amp`` on ``device``.
 
