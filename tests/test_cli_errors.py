@@ -95,6 +95,9 @@ IN_PROCESS_CASES: dict[str, tuple[list[str], list[str]]] = {
     "finetune-teacher-without-distillation": (
         ["finetune", "--checkpoint", "{ckpt}", "--teacher", "{ckpt}", "--kd-weight", "0",
          "--out", "{tmp}/new/f"], ["--teacher is read only with distillation on"]),
+    "finetune-teacher-missing": (
+        ["finetune", "--checkpoint", "{ckpt}", "--teacher", "{tmp}/none.pt", "--out",
+         "{tmp}/new/f"], ["--teacher '", "none.pt' is no file; pass the dense checkpoint"]),
     "unknown-command": (["frobnicate"], ["frobnicate"]),
     "bad-int-option": (["eval", "--model", "digits_cnn", "--batch-size", "many"], ["many"]),
     # counts and sizes: refused before anything is read or written

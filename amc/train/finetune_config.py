@@ -125,6 +125,8 @@ def check_config(c: FinetuneConfig) -> None:
            "N:M masks are a fixed pattern; use them with --schedule oneshot or lottery")
     _check(c.teacher is None or c.kd_weight > 0,
            "--teacher is read only with distillation on; pass --kd-weight above 0 (e.g. 0.5)")
+    _check(c.teacher is None or Path(c.teacher).is_file(),
+           f"--teacher {c.teacher!r} is no file; pass the dense checkpoint to distil from")
     _check(c.epochs > 0, f"--epochs must be positive, got {c.epochs}")
     _check(c.batch_size > 0, f"--batch-size must be positive, got {c.batch_size}")
     _check(c.lr > 0, f"--lr must be positive, got {c.lr}")
