@@ -21,7 +21,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 from amc.config.args import changed_settings, check_counts
 from amc.cost.timing import num_threads
 from amc.envs import ActionMap, AMCPruningEnv, Outcome, reward_fn
-from amc.prune.budget import Budget, resource_fn
+from amc.prune.budget import Budget, fill_vectors, resource_fn
 from amc.prune.policy import load_policy, make_policy
 from amc.prune.rescore import RewardAt
 from amc.prune.scoring import Scorer, build_scorer
@@ -128,6 +128,8 @@ def cheap_lines(scorer: Scorer, cfg: SearchConfig, run_dir: Path,
         if name in made:
             out[name] = (made[name].ratios, made[name].metrics)
             continue
+        # as a user gets it (`amc baseline` fills its vectors too): the line to beat
+        ratios = pm.canonical(fill_vectors(pm, cfg.parsed_budget(), ratios, cfg.fill_vectors))
         o = outcome(scorer, cfg, ratios)
         metrics = {"val_top1": o["val_top1"], "reward": o["reward"]}
         make_policy(pm, ratios, cfg.model, cfg.parsed_budget(), name, cfg.seed, cfg.max_ratio,

@@ -712,3 +712,20 @@ def test_recal_on_val_reaches_the_scorer_through_the_config(digits_ckpt, tmp_pat
     looks = {on: s.score(ratios, lambda ub: False).images for on, s in scorers.items()}
     assert looks == {"calib": 32, "val": 40}
     assert scorers["val"].score(ratios).images == 64
+
+
+def test_a_latency_search_beats_the_uniform_policy_a_user_gets(digits_ckpt, tmp_path):
+    """The cheap policies a latency search reports and saves (the line its best is compared
+    with) are the ones `amc baseline` makes: channels past one vector filled where the budget
+    allows (they were scored unfilled: a weaker uniform than the user's)."""
+    from amc.prune.baselines import run_strategy
+    from amc.prune.scoring import build_scorer
+
+    cfg = _cfg(digits_ckpt, tmp_path / "lat", episodes=2, warmup_episodes=2,
+               budget="latency:0.6", latency_batch=4, latency_threads=1)
+    s = run_search(cfg)
+    saved = load_policy(tmp_path / "lat" / "uniform_policy.json")
+    scorer = build_scorer(**cfg.scorer_kwargs())
+    ratios, info = run_strategy("uniform", scorer, cfg.parsed_budget(), cfg.max_ratio)
+    assert saved.ratios == pytest.approx(scorer.pm.canonical(ratios))
+    assert s["uniform_val_top1"] == info["val_top1"]
