@@ -104,6 +104,8 @@ def pick_best(cfg: SearchConfig, scorer: Scorer, run_dir: Path, reward_at: Rewar
     write_json(run_dir / "rescore.json", {"top": cfg.rescore_top, **res})
     return {"rescore": {"chosen_episode": c.episode,
                         "search_best_episode": cands[0].episode,
+                        "search_best_val_top1": cands[0].val_top1,
+                        "search_images": len(scorer.y),
                         "search_best_val_top1_all": res["rows"][0]["val_top1_all"],
                         "chosen_val_top1_all": row["val_top1_all"],
                         "images": n_all, "candidates": len(cands)},

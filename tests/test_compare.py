@@ -46,6 +46,12 @@ def test_compare_cli_fills_every_column(digits_ckpt, tmp_path):
     for f in ("table.md", "pareto.png", "ratios.png", "eval/dense_ft.json"):
         assert (out / f).is_file(), f
     assert len(list((out / "policies").glob("*.json"))) == 10
+    # the val columns are evaluated on all of val, whatever --val-limit the strategies had
+    from amc.data.datasets import load_dataset
+
+    n = len(load_dataset("digits").labels["val"])
+    assert n > 64 and (f"the strategies score on the first 64 val images, the val columns on "
+                       f"all {n}.") in (out / "table.md").read_text()
 
 
 def test_resume_skips_finished_stages(digits_ckpt, tmp_path, monkeypatch):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -729,3 +730,29 @@ def test_a_latency_search_beats_the_uniform_policy_a_user_gets(digits_ckpt, tmp_
     ratios, info = run_strategy("uniform", scorer, cfg.parsed_budget(), cfg.max_ratio)
     assert saved.ratios == pytest.approx(scorer.pm.canonical(ratios))
     assert s["uniform_val_top1"] == info["val_top1"]
+
+
+def test_the_headline_compares_the_search_best_with_the_cheap_policies_on_its_images(
+        digits_ckpt, tmp_path, capsys):
+    """`amc search`'s first line sets the search's own best against the cheap policies, all
+    scored on the search's val images (it showed the rescored pick's score there, below the
+    search's best); the second line the pick on all of val."""
+    from amc.cli import main
+
+    run = tmp_path / "s"
+    assert main(["search", "--checkpoint", digits_ckpt, "--episodes", "12", "--warmup-episodes",
+                 "4", "--val-limit", "64", "--hidden", "64", "--batch-size", "16", "--budget",
+                 "flops:0.3", "--no-reconstruct", "--out", str(run)]) == 0
+    out = capsys.readouterr().out
+    first = re.search(r"best val top-1 ([\d.]+)% \(episode (\d+)\) vs (.*) on its (\d+) val "
+                      r"images;", out)
+    assert first, out
+    rows = {int(r["episode"]): float(r["val_top1"]) for r in _rows(run)}
+    assert float(first[1]) == pytest.approx(max(rows.values()), abs=0.005)
+    assert rows[int(first[2])] == pytest.approx(float(first[1]), abs=0.005)
+    assert int(first[4]) == 64
+    s = json.loads((run / "summary.json").read_text())
+    uniform = f"uniform {s['cheap']['uniform']['val_top1']:.2f}%"
+    assert uniform in first[3]
+    assert f"best picked on all {s['rescore']['images']} val images" in out
+    assert f"episode {s['best_episode']} ({s['best_val_top1_all']:.2f}%" in out

@@ -48,14 +48,21 @@ def cmd_search(args: argparse.Namespace) -> int:
     else:  # a run, or the rest of a killed or time-limited one
         s = run_search(cfg, resume=resume)
     lines = ", ".join(f"{n} {m['val_top1']:.2f}%" for n, m in s["cheap"].items())
+    r = s.get("rescore")
+    # the search's own best against the cheap policies, all scored on the search's images
+    # (after rescoring, the summary's best is the pick: its line follows)
+    top1, episode = ((r["search_best_val_top1"], r["search_best_episode"])
+                     if r and "search_best_val_top1" in r
+                     else (s["best_val_top1"], s["best_episode"]))
+    on = f" on its {r['search_images']} val images" if r and "search_images" in r else ""
     print(f"AMC search on {cfg.model} ({cfg.budget}, reward {cfg.reward}): {s['episodes']} "
-          f"episodes, best val top-1 {s['best_val_top1']:.2f}% (episode {s['best_episode']}) vs "
-          f"{lines or 'no cheap policy within the budget'}; {s['seconds_per_episode']:.2f} "
-          "s/episode")
+          f"episodes, best val top-1 {top1:.2f}% (episode {episode}) vs "
+          f"{lines or 'no cheap policy within the budget'}{on}; "
+          f"{s['seconds_per_episode']:.2f} s/episode")
     if "best_latency_ratio" in s:
         print(f"best policy: latency {s['best_latency_ratio']:.3f} of dense predicted by the "
               f"latency table, MACs {s['best_macs_ratio']:.3f} of dense")
-    if r := s.get("rescore"):
+    if r:
         print(f"best picked on all {r['images']} val images among the search's "
               f"{r['candidates']} best: episode {r['chosen_episode']} "
               f"({r['chosen_val_top1_all']:.2f}%; the search's best, episode "

@@ -71,6 +71,11 @@ def split_run(name: str) -> tuple[str, int]:
     return (m.group(1), int(m.group(2))) if m else (name, 0)
 
 
+def _val_images(limit: int | None, n: int) -> str:
+    """How many val images the searches and baselines score on."""
+    return f"the first {limit} val images" if limit and limit < n else f"all {n} val images"
+
+
 def _cached_json(path: Path, make: Callable[[], dict]) -> dict:
     if path.is_file():
         return json.loads(path.read_text())
@@ -355,8 +360,9 @@ class Comparison:
                   if cfg.bn_recalib and cfg.recal_on == "val" else "")
         notes = [f"Pruned: the {what}; "
                  f"BN recalibration on {cfg.recal_size} of {cfg.calib_size} calibration "
-                 f"images{' (off)' if not cfg.bn_recalib else ''}{scores}; val: "
-                 f"{cfg.val_limit or 'all'} images."]
+                 f"images{' (off)' if not cfg.bn_recalib else ''}{scores}; the strategies "
+                 f"score on {_val_images(cfg.val_limit, len(self.data.labels['val']))}, "
+                 f"the val columns on all {len(self.data.labels['val'])}."]
         notes += [f"{s} at {b}: left out ({why})." for (s, b), why in left_out.items()]
         memory = val_memory_note(before["dense"], len(self.data.labels["val"]),
                                  len(self.data.labels["test"]))
