@@ -355,6 +355,11 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
     demos = None
     amap = ActionMap.of(scorer.pm, cfg.max_ratio)
     twins = pm.twins()
+    if cfg.episodes <= cfg.warmup_episodes:
+        log.warning(f"amc: note: all {cfg.episodes} episodes are warm-up (--warmup-episodes "
+                    f"{cfg.warmup_episodes}): the agent never chooses a policy of its own, so "
+                    "the search returns the best warm-up episode; pass more --episodes or "
+                    "fewer --warmup-episodes")
     if cfg.pair_moves > 0 and not twins:
         log.warning("amc: note: no two of these units have the same shape, so --pair-moves "
                     "makes no pair moves")

@@ -756,3 +756,14 @@ def test_the_headline_compares_the_search_best_with_the_cheap_policies_on_its_im
     assert uniform in first[3]
     assert f"best picked on all {s['rescore']['images']} val images" in out
     assert f"episode {s['best_episode']} ({s['best_val_top1_all']:.2f}%" in out
+
+
+def test_a_search_of_warm_up_episodes_only_says_so(digits_ckpt, tmp_path, caplog):
+    """--episodes at most --warmup-episodes: every episode is warm-up, and a notice says the
+    agent never chose a policy (a search past its warm-up has no such notice)."""
+    for episodes, noted in ((4, True), (6, False)):
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            run_search(_cfg(digits_ckpt, tmp_path / f"w{episodes}", episodes=episodes,
+                            warmup_episodes=4))
+        assert ("all 4 episodes are warm-up" in caplog.text) == noted, caplog.text
