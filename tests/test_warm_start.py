@@ -282,3 +282,23 @@ def test_a_fit_never_leaves_the_actor_worse_than_it_found_it():
     _, start, _ = _fitted(targets, obs, steps=0, solve=False)
     steps, mse, _ = _fitted(targets, obs, steps=200, solve=False, lr=50.0)
     assert steps > 0 and mse <= start
+
+
+def test_the_csv_of_amc_sensitivity_is_a_sweep_a_search_reads(tmp_path):
+    """`amc sensitivity`'s CSV is accepted by `--sensitivity` as compare's JSON is: the same
+    dense score, matrix and ratios; a CSV missing one unit's ratio is refused in one line."""
+    from amc.agents.warm_start import load_sweep
+    from amc.prune.baselines import SWEEP, write_sensitivity
+
+    names = ["a.conv1", "b.conv1", "c.conv1"]
+    acc = np.round(np.random.default_rng(0).uniform(10, 90, (3, len(SWEEP))), 3)
+    write_sensitivity(tmp_path / "s.csv", names, 91.25, acc)
+    dense, got, ratios = load_sweep(tmp_path / "s.csv", names)
+    assert dense == pytest.approx(91.25) and ratios == pytest.approx(list(SWEEP))
+    assert got == pytest.approx(acc)
+    with pytest.raises(AmcError, match="other units"):
+        load_sweep(tmp_path / "s.csv", names[::-1])
+    lines = (tmp_path / "s.csv").read_text().splitlines()
+    (tmp_path / "t.csv").write_text("\n".join(lines[:-1]) + "\n")  # c.conv1's last ratio gone
+    with pytest.raises(AmcError, match="cannot read the sensitivity sweep"):
+        load_sweep(tmp_path / "t.csv", names)

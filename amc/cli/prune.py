@@ -97,7 +97,7 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
     dense, acc = _with_workers(args, scorer, lambda m: sensitivity_sweep(scorer, map_fn=m))
     write_sensitivity(args.out, [u.name for u in scorer.pm.units], dense, acc, png=png,
                       title=f"{args.model} on {args.data} val: per-unit sensitivity "
-                            f"({args.units} units, {args.criterion})")
+                            f"({scorer.pm.mode} units, {args.criterion})")
     print(f"dense val top-1 {dense:.2f}%; wrote {args.out} and {png}")
     return 0
 
