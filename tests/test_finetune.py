@@ -371,6 +371,24 @@ def test_a_pruned_checkpoint_is_fine_tuned_as_pruned_and_distils_from_a_teacher(
     assert losses["plain"] != losses["taught"]  # the teacher's logits enter the loss
 
 
+def test_a_pruning_stage_starts_from_recalibrated_batchnorm(ckpt: str, tmp_path: Path) -> None:
+    """Once a stage prunes, BatchNorm's statistics are the pruned network's on the
+    calibration images, not the dense network's (a short fine-tune would not replace them)."""
+    from amc.prune.repair import recalibrate_bn
+
+    runner = ft.Runner(cfg(ckpt, tmp_path / "r", target="flops:0.5", kd_weight=0.0))
+    runner.st = runner.fresh_state()
+    stage = next(s for s in runner.st["stages"] if s["level"] is not None)
+    model = runner.begin(ft.bake(runner.dense), stage)
+    calib = runner.data.calibration(256, runner.cfg.seed)[0]
+    again = recalibrate_bn(copy.deepcopy(model), calib.split(64))
+    bns = [(a, b) for a, b in zip(model.modules(), again.modules())
+           if isinstance(a, torch.nn.BatchNorm2d)]
+    assert bns and all(torch.allclose(a.running_mean, b.running_mean, atol=1e-5)
+                       and torch.allclose(a.running_var, b.running_var, atol=1e-5)
+                       for a, b in bns)
+
+
 def test_a_policy_is_fine_tuned_as_made(ckpt: str, tmp_path: Path) -> None:
     """--policy prunes exactly the policy's ratios, as amc apply does: a policy made with
     --max-ratio 0.9 is not capped again by the fine-tune's --max-ratio (0.8 by default)."""

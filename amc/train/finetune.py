@@ -104,8 +104,8 @@ class Runner:
         check_model_data(self.dense, self.data, cfg.model)
         self.spe = steps_per_epoch(len(self.data.labels["train"]), cfg.batch_size,
                                    self.session.world)
-        self.pruner = build_pruner(cfg, self.dense, self.data.input_size,
-                                   self.data.calibration(256, cfg.seed))
+        self.calib = self.data.calibration(256, cfg.seed)
+        self.pruner = build_pruner(cfg, self.dense, self.data.input_size, self.calib)
         if isinstance(self.pruner, StructuredPruner) and self.pruner.pm_dense.converted:
             self.dense = self.pruner.pm_dense.model  # option-A shortcuts as selection convs
         self.start_macs_ratio = self.pruned_start()
@@ -221,7 +221,16 @@ class Runner:
         if stage["physical"] and isinstance(p, StructuredPruner) and not self.st["pruned"]:
             model = p.physical(model, stage["level"])
             self.st["masks"], self.st["pruned"] = {}, True
-        return model
+        return self.recalibrate(model)
+
+    def recalibrate(self, model: nn.Module) -> nn.Module:
+        """BatchNorm statistics re-estimated on the calibration images once a stage has
+        pruned (the running ones were the unpruned network's, and a short fine-tune's few
+        steps would not replace them: `amc apply` and every score recalibrate too)."""
+        from amc.prune.repair import recalibrate_bn
+
+        dev = device_of(model)
+        return recalibrate_bn(model, (x.to(dev) for x in self.calib[0].split(64)))
 
     def lottery_init(self) -> nn.Module:
         spec = self.cfg.lottery_init
