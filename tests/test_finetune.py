@@ -405,3 +405,15 @@ def test_a_policy_is_fine_tuned_as_made(ckpt: str, tmp_path: Path) -> None:
     applied = apply_policy(dense, load_policy(path), "digits_cnn")
     final = runner.pruner.pm_dense.prune(runner.pruner.ratios)
     assert [p.shape for p in final.parameters()] == [p.shape for p in applied.parameters()]
+
+
+def test_the_eta_is_never_negative(tmp_path: Path) -> None:
+    """Steps past the planned total (a rolled-back round's retries) leave an ETA of zero, not
+    a negative one (printed as -1:59:46)."""
+    from amc.train.runlog import RunLog
+
+    log = RunLog(tmp_path, total_steps=10)
+    for _ in range(12):
+        log.step()
+    assert log.eta() == 0.0
+    log.close()

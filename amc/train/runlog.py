@@ -54,7 +54,8 @@ class RunLog:
 
     def eta(self) -> float:
         rate = (self.done - self.start) / max(1e-9, time.time() - self.t0)
-        return (self.total - self.done) / rate if rate > 0 else float("nan")
+        # steps past the plan (a rolled-back round's retry not yet counted) leave none to go
+        return max(0, self.total - self.done) / rate if rate > 0 else float("nan")
 
     def rewrite(self, rows: list[dict]) -> None:
         """Replace ``metrics.csv`` with ``rows`` (a resumed run: the checkpoint's rows)."""
