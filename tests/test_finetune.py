@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -177,6 +178,25 @@ def test_structured_iterative_rollback_keeps_checkpointed_model(ckpt: str,
     model = create_model("digits_cnn", checkpoint=tmp_path / "it" / "model.pt")
     assert model.features[0].out_channels < 32
     assert json.loads((tmp_path / "it" / "policy.json").read_text())["format"] == "amc-policy"
+
+
+def test_a_round_accepted_despite_its_drop_says_so(ckpt: str, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    """Out of retries (--max-retries 0), a round that fell more than --max-drop is kept, and
+    a line says so (it was recorded in summary.json only)."""
+    def after(model, stage):
+        if stage["round"] == 2:  # an injected bad round
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.copy_(torch.randn_like(p))
+
+    c = cfg(ckpt, tmp_path / "it", schedule="iterative", target="flops:0.5", rounds=2,
+            round_epochs=0.4, epochs=1, max_drop=30.0, max_retries=0)
+    s = run_finetune(c, hooks={"after_stage": after})
+    assert not s["rollbacks"] and s["rounds"][-1]["accepted_despite_drop"]
+    out = capsys.readouterr().out
+    assert re.search(r"round 2: val [\d.]+% is [\d.]+ points below the previous round; "
+                     r"accepted after 0 rollback\(s\) \(--max-retries 0\)", out), out
 
 
 def test_resume_after_kill_continues_at_the_right_epoch(ckpt: str, tmp_path: Path,

@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_args(p)
     add_data_args(p)
     add_threads(p)
-    p.add_argument("--split", default="test", help="train, val or test")
+    p.add_argument("--split", default="test", help="train, val or test (default: test)")
     p.add_argument("--batch-size", type=int, default=None, help="evaluation batch (default: "
                    "about two million pixels: 500 images at 64 px, 40 at 224 px)")
     p.set_defaults(func=cmd_eval)

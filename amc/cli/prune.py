@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     from amc.prune.configs import ApplyConfig, BaselineConfig, SensitivityConfig
 
     p = sub.add_parser("baseline", help="find a policy with uniform, global (Torch-Pruning's "
-                       "global ranking), sensitivity or random")
+                       "global ranking), sensitivity, random or blocks (with --drop-blocks)")
     add_dataclass_args(p, BaselineConfig, **model_option())
     p.set_defaults(func=cmd_baseline)
 

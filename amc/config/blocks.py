@@ -170,7 +170,7 @@ class RepairConfig:
         race: In searches (amc search, and the AMC strategy of amc compare), stop scoring a
             policy once, with 99 % confidence, it cannot beat the best one so far
             (amc.prune.racing); the best policy is always scored on all of val. Baselines
-            score every policy on all of val.
+            score every policy on all the val images they score on (--val-limit).
         fast_eval: Score with BatchNorm folded into the convs and channels-last tensors
             (False: the plain path, kept as the reference).
         score_amp: Mixed precision of the scores (recalibration and evaluation of each

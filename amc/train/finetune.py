@@ -326,6 +326,10 @@ class Runner:
         tries = sum(r["round"] == stage["round"] for r in self.st["rollbacks"])
         if stage["check"] and bad and tries < c.max_retries:
             return self.rollback(k, stage, val, drop, tries)
+        if stage["check"] and bad and self.session.main and not os.environ.get("AMC_QUIET"):
+            print(f"round {stage['round']}: val {val:.2f}% is {drop:.2f} points below the "
+                  f"previous round; accepted after {tries} rollback(s) (--max-retries "
+                  f"{c.max_retries})", flush=True)
         if stage["check"]:
             self.st["rounds"].append({"stage": k, "round": stage["round"],
                                       "level": stage["level"], "val_top1": val,
