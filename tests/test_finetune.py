@@ -437,3 +437,28 @@ def test_the_eta_is_never_negative(tmp_path: Path) -> None:
         log.step()
     assert log.eta() == 0.0
     log.close()
+
+
+def test_a_oneshot_fine_tune_reports_the_network_it_starts_from(ckpt: str, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture
+                                                                ) -> None:
+    """The summary and the last line give val top-1 of the pruned, recalibrated network
+    before its fine-tune (only the dense model's was recorded), so what the fine-tune gained
+    shows."""
+    from amc.models.evaluate import evaluate
+
+    data = ft.subset(load_dataset("digits"), cfg(ckpt, tmp_path / "x"))
+    seen = []
+
+    def after_begin(model, stage):
+        seen.append(evaluate(model, *data.tensors("val")).top1)
+
+    s = run_finetune(cfg(ckpt, tmp_path / "a", target="flops:0.3", kd_weight=0.0),
+                     hooks={"after_begin": after_begin})
+    assert len(seen) == 1 and s["pruned_val_top1"] == pytest.approx(seen[0])
+    assert s["pruned_val_top1"] < s["start_val_top1"]  # the dense model's, recorded before
+    assert main(["finetune", "--checkpoint", ckpt, "--target", "flops:0.3", "--train-limit",
+                 "320", "--batch-size", "64", "--epochs", "1", "--no-test-every-epoch",
+                 "--out", str(tmp_path / "b")]) == 0
+    pruned = json.loads((tmp_path / "b" / "summary.json").read_text())["pruned_val_top1"]
+    assert f"% ({pruned:.2f}% pruned, before fine-tuning)" in capsys.readouterr().out

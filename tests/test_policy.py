@@ -1,9 +1,9 @@
 """Policies: JSON round trip, reproducible application (in-process and through `amc apply`),
 one-line errors for bad policies, and the `amc baseline` strategies on the digits model.
 
-The command-line cases that do work run as real subprocesses (`python -m amc.cli ...`, one
+`amc apply` and a latency baseline run as real subprocesses (`python -m amc.cli ...`, one
 torch thread each), two at a time, started once for the module by the ``cli`` fixture; the
-refusals go through the same ``amc.cli.main`` in this process.
+other baselines and the refusals go through the same ``amc.cli.main`` in this process.
 """
 
 from __future__ import annotations
@@ -191,7 +191,9 @@ def cli(digits_ckpt, digits_pm, tmp_path_factory) -> dict:
                                "--out", str(existing)]
     # the refusals in this process (the same main(); a subprocess costs ~3 s of imports each,
     # and tests/test_cli_errors.py runs the real entry point), the work two at a time
-    fails = [k for k in jobs if k.startswith(("bad:", "overwrite:"))]
+    # (and the strategies' baselines: apply and the latency baseline stay real processes)
+    fails = [k for k in jobs if k.startswith(("bad:", "overwrite:"))
+             or (k.startswith("baseline:") and k != "baseline:latency")]
     results = {k: _run_here(jobs[k]) for k in fails}
     with ThreadPoolExecutor(max_workers=2) as ex:
         futures = {k: ex.submit(_run, v, d) for k, v in jobs.items() if k not in fails}

@@ -52,7 +52,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     start = f.get("start_macs_ratio", 1.0)  # runs before it was recorded started dense
     what = (f"{cfg.schedule} to {cfg.target or cfg.policy}" if cfg.target or cfg.policy
             else "dense" if start >= 1 else f"pruned ({start:.3f} of the architecture's MACs)")
-    print(f"{cfg.model} {what}: val top-1 {f['val_top1']:.2f}%  test top-1 "
+    pruned = s.get("pruned_val_top1")  # after the first pruning, before its training
+    before = f" ({pruned:.2f}% pruned, before fine-tuning)" if pruned is not None else ""
+    print(f"{cfg.model} {what}: val top-1 {f['val_top1']:.2f}%{before}  test top-1 "
           f"{f['test_top1']:.2f}%  MACs {f['macs_ratio']:.3f}  params {f['params_ratio']:.3f} "
           f"of {'dense' if start >= 1 else 'the start'}  weight sparsity "
           f"{f['weight_sparsity']:.3f}  "

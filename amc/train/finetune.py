@@ -24,7 +24,6 @@ writes the files, all take rank 0's decisions, the resume point goes through the
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable
 from dataclasses import replace
@@ -52,6 +51,7 @@ from amc.train.finetune_config import FinetuneConfig, check_config, plan_stages
 from amc.train.loop import TrainConfig, train
 from amc.train.runlog import NoLog, RunLog
 from amc.train.session import Session
+from amc.train.start import choose_teacher, macs_of_architecture
 from amc.utils.device import device_of
 from amc.utils.errors import AmcError
 from amc.utils.io import (
@@ -68,9 +68,6 @@ FORMAT = "amc-finetune/1"
 RUN_FILES = ("config.json", "checkpoints", "tb", "metrics.csv", "summary.json", "model.pt",
              "policy.json", "ray_train", "ray_logs")
 """What a fine-tuning run writes into its folder (anything else there is not amc's)."""
-
-log = logging.getLogger(__name__)
-
 
 def subset(data: Dataset, cfg: FinetuneConfig) -> Dataset:
     """``data`` with a seeded random ``train_limit`` subset of train and the first
@@ -108,38 +105,10 @@ class Runner:
         self.pruner = build_pruner(cfg, self.dense, self.data.input_size, self.calib)
         if isinstance(self.pruner, StructuredPruner) and self.pruner.pm_dense.converted:
             self.dense = self.pruner.pm_dense.model  # option-A shortcuts as selection convs
-        self.start_macs_ratio = self.pruned_start()
-        self.teacher = self.make_teacher()
-
-    def pruned_start(self) -> float:
-        """The ``--checkpoint`` network's MACs as a fraction of its architecture's: below 1
-        for a network already pruned (an ``amc apply`` output)."""
-        from amc.cost.macs import count_params, model_cost
-
-        arch = create_model(self.cfg.model, num_classes=self.cfg.num_classes)
-        if count_params(arch) == count_params(self.dense):
-            return 1.0
-        size = self.data.input_size
-        return model_cost(self.dense, size)[0] / model_cost(arch, size)[0]
-
-    def make_teacher(self) -> nn.Module | None:
-        """The distillation teacher (``kd_weight`` > 0): ``--teacher``, else the dense
-        ``--checkpoint`` of a run that prunes it; a dense fine-tune has none, and a network
-        already pruned has none without ``--teacher`` (a notice says so)."""
-        cfg = self.cfg
-        if cfg.kd_weight <= 0:
-            return None
-        if cfg.teacher:
-            teacher = create_model(cfg.model, num_classes=cfg.num_classes,
-                                   checkpoint=cfg.teacher, unsafe_load=cfg.unsafe_load)
-            check_model_data(teacher, self.data, cfg.model)
-            return bake(teacher)
-        if self.start_macs_ratio < 1 and self.session.main:
-            log.warning(f"amc: note: {cfg.checkpoint} is already pruned ("
-                        f"{self.start_macs_ratio:.3f} of {cfg.model}'s MACs), so it is "
-                        "fine-tuned without distillation; pass --teacher with the dense "
-                        "checkpoint to distil from it (--kd-weight)")
-        return bake(self.dense) if self.pruner is not None else None
+        self.start_macs_ratio = macs_of_architecture(self.dense, cfg.model, cfg.num_classes,
+                                                     self.data.input_size)
+        self.teacher = choose_teacher(cfg, self.dense, self.pruner is not None,
+                                      self.start_macs_ratio, self.data, self.session.main)
 
     # ------------------------------------------------------------------ state
     def fresh_state(self) -> dict:
@@ -310,6 +279,8 @@ class Runner:
             if "before_stage" in self.hooks:
                 self.hooks["before_stage"](model, dict(stage, index=k))
             model = self.begin(model, stage)
+            if stage["name"] == "oneshot" and "pruned_val" not in self.st:
+                self.st["pruned_val"] = self.val(model)  # what the fine-tune starts from
             self.st["step"], self.st["optimizer"] = start, None
             if "after_begin" in self.hooks:
                 self.hooks["after_begin"](model, dict(stage, index=k))
@@ -397,6 +368,7 @@ class Runner:
                            len(self.data.labels["train"]) / ips, "epochs_measured": len(rows)}
         summary = {"config": self.cfg.as_dict(), "final": final,
                    "start_val_top1": self.st["start_val"],
+                   "pruned_val_top1": self.st.get("pruned_val"),
                    "epochs_trained": self.st["epochs_done"], "stages": self.st["stages"],
                    "rounds": self.st["rounds"], "rollbacks": self.st["rollbacks"],
                    "prune_events": self.st["events"], "speed": speed,
