@@ -22,12 +22,10 @@ The paper's random warm-up stays available (``--warm-start random``).
 
 from __future__ import annotations
 
-import csv
 import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -39,6 +37,7 @@ from amc.prune.baselines import (
     allocate_by_sensitivity,
     blocks_then_uniform,
     global_ranking,
+    read_sensitivity,
     uniform,
 )
 from amc.prune.budget import Budget, unreachable
@@ -122,26 +121,13 @@ def solve_last_layer(actor: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
     return best[1] is not start
 
 
-def _sweep_csv(path: Path) -> dict[str, Any]:
-    """``amc sensitivity``'s CSV (unit, ratio, val_top1, drop: one row per unit and ratio) as
-    the fields of ``sensitivity.json``."""
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    units = list(dict.fromkeys(r["unit"] for r in rows))
-    ratios = sorted({float(r["ratio"]) for r in rows})
-    at = {(r["unit"], float(r["ratio"])): float(r["val_top1"]) for r in rows}
-    return {"units": units, "ratios": ratios,
-            "dense_val_top1": float(rows[0]["val_top1"]) + float(rows[0]["drop"]),
-            "val_top1": [[at[u, x] for x in ratios] for u in units]}
-
-
 def load_sweep(path: str | Path, unit_names: Sequence[str]) -> tuple[float, np.ndarray,
                                                                      list[float]]:
     """A cached sensitivity sweep (``sensitivity.json`` of ``amc compare``, or the CSV of
     ``amc sensitivity``) for these units: (dense val top-1, accuracy matrix, ratios swept)."""
     p = Path(path)
     try:
-        d = _sweep_csv(p) if p.suffix.lower() == ".csv" else json.loads(p.read_text())
+        d = read_sensitivity(p) if p.suffix.lower() == ".csv" else json.loads(p.read_text())
         dense, acc, ratios = float(d["dense_val_top1"]), np.asarray(d["val_top1"], float), \
             [float(r) for r in d["ratios"]]
         if acc.shape != (len(d.get("units", [])), len(ratios)):

@@ -40,7 +40,7 @@ from amc.deploy.export import export_onnx
 from amc.deploy.quantize import quantize_int8
 from amc.models.registry import create_model
 from amc.utils.onnxrt import ort_session
-from amc.utils.precision import cpu_int8_dot
+from amc.utils.precision import cpu_flags, cpu_int8_dot
 from amc.utils.provenance import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -233,7 +233,7 @@ def main() -> None:
     ev = rng.permutation(len(xte))[:args.eval_images]
     x_eval, y = xte[ev].numpy(), yte[ev].numpy()
     results = {name: bench_model(name, m, calib, x_eval, y, tmp) for name, m in models.items()}
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    flags = cpu_flags() or set()
     report = {
         "setup": setup, "eval_images": len(y), "calib_images": len(idx), "threads": THREADS,
         "torch": torch.__version__, "onnxruntime": ort.__version__, "python":

@@ -27,6 +27,7 @@ import csv
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -110,6 +111,20 @@ def sensitivity_sweep(scorer: Scorer, ratios: Sequence[float] = SWEEP,
             jobs.append(v)
     res = (map_fn or local_map)(scorer, jobs)
     return res[0], np.asarray(res[1:], dtype=float).reshape(n, len(ratios))
+
+
+def read_sensitivity(path_csv: str | Path) -> dict[str, Any]:
+    """The CSV of :func:`write_sensitivity` (one row per unit and ratio) as the fields of
+    ``amc compare``'s ``sensitivity.json``: ``units``, ``ratios``, ``dense_val_top1`` and
+    ``val_top1`` (units x ratios)."""
+    with open(path_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    units = list(dict.fromkeys(r["unit"] for r in rows))
+    ratios = sorted({float(r["ratio"]) for r in rows})
+    at = {(r["unit"], float(r["ratio"])): float(r["val_top1"]) for r in rows}
+    return {"units": units, "ratios": ratios,
+            "dense_val_top1": float(rows[0]["val_top1"]) + float(rows[0]["drop"]),
+            "val_top1": [[at[u, x] for x in ratios] for u in units]}
 
 
 def write_sensitivity(path_csv: str | Path, unit_names: list[str], dense: float,

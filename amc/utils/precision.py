@@ -58,15 +58,22 @@ def bf16_supported(device: torch.device) -> bool:
     return device.type == "cpu" and cpu_bf16_native()
 
 
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set[str] | None:
+    """The CPU's feature flags (the ``flags`` / ``Features`` lines of ``/proc/cpuinfo``), or
+    None where that file does not exist."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return None
+    return {f for line in text.splitlines() if line.split(":")[0].strip() in ("flags", "Features")
+            for f in line.partition(":")[2].split()}
+
+
 @functools.cache
 def cpu_bf16_native(cpuinfo: str = "/proc/cpuinfo") -> bool:
     """Whether this CPU has bf16 dot-product instructions (``avx512_bf16`` or ``amx_bf16``
     in ``/proc/cpuinfo``; False where that file does not exist)."""
-    try:
-        flags = Path(cpuinfo).read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return bool((cpu_flags(cpuinfo) or set()) & {"avx512_bf16", "amx_bf16"})
 
 
 @functools.cache
@@ -75,13 +82,10 @@ def cpu_int8_dot(cpuinfo: str = "/proc/cpuinfo") -> bool:
     ``avx_vnni`` or ``amx_int8``): without them, onnxruntime's u8s8 kernels add pairs of
     products in 16 bits, which saturate with 8-bit weights. True where ``/proc/cpuinfo``
     does not exist or the CPU is no x86 one (nothing to fear there)."""
-    try:
-        flags = Path(cpuinfo).read_text()
-    except OSError:
+    flags = cpu_flags(cpuinfo)
+    if flags is None or not flags & {"avx2", "sse4_1"}:
         return True
-    if " avx2" not in flags and " sse4_1" not in flags:
-        return True
-    return any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
+    return bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
 
 
 def precision(amp: str, device: torch.device, *, inference: bool = False) -> Precision:
