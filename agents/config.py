@@ -97,9 +97,10 @@ class SearchConfig(ScoringConfig, ClusterConfig, OutputConfig):
             images at 86 %): the finalists lie within a point, inside one fine-tune's
             spread, and a swap on noise costs accuracy before fine-tuning
             (results/compare_resnet56_drop54_margin). 0: the best after it wins.
-        time_limit: Wall seconds of this session's search, the making of its cheap policies
-            and its rescoring included (None: run all --episodes): the episodes stop at the
-            end of a round of episodes once the next round (timed as the longest so far) and
+        time_limit: Wall seconds of this session's search, from its start (the making of
+            its cheap policies, the envs and agent, and its rescoring included; None: run all
+            --episodes): the episodes stop at the end of a round of episodes once the next
+            round (timed as the longest so far, plus a fit of the actor deferred to it) and
             the rescoring (estimated from the episodes' scoring times) would not end within
             it. A search stopped by it is finished: resume it (--resume) to run the remaining
             episodes.

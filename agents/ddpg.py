@@ -24,7 +24,7 @@ from amc.envs.actions import DROP_AT
 
 from .config import SearchConfig
 from .episode_buffer import EpisodeReplayBuffer
-from .noise import FollowObservations, TruncatedNormalNoise
+from .noise import FollowObservations, TruncatedNormalNoise, truncnorm
 
 
 class ScaledAdam(torch.optim.Adam):
@@ -106,6 +106,8 @@ def make_noise(cfg: SearchConfig, n_envs: int, demos: list[list[float]] | None =
     then explores from ``cfg.warm_start_sigma``; ``actions`` names the droppable units that
     ``cfg.drop_swap`` swaps, ``twins`` the groups of equal-cost units that ``cfg.pair_moves``
     trades within."""
+    if cfg.episodes > cfg.warmup_episodes:
+        truncnorm()  # its import, before the episodes (and --time-limit's estimates) start
     return TruncatedNormalNoise(n_envs, cfg.warm_start_sigma if demos else cfg.noise_sigma,
                                 cfg.noise_decay, cfg.warmup_episodes, seed=cfg.seed,
                                 demos=demos, demo_sigma=cfg.warm_start_sigma,

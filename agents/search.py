@@ -402,29 +402,32 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
                                    actions=amap, twins=twins)
     follow = attach_noise(model, noise)
     callbacks = [follow, updates]
+    warm = None
     if demos:
         best_known = None
         if best is not None and (run_dir / "best_policy.json").is_file():
             best_known = (float(best), load_policy(run_dir / "best_policy.json").ratios)
-        callbacks.append(WarmStart(noise, observations_of(scorer, cfg), amap,
-                                   best_known, anchor_every=cfg.anchor_every,
-                                   solve=cfg.anchor_solve,
-                                   defer=overlap.defer if overlap else None,
-                                   record=lambda d: write_json(run_dir / "warm_start.json", d)))
+        warm = WarmStart(noise, observations_of(scorer, cfg), amap, best_known,
+                         anchor_every=cfg.anchor_every, solve=cfg.anchor_solve,
+                         defer=overlap.defer if overlap else None,
+                         record=lambda d: write_json(run_dir / "warm_start.json", d))
+        callbacks.append(warm)
     monitor = SearchMonitor(cfg, run_dir, pm, done, best,
                             {"noise": noise, "baseline": venv, "updates": updates})
     t0 = time.perf_counter()
     remaining = cfg.episodes - done
     remote = getattr(envs, "remote_scorer", None)  # the rescoring's workers, if any
-    timer, spent = StopAtWallTime(None), 0.0
+    timer = StopAtWallTime(None)
     if cfg.time_limit is not None:
         reserves = [RescoreEstimate(cfg.rescore_top, rest_images(cfg),
                                     remote.workers if remote is not None else 1)]
-        spent = cheap_s
         if cfg.time_limit_finalists:
-            spent += blocks_s
             reserves.append(finalists_estimate(cfg, scorer, run_dir, reward_at, blocks_ft))
-        timer = StopAtWallTime(cfg.time_limit - spent, *reserves)
+        # counted from the cheap policies' start (the blocks finalists' fine-tunes left out
+        # unless --time-limit-finalists): building the envs and the agent is inside the limit
+        timer = StopAtWallTime(cfg.time_limit, *reserves,
+                               since=t_cheap + (0.0 if cfg.time_limit_finalists else blocks_s),
+                               pending=warm.pending_seconds if warm else None)
     if remaining > 0:
         # stop by episode count (SB3's callback; the monitor records exactly `remaining`)
         stop = StopTrainingOnMaxEpisodes(max_episodes=-(-remaining // venv.num_envs))
@@ -435,7 +438,7 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
     if timer.stopped:
         fine = cfg.time_limit_finalists and (cfg.finalists >= 2 or cfg.blocks_finalists >= 2)
         note = warmup_notice(monitor.done, cfg.warmup_episodes, cfg.time_limit,
-                             spent, timer.reserved, fine)
+                             timer.before, timer.reserved, fine)
         if note:
             log.warning(note)
     restarts = getattr(envs, "restarts", 0)

@@ -126,22 +126,35 @@ class StopAtWallTime(BaseCallback):
         reserves: Estimates of what follows the episodes (:class:`RescoreEstimate`,
             :class:`FinalistEstimate`), each fed every episode's result (none: the episodes
             alone are bounded).
+        since: The :func:`time.perf_counter` time ``seconds`` count from (None: training's
+            start), so that what ran before training (cheap policies, building the envs and
+            the agent, starting workers) is inside the budget.
+        pending: Seconds the next round will take beyond its episodes' usual time, asked at
+            each end of a round (a fit of the actor deferred to it:
+            :meth:`~.warm_start.WarmStart.pending_seconds`; None: none).
     """
 
     def __init__(self, seconds: float | None,
-                 *reserves: RescoreEstimate | FinalistEstimate | None):
+                 *reserves: RescoreEstimate | FinalistEstimate | None,
+                 since: float | None = None, pending: Callable[[], float] | None = None):
         super().__init__(verbose=0)
         self.seconds = seconds
+        self.since = since
+        self.pending = pending
         self.reserves = [r for r in reserves if r is not None]
         self.stopped = False
         """Whether the budget ended the training."""
         self.reserved = 0.0
         """What the reserves estimated at the last end of a round (seconds)."""
+        self.before = 0.0
+        """Seconds from ``since`` to training's start (what went before the episodes)."""
         self._start = self._last = 0.0
         self._rounds: list[float] = []
 
     def _on_training_start(self) -> None:
-        self._start = self._last = time.perf_counter()
+        self._last = time.perf_counter()
+        self._start = self._last if self.since is None else self.since
+        self.before = self._last - self._start
 
     def _on_step(self) -> bool:
         if self.seconds is None or not np.any(self.locals.get("dones", False)):
@@ -154,6 +167,8 @@ class StopAtWallTime(BaseCallback):
                 for r in self.reserves:
                     r.add(info["episode_result"])
         extra = self.reserved = sum(r.seconds() for r in self.reserves)
+        if self.pending is not None:
+            extra += self.pending()
         if out_of_time(now - self._start, self._rounds, extra, self.seconds):
             self.stopped = True
             return False
@@ -165,9 +180,10 @@ def warmup_notice(episodes: int, warmup: int, limit: float, before: float, after
     """The note for a search that ``--time-limit`` stopped after ``episodes`` episodes, all
     inside its ``warmup`` warm-up episodes (the agent never chose a policy of its own, so the
     search returns the warm-up's best), naming where the ``limit``'s seconds went: ``before``
-    the episodes (cheap policies, blocks finalists) and kept ``after`` them (rescoring,
-    finalists' fine-tunes, latency check); ``finalists``: whether fine-tuned finalists are on
-    (then turning them off is the fix offered). None when the search got past its warm-up.
+    the episodes (cheap policies, blocks finalists, building the envs and the agent) and
+    kept ``after`` them (rescoring, finalists' fine-tunes, latency check); ``finalists``:
+    whether fine-tuned finalists are on (then turning them off is the fix offered). None
+    when the search got past its warm-up.
 
     On a CPU where scoring is quick the fixed costs dominate: results/compare_resnet56_amx53's
     first try (5,000-image finalists, 131 s limit) ran 2 episodes."""

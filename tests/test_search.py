@@ -590,6 +590,31 @@ def test_time_limit_finalists_leaves_room_for_the_finetunes(monkeypatch):
     assert late + rescore.seconds() + timed.seconds() > 30.0
 
 
+def test_time_limit_counts_what_ran_before_the_episodes_and_a_pending_fit(monkeypatch):
+    """The limit counts from the search's start (3 s before training here) and a fit of
+    the actor deferred to the next round (5 s) is added to that round: the episodes stop
+    where that round would end past the limit; without them (must fail) the next round runs
+    and ends past it."""
+    from amc.agents.time_limit import StopAtWallTime
+
+    result = {"prune_s": 0.1, "repair_s": 0.2, "eval_s": 0.5, "images": 1000}
+    ends = [1.0 + i for i in range(30)]  # rounds of 1 s
+    assert _drive_timer(monkeypatch, StopAtWallTime(20.0), ends, result) == 20.0
+    assert _drive_timer(monkeypatch, StopAtWallTime(20.0, since=-3.0), ends, result) == 17.0
+    # the round after t = 10 carries a 5 s fit, announced at its start: 10 + 1 + 5 > 14
+    from amc.agents import time_limit
+
+    fit_ends = [*ends[:10], 16.0, *(e + 5.0 for e in ends[11:])]
+
+    def pending() -> float:  # read on the timer's (driven) clock
+        return 5.0 if time_limit.time.perf_counter() == 10.0 else 0.0
+
+    assert _drive_timer(monkeypatch, StopAtWallTime(14.0, pending=pending), fit_ends,
+                        result) == 10.0
+    assert _drive_timer(monkeypatch, StopAtWallTime(14.0), fit_ends,
+                        result) == 16.0  # the fit's round ran: ended past the limit
+
+
 def test_a_search_cached_before_time_limit_counts_as_made_without_one(tmp_path):
     """A run made before --time-limit existed ran every episode: it matches no limit, and a
     limit is a change."""

@@ -284,6 +284,50 @@ def test_a_fit_never_leaves_the_actor_worse_than_it_found_it():
     assert steps > 0 and mse <= start
 
 
+def test_a_deferred_fit_is_announced_to_the_time_limit_until_it_is_made():
+    """A fit deferred to the next round of episodes is pending until it runs: estimated
+    before any fit from timed Adam steps (the whole ``steps``), after one as the longest fit
+    made; nothing is pending before it is asked for or once it is made."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from amc.agents.noise import TruncatedNormalNoise
+    from amc.agents.warm_start import WarmStart
+    from amc.envs import ActionMap
+
+    rng = np.random.default_rng(4)
+    obs = rng.normal(size=(6, 11))
+    torch.manual_seed(0)
+
+    def net():
+        return torch.nn.Sequential(torch.nn.Linear(11, 16), torch.nn.ReLU(),
+                                   torch.nn.Linear(16, 1), torch.nn.Tanh())
+
+    model = SimpleNamespace(actor=net(), actor_target=net(), num_timesteps=0,
+                            policy=SimpleNamespace(set_training_mode=lambda mode: None))
+    noise = TruncatedNormalNoise(n_envs=1, sigma0=0.05, decay=1.0, warmup_episodes=1)
+    jobs: list = []
+    ws = WarmStart(noise, lambda r: obs, ActionMap(1.0), steps=400, defer=jobs.append,
+                   anchor_every=1)
+    ws.init_callback(model)
+    noise.episodes = 1  # the warm-up's end
+    ws.update_locals({"infos": []})
+    assert ws.on_step() and not jobs and ws.pending_seconds() == 0.0  # no best yet
+    ws.update_locals({"infos": [{"episode_result": {"reward": 1.0, "ratios": [0.3] * 6}}]})
+    before = [p.detach().clone() for p in model.actor.parameters()]
+    assert ws.on_step() and len(jobs) == 1
+    first = ws.pending_seconds()
+    assert first > 0.0 and first == ws.pending_seconds()  # timed once
+    assert all(torch.equal(a, b) for a, b in zip(before, model.actor.parameters(),
+                                                 strict=True))  # the timing fitted a copy
+    jobs.pop()()
+    assert ws.fits == 1 and ws.pending_seconds() == 0.0
+    noise.episodes += 1  # the next anchoring period: fitted again, as long as the first
+    assert ws.on_step() and len(jobs) == 1
+    assert ws.pending_seconds() == ws.history[0]["seconds"]
+
+
 def test_the_csv_of_amc_sensitivity_is_a_sweep_a_search_reads(tmp_path):
     """`amc sensitivity`'s CSV is accepted by `--sensitivity` as compare's JSON is: the same
     dense score, matrix and ratios; a CSV missing one unit's ratio is refused in one line."""
