@@ -427,7 +427,7 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
         # unless --time-limit-finalists): building the envs and the agent is inside the limit
         timer = StopAtWallTime(cfg.time_limit, *reserves,
                                since=t_cheap + (0.0 if cfg.time_limit_finalists else blocks_s),
-                               pending=warm.pending_seconds if warm else None)
+                               fits=warm)
     if remaining > 0:
         # stop by episode count (SB3's callback; the monitor records exactly `remaining`)
         stop = StopTrainingOnMaxEpisodes(max_episodes=-(-remaining // venv.num_envs))

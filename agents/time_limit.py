@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
@@ -113,6 +114,16 @@ def out_of_time(elapsed: float, rounds: Sequence[float], reserve: float, limit: 
     return elapsed + max(rounds[1:] or rounds) + reserve > limit
 
 
+class FitTimes(Protocol):
+    """The times of the actor's fits (:class:`~.warm_start.WarmStart`) for the timer."""
+
+    def pending_seconds(self) -> float:
+        """The most a fit deferred to the next round will add to it (0: none pending)."""
+
+    def made_seconds(self) -> float:
+        """Seconds of the fits made so far."""
+
+
 class StopAtWallTime(BaseCallback):
     """Stop training at an end of episodes so that the search, what follows its episodes
     included, ends within ``seconds`` of training's start (this session's): at each end of a
@@ -129,18 +140,20 @@ class StopAtWallTime(BaseCallback):
         since: The :func:`time.perf_counter` time ``seconds`` count from (None: training's
             start), so that what ran before training (cheap policies, building the envs and
             the agent, starting workers) is inside the budget.
-        pending: Seconds the next round will take beyond its episodes' usual time, asked at
-            each end of a round (a fit of the actor deferred to it:
-            :meth:`~.warm_start.WarmStart.pending_seconds`; None: none).
+        fits: The actor's fits (:class:`~.warm_start.WarmStart`; None: none): a round in
+            which one was made is not a usual round (left out of the rounds' longest), and
+            a fit deferred to the next round adds its bound to that round.
     """
 
     def __init__(self, seconds: float | None,
                  *reserves: RescoreEstimate | FinalistEstimate | None,
-                 since: float | None = None, pending: Callable[[], float] | None = None):
+                 since: float | None = None, fits: FitTimes | None = None):
         super().__init__(verbose=0)
         self.seconds = seconds
         self.since = since
-        self.pending = pending
+        self.fits = fits
+        self._made = 0.0  # the fits' seconds at the last end of a round
+        self._usual: list[bool] = []  # per round: no fit made in it
         self.reserves = [r for r in reserves if r is not None]
         self.stopped = False
         """Whether the budget ended the training."""
@@ -167,9 +180,14 @@ class StopAtWallTime(BaseCallback):
                 for r in self.reserves:
                     r.add(info["episode_result"])
         extra = self.reserved = sum(r.seconds() for r in self.reserves)
-        if self.pending is not None:
-            extra += self.pending()
-        if out_of_time(now - self._start, self._rounds, extra, self.seconds):
+        rounds = self._rounds
+        if self.fits is not None:
+            made, self._made = self._made, self.fits.made_seconds()
+            self._usual.append(self._made == made)
+            rounds = rounds[:1] + [r for r, u in zip(rounds[1:], self._usual[1:],
+                                                     strict=True) if u]
+            extra += self.fits.pending_seconds()
+        if out_of_time(now - self._start, rounds, extra, self.seconds):
             self.stopped = True
             return False
         return True

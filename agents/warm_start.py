@@ -278,29 +278,36 @@ class WarmStart(BaseCallback):
 
     def pending_seconds(self) -> float:
         """Seconds a fit asked for but not yet made (deferred to the next round of episodes)
-        will add to that round, 0 when none is: the longest fit of this session, or before
-        any, ``steps`` Adam steps timed on a copy of the actor (the most the fit takes).
-        :class:`~.time_limit.StopAtWallTime` adds it to the next round's time: the first fit
-        (1.4 s of 3,000 steps on a 16-wide actor, rounds of 0.1 s) had taken a tiny search
-        past ``--time-limit``."""
+        will add to that round, 0 when none is: the most a fit can take, ``steps`` Adam steps,
+        each as long as the slowest per step of this session's fits or, before any, as
+        steps timed on a copy of the actor. A fit's length varies widely (ResNet-56
+        searches: 40 steps in 0.13 s, then 2,600 in 5.9 s), so the bound is the whole.
+        :class:`~.time_limit.StopAtWallTime` adds it to the next round's usual time (a round
+        with a fit is not usual): the first fit (1.4 s on a 16-wide actor, rounds of 0.1 s)
+        had taken a tiny search past ``--time-limit``."""
         if self._scheduled <= self.fits:
             return 0.0
-        if self.history:
-            return max(h["seconds"] for h in self.history)
+        timed = [h["seconds"] / h["steps"] for h in self.history if h["steps"]]
+        if timed:
+            return max(timed) * self.steps
         if self._step_seconds is None:
             actor = copy.deepcopy(self.model.actor)
             x = torch.as_tensor(self.observations(self.best[1]), dtype=torch.float32)
             y = torch.zeros(len(x), 1)
             opt = torch.optim.Adam(actor.parameters(), lr=self.lr, fused=True)
-            n, t = 5, 0.0
+            n, t = 20, 0.0
             with torch.enable_grad():
-                for i in range(n + 1):  # the first: one-off set-up, not timed
-                    t = time.perf_counter() if i == 1 else t
+                for i in range(n + 2):  # the first two: one-off set-up, not timed
+                    t = time.perf_counter() if i == 2 else t
                     loss = torch.nn.functional.mse_loss(actor(x), y)
                     loss.item()
                     _step(opt, loss)
             self._step_seconds = (time.perf_counter() - t) / n
         return self._step_seconds * self.steps
+
+    def made_seconds(self) -> float:
+        """Seconds of this session's fits."""
+        return sum(h["seconds"] for h in self.history)
 
     def _period(self, episodes: int) -> int:
         """Anchoring periods begun after ``episodes`` (at warm-up + k x anchor_every, so a

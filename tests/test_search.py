@@ -591,28 +591,34 @@ def test_time_limit_finalists_leaves_room_for_the_finetunes(monkeypatch):
 
 
 def test_time_limit_counts_what_ran_before_the_episodes_and_a_pending_fit(monkeypatch):
-    """The limit counts from the search's start (3 s before training here) and a fit of
-    the actor deferred to the next round (5 s) is added to that round: the episodes stop
-    where that round would end past the limit; without them (must fail) the next round runs
-    and ends past it."""
+    """The limit counts from the search's start (3 s before training here); a fit of the
+    actor deferred to the next round (5 s) is added to that round, so the episodes stop
+    where it would end past the limit, and the round it made longer is not a usual round
+    afterwards. Without the fits' times (must fail) the fit's round runs and ends past the
+    limit, and later the long round is taken as usual (the search stops 5 rounds early)."""
+    from types import SimpleNamespace
+
+    from amc.agents import time_limit
     from amc.agents.time_limit import StopAtWallTime
 
     result = {"prune_s": 0.1, "repair_s": 0.2, "eval_s": 0.5, "images": 1000}
-    ends = [1.0 + i for i in range(30)]  # rounds of 1 s
+    ends = [1.0 + i for i in range(40)]  # rounds of 1 s
     assert _drive_timer(monkeypatch, StopAtWallTime(20.0), ends, result) == 20.0
     assert _drive_timer(monkeypatch, StopAtWallTime(20.0, since=-3.0), ends, result) == 17.0
-    # the round after t = 10 carries a 5 s fit, announced at its start: 10 + 1 + 5 > 14
-    from amc.agents import time_limit
-
+    # a fit asked for at t = 10, made in the next round (10 -> 16)
     fit_ends = [*ends[:10], 16.0, *(e + 5.0 for e in ends[11:])]
 
-    def pending() -> float:  # read on the timer's (driven) clock
-        return 5.0 if time_limit.time.perf_counter() == 10.0 else 0.0
+    def clock() -> float:  # the timer's (driven) clock
+        return time_limit.time.perf_counter()
 
-    assert _drive_timer(monkeypatch, StopAtWallTime(14.0, pending=pending), fit_ends,
-                        result) == 10.0
-    assert _drive_timer(monkeypatch, StopAtWallTime(14.0), fit_ends,
-                        result) == 16.0  # the fit's round ran: ended past the limit
+    fits = SimpleNamespace(pending_seconds=lambda: 5.0 if clock() == 10.0 else 0.0,
+                           made_seconds=lambda: 5.0 if clock() >= 16.0 else 0.0)
+    assert _drive_timer(monkeypatch, StopAtWallTime(14.0, fits=fits), fit_ends,
+                        result) == 10.0  # 10 + 1 + 5 > 14
+    assert _drive_timer(monkeypatch, StopAtWallTime(14.0), fit_ends, result) == 16.0
+    assert _drive_timer(monkeypatch, StopAtWallTime(30.0, fits=fits), fit_ends,
+                        result) == 30.0  # rounds of 1 s after the fit's
+    assert _drive_timer(monkeypatch, StopAtWallTime(30.0), fit_ends, result) == 25.0
 
 
 def test_a_search_cached_before_time_limit_counts_as_made_without_one(tmp_path):

@@ -285,9 +285,9 @@ def test_a_fit_never_leaves_the_actor_worse_than_it_found_it():
 
 
 def test_a_deferred_fit_is_announced_to_the_time_limit_until_it_is_made():
-    """A fit deferred to the next round of episodes is pending until it runs: estimated
-    before any fit from timed Adam steps (the whole ``steps``), after one as the longest fit
-    made; nothing is pending before it is asked for or once it is made."""
+    """A fit deferred to the next round of episodes is pending until it runs: all its
+    ``steps``, timed before any fit on a copy of the actor, after one at that fit's time per
+    step; nothing is pending before it is asked for or once it is made."""
     from types import SimpleNamespace
 
     import torch
@@ -321,11 +321,15 @@ def test_a_deferred_fit_is_announced_to_the_time_limit_until_it_is_made():
     assert first > 0.0 and first == ws.pending_seconds()  # timed once
     assert all(torch.equal(a, b) for a, b in zip(before, model.actor.parameters(),
                                                  strict=True))  # the timing fitted a copy
+    assert ws.made_seconds() == 0.0
     jobs.pop()()
     assert ws.fits == 1 and ws.pending_seconds() == 0.0
-    noise.episodes += 1  # the next anchoring period: fitted again, as long as the first
+    assert ws.made_seconds() == ws.history[0]["seconds"]
+    noise.episodes += 1  # the next anchoring period: fitted again, at the first's pace
     assert ws.on_step() and len(jobs) == 1
-    assert ws.pending_seconds() == ws.history[0]["seconds"]
+    h = ws.history[0]
+    assert h["steps"] > 0 and ws.pending_seconds() == pytest.approx(
+        h["seconds"] / h["steps"] * 400)
 
 
 def test_the_csv_of_amc_sensitivity_is_a_sweep_a_search_reads(tmp_path):
