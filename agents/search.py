@@ -447,16 +447,24 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
         picked = pick_best(cfg, scorer, run_dir, reward_at, remote)
     finally:
         venv.close()
+    t_rescored = time.perf_counter()
     deadline = (t_cheap + cfg.time_limit - check_seconds(cfg, scorer)
                 if cfg.time_limit is not None and cfg.time_limit_finalists else None)
     picked.update(pick_by_finetune(cfg, scorer, run_dir, reward_at,  # on the freed cores
                                    deadline=deadline))
     picked.update(measure_pick(cfg, scorer, run_dir))
+    end = time.perf_counter()
+    counted = None  # what --time-limit bounds: from its origin to the rescoring's end (or all)
+    if cfg.time_limit is not None:
+        counted = (end if cfg.time_limit_finalists else t_rescored) - (
+            t_cheap + (0.0 if cfg.time_limit_finalists else blocks_s))
     return summarize(cfg, run_dir, {k: v[1] for k, v in lines.items()}, seconds, restarts,
                      {"agent_updates_this_run": updates.made,
                       "agent_update_seconds": updates.seconds, "cheap_seconds": cheap_s,
                       "stopped_by_time_limit": timer.stopped,
                       "time_limit_reserved_seconds": timer.reserved,
+                      "time_limit_counted_seconds": counted,
+                      "session_seconds": end - t_cheap,
                       "drop_swaps": noise.swaps,
                       "pair_moves": noise.pair_moves,
                       "blocks_finalist": blocks_ft["name"] if blocks_ft else None,

@@ -318,6 +318,8 @@ def test_time_limit_finalists_keeps_the_whole_search_within_the_limit(synth8, re
     inside = search_wall_seconds(tmp_path / "in")
     assert s["stopped_by_time_limit"] and s["blocks_finalist_seconds"] >= 2.0
     assert s["finalist_seconds"] >= 1.0 and inside <= limit + 0.5
+    assert s["time_limit_counted_seconds"] <= limit + 0.5  # all of it, set-up included
+    assert s["session_seconds"] == pytest.approx(s["time_limit_counted_seconds"])
     # room for the fine-tunes left, timed as the blocks finalists' (>= 1 s each; a finalist
     # that is a blocks candidate fine-tuned before costs nothing)
     fin = json.loads((tmp_path / "in" / "finalists.json").read_text())
@@ -325,4 +327,5 @@ def test_time_limit_finalists_keeps_the_whole_search_within_the_limit(synth8, re
     assert new >= 1 and s["time_limit_reserved_seconds"] >= new * 1.0
     s = run_search(_search(synth8, resnet20_4, tmp_path / "on_top", **kw))
     assert s["stopped_by_time_limit"] and search_wall_seconds(tmp_path / "on_top") > limit + 1.0
+    assert s["session_seconds"] > limit + 1.0 >= s["time_limit_counted_seconds"] + 1.0
     assert s["time_limit_reserved_seconds"] == 0.0  # no rescoring, fine-tunes on top
