@@ -22,8 +22,8 @@ from .config import SearchConfig
 
 def episode_columns(pm: PrunableModel) -> list[str]:
     return (["episode"] + [f"ratio:{u.name}" for u in pm.units]
-            + ["macs_ratio", "params_ratio", "val_top1", "reward", "seconds", "images",
-               "prune_s", "repair_s", "eval_s", "run_seconds"])
+            + ["macs_ratio", "params_ratio", "budget_ratio", "val_top1", "reward", "seconds",
+               "images", "prune_s", "repair_s", "eval_s", "run_seconds"])
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
@@ -107,6 +107,8 @@ class SearchMonitor(BaseCallback):
                **{f"ratio:{u.name}": f"{r:.6f}" for u, r in zip(self.pm.units, res["ratios"])},
                "macs_ratio": f"{res['macs_ratio']:.6f}",
                "params_ratio": f"{res['params_ratio']:.6f}",
+               "budget_ratio": (f"{res['budget_ratio']:.6f}" if "budget_ratio" in res
+                                else ""),
                "val_top1": f"{res['val_top1']:.4f}", "reward": f"{res['reward']:.6f}",
                "seconds": f"{res['seconds']:.3f}", "images": res.get("images", ""),
                "run_seconds": f"{time.perf_counter() - self._t0:.3f}",

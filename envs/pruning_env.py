@@ -151,7 +151,8 @@ class AMCPruningEnv(gym.Env):
             self.best_reward = reward
         info["episode_result"] = {
             "ratios": ratios, "macs_ratio": macs_fraction,
-            "params_ratio": params / self.pm.dense_params, "val_top1": s.top1,
+            "params_ratio": params / self.pm.dense_params, "budget_ratio": size,
+            "val_top1": s.top1,
             "reward": reward, "seconds": time.perf_counter() - self._t0,
             "images": s.images, "complete": s.complete, "prune_s": s.prune_s,
             "repair_s": s.repair_s, "eval_s": s.eval_s,

@@ -71,6 +71,8 @@ def test_run_directory_contents(digits_ckpt, tmp_path):
     assert [int(r["episode"]) for r in rows] == list(range(1, 25))
     assert max(float(r["reward"]) for r in rows) == pytest.approx(pol.metrics["reward"], abs=1e-5)
     assert all(float(r["params_ratio"]) <= 0.5 + 1e-9 for r in rows)
+    # the budget's own resource: here the parameters
+    assert [float(r["budget_ratio"]) for r in rows] == [float(r["params_ratio"]) for r in rows]
     # SB3's Monitor statistics reach TensorBoard, next to amc's own scalars
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -761,6 +763,18 @@ def test_a_latency_search_beats_the_uniform_policy_a_user_gets(digits_ckpt, tmp_
     ratios, info = run_strategy("uniform", scorer, cfg.parsed_budget(), cfg.max_ratio)
     assert saved.ratios == pytest.approx(scorer.pm.canonical(ratios))
     assert s["uniform_val_top1"] == info["val_top1"]
+    # episodes.csv gives each episode's predicted latency fraction (its MACs' is another)
+    from amc.prune.budget import resource_fn
+    from amc.prune.latency_table import LatencySpec
+
+    lat = resource_fn(scorer.pm, cfg.parsed_budget(), LatencySpec.from_config(cfg))
+    rows = _rows(tmp_path / "lat")
+    units = [u.name for u in scorer.pm.units]
+    for r in rows:
+        predicted = lat([float(r[f"ratio:{n}"]) for n in units])
+        assert float(r["budget_ratio"]) == pytest.approx(predicted, abs=2e-6)
+        assert float(r["budget_ratio"]) <= 0.6 + 1e-6
+    assert any(abs(float(r["budget_ratio"]) - float(r["macs_ratio"])) > 1e-3 for r in rows)
 
 
 def test_the_headline_compares_the_search_best_with_the_cheap_policies_on_its_images(
