@@ -22,6 +22,7 @@ from amc.config.args import changed_settings, check_counts
 from amc.cost.timing import num_threads
 from amc.envs import ActionMap, AMCPruningEnv, Outcome, reward_fn
 from amc.prune.budget import Budget, fill_vectors, resource_fn
+from amc.prune.latency_table import LatencySpec, reuse_note
 from amc.prune.policy import load_policy, make_policy
 from amc.prune.rescore import RewardAt
 from amc.prune.scoring import Scorer, build_scorer
@@ -69,8 +70,6 @@ def _outcome(scorer: Scorer, cfg: SearchConfig, ratios: list[float], top1: float
     macs, params = pm.cost(ratios)
     lat = 0.0
     if cfg.reward == "latency":
-        from amc.prune.latency_table import LatencySpec
-
         lat = LatencySpec.from_config(cfg).table(pm).predict(ratios)
     return Outcome(top1, macs, params, resource_fn(pm, budget)(ratios), budget.fraction, lat,
                    macs / pm.dense_macs)
@@ -343,6 +342,10 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
                                           "versions": versions(), "started": now()})
     t_cheap = time.perf_counter()
     lines = cheap_lines(scorer, cfg, run_dir, given)
+    if cfg.parsed_budget().kind == "latency" or cfg.reward == "latency":
+        note = reuse_note(LatencySpec.from_config(cfg).table(pm))  # timed by now, or read
+        if note:
+            log.warning(note)
     cheap_s = time.perf_counter() - t_cheap  # within --time-limit: part of the session
     reward_at = _reward_at(scorer, cfg)
     # --blocks-finalists: the blocks demonstration picked by a short fine-tune (outside

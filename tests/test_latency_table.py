@@ -52,6 +52,27 @@ def test_cache_key_separates_backend_threads_and_batch(pm, isolated_cache):
     assert len(keys) == 2
 
 
+def test_a_table_read_from_the_cache_says_so_and_when_it_was_measured(pm, isolated_cache,
+                                                                      monkeypatch):
+    """A table measured by this process has no notice; the same table in a later process
+    (the in-memory copy gone) is read from its file, and the notice names the file and the
+    time it was measured, which a later search prints."""
+    import amc.prune.latency_table as lt
+
+    monkeypatch.setattr(lt, "_MEMO", {})
+    monkeypatch.setattr(lt, "_READ", set())
+    made = latency_table(pm, batch=4, threads=1, **QUICK)
+    assert made.cached_from is None and lt.reuse_note(made) is None
+    assert latency_table(pm, batch=4, threads=1, **QUICK).cached_from is None  # memo
+    monkeypatch.setattr(lt, "_MEMO", {})  # a new process
+    read = latency_table(pm, batch=4, threads=1, **QUICK)
+    (path,) = (isolated_cache / "latency").glob("*.json")
+    assert read.cached_from == str(path) and read.points == made.points
+    note = lt.reuse_note(read)
+    assert note.startswith("amc: note: ") and "\n" not in note
+    assert str(path) in note and made.measured["at"] in note and "batch 4" in note
+
+
 def test_table_follows_batch(pm, isolated_cache):
     """A larger batch is slower: the table really runs at the batch it is asked for."""
     small = latency_table(pm, batch=2, threads=1, **QUICK)

@@ -748,16 +748,30 @@ def test_recal_on_val_reaches_the_scorer_through_the_config(digits_ckpt, tmp_pat
     assert scorers["val"].score(ratios).images == 64
 
 
-def test_a_latency_search_beats_the_uniform_policy_a_user_gets(digits_ckpt, tmp_path):
+def test_a_latency_search_beats_the_uniform_policy_a_user_gets(digits_ckpt, tmp_path,
+                                                              isolated_cache, monkeypatch,
+                                                              caplog):
     """The cheap policies a latency search reports and saves (the line its best is compared
     with) are the ones `amc baseline` makes: channels past one vector filled where the budget
-    allows (they were scored unfilled: a weaker uniform than the user's)."""
+    allows (they were scored unfilled: a weaker uniform than the user's). A search that
+    measured its latency table says nothing of it; a later one that reads it from the cache
+    says so, in one line naming the file."""
+    import amc.prune.latency_table as lt
     from amc.prune.baselines import run_strategy
     from amc.prune.scoring import build_scorer
 
+    monkeypatch.setattr(lt, "_MEMO", {})
+    monkeypatch.setattr(lt, "_READ", set())
     cfg = _cfg(digits_ckpt, tmp_path / "lat", episodes=2, warmup_episodes=2,
                budget="latency:0.6", latency_batch=4, latency_threads=1)
-    s = run_search(cfg)
+    with caplog.at_level("WARNING", logger="amc"):
+        s = run_search(cfg)
+        assert not [r for r in caplog.records if "latency table" in r.getMessage()]
+        monkeypatch.setattr(lt, "_MEMO", {})  # a later process
+        run_search(replace(cfg, out=str(tmp_path / "again")))
+    (path,) = (isolated_cache / "latency").glob("*.json")
+    notes = [r.getMessage() for r in caplog.records if "latency table" in r.getMessage()]
+    assert len(notes) == 1 and str(path) in notes[0]
     saved = load_policy(tmp_path / "lat" / "uniform_policy.json")
     scorer = build_scorer(**cfg.scorer_kwargs())
     ratios, info = run_strategy("uniform", scorer, cfg.parsed_budget(), cfg.max_ratio)

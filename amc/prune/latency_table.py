@@ -56,6 +56,7 @@ from amc.prune.units import PrunableModel
 from amc.utils import allocator
 from amc.utils.errors import AmcError
 from amc.utils.io import atomic_write
+from amc.utils.provenance import now
 
 BACKENDS = ("torch", "ort")
 FRACTIONS = (0.0625, 0.125, 0.25, 0.5, 0.75, 1.0)
@@ -75,6 +76,7 @@ METHOD = 8  # bumps the cache key when the measuring method changes (5: FRACTION
 # 6: output channels counted in whole vectors, :func:`lanes`; 7: input channels past one
 # vector too, :func:`vector_inputs`; 8: every whole vector timed, :data:`VECTORS_TIMED`)
 _MEMO: dict[str, dict] = {}  # cache file -> its contents, read once per process
+_READ: set[str] = set()  # the cache files of _MEMO read from disk (not measured here)
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,9 @@ class LatencyTable:
             the residual add) a dropped block takes with it; 0 without droppable units.
         fractions: Per counted layer, the kept fractions its ``points`` are at
             (:func:`timed_fractions`; None: :data:`FRACTIONS` for every layer).
+        cached_from: The cache file this process read the table from (None: measured by
+            this process); ``measured["at"]`` says when it was measured (tables cached
+            before the fifty-fourth session do not say).
     """
 
     points: list[list[float]]
@@ -157,6 +162,7 @@ class LatencyTable:
     drop_ms: float = 0.0
     inputs: bool = True
     fractions: list[list[float]] | None = None
+    cached_from: str | None = None
     _vector_io: list[tuple[int, int]] = field(init=False, repr=False, compare=False)
     _interp: list[tuple[np.ndarray, np.ndarray]] = field(init=False, repr=False, compare=False)
 
@@ -426,6 +432,7 @@ def latency_table(pm: PrunableModel, batch: int = 64, threads: int = 2, backend:
     d = _MEMO.get(str(path))
     if d is None and path.is_file():
         d = json.loads(path.read_text())
+        _READ.add(str(path))
     if d is None:
         d = _measure(pm, spec, var)
         with atomic_write(path) as tmp:  # Ray workers may read it meanwhile
@@ -433,7 +440,21 @@ def latency_table(pm: PrunableModel, batch: int = 64, threads: int = 2, backend:
     _MEMO[str(path)] = d
     return LatencyTable(d["points"], d["dims"], d["rest_ms"], d["dense_ms"], d["scale"],
                         d["measured"], spec, pm, d["lanes"], d.get("drop_ms", 0.0),
-                        fractions=d.get("fractions"))
+                        fractions=d.get("fractions"),
+                        cached_from=str(path) if str(path) in _READ else None)
+
+
+def reuse_note(table: LatencyTable) -> str | None:
+    """The one-line notice that ``table`` was read from the cache rather than measured now
+    (None when measured by this process): a search's latencies are only as good as the
+    machine's quiet when its table was timed."""
+    if table.cached_from is None:
+        return None
+    s = table.spec
+    return (f"amc: note: the latency table ({s.backend}, batch {s.batch}, {s.threads} "
+            f"thread(s)) was measured {table.measured.get('at', 'in an earlier session')} and "
+            f"read from {table.cached_from}; delete that file to time it again (e.g. if the "
+            "machine was busy then)")
 
 
 def _measure(pm: PrunableModel, spec: LatencySpec, var: list[tuple[bool, bool]]) -> dict:
@@ -458,4 +479,4 @@ def _measure(pm: PrunableModel, spec: LatencySpec, var: list[tuple[bool, bool]])
             "dense_ms": table.dense_ms, "drop_ms": table.drop_ms,
             "measured": {"layer_sum_ms": sums, "measured_ms": measured,
                          "dense_rest_ms": max(0.0, measured[0] - sums[0]),
-                         "allocator": allocator.state()}}
+                         "allocator": allocator.state(), "at": now()}}
