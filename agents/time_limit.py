@@ -126,10 +126,11 @@ class FitTimes(Protocol):
 
 class StopAtWallTime(BaseCallback):
     """Stop training at an end of episodes so that the search, what follows its episodes
-    included, ends within ``seconds`` of training's start (this session's): at each end of a
-    round of episodes (the envs step in lockstep, so every env's episode ends there and none
-    is cut short) it stops when the next round, timed as the longest so far after the first
-    (which also starts the workers), and what follows (``reserves``) would not end in time.
+    included, ends within ``seconds`` of ``since`` (this session's): at each end of a round
+    of episodes (the envs step in lockstep, so every env's episode ends there and none is
+    cut short) it stops when the next round, timed as the longest usual round so far after
+    the first (which also starts the workers) plus a fit of the actor deferred to it, and
+    what follows (``reserves``) would not end in time.
     The first round always runs.
 
     Args:
