@@ -115,3 +115,9 @@ def test_interleaved_timing_orders_a_four_times_larger_model_as_slower():
         t = interleaved({"small": lambda: small(xs), "big": lambda: big(xb)}, runs=12, rounds=3)
     assert t["big"]["min_ms"] > 1.8 * t["small"]["min_ms"], t
     assert t["small"]["runs"] == t["big"]["runs"] == 12
+    # a count the rounds do not divide is still the count asked for (5 in 3 rounds)
+    calls = []
+    t = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, runs=5,
+                    rounds=3, warmup=1)
+    assert t["a"]["runs"] == t["b"]["runs"] == 5
+    assert calls.count("a") == 1 + 3 + 5  # a warm-up, one before each round's block, runs

@@ -16,7 +16,6 @@ results record the allocator state.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -57,17 +56,18 @@ def num_threads(threads: int | None) -> Iterator[None]:
 def interleaved(fns: dict[str, Callable[[], object]], runs: int, rounds: int,
                 warmup: int = 1) -> dict:
     """The one latency timer: time every function ``runs`` times in ``rounds`` rounds (order
-    flipped each round, one warm-up call before each block, ``warmup`` calls of each first);
-    per key: median, IQR, quartiles and min in ms, and the run count. Settles the allocator
-    first (:func:`amc.utils.allocator.settle`)."""
+    flipped each round, one warm-up call before each block, ``warmup`` calls of each first;
+    the first ``runs % rounds`` rounds take one run more); per key: median, IQR, quartiles
+    and min in ms, and the run count. Settles the allocator first
+    (:func:`amc.utils.allocator.settle`)."""
     allocator.settle()
     rounds = max(1, min(rounds, runs))
-    per = math.ceil(runs / rounds)
     times: dict[str, list[float]] = {k: [] for k in fns}
     for fn in fns.values():
         for _ in range(max(1, warmup)):
             fn()
     for r in range(rounds):
+        per = runs // rounds + (r < runs % rounds)  # `runs` in all (6 for 5 in 3 rounds before)
         for key in (list(fns) if r % 2 == 0 else list(fns)[::-1]):
             if r or len(fns) > 1:
                 fns[key]()  # warm-up after the other models ran
