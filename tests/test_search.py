@@ -512,6 +512,9 @@ def test_warmup_notice_names_the_fix_only_past_nothing_but_the_warmup():
     assert "97 s went before" in note and "30 s were kept" in note
     assert "--finalists 0 --blocks-finalists 0" in note
     assert "--finalists 0" not in (warmup_notice(2, 20, 131.0, 97.0, 30.0, False) or "")
+    # a shorter warm-up where episodes fitted: half of them; none where only one did
+    assert "--warmup-episodes 24 " in warmup_notice(49, 100, 90.0, 12.0, 0.0, False)
+    assert "--warmup-episodes" not in warmup_notice(1, 100, 90.0, 12.0, 0.0, False)
 
 
 def _drive_timer(monkeypatch, timer, ends: list[float], result: dict) -> float | None:
