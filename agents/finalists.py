@@ -143,16 +143,18 @@ def finetuning(cfg: SearchConfig, scorer: Scorer, say=print):
 
 
 def finalists_estimate(cfg: SearchConfig, scorer: Scorer, run_dir: Path, reward_at: RewardAt,
-                       blocks_ft: dict[str, Any] | None) -> FinalistEstimate:
-    """With ``--time-limit-finalists``: what ``--finalists`` (:func:`finetunes_left` of them)
-    and the pick's latency check will take after the rescoring (``blocks_ft``:
+                       blocks_ft: dict[str, Any] | None, per_round: int = 1
+                       ) -> FinalistEstimate:
+    """With ``--time-limit-finalists``: what ``--finalists`` (:func:`finetunes_left` of them,
+    plus the ``per_round`` episodes of the next round, each of which may become one) and the
+    pick's latency check will take after the rescoring (``blocks_ft``:
     :func:`blocks_by_finetune`'s return, whose fine-tunes time one)."""
     val = len(load_dataset(cfg.data, **cfg.dataset_kwargs(cfg.model)).labels["val"])  # cached
     return FinalistEstimate(cfg.finalists, blocks_ft["per_finetune"] if blocks_ft else None,
                             cfg.finalist_images * cfg.finalist_epochs + val,
                             max(1, cfg.threads or 1) * max(1, cfg.workers),
                             check_seconds(cfg, scorer),
-                            lambda: finetunes_left(cfg, scorer, run_dir, reward_at))
+                            lambda: finetunes_left(cfg, scorer, run_dir, reward_at), per_round)
 
 
 def blocks_by_finetune(cfg: SearchConfig, scorer: Scorer, run_dir: Path, reward_at: RewardAt,

@@ -425,7 +425,8 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
         reserves = [RescoreEstimate(cfg.rescore_top, rest_images(cfg),
                                     remote.workers if remote is not None else 1)]
         if cfg.time_limit_finalists:
-            reserves.append(finalists_estimate(cfg, scorer, run_dir, reward_at, blocks_ft))
+            reserves.append(finalists_estimate(cfg, scorer, run_dir, reward_at, blocks_ft,
+                                               venv.num_envs))
         # counted from the cheap policies' start (the blocks finalists' fine-tunes left out
         # unless --time-limit-finalists): building the envs and the agent is inside the limit
         timer = StopAtWallTime(cfg.time_limit, *reserves,

@@ -82,13 +82,18 @@ class FinalistEstimate:
         count: How many fine-tunes are left to make were the search to end now (asked at
             each estimate; at most ``finalists``: those already fine-tuned are reused);
             None: ``finalists``.
+        grow: How many more the next round may bring (its episodes: each new policy may
+            become a finalist). The estimate is asked before the round runs, and a count of
+            the policies so far had left no room for a finalist the last round added (a
+            loaded CI run).
     """
 
     def __init__(self, finalists: int, per_finetune: float | None, work: float,
-                 threads: int = 2, extra: float = 0.0, count: Callable[[], int] | None = None):
+                 threads: int = 2, extra: float = 0.0, count: Callable[[], int] | None = None,
+                 grow: int = 0):
         self.n = finalists if finalists >= 2 else 0
         self.per_finetune, self.work, self.threads, self.extra = per_finetune, work, threads, extra
-        self.count = count
+        self.count, self.grow = count, grow
         self._eval = self._images = 0.0
 
     def add(self, result: dict) -> None:
@@ -102,7 +107,8 @@ class FinalistEstimate:
         if per is None:
             per_image = self._eval / self._images if self._images else 0.0
             per = FINETUNE_PER_SCORED_IMAGE * per_image * self.work * 2 / max(1, self.threads)
-        n = min(self.n, self.count()) if self.count is not None and self.n else self.n
+        n = (min(self.n, self.count() + self.grow) if self.count is not None and self.n
+             else self.n)
         return n * per + self.extra
 
 

@@ -182,7 +182,7 @@ def cli(digits_ckpt, digits_pm, tmp_path_factory) -> dict:
                                  "--max-ratio", "0.8", "--n-random", "4",
                                  "--out", str(d / f"{s}.json")]
     jobs["baseline:latency"] = ["baseline", *model, "--strategy", "uniform", "--budget",
-                                "latency:0.8", "--latency-batch", "4", "--latency-threads", "1",
+                                "latency:0.8", "--latency-batch", "16", "--latency-threads", "1",
                                 "--max-ratio", "0.8", "--out", str(d / "latency.json")]
     existing = d / "existing.json"
     existing.write_text("keep me\n")
@@ -294,7 +294,7 @@ def test_cli_baseline_at_a_latency_budget_records_and_prints_the_tables_predicti
     pol = load_policy(cli["dir"] / "latency.json")
     lat = pol.achieved["latency_ratio"]
     assert lat <= 0.8 + 1e-9 and pol.budget == "latency:0.8"
-    assert pol.provenance["latency_table"] == {"backend": "torch", "batch": 4, "threads": 1}
+    assert pol.provenance["latency_table"] == {"backend": "torch", "batch": 16, "threads": 1}
     assert f"latency {lat:.3f} (table)" in res.stdout, res.stdout
     assert "latency_ratio" not in load_policy(cli["dir"] / "uniform.json").achieved  # FLOPs
 

@@ -581,6 +581,11 @@ def test_time_limit_finalists_leaves_room_for_the_finetunes(monkeypatch):
     assert counted.seconds() == pytest.approx(timed.seconds())
     left[0] = 1
     assert counted.seconds() == pytest.approx(2.0 * PICK_FINETUNE_FACTOR + 0.5)
+    # the next round's episode may add a finalist: room for it too, never past --finalists
+    grown = FinalistEstimate(3, 2.0, 10_000, extra=0.5, count=lambda: left[0], grow=1)
+    assert grown.seconds() == pytest.approx(2 * 2.0 * PICK_FINETUNE_FACTOR + 0.5)
+    left[0] = 3
+    assert grown.seconds() == pytest.approx(timed.seconds())
     guessed = FinalistEstimate(finalists=2, per_finetune=None, work=10_000, threads=4)
     guessed.add(result)
     assert guessed.seconds() == pytest.approx(
@@ -724,11 +729,13 @@ def test_a_latency_search_reports_its_pick_timed_whole(digits_ckpt, tmp_path, is
 
     monkeypatch.setattr(check, "measured_ratio", fake)
     run = tmp_path / "lat"
+    # batch 16: at 4 the digits net's time is mostly fixed costs, and a table timed on a
+    # loaded machine put the most pruned network above 0.8 of dense (0.58 when quiet)
     s = run_search(_cfg(digits_ckpt, run, episodes=4, warmup_episodes=2, budget="latency:0.8",
-                        latency_batch=4, latency_threads=1))
+                        latency_batch=16, latency_threads=1))
     best = load_policy(run / "best_policy.json")
     assert s["best_latency_ratio_measured"] == 0.777
-    assert len(timed) == 1 and timed[0][1] == 4
+    assert len(timed) == 1 and timed[0][1] == 16
     assert timed[0][0] == pytest.approx(best.ratios)
     wall = search_wall_seconds(run)
     write_json(run / "summary.json", {**s, "latency_check_seconds":
@@ -766,7 +773,7 @@ def test_a_latency_search_beats_the_uniform_policy_a_user_gets(digits_ckpt, tmp_
     monkeypatch.setattr(lt, "_MEMO", {})
     monkeypatch.setattr(lt, "_READ", set())
     cfg = _cfg(digits_ckpt, tmp_path / "lat", episodes=2, warmup_episodes=2,
-               budget="latency:0.6", latency_batch=4, latency_threads=1)
+               budget="latency:0.6", latency_batch=16, latency_threads=1)  # 0.35 reachable
     with caplog.at_level("WARNING", logger="amc"):
         s = run_search(cfg)
         assert not [r for r in caplog.records if "latency table" in r.getMessage()]
