@@ -353,6 +353,9 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
     t_blocks = time.perf_counter()
     blocks_ft = blocks_by_finetune(cfg, scorer, run_dir, reward_at)
     blocks_s = time.perf_counter() - t_blocks  # this session's
+    # --time-limit counts from the cheap policies' start (building the envs and the agent
+    # inside), the blocks finalists' fine-tunes left out unless --time-limit-finalists
+    origin = t_cheap + (0.0 if cfg.time_limit_finalists else blocks_s)
     if blocks_ft is not None:
         lines["blocks"] = (blocks_ft["ratios"], blocks_ft["metrics"])
     demos = None
@@ -427,11 +430,7 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
         if cfg.time_limit_finalists:
             reserves.append(finalists_estimate(cfg, scorer, run_dir, reward_at, blocks_ft,
                                                venv.num_envs))
-        # counted from the cheap policies' start (the blocks finalists' fine-tunes left out
-        # unless --time-limit-finalists): building the envs and the agent is inside the limit
-        timer = StopAtWallTime(cfg.time_limit, *reserves,
-                               since=t_cheap + (0.0 if cfg.time_limit_finalists else blocks_s),
-                               fits=warm)
+        timer = StopAtWallTime(cfg.time_limit, *reserves, since=origin, fits=warm)
     if remaining > 0:
         # stop by episode count (SB3's callback; the monitor records exactly `remaining`)
         stop = StopTrainingOnMaxEpisodes(max_episodes=-(-remaining // venv.num_envs))
@@ -452,7 +451,7 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
     finally:
         venv.close()
     t_rescored = time.perf_counter()
-    deadline = (t_cheap + cfg.time_limit - check_seconds(cfg, scorer)
+    deadline = (origin + cfg.time_limit - check_seconds(cfg, scorer)
                 if cfg.time_limit is not None and cfg.time_limit_finalists else None)
     picked.update(pick_by_finetune(cfg, scorer, run_dir, reward_at,  # on the freed cores
                                    deadline=deadline))
@@ -460,8 +459,7 @@ def _run(cfg: SearchConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
     end = time.perf_counter()
     counted = None  # what --time-limit bounds: from its origin to the rescoring's end (or all)
     if cfg.time_limit is not None:
-        counted = (end if cfg.time_limit_finalists else t_rescored) - (
-            t_cheap + (0.0 if cfg.time_limit_finalists else blocks_s))
+        counted = (end if cfg.time_limit_finalists else t_rescored) - origin
     return summarize(cfg, run_dir, {k: v[1] for k, v in lines.items()}, seconds, restarts,
                      {"agent_updates_this_run": updates.made,
                       "agent_update_seconds": updates.seconds, "cheap_seconds": cheap_s,
