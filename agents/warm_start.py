@@ -279,30 +279,34 @@ class WarmStart(BaseCallback):
     def pending_seconds(self) -> float:
         """Seconds a fit asked for but not yet made (deferred to the next round of episodes)
         will add to that round, 0 when none is: the most a fit can take, ``steps`` Adam steps,
-        each as long as the slowest per step of this session's fits or, before any, as
-        steps timed on a copy of the actor. A fit's length varies widely (ResNet-56
-        searches: 40 steps in 0.13 s, then 2,600 in 5.9 s), so the bound is the whole.
+        each at the pace of this session's fits so far (their seconds over their steps, so
+        that a short fit's fixed costs or one step another process preempted does not set
+        the pace of 3,000) or, before any, the median of 20 steps timed on a copy of the
+        actor. A fit's length varies widely (ResNet-56 searches: 40 steps in 0.13 s, then
+        2,600 in 5.9 s), so the bound is the whole: 3,000 at their pace, 6.9 s.
         :class:`~.time_limit.StopAtWallTime` adds it to the next round's usual time (a round
         with a fit is not usual): the first fit (1.4 s on a 16-wide actor, rounds of 0.1 s)
         had taken a tiny search past ``--time-limit``."""
         if self._scheduled <= self.fits:
             return 0.0
-        timed = [h["seconds"] / h["steps"] for h in self.history if h["steps"]]
-        if timed:
-            return max(timed) * self.steps
+        steps = sum(h["steps"] for h in self.history)
+        if steps:
+            return sum(h["seconds"] for h in self.history if h["steps"]) / steps * self.steps
         if self._step_seconds is None:
             actor = copy.deepcopy(self.model.actor)
             x = torch.as_tensor(self.observations(self.best[1]), dtype=torch.float32)
             y = torch.zeros(len(x), 1)
             opt = torch.optim.Adam(actor.parameters(), lr=self.lr, fused=True)
-            n, t = 20, 0.0
+            times = []
             with torch.enable_grad():
-                for i in range(n + 2):  # the first two: one-off set-up, not timed
-                    t = time.perf_counter() if i == 2 else t
+                for i in range(22):  # the first two: one-off set-up, not timed
+                    t = time.perf_counter()
                     loss = torch.nn.functional.mse_loss(actor(x), y)
                     loss.item()
                     _step(opt, loss)
-            self._step_seconds = (time.perf_counter() - t) / n
+                    if i >= 2:
+                        times.append(time.perf_counter() - t)
+            self._step_seconds = float(np.median(times))
         return self._step_seconds * self.steps
 
     def made_seconds(self) -> float:

@@ -297,9 +297,9 @@ def test_time_limit_finalists_keeps_the_whole_search_within_the_limit(synth8, re
                                                                       monkeypatch):
     """Fine-tunes made slow (1 s each): with --time-limit-finalists the blocks finalists'
     fine-tunes, the episodes, the rescoring and the finalists' fine-tunes all end within
-    --time-limit (the episodes stop earlier); without it (must fail) the fine-tunes come on
-    top of episodes that fill the limit. Episodes made slow too (0.4 s): the room the timer
-    leaves past its reserve is about a round, and in rounds of 0.1 s what runs between the
+    --time-limit (the episodes stop earlier); without it the limit counts neither fine-tune
+    (they come on top). Episodes made slow too (0.4 s): the room the timer leaves past its
+    reserve is about a round, and in rounds of 0.1 s what runs between the
     episodes and the fine-tunes (closing the envs, the last checkpoint) took it all on a
     loaded CI run, leaving the finalist out."""
     import time
@@ -336,7 +336,12 @@ def test_time_limit_finalists_keeps_the_whole_search_within_the_limit(synth8, re
     fin = json.loads((tmp_path / "in" / "finalists.json").read_text())
     new = sum(not r["reused"] for r in fin["rows"])
     assert new >= 1 and s["time_limit_reserved_seconds"] >= new * 1.0
+    # without it: no room kept, and the limit counts neither fine-tune, so the whole ends
+    # past the limit by them when the episodes fill it (how far they fill it depends on the
+    # warm start's bound for its next fit: 3,000 steps at a pace a loaded CI machine timed
+    # slow stopped them after the warm-up, 7.2 s in all)
     s = run_search(_search(synth8, resnet20_4, tmp_path / "on_top", **kw))
-    assert s["stopped_by_time_limit"] and search_wall_seconds(tmp_path / "on_top") > limit + 1.0
-    assert s["session_seconds"] > limit + 1.0 >= s["time_limit_counted_seconds"] + 1.0
-    assert s["time_limit_reserved_seconds"] == 0.0  # no rescoring, fine-tunes on top
+    fine = s["finalist_seconds"] + s["blocks_finalist_seconds"]
+    assert s["stopped_by_time_limit"] and s["time_limit_reserved_seconds"] == 0.0
+    assert s["time_limit_counted_seconds"] <= limit + 0.5 and fine >= 3.0
+    assert s["session_seconds"] >= s["time_limit_counted_seconds"] + fine

@@ -286,8 +286,8 @@ def test_a_fit_never_leaves_the_actor_worse_than_it_found_it():
 
 def test_a_deferred_fit_is_announced_to_the_time_limit_until_it_is_made():
     """A fit deferred to the next round of episodes is pending until it runs: all its
-    ``steps``, timed before any fit on a copy of the actor, after one at that fit's time per
-    step; nothing is pending before it is asked for or once it is made."""
+    ``steps``, timed before any fit on a copy of the actor, after fits at their seconds over
+    their steps; nothing is pending before it is asked for or once it is made."""
     from types import SimpleNamespace
 
     import torch
@@ -330,6 +330,11 @@ def test_a_deferred_fit_is_announced_to_the_time_limit_until_it_is_made():
     h = ws.history[0]
     assert h["steps"] > 0 and ws.pending_seconds() == pytest.approx(
         h["seconds"] / h["steps"] * 400)
+    # a short fit whose one step was slow (fixed costs, preempted) does not set the pace of
+    # all 400: the fits' seconds over their steps (the slowest fit's pace would be 400 s)
+    ws.history.append({"episodes": 2, "steps": 1, "mse": 0.0, "seconds": 1.0, "solved": False})
+    assert ws.pending_seconds() == pytest.approx(
+        (h["seconds"] + 1.0) / (h["steps"] + 1) * 400)
 
 
 def test_the_csv_of_amc_sensitivity_is_a_sweep_a_search_reads(tmp_path):
