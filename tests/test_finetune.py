@@ -439,6 +439,33 @@ def test_the_eta_is_never_negative(tmp_path: Path) -> None:
     log.close()
 
 
+def test_each_iterative_round_records_its_pruned_val(ckpt: str, tmp_path: Path) -> None:
+    """Every round of an iterative fine-tune records val top-1 right after its pruning,
+    before its training (only the val after its training was recorded, so what each step's
+    pruning cost did not show): the value a hook measures on the model then, not the
+    round's val after training nor the previous round's."""
+    from amc.models.evaluate import evaluate
+
+    data = ft.subset(load_dataset("digits"), cfg(ckpt, tmp_path / "x"))
+    seen: dict[int, float] = {}
+
+    def after_begin(model, stage):
+        if stage["check"]:
+            seen[stage["round"]] = evaluate(model, *data.tensors("val")).top1
+
+    c = cfg(ckpt, tmp_path / "it", schedule="iterative", target="flops:0.3", rounds=3,
+            round_epochs=0.5, epochs=2, kd_weight=0.0, max_drop=-1.0)  # no rollbacks
+    s = run_finetune(c, hooks={"after_begin": after_begin})
+    rounds = s["rounds"]
+    assert [r["round"] for r in rounds] == sorted(seen) and len(rounds) == 3
+    for r in rounds:
+        assert r["pruned_val_top1"] == pytest.approx(seen[r["round"]], abs=1e-9)
+    # a round's pruning costs val below where the previous round ended, and its training
+    # moves it (neither the previous round's val nor its own val after training)
+    assert any(r["pruned_val_top1"] < r["prev_val_top1"] for r in rounds), rounds
+    assert any(r["pruned_val_top1"] != r["val_top1"] for r in rounds), rounds
+
+
 def test_a_oneshot_fine_tune_reports_the_network_it_starts_from(ckpt: str, tmp_path: Path,
                                                                 capsys: pytest.CaptureFixture
                                                                 ) -> None:

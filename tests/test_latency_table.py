@@ -82,18 +82,30 @@ def test_table_follows_batch(pm, isolated_cache):
 
 
 def test_ort_backend_predicts_measured_latency(pm, isolated_cache):
-    spec = LatencySpec("ort", batch=32, threads=1, runs=5, calib=0)
-    table = spec.table(pm)
-    bn = [i for i, L in enumerate(pm.layers)
-          if isinstance(pm.model.get_submodule(L.name), torch.nn.BatchNorm2d)]
-    assert bn and all(table.points[i] == [0.0] * len(FRACTIONS) for i in bn)  # folded
+    """The ONNX Runtime table (BatchNorm folded: no time of its own) predicts the dense and
+    a pruned network within 3x of their whole-model timings. A table timed while the other
+    xdist worker started Ray's processes was several-fold off (4.18 ms predicted for a
+    0.71 ms network; 0.89 when quiet), so up to three tables are timed, each anew (5, 6 and
+    7 runs: another cache entry), and one must be within 3x; a wrong table fails all."""
     n = len(pm.units)
     half = [0.5] * n
-    assert table.predict(half) < table.predict([0.0] * n)
-    measured = time_models({"dense": pm.model, "half": pm.prune(half)}, pm.input_size, spec)
-    for name, r in (("dense", [0.0] * n), ("half", half)):
-        ratio = table.predict(r) / measured[name]
-        assert 1 / 3 < ratio < 3, (name, table.predict(r), measured[name])
+    off = []
+    for runs in (5, 6, 7):
+        spec = LatencySpec("ort", batch=32, threads=1, runs=runs, calib=0)
+        table = spec.table(pm)
+        assert table.cached_from is None  # timed here, not read back
+        bn = [i for i, L in enumerate(pm.layers)
+              if isinstance(pm.model.get_submodule(L.name), torch.nn.BatchNorm2d)]
+        assert bn and all(table.points[i] == [0.0] * len(FRACTIONS) for i in bn)  # folded
+        assert table.predict(half) < table.predict([0.0] * n)
+        measured = time_models({"dense": pm.model, "half": pm.prune(half)}, pm.input_size,
+                               spec)
+        off = [(name, table.predict(r), measured[name])
+               for name, r in (("dense", [0.0] * n), ("half", half))
+               if not 1 / 3 < table.predict(r) / measured[name] < 3]
+        if not off:
+            break
+    assert not off, off
 
 
 def test_latency_budget_uses_given_spec(pm, isolated_cache):

@@ -281,6 +281,8 @@ class Runner:
             model = self.begin(model, stage)
             if stage["name"] == "oneshot" and "pruned_val" not in self.st:
                 self.st["pruned_val"] = self.val(model)  # what the fine-tune starts from
+            if stage["check"]:  # a round: what its pruning cost, before its training
+                self.st["round_pruned_val"] = self.val(model)
             self.st["step"], self.st["optimizer"] = start, None
             if "after_begin" in self.hooks:
                 self.hooks["after_begin"](model, dict(stage, index=k))
@@ -305,6 +307,7 @@ class Runner:
             self.st["rounds"].append({"stage": k, "round": stage["round"],
                                       "level": stage["level"], "val_top1": val,
                                       "prev_val_top1": self.st["prev_val"],
+                                      "pruned_val_top1": self.st.get("round_pruned_val"),
                                       "rollbacks_so_far": tries, "accepted_despite_drop": bad})
             self.st["prev_level"] = stage["level"]
         self.st["prev_val"] = val
@@ -319,6 +322,7 @@ class Runner:
         new = prev + (lv - prev) / 2
         self.st["rollbacks"].append({"stage": k, "round": stage["round"], "level": lv,
                                      "val_top1": val, "prev_val_top1": self.st["prev_val"],
+                                     "pruned_val_top1": self.st.get("round_pruned_val"),
                                      "drop": drop, "retry_level": new,
                                      "attempt": tries + 1})
         if self.session.main and not os.environ.get("AMC_QUIET"):
