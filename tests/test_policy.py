@@ -104,6 +104,31 @@ def test_apply_policy_reproduces_pruned_model(digits_ckpt, digits_pm, tmp_path, 
         assert macs <= 0.5 * pm.dense_macs
 
 
+def test_a_policy_edited_in_kept_but_not_in_ratio_is_refused(digits_ckpt, digits_pm):
+    """``kept`` is written beside each ratio for the reader, and the ratio is what is
+    applied: a file whose ``kept`` was edited (or whose ratio was, leaving ``kept``) is
+    refused in one line naming the unit, both counts and the fix, rather than silently
+    applied by its ratio; without ``kept`` the ratio applies as it is."""
+    pm = digits_pm
+    pol = make_policy(pm, [0.25] * len(pm.units), "digits_cnn", BUDGET, "uniform")
+    model = create_model("digits_cnn", checkpoint=digits_ckpt)
+    apply_policy(model, pol, "digits_cnn")  # as written: consistent
+    u = pol.units[1]
+    edited = copy.deepcopy(pol)
+    edited.units[1]["kept"] = u["kept"] - 2  # the count edited, the ratio left
+    with pytest.raises(AmcError, match=(
+            rf"unit {u['name']!r} says kept {u['kept'] - 2} of {u['channels']} channels, but "
+            rf"its ratio 0.25 keeps {u['kept']} .*fix the ratio, or delete 'kept'")):
+        apply_policy(model, edited, "digits_cnn")
+    edited = copy.deepcopy(pol)
+    edited.units[1]["ratio"] = 0.5  # the ratio edited, the count left
+    with pytest.raises(AmcError, match=rf"says kept {u['kept']} of"):
+        apply_policy(model, edited, "digits_cnn")
+    del edited.units[1]["kept"]  # the fix: the ratio applies
+    got = apply_policy(model, edited, "digits_cnn")
+    assert got.get_submodule(u["name"]).out_channels == pm.kept(1, 0.5) < u["kept"]
+
+
 def test_apply_policy_resnet20_internal(tmp_path):
     torch.manual_seed(0)
     dense = create_model("resnet20")

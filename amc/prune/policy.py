@@ -216,6 +216,15 @@ def check_policy(policy: Policy, pm: PrunableModel, model_name: str | None = Non
     if wrong:
         raise AmcError(f"the policy drops unit {wrong[0]!r}, which is not the inner width of a "
                        "droppable basic block; pass a policy made for this model")
+    # ``kept`` is written beside each ratio for the reader; the ratio is what is applied, so
+    # a file edited in one and not the other is refused rather than half-followed
+    said = {u["name"]: u.get("kept") for u in policy.units}
+    for i, (u, r) in enumerate(zip(pm.units, ratios)):
+        k = said.get(u.name)
+        if isinstance(k, int) and not isinstance(k, bool) and k != pm.kept(i, r):
+            raise AmcError(f"the policy's unit {u.name!r} says kept {k} of {u.n} channels, but "
+                           f"its ratio {r:g} keeps {pm.kept(i, r)} (the ratio is what is "
+                           "applied); fix the ratio, or delete 'kept' to apply it as it is")
 
 
 def prunable_for(policy: Policy, model: nn.Module,
