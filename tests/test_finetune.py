@@ -439,7 +439,8 @@ def test_the_eta_is_never_negative(tmp_path: Path) -> None:
     log.close()
 
 
-def test_each_iterative_round_records_its_pruned_val(ckpt: str, tmp_path: Path) -> None:
+def test_each_iterative_round_records_its_pruned_val(ckpt: str, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture) -> None:
     """Every round of an iterative fine-tune records val top-1 right after its pruning,
     before its training (only the val after its training was recorded, so what each step's
     pruning cost did not show): the value a hook measures on the model then, not the
@@ -464,6 +465,16 @@ def test_each_iterative_round_records_its_pruned_val(ckpt: str, tmp_path: Path) 
     # moves it (neither the previous round's val nor its own val after training)
     assert any(r["pruned_val_top1"] < r["prev_val_top1"] for r in rounds), rounds
     assert any(r["pruned_val_top1"] != r["val_top1"] for r in rounds), rounds
+    # and on the command's last lines, round by round
+    capsys.readouterr()
+    assert main(["finetune", "--checkpoint", ckpt, "--schedule", "iterative", "--target",
+                 "flops:0.3", "--rounds", "2", "--round-epochs", "0.4", "--epochs", "1",
+                 "--max-drop", "-1", "--train-limit", "320", "--batch-size", "64",
+                 "--no-test-every-epoch", "--out", str(tmp_path / "cli")]) == 0
+    got = json.loads((tmp_path / "cli" / "summary.json").read_text())["rounds"]
+    assert ("rounds, val top-1 after pruning -> after training: " + ", ".join(
+        f"{r['round']} {r['pruned_val_top1']:.2f} -> {r['val_top1']:.2f}%" for r in got)
+        in capsys.readouterr().out) and len(got) == 2
 
 
 def test_a_oneshot_fine_tune_reports_the_network_it_starts_from(ckpt: str, tmp_path: Path,

@@ -59,5 +59,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
           f"of {'dense' if start >= 1 else 'the start'}  weight sparsity "
           f"{f['weight_sparsity']:.3f}  "
           f"({len(s['rollbacks'])} rollbacks)")
+    rounds = [r for r in s.get("rounds", []) if r.get("pruned_val_top1") is not None]
+    if rounds:  # what each round's pruning cost and its training won back
+        print("rounds, val top-1 after pruning -> after training: " + ", ".join(
+            f"{r['round']} {r['pruned_val_top1']:.2f} -> {r['val_top1']:.2f}%" for r in rounds))
     print(f"run directory: {cfg.out} (model.pt, metrics.csv, summary.json, tb/, checkpoints/)")
     return 0
