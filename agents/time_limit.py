@@ -160,7 +160,6 @@ class StopAtWallTime(BaseCallback):
         self.since = since
         self.fits = fits
         self._made = 0.0  # the fits' seconds at the last end of a round
-        self._usual: list[bool] = []  # per round: no fit made in it
         self.reserves = [r for r in reserves if r is not None]
         self.stopped = False
         """Whether the budget ended the training."""
@@ -169,7 +168,7 @@ class StopAtWallTime(BaseCallback):
         self.before = 0.0
         """Seconds from ``since`` to training's start (what went before the episodes)."""
         self._start = self._last = 0.0
-        self._rounds: list[float] = []
+        self._rounds: list[float] = []  # the first round and every later usual one
 
     def _on_training_start(self) -> None:
         self._last = time.perf_counter()
@@ -180,21 +179,21 @@ class StopAtWallTime(BaseCallback):
         if self.seconds is None or not np.any(self.locals.get("dones", False)):
             return True
         now = time.perf_counter()
-        self._rounds.append(now - self._last)
+        usual = True  # no fit of the actor made in this round
+        if self.fits is not None:
+            made, self._made = self._made, self.fits.made_seconds()
+            usual = self._made == made
+        if usual or not self._rounds:
+            self._rounds.append(now - self._last)
         self._last = now
         for info in self.locals.get("infos", []):
             if "episode_result" in info:
                 for r in self.reserves:
                     r.add(info["episode_result"])
         extra = self.reserved = sum(r.seconds() for r in self.reserves)
-        rounds = self._rounds
         if self.fits is not None:
-            made, self._made = self._made, self.fits.made_seconds()
-            self._usual.append(self._made == made)
-            rounds = rounds[:1] + [r for r, u in zip(rounds[1:], self._usual[1:],
-                                                     strict=True) if u]
             extra += self.fits.pending_seconds()
-        if out_of_time(now - self._start, rounds, extra, self.seconds):
+        if out_of_time(now - self._start, self._rounds, extra, self.seconds):
             self.stopped = True
             return False
         return True
